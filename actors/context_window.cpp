@@ -1,0 +1,98 @@
+#include "actors/context_window.hpp"
+
+#include "providers/token_estimator.hpp"
+
+#include <algorithm>
+
+namespace parley {
+
+namespace {
+
+window_entry to_entry(const message_record& m) {
+  return {m.id, m.seq, m.role, m.content, estimate_message_tokens(m.content)};
+}
+
+}  // namespace
+
+std::int64_t message_budget(std::int64_t context_budget,
+                            const std::optional<std::string>& system_prompt) {
+  auto used = system_prompt ? estimate_message_tokens(*system_prompt) : 0;
+  return std::max<std::int64_t>(0, context_budget - used);
+}
+
+void context_window::reset(const std::vector<message_record>& recent, std::int64_t budget,
+                           bool older_exist) {
+  entries_.clear();
+  tokens_ = 0;
+  budget_ = budget;
+  older_exist_ = older_exist;
+  needs_refill_ = false;
+  for (auto& m : recent) {
+    entries_.push_back(to_entry(m));
+    tokens_ += entries_.back().tokens;
+  }
+  trim();
+}
+
+void context_window::append(const message_record& m) {
+  entries_.push_back(to_entry(m));
+  tokens_ += entries_.back().tokens;
+  trim();
+}
+
+bool context_window::edit(const std::string& id, const std::string& content) {
+  auto i = std::find_if(entries_.begin(), entries_.end(), [&](auto& e) { return e.id == id; });
+  if (i == entries_.end())
+    return false;
+  auto tokens = estimate_message_tokens(content);
+  tokens_ += tokens - i->tokens;
+  i->content = content;
+  i->tokens = tokens;
+  trim();
+  mark_refill_if_room();
+  return true;
+}
+
+bool context_window::remove(const std::string& id) {
+  auto i = std::find_if(entries_.begin(), entries_.end(), [&](auto& e) { return e.id == id; });
+  if (i == entries_.end())
+    return false;
+  tokens_ -= i->tokens;
+  entries_.erase(i);
+  mark_refill_if_room();
+  return true;
+}
+
+void context_window::set_budget(std::int64_t budget) {
+  budget_ = budget;
+  trim();
+  mark_refill_if_room();
+}
+
+std::vector<chat_message> context_window::assemble(
+    const std::optional<std::string>& system_prompt) const {
+  std::vector<chat_message> out;
+  out.reserve(entries_.size() + 1);
+  if (system_prompt)
+    out.push_back({"system", *system_prompt});
+  for (auto& e : entries_)
+    out.push_back({e.role, e.content});
+  return out;
+}
+
+void context_window::trim() {
+  while (entries_.size() > 1 && tokens_ > budget_) {
+    tokens_ -= entries_.front().tokens;
+    entries_.pop_front();
+    older_exist_ = true;
+  }
+}
+
+void context_window::mark_refill_if_room() {
+  // A removal can also expose an older message when the window is empty or
+  // held only the newest, over-budget message.
+  if (older_exist_ && (tokens_ < budget_ || entries_.empty()))
+    needs_refill_ = true;
+}
+
+}  // namespace parley

@@ -1,0 +1,811 @@
+#include "actors/conversation_actor.hpp"
+
+#include "actors/context_window.hpp"
+#include "actors/messages.hpp"
+#include "config/uuid.hpp"
+#include "persistence/caf_errors.hpp"
+#include "providers/token_estimator.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <deque>
+#include <limits>
+
+namespace parley {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+// --- state --------------------------------------------------------------------
+
+enum class phase {
+  loading,   ///< reading the conversation from the database
+  creating,  ///< new: waiting for its create request
+  ready,
+  gone,      ///< deleted, missing, or its state can no longer be trusted
+};
+
+/// An operation waiting its turn, with the promise to fail if it never runs.
+struct queued_op {
+  std::function<void()> run;
+  caf::response_promise promise;
+};
+
+/// The generation in progress (one at a time: operations are serialized).
+struct active_generation {
+  std::uint64_t id = 0;
+  std::string text;
+  std::shared_ptr<completion_handle> handle;
+  std::function<void(outcome<completion_result>, std::string)> then;
+};
+
+struct conversation_state {
+  static inline const char* name = "parley.conversation";
+  engine_context* ctx = nullptr;
+  std::string id;
+  phase current = phase::loading;
+  conversation_record meta;
+  context_window window;
+  bool busy = false;  ///< an operation is running (or the actor is loading)
+  std::deque<queued_op> queue;
+  std::optional<active_generation> generation;
+  std::uint64_t generations_started = 0;
+  std::chrono::steady_clock::time_point last_active;
+};
+
+using self_ptr = caf::stateful_actor<conversation_state>*;
+
+// --- pure helpers ---------------------------------------------------------------
+
+failure not_found(const std::string& id) {
+  return {errc::not_found, "conversation " + id + " not found"};
+}
+
+const model_info& model_of(const engine_context& ctx, const std::string& alias) {
+  auto m = ctx.models->find(alias);
+  return m ? *m : ctx.models->default_model();
+}
+
+std::int64_t budget_for(const engine_context& ctx, const conversation_record& meta) {
+  return message_budget(model_of(ctx, meta.model).context_budget(), meta.system_prompt);
+}
+
+/// Reads a conversation and the most recent messages that fit its budget, a
+/// page at a time from the newest. Runs on a reader.
+loaded_conversation load_conversation(store& db, const engine_context& ctx, const std::string& id) {
+  constexpr unsigned page_size = 64;
+  loaded_conversation out;
+  out.row = db.find_conversation(id);
+  if (!out.row)
+    return out;
+  auto budget = budget_for(ctx, *out.row);
+  std::vector<message_record> newest_first;
+  std::int64_t tokens = 0;
+  std::int64_t before = std::numeric_limits<std::int64_t>::max();
+  for (;;) {
+    auto page = db.list_messages(id, 0, before, page_size);
+    for (auto m = page.rbegin(); m != page.rend(); ++m) {
+      auto t = estimate_message_tokens(m->content);
+      if (!newest_first.empty() && tokens + t > budget) {
+        out.older_exist = true;
+        page.clear();
+        break;
+      }
+      tokens += t;
+      newest_first.push_back(std::move(*m));
+    }
+    if (page.size() < page_size)
+      break;
+    before = page.front().seq;
+  }
+  out.recent.assign(std::make_move_iterator(newest_first.rbegin()),
+                    std::make_move_iterator(newest_first.rend()));
+  return out;
+}
+
+/// The idempotency record to commit with an operation, if it claimed a key.
+void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
+               const std::string& user_id, const outcome<exchange_result>& result) {
+  if (!claim)
+    return;
+  auto stored = claim->render(result);
+  writes.push_back(write::put_idempotency{
+      {user_id, claim->key, claim->request_hash, stored.status, stored.body, now_ms()}});
+}
+
+// --- lifecycle ----------------------------------------------------------------
+
+void passivate(self_ptr self) {
+  self->state.ctx->dir->remove(self->state.id, self->address());
+  self->quit();
+}
+
+/// Gives up on the conversation's state (a write failed, so memory and database
+/// may disagree): fails everything queued and passivates; the next request
+/// loads the truth from the database.
+void abandon(self_ptr self, const failure& why) {
+  auto& st = self->state;
+  st.current = phase::gone;
+  for (auto& op : st.queue)
+    op.promise.deliver(make_caf_error(why));
+  st.queue.clear();
+  if (st.generation && st.generation->handle)
+    st.generation->handle->cancel();
+  passivate(self);
+}
+
+void start_next(self_ptr self);
+
+/// Ends the running operation; the next queued one starts from the mailbox so
+/// that deep chains of synchronous operations cannot recurse.
+void finish_op(self_ptr self) {
+  auto& st = self->state;
+  if (st.current == phase::gone) {
+    abandon(self, not_found(st.id));
+    return;
+  }
+  if (st.queue.empty()) {
+    st.busy = false;
+    return;
+  }
+  self->send(self, idle_atom::value, true);  // "run next", see the idle handler
+}
+
+void start_next(self_ptr self) {
+  auto& st = self->state;
+  if (st.queue.empty()) {
+    st.busy = false;
+    return;
+  }
+  auto op = std::move(st.queue.front());
+  st.queue.pop_front();
+  st.busy = true;
+  op.run();
+}
+
+/// Runs `run` now if nothing else is running, else queues it (up to the limit).
+void enqueue(self_ptr self, caf::response_promise promise, std::function<void()> run) {
+  auto& st = self->state;
+  st.last_active = std::chrono::steady_clock::now();
+  if (st.current == phase::gone) {
+    promise.deliver(make_caf_error(not_found(st.id)));
+    return;
+  }
+  if (!st.busy) {
+    st.busy = true;
+    run();
+    return;
+  }
+  if (st.queue.size() >= st.ctx->cfg.limits.conversation_queue) {
+    failure f{errc::queue_full, "conversation " + st.id + " has too many operations waiting"};
+    f.retry_after_s = 1;
+    promise.deliver(make_caf_error(f));
+    return;
+  }
+  st.queue.push_back({std::move(run), std::move(promise)});
+}
+
+/// True (and answers not_found) when `user` may not see this conversation.
+bool foreign(self_ptr self, const std::string& user, caf::response_promise& rp) {
+  if (self->state.meta.user_id == user)
+    return false;
+  rp.deliver(make_caf_error(not_found(self->state.id)));
+  finish_op(self);
+  return true;
+}
+
+// --- database access ------------------------------------------------------------
+
+/// Commits `writes`; on success runs `then`, on failure answers `rp` and abandons.
+void commit(self_ptr self, write_set writes, caf::response_promise rp,
+            std::function<void()> then) {
+  auto timeout = milliseconds(self->state.ctx->cfg.database.timeout_ms);
+  self->request(self->state.ctx->db.writer, timeout, write_atom::value, std::move(writes))
+      .then([=](ok_atom) { then(); },
+            [=](caf::error& e) mutable {
+              auto f = to_failure(e, errc::db_unavailable);
+              rp.deliver(make_caf_error(f));
+              abandon(self, f);
+            });
+}
+
+/// Runs `job` on a reader; on failure answers `rp`, ends the operation.
+template <class T>
+void read(self_ptr self, std::function<T(store&)> job, caf::response_promise rp,
+          std::function<void(T&)> then) {
+  auto timeout = milliseconds(self->state.ctx->cfg.database.timeout_ms);
+  read_job wrapped = [job](store& db) { return caf::make_message(job(db)); };
+  self->request(self->state.ctx->db.readers, timeout, read_atom::value, std::move(wrapped))
+      .then([=](T& value) { then(value); },
+            [=](caf::error& e) mutable {
+              rp.deliver(make_caf_error(to_failure(e, errc::db_unavailable)));
+              finish_op(self);
+            });
+}
+
+/// Reloads the window when older messages might fit again, then runs `then`.
+void ensure_window(self_ptr self, caf::response_promise rp, std::function<void()> then) {
+  auto& st = self->state;
+  if (!st.window.needs_refill()) {
+    then();
+    return;
+  }
+  auto ctx = st.ctx;
+  auto id = st.id;
+  read<loaded_conversation>(
+      self, [ctx, id](store& db) { return load_conversation(db, *ctx, id); }, rp,
+      [=](loaded_conversation& loaded) {
+        auto& st = self->state;
+        st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta), loaded.older_exist);
+        then();
+      });
+}
+
+// --- generation -------------------------------------------------------------------
+
+struct sampling {
+  std::optional<double> temperature;
+  std::optional<std::uint32_t> max_tokens;
+};
+
+/// Asks the model for a reply to `prompt`; `then` gets the outcome and the text.
+void generate(self_ptr self, const model_info& model, std::vector<chat_message> prompt,
+              const sampling& params,
+              std::function<void(outcome<completion_result>, std::string)> then) {
+  auto& st = self->state;
+  auto gen = ++st.generations_started;
+  st.generation = active_generation{gen, {}, nullptr, std::move(then)};
+  completion_request request;
+  request.upstream_model = model.upstream;
+  request.messages = std::move(prompt);
+  request.temperature = params.temperature;
+  request.max_tokens = std::min<std::uint32_t>(params.max_tokens.value_or(model.max_output_tokens),
+                                               model.max_output_tokens);
+  auto me = caf::actor_cast<caf::actor>(self);
+  completion_callbacks callbacks;
+  callbacks.on_delta = [me, gen](std::string text) {
+    caf::anon_send(me, delta_atom::value, gen, std::move(text));
+  };
+  callbacks.on_finish = [me, gen](outcome<completion_result> result) {
+    caf::anon_send(me, generated_atom::value, gen, std::move(result));
+  };
+  st.generation->handle = model.impl->start(std::move(request), std::move(callbacks));
+  self->delayed_send(self, milliseconds(st.ctx->cfg.actors.generation_timeout_ms),
+                     deadline_atom::value, gen);
+}
+
+/// Hands the finished generation `gen` to its continuation, once.
+void complete_generation(self_ptr self, std::uint64_t gen, outcome<completion_result> result) {
+  auto& st = self->state;
+  if (!st.generation || st.generation->id != gen)
+    return;  // a late answer to a generation already given up on
+  auto done = std::move(*st.generation);
+  st.generation.reset();
+  done.then(std::move(result), std::move(done.text));
+}
+
+// --- exchanges: create, send, regenerate ------------------------------------------
+
+/// Everything one exchange will write, decided before the provider is asked.
+struct exchange_plan {
+  bool create = false;
+  std::optional<message_record> user_message;
+  std::optional<std::string> replaces;  ///< regenerate: the assistant message it replaces
+  bool reply = false;
+  std::string model;
+  sampling params;
+  std::optional<idempotency_claim> claim;
+  caf::response_promise rp;
+};
+
+message_record new_message(const conversation_record& meta, std::int64_t seq, std::string role,
+                           std::string content) {
+  message_record m;
+  m.id = make_uuid_v7();
+  m.conversation_id = meta.id;
+  m.seq = seq;
+  m.role = std::move(role);
+  m.content = std::move(content);
+  m.created_at = now_ms();
+  return m;
+}
+
+/// Commits the exchange (with the reply, if any) and answers.
+void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_record> reply,
+                       const completion_usage& usage) {
+  auto& st = self->state;
+  auto meta = st.meta;
+  auto now = now_ms();
+  meta.updated_at = now;
+  if (plan.user_message) {
+    meta.message_count += 1;
+    meta.last_seq = plan.user_message->seq;
+  }
+  if (plan.replaces)
+    meta.message_count -= 1;
+  write_set writes;
+  if (reply) {
+    meta.message_count += 1;
+    meta.last_seq = reply->seq;
+    auto& model = model_of(*st.ctx, plan.model);
+    auto cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
+    meta.usage.prompt_tokens += usage.prompt_tokens;
+    meta.usage.completion_tokens += usage.completion_tokens;
+    meta.usage.cost_usd += cost;
+    writes.push_back(write::add_usage{
+        meta.user_id, format_day(now),
+        usage_row{model.id, 1, usage.prompt_tokens, usage.completion_tokens, cost}});
+  }
+  if (plan.create)
+    writes.insert(writes.begin(), write::insert_conversation{meta});
+  else
+    writes.push_back(write::update_conversation{meta});
+  if (plan.replaces)
+    writes.push_back(write::delete_message{*plan.replaces});
+  if (plan.user_message)
+    writes.push_back(write::insert_message{*plan.user_message});
+  if (reply)
+    writes.push_back(write::insert_message{*reply});
+  exchange_result result;
+  if (plan.create)
+    result.conversation = meta;
+  result.message = plan.user_message;
+  result.reply = reply;
+  add_claim(writes, plan.claim, meta.user_id, result);
+  commit(self, std::move(writes), plan.rp, [=]() mutable {
+    auto& st = self->state;
+    st.meta = meta;
+    st.current = phase::ready;
+    if (plan.replaces)
+      st.window.remove(*plan.replaces);
+    if (plan.user_message)
+      st.window.append(*plan.user_message);
+    if (reply)
+      st.window.append(*reply);
+    plan.rp.deliver(std::move(result));
+    finish_op(self);
+  });
+}
+
+/// The provider failed: keep the user message (and a new conversation), answer the failure.
+void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
+  auto& st = self->state;
+  if (plan.user_message)
+    why.message_id = plan.user_message->id;
+  else
+    for (auto e = st.window.entries().rbegin(); e != st.window.entries().rend(); ++e)
+      if (e->role == "user") {
+        why.message_id = e->id;
+        break;
+      }
+  if (!plan.user_message && !plan.create && !plan.claim) {
+    plan.rp.deliver(make_caf_error(why));
+    finish_op(self);
+    return;
+  }
+  auto meta = st.meta;
+  write_set writes;
+  if (plan.user_message) {
+    meta.updated_at = now_ms();
+    meta.message_count += 1;
+    meta.last_seq = plan.user_message->seq;
+    writes.push_back(plan.create ? write_op{write::insert_conversation{meta}}
+                                 : write_op{write::update_conversation{meta}});
+    writes.push_back(write::insert_message{*plan.user_message});
+  } else if (plan.create) {
+    writes.push_back(write::insert_conversation{meta});
+  }
+  add_claim(writes, plan.claim, meta.user_id, why);
+  commit(self, std::move(writes), plan.rp, [=]() mutable {
+    auto& st = self->state;
+    st.meta = meta;
+    st.current = phase::ready;
+    if (plan.user_message)
+      st.window.append(*plan.user_message);
+    plan.rp.deliver(make_caf_error(why));
+    finish_op(self);
+  });
+}
+
+/// Runs an exchange: builds the prompt, asks the model if a reply is wanted,
+/// commits everything in one write set and answers.
+void run_exchange(self_ptr self, exchange_plan plan) {
+  auto& st = self->state;
+  if (!plan.reply) {
+    finalize_exchange(self, std::move(plan), std::nullopt, {});
+    return;
+  }
+  auto prompt_window = st.window;
+  if (plan.replaces)
+    prompt_window.remove(*plan.replaces);
+  if (plan.user_message)
+    prompt_window.append(*plan.user_message);
+  auto& model = model_of(*st.ctx, plan.model);
+  auto prompt = prompt_window.assemble(st.meta.system_prompt);
+  auto params = plan.params;
+  generate(self, model, std::move(prompt), params,
+           [=](outcome<completion_result> result, std::string text) mutable {
+             if (!result) {
+               fail_exchange(self, std::move(plan), result.error());
+               return;
+             }
+             auto& st = self->state;
+             auto next_seq = (plan.user_message ? plan.user_message->seq : st.meta.last_seq) + 1;
+             auto reply = new_message(st.meta, next_seq, "assistant", std::move(text));
+             reply.model = plan.model;
+             reply.finish_reason = to_string(result->reason);
+             reply.prompt_tokens = result->usage.prompt_tokens;
+             reply.completion_tokens = result->usage.completion_tokens;
+             finalize_exchange(self, std::move(plan), std::move(reply), result->usage);
+           });
+}
+
+void op_create(self_ptr self, new_conversation request, std::optional<idempotency_claim> claim,
+               caf::response_promise rp) {
+  auto& st = self->state;
+  auto now = now_ms();
+  st.meta.id = st.id;
+  st.meta.user_id = request.user_id;
+  st.meta.title = request.title;
+  st.meta.model = request.model;
+  st.meta.system_prompt = request.system_prompt;
+  st.meta.metadata_json = request.metadata_json;
+  st.meta.created_at = now;
+  st.meta.updated_at = now;
+  st.window.reset({}, budget_for(*st.ctx, st.meta), false);
+  exchange_plan plan;
+  plan.create = true;
+  plan.model = st.meta.model;
+  plan.claim = std::move(claim);
+  plan.rp = rp;
+  if (request.first_message) {
+    auto& m = *request.first_message;
+    plan.user_message = new_message(st.meta, 1, m.role, m.content);
+    plan.reply = m.reply;
+    if (m.model)
+      plan.model = *m.model;
+    plan.params = {m.temperature, m.max_tokens};
+  }
+  run_exchange(self, std::move(plan));
+}
+
+void op_send(self_ptr self, std::string user, send_params p,
+             std::optional<idempotency_claim> claim, caf::response_promise rp) {
+  if (foreign(self, user, rp))
+    return;
+  ensure_window(self, rp, [=]() mutable {
+    auto& st = self->state;
+    exchange_plan plan;
+    plan.user_message = new_message(st.meta, st.meta.last_seq + 1, p.role, p.content);
+    plan.reply = p.reply;
+    plan.model = p.model.value_or(st.meta.model);
+    plan.params = {p.temperature, p.max_tokens};
+    plan.claim = std::move(claim);
+    plan.rp = rp;
+    run_exchange(self, std::move(plan));
+  });
+}
+
+void op_regenerate(self_ptr self, std::string user, regenerate_params p,
+                   std::optional<idempotency_claim> claim, caf::response_promise rp) {
+  if (foreign(self, user, rp))
+    return;
+  ensure_window(self, rp, [=]() mutable {
+    auto& st = self->state;
+    auto& entries = st.window.entries();
+    if (entries.empty()) {
+      rp.deliver(make_caf_error(
+          failure{errc::conflict, "conversation " + st.id + " has no messages to reply to"}));
+      finish_op(self);
+      return;
+    }
+    exchange_plan plan;
+    if (entries.back().role == "assistant")
+      plan.replaces = entries.back().id;
+    plan.reply = true;
+    plan.model = p.model.value_or(st.meta.model);
+    plan.claim = std::move(claim);
+    plan.rp = rp;
+    run_exchange(self, std::move(plan));
+  });
+}
+
+// --- the other operations ----------------------------------------------------------
+
+void op_update(self_ptr self, std::string user, conversation_patch patch,
+               caf::response_promise rp) {
+  if (foreign(self, user, rp))
+    return;
+  auto meta = self->state.meta;
+  if (patch.title)
+    meta.title = *patch.title;
+  if (patch.model)
+    meta.model = *patch.model;
+  if (patch.system_prompt)
+    meta.system_prompt = *patch.system_prompt;
+  if (patch.metadata_json)
+    meta.metadata_json = *patch.metadata_json;
+  meta.updated_at = now_ms();
+  commit(self, {write::update_conversation{meta}}, rp, [=]() mutable {
+    auto& st = self->state;
+    st.meta = meta;
+    st.window.set_budget(budget_for(*st.ctx, meta));
+    rp.deliver(meta);
+    finish_op(self);
+  });
+}
+
+void op_delete(self_ptr self, std::string user, caf::response_promise rp) {
+  if (foreign(self, user, rp))
+    return;
+  commit(self, {write::delete_conversation{self->state.id}}, rp, [=]() mutable {
+    self->state.current = phase::gone;
+    rp.deliver(done{});
+    finish_op(self);  // answers whatever is queued with not_found and passivates
+  });
+}
+
+/// Looks up `message_id` in this conversation, then runs `then` with it.
+void with_message(self_ptr self, const std::string& message_id, caf::response_promise rp,
+                  std::function<void(message_record&)> then) {
+  auto id = self->state.id;
+  read<std::optional<message_record>>(
+      self, [id, message_id](store& db) { return db.find_message(id, message_id); }, rp,
+      [=](std::optional<message_record>& found) mutable {
+        if (!found) {
+          rp.deliver(make_caf_error(failure{errc::not_found, "message " + message_id +
+                                                                 " not found"}));
+          finish_op(self);
+          return;
+        }
+        then(*found);
+      });
+}
+
+void op_edit(self_ptr self, std::string user, std::string message_id, std::string content,
+             caf::response_promise rp) {
+  if (foreign(self, user, rp))
+    return;
+  with_message(self, message_id, rp, [=](message_record& found) mutable {
+    auto edited = found;
+    edited.content = content;
+    edited.edited_at = now_ms();
+    auto meta = self->state.meta;
+    meta.updated_at = *edited.edited_at;
+    write_set writes{write::update_message{edited.id, edited.content, *edited.edited_at},
+                     write::update_conversation{meta}};
+    commit(self, std::move(writes), rp, [=]() mutable {
+      auto& st = self->state;
+      st.meta = meta;
+      st.window.edit(edited.id, edited.content);
+      rp.deliver(edited);
+      finish_op(self);
+    });
+  });
+}
+
+void op_remove(self_ptr self, std::string user, std::string message_id,
+               caf::response_promise rp) {
+  if (foreign(self, user, rp))
+    return;
+  with_message(self, message_id, rp, [=](message_record& found) mutable {
+    auto meta = self->state.meta;
+    meta.updated_at = now_ms();
+    meta.message_count -= 1;
+    write_set writes{write::delete_message{found.id}, write::update_conversation{meta}};
+    auto removed = found.id;
+    commit(self, std::move(writes), rp, [=]() mutable {
+      auto& st = self->state;
+      st.meta = meta;
+      st.window.remove(removed);
+      rp.deliver(done{});
+      finish_op(self);
+    });
+  });
+}
+
+void op_history(self_ptr self, std::string user, history_query q, caf::response_promise rp) {
+  if (foreign(self, user, rp))
+    return;
+  auto id = self->state.id;
+  read<message_page>(
+      self,
+      [id, q](store& db) {
+        message_page page;
+        page.data = db.list_messages(id, q.after, q.before, q.limit + 1);
+        if (page.data.size() > q.limit) {
+          page.has_more = true;
+          // Ascending either way: `before` pages drop the oldest, `after` pages the newest.
+          if (q.before)
+            page.data.erase(page.data.begin());
+          else
+            page.data.pop_back();
+        }
+        return page;
+      },
+      rp,
+      [=](message_page& page) mutable {
+        rp.deliver(std::move(page));
+        finish_op(self);
+      });
+}
+
+// --- behavior ------------------------------------------------------------------------
+
+void schedule_idle_check(self_ptr self, std::chrono::steady_clock::duration after) {
+  self->delayed_send(self, after, idle_atom::value, false);
+}
+
+caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, bool fresh) {
+  auto& st = self->state;
+  st.ctx = ctx;
+  st.id = id;
+  st.last_active = std::chrono::steady_clock::now();
+  st.busy = true;
+  st.current = fresh ? phase::creating : phase::loading;
+  schedule_idle_check(self, std::chrono::seconds(ctx->cfg.actors.idle_timeout_s));
+  // A bug must not take the process down: log it, drop this actor's state
+  // (the next request reloads it), and let waiting requesters see an error.
+  self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
+    try {
+      std::rethrow_exception(eptr);
+    } catch (const std::exception& e) {
+      spdlog::error("conversation {}: {}", self->state.id, e.what());
+    } catch (...) {
+      spdlog::error("conversation {}: unknown exception", self->state.id);
+    }
+    self->state.ctx->dir->remove(self->state.id, self->address());
+    return caf::exit_reason::unhandled_exception;
+  });
+  if (!fresh) {
+    auto timeout = milliseconds(ctx->cfg.database.timeout_ms);
+    read_job job = [ctx, id](store& db) { return caf::make_message(load_conversation(db, *ctx, id)); };
+    self->request(ctx->db.readers, timeout, read_atom::value, std::move(job))
+        .then(
+            [=](loaded_conversation& loaded) {
+              auto& st = self->state;
+              if (!loaded.row) {
+                abandon(self, not_found(st.id));
+                return;
+              }
+              st.meta = std::move(*loaded.row);
+              st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta), loaded.older_exist);
+              st.current = phase::ready;
+              start_next(self);
+            },
+            [=](caf::error& e) { abandon(self, to_failure(e, errc::db_unavailable)); });
+  }
+  // Every request handler queues its operation behind the ones before it.
+  auto queued = [self](auto op) {
+    return [self, op](auto&&... args) -> caf::response_promise {
+      auto rp = self->make_response_promise();
+      enqueue(self, rp, [=]() mutable { op(self, args..., rp); });
+      return rp;
+    };
+  };
+  return {
+      // --- requests ---
+      [=](create_atom, new_conversation& request, std::optional<idempotency_claim>& claim) {
+        auto rp = self->make_response_promise();
+        if (self->state.current != phase::creating) {
+          rp.deliver(make_caf_error(failure{errc::conflict, "conversation already exists"}));
+          return rp;
+        }
+        op_create(self, std::move(request), std::move(claim), rp);
+        return rp;
+      },
+      [=](get_atom, const std::string& user) -> caf::result<conversation_record> {
+        auto& st = self->state;
+        if (st.current != phase::ready) {
+          auto rp = self->make_response_promise();
+          enqueue(self, rp, [=]() mutable {
+            if (!foreign(self, user, rp)) {
+              rp.deliver(self->state.meta);
+              finish_op(self);
+            }
+          });
+          return rp;
+        }
+        st.last_active = std::chrono::steady_clock::now();
+        if (st.meta.user_id != user)
+          return make_caf_error(not_found(st.id));
+        return st.meta;  // only committed state is ever in meta
+      },
+      [=](update_atom, const std::string& user, const conversation_patch& patch) {
+        return queued([](self_ptr s, std::string u, conversation_patch p,
+                         caf::response_promise rp) { op_update(s, u, p, rp); })(user, patch);
+      },
+      [=](delete_atom, const std::string& user) {
+        return queued([](self_ptr s, std::string u, caf::response_promise rp) {
+          op_delete(s, u, rp);
+        })(user);
+      },
+      [=](history_atom, const std::string& user, const history_query& q) {
+        return queued([](self_ptr s, std::string u, history_query q, caf::response_promise rp) {
+          op_history(s, u, q, rp);
+        })(user, q);
+      },
+      [=](send_atom, const std::string& user, const send_params& p,
+          const std::optional<idempotency_claim>& claim) {
+        return queued([](self_ptr s, std::string u, send_params p,
+                         std::optional<idempotency_claim> c,
+                         caf::response_promise rp) { op_send(s, u, p, c, rp); })(user, p, claim);
+      },
+      [=](edit_atom, const std::string& user, const std::string& message_id,
+          const std::string& content) {
+        return queued([](self_ptr s, std::string u, std::string m, std::string c,
+                         caf::response_promise rp) { op_edit(s, u, m, c, rp); })(
+            user, message_id, content);
+      },
+      [=](remove_atom, const std::string& user, const std::string& message_id) {
+        return queued([](self_ptr s, std::string u, std::string m, caf::response_promise rp) {
+          op_remove(s, u, m, rp);
+        })(user, message_id);
+      },
+      [=](regen_atom, const std::string& user, const regenerate_params& p,
+          const std::optional<idempotency_claim>& claim) {
+        return queued([](self_ptr s, std::string u, regenerate_params p,
+                         std::optional<idempotency_claim> c,
+                         caf::response_promise rp) { op_regenerate(s, u, p, c, rp); })(user, p,
+                                                                                       claim);
+      },
+      // --- the provider's answers ---
+      [=](delta_atom, std::uint64_t gen, std::string& text) {
+        auto& st = self->state;
+        if (st.generation && st.generation->id == gen)
+          st.generation->text += text;
+      },
+      [=](generated_atom, std::uint64_t gen, outcome<completion_result>& result) {
+        complete_generation(self, gen, std::move(result));
+      },
+      [=](deadline_atom, std::uint64_t gen) {
+        auto& st = self->state;
+        if (!st.generation || st.generation->id != gen)
+          return;
+        if (st.generation->handle)
+          st.generation->handle->cancel();
+        complete_generation(self, gen,
+                            failure{errc::provider_timeout, "the model did not answer in time"});
+      },
+      // --- housekeeping ---
+      [=](idle_atom, bool run_next) {
+        if (run_next) {
+          start_next(self);
+          return;
+        }
+        auto& st = self->state;
+        auto idle_for = std::chrono::seconds(st.ctx->cfg.actors.idle_timeout_s);
+        auto quiet = std::chrono::steady_clock::now() - st.last_active;
+        if (!st.busy && st.queue.empty() && quiet >= idle_for)
+          passivate(self);
+        else
+          schedule_idle_check(self, quiet >= idle_for ? idle_for : idle_for - quiet);
+      },
+      [=](passivate_atom) {
+        auto& st = self->state;
+        if (!st.busy && st.queue.empty())
+          passivate(self);
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_loading_conversation(caf::actor_system& sys, engine_context* ctx,
+                                      const std::string& id) {
+  return sys.spawn(conversation, ctx, id, false);
+}
+
+caf::actor spawn_new_conversation(caf::actor_system& sys, engine_context* ctx,
+                                  const std::string& id) {
+  return sys.spawn(conversation, ctx, id, true);
+}
+
+}  // namespace parley

@@ -1,0 +1,45 @@
+#pragma once
+
+#include "actors/directory.hpp"
+#include "config/settings.hpp"
+#include "persistence/persistence_actors.hpp"
+#include "providers/model_registry.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <memory>
+#include <string>
+
+namespace parley {
+
+/// What every conversation actor shares. Owned by the engine, which outlives
+/// all actors; read-only after start except `dir`, which is thread-safe.
+struct engine_context {
+  settings cfg;
+  std::shared_ptr<const model_registry> models;
+  persistence_actors db;
+  std::unique_ptr<directory> dir;
+};
+
+/// The actor of an existing conversation: it loads itself from the database
+/// and answers not_found (then quits) if there is no such conversation.
+///
+/// Protocol (every request carries the caller's user id first):
+///   (get_atom, user) -> conversation_record
+///   (update_atom, user, conversation_patch) -> conversation_record
+///   (delete_atom, user) -> done
+///   (history_atom, user, history_query) -> message_page
+///   (send_atom, user, send_params, optional<idempotency_claim>) -> exchange_result
+///   (edit_atom, user, message_id, content) -> message_record
+///   (remove_atom, user, message_id) -> done
+///   (regen_atom, user, regenerate_params, optional<idempotency_claim>) -> exchange_result
+/// Operations that change the conversation run one at a time in arrival order.
+caf::actor spawn_loading_conversation(caf::actor_system& sys, engine_context* ctx,
+                                      const std::string& id);
+
+/// The actor of a conversation that does not exist yet. Its first request must
+/// be (create_atom, new_conversation, optional<idempotency_claim>) -> exchange_result.
+caf::actor spawn_new_conversation(caf::actor_system& sys, engine_context* ctx,
+                                  const std::string& id);
+
+}  // namespace parley

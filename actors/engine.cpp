@@ -1,0 +1,233 @@
+#include "actors/engine.hpp"
+
+#include "actors/conversation_actor.hpp"
+#include "actors/messages.hpp"
+#include "config/uuid.hpp"
+#include "persistence/caf_errors.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include <chrono>
+
+namespace parley {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+/// How often a request is re-sent when its conversation actor passivated
+/// between lookup and delivery (it quits without touching the request).
+constexpr int max_redeliveries = 3;
+
+class actor_engine final : public engine {
+ public:
+  actor_engine(const settings& cfg, std::shared_ptr<const model_registry> models)
+      : system_(configure(system_cfg_, cfg)) {
+    ctx_.cfg = cfg;
+    ctx_.models = std::move(models);
+    ctx_.db = spawn_persistence(system_, cfg.database, make_store_factory(cfg.database.url));
+    ctx_.dir = std::make_unique<directory>(cfg.actors.max_live, [this](const std::string& id) {
+      return spawn_loading_conversation(system_, &ctx_, id);
+    });
+  }
+
+  ~actor_engine() override { shutdown(); }
+
+  // engine overrides
+
+  const model_registry& models() const override { return *ctx_.models; }
+
+  void create_conversation(new_conversation request, std::optional<idempotency_claim> claim,
+                           reply_fn<exchange_result> reply) override {
+    auto id = make_uuid_v7();
+    auto actor = spawn_new_conversation(system_, &ctx_, id);
+    ctx_.dir->insert_new(id, actor);
+    ask<exchange_result>([actor] { return actor; }, operation_timeout(), errc::overloaded,
+                         std::move(reply), create_atom::value, std::move(request),
+                         std::move(claim));
+  }
+
+  void get_conversation(std::string user_id, std::string id,
+                        reply_fn<conversation_record> reply) override {
+    ask_conversation<conversation_record>(id, std::move(reply), get_atom::value,
+                                          std::move(user_id));
+  }
+
+  void list_conversations(std::string user_id, unsigned limit,
+                          std::optional<conversation_cursor> after,
+                          reply_fn<conversation_page> reply) override {
+    read<conversation_page>(
+        [user_id, limit, after](store& db) { return db.list_conversations(user_id, limit, after); },
+        std::move(reply));
+  }
+
+  void update_conversation(std::string user_id, std::string id, conversation_patch patch,
+                           reply_fn<conversation_record> reply) override {
+    ask_conversation<conversation_record>(id, std::move(reply), update_atom::value,
+                                          std::move(user_id), std::move(patch));
+  }
+
+  void delete_conversation(std::string user_id, std::string id, reply_fn<done> reply) override {
+    ask_conversation<done>(id, std::move(reply), delete_atom::value, std::move(user_id));
+  }
+
+  void list_messages(std::string user_id, std::string id, history_query query,
+                     reply_fn<message_page> reply) override {
+    ask_conversation<message_page>(id, std::move(reply), history_atom::value,
+                                   std::move(user_id), query);
+  }
+
+  void send_message(std::string user_id, std::string id, send_params params,
+                    std::optional<idempotency_claim> claim,
+                    reply_fn<exchange_result> reply) override {
+    ask_conversation<exchange_result>(id, std::move(reply), send_atom::value, std::move(user_id),
+                                      std::move(params), std::move(claim));
+  }
+
+  void edit_message(std::string user_id, std::string id, std::string message_id,
+                    std::string content, reply_fn<message_record> reply) override {
+    ask_conversation<message_record>(id, std::move(reply), edit_atom::value, std::move(user_id),
+                                     std::move(message_id), std::move(content));
+  }
+
+  void delete_message(std::string user_id, std::string id, std::string message_id,
+                      reply_fn<done> reply) override {
+    ask_conversation<done>(id, std::move(reply), remove_atom::value, std::move(user_id),
+                           std::move(message_id));
+  }
+
+  void regenerate(std::string user_id, std::string id, regenerate_params params,
+                  std::optional<idempotency_claim> claim,
+                  reply_fn<exchange_result> reply) override {
+    ask_conversation<exchange_result>(id, std::move(reply), regen_atom::value,
+                                      std::move(user_id), std::move(params), std::move(claim));
+  }
+
+  void find_idempotency(std::string user_id, std::string key,
+                        reply_fn<std::optional<idempotency_record>> reply) override {
+    read<std::optional<idempotency_record>>(
+        [user_id, key](store& db) { return db.find_idempotency(user_id, key); },
+        std::move(reply));
+  }
+
+  void usage(std::string user_id, std::string from_day, std::string to_day,
+             reply_fn<std::vector<usage_row>> reply) override {
+    read<std::vector<usage_row>>(
+        [user_id, from_day, to_day](store& db) { return db.usage(user_id, from_day, to_day); },
+        std::move(reply));
+  }
+
+  void check_ready(reply_fn<done> reply) override {
+    read<done>(
+        [](store& db) {
+          db.ping();
+          return done{};
+        },
+        std::move(reply));
+  }
+
+  std::size_t live_conversations() const override { return ctx_.dir->size(); }
+
+  void shutdown() override {
+    if (stopped_)
+      return;
+    stopped_ = true;
+    {
+      // Everything handed to the writer so far is committed before we stop.
+      caf::scoped_actor self{system_};
+      self->request(ctx_.db.writer, milliseconds(ctx_.cfg.database.timeout_ms * 2),
+                    flush_atom::value)
+          .receive([](ok_atom) {}, [](caf::error&) {});
+    }
+    ctx_.dir->stop_all();
+    caf::anon_send_exit(ctx_.db.readers, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(ctx_.db.writer, caf::exit_reason::user_shutdown);
+    system_.await_all_actors_done();
+  }
+
+ private:
+  static caf::actor_system_config& configure(caf::actor_system_config& sys_cfg,
+                                             const settings& cfg) {
+    // (CAF 0.17.6's add_error_category<T> does not compile; give the renderer.)
+    sys_cfg.add_error_category(errc_category,
+                               [](std::uint8_t code, caf::atom_value, const caf::message& ctx) {
+                                 return std::string("parley: ") +
+                                        to_string(static_cast<errc>(code)) + " " + to_string(ctx);
+                               });
+    sys_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg.server.threads));
+    sys_cfg.set("logger.verbosity", caf::atom("quiet"));
+    return sys_cfg;
+  }
+
+  /// The longest a conversation operation may take: every operation queued
+  /// before it may run a generation and its writes first.
+  milliseconds operation_timeout() const {
+    auto one = ctx_.cfg.actors.generation_timeout_ms + 2 * ctx_.cfg.database.timeout_ms;
+    return milliseconds(static_cast<std::int64_t>(one) * (ctx_.cfg.limits.conversation_queue + 1));
+  }
+
+  template <class T, class... Ts>
+  void ask_conversation(const std::string& id, reply_fn<T> reply, Ts&&... args) {
+    auto dir = ctx_.dir.get();
+    ask<T>([dir, id] { return dir->find_or_spawn(id); }, operation_timeout(), errc::overloaded,
+           std::move(reply), std::forward<Ts>(args)...);
+  }
+
+  /// Runs `job` on a reader and hands its result to `reply`.
+  template <class T>
+  void read(std::function<T(store&)> job, reply_fn<T> reply) {
+    read_job wrapped = [job = std::move(job)](store& db) { return caf::make_message(job(db)); };
+    auto readers = ctx_.db.readers;
+    ask<T>([readers] { return readers; }, milliseconds(ctx_.cfg.database.timeout_ms),
+           errc::db_unavailable, std::move(reply), read_atom::value, std::move(wrapped));
+  }
+
+  /// Sends a request from a short-lived bridge actor and hands the answer (or
+  /// the error) to `reply`: the caller's thread never waits.
+  template <class T, class... Ts>
+  void ask(std::function<caf::actor()> target, milliseconds timeout, errc on_timeout,
+           reply_fn<T> reply, Ts&&... args) {
+    auto msg = caf::make_message(std::forward<Ts>(args)...);
+    system_.spawn([=](caf::event_based_actor* self) {
+      attempt<T>(self, target, timeout, on_timeout, reply, msg, 0);
+    });
+  }
+
+  template <class T>
+  static void attempt(caf::event_based_actor* self, std::function<caf::actor()> target,
+                      milliseconds timeout, errc on_timeout, reply_fn<T> reply, caf::message msg,
+                      int tries) {
+    self->request(target(), timeout, msg)
+        .then([reply](T& value) { reply(std::move(value)); },
+              [=](caf::error& e) {
+                if (e == caf::sec::request_receiver_down && tries < max_redeliveries) {
+                  attempt<T>(self, target, timeout, on_timeout, reply, msg, tries + 1);
+                  return;
+                }
+                reply(to_failure(e, on_timeout));
+              });
+  }
+
+  caf::actor_system_config system_cfg_;
+  caf::actor_system system_;
+  engine_context ctx_;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<engine> engine::start(const settings& cfg,
+                                      std::shared_ptr<const model_registry> models) {
+  return std::make_unique<actor_engine>(cfg, std::move(models));
+}
+
+void engine::migrate(const settings& cfg) {
+  make_store_factory(cfg.database.url)()->migrate();
+}
+
+}  // namespace parley

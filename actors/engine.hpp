@@ -1,0 +1,79 @@
+#pragma once
+
+#include "actors/requests.hpp"
+#include "config/settings.hpp"
+#include "providers/model_registry.hpp"
+
+#include <functional>
+#include <memory>
+
+namespace parley {
+
+/// Where an answer goes. Called exactly once, from an actor thread: it must
+/// not block (the HTTP layer only queues the response on its connection).
+template <class T>
+using reply_fn = std::function<void(outcome<T>)>;
+
+/// The conversation engine behind a plain C++ interface, so callers (the HTTP
+/// layer, tests, benchmarks) need no CAF headers. Every call returns at once;
+/// the work runs on actors and the answer arrives through the callback.
+/// All methods are thread-safe. `user_id` is the caller: another user's
+/// conversation is answered exactly as a missing one (errc::not_found).
+class engine {
+ public:
+  /// Starts the actor system, connects and migrates the database, spawns the
+  /// persistence actors. Throws store_error when the database is unreachable.
+  static std::unique_ptr<engine> start(const settings& cfg,
+                                       std::shared_ptr<const model_registry> models);
+
+  /// Applies the schema and returns (`parley migrate`). Throws store_error.
+  static void migrate(const settings& cfg);
+
+  virtual ~engine() = default;
+
+  virtual const model_registry& models() const = 0;
+
+  // --- conversations ---
+  virtual void create_conversation(new_conversation request,
+                                   std::optional<idempotency_claim> claim,
+                                   reply_fn<exchange_result> reply) = 0;
+  virtual void get_conversation(std::string user_id, std::string id,
+                                reply_fn<conversation_record> reply) = 0;
+  virtual void list_conversations(std::string user_id, unsigned limit,
+                                  std::optional<conversation_cursor> after,
+                                  reply_fn<conversation_page> reply) = 0;
+  virtual void update_conversation(std::string user_id, std::string id, conversation_patch patch,
+                                   reply_fn<conversation_record> reply) = 0;
+  virtual void delete_conversation(std::string user_id, std::string id, reply_fn<done> reply) = 0;
+
+  // --- messages ---
+  virtual void list_messages(std::string user_id, std::string id, history_query query,
+                             reply_fn<message_page> reply) = 0;
+  virtual void send_message(std::string user_id, std::string id, send_params params,
+                            std::optional<idempotency_claim> claim,
+                            reply_fn<exchange_result> reply) = 0;
+  virtual void edit_message(std::string user_id, std::string id, std::string message_id,
+                            std::string content, reply_fn<message_record> reply) = 0;
+  virtual void delete_message(std::string user_id, std::string id, std::string message_id,
+                              reply_fn<done> reply) = 0;
+  virtual void regenerate(std::string user_id, std::string id, regenerate_params params,
+                          std::optional<idempotency_claim> claim,
+                          reply_fn<exchange_result> reply) = 0;
+
+  // --- everything else ---
+  virtual void find_idempotency(std::string user_id, std::string key,
+                                reply_fn<std::optional<idempotency_record>> reply) = 0;
+  virtual void usage(std::string user_id, std::string from_day, std::string to_day,
+                     reply_fn<std::vector<usage_row>> reply) = 0;
+  /// Succeeds when the database answers.
+  virtual void check_ready(reply_fn<done> reply) = 0;
+
+  /// Conversation actors alive now.
+  virtual std::size_t live_conversations() const = 0;
+
+  /// Commits every pending write and stops all actors. Blocks; call once, after
+  /// the HTTP server has stopped handing in work.
+  virtual void shutdown() = 0;
+};
+
+}  // namespace parley

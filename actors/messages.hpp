@@ -1,0 +1,62 @@
+#pragma once
+
+// The conversation protocol: atoms and the in-process types its messages carry.
+// Included only by the actors' .cpp files.
+
+#include "actors/requests.hpp"
+#include "persistence/messages.hpp"
+#include "providers/provider.hpp"
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+
+namespace parley {
+
+// Requests a conversation actor serves.
+using create_atom = caf::atom_constant<caf::atom("create")>;
+using get_atom = caf::atom_constant<caf::atom("get")>;
+using update_atom = caf::atom_constant<caf::atom("update")>;
+using delete_atom = caf::atom_constant<caf::atom("delete")>;
+using history_atom = caf::atom_constant<caf::atom("history")>;
+using send_atom = caf::atom_constant<caf::atom("send")>;
+using edit_atom = caf::atom_constant<caf::atom("edit")>;
+using remove_atom = caf::atom_constant<caf::atom("remove")>;
+using regen_atom = caf::atom_constant<caf::atom("regen")>;
+
+// A conversation actor's messages to itself.
+using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
+using delta_atom = caf::atom_constant<caf::atom("delta")>;
+using generated_atom = caf::atom_constant<caf::atom("generated")>;
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
+using idle_atom = caf::atom_constant<caf::atom("idle")>;
+using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
+
+/// A conversation as loaded from the database: its row (none if it does not
+/// exist), its most recent messages and whether older ones exist.
+struct loaded_conversation {
+  std::optional<conversation_record> row;
+  std::vector<message_record> recent;
+  bool older_exist = false;
+};
+
+}  // namespace parley
+
+// These only travel between actors of one process.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::new_conversation)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::conversation_patch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::send_params)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::regenerate_params)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::history_query)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::message_page)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::exchange_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::idempotency_claim>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::conversation_record)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::message_record)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::message_record>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::conversation_page)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::idempotency_record>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<parley::usage_row>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::loaded_conversation)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::outcome<parley::completion_result>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::conversation_cursor>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::done)

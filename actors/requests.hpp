@@ -1,0 +1,84 @@
+#pragma once
+
+// Plain values the HTTP layer hands to the engine and gets back. No CAF here.
+
+#include "config/errors.hpp"
+#include "persistence/records.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace parley {
+
+/// A message to add to a conversation, validated by the HTTP layer.
+struct send_params {
+  std::string role = "user";
+  std::string content;
+  bool reply = true;
+  std::optional<std::string> model;  ///< a known alias (checked before hand-off)
+  std::optional<double> temperature;
+  std::optional<std::uint32_t> max_tokens;
+};
+
+struct new_conversation {
+  std::string user_id;
+  std::optional<std::string> title;
+  std::string model;  ///< a known alias
+  std::optional<std::string> system_prompt;
+  std::string metadata_json = "{}";
+  std::optional<send_params> first_message;
+};
+
+/// Fields a PATCH changes. For the nullable ones, an inner nullopt clears the value.
+struct conversation_patch {
+  std::optional<std::optional<std::string>> title;
+  std::optional<std::string> model;
+  std::optional<std::optional<std::string>> system_prompt;
+  std::optional<std::string> metadata_json;
+};
+
+struct regenerate_params {
+  std::optional<std::string> model;
+};
+
+struct history_query {
+  std::int64_t after = 0;
+  std::optional<std::int64_t> before;
+  unsigned limit = 50;
+};
+
+struct message_page {
+  std::vector<message_record> data;
+  bool has_more = false;
+};
+
+/// What a POST that adds messages produced. Each op fills what it made:
+/// create fills conversation (and message/reply when a first message was
+/// sent), send fills message (and reply), regenerate fills reply.
+struct exchange_result {
+  std::optional<conversation_record> conversation;
+  std::optional<message_record> message;
+  std::optional<message_record> reply;
+};
+
+/// An HTTP answer as stored for idempotent replay.
+struct stored_response {
+  int status = 0;
+  std::string body;
+};
+
+/// Turns an operation's outcome into the HTTP answer to store with it.
+using response_renderer = std::function<stored_response(const outcome<exchange_result>&)>;
+
+/// An Idempotency-Key claimed by a POST: the answer is stored in the same
+/// transaction as the operation's own writes, so a repeat finds exactly it.
+struct idempotency_claim {
+  std::string key;
+  std::string request_hash;
+  response_renderer render;
+};
+
+}  // namespace parley

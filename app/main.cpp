@@ -1,0 +1,77 @@
+// parley: wires configuration, engine and HTTP server together. Nothing else.
+
+#include "actors/engine.hpp"
+#include "config/load_settings.hpp"
+#include "config/version.hpp"
+#include "http/server.hpp"
+#include "persistence/store.hpp"
+#include "providers/model_registry.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+
+namespace {
+
+constexpr int exit_config_error = 2;
+constexpr int exit_runtime_error = 1;
+
+std::string backend_name(const parley::database_url& url) {
+  return url.kind == parley::database_url::backend::sqlite ? "sqlite" : "postgresql";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace parley;
+  // Logs go to stderr; stdout carries only what scripts read (the listening line).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("parley"));
+  command_line cli;
+  settings cfg;
+  std::shared_ptr<const model_registry> models;
+  try {
+    cli = parse_command_line(argc, argv);
+    if (cli.cmd == command_line::command::version) {
+      std::cout << "parley " << version() << "\n";
+      return 0;
+    }
+    if (cli.cmd == command_line::command::help) {
+      std::cout << cli.help_text;
+      return 0;
+    }
+    cfg = load_settings(cli, read_environment(".env"));
+    if (cfg.auth.mode == "jwt")
+      throw config_error("auth.mode: 'jwt' is not available in this build yet; use 'none'");
+    models = model_registry::build(cfg);
+  } catch (const config_error& e) {
+    std::cerr << "parley: " << e.what() << "\n";
+    return exit_config_error;
+  }
+
+  try {
+    if (cli.cmd == command_line::command::migrate) {
+      engine::migrate(cfg);
+      std::cout << "parley: schema of " << backend_name(cfg.database.url) << " database is up to date\n";
+      return 0;
+    }
+    auto eng = engine::start(cfg, models);
+    std::string model_list;
+    for (auto& m : models->all())
+      model_list += (model_list.empty() ? "" : ", ") + m.id + " (" + m.provider_name + ")";
+    spdlog::info("parley {} starting: config {}, database {}, models {}", version(), cfg.source,
+                 backend_name(cfg.database.url), model_list);
+    return run_server(cfg, *eng, [&](std::uint16_t port) {
+      // Tests and scripts read this line to find an ephemeral port.
+      std::printf("parley listening on http://%s:%u\n", cfg.server.host.c_str(), port);
+      std::fflush(stdout);
+    });
+  } catch (const store_error& e) {
+    std::cerr << "parley: database " << cfg.database.url.original << ": " << e.what() << "\n";
+    return exit_runtime_error;
+  } catch (const std::exception& e) {
+    std::cerr << "parley: " << e.what() << "\n";
+    return exit_runtime_error;
+  }
+}

@@ -1,0 +1,54 @@
+#include "config/clock.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace parley {
+
+unix_ms now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+namespace {
+
+std::tm utc_tm(unix_ms t) {
+  std::time_t seconds = static_cast<std::time_t>(t >= 0 ? t / 1000 : (t - 999) / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  return tm;
+}
+
+}  // namespace
+
+std::string format_rfc3339(unix_ms t) {
+  auto tm = utc_tm(t);
+  auto millis = static_cast<int>(((t % 1000) + 1000) % 1000);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  return buf;
+}
+
+std::string format_day(unix_ms t) {
+  auto tm = utc_tm(t);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+  return buf;
+}
+
+bool parse_day(const std::string& text, unix_ms& day_start) {
+  int y = 0, m = 0, d = 0;
+  char tail = 0;
+  if (text.size() != 10 || std::sscanf(text.c_str(), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3)
+    return false;
+  using namespace std::chrono;
+  year_month_day ymd{year{y}, month{static_cast<unsigned>(m)}, day{static_cast<unsigned>(d)}};
+  if (!ymd.ok())
+    return false;
+  day_start = duration_cast<milliseconds>(sys_days{ymd}.time_since_epoch()).count();
+  return true;
+}
+
+}  // namespace parley

@@ -1,0 +1,22 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace parley {
+
+/// Milliseconds since the Unix epoch, the unit of every timestamp we store.
+using unix_ms = std::int64_t;
+
+unix_ms now_ms();
+
+/// RFC 3339 UTC with milliseconds: 2026-11-22T13:05:07.123Z.
+std::string format_rfc3339(unix_ms t);
+
+/// The UTC day of a timestamp as YYYY-MM-DD.
+std::string format_day(unix_ms t);
+
+/// Parses YYYY-MM-DD; false when it is not a valid calendar date.
+bool parse_day(const std::string& text, unix_ms& day_start);
+
+}  // namespace parley

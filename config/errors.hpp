@@ -1,0 +1,59 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace parley {
+
+/// The engine's error domain. Every layer reports failures as these codes; the
+/// HTTP layer maps them to status codes in exactly one place.
+enum class errc : std::uint8_t {
+  none = 0,
+  not_found,         ///< unknown or not owned (the two are indistinguishable)
+  invalid_argument,  ///< a value out of range, with the field named
+  conflict,          ///< the operation does not apply to the current state
+  queue_full,        ///< the conversation's queue is full
+  rate_limited,
+  db_unavailable,    ///< the database did not answer or refused
+  provider_error,
+  provider_timeout,
+  overloaded,
+  internal,
+};
+
+/// A failure as a value: what went wrong, for whom it is meant, and context the
+/// HTTP layer reports (the field of a 422, the stored message of a 502).
+struct failure {
+  errc code = errc::internal;
+  std::string detail;
+  std::string field;                      ///< set for invalid_argument
+  std::string message_id;                 ///< set for provider errors
+  std::optional<unsigned> retry_after_s;  ///< set for 429 and 503
+};
+
+/// Either a value or a failure, like std::expected (C++23) without the wait.
+template <class T>
+class outcome {
+ public:
+  outcome(T value) : value_(std::move(value)) {}
+  outcome(failure f) : failure_(std::move(f)) {}
+
+  explicit operator bool() const { return value_.has_value(); }
+  T& operator*() { return *value_; }
+  const T& operator*() const { return *value_; }
+  T* operator->() { return &*value_; }
+  const T* operator->() const { return &*value_; }
+  const failure& error() const { return *failure_; }
+
+ private:
+  std::optional<T> value_;
+  std::optional<failure> failure_;
+};
+
+/// A value-less result.
+struct done {};
+
+const char* to_string(errc code);
+
+}  // namespace parley

@@ -1,0 +1,410 @@
+#include "config/load_settings.hpp"
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace parley {
+
+namespace {
+
+std::string trim(const std::string& s) {
+  auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos)
+    return {};
+  auto e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+template <class Int>
+Int parse_int(const std::string& text, const std::string& what, Int lo, Int hi) {
+  long long v = 0;
+  std::size_t used = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    throw config_error(what + ": '" + text + "' is not a whole number");
+  }
+  if (used != text.size())
+    throw config_error(what + ": '" + text + "' is not a whole number");
+  if (v < static_cast<long long>(lo) || v > static_cast<long long>(hi))
+    throw config_error(what + ": " + text + " is out of range (" + std::to_string(lo) + " to " +
+                       std::to_string(hi) + ")");
+  return static_cast<Int>(v);
+}
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (auto t = trim(item); !t.empty())
+      out.push_back(t);
+  return out;
+}
+
+// --- TOML access with the key named in every error ---------------------------
+
+class toml_reader {
+ public:
+  toml_reader(const toml::table& table, std::string prefix)
+      : table_(table), prefix_(std::move(prefix)) {}
+
+  template <class Int>
+  void get_int(const char* key, Int& out, Int lo, Int hi) const {
+    auto node = table_.get(key);
+    if (!node)
+      return;
+    auto v = node->value_exact<int64_t>();
+    if (!v)
+      throw config_error(name(key) + ": expected an integer");
+    out = parse_int<Int>(std::to_string(*v), name(key), lo, hi);
+  }
+
+  void get_string(const char* key, std::string& out) const {
+    auto node = table_.get(key);
+    if (!node)
+      return;
+    auto v = node->value_exact<std::string>();
+    if (!v)
+      throw config_error(name(key) + ": expected a string");
+    out = *v;
+  }
+
+  void get_double(const char* key, double& out, double lo) const {
+    auto node = table_.get(key);
+    if (!node)
+      return;
+    auto v = node->value<double>();  // integers are accepted as well
+    if (!v || *v < lo)
+      throw config_error(name(key) + ": expected a number >= " + std::to_string(lo));
+    out = *v;
+  }
+
+  void get_strings(const char* key, std::vector<std::string>& out) const {
+    auto node = table_.get(key);
+    if (!node)
+      return;
+    auto arr = node->as_array();
+    if (!arr)
+      throw config_error(name(key) + ": expected an array of strings");
+    out.clear();
+    for (auto& item : *arr) {
+      auto v = item.value_exact<std::string>();
+      if (!v)
+        throw config_error(name(key) + ": expected an array of strings");
+      out.push_back(*v);
+    }
+  }
+
+ private:
+  std::string name(const char* key) const { return prefix_ + key; }
+  const toml::table& table_;
+  std::string prefix_;
+};
+
+const toml::table* sub_table(const toml::table& root, const char* key) {
+  auto node = root.get(key);
+  if (!node)
+    return nullptr;
+  if (!node->is_table())
+    throw config_error(std::string(key) + ": expected a table");
+  return node->as_table();
+}
+
+template <class Fn>
+void for_each_table_in_array(const toml::table& root, const char* key, Fn fn) {
+  auto node = root.get(key);
+  if (!node)
+    return;
+  auto arr = node->as_array();
+  if (!arr)
+    throw config_error(std::string(key) + ": expected an array of tables ([[" + key + "]])");
+  std::size_t index = 0;
+  for (auto& item : *arr) {
+    auto tbl = item.as_table();
+    if (!tbl)
+      throw config_error(std::string(key) + ": expected an array of tables ([[" + key + "]])");
+    fn(toml_reader(*tbl, std::string(key) + "[" + std::to_string(index++) + "]."));
+  }
+}
+
+void apply_env(settings& s, const environment& env) {
+  auto get = [&](const char* key) -> const std::string* {
+    auto i = env.find(key);
+    return i == env.end() ? nullptr : &i->second;
+  };
+  if (auto v = get("HOST"))
+    s.server.host = *v;
+  if (auto v = get("PORT"))
+    s.server.port = parse_int<std::uint16_t>(*v, "PORT", 0, 65535);
+  if (auto v = get("PARLEY_THREADS"))
+    s.server.threads = parse_int<unsigned>(*v, "PARLEY_THREADS", 1, 256);
+  if (auto v = get("PARLEY_CORS_ORIGINS"))
+    s.server.cors_origins = split_commas(*v);
+  if (auto v = get("DATABASE_URL"))
+    s.database.url = parse_database_url(*v);
+  if (auto v = get("PARLEY_AUTH_MODE"))
+    s.auth.mode = *v;
+  if (auto v = get("PARLEY_JWT_SECRET"))
+    s.auth.jwt_secret = *v;
+  if (auto v = get("PARLEY_JWT_PUBLIC_KEY_FILE"))
+    s.auth.jwt_public_key_file = *v;
+  for (auto key : {"PARLEY_AUTH_ISSUER", "PARLEY_JWT_ISSUER"})
+    if (auto v = get(key))
+      s.auth.issuer = *v;
+  for (auto key : {"PARLEY_AUTH_AUDIENCE", "PARLEY_JWT_AUDIENCE"})
+    if (auto v = get(key))
+      s.auth.audience = *v;
+  if (auto v = get("PARLEY_DEFAULT_MODEL"))
+    s.default_model = *v;
+}
+
+void validate(const settings& s) {
+  if (s.server.host.empty())
+    throw config_error("server.host: must not be empty");
+  if (s.auth.mode != "none" && s.auth.mode != "jwt")
+    throw config_error("auth.mode: '" + s.auth.mode + "' is not one of none, jwt");
+  if (s.default_model.empty())
+    throw config_error("defaults.model: must not be empty");
+}
+
+}  // namespace
+
+// --- command line -------------------------------------------------------------
+
+command_line parse_command_line(int argc, const char* const* argv) {
+  CLI::App app{"Parley, a conversation engine for LLM applications", "parley"};
+  command_line out;
+  bool version = false;
+  app.add_flag("--version", version, "print the version and exit");
+  app.require_subcommand(0, 1);
+
+  auto add_common = [&](CLI::App* sub) {
+    sub->add_option_function<std::string>(
+        "--config", [&](const std::string& v) { out.config_file = v; }, "TOML configuration file");
+    sub->add_option_function<std::string>(
+        "--database-url", [&](const std::string& v) { out.database_url = v; }, "database URL");
+  };
+  auto serve = app.add_subcommand("serve", "run the HTTP server");
+  add_common(serve);
+  serve->add_option_function<std::string>(
+      "--host", [&](const std::string& v) { out.host = v; }, "address to listen on");
+  serve->add_option_function<std::string>(
+      "--port", [&](const std::string& v) { out.port = parse_int<std::uint16_t>(v, "--port", 0, 65535); },
+      "port to listen on (0 picks a free one)");
+  auto migrate = app.add_subcommand("migrate", "apply the database schema and exit");
+  add_common(migrate);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    out.cmd = command_line::command::help;
+    out.help_text = app.help();
+    return out;
+  } catch (const CLI::ParseError& e) {
+    throw config_error(e.what());
+  }
+  if (version)
+    out.cmd = command_line::command::version;
+  else if (migrate->parsed())
+    out.cmd = command_line::command::migrate;
+  else if (serve->parsed())
+    out.cmd = command_line::command::serve;
+  else {
+    out.cmd = command_line::command::help;
+    out.help_text = app.help();
+  }
+  return out;
+}
+
+// --- environment --------------------------------------------------------------
+
+environment parse_dotenv(const std::string& text) {
+  environment out;
+  std::stringstream in(text);
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    auto t = trim(line);
+    if (t.empty() || t[0] == '#')
+      continue;
+    if (t.rfind("export ", 0) == 0)
+      t = trim(t.substr(7));
+    auto eq = t.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw config_error(".env line " + std::to_string(number) + ": expected KEY=VALUE");
+    auto key = trim(t.substr(0, eq));
+    auto value = trim(t.substr(eq + 1));
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+        value.back() == value.front())
+      value = value.substr(1, value.size() - 2);
+    out[key] = value;
+  }
+  return out;
+}
+
+environment read_environment(const std::string& dotenv_path) {
+  environment out;
+  if (std::ifstream file{dotenv_path}) {
+    std::stringstream buf;
+    buf << file.rdbuf();
+    out = parse_dotenv(buf.str());
+  }
+  for (char** e = environ; e && *e; ++e) {
+    std::string entry = *e;
+    auto eq = entry.find('=');
+    if (eq != std::string::npos)
+      out[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  return out;
+}
+
+// --- database URL -------------------------------------------------------------
+
+database_url parse_database_url(const std::string& url) {
+  database_url out;
+  out.original = url;
+  if (url == "sqlite::memory:") {
+    out.target = ":memory:";
+    return out;
+  }
+  if (url.rfind("sqlite://", 0) == 0) {
+    auto rest = url.substr(9);  // "/abs/path.db" or "rel/path.db"
+    if (rest.empty() || rest == "/")
+      throw config_error("database.url: '" + url + "' names no file");
+    out.target = rest;
+    return out;
+  }
+  if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
+    out.kind = database_url::backend::postgresql;
+    out.target = url;  // libpq takes the URI as it is
+    return out;
+  }
+  throw config_error("database.url: unknown scheme in '" + url +
+                     "' (expected sqlite://, sqlite::memory:, postgresql:// or postgres://)");
+}
+
+// --- TOML ---------------------------------------------------------------------
+
+void apply_toml(settings& s, const std::string& toml_text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << origin << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
+        << e.description();
+    throw config_error(msg.str());
+  }
+  if (auto t = sub_table(root, "server")) {
+    toml_reader r(*t, "server.");
+    r.get_string("host", s.server.host);
+    r.get_int<std::uint16_t>("port", s.server.port, 0, 65535);
+    r.get_int<unsigned>("threads", s.server.threads, 1, 256);
+    r.get_int<std::uint64_t>("max_body_bytes", s.server.max_body_bytes, 1, 1ull << 30);
+    r.get_strings("cors_origins", s.server.cors_origins);
+    r.get_int<unsigned>("shutdown_grace_ms", s.server.shutdown_grace_ms, 0, 600000);
+  }
+  if (auto t = sub_table(root, "database")) {
+    toml_reader r(*t, "database.");
+    std::string url;
+    r.get_string("url", url);
+    if (!url.empty())
+      s.database.url = parse_database_url(url);
+    r.get_int<unsigned>("batch_max_requests", s.database.batch_max_requests, 1, 100000);
+    r.get_int<unsigned>("batch_delay_ms", s.database.batch_delay_ms, 0, 10000);
+    r.get_int<unsigned>("read_pool_size", s.database.read_pool_size, 1, 64);
+    r.get_int<unsigned>("timeout_ms", s.database.timeout_ms, 100, 600000);
+  }
+  if (auto t = sub_table(root, "auth")) {
+    toml_reader r(*t, "auth.");
+    r.get_string("mode", s.auth.mode);
+    r.get_string("jwt_secret", s.auth.jwt_secret);
+    r.get_string("jwt_public_key_file", s.auth.jwt_public_key_file);
+    r.get_string("issuer", s.auth.issuer);
+    r.get_string("audience", s.auth.audience);
+  }
+  if (auto t = sub_table(root, "limits")) {
+    toml_reader r(*t, "limits.");
+    r.get_int<std::uint32_t>("max_message_chars", s.limits.max_message_chars, 1, 10000000);
+    r.get_int<std::uint32_t>("conversation_queue", s.limits.conversation_queue, 1, 100000);
+    r.get_int<std::uint32_t>("requests_per_minute", s.limits.requests_per_minute, 0, 100000000);
+    r.get_int<std::uint64_t>("tokens_per_day", s.limits.tokens_per_day, 0,
+                             std::numeric_limits<std::int64_t>::max());
+  }
+  if (auto t = sub_table(root, "actors")) {
+    toml_reader r(*t, "actors.");
+    r.get_int<unsigned>("idle_timeout_s", s.actors.idle_timeout_s, 1, 86400 * 7);
+    r.get_int<std::uint64_t>("max_live", s.actors.max_live, 1, 100000000);
+    r.get_int<unsigned>("generation_timeout_ms", s.actors.generation_timeout_ms, 100, 3600000);
+  }
+  if (auto t = sub_table(root, "defaults")) {
+    toml_reader r(*t, "defaults.");
+    r.get_string("model", s.default_model);
+  }
+  for_each_table_in_array(root, "providers", [&](const toml_reader& r) {
+    provider_settings p;
+    r.get_string("name", p.name);
+    r.get_string("kind", p.kind);
+    r.get_string("base_url", p.base_url);
+    r.get_string("api_key_env", p.api_key_env);
+    r.get_int<unsigned>("timeout_ms", p.timeout_ms, 1, 3600000);
+    r.get_int<unsigned>("ttft_ms", p.ttft_ms, 0, 600000);
+    r.get_int<unsigned>("itl_ms", p.itl_ms, 0, 60000);
+    if (p.name.empty() || p.kind.empty())
+      throw config_error("providers: every [[providers]] needs a name and a kind");
+    s.providers.push_back(std::move(p));
+  });
+  for_each_table_in_array(root, "models", [&](const toml_reader& r) {
+    model_settings m;
+    r.get_string("id", m.id);
+    r.get_string("provider", m.provider);
+    r.get_string("upstream", m.upstream);
+    r.get_int<std::uint32_t>("context_window", m.context_window, 16, 100000000);
+    r.get_int<std::uint32_t>("max_output_tokens", m.max_output_tokens, 1, 100000000);
+    r.get_double("input_price_per_mtok", m.input_price_per_mtok, 0);
+    r.get_double("output_price_per_mtok", m.output_price_per_mtok, 0);
+    r.get_string("fallback", m.fallback);
+    if (m.id.empty() || m.provider.empty())
+      throw config_error("models: every [[models]] needs an id and a provider");
+    if (m.max_output_tokens >= m.context_window)
+      throw config_error("models: '" + m.id + "' has max_output_tokens >= context_window");
+    s.models.push_back(std::move(m));
+  });
+}
+
+settings load_settings(const command_line& cli, const environment& env) {
+  settings s;
+  s.database.url = parse_database_url("sqlite://./parley.db");
+  if (cli.config_file) {
+    std::ifstream file{*cli.config_file};
+    if (!file)
+      throw config_error("cannot read config file '" + *cli.config_file + "'");
+    std::stringstream buf;
+    buf << file.rdbuf();
+    apply_toml(s, buf.str(), *cli.config_file);
+    s.source = *cli.config_file;
+  }
+  apply_env(s, env);
+  if (cli.host)
+    s.server.host = *cli.host;
+  if (cli.port)
+    s.server.port = *cli.port;
+  if (cli.database_url)
+    s.database.url = parse_database_url(*cli.database_url);
+  if (s.server.threads == 0)
+    s.server.threads = std::max(1u, std::thread::hardware_concurrency());
+  validate(s);
+  return s;
+}
+
+}  // namespace parley

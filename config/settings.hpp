@@ -1,0 +1,100 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace parley {
+
+/// Where the database lives, parsed from `database.url`.
+struct database_url {
+  enum class backend { sqlite, postgresql };
+  backend kind = backend::sqlite;
+  /// sqlite: a file path or ":memory:"; postgresql: a libpq connection string.
+  std::string target;
+  std::string original;
+};
+
+struct server_settings {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8000;
+  unsigned threads = 0;  ///< 0 until resolved; then the number of cores.
+  std::uint64_t max_body_bytes = 1048576;
+  std::vector<std::string> cors_origins;
+  /// Longest a shutdown waits for in-flight requests before it flushes and exits.
+  unsigned shutdown_grace_ms = 10000;
+};
+
+struct database_settings {
+  database_url url;
+  /// A batch is committed when it holds this many write requests...
+  unsigned batch_max_requests = 256;
+  /// ...or when its oldest request has waited this long.
+  unsigned batch_delay_ms = 2;
+  /// Reader sessions, so reads never wait behind a batch.
+  unsigned read_pool_size = 2;
+  /// Deadline of one database operation as seen by a caller.
+  unsigned timeout_ms = 5000;
+};
+
+struct auth_settings {
+  std::string mode = "none";
+  std::string jwt_secret;
+  std::string jwt_public_key_file;
+  std::string issuer;
+  std::string audience;
+};
+
+struct limits_settings {
+  std::uint32_t max_message_chars = 32768;
+  std::uint32_t conversation_queue = 16;
+  std::uint32_t requests_per_minute = 0;
+  std::uint64_t tokens_per_day = 0;
+};
+
+struct actor_settings {
+  /// A conversation actor idle this long is passivated.
+  unsigned idle_timeout_s = 300;
+  /// Most conversation actors alive at once; least recently used go first.
+  std::uint64_t max_live = 100000;
+  /// Deadline for one generation (provider call) inside an operation.
+  unsigned generation_timeout_ms = 120000;
+};
+
+struct provider_settings {
+  std::string name;
+  std::string kind;  ///< builtin, openai, anthropic
+  std::string base_url;
+  std::string api_key_env;
+  unsigned timeout_ms = 60000;
+  unsigned ttft_ms = 0;  ///< builtin only: delay before the first word.
+  unsigned itl_ms = 0;   ///< builtin only: delay between words.
+};
+
+struct model_settings {
+  std::string id;
+  std::string provider;
+  std::string upstream;
+  std::uint32_t context_window = 8192;
+  std::uint32_t max_output_tokens = 512;
+  double input_price_per_mtok = 0;
+  double output_price_per_mtok = 0;
+  std::string fallback;
+};
+
+/// The whole configuration, after file, environment and flags are merged.
+struct settings {
+  server_settings server;
+  database_settings database;
+  auth_settings auth;
+  limits_settings limits;
+  actor_settings actors;
+  std::string default_model = "echo";
+  std::vector<provider_settings> providers;
+  std::vector<model_settings> models;
+  /// Where the settings came from, for the startup line.
+  std::string source = "defaults";
+};
+
+}  // namespace parley

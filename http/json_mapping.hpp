@@ -1,0 +1,30 @@
+#pragma once
+
+// Resources as JSON, exactly as API.md shows them. Pure functions.
+
+#include "actors/requests.hpp"
+#include "persistence/records.hpp"
+#include "providers/model_registry.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace parley {
+
+nlohmann::json to_json(const conversation_record& c);
+nlohmann::json to_json(const message_record& m);
+nlohmann::json to_json(const exchange_result& r);
+nlohmann::json to_json(const message_page& page);
+nlohmann::json to_json(const conversation_page& page);
+nlohmann::json to_json(const model_registry& models);
+nlohmann::json usage_to_json(const std::string& user_id, const std::string& from,
+                             const std::string& to, const std::vector<usage_row>& rows);
+
+/// The opaque `next_cursor` of a conversation list and its inverse (nullopt
+/// for text that is not a cursor).
+std::string encode_cursor(const conversation_cursor& c);
+std::optional<conversation_cursor> decode_cursor(const std::string& text);
+
+/// Serializes without throwing, whatever the strings hold.
+std::string dump(const nlohmann::json& j);
+
+}  // namespace parley

@@ -1,0 +1,40 @@
+#pragma once
+
+#include "config/errors.hpp"
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace parley {
+
+/// One invalid field of a 422.
+struct field_error {
+  std::string field;
+  std::string message;
+};
+
+/// An RFC 9457 problem about to be sent.
+struct problem {
+  int status = 500;
+  std::string detail;
+  std::vector<field_error> errors;  ///< 422 only
+  std::string message_id;           ///< 502/504: the stored user message
+  std::optional<unsigned> retry_after_s;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< e.g. Allow
+};
+
+/// The one place where an engine failure becomes an HTTP status.
+problem to_problem(const failure& f);
+
+problem make_problem(int status, std::string detail);
+problem invalid_field(std::string field, std::string message);
+
+/// The standard reason phrase ("Not Found").
+const char* reason_phrase(int status);
+
+/// The problem+json body.
+std::string render_problem(const problem& p, const std::string& request_id);
+
+}  // namespace parley

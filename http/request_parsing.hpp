@@ -1,0 +1,79 @@
+#pragma once
+
+// Request bodies and query strings into plain structs, or the problem to
+// answer. Pure functions: no I/O, no engine.
+
+#include "actors/requests.hpp"
+#include "http/problem.hpp"
+#include "providers/model_registry.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace parley {
+
+template <class T>
+using parsed = std::variant<T, problem>;
+
+/// What validation needs to know of the configuration.
+struct parse_limits {
+  std::uint32_t max_message_chars = 32768;
+  const model_registry* models = nullptr;
+};
+
+/// Deepest JSON nesting accepted; deeper bodies are rejected before parsing so
+/// that they cannot exhaust the stack.
+constexpr int max_json_depth = 64;
+
+/// A JSON object from a request body; an empty body is an empty object.
+/// 400 for malformed JSON, for nesting deeper than max_json_depth, or for a
+/// body that is not an object.
+parsed<nlohmann::json> parse_json_object(std::string_view body);
+
+/// POST /v1/conversations. `user_id` is the caller.
+parsed<new_conversation> parse_create_conversation(const nlohmann::json& body,
+                                                   const std::string& user_id,
+                                                   const parse_limits& limits);
+
+/// POST …/messages; `stream` is set from the body's `stream` field.
+parsed<send_params> parse_send_message(const nlohmann::json& body, const parse_limits& limits,
+                                       bool& stream);
+
+parsed<conversation_patch> parse_conversation_patch(const nlohmann::json& body,
+                                                    const parse_limits& limits);
+
+/// PATCH …/messages/{id}: the new content.
+parsed<std::string> parse_message_edit(const nlohmann::json& body, const parse_limits& limits);
+
+parsed<regenerate_params> parse_regenerate(const nlohmann::json& body, const parse_limits& limits,
+                                           bool& stream);
+
+using query_params = std::map<std::string, std::string>;
+
+/// GET …/messages: limit 1–200 (default 50), after or before.
+parsed<history_query> parse_history_query(const query_params& q);
+
+struct list_query {
+  unsigned limit = 20;
+  std::optional<conversation_cursor> cursor;
+};
+
+/// GET /v1/conversations: limit 1–100 (default 20), cursor.
+parsed<list_query> parse_list_query(const query_params& q);
+
+struct usage_query {
+  std::string from = "0000-01-01";
+  std::string to = "9999-12-31";
+};
+
+/// GET /v1/usage: from/to as YYYY-MM-DD, inclusive.
+parsed<usage_query> parse_usage_query(const query_params& q);
+
+/// True for a valid X-User-Id: 1–128 chars of [A-Za-z0-9._@:-].
+bool is_valid_user_id(std::string_view id);
+
+}  // namespace parley

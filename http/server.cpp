@@ -1,0 +1,636 @@
+#include "http/server.hpp"
+
+#include "config/uuid.hpp"
+#include "http/idempotency.hpp"
+#include "http/json_mapping.hpp"
+#include "http/problem.hpp"
+#include "http/request_parsing.hpp"
+
+#include <restinio/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <future>
+#include <thread>
+
+namespace parley {
+
+namespace {
+
+using restinio::request_handle_t;
+using restinio::request_handling_status_t;
+using router_t = restinio::router::express_router_t<>;
+using route_params = restinio::router::route_params_t;
+
+struct server_traits : restinio::default_traits_t {
+  using request_handler_t = router_t;
+};
+
+// --- responses ----------------------------------------------------------------
+
+/// What every handler knows of its request once the prelude accepted it.
+struct call_context {
+  request_handle_t req;
+  std::string request_id;
+  std::string user_id;
+};
+
+void send(const request_handle_t& req, const std::string& request_id, int status,
+          std::string body, const char* content_type,
+          const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  auto resp = req->create_response(
+      restinio::http_status_line_t{restinio::http_status_code_t{static_cast<std::uint16_t>(status)},
+                                   reason_phrase(status)});
+  resp.append_header("X-Request-Id", request_id);
+  for (auto& [name, value] : headers)
+    resp.append_header(name, value);
+  if (status != 204) {
+    resp.append_header(restinio::http_field::content_type, content_type);
+    resp.set_body(std::move(body));
+  }
+  resp.done();
+}
+
+void send_json(const call_context& c, int status, const nlohmann::json& body,
+               const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  send(c.req, c.request_id, status, dump(body), "application/json", headers);
+}
+
+void send_problem(const request_handle_t& req, const std::string& request_id, const problem& p) {
+  auto headers = p.headers;
+  if (p.retry_after_s)
+    headers.emplace_back("Retry-After", std::to_string(*p.retry_after_s));
+  if (p.status == 401)
+    headers.emplace_back("WWW-Authenticate", "Bearer");
+  send(req, request_id, p.status, render_problem(p, request_id), "application/problem+json",
+       headers);
+}
+
+void send_problem(const call_context& c, const problem& p) {
+  send_problem(c.req, c.request_id, p);
+}
+
+void send_no_content(const call_context& c) {
+  send(c.req, c.request_id, 204, {}, "");
+}
+
+std::string conversation_location(const std::string& id) {
+  return "/v1/conversations/" + id;
+}
+
+/// The answer to an exchange (create, send, regenerate), also as stored for replay.
+stored_response render_exchange(const outcome<exchange_result>& r, const std::string& request_id) {
+  if (r)
+    return {201, dump(to_json(*r))};
+  auto p = to_problem(r.error());
+  return {p.status, render_problem(p, request_id)};
+}
+
+// --- the API ------------------------------------------------------------------------
+
+class http_api : public std::enable_shared_from_this<http_api> {
+ public:
+  http_api(const settings& cfg, engine& eng) : cfg_(cfg), engine_(eng) {
+    limits_.max_message_chars = cfg.limits.max_message_chars;
+    limits_.models = &eng.models();
+  }
+
+  std::unique_ptr<router_t> make_router() {
+    auto router = std::make_unique<router_t>();
+    using namespace restinio;
+    auto self = shared_from_this();
+    // Each route template with its methods; every other method gets 405.
+    route(*router, "/health", {{http_method_get(), &http_api::health}});
+    route(*router, "/ready", {{http_method_get(), &http_api::ready}});
+    route(*router, "/v1/models", {{http_method_get(), &http_api::list_models}});
+    route(*router, "/v1/usage", {{http_method_get(), &http_api::get_usage}});
+    route(*router, "/v1/conversations",
+          {{http_method_get(), &http_api::list_conversations},
+           {http_method_post(), &http_api::create_conversation}});
+    route(*router, "/v1/conversations/:id",
+          {{http_method_get(), &http_api::get_conversation},
+           {http_method_patch(), &http_api::update_conversation},
+           {http_method_delete(), &http_api::delete_conversation}});
+    route(*router, "/v1/conversations/:id/messages",
+          {{http_method_get(), &http_api::list_messages},
+           {http_method_post(), &http_api::send_message}});
+    route(*router, "/v1/conversations/:id/messages/:message_id",
+          {{http_method_patch(), &http_api::edit_message},
+           {http_method_delete(), &http_api::delete_message}});
+    route(*router, "/v1/conversations/:id/regenerate",
+          {{http_method_post(), &http_api::regenerate}});
+    router->non_matched_request_handler([](request_handle_t req) {
+      auto id = request_id_of(*req);
+      send_problem(req, id, make_problem(404, "no route for " + std::string(req->header().path())));
+      return request_accepted();
+    });
+    return router;
+  }
+
+  /// Requests accepted and not yet answered.
+  int in_flight() const { return in_flight_.load(); }
+
+ private:
+  using handler_fn = void (http_api::*)(const call_context&, const route_params&);
+  struct method_route {
+    restinio::http_method_id_t method;
+    handler_fn handler;
+  };
+
+  void route(router_t& router, const char* path, std::vector<method_route> methods) {
+    std::string allow;
+    for (auto& m : methods) {
+      allow += (allow.empty() ? "" : ", ") + std::string(m.method.c_str());
+      router.add_handler(m.method, path,
+                         [self = shared_from_this(), h = m.handler](request_handle_t req,
+                                                                   route_params params) {
+                           return self->dispatch(std::move(req), params, h);
+                         });
+    }
+    auto reject = [allow](request_handle_t req, route_params) {
+      problem p = make_problem(405, std::string(req->header().method().c_str()) +
+                                        " is not allowed here");
+      p.headers.emplace_back("Allow", allow);
+      send_problem(req, request_id_of(*req), p);
+      return restinio::request_accepted();
+    };
+    restinio::router::dynamic_none_of_methods_matcher_t others;
+    for (auto& m : methods)
+      others.add(m.method);
+    router.add_handler(std::move(others),
+        path, reject);
+  }
+
+  static std::string request_id_of(const restinio::request_t& req) {
+    auto given = req.header().opt_value_of("X-Request-Id");
+    if (given && !given->empty() && given->size() <= 200) {
+      bool printable = true;
+      for (unsigned char c : *given)
+        printable = printable && c >= 0x21 && c <= 0x7e;
+      if (printable)
+        return std::string(*given);
+    }
+    return make_uuid_v7();
+  }
+
+  /// The prelude every route shares: request id, identity, body checks; then the handler.
+  request_handling_status_t dispatch(request_handle_t req, const route_params& params,
+                                     handler_fn handler) {
+    call_context c{req, request_id_of(*req), {}};
+    auto user = req->header().opt_value_of("X-User-Id");
+    if (!user)
+      c.user_id = "default";
+    else if (is_valid_user_id(*user))
+      c.user_id = std::string(*user);
+    else {
+      send_problem(c, make_problem(401, "X-User-Id must be 1 to 128 characters of "
+                                        "A-Z a-z 0-9 . _ @ : -"));
+      return restinio::request_accepted();
+    }
+    auto& body = req->body();
+    if (body.size() > cfg_.server.max_body_bytes) {
+      send_problem(c, make_problem(413, "the body is larger than " +
+                                            std::to_string(cfg_.server.max_body_bytes) +
+                                            " bytes"));
+      return restinio::request_accepted();
+    }
+    if (!body.empty()) {
+      auto type = req->header().opt_value_of(restinio::http_field::content_type);
+      std::string media = type ? std::string(type->substr(0, type->find(';'))) : "";
+      while (!media.empty() && media.back() == ' ')
+        media.pop_back();
+      for (auto& ch : media)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (media != "application/json") {
+        send_problem(c, make_problem(415, "request bodies must be application/json"));
+        return restinio::request_accepted();
+      }
+    }
+    (this->*handler)(c, params);
+    return restinio::request_accepted();
+  }
+
+  /// Counts a request as in flight until the returned callback's last copy is gone.
+  template <class T>
+  reply_fn<T> tracked(reply_fn<T> fn) {
+    in_flight_.fetch_add(1);
+    auto token = std::shared_ptr<void>(nullptr, [this](void*) { in_flight_.fetch_sub(1); });
+    return [fn = std::move(fn), token](outcome<T> r) { fn(std::move(r)); };
+  }
+
+  /// Sends the JSON of a successful outcome with `status`, or its problem.
+  template <class T, class Render>
+  reply_fn<T> respond(const call_context& c, int status, Render render) {
+    return tracked<T>([c, status, render](outcome<T> r) {
+      if (!r)
+        send_problem(c, to_problem(r.error()));
+      else if (status == 204)
+        send_no_content(c);
+      else
+        send_json(c, status, render(*r));
+    });
+  }
+
+  std::optional<nlohmann::json> json_body(const call_context& c) {
+    auto parsed_body = parse_json_object(c.req->body());
+    if (auto p = std::get_if<problem>(&parsed_body)) {
+      send_problem(c, *p);
+      return std::nullopt;
+    }
+    return std::get<nlohmann::json>(std::move(parsed_body));
+  }
+
+  template <class T>
+  std::optional<T> valid(const call_context& c, parsed<T> value) {
+    if (auto p = std::get_if<problem>(&value)) {
+      send_problem(c, *p);
+      return std::nullopt;
+    }
+    return std::get<T>(std::move(value));
+  }
+
+  std::optional<query_params> query(const call_context& c) {
+    auto q = restinio::try_parse_query<restinio::parse_query_traits::javascript_compatible>(
+        c.req->header().query());
+    if (!q) {
+      send_problem(c, make_problem(400, "the query string is malformed"));
+      return std::nullopt;
+    }
+    query_params out;
+    for (auto& [k, v] : *q)
+      out.emplace(std::string(k), std::string(v));
+    return out;
+  }
+
+  /// The conversation id of the path, or a 404 (a malformed id cannot exist).
+  std::optional<std::string> conversation_id(const call_context& c, const route_params& params,
+                                             const char* name = "id") {
+    auto id = std::string(params[name]);
+    if (!is_canonical_uuid(id)) {
+      send_problem(c, make_problem(404, std::string(name[0] == 'i' ? "conversation " : "message ") +
+                                            id + " not found"));
+      return std::nullopt;
+    }
+    return id;
+  }
+
+  bool wants_stream(const call_context& c, bool stream_field) {
+    auto accept = c.req->header().opt_value_of(restinio::http_field::accept);
+    if (stream_field || (accept && accept->find("text/event-stream") != std::string_view::npos)) {
+      send_problem(c, make_problem(501, "streaming replies (SSE) are not available in this "
+                                        "version; send without stream"));
+      return true;
+    }
+    return false;
+  }
+
+  // --- idempotent exchanges ----------------------------------------------------------
+
+  using exchange_starter =
+      std::function<void(std::optional<idempotency_claim>, reply_fn<exchange_result>)>;
+
+  /// Runs an exchange, honouring Idempotency-Key: a repeat gets the stored answer.
+  void run_exchange(const call_context& c, const nlohmann::json& body, bool is_create,
+                    exchange_starter start) {
+    auto key_header = c.req->header().opt_value_of("Idempotency-Key");
+    auto finish = [c, is_create](const outcome<exchange_result>& r) {
+      if (!r) {
+        send_problem(c, to_problem(r.error()));
+        return;
+      }
+      std::vector<std::pair<std::string, std::string>> headers;
+      if (is_create)
+        headers.emplace_back("Location", conversation_location(r->conversation->id));
+      send_json(c, 201, to_json(*r), headers);
+    };
+    if (!key_header) {
+      start(std::nullopt, tracked<exchange_result>(finish));
+      return;
+    }
+    std::string key(*key_header);
+    if (!is_valid_idempotency_key(key)) {
+      send_problem(c, invalid_field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"));
+      return;
+    }
+    if (!locks_.try_lock(c.user_id, key)) {
+      send_problem(c, make_problem(409, "a request with this Idempotency-Key is in progress"));
+      return;
+    }
+    auto fingerprint = request_fingerprint(c.req->header().method().c_str(),
+                                           c.req->header().path(), dump(body));
+    auto self = shared_from_this();
+    auto unlock_then = [self, c, key](auto fn) {
+      return [self, c, key, fn](auto&& r) {
+        self->locks_.unlock(c.user_id, key);
+        fn(r);
+      };
+    };
+    engine_.find_idempotency(
+        c.user_id, key,
+        tracked<std::optional<idempotency_record>>(
+            [self, c, key, fingerprint, is_create, start, finish,
+             unlock_then](outcome<std::optional<idempotency_record>> found) {
+              if (!found) {
+                self->locks_.unlock(c.user_id, key);
+                send_problem(c, to_problem(found.error()));
+                return;
+              }
+              if (*found) {
+                self->locks_.unlock(c.user_id, key);
+                replay(c, **found, fingerprint, is_create);
+                return;
+              }
+              auto request_id = c.request_id;
+              idempotency_claim claim{key, fingerprint, [request_id](const auto& r) {
+                                        return render_exchange(r, request_id);
+                                      }};
+              start(std::move(claim),
+                    self->tracked<exchange_result>(
+                        unlock_then([finish](const outcome<exchange_result>& r) { finish(r); })));
+            }));
+  }
+
+  static void replay(const call_context& c, const idempotency_record& stored,
+                     const std::string& fingerprint, bool is_create) {
+    if (stored.request_hash != fingerprint) {
+      send_problem(c, invalid_field("Idempotency-Key",
+                                    "was already used with a different request"));
+      return;
+    }
+    std::vector<std::pair<std::string, std::string>> headers{{"Idempotent-Replayed", "true"}};
+    if (is_create && stored.status == 201) {
+      auto j = nlohmann::json::parse(stored.body, nullptr, false);
+      if (j.is_object() && j.contains("id") && j["id"].is_string())
+        headers.emplace_back("Location", conversation_location(j["id"].get<std::string>()));
+    }
+    send(c.req, c.request_id, stored.status, stored.body,
+         stored.status >= 400 ? "application/problem+json" : "application/json", headers);
+  }
+
+  // --- handlers -------------------------------------------------------------------------
+
+  void health(const call_context& c, const route_params&) {
+    send_json(c, 200, {{"status", "ok"}});
+  }
+
+  void ready(const call_context& c, const route_params&) {
+    engine_.check_ready(tracked<done>([c](outcome<done> r) {
+      if (r) {
+        send_json(c, 200, {{"status", "ready"}});
+        return;
+      }
+      auto p = make_problem(503, "the database is not answering");
+      p.retry_after_s = 1;
+      send_problem(c, p);
+    }));
+  }
+
+  void list_models(const call_context& c, const route_params&) {
+    send_json(c, 200, to_json(engine_.models()));
+  }
+
+  void get_usage(const call_context& c, const route_params&) {
+    auto q = query(c);
+    if (!q)
+      return;
+    auto range = valid(c, parse_usage_query(*q));
+    if (!range)
+      return;
+    auto user = c.user_id;
+    auto from = range->from, to = range->to;
+    engine_.usage(c.user_id, from, to,
+                  respond<std::vector<usage_row>>(c, 200, [user, from, to](auto& rows) {
+                    return usage_to_json(user, from, to, rows);
+                  }));
+  }
+
+  void list_conversations(const call_context& c, const route_params&) {
+    auto q = query(c);
+    if (!q)
+      return;
+    auto page = valid(c, parse_list_query(*q));
+    if (!page)
+      return;
+    engine_.list_conversations(c.user_id, page->limit, page->cursor,
+                               respond<conversation_page>(c, 200, [](auto& p) { return to_json(p); }));
+  }
+
+  void create_conversation(const call_context& c, const route_params&) {
+    auto body = json_body(c);
+    if (!body)
+      return;
+    auto request = valid(c, parse_create_conversation(*body, c.user_id, limits_));
+    if (!request)
+      return;
+    bool stream = false;
+    if (auto m = body->find("message"); m != body->end() && m->is_object())
+      if (auto s = m->find("stream"); s != m->end() && s->is_boolean())
+        stream = s->get<bool>();
+    if (wants_stream(c, stream))
+      return;
+    run_exchange(c, *body, true, [this, request = *request](auto claim, auto reply) {
+      engine_.create_conversation(request, std::move(claim), std::move(reply));
+    });
+  }
+
+  void get_conversation(const call_context& c, const route_params& params) {
+    auto id = conversation_id(c, params);
+    if (!id)
+      return;
+    engine_.get_conversation(c.user_id, *id,
+                             respond<conversation_record>(c, 200, [](auto& r) { return to_json(r); }));
+  }
+
+  void update_conversation(const call_context& c, const route_params& params) {
+    auto id = conversation_id(c, params);
+    if (!id)
+      return;
+    auto body = json_body(c);
+    if (!body)
+      return;
+    auto patch = valid(c, parse_conversation_patch(*body, limits_));
+    if (!patch)
+      return;
+    engine_.update_conversation(
+        c.user_id, *id, *patch,
+        respond<conversation_record>(c, 200, [](auto& r) { return to_json(r); }));
+  }
+
+  void delete_conversation(const call_context& c, const route_params& params) {
+    auto id = conversation_id(c, params);
+    if (!id)
+      return;
+    engine_.delete_conversation(c.user_id, *id,
+                                respond<done>(c, 204, [](auto&) { return nlohmann::json(); }));
+  }
+
+  void list_messages(const call_context& c, const route_params& params) {
+    auto id = conversation_id(c, params);
+    if (!id)
+      return;
+    auto q = query(c);
+    if (!q)
+      return;
+    auto history = valid(c, parse_history_query(*q));
+    if (!history)
+      return;
+    engine_.list_messages(c.user_id, *id, *history,
+                          respond<message_page>(c, 200, [](auto& p) { return to_json(p); }));
+  }
+
+  void send_message(const call_context& c, const route_params& params) {
+    auto id = conversation_id(c, params);
+    if (!id)
+      return;
+    auto body = json_body(c);
+    if (!body)
+      return;
+    bool stream = false;
+    auto message = valid(c, parse_send_message(*body, limits_, stream));
+    if (!message || wants_stream(c, stream))
+      return;
+    run_exchange(c, *body, false, [this, user = c.user_id, id = *id, p = *message](auto claim,
+                                                                                   auto reply) {
+      engine_.send_message(user, id, p, std::move(claim), std::move(reply));
+    });
+  }
+
+  void edit_message(const call_context& c, const route_params& params) {
+    auto id = conversation_id(c, params);
+    if (!id)
+      return;
+    auto message_id = conversation_id(c, params, "message_id");
+    if (!message_id)
+      return;
+    auto body = json_body(c);
+    if (!body)
+      return;
+    auto content = valid(c, parse_message_edit(*body, limits_));
+    if (!content)
+      return;
+    engine_.edit_message(c.user_id, *id, *message_id, *content,
+                         respond<message_record>(c, 200, [](auto& m) { return to_json(m); }));
+  }
+
+  void delete_message(const call_context& c, const route_params& params) {
+    auto id = conversation_id(c, params);
+    if (!id)
+      return;
+    auto message_id = conversation_id(c, params, "message_id");
+    if (!message_id)
+      return;
+    engine_.delete_message(c.user_id, *id, *message_id,
+                           respond<done>(c, 204, [](auto&) { return nlohmann::json(); }));
+  }
+
+  void regenerate(const call_context& c, const route_params& params) {
+    auto id = conversation_id(c, params);
+    if (!id)
+      return;
+    auto body = json_body(c);
+    if (!body)
+      return;
+    bool stream = false;
+    auto request = valid(c, parse_regenerate(*body, limits_, stream));
+    if (!request || wants_stream(c, stream))
+      return;
+    run_exchange(c, *body, false, [this, user = c.user_id, id = *id, p = *request](auto claim,
+                                                                                   auto reply) {
+      engine_.regenerate(user, id, p, std::move(claim), std::move(reply));
+    });
+  }
+
+  const settings& cfg_;
+  engine& engine_;
+  parse_limits limits_;
+  idempotency_locks locks_;
+  std::atomic<int> in_flight_{0};
+};
+
+}  // namespace
+
+int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_t)> on_listening) {
+  // Every thread started from here on inherits the blocked signals; this thread
+  // alone takes them, with sigwait, so shutdown runs in ordinary code.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto api = std::make_shared<http_api>(cfg, eng);
+  std::atomic<std::uint16_t> bound_port{0};
+  // The engine answers every operation within its own deadlines; this only
+  // stops RESTinio from cutting a long generation short.
+  auto handling_timeout = std::chrono::milliseconds(cfg.actors.generation_timeout_ms) * 2 +
+                          std::chrono::seconds(30);
+  restinio::http_server_t<server_traits> server{
+      restinio::own_io_context(), [&](auto& s) {
+        s.address(cfg.server.host)
+            .port(cfg.server.port)
+            .request_handler(api->make_router())
+            .acceptor_post_bind_hook([&](asio::ip::tcp::acceptor& acceptor) {
+              bound_port = acceptor.local_endpoint().port();
+            })
+            // Bodies over max_body_bytes get a 413 from the handler; only far
+            // larger ones are cut off by the parser.
+            .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}.max_body_size(
+                cfg.server.max_body_bytes * 8 + 65536))
+            .read_next_http_message_timelimit(std::chrono::seconds(60))
+            .write_http_response_timelimit(std::chrono::seconds(30))
+            .handle_request_timeout(handling_timeout);
+      }};
+
+  std::promise<void> opened;
+  asio::post(server.io_context(), [&] {
+    try {
+      server.open_sync();
+      opened.set_value();
+    } catch (...) {
+      opened.set_exception(std::current_exception());
+    }
+  });
+  std::vector<std::thread> io_threads;
+  for (unsigned i = 0; i < cfg.server.threads; ++i)
+    io_threads.emplace_back([&] { server.io_context().run(); });
+  auto stop_io = [&] {
+    server.io_context().stop();
+    for (auto& t : io_threads)
+      t.join();
+  };
+  try {
+    opened.get_future().get();
+  } catch (...) {
+    stop_io();
+    throw;
+  }
+  on_listening(bound_port.load());
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  spdlog::info("received signal {}, shutting down", signal);
+
+  std::promise<void> closed;
+  asio::post(server.io_context(), [&] {
+    try {
+      server.close_sync();
+    } catch (...) {
+    }
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(cfg.server.shutdown_grace_ms);
+  while (api->in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (api->in_flight() > 0)
+    spdlog::warn("{} requests still in flight after the grace period", api->in_flight());
+  eng.shutdown();
+  stop_io();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace parley

@@ -1,0 +1,50 @@
+#include "persistence/caf_errors.hpp"
+
+#include <caf/message.hpp>
+#include <caf/sec.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdint>
+#include <string>
+
+namespace parley {
+
+caf::error make_error(errc code) {
+  return {static_cast<std::uint8_t>(code), errc_category};
+}
+
+caf::error make_caf_error(const failure& f) {
+  return {static_cast<std::uint8_t>(f.code), errc_category,
+          caf::make_message(f.detail, f.field, f.message_id,
+                            f.retry_after_s ? static_cast<std::int32_t>(*f.retry_after_s) : -1)};
+}
+
+failure to_failure(const caf::error& e, errc on_timeout) {
+  failure f;
+  if (e.category() == errc_category) {
+    f.code = static_cast<errc>(e.code());
+    auto& ctx = e.context();
+    if (ctx.match_elements<std::string, std::string, std::string, std::int32_t>()) {
+      f.detail = ctx.get_as<std::string>(0);
+      f.field = ctx.get_as<std::string>(1);
+      f.message_id = ctx.get_as<std::string>(2);
+      if (auto retry = ctx.get_as<std::int32_t>(3); retry >= 0)
+        f.retry_after_s = static_cast<unsigned>(retry);
+    }
+    return f;
+  }
+  if (e == caf::sec::request_timeout) {
+    f.code = on_timeout;
+    f.detail = "the operation did not finish in time";
+    if (on_timeout == errc::db_unavailable || on_timeout == errc::overloaded)
+      f.retry_after_s = 1;
+    return f;
+  }
+  // Not ours and not a timeout: a bug or a dying actor. Say what it was in the log.
+  spdlog::error("unexpected actor error: {}", caf::to_string(e));
+  f.code = errc::internal;
+  f.detail = "internal error";
+  return f;
+}
+
+}  // namespace parley

@@ -1,0 +1,23 @@
+#pragma once
+
+#include "config/errors.hpp"
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+
+namespace parley {
+
+/// The error category of Parley's errc inside CAF.
+constexpr caf::atom_value errc_category = caf::atom("parley");
+
+/// An errc as a caf::error, found by CAF through ADL.
+caf::error make_error(errc code);
+
+/// A failure as a caf::error; detail, field, message id and retry hint travel in its context.
+caf::error make_caf_error(const failure& f);
+
+/// Back from a caf::error. CAF's own errors map as: a request timeout to
+/// `on_timeout`, anything else (receiver gone, unexpected reply) to internal.
+failure to_failure(const caf::error& e, errc on_timeout);
+
+}  // namespace parley

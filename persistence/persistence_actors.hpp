@@ -1,0 +1,30 @@
+#pragma once
+
+#include "config/settings.hpp"
+#include "persistence/store.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+namespace parley {
+
+/// The database as actors. Every actor owns its own store and runs detached, on
+/// its own thread, so blocking SQL never stalls the cooperative scheduler.
+struct persistence_actors {
+  /// Protocol: (write_atom, write_set) -> ok_atom once the set is committed, or
+  /// an error (db_unavailable, conflict). (flush_atom) -> ok_atom once every
+  /// write received before it is committed. Sets are grouped into batches of up
+  /// to `batch_max_requests`, one transaction each, at most `batch_delay_ms` late.
+  caf::actor writer;
+  /// Protocol: (read_atom, read_job) -> whatever the job returns, or an error.
+  /// A round-robin pool of `read_pool_size` readers, so reads never wait behind
+  /// a batch.
+  caf::actor readers;
+};
+
+/// Connects every actor's store through `factory` (throws store_error when the
+/// database cannot be reached) and spawns the actors.
+persistence_actors spawn_persistence(caf::actor_system& sys, const database_settings& cfg,
+                                     const store_factory& factory);
+
+}  // namespace parley

@@ -1,0 +1,103 @@
+#pragma once
+
+#include "config/clock.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace parley {
+
+/// Token and cost totals of a conversation.
+struct usage_totals {
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  double cost_usd = 0;
+};
+
+/// One row of `conversations`.
+struct conversation_record {
+  std::string id;
+  std::string user_id;
+  std::optional<std::string> title;
+  std::string model;
+  std::optional<std::string> system_prompt;
+  std::string metadata_json = "{}";  ///< a JSON object of string values
+  unix_ms created_at = 0;
+  unix_ms updated_at = 0;
+  std::int64_t message_count = 0;
+  std::int64_t last_seq = 0;  ///< highest seq ever given out; never goes down
+  usage_totals usage;
+};
+
+/// One row of `messages`.
+struct message_record {
+  std::string id;
+  std::string conversation_id;
+  std::int64_t seq = 0;
+  std::string role;  ///< user, assistant, system
+  std::string content;
+  unix_ms created_at = 0;
+  std::optional<unix_ms> edited_at;
+  // Set on assistant messages produced by a provider.
+  std::optional<std::string> model;
+  std::optional<std::string> finish_reason;
+  std::optional<std::int64_t> prompt_tokens;
+  std::optional<std::int64_t> completion_tokens;
+};
+
+/// The first answer to an idempotent request, replayed for repeats.
+struct idempotency_record {
+  std::string user_id;
+  std::string key;
+  std::string request_hash;
+  int status = 0;
+  std::string body;
+  unix_ms created_at = 0;
+};
+
+/// One user's usage of one model on one UTC day.
+struct usage_row {
+  std::string model;
+  std::int64_t requests = 0;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  double cost_usd = 0;
+};
+
+/// A keyset position in a user's conversation list (most recently updated first).
+struct conversation_cursor {
+  unix_ms updated_at = 0;
+  std::string id;
+};
+
+struct conversation_page {
+  std::vector<conversation_record> rows;
+  std::optional<conversation_cursor> next;
+};
+
+/// The writes one requester needs committed together.
+namespace write {
+struct insert_conversation { conversation_record row; };
+/// Rewrites every mutable column of the conversation from `row`.
+struct update_conversation { conversation_record row; };
+/// Removes the conversation and all of its messages.
+struct delete_conversation { std::string id; };
+struct insert_message { message_record row; };
+struct update_message { std::string id; std::string content; unix_ms edited_at = 0; };
+struct delete_message { std::string id; };
+struct add_usage { std::string user_id; std::string day; usage_row usage; };
+struct put_idempotency { idempotency_record row; };
+}  // namespace write
+
+using write_op = std::variant<write::insert_conversation, write::update_conversation,
+                              write::delete_conversation, write::insert_message,
+                              write::update_message, write::delete_message, write::add_usage,
+                              write::put_idempotency>;
+
+/// All or nothing: a write set is committed whole in one transaction or not at all.
+using write_set = std::vector<write_op>;
+
+}  // namespace parley

@@ -1,0 +1,75 @@
+#include "persistence/schema.hpp"
+
+namespace parley {
+
+namespace {
+
+// Written once for both dialects: BIGINT, TEXT and DOUBLE PRECISION mean the
+// same to SQLite (by affinity) and PostgreSQL. Timestamps are Unix milliseconds.
+std::vector<migration> build(sql_dialect dialect) {
+  (void)dialect;  // no dialect differences yet; this is where they go
+  return {
+      {1,
+       {
+           "CREATE TABLE conversations ("
+           " id TEXT PRIMARY KEY,"
+           " user_id TEXT NOT NULL,"
+           " title TEXT,"
+           " model TEXT NOT NULL,"
+           " system_prompt TEXT,"
+           " metadata TEXT NOT NULL DEFAULT '{}',"
+           " created_at BIGINT NOT NULL,"
+           " updated_at BIGINT NOT NULL,"
+           " message_count BIGINT NOT NULL DEFAULT 0,"
+           " last_seq BIGINT NOT NULL DEFAULT 0,"
+           " prompt_tokens BIGINT NOT NULL DEFAULT 0,"
+           " completion_tokens BIGINT NOT NULL DEFAULT 0,"
+           " cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0)",
+           // Serves the per-user list, most recently updated first, by keyset.
+           "CREATE INDEX conversations_by_user_updated"
+           " ON conversations (user_id, updated_at DESC, id DESC)",
+           "CREATE TABLE messages ("
+           " id TEXT PRIMARY KEY,"
+           " conversation_id TEXT NOT NULL,"
+           " seq BIGINT NOT NULL,"
+           " role TEXT NOT NULL,"
+           " content TEXT NOT NULL,"
+           " created_at BIGINT NOT NULL,"
+           " edited_at BIGINT,"
+           " model TEXT,"
+           " finish_reason TEXT,"
+           " prompt_tokens BIGINT,"
+           " completion_tokens BIGINT)",
+           // One seq per conversation, and the index every history page walks.
+           "CREATE UNIQUE INDEX messages_by_conversation_seq ON messages (conversation_id, seq)",
+           "CREATE TABLE idempotency_keys ("
+           " user_id TEXT NOT NULL,"
+           " idem_key TEXT NOT NULL,"
+           " request_hash TEXT NOT NULL,"
+           " status BIGINT NOT NULL,"
+           " body TEXT NOT NULL,"
+           " created_at BIGINT NOT NULL,"
+           " PRIMARY KEY (user_id, idem_key))",
+           "CREATE INDEX idempotency_keys_by_created ON idempotency_keys (created_at)",
+           "CREATE TABLE usage_daily ("
+           " user_id TEXT NOT NULL,"
+           " day TEXT NOT NULL,"
+           " model TEXT NOT NULL,"
+           " requests BIGINT NOT NULL,"
+           " prompt_tokens BIGINT NOT NULL,"
+           " completion_tokens BIGINT NOT NULL,"
+           " cost_usd DOUBLE PRECISION NOT NULL,"
+           " PRIMARY KEY (user_id, day, model))",
+       }},
+  };
+}
+
+}  // namespace
+
+const std::vector<migration>& migrations(sql_dialect dialect) {
+  static const auto sqlite = build(sql_dialect::sqlite);
+  static const auto postgresql = build(sql_dialect::postgresql);
+  return dialect == sql_dialect::sqlite ? sqlite : postgresql;
+}
+
+}  // namespace parley

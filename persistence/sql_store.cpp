@@ -1,0 +1,512 @@
+#include "persistence/schema.hpp"
+#include "persistence/store.hpp"
+
+#include <soci/postgresql/soci-postgresql.h>
+#include <soci/soci.h>
+#include <soci/sqlite3/soci-sqlite3.h>
+#include <sqlite3.h>
+
+#include <mutex>
+
+namespace parley {
+
+namespace {
+
+// --- SQL ----------------------------------------------------------------------
+
+constexpr const char* conversation_columns =
+    "id, user_id, title, model, system_prompt, metadata, created_at, updated_at,"
+    " message_count, last_seq, prompt_tokens, completion_tokens, cost_usd";
+constexpr const char* message_columns =
+    "id, conversation_id, seq, role, content, created_at, edited_at, model, finish_reason,"
+    " prompt_tokens, completion_tokens";
+
+constexpr const char* insert_conversation_sql =
+    "INSERT INTO conversations (id, user_id, title, model, system_prompt, metadata, created_at,"
+    " updated_at, message_count, last_seq, prompt_tokens, completion_tokens, cost_usd)"
+    " VALUES (:id, :user_id, :title, :model, :system_prompt, :metadata, :created_at,"
+    " :updated_at, :message_count, :last_seq, :prompt_tokens, :completion_tokens, :cost_usd)";
+constexpr const char* update_conversation_sql =
+    "UPDATE conversations SET title = :title, model = :model, system_prompt = :system_prompt,"
+    " metadata = :metadata, updated_at = :updated_at, message_count = :message_count,"
+    " last_seq = :last_seq, prompt_tokens = :prompt_tokens,"
+    " completion_tokens = :completion_tokens, cost_usd = :cost_usd WHERE id = :id";
+constexpr const char* delete_messages_of_conversation_sql =
+    "DELETE FROM messages WHERE conversation_id = :id";
+constexpr const char* delete_conversation_sql = "DELETE FROM conversations WHERE id = :id";
+constexpr const char* insert_message_sql =
+    "INSERT INTO messages (id, conversation_id, seq, role, content, created_at, edited_at, model,"
+    " finish_reason, prompt_tokens, completion_tokens) VALUES (:id, :conversation_id, :seq,"
+    " :role, :content, :created_at, :edited_at, :model, :finish_reason, :prompt_tokens,"
+    " :completion_tokens)";
+constexpr const char* update_message_sql =
+    "UPDATE messages SET content = :content, edited_at = :edited_at WHERE id = :id";
+constexpr const char* delete_message_sql = "DELETE FROM messages WHERE id = :id";
+constexpr const char* add_usage_sql =
+    "INSERT INTO usage_daily (user_id, day, model, requests, prompt_tokens, completion_tokens,"
+    " cost_usd) VALUES (:user_id, :day, :model, :requests, :prompt_tokens, :completion_tokens,"
+    " :cost_usd) ON CONFLICT (user_id, day, model) DO UPDATE SET"
+    " requests = usage_daily.requests + excluded.requests,"
+    " prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,"
+    " completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,"
+    " cost_usd = usage_daily.cost_usd + excluded.cost_usd";
+constexpr const char* put_idempotency_sql =
+    "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, body, created_at)"
+    " VALUES (:user_id, :idem_key, :request_hash, :status, :body, :created_at)";
+constexpr const char* find_idempotency_sql =
+    "SELECT user_id, idem_key, request_hash, status, body, created_at FROM idempotency_keys"
+    " WHERE user_id = :user_id AND idem_key = :idem_key";
+constexpr const char* purge_idempotency_sql =
+    "DELETE FROM idempotency_keys WHERE created_at < :cutoff";
+constexpr const char* usage_sql =
+    "SELECT model, SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd)"
+    " FROM usage_daily WHERE user_id = :user_id AND day >= :from_day AND day <= :to_day"
+    " GROUP BY model ORDER BY model";
+
+// --- row access that works whatever type the backend reports ------------------
+
+std::int64_t get_int(const soci::row& r, std::size_t i) {
+  switch (r.get_properties(i).get_data_type()) {
+    case soci::dt_integer: return r.get<int>(i);
+    case soci::dt_long_long: return r.get<long long>(i);
+    case soci::dt_unsigned_long_long: return static_cast<std::int64_t>(r.get<unsigned long long>(i));
+    case soci::dt_double: return static_cast<std::int64_t>(r.get<double>(i));
+    case soci::dt_string: return std::stoll(r.get<std::string>(i));
+    default: throw store_error(errc::internal, "unexpected column type");
+  }
+}
+
+double get_double(const soci::row& r, std::size_t i) {
+  if (r.get_indicator(i) == soci::i_null)
+    return 0;
+  switch (r.get_properties(i).get_data_type()) {
+    case soci::dt_double: return r.get<double>(i);
+    case soci::dt_string: return std::stod(r.get<std::string>(i));
+    default: return static_cast<double>(get_int(r, i));
+  }
+}
+
+std::optional<std::int64_t> get_opt_int(const soci::row& r, std::size_t i) {
+  if (r.get_indicator(i) == soci::i_null)
+    return std::nullopt;
+  return get_int(r, i);
+}
+
+std::optional<std::string> get_opt_string(const soci::row& r, std::size_t i) {
+  if (r.get_indicator(i) == soci::i_null)
+    return std::nullopt;
+  return r.get<std::string>(i);
+}
+
+conversation_record to_conversation(const soci::row& r) {
+  conversation_record c;
+  c.id = r.get<std::string>(0);
+  c.user_id = r.get<std::string>(1);
+  c.title = get_opt_string(r, 2);
+  c.model = r.get<std::string>(3);
+  c.system_prompt = get_opt_string(r, 4);
+  c.metadata_json = r.get<std::string>(5);
+  c.created_at = get_int(r, 6);
+  c.updated_at = get_int(r, 7);
+  c.message_count = get_int(r, 8);
+  c.last_seq = get_int(r, 9);
+  c.usage.prompt_tokens = get_int(r, 10);
+  c.usage.completion_tokens = get_int(r, 11);
+  c.usage.cost_usd = get_double(r, 12);
+  return c;
+}
+
+message_record to_message(const soci::row& r) {
+  message_record m;
+  m.id = r.get<std::string>(0);
+  m.conversation_id = r.get<std::string>(1);
+  m.seq = get_int(r, 2);
+  m.role = r.get<std::string>(3);
+  m.content = r.get<std::string>(4);
+  m.created_at = get_int(r, 5);
+  m.edited_at = get_opt_int(r, 6);
+  m.model = get_opt_string(r, 7);
+  m.finish_reason = get_opt_string(r, 8);
+  m.prompt_tokens = get_opt_int(r, 9);
+  m.completion_tokens = get_opt_int(r, 10);
+  return m;
+}
+
+/// Binds an optional as a value plus a null indicator that outlive the statement.
+template <class T>
+struct nullable {
+  explicit nullable(const std::optional<T>& v)
+      : value(v.value_or(T{})), indicator(v ? soci::i_ok : soci::i_null) {}
+  T value;
+  soci::indicator indicator;
+};
+
+// --- errors -------------------------------------------------------------------
+
+[[noreturn]] void rethrow_as_store_error(const soci::soci_error& e) {
+  if (auto sq = dynamic_cast<const soci::sqlite3_soci_error*>(&e)) {
+    auto primary = sq->result() & 0xff;
+    if (primary == SQLITE_CONSTRAINT)
+      throw store_error(errc::conflict, e.get_error_message());
+    throw store_error(errc::db_unavailable, e.get_error_message());
+  }
+  if (e.get_error_category() == soci::soci_error::constraint_violation)
+    throw store_error(errc::conflict, e.get_error_message());
+  throw store_error(errc::db_unavailable, e.get_error_message());
+}
+
+template <class Fn>
+auto guarded(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const soci::soci_error& e) {
+    rethrow_as_store_error(e);
+  } catch (const std::bad_cast&) {
+    throw store_error(errc::internal, "unexpected column type in a result row");
+  }
+}
+
+// --- the store ----------------------------------------------------------------
+
+class sql_store final : public store {
+ public:
+  sql_store(const database_url& url) : dialect_(url.kind == database_url::backend::sqlite
+                                                    ? sql_dialect::sqlite
+                                                    : sql_dialect::postgresql) {
+    guarded([&] {
+      if (dialect_ == sql_dialect::sqlite) {
+        // timeout: how long a statement waits for a lock held by another connection.
+        session_.open(soci::sqlite3, "db=" + url.target + " timeout=5");
+        if (url.target != ":memory:") {
+          // WAL lets readers run beside the writer; synchronous=FULL makes every
+          // committed batch survive a crash of the process and of the machine.
+          session_ << "PRAGMA journal_mode=WAL";
+          session_ << "PRAGMA synchronous=FULL";
+        }
+      } else {
+        session_.open(soci::postgresql, url.target);
+      }
+    });
+  }
+
+  // store overrides
+
+  void migrate() override {
+    guarded([&] {
+      session_ << "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
+      long long current = 0;
+      soci::indicator ind = soci::i_null;
+      session_ << "SELECT MAX(version) FROM schema_version", soci::into(current, ind);
+      if (ind == soci::i_null)
+        current = 0;
+      for (auto& m : migrations(dialect_)) {
+        if (m.version <= current)
+          continue;
+        soci::transaction tx(session_);
+        for (auto& statement : m.statements)
+          session_ << statement;
+        int version = m.version;
+        session_ << "INSERT INTO schema_version (version) VALUES (:v)", soci::use(version);
+        tx.commit();
+      }
+    });
+  }
+
+  void commit(const std::vector<const write_set*>& sets) override {
+    guarded([&] {
+      soci::transaction tx(session_);
+      for (auto set : sets)
+        for (auto& op : *set)
+          std::visit([&](auto& w) { apply(w); }, op);
+      tx.commit();
+    });
+  }
+
+  std::optional<conversation_record> find_conversation(const std::string& id) override {
+    return guarded([&]() -> std::optional<conversation_record> {
+      soci::rowset<soci::row> rows =
+          (session_.prepare << "SELECT " << conversation_columns
+                            << " FROM conversations WHERE id = :id",
+           soci::use(id));
+      for (auto& r : rows)
+        return to_conversation(r);
+      return std::nullopt;
+    });
+  }
+
+  conversation_page list_conversations(const std::string& user_id, unsigned limit,
+                                       const std::optional<conversation_cursor>& after) override {
+    return guarded([&] {
+      conversation_page page;
+      long long fetch = limit + 1;
+      auto collect = [&](soci::rowset<soci::row>& rows) {
+        for (auto& r : rows)
+          page.rows.push_back(to_conversation(r));
+      };
+      if (after) {
+        long long at = after->updated_at;
+        soci::rowset<soci::row> rows =
+            (session_.prepare << "SELECT " << conversation_columns
+                              << " FROM conversations WHERE user_id = :u AND (updated_at < :t"
+                                 " OR (updated_at = :t2 AND id < :id))"
+                                 " ORDER BY updated_at DESC, id DESC LIMIT :n",
+             soci::use(user_id), soci::use(at), soci::use(at), soci::use(after->id),
+             soci::use(fetch));
+        collect(rows);
+      } else {
+        soci::rowset<soci::row> rows =
+            (session_.prepare << "SELECT " << conversation_columns
+                              << " FROM conversations WHERE user_id = :u"
+                                 " ORDER BY updated_at DESC, id DESC LIMIT :n",
+             soci::use(user_id), soci::use(fetch));
+        collect(rows);
+      }
+      if (page.rows.size() > limit) {
+        page.rows.pop_back();
+        page.next = conversation_cursor{page.rows.back().updated_at, page.rows.back().id};
+      }
+      return page;
+    });
+  }
+
+  std::vector<message_record> list_messages(const std::string& conversation_id,
+                                            std::int64_t after_seq,
+                                            std::optional<std::int64_t> before_seq,
+                                            unsigned limit) override {
+    return guarded([&] {
+      std::vector<message_record> out;
+      long long n = limit;
+      if (before_seq) {
+        long long before = *before_seq;
+        soci::rowset<soci::row> rows =
+            (session_.prepare << "SELECT " << message_columns
+                              << " FROM messages WHERE conversation_id = :c AND seq < :b"
+                                 " ORDER BY seq DESC LIMIT :n",
+             soci::use(conversation_id), soci::use(before), soci::use(n));
+        for (auto& r : rows)
+          out.push_back(to_message(r));
+        std::reverse(out.begin(), out.end());
+      } else {
+        long long after = after_seq;
+        soci::rowset<soci::row> rows =
+            (session_.prepare << "SELECT " << message_columns
+                              << " FROM messages WHERE conversation_id = :c AND seq > :a"
+                                 " ORDER BY seq ASC LIMIT :n",
+             soci::use(conversation_id), soci::use(after), soci::use(n));
+        for (auto& r : rows)
+          out.push_back(to_message(r));
+      }
+      return out;
+    });
+  }
+
+  std::optional<message_record> find_message(const std::string& conversation_id,
+                                             const std::string& message_id) override {
+    return guarded([&]() -> std::optional<message_record> {
+      soci::rowset<soci::row> rows =
+          (session_.prepare << "SELECT " << message_columns
+                            << " FROM messages WHERE id = :id AND conversation_id = :c",
+           soci::use(message_id), soci::use(conversation_id));
+      for (auto& r : rows)
+        return to_message(r);
+      return std::nullopt;
+    });
+  }
+
+  std::optional<idempotency_record> find_idempotency(const std::string& user_id,
+                                                     const std::string& key) override {
+    return guarded([&]() -> std::optional<idempotency_record> {
+      soci::rowset<soci::row> rows =
+          (session_.prepare << find_idempotency_sql, soci::use(user_id), soci::use(key));
+      for (auto& r : rows)
+        return idempotency_record{r.get<std::string>(0), r.get<std::string>(1),
+                                  r.get<std::string>(2), static_cast<int>(get_int(r, 3)),
+                                  r.get<std::string>(4), get_int(r, 5)};
+      return std::nullopt;
+    });
+  }
+
+  std::int64_t purge_idempotency(unix_ms cutoff) override {
+    return guarded([&] {
+      long long c = cutoff;
+      soci::statement st = (session_.prepare << purge_idempotency_sql, soci::use(c));
+      st.execute(true);
+      return static_cast<std::int64_t>(st.get_affected_rows());
+    });
+  }
+
+  std::vector<usage_row> usage(const std::string& user_id, const std::string& from_day,
+                               const std::string& to_day) override {
+    return guarded([&] {
+      std::vector<usage_row> out;
+      soci::rowset<soci::row> rows = (session_.prepare << usage_sql, soci::use(user_id),
+                                      soci::use(from_day), soci::use(to_day));
+      for (auto& r : rows)
+        out.push_back(usage_row{r.get<std::string>(0), get_int(r, 1), get_int(r, 2),
+                                get_int(r, 3), get_double(r, 4)});
+      return out;
+    });
+  }
+
+  void ping() override {
+    guarded([&] {
+      int one = 0;
+      session_ << "SELECT 1", soci::into(one);
+    });
+  }
+
+ private:
+  // One function per write kind; each binds every value, never splices it.
+
+  void apply(const write::insert_conversation& w) {
+    auto& c = w.row;
+    nullable<std::string> title(c.title), system_prompt(c.system_prompt);
+    long long created = c.created_at, updated = c.updated_at, count = c.message_count,
+              last = c.last_seq, prompt = c.usage.prompt_tokens,
+              completion = c.usage.completion_tokens;
+    double cost = c.usage.cost_usd;
+    session_ << insert_conversation_sql, soci::use(c.id), soci::use(c.user_id),
+        soci::use(title.value, title.indicator), soci::use(c.model),
+        soci::use(system_prompt.value, system_prompt.indicator), soci::use(c.metadata_json),
+        soci::use(created), soci::use(updated), soci::use(count), soci::use(last),
+        soci::use(prompt), soci::use(completion), soci::use(cost);
+  }
+
+  void apply(const write::update_conversation& w) {
+    auto& c = w.row;
+    nullable<std::string> title(c.title), system_prompt(c.system_prompt);
+    long long updated = c.updated_at, count = c.message_count, last = c.last_seq,
+              prompt = c.usage.prompt_tokens, completion = c.usage.completion_tokens;
+    double cost = c.usage.cost_usd;
+    session_ << update_conversation_sql, soci::use(title.value, title.indicator),
+        soci::use(c.model), soci::use(system_prompt.value, system_prompt.indicator),
+        soci::use(c.metadata_json), soci::use(updated), soci::use(count), soci::use(last),
+        soci::use(prompt), soci::use(completion), soci::use(cost), soci::use(c.id);
+  }
+
+  void apply(const write::delete_conversation& w) {
+    session_ << delete_messages_of_conversation_sql, soci::use(w.id);
+    session_ << delete_conversation_sql, soci::use(w.id);
+  }
+
+  void apply(const write::insert_message& w) {
+    auto& m = w.row;
+    long long seq = m.seq, created = m.created_at;
+    nullable<long long> edited(m.edited_at ? std::optional<long long>(*m.edited_at)
+                                           : std::nullopt);
+    nullable<std::string> model(m.model), finish(m.finish_reason);
+    nullable<long long> prompt(m.prompt_tokens ? std::optional<long long>(*m.prompt_tokens)
+                                               : std::nullopt);
+    nullable<long long> completion(
+        m.completion_tokens ? std::optional<long long>(*m.completion_tokens) : std::nullopt);
+    session_ << insert_message_sql, soci::use(m.id), soci::use(m.conversation_id),
+        soci::use(seq), soci::use(m.role), soci::use(m.content), soci::use(created),
+        soci::use(edited.value, edited.indicator), soci::use(model.value, model.indicator),
+        soci::use(finish.value, finish.indicator), soci::use(prompt.value, prompt.indicator),
+        soci::use(completion.value, completion.indicator);
+  }
+
+  void apply(const write::update_message& w) {
+    long long edited = w.edited_at;
+    session_ << update_message_sql, soci::use(w.content), soci::use(edited), soci::use(w.id);
+  }
+
+  void apply(const write::delete_message& w) { session_ << delete_message_sql, soci::use(w.id); }
+
+  void apply(const write::add_usage& w) {
+    long long requests = w.usage.requests, prompt = w.usage.prompt_tokens,
+              completion = w.usage.completion_tokens;
+    double cost = w.usage.cost_usd;
+    session_ << add_usage_sql, soci::use(w.user_id), soci::use(w.day), soci::use(w.usage.model),
+        soci::use(requests), soci::use(prompt), soci::use(completion), soci::use(cost);
+  }
+
+  void apply(const write::put_idempotency& w) {
+    auto& r = w.row;
+    long long status = r.status, created = r.created_at;
+    session_ << put_idempotency_sql, soci::use(r.user_id), soci::use(r.key),
+        soci::use(r.request_hash), soci::use(status), soci::use(r.body), soci::use(created);
+  }
+
+  sql_dialect dialect_;
+  soci::session session_;
+};
+
+/// Serializes access to one shared store (the in-memory SQLite database).
+class locked_store final : public store {
+ public:
+  explicit locked_store(std::shared_ptr<std::pair<std::mutex, sql_store>> shared)
+      : shared_(std::move(shared)) {}
+
+ private:
+  template <class Fn>
+  auto with(Fn&& fn) {
+    std::lock_guard<std::mutex> guard(shared_->first);
+    return fn(shared_->second);
+  }
+
+ public:
+  // store overrides
+
+  void migrate() override { with([](store& s) { s.migrate(); }); }
+  void commit(const std::vector<const write_set*>& sets) override {
+    with([&](store& s) { s.commit(sets); });
+  }
+  std::optional<conversation_record> find_conversation(const std::string& id) override {
+    return with([&](store& s) { return s.find_conversation(id); });
+  }
+  conversation_page list_conversations(const std::string& user_id, unsigned limit,
+                                       const std::optional<conversation_cursor>& after) override {
+    return with([&](store& s) { return s.list_conversations(user_id, limit, after); });
+  }
+  std::vector<message_record> list_messages(const std::string& conversation_id,
+                                            std::int64_t after_seq,
+                                            std::optional<std::int64_t> before_seq,
+                                            unsigned limit) override {
+    return with([&](store& s) {
+      return s.list_messages(conversation_id, after_seq, before_seq, limit);
+    });
+  }
+  std::optional<message_record> find_message(const std::string& conversation_id,
+                                             const std::string& message_id) override {
+    return with([&](store& s) { return s.find_message(conversation_id, message_id); });
+  }
+  std::optional<idempotency_record> find_idempotency(const std::string& user_id,
+                                                     const std::string& key) override {
+    return with([&](store& s) { return s.find_idempotency(user_id, key); });
+  }
+  std::int64_t purge_idempotency(unix_ms cutoff) override {
+    return with([&](store& s) { return s.purge_idempotency(cutoff); });
+  }
+  std::vector<usage_row> usage(const std::string& user_id, const std::string& from_day,
+                               const std::string& to_day) override {
+    return with([&](store& s) { return s.usage(user_id, from_day, to_day); });
+  }
+  void ping() override { with([](store& s) { s.ping(); }); }
+
+ private:
+  std::shared_ptr<std::pair<std::mutex, sql_store>> shared_;
+};
+
+}  // namespace
+
+store_factory make_store_factory(const database_url& url) {
+  if (url.kind == database_url::backend::sqlite && url.target == ":memory:") {
+    // Every copy of the factory must hand out the same connection.
+    struct shared_memory_db {
+      std::once_flag opened;
+      std::shared_ptr<std::pair<std::mutex, sql_store>> db;
+    };
+    auto state = std::make_shared<shared_memory_db>();
+    return [url, state]() -> std::unique_ptr<store> {
+      std::call_once(state->opened, [&] {
+        state->db = std::make_shared<std::pair<std::mutex, sql_store>>(
+            std::piecewise_construct, std::forward_as_tuple(), std::forward_as_tuple(url));
+      });
+      return std::make_unique<locked_store>(state->db);
+    };
+  }
+  return [url] { return std::make_unique<sql_store>(url); };
+}
+
+}  // namespace parley

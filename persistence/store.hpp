@@ -1,0 +1,72 @@
+#pragma once
+
+#include "config/errors.hpp"
+#include "config/settings.hpp"
+#include "persistence/records.hpp"
+
+#include <functional>
+#include <memory>
+#include <stdexcept>
+
+namespace parley {
+
+/// A database operation failed. `code` is db_unavailable (the database did not
+/// answer, is locked or full) or conflict (a constraint rejected the write).
+struct store_error : std::runtime_error {
+  store_error(errc c, const std::string& what) : std::runtime_error(what), code(c) {}
+  errc code;
+};
+
+/// Synchronous access to the database through one connection. Not thread-safe:
+/// each instance is owned by one actor (the writer or one reader). Every call
+/// may block and throws store_error on failure.
+class store {
+ public:
+  virtual ~store() = default;
+
+  /// Creates or migrates the schema to the latest version.
+  virtual void migrate() = 0;
+
+  /// Commits all `sets` in one transaction; on any error nothing is committed.
+  virtual void commit(const std::vector<const write_set*>& sets) = 0;
+
+  virtual std::optional<conversation_record> find_conversation(const std::string& id) = 0;
+
+  /// Up to `limit` of the user's conversations after `after`, most recently updated first.
+  virtual conversation_page list_conversations(const std::string& user_id, unsigned limit,
+                                               const std::optional<conversation_cursor>& after) = 0;
+
+  /// Messages with seq > after_seq in ascending order, or, when `before_seq` is
+  /// set, the `limit` messages just below it (still ascending).
+  virtual std::vector<message_record> list_messages(const std::string& conversation_id,
+                                                    std::int64_t after_seq,
+                                                    std::optional<std::int64_t> before_seq,
+                                                    unsigned limit) = 0;
+
+  /// The message `message_id` if it belongs to `conversation_id`.
+  virtual std::optional<message_record> find_message(const std::string& conversation_id,
+                                                     const std::string& message_id) = 0;
+
+  virtual std::optional<idempotency_record> find_idempotency(const std::string& user_id,
+                                                             const std::string& key) = 0;
+
+  /// Removes idempotency records created before `cutoff`; returns how many.
+  virtual std::int64_t purge_idempotency(unix_ms cutoff) = 0;
+
+  /// The user's usage by model over the inclusive day range (YYYY-MM-DD).
+  virtual std::vector<usage_row> usage(const std::string& user_id, const std::string& from_day,
+                                       const std::string& to_day) = 0;
+
+  /// A trivial query: proves the database answers.
+  virtual void ping() = 0;
+};
+
+/// Makes a new store per call: each actor that touches the database owns one.
+using store_factory = std::function<std::unique_ptr<store>()>;
+
+/// A factory for the database at `url`. For `sqlite::memory:` all stores share
+/// one connection (under a lock), since each connection would see its own database.
+/// Connecting happens when the factory is called and may throw store_error.
+store_factory make_store_factory(const database_url& url);
+
+}  // namespace parley

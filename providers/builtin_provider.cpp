@@ -1,0 +1,189 @@
+#include "providers/builtin_provider.hpp"
+
+#include "providers/token_estimator.hpp"
+
+#include <asio.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+namespace parley {
+
+const char* to_string(finish_reason r) {
+  switch (r) {
+    case finish_reason::stop: return "stop";
+    case finish_reason::length: return "length";
+    case finish_reason::cancelled: return "cancelled";
+  }
+  return "stop";
+}
+
+std::string echo_reply(const std::vector<chat_message>& messages) {
+  for (auto i = messages.rbegin(); i != messages.rend(); ++i)
+    if (i->role == "user")
+      return "Echo: " + i->content;
+  return "Echo:";
+}
+
+std::vector<std::string> split_words(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto word = text.find_first_not_of(" \t\r\n", pos);
+    if (word == std::string::npos) {
+      if (!out.empty())
+        out.back() += text.substr(pos);
+      else
+        out.push_back(text.substr(pos));
+      break;
+    }
+    auto end = text.find_first_of(" \t\r\n", word);
+    if (end == std::string::npos)
+      end = text.size();
+    out.push_back(text.substr(pos, end - pos));
+    pos = end;
+  }
+  return out;
+}
+
+namespace {
+
+/// One echo completion: the words to send, where it stands, and its timer.
+class echo_completion final : public completion_handle,
+                              public std::enable_shared_from_this<echo_completion> {
+ public:
+  echo_completion(asio::io_context& io, completion_request request,
+                  completion_callbacks callbacks)
+      : timer_(io), callbacks_(std::move(callbacks)) {
+    for (auto& m : request.messages)
+      usage_.prompt_tokens += estimate_message_tokens(m.content);
+    auto words = split_words(echo_reply(request.messages));
+    // Keep the words that fit max_tokens; a cut reply finishes with `length`.
+    std::int64_t budget = request.max_tokens, used = 0;
+    std::string text;
+    for (auto& w : words) {
+      auto cost = estimate_tokens(text + w) - estimate_tokens(text);
+      if (budget > 0 && used + cost > budget) {
+        reason_ = finish_reason::length;
+        break;
+      }
+      used += cost;
+      text += w;
+      words_.push_back(w);
+    }
+  }
+
+  /// Sends everything now (zero latency).
+  void run_now() {
+    for (auto& w : words_)
+      emit(w);
+    finish(reason_);
+  }
+
+  /// Sends the first word after `ttft`, each next one `itl` later.
+  void run_timed(std::chrono::milliseconds ttft, std::chrono::milliseconds itl) {
+    itl_ = itl;
+    schedule(ttft);
+  }
+
+  // completion_handle overrides
+
+  void cancel() override {
+    cancelled_ = true;
+    auto self = shared_from_this();
+    asio::post(timer_.get_executor(), [self] {
+      if (!self->finished_) {
+        self->timer_.cancel();
+        self->finish(finish_reason::cancelled);
+      }
+    });
+  }
+
+ private:
+  void schedule(std::chrono::milliseconds delay) {
+    timer_.expires_after(delay);
+    timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+      if (ec || self->finished_ || self->cancelled_)
+        return;  // cancel() finishes the completion
+      if (self->next_ < self->words_.size()) {
+        self->emit(self->words_[self->next_++]);
+        if (self->next_ < self->words_.size()) {
+          self->schedule(self->itl_);
+          return;
+        }
+      }
+      self->finish(self->reason_);
+    });
+  }
+
+  void emit(const std::string& word) {
+    usage_.completion_tokens = estimate_tokens(sent_ += word);
+    callbacks_.on_delta(word);
+  }
+
+  void finish(finish_reason reason) {
+    finished_ = true;
+    callbacks_.on_finish(completion_result{reason, usage_});
+  }
+
+  asio::steady_timer timer_;
+  completion_callbacks callbacks_;
+  std::vector<std::string> words_;
+  std::size_t next_ = 0;
+  std::string sent_;
+  completion_usage usage_;
+  finish_reason reason_ = finish_reason::stop;
+  std::chrono::milliseconds itl_{0};
+  bool finished_ = false;  // touched only on the timer thread (or in run_now)
+  std::atomic<bool> cancelled_{false};
+};
+
+/// Synchronous completions need no cancellation: they are over before start returns.
+class finished_handle final : public completion_handle {
+ public:
+  void cancel() override {}
+};
+
+class builtin_provider final : public provider {
+ public:
+  builtin_provider(unsigned ttft_ms, unsigned itl_ms)
+      : ttft_(ttft_ms), itl_(itl_ms), work_(asio::make_work_guard(io_)) {
+    if (ttft_ms > 0 || itl_ms > 0)
+      thread_ = std::thread([this] { io_.run(); });
+  }
+
+  ~builtin_provider() override {
+    work_.reset();
+    io_.stop();
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+  // provider overrides
+
+  std::shared_ptr<completion_handle> start(completion_request request,
+                                           completion_callbacks callbacks) override {
+    auto c = std::make_shared<echo_completion>(io_, std::move(request), std::move(callbacks));
+    if (!thread_.joinable()) {
+      c->run_now();
+      return std::make_shared<finished_handle>();
+    }
+    asio::post(io_, [c, this] { c->run_timed(ttft_, itl_); });
+    return c;
+  }
+
+ private:
+  std::chrono::milliseconds ttft_, itl_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+std::shared_ptr<provider> make_builtin_provider(unsigned ttft_ms, unsigned itl_ms) {
+  return std::make_shared<builtin_provider>(ttft_ms, itl_ms);
+}
+
+}  // namespace parley

@@ -1,0 +1,93 @@
+#include "providers/model_registry.hpp"
+
+#include "config/load_settings.hpp"
+#include "providers/builtin_provider.hpp"
+
+#include <map>
+
+namespace parley {
+
+namespace {
+
+struct provider_entry {
+  provider_settings cfg;
+  std::shared_ptr<provider> impl;
+};
+
+std::shared_ptr<provider> make_provider(const provider_settings& p) {
+  if (p.kind == "builtin")
+    return make_builtin_provider(p.ttft_ms, p.itl_ms);
+  if (p.kind == "openai" || p.kind == "anthropic")
+    throw config_error("providers: '" + p.name + "' has kind '" + p.kind +
+                       "', which this build cannot serve yet (only 'builtin')");
+  throw config_error("providers: '" + p.name + "' has unknown kind '" + p.kind +
+                     "' (expected builtin, openai or anthropic)");
+}
+
+}  // namespace
+
+std::shared_ptr<const model_registry> model_registry::build(const settings& cfg) {
+  std::map<std::string, provider_entry> providers;
+  provider_settings builtin;
+  builtin.name = "builtin";
+  builtin.kind = "builtin";
+  providers["builtin"] = {builtin, nullptr};
+  for (auto& p : cfg.providers)
+    providers[p.name] = {p, nullptr};
+  for (auto& [name, entry] : providers)
+    entry.impl = make_provider(entry.cfg);
+
+  std::vector<model_settings> models;
+  model_settings echo;
+  echo.id = "echo";
+  echo.provider = "builtin";
+  echo.upstream = "echo";
+  models.push_back(echo);
+  for (auto& m : cfg.models) {
+    if (m.id == "echo")
+      models.front() = m;
+    else
+      models.push_back(m);
+  }
+
+  auto registry = std::make_shared<model_registry>();
+  for (auto& m : models) {
+    auto p = providers.find(m.provider);
+    if (p == providers.end())
+      throw config_error("models: '" + m.id + "' names unknown provider '" + m.provider + "'");
+    model_info info;
+    info.id = m.id;
+    info.provider_name = p->first;
+    info.provider_kind = p->second.cfg.kind;
+    info.upstream = m.upstream.empty() ? m.id : m.upstream;
+    info.context_window = m.context_window;
+    info.max_output_tokens = m.max_output_tokens;
+    info.input_price_per_mtok = m.input_price_per_mtok;
+    info.output_price_per_mtok = m.output_price_per_mtok;
+    info.fallback = m.fallback;
+    info.impl = p->second.impl;
+    registry->models_.push_back(std::move(info));
+  }
+  for (auto& m : registry->models_)
+    if (!m.fallback.empty() && !registry->find(m.fallback))
+      throw config_error("models: '" + m.id + "' falls back to unknown model '" + m.fallback + "'");
+  bool found = false;
+  for (std::size_t i = 0; i < registry->models_.size(); ++i)
+    if (registry->models_[i].id == cfg.default_model) {
+      registry->default_index_ = i;
+      registry->models_[i].is_default = true;
+      found = true;
+    }
+  if (!found)
+    throw config_error("defaults.model: unknown model '" + cfg.default_model + "'");
+  return registry;
+}
+
+const model_info* model_registry::find(std::string_view id) const {
+  for (auto& m : models_)
+    if (m.id == id)
+      return &m;
+  return nullptr;
+}
+
+}  // namespace parley

@@ -1,0 +1,55 @@
+#pragma once
+
+#include "config/settings.hpp"
+#include "providers/provider.hpp"
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace parley {
+
+/// A model clients can name, with the provider that serves it.
+struct model_info {
+  std::string id;  ///< the alias clients use
+  std::string provider_name;
+  std::string provider_kind;
+  std::string upstream;
+  std::uint32_t context_window = 8192;
+  std::uint32_t max_output_tokens = 512;
+  double input_price_per_mtok = 0;
+  double output_price_per_mtok = 0;
+  std::string fallback;
+  bool is_default = false;
+  std::shared_ptr<provider> impl;
+
+  /// Tokens the context may use: the window less room for the reply.
+  std::int64_t context_budget() const {
+    return static_cast<std::int64_t>(context_window) - max_output_tokens;
+  }
+  double cost_usd(std::int64_t prompt_tokens, std::int64_t completion_tokens) const {
+    return (prompt_tokens * input_price_per_mtok + completion_tokens * output_price_per_mtok) /
+           1e6;
+  }
+};
+
+/// Every model of the configuration. Immutable once built, so any thread may read it.
+class model_registry {
+ public:
+  /// Builds the registry from `[[providers]]`, `[[models]]` and `defaults.model`.
+  /// The built-in provider and its model `echo` are always there (a config entry
+  /// of the same name overrides them). Throws config_error.
+  static std::shared_ptr<const model_registry> build(const settings& cfg);
+
+  /// nullptr for an unknown alias.
+  const model_info* find(std::string_view id) const;
+  const model_info& default_model() const { return models_[default_index_]; }
+  const std::vector<model_info>& all() const { return models_; }
+
+ private:
+  std::vector<model_info> models_;
+  std::size_t default_index_ = 0;
+};
+
+}  // namespace parley

@@ -1,0 +1,110 @@
+#include "support/http_client.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace parley::testing {
+
+nlohmann::json http_response::json() const {
+  return nlohmann::json::parse(body, nullptr, false);
+}
+
+std::string http_response::header(const std::string& name) const {
+  auto i = headers.find(name);
+  return i == headers.end() ? "" : i->second;
+}
+
+namespace {
+
+size_t on_body(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+size_t on_header(char* data, size_t size, size_t n, void* user) {
+  std::string line(data, size * n);
+  auto colon = line.find(':');
+  if (colon != std::string::npos) {
+    auto name = line.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    auto value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    value.erase(value.find_last_not_of(" \t\r\n") + 1);
+    (*static_cast<std::map<std::string, std::string>*>(user))[name] = value;
+  }
+  return size * n;
+}
+
+}  // namespace
+
+http_client::http_client(std::string base_url, std::string user_id)
+    : base_url_(std::move(base_url)), user_id_(std::move(user_id)), curl_(curl_easy_init()) {
+  if (!curl_)
+    throw std::runtime_error("curl_easy_init failed");
+}
+
+http_client::~http_client() {
+  curl_easy_cleanup(static_cast<CURL*>(curl_));
+}
+
+http_response http_client::request(const std::string& method, const std::string& path,
+                                   const std::string& body, std::vector<std::string> headers) {
+  auto curl = static_cast<CURL*>(curl_);
+  curl_easy_reset(curl);
+  http_response out;
+  auto has = [&](const char* prefix) {
+    return std::any_of(headers.begin(), headers.end(), [&](const std::string& h) {
+      return strncasecmp(h.c_str(), prefix, std::strlen(prefix)) == 0;
+    });
+  };
+  if (!user_id_.empty() && !has("X-User-Id:"))
+    headers.push_back("X-User-Id: " + user_id_);
+  if (!body.empty() && !has("Content-Type:"))
+    headers.push_back("Content-Type: application/json");
+  headers.push_back("Expect:");  // no 100-continue round trip for large bodies
+  curl_slist* list = nullptr;
+  for (auto& h : headers)
+    list = curl_slist_append(list, h.c_str());
+  auto url = base_url_ + path;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (!body.empty() || method == "POST" || method == "PATCH") {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  }
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out.body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &out.headers);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  auto rc = curl_easy_perform(curl);
+  curl_slist_free_all(list);
+  if (rc != CURLE_OK)
+    throw std::runtime_error(method + " " + path + ": " + curl_easy_strerror(rc));
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.status);
+  return out;
+}
+
+http_response http_client::get(const std::string& path, std::vector<std::string> headers) {
+  return request("GET", path, "", std::move(headers));
+}
+
+http_response http_client::del(const std::string& path, std::vector<std::string> headers) {
+  return request("DELETE", path, "", std::move(headers));
+}
+
+http_response http_client::post(const std::string& path, const nlohmann::json& body,
+                                 std::vector<std::string> headers) {
+  return request("POST", path, body.is_null() ? "" : body.dump(), std::move(headers));
+}
+
+http_response http_client::patch(const std::string& path, const nlohmann::json& body,
+                                 std::vector<std::string> headers) {
+  return request("PATCH", path, body.dump(), std::move(headers));
+}
+
+}  // namespace parley::testing

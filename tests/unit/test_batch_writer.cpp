@@ -1,0 +1,231 @@
+#define BOOST_TEST_MODULE batch_writer
+#include <boost/test/unit_test.hpp>
+
+#include "config/load_settings.hpp"
+#include "persistence/caf_errors.hpp"
+#include "persistence/messages.hpp"
+#include "persistence/persistence_actors.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+
+using namespace parley;
+
+namespace {
+
+/// Counts batches by wrapping the real store.
+class counting_store final : public store {
+ public:
+  counting_store(std::unique_ptr<store> inner, std::atomic<int>& batches)
+      : inner_(std::move(inner)), batches_(batches) {}
+  void migrate() override { inner_->migrate(); }
+  void commit(const std::vector<const write_set*>& sets) override {
+    ++batches_;
+    inner_->commit(sets);
+  }
+  std::optional<conversation_record> find_conversation(const std::string& id) override {
+    return inner_->find_conversation(id);
+  }
+  conversation_page list_conversations(const std::string& u, unsigned n,
+                                       const std::optional<conversation_cursor>& a) override {
+    return inner_->list_conversations(u, n, a);
+  }
+  std::vector<message_record> list_messages(const std::string& c, std::int64_t a,
+                                            std::optional<std::int64_t> b, unsigned n) override {
+    return inner_->list_messages(c, a, b, n);
+  }
+  std::optional<message_record> find_message(const std::string& c, const std::string& m) override {
+    return inner_->find_message(c, m);
+  }
+  std::optional<idempotency_record> find_idempotency(const std::string& u,
+                                                     const std::string& k) override {
+    return inner_->find_idempotency(u, k);
+  }
+  std::int64_t purge_idempotency(unix_ms c) override { return inner_->purge_idempotency(c); }
+  std::vector<usage_row> usage(const std::string& u, const std::string& f,
+                               const std::string& t) override {
+    return inner_->usage(u, f, t);
+  }
+  void ping() override { inner_->ping(); }
+
+ private:
+  std::unique_ptr<store> inner_;
+  std::atomic<int>& batches_;
+};
+
+struct writer_fixture {
+  writer_fixture() {
+    char dir[] = "/tmp/parley-writer-XXXXXX";
+    path = mkdtemp(dir);
+    auto real = make_store_factory(parse_database_url("sqlite://" + path + "/t.db"));
+    factory = [real, this]() -> std::unique_ptr<store> {
+      return std::make_unique<counting_store>(real(), batches);
+    };
+    checker = real();
+    cfg.batch_max_requests = 64;
+    cfg.batch_delay_ms = 5;
+  }
+  ~writer_fixture() { std::filesystem::remove_all(path); }
+
+  std::string path;
+  std::atomic<int> batches{0};
+  store_factory factory;
+  std::unique_ptr<store> checker;
+  database_settings cfg;
+};
+
+conversation_record conversation(const std::string& id) {
+  conversation_record c;
+  c.id = id;
+  c.user_id = "u";
+  c.model = "echo";
+  return c;
+}
+
+message_record message(const std::string& conv, std::int64_t seq) {
+  message_record m;
+  m.id = conv + "-" + std::to_string(seq);
+  m.conversation_id = conv;
+  m.seq = seq;
+  m.role = "user";
+  m.content = "x";
+  return m;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(many_concurrent_writers_each_answered_after_commit, writer_fixture) {
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys{sys_cfg};
+  auto db = spawn_persistence(sys, cfg, factory);
+  constexpr int writers = 40, per_writer = 25;
+  std::atomic<int> answered{0}, visible_when_answered{0};
+  std::mutex check_mutex;
+  // Each writer is one conversation that writes its messages strictly in order,
+  // like a conversation actor: the next write only after the previous commit.
+  for (int w = 0; w < writers; ++w) {
+    sys.spawn([&, w, db](caf::event_based_actor* self) {
+      auto conv = "c" + std::to_string(w);
+      auto step = std::make_shared<std::function<void(int)>>();
+      *step = [&, self, conv, step, db](int seq) {
+        write_set set;
+        if (seq == 1)
+          set.push_back(write::insert_conversation{conversation(conv)});
+        set.push_back(write::insert_message{message(conv, seq)});
+        self->request(db.writer, std::chrono::seconds(30), write_atom::value, std::move(set))
+            .then([&, conv, seq, step](ok_atom) {
+              ++answered;
+              {
+                // Answered means committed: a separate connection sees it now.
+                std::lock_guard<std::mutex> g(check_mutex);
+                if (checker->find_message(conv, conv + "-" + std::to_string(seq)))
+                  ++visible_when_answered;
+              }
+              if (seq < per_writer)
+                (*step)(seq + 1);
+              else
+                *step = nullptr;  // the closure refers to itself: break the cycle
+            });
+      };
+      (*step)(1);
+    });
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (answered < writers * per_writer && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  BOOST_TEST(answered.load() == writers * per_writer);
+  BOOST_TEST(visible_when_answered.load() == writers * per_writer);
+  // Group commit: far fewer transactions than writes.
+  BOOST_TEST(batches.load() < writers * per_writer / 4);
+  BOOST_TEST_MESSAGE("batches: " << batches.load() << " for " << writers * per_writer << " writes");
+  for (int w = 0; w < writers; ++w) {
+    auto rows = checker->list_messages("c" + std::to_string(w), 0, std::nullopt, 1000);
+    BOOST_REQUIRE(rows.size() == static_cast<std::size_t>(per_writer));
+    for (int i = 0; i < per_writer; ++i)
+      BOOST_TEST(rows[i].seq == i + 1);
+  }
+  caf::anon_send_exit(db.writer, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(db.readers, caf::exit_reason::user_shutdown);
+}
+
+BOOST_FIXTURE_TEST_CASE(one_bad_request_fails_alone, writer_fixture) {
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys{sys_cfg};
+  cfg.batch_delay_ms = 50;  // so that all three land in one batch
+  auto db = spawn_persistence(sys, cfg, factory);
+  caf::scoped_actor self{sys};
+  self->request(db.writer, std::chrono::seconds(10), write_atom::value,
+                write_set{write::insert_conversation{conversation("c")},
+                          write::insert_message{message("c", 1)}})
+      .receive([](ok_atom) {}, [](caf::error& e) { BOOST_FAIL("setup write failed"); });
+  auto duplicate = message("c", 1);
+  duplicate.id = "other";
+  std::vector<write_set> sets{{write::insert_message{message("c", 2)}},
+                              {write::insert_message{duplicate}},
+                              {write::insert_message{message("c", 3)}}};
+  std::vector<caf::actor> senders;
+  std::atomic<int> ok{0}, conflicts{0};
+  for (auto& set : sets)
+    sys.spawn([&, set, db](caf::event_based_actor* s) {
+      s->request(db.writer, std::chrono::seconds(10), write_atom::value, set)
+          .then([&](ok_atom) { ++ok; },
+                [&](caf::error& e) {
+                  if (to_failure(e, errc::db_unavailable).code == errc::conflict)
+                    ++conflicts;
+                });
+    });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (ok + conflicts < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  BOOST_TEST(ok.load() == 2);
+  BOOST_TEST(conflicts.load() == 1);
+  BOOST_TEST(checker->list_messages("c", 0, std::nullopt, 10).size() == 3u);
+  caf::anon_send_exit(db.writer, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(db.readers, caf::exit_reason::user_shutdown);
+}
+
+BOOST_FIXTURE_TEST_CASE(shutdown_commits_what_is_pending, writer_fixture) {
+  cfg.batch_delay_ms = 60000;  // nothing would flush on its own for a minute
+  cfg.batch_max_requests = 1000;
+  {
+    caf::actor_system_config sys_cfg;
+    caf::actor_system sys{sys_cfg};
+    auto db = spawn_persistence(sys, cfg, factory);
+    caf::anon_send(db.writer, write_atom::value,
+                   write_set{write::insert_conversation{conversation("pending")}});
+    caf::anon_send_exit(db.writer, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(db.readers, caf::exit_reason::user_shutdown);
+  }
+  BOOST_TEST(checker->find_conversation("pending").has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(reads_run_on_the_pool, writer_fixture) {
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys{sys_cfg};
+  auto db = spawn_persistence(sys, cfg, factory);
+  caf::scoped_actor self{sys};
+  read_job job = [](store& s) { return caf::make_message(s.find_conversation("none").has_value()); };
+  self->request(db.readers, std::chrono::seconds(10), read_atom::value, job)
+      .receive([](bool found) { BOOST_TEST(!found); },
+               [](caf::error&) { BOOST_FAIL("read failed"); });
+  read_job failing = [](store&) -> caf::message {
+    throw store_error(errc::db_unavailable, "gone");
+  };
+  self->request(db.readers, std::chrono::seconds(10), read_atom::value, failing)
+      .receive([](bool) { BOOST_FAIL("expected an error"); },
+               [](caf::error& e) {
+                 BOOST_TEST((to_failure(e, errc::internal).code == errc::db_unavailable));
+               });
+  caf::anon_send_exit(db.writer, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(db.readers, caf::exit_reason::user_shutdown);
+}

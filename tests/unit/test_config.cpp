@@ -1,0 +1,187 @@
+#define BOOST_TEST_MODULE config
+#include <boost/test/unit_test.hpp>
+
+#include "config/clock.hpp"
+#include "config/load_settings.hpp"
+#include "config/uuid.hpp"
+
+#include <cstdio>
+#include <fstream>
+
+using namespace parley;
+
+namespace {
+
+command_line cli_of(std::vector<const char*> args) {
+  args.insert(args.begin(), "parley");
+  return parse_command_line(static_cast<int>(args.size()), args.data());
+}
+
+struct config_file {
+  explicit config_file(const std::string& text) {
+    char name[] = "/tmp/parley-config-XXXXXX";
+    int fd = mkstemp(name);
+    close(fd);
+    path = name;
+    std::ofstream(path) << text;
+  }
+  ~config_file() { std::remove(path.c_str()); }
+  std::string path;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(defaults_match_the_contract) {
+  auto s = load_settings(cli_of({"serve"}), {});
+  BOOST_TEST(s.server.host == "127.0.0.1");
+  BOOST_TEST(s.server.port == 8000);
+  BOOST_TEST(s.server.max_body_bytes == 1048576u);
+  BOOST_TEST(s.server.threads >= 1u);
+  BOOST_TEST(s.database.url.original == "sqlite://./parley.db");
+  BOOST_TEST(s.auth.mode == "none");
+  BOOST_TEST(s.limits.max_message_chars == 32768u);
+  BOOST_TEST(s.limits.conversation_queue == 16u);
+  BOOST_TEST(s.limits.requests_per_minute == 0u);
+  BOOST_TEST(s.limits.tokens_per_day == 0u);
+  BOOST_TEST(s.default_model == "echo");
+}
+
+BOOST_AUTO_TEST_CASE(file_then_environment_then_flags) {
+  config_file file(R"(
+[server]
+host = "0.0.0.0"
+port = 9000
+threads = 3
+[limits]
+max_message_chars = 100
+[database]
+url = "sqlite:///tmp/from-file.db"
+)");
+  // File alone.
+  auto s = load_settings(cli_of({"serve", "--config", file.path.c_str()}), {});
+  BOOST_TEST(s.server.host == "0.0.0.0");
+  BOOST_TEST(s.server.port == 9000);
+  BOOST_TEST(s.server.threads == 3u);
+  BOOST_TEST(s.limits.max_message_chars == 100u);
+  BOOST_TEST(s.database.url.target == "/tmp/from-file.db");
+  // The environment overrides the file.
+  environment env{{"PORT", "9100"}, {"DATABASE_URL", "sqlite::memory:"}, {"PARLEY_THREADS", "2"}};
+  s = load_settings(cli_of({"serve", "--config", file.path.c_str()}), env);
+  BOOST_TEST(s.server.port == 9100);
+  BOOST_TEST(s.server.threads == 2u);
+  BOOST_TEST(s.database.url.target == ":memory:");
+  BOOST_TEST(s.server.host == "0.0.0.0");
+  // Flags override both.
+  s = load_settings(cli_of({"serve", "--config", file.path.c_str(), "--port", "9200", "--host",
+                            "localhost", "--database-url", "postgresql://u:p@h:5/db"}),
+                    env);
+  BOOST_TEST(s.server.port == 9200);
+  BOOST_TEST(s.server.host == "localhost");
+  BOOST_TEST((s.database.url.kind == database_url::backend::postgresql));
+}
+
+BOOST_AUTO_TEST_CASE(dotenv_lines_and_real_environment_wins) {
+  auto env = parse_dotenv("# comment\nPORT=1234\nexport HOST = \"10.0.0.1\"\n\nPARLEY_DEFAULT_MODEL='echo'\n");
+  BOOST_TEST(env["PORT"] == "1234");
+  BOOST_TEST(env["HOST"] == "10.0.0.1");
+  BOOST_TEST(env["PARLEY_DEFAULT_MODEL"] == "echo");
+  BOOST_CHECK_THROW(parse_dotenv("JUST_A_WORD\n"), config_error);
+
+  config_file dotenv("PARLEY_TEST_ONLY_IN_DOTENV=from-file\nPATH=overridden\n");
+  auto merged = read_environment(dotenv.path);
+  BOOST_TEST(merged["PARLEY_TEST_ONLY_IN_DOTENV"] == "from-file");
+  BOOST_TEST(merged["PATH"] != "overridden");
+}
+
+BOOST_AUTO_TEST_CASE(database_urls) {
+  BOOST_TEST(parse_database_url("sqlite://./parley.db").target == "./parley.db");
+  BOOST_TEST(parse_database_url("sqlite://data/x.db").target == "data/x.db");
+  BOOST_TEST(parse_database_url("sqlite:///var/lib/x.db").target == "/var/lib/x.db");
+  BOOST_TEST(parse_database_url("sqlite::memory:").target == ":memory:");
+  BOOST_TEST((parse_database_url("postgres://a@b/c").kind == database_url::backend::postgresql));
+  BOOST_CHECK_THROW(parse_database_url("mysql://a@b/c"), config_error);
+  BOOST_CHECK_THROW(parse_database_url("sqlite://"), config_error);
+  BOOST_CHECK_THROW(parse_database_url(""), config_error);
+}
+
+BOOST_AUTO_TEST_CASE(bad_values_are_named) {
+  auto error_of = [](const std::string& toml) -> std::string {
+    try {
+      settings s;
+      apply_toml(s, toml, "test.toml");
+    } catch (const config_error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  BOOST_TEST(error_of("[server]\nport = 70000\n").find("server.port") != std::string::npos);
+  BOOST_TEST(error_of("[server]\nport = \"80\"\n").find("server.port") != std::string::npos);
+  BOOST_TEST(error_of("[limits]\nmax_message_chars = -1\n").find("limits.max_message_chars") !=
+             std::string::npos);
+  BOOST_TEST(error_of("[database]\nurl = \"ftp://x\"\n").find("unknown scheme") !=
+             std::string::npos);
+  BOOST_TEST(error_of("this is = = not toml").find("test.toml:1") != std::string::npos);
+  BOOST_TEST(error_of("[[models]]\nid = \"m\"\n").find("provider") != std::string::npos);
+  BOOST_TEST(error_of("[[models]]\nid = \"m\"\nprovider = \"builtin\"\ncontext_window = 100\n"
+                      "max_output_tokens = 200\n")
+                 .find("max_output_tokens") != std::string::npos);
+  BOOST_CHECK_THROW(load_settings(cli_of({"serve"}), {{"PORT", "eighty"}}), config_error);
+  BOOST_CHECK_THROW(load_settings(cli_of({"serve"}), {{"PARLEY_AUTH_MODE", "magic"}}),
+                    config_error);
+  BOOST_CHECK_THROW(cli_of({"serve", "--port", "-1"}), config_error);
+  BOOST_CHECK_THROW(cli_of({"serve", "--no-such-flag"}), config_error);
+}
+
+BOOST_AUTO_TEST_CASE(providers_and_models_tables) {
+  settings s;
+  apply_toml(s, R"(
+[[providers]]
+name = "slow"
+kind = "builtin"
+ttft_ms = 300
+itl_ms = 20
+
+[[models]]
+id = "fast"
+provider = "slow"
+upstream = "echo"
+context_window = 4096
+max_output_tokens = 256
+input_price_per_mtok = 0.05
+output_price_per_mtok = 1
+fallback = "echo"
+)", "t.toml");
+  BOOST_REQUIRE(s.providers.size() == 1u);
+  BOOST_TEST(s.providers[0].ttft_ms == 300u);
+  BOOST_TEST(s.providers[0].itl_ms == 20u);
+  BOOST_REQUIRE(s.models.size() == 1u);
+  BOOST_TEST(s.models[0].context_window == 4096u);
+  BOOST_TEST(s.models[0].output_price_per_mtok == 1.0);
+  BOOST_TEST(s.models[0].fallback == "echo");
+}
+
+BOOST_AUTO_TEST_CASE(command_line_commands) {
+  BOOST_TEST((cli_of({"--version"}).cmd == command_line::command::version));
+  BOOST_TEST((cli_of({"migrate"}).cmd == command_line::command::migrate));
+  BOOST_TEST((cli_of({"serve"}).cmd == command_line::command::serve));
+  BOOST_TEST((cli_of({}).cmd == command_line::command::help));
+}
+
+BOOST_AUTO_TEST_CASE(time_and_ids) {
+  BOOST_TEST(format_rfc3339(0) == "1970-01-01T00:00:00.000Z");
+  BOOST_TEST(format_rfc3339(1795352707123) == "2026-11-22T13:05:07.123Z");
+  BOOST_TEST(format_day(1795352707123) == "2026-11-22");
+  unix_ms day = 0;
+  BOOST_TEST(parse_day("2026-11-22", day));
+  BOOST_TEST(day == 1795305600000);
+  BOOST_TEST(!parse_day("2026-02-30", day));
+  BOOST_TEST(!parse_day("2026-1-5", day));
+  BOOST_TEST(!parse_day("yesterday", day));
+
+  auto a = make_uuid_v7(), b = make_uuid_v7();
+  BOOST_TEST(is_canonical_uuid(a));
+  BOOST_TEST(a != b);
+  BOOST_TEST(a[14] == '7');  // version
+  BOOST_TEST(!is_canonical_uuid("0193-not-a-uuid"));
+  BOOST_TEST(!is_canonical_uuid("01A20421-86A4-75E1-B9C5-9C9695DDD071"));
+}

@@ -1,0 +1,114 @@
+#define BOOST_TEST_MODULE context_window
+#include <boost/test/unit_test.hpp>
+
+#include "actors/context_window.hpp"
+#include "providers/token_estimator.hpp"
+
+using namespace parley;
+
+namespace {
+
+message_record msg(std::int64_t seq, std::string content, std::string role = "user") {
+  message_record m;
+  m.id = "m" + std::to_string(seq);
+  m.seq = seq;
+  m.role = std::move(role);
+  m.content = std::move(content);
+  return m;
+}
+
+// 12 characters: 3 tokens of text + 4 of framing = 7 tokens each.
+const std::string twelve = "abcdefghijkl";
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(estimates) {
+  BOOST_TEST(estimate_tokens("") == 0);
+  BOOST_TEST(estimate_tokens("abcd") == 1);
+  BOOST_TEST(estimate_tokens("abcde") == 2);
+  BOOST_TEST(count_code_points("héllo") == 5u);
+  BOOST_TEST(estimate_message_tokens(twelve) == 7);
+}
+
+BOOST_AUTO_TEST_CASE(keeps_the_newest_that_fit_oldest_first) {
+  context_window w;
+  w.reset({msg(1, twelve), msg(2, twelve), msg(3, twelve)}, 14, false);
+  BOOST_REQUIRE(w.entries().size() == 2u);
+  BOOST_TEST(w.entries().front().seq == 2);
+  BOOST_TEST(w.entries().back().seq == 3);
+  BOOST_TEST(w.tokens() == 14);
+  w.append(msg(4, twelve));
+  BOOST_TEST(w.entries().front().seq == 3);
+  BOOST_TEST(w.entries().back().seq == 4);
+}
+
+BOOST_AUTO_TEST_CASE(budget_edge_exactly_full_and_one_over) {
+  context_window w;
+  w.reset({msg(1, twelve), msg(2, twelve)}, 14, false);
+  BOOST_TEST(w.entries().size() == 2u);  // exactly at budget: kept
+  w.reset({msg(1, twelve), msg(2, twelve)}, 13, false);
+  BOOST_TEST(w.entries().size() == 1u);  // one token short: oldest left out whole
+}
+
+BOOST_AUTO_TEST_CASE(newest_is_kept_even_when_it_alone_is_over_budget) {
+  context_window w;
+  w.reset({msg(1, twelve), msg(2, std::string(400, 'x'))}, 10, false);
+  BOOST_REQUIRE(w.entries().size() == 1u);
+  BOOST_TEST(w.entries().back().seq == 2);
+}
+
+BOOST_AUTO_TEST_CASE(system_prompt_is_first_and_never_dropped) {
+  auto budget = message_budget(30, std::string(40, 's'));  // 10 + 4 tokens of prompt
+  BOOST_TEST(budget == 16);
+  BOOST_TEST(message_budget(5, std::string(400, 's')) == 0);
+  context_window w;
+  w.reset({msg(1, twelve), msg(2, twelve, "assistant"), msg(3, twelve)}, budget, false);
+  auto prompt = w.assemble(std::string("be terse"));
+  BOOST_REQUIRE(prompt.size() == 3u);
+  BOOST_TEST(prompt[0].role == "system");
+  BOOST_TEST(prompt[0].content == "be terse");
+  BOOST_TEST(prompt[1].role == "assistant");
+  BOOST_TEST(prompt[2].content == twelve);
+  BOOST_TEST(w.assemble(std::nullopt).size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(edits_change_content_and_may_call_for_a_refill) {
+  context_window w;
+  w.reset({msg(1, twelve), msg(2, twelve), msg(3, twelve)}, 14, false);
+  BOOST_TEST(!w.needs_refill());
+  BOOST_TEST(!w.edit("m1", "gone already"));  // outside the window
+  BOOST_TEST(w.edit("m3", "hi"));               // shrinks: m1 might fit again
+  BOOST_TEST(w.entries().back().content == "hi");
+  BOOST_TEST(w.needs_refill());
+  w.reset({msg(1, twelve), msg(2, twelve), msg(3, "hi")}, 14, false);
+  BOOST_TEST(!w.needs_refill());
+  BOOST_TEST(w.entries().size() == 2u);  // 7 + 5 = 12; m1 would make 19
+}
+
+BOOST_AUTO_TEST_CASE(growing_an_edit_drops_the_oldest) {
+  context_window w;
+  w.reset({msg(1, twelve), msg(2, twelve)}, 14, false);
+  BOOST_TEST(w.edit("m2", std::string(20, 'y')));
+  BOOST_REQUIRE(w.entries().size() == 1u);
+  BOOST_TEST(w.entries().front().seq == 2);
+}
+
+BOOST_AUTO_TEST_CASE(deletes_and_budget_changes) {
+  context_window w;
+  w.reset({msg(2, twelve), msg(3, twelve)}, 14, true);
+  BOOST_TEST(w.remove("m3"));
+  BOOST_TEST(!w.remove("m3"));
+  BOOST_TEST(w.needs_refill());  // older messages exist and there is room
+
+  context_window small;
+  small.reset({msg(1, twelve), msg(2, twelve)}, 14, false);
+  small.set_budget(7);
+  BOOST_TEST(small.entries().size() == 1u);
+  small.set_budget(100);
+  BOOST_TEST(small.needs_refill());  // m1 was dropped and fits again
+
+  context_window complete;
+  complete.reset({msg(1, twelve)}, 14, false);
+  complete.set_budget(100);
+  BOOST_TEST(!complete.needs_refill());  // nothing older exists
+}

@@ -1,0 +1,231 @@
+#define BOOST_TEST_MODULE engine
+#include <boost/test/unit_test.hpp>
+
+#include "actors/engine.hpp"
+#include "config/load_settings.hpp"
+
+#include <filesystem>
+#include <future>
+#include <thread>
+
+using namespace parley;
+
+namespace {
+
+/// Waits for an engine callback.
+template <class T>
+struct waiter {
+  std::promise<outcome<T>> promise;
+  reply_fn<T> fn() {
+    return [this](outcome<T> r) { promise.set_value(std::move(r)); };
+  }
+  outcome<T> get() {
+    auto f = promise.get_future();
+    BOOST_REQUIRE(f.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+    return f.get();
+  }
+};
+
+struct engine_fixture {
+  explicit engine_fixture(std::function<void(settings&)> tweak = {}) {
+    char dir[] = "/tmp/parley-engine-XXXXXX";
+    path = mkdtemp(dir);
+    cfg.database.url = parse_database_url("sqlite://" + path + "/t.db");
+    cfg.server.threads = 2;
+    if (tweak)
+      tweak(cfg);
+    start();
+  }
+  ~engine_fixture() {
+    eng.reset();
+    std::filesystem::remove_all(path);
+  }
+  void start() { eng = engine::start(cfg, model_registry::build(cfg)); }
+
+  exchange_result create(const std::string& user, std::optional<std::string> first = {}) {
+    new_conversation c;
+    c.user_id = user;
+    c.model = "echo";
+    if (first) {
+      c.first_message = send_params{};
+      c.first_message->content = *first;
+    }
+    waiter<exchange_result> w;
+    eng->create_conversation(c, std::nullopt, w.fn());
+    auto r = w.get();
+    BOOST_REQUIRE(bool(r));
+    return *r;
+  }
+
+  outcome<exchange_result> send(const std::string& user, const std::string& id,
+                                const std::string& text) {
+    send_params p;
+    p.content = text;
+    waiter<exchange_result> w;
+    eng->send_message(user, id, p, std::nullopt, w.fn());
+    return w.get();
+  }
+
+  message_page history(const std::string& user, const std::string& id) {
+    waiter<message_page> w;
+    eng->list_messages(user, id, history_query{0, std::nullopt, 200}, w.fn());
+    auto r = w.get();
+    BOOST_REQUIRE(bool(r));
+    return *r;
+  }
+
+  std::string path;
+  settings cfg;
+  std::unique_ptr<engine> eng;
+};
+
+bool eventually(std::function<bool()> condition) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition())
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(idle_actors_passivate_and_come_back) {
+  engine_fixture f([](settings& s) { s.actors.idle_timeout_s = 1; });
+  auto id = f.create("alice", "first").conversation->id;
+  BOOST_TEST(f.eng->live_conversations() == 1u);
+  BOOST_TEST(eventually([&] { return f.eng->live_conversations() == 0; }));
+  auto again = f.send("alice", id, "second");
+  BOOST_REQUIRE(bool(again));
+  BOOST_TEST(again->message->seq == 3);  // seq continues from the database
+  BOOST_TEST(again->reply->content == "Echo: second");
+  BOOST_TEST(f.history("alice", id).data.size() == 4u);
+}
+
+BOOST_AUTO_TEST_CASE(live_actors_are_capped_least_recently_used_first) {
+  engine_fixture f([](settings& s) { s.actors.max_live = 32; });  // one per shard
+  std::vector<std::string> ids;
+  for (int i = 0; i < 200; ++i)
+    ids.push_back(f.create("alice").conversation->id);
+  BOOST_TEST(eventually([&] { return f.eng->live_conversations() <= 64; }));
+  // Every conversation still answers, reloaded on demand.
+  for (auto& id : ids) {
+    waiter<conversation_record> w;
+    f.eng->get_conversation("alice", id, w.fn());
+    BOOST_TEST(bool(w.get()));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(state_survives_an_engine_restart) {
+  engine_fixture f;
+  auto id = f.create("alice", "hello").conversation->id;
+  f.eng->shutdown();
+  f.start();
+  auto r = f.send("alice", id, "again");
+  BOOST_REQUIRE(bool(r));
+  BOOST_TEST(r->message->seq == 3);
+}
+
+BOOST_AUTO_TEST_CASE(foreign_and_missing_conversations_are_not_found) {
+  engine_fixture f;
+  auto id = f.create("alice").conversation->id;
+  auto foreign = f.send("bob", id, "hi");
+  BOOST_REQUIRE(!foreign);
+  BOOST_TEST((foreign.error().code == errc::not_found));
+  auto missing = f.send("alice", "01a20421-86a4-75e1-b9c5-9c9695ddd071", "hi");
+  BOOST_REQUIRE(!missing);
+  BOOST_TEST((missing.error().code == errc::not_found));
+  BOOST_TEST(f.history("alice", id).data.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_full_queue_answers_queue_full) {
+  engine_fixture f([](settings& s) {
+    s.limits.conversation_queue = 1;
+    s.providers.push_back({"builtin", "builtin", "", "", 60000, 300, 0});
+  });
+  auto id = f.create("alice").conversation->id;
+  std::vector<std::unique_ptr<waiter<exchange_result>>> waits;
+  for (int i = 0; i < 4; ++i) {
+    waits.push_back(std::make_unique<waiter<exchange_result>>());
+    send_params p;
+    p.content = "m" + std::to_string(i);
+    f.eng->send_message("alice", id, p, std::nullopt, waits.back()->fn());
+  }
+  int ok = 0, full = 0;
+  for (auto& w : waits) {
+    auto r = w->get();
+    if (r)
+      ++ok;
+    else if (r.error().code == errc::queue_full)
+      ++full;
+  }
+  BOOST_TEST(ok == 2);  // one running, one waiting
+  BOOST_TEST(full == 2);
+}
+
+BOOST_AUTO_TEST_CASE(edits_and_deletes_are_reflected_in_the_next_reply) {
+  engine_fixture f;
+  auto created = f.create("alice", "original question");
+  auto id = created.conversation->id;
+  waiter<message_record> edit;
+  f.eng->edit_message("alice", id, created.message->id, "edited question", edit.fn());
+  auto edited = edit.get();
+  BOOST_REQUIRE(bool(edited));
+  BOOST_TEST(edited->edited_at.has_value());
+  waiter<exchange_result> regen;
+  f.eng->regenerate("alice", id, {}, std::nullopt, regen.fn());
+  auto r = regen.get();
+  BOOST_REQUIRE(bool(r));
+  BOOST_TEST(r->reply->content == "Echo: edited question");
+  BOOST_TEST(r->reply->seq == 3);  // seq is never reused
+  auto page = f.history("alice", id);
+  BOOST_REQUIRE(page.data.size() == 2u);  // the old reply was replaced
+  BOOST_TEST(page.data[1].id == r->reply->id);
+
+  waiter<done> del;
+  f.eng->delete_message("alice", id, r->reply->id, del.fn());
+  BOOST_TEST(bool(del.get()));
+  waiter<done> del_user;
+  f.eng->delete_message("alice", id, created.message->id, del_user.fn());
+  BOOST_TEST(bool(del_user.get()));
+  waiter<exchange_result> empty;
+  f.eng->regenerate("alice", id, {}, std::nullopt, empty.fn());
+  auto nothing = empty.get();
+  BOOST_REQUIRE(!nothing);
+  BOOST_TEST((nothing.error().code == errc::conflict));
+}
+
+BOOST_AUTO_TEST_CASE(context_leaves_out_old_messages_and_refills_after_deletes) {
+  engine_fixture f([](settings& s) {
+    s.models.push_back({"tiny", "builtin", "", 64, 16});  // 48 tokens for the context
+  });
+  new_conversation c;
+  c.user_id = "alice";
+  c.model = "tiny";
+  waiter<exchange_result> w;
+  f.eng->create_conversation(c, std::nullopt, w.fn());
+  auto id = (*w.get()).conversation->id;
+  std::vector<std::int64_t> prompt_tokens;
+  for (int i = 0; i < 8; ++i) {
+    auto r = f.send("alice", id, "sixteen chars ok");  // 4 + 4 tokens per message
+    BOOST_REQUIRE(bool(r));
+    prompt_tokens.push_back(*r->reply->prompt_tokens);
+  }
+  BOOST_TEST(prompt_tokens.front() == 8);
+  BOOST_TEST(prompt_tokens.back() <= 48);  // the window stops growing at its budget
+  BOOST_TEST(prompt_tokens.back() == prompt_tokens[prompt_tokens.size() - 2]);
+}
+
+BOOST_AUTO_TEST_CASE(deleted_conversation_is_gone) {
+  engine_fixture f;
+  auto id = f.create("alice", "x").conversation->id;
+  waiter<done> del;
+  f.eng->delete_conversation("alice", id, del.fn());
+  BOOST_TEST(bool(del.get()));
+  waiter<conversation_record> get;
+  f.eng->get_conversation("alice", id, get.fn());
+  auto r = get.get();
+  BOOST_REQUIRE(!r);
+  BOOST_TEST((r.error().code == errc::not_found));
+}

@@ -1,0 +1,243 @@
+#define BOOST_TEST_MODULE request_parsing
+#include <boost/test/unit_test.hpp>
+
+#include "http/idempotency.hpp"
+#include "http/json_mapping.hpp"
+#include "http/problem.hpp"
+#include "http/request_parsing.hpp"
+
+using namespace parley;
+using nlohmann::json;
+
+namespace {
+
+std::shared_ptr<const model_registry> registry() {
+  static auto r = model_registry::build(settings{});
+  return r;
+}
+
+parse_limits limits(std::uint32_t max_chars = 10) {
+  return {max_chars, registry().get()};
+}
+
+template <class T>
+const problem& problem_of(const parsed<T>& p) {
+  BOOST_REQUIRE(std::holds_alternative<problem>(p));
+  return std::get<problem>(p);
+}
+
+template <class T>
+std::string first_field(const parsed<T>& p) {
+  auto& pr = problem_of(p);
+  BOOST_REQUIRE(!pr.errors.empty());
+  return pr.errors.front().field;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(json_bodies) {
+  BOOST_TEST(std::get<json>(parse_json_object("")).is_object());
+  BOOST_TEST(std::get<json>(parse_json_object(" {\"a\":1} "))["a"] == 1);
+  BOOST_TEST(problem_of(parse_json_object("{")).status == 400);
+  BOOST_TEST(problem_of(parse_json_object("[1,2]")).status == 400);
+  BOOST_TEST(problem_of(parse_json_object("\"text\"")).status == 400);
+  BOOST_TEST(problem_of(parse_json_object(std::string(100000, '['))).status == 400);
+  BOOST_TEST(problem_of(parse_json_object("{\"a\":\"\xff\xfe\"}")).status == 400);  // bad UTF-8
+  // Brackets inside strings do not count as nesting.
+  BOOST_TEST(std::get<json>(parse_json_object("{\"a\":\"" + std::string(100, '[') + "\"}")).is_object());
+}
+
+BOOST_AUTO_TEST_CASE(send_message_fields) {
+  bool stream = true;
+  auto ok = parse_send_message({{"content", "héllo"}, {"temperature", 1.5}, {"max_tokens", 7}},
+                               limits(), stream);
+  auto& p = std::get<send_params>(ok);
+  BOOST_TEST(p.content == "héllo");
+  BOOST_TEST(p.role == "user");
+  BOOST_TEST(p.reply);
+  BOOST_TEST(!stream);
+  BOOST_TEST(*p.temperature == 1.5);
+  BOOST_TEST(*p.max_tokens == 7u);
+
+  auto system = std::get<send_params>(parse_send_message({{"content", "x"}, {"role", "system"}},
+                                                         limits(), stream));
+  BOOST_TEST(!system.reply);  // reply defaults to false for other roles
+
+  BOOST_TEST(first_field(parse_send_message(json::object(), limits(), stream)) == "content");
+  BOOST_TEST(problem_of(parse_send_message(json::object(), limits(), stream)).status == 422);
+  BOOST_TEST(first_field(parse_send_message({{"content", ""}}, limits(), stream)) == "content");
+  BOOST_TEST(first_field(parse_send_message({{"content", 5}}, limits(), stream)) == "content");
+  // Exactly the limit in code points is fine, one more is not.
+  BOOST_TEST(std::holds_alternative<send_params>(
+      parse_send_message({{"content", "ééééééééé\xc3\xa9"}}, limits(10), stream)));
+  BOOST_TEST(first_field(parse_send_message({{"content", "ééééééééééé"}}, limits(10), stream)) ==
+             "content");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"role", "robot"}}, limits(),
+                                            stream)) == "role");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"temperature", 2.5}}, limits(),
+                                            stream)) == "temperature");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"max_tokens", 0}}, limits(),
+                                            stream)) == "max_tokens");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"max_tokens", 1.5}}, limits(),
+                                            stream)) == "max_tokens");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"model", "gpt-9"}}, limits(),
+                                            stream)) == "model");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"reply", "yes"}}, limits(),
+                                            stream)) == "reply");
+  parse_send_message({{"content", "x"}, {"stream", true}, {"unknown", 1}}, limits(), stream);
+  BOOST_TEST(stream);
+  // Every bad field is reported, not just the first.
+  auto many = problem_of(parse_send_message({{"temperature", "hot"}}, limits(), stream));
+  BOOST_TEST(many.errors.size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(create_conversation_fields) {
+  auto c = std::get<new_conversation>(parse_create_conversation(
+      {{"title", "Trip"}, {"metadata", {{"k", "v"}}}, {"message", "hi"}}, "alice", limits()));
+  BOOST_TEST(c.user_id == "alice");
+  BOOST_TEST(*c.title == "Trip");
+  BOOST_TEST(c.model == "echo");
+  BOOST_TEST(c.metadata_json == "{\"k\":\"v\"}");
+  BOOST_REQUIRE(c.first_message.has_value());
+  BOOST_TEST(c.first_message->content == "hi");
+  BOOST_TEST(c.first_message->reply);
+
+  BOOST_TEST(first_field(parse_create_conversation({{"title", std::string(201, 't')}}, "a",
+                                                   limits())) == "title");
+  BOOST_TEST(first_field(parse_create_conversation({{"model", "nope"}}, "a", limits())) ==
+             "model");
+  BOOST_TEST(first_field(parse_create_conversation({{"metadata", {{"k", 1}}}}, "a", limits())) ==
+             "metadata.k");
+  json big = json::object();
+  for (int i = 0; i < 33; ++i)
+    big["k" + std::to_string(i)] = "v";
+  BOOST_TEST(first_field(parse_create_conversation({{"metadata", big}}, "a", limits())) ==
+             "metadata");
+  BOOST_TEST(first_field(parse_create_conversation({{"message", 3}}, "a", limits())) ==
+             "message");
+  BOOST_TEST(first_field(parse_create_conversation({{"message", {{"content", ""}}}}, "a",
+                                                   limits())) == "message.content");
+}
+
+BOOST_AUTO_TEST_CASE(patch_fields) {
+  auto p = std::get<conversation_patch>(
+      parse_conversation_patch({{"title", nullptr}, {"system_prompt", "terse"}}, limits()));
+  BOOST_REQUIRE(p.title.has_value());
+  BOOST_TEST(!p.title->has_value());  // null clears
+  BOOST_TEST(**p.system_prompt == "terse");
+  BOOST_TEST(!p.model.has_value());
+  BOOST_TEST(first_field(parse_conversation_patch({{"model", nullptr}}, limits())) == "model");
+  BOOST_TEST(first_field(parse_message_edit(json::object(), limits())) == "content");
+}
+
+BOOST_AUTO_TEST_CASE(query_strings) {
+  auto h = std::get<history_query>(parse_history_query({{"limit", "5"}, {"before", "9"}}));
+  BOOST_TEST(h.limit == 5u);
+  BOOST_TEST(*h.before == 9);
+  BOOST_TEST(std::get<history_query>(parse_history_query({})).limit == 50u);
+  BOOST_TEST(first_field(parse_history_query({{"limit", "0"}})) == "limit");
+  BOOST_TEST(first_field(parse_history_query({{"limit", "201"}})) == "limit");
+  BOOST_TEST(first_field(parse_history_query({{"limit", "ten"}})) == "limit");
+  BOOST_TEST(first_field(parse_history_query({{"after", "-1"}})) == "after");
+  BOOST_TEST(first_field(parse_history_query({{"after", "1"}, {"before", "5"}})) == "before");
+
+  BOOST_TEST(std::get<list_query>(parse_list_query({})).limit == 20u);
+  BOOST_TEST(first_field(parse_list_query({{"limit", "101"}})) == "limit");
+  BOOST_TEST(first_field(parse_list_query({{"cursor", "garbage"}})) == "cursor");
+  conversation_cursor c{1795352707123, "01a20421-86a4-75e1-b9c5-9c9695ddd071"};
+  auto round = std::get<list_query>(parse_list_query({{"cursor", encode_cursor(c)}}));
+  BOOST_TEST(round.cursor->updated_at == c.updated_at);
+  BOOST_TEST(round.cursor->id == c.id);
+
+  BOOST_TEST(std::get<usage_query>(parse_usage_query({{"from", "2026-01-01"}})).to ==
+             "9999-12-31");
+  BOOST_TEST(first_field(parse_usage_query({{"from", "2026-13-01"}})) == "from");
+  BOOST_TEST(first_field(parse_usage_query({{"from", "2026-02-01"}, {"to", "2026-01-01"}})) ==
+             "from");
+}
+
+BOOST_AUTO_TEST_CASE(user_ids) {
+  BOOST_TEST(is_valid_user_id("alice@example.com"));
+  BOOST_TEST(is_valid_user_id("org:team-1.user_2"));
+  BOOST_TEST(!is_valid_user_id(""));
+  BOOST_TEST(!is_valid_user_id("has space"));
+  BOOST_TEST(!is_valid_user_id(std::string(129, 'a')));
+  BOOST_TEST(is_valid_user_id(std::string(128, 'a')));
+}
+
+BOOST_AUTO_TEST_CASE(resources_render_as_the_contract_shows) {
+  conversation_record c;
+  c.id = "c1";
+  c.user_id = "alice";
+  c.model = "echo";
+  c.metadata_json = "{\"k\":\"v\"}";
+  c.created_at = 1795352707123;
+  c.updated_at = 1795352707123;
+  c.usage = {120, 48, 0.5};
+  auto j = to_json(c);
+  BOOST_TEST(j["title"].is_null());
+  BOOST_TEST(j["metadata"]["k"] == "v");
+  BOOST_TEST(j["created_at"] == "2026-11-22T13:05:07.123Z");
+  BOOST_TEST(j["usage"]["total_tokens"] == 168);
+
+  message_record m;
+  m.id = "m1";
+  m.role = "user";
+  m.content = "hi";
+  auto mj = to_json(m);
+  BOOST_TEST(mj["edited_at"].is_null());
+  BOOST_TEST(!mj.contains("model"));  // only on provider replies
+  m.model = "echo";
+  m.finish_reason = "stop";
+  m.prompt_tokens = 60;
+  m.completion_tokens = 24;
+  mj = to_json(m);
+  BOOST_TEST(mj["usage"]["completion_tokens"] == 24);
+  BOOST_TEST(mj["finish_reason"] == "stop");
+
+  auto models = to_json(*registry());
+  BOOST_TEST(models["data"][0]["id"] == "echo");
+  BOOST_TEST(models["data"][0]["provider"] == "builtin");
+  BOOST_TEST(models["data"][0]["default"] == true);
+}
+
+BOOST_AUTO_TEST_CASE(failures_map_to_statuses_in_one_place) {
+  BOOST_TEST(to_problem({errc::not_found, "x"}).status == 404);
+  BOOST_TEST(to_problem({errc::conflict, "x"}).status == 409);
+  auto q = to_problem({errc::queue_full, "x"});
+  BOOST_TEST(q.status == 429);
+  BOOST_TEST(q.retry_after_s.has_value());
+  auto db = to_problem({errc::db_unavailable, "x"});
+  BOOST_TEST(db.status == 503);
+  BOOST_TEST(db.retry_after_s.has_value());
+  failure provider{errc::provider_error, "upstream failed"};
+  provider.message_id = "m1";
+  BOOST_TEST(to_problem(provider).status == 502);
+  BOOST_TEST(to_problem({errc::provider_timeout, "x"}).status == 504);
+  BOOST_TEST(to_problem({errc::internal, ""}).status != 500);
+
+  auto body = json::parse(render_problem(to_problem(provider), "req-1"));
+  BOOST_TEST(body["title"] == "Bad Gateway");
+  BOOST_TEST(body["status"] == 502);
+  BOOST_TEST(body["message_id"] == "m1");
+  BOOST_TEST(body["request_id"] == "req-1");
+  auto invalid = json::parse(render_problem(invalid_field("content", "is required"), "r"));
+  BOOST_TEST(invalid["errors"][0]["field"] == "content");
+}
+
+BOOST_AUTO_TEST_CASE(idempotency_keys_and_fingerprints) {
+  BOOST_TEST(is_valid_idempotency_key("abc-123"));
+  BOOST_TEST(!is_valid_idempotency_key(""));
+  BOOST_TEST(!is_valid_idempotency_key(std::string(256, 'k')));
+  BOOST_TEST(!is_valid_idempotency_key("has space"));
+  auto a = request_fingerprint("POST", "/v1/conversations", "{\"a\":1}");
+  BOOST_TEST(a == request_fingerprint("POST", "/v1/conversations", "{\"a\":1}"));
+  BOOST_TEST(a != request_fingerprint("POST", "/v1/conversations", "{\"a\":2}"));
+  BOOST_TEST(request_fingerprint("P", "ab", "c") != request_fingerprint("P", "a", "bc"));
+  idempotency_locks locks;
+  BOOST_TEST(locks.try_lock("u", "k"));
+  BOOST_TEST(!locks.try_lock("u", "k"));
+  BOOST_TEST(locks.try_lock("v", "k"));
+  locks.unlock("u", "k");
+  BOOST_TEST(locks.try_lock("u", "k"));
+}

@@ -1,0 +1,213 @@
+#define BOOST_TEST_MODULE sql_store
+#include <boost/test/unit_test.hpp>
+
+#include "config/load_settings.hpp"
+#include "persistence/store.hpp"
+
+#include <filesystem>
+
+using namespace parley;
+
+namespace {
+
+/// A store on a fresh SQLite file (or PARLEY_TEST_DATABASE_URL's database).
+struct fresh_store {
+  fresh_store() {
+    char dir[] = "/tmp/parley-store-XXXXXX";
+    path = mkdtemp(dir);
+    factory = make_store_factory(parse_database_url("sqlite://" + path + "/t.db"));
+    db = factory();
+    db->migrate();
+  }
+  ~fresh_store() { std::filesystem::remove_all(path); }
+  std::string path;
+  store_factory factory;
+  std::unique_ptr<store> db;
+};
+
+conversation_record conversation(const std::string& id, const std::string& user, unix_ms at) {
+  conversation_record c;
+  c.id = id;
+  c.user_id = user;
+  c.model = "echo";
+  c.created_at = at;
+  c.updated_at = at;
+  return c;
+}
+
+message_record message(const std::string& conv, std::int64_t seq) {
+  message_record m;
+  m.id = conv + "-m" + std::to_string(seq);
+  m.conversation_id = conv;
+  m.seq = seq;
+  m.role = seq % 2 ? "user" : "assistant";
+  m.content = "message " + std::to_string(seq);
+  m.created_at = 1000 + seq;
+  return m;
+}
+
+void commit(store& db, write_set set) {
+  db.commit({&set});
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(store_on_sqlite, fresh_store)
+
+BOOST_AUTO_TEST_CASE(migrating_twice_is_harmless) {
+  db->migrate();
+  factory()->migrate();
+  db->ping();
+}
+
+BOOST_AUTO_TEST_CASE(round_trips_every_column) {
+  auto c = conversation("c1", "alice", 5);
+  c.title = "Trip";
+  c.system_prompt = "terse";
+  c.metadata_json = "{\"k\":\"v\"}";
+  c.usage = {10, 20, 0.25};
+  auto m = message("c1", 1);
+  m.model = "echo";
+  m.finish_reason = "stop";
+  m.prompt_tokens = 3;
+  m.completion_tokens = 4;
+  commit(*db, {write::insert_conversation{c}, write::insert_message{m}});
+  auto back = db->find_conversation("c1");
+  BOOST_REQUIRE(back.has_value());
+  BOOST_TEST(*back->title == "Trip");
+  BOOST_TEST(*back->system_prompt == "terse");
+  BOOST_TEST(back->metadata_json == "{\"k\":\"v\"}");
+  BOOST_TEST(back->usage.completion_tokens == 20);
+  BOOST_TEST(back->usage.cost_usd == 0.25);
+  auto msgs = db->list_messages("c1", 0, std::nullopt, 10);
+  BOOST_REQUIRE(msgs.size() == 1u);
+  BOOST_TEST(*msgs[0].model == "echo");
+  BOOST_TEST(*msgs[0].completion_tokens == 4);
+  BOOST_TEST(!msgs[0].edited_at.has_value());
+  BOOST_TEST(db->find_message("c1", m.id).has_value());
+  BOOST_TEST(!db->find_message("other", m.id).has_value());
+  BOOST_TEST(!db->find_conversation("missing").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(history_pages_after_and_before) {
+  write_set set{write::insert_conversation{conversation("c1", "alice", 1)}};
+  for (int seq = 1; seq <= 10; ++seq)
+    set.push_back(write::insert_message{message("c1", seq)});
+  commit(*db, set);
+  auto after = db->list_messages("c1", 3, std::nullopt, 4);
+  BOOST_REQUIRE(after.size() == 4u);
+  BOOST_TEST(after.front().seq == 4);
+  BOOST_TEST(after.back().seq == 7);
+  auto before = db->list_messages("c1", 0, 8, 3);
+  BOOST_REQUIRE(before.size() == 3u);
+  BOOST_TEST(before.front().seq == 5);  // the three just below 8, ascending
+  BOOST_TEST(before.back().seq == 7);
+}
+
+BOOST_AUTO_TEST_CASE(conversation_list_is_a_keyset_walk) {
+  write_set set;
+  for (int i = 0; i < 7; ++i)
+    set.push_back(write::insert_conversation{
+        conversation("c" + std::to_string(i), "alice", 100 + (i / 2))});  // ties on time
+  set.push_back(write::insert_conversation{conversation("other", "bob", 500)});
+  commit(*db, set);
+  std::vector<std::string> seen;
+  std::optional<conversation_cursor> cursor;
+  do {
+    auto page = db->list_conversations("alice", 3, cursor);
+    for (auto& c : page.rows)
+      seen.push_back(c.id);
+    cursor = page.next;
+  } while (cursor);
+  BOOST_TEST(seen.size() == 7u);
+  BOOST_TEST(seen.front() == "c6");  // most recently updated first
+  std::sort(seen.begin(), seen.end());
+  BOOST_TEST((std::adjacent_find(seen.begin(), seen.end()) == seen.end()));
+}
+
+BOOST_AUTO_TEST_CASE(updates_and_deletes) {
+  auto c = conversation("c1", "alice", 1);
+  commit(*db, {write::insert_conversation{c}, write::insert_message{message("c1", 1)},
+               write::insert_message{message("c1", 2)}});
+  c.title = "renamed";
+  c.message_count = 2;
+  c.last_seq = 2;
+  commit(*db, {write::update_conversation{c}, write::update_message{"c1-m1", "edited", 77}});
+  BOOST_TEST(*db->find_conversation("c1")->title == "renamed");
+  auto m1 = db->find_message("c1", "c1-m1");
+  BOOST_TEST(m1->content == "edited");
+  BOOST_TEST(*m1->edited_at == 77);
+  commit(*db, {write::delete_message{"c1-m2"}});
+  BOOST_TEST(db->list_messages("c1", 0, std::nullopt, 10).size() == 1u);
+  commit(*db, {write::delete_conversation{"c1"}});
+  BOOST_TEST(!db->find_conversation("c1").has_value());
+  BOOST_TEST(db->list_messages("c1", 0, std::nullopt, 10).empty());
+}
+
+BOOST_AUTO_TEST_CASE(usage_accumulates_per_day_and_model) {
+  commit(*db, {write::add_usage{"alice", "2026-11-21", {"echo", 1, 10, 5, 0.5}},
+               write::add_usage{"alice", "2026-11-22", {"echo", 1, 10, 5, 0.5}},
+               write::add_usage{"alice", "2026-11-22", {"echo", 1, 1, 1, 0}},
+               write::add_usage{"alice", "2026-11-22", {"fast", 2, 7, 3, 1}},
+               write::add_usage{"bob", "2026-11-22", {"echo", 9, 9, 9, 9}}});
+  auto all = db->usage("alice", "0000-01-01", "9999-12-31");
+  BOOST_REQUIRE(all.size() == 2u);
+  BOOST_TEST(all[0].model == "echo");
+  BOOST_TEST(all[0].requests == 3);
+  BOOST_TEST(all[0].prompt_tokens == 21);
+  BOOST_TEST(all[0].cost_usd == 1.0);
+  auto one_day = db->usage("alice", "2026-11-21", "2026-11-21");
+  BOOST_REQUIRE(one_day.size() == 1u);
+  BOOST_TEST(one_day[0].requests == 1);
+}
+
+BOOST_AUTO_TEST_CASE(idempotency_records_and_purge) {
+  commit(*db, {write::put_idempotency{{"alice", "k1", "h", 201, "{}", 100}},
+               write::put_idempotency{{"alice", "k2", "h", 201, "{}", 900}}});
+  BOOST_TEST(db->find_idempotency("alice", "k1")->status == 201);
+  BOOST_TEST(!db->find_idempotency("bob", "k1").has_value());
+  BOOST_TEST(db->purge_idempotency(500) == 1);
+  BOOST_TEST(!db->find_idempotency("alice", "k1").has_value());
+  BOOST_TEST(db->find_idempotency("alice", "k2").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_batch_commits_nothing) {
+  commit(*db, {write::insert_conversation{conversation("c1", "alice", 1)},
+               write::insert_message{message("c1", 1)}});
+  write_set good{write::insert_message{message("c1", 2)}};
+  write_set duplicate_seq{write::insert_message{[] {
+    auto m = message("c1", 1);
+    m.id = "another-id";
+    return m;
+  }()}};
+  try {
+    db->commit({&good, &duplicate_seq});
+    BOOST_FAIL("a duplicate seq must be refused");
+  } catch (const store_error& e) {
+    BOOST_TEST((e.code == errc::conflict));
+  }
+  BOOST_TEST(db->list_messages("c1", 0, std::nullopt, 10).size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(readers_see_committed_writes) {
+  auto reader = factory();
+  commit(*db, {write::insert_conversation{conversation("c1", "alice", 1)}});
+  BOOST_TEST(reader->find_conversation("c1").has_value());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(memory_database_is_shared_by_all_stores) {
+  auto factory = make_store_factory(parse_database_url("sqlite::memory:"));
+  auto writer = factory();
+  writer->migrate();
+  auto reader = factory();
+  write_set set{write::insert_conversation{conversation("c1", "alice", 1)}};
+  writer->commit({&set});
+  BOOST_TEST(reader->find_conversation("c1").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(unreachable_database_is_a_store_error) {
+  auto factory = make_store_factory(parse_database_url("sqlite:///nonexistent-dir/x/y.db"));
+  BOOST_CHECK_THROW(factory(), store_error);
+}

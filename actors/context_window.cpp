@@ -80,6 +80,35 @@ std::vector<chat_message> context_window::assemble(
   return out;
 }
 
+std::vector<chat_message> context_window::assemble_with(
+    const std::optional<std::string>& system_prompt, const message_record* pending,
+    const std::string* skip_id) const {
+  // Walk from the newest back to the oldest that still fits (the newest always does).
+  std::int64_t used = pending ? estimate_message_tokens(pending->content) : 0;
+  bool any = pending != nullptr;
+  auto first = entries_.end();
+  for (auto i = entries_.end(); i != entries_.begin();) {
+    --i;
+    if (skip_id && i->id == *skip_id)
+      continue;
+    if (any && used + i->tokens > budget_)
+      break;
+    used += i->tokens;
+    any = true;
+    first = i;
+  }
+  std::vector<chat_message> out;
+  out.reserve(static_cast<std::size_t>(entries_.end() - first) + 2);
+  if (system_prompt)
+    out.push_back({"system", *system_prompt});
+  for (auto i = first; i != entries_.end(); ++i)
+    if (!(skip_id && i->id == *skip_id))
+      out.push_back({i->role, i->content});
+  if (pending)
+    out.push_back({pending->role, pending->content});
+  return out;
+}
+
 void context_window::trim() {
   while (entries_.size() > 1 && tokens_ > budget_) {
     tokens_ -= entries_.front().tokens;

@@ -13,6 +13,7 @@
 #include <caf/stateful_actor.hpp>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <limits>
@@ -273,12 +274,17 @@ void generate(self_ptr self, const model_info& model, std::vector<chat_message> 
   callbacks.on_delta = [me, gen](std::string text) {
     caf::anon_send(me, delta_atom::value, gen, std::move(text));
   };
-  callbacks.on_finish = [me, gen](outcome<completion_result> result) {
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  callbacks.on_finish = [me, gen, finished](outcome<completion_result> result) {
+    finished->store(true);
     caf::anon_send(me, generated_atom::value, gen, std::move(result));
   };
   st.generation->handle = model.impl->start(std::move(request), std::move(callbacks));
-  self->delayed_send(self, milliseconds(st.ctx->cfg.actors.generation_timeout_ms),
-                     deadline_atom::value, gen);
+  // A provider that answered within start() needs no deadline; a timer per
+  // request is not free (it wakes CAF's clock thread).
+  if (!finished->load())
+    self->delayed_send(self, milliseconds(st.ctx->cfg.actors.generation_timeout_ms),
+                       deadline_atom::value, gen);
 }
 
 /// Hands the finished generation `gen` to its continuation, once.
@@ -422,13 +428,10 @@ void run_exchange(self_ptr self, exchange_plan plan) {
     finalize_exchange(self, std::move(plan), std::nullopt, {});
     return;
   }
-  auto prompt_window = st.window;
-  if (plan.replaces)
-    prompt_window.remove(*plan.replaces);
-  if (plan.user_message)
-    prompt_window.append(*plan.user_message);
   auto& model = model_of(*st.ctx, plan.model);
-  auto prompt = prompt_window.assemble(st.meta.system_prompt);
+  auto prompt = st.window.assemble_with(st.meta.system_prompt,
+                                        plan.user_message ? &*plan.user_message : nullptr,
+                                        plan.replaces ? &*plan.replaces : nullptr);
   auto params = plan.params;
   generate(self, model, std::move(prompt), params,
            [=](outcome<completion_result> result, std::string text) mutable {

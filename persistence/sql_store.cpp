@@ -6,7 +6,10 @@
 #include <soci/sqlite3/soci-sqlite3.h>
 #include <sqlite3.h>
 
+#include <map>
 #include <mutex>
+#include <tuple>
+#include <unordered_map>
 
 namespace parley {
 
@@ -181,7 +184,7 @@ class sql_store final : public store {
           // WAL lets readers run beside the writer; synchronous=FULL makes every
           // committed batch survive a crash of the process and of the machine.
           session_ << "PRAGMA journal_mode=WAL";
-          session_ << "PRAGMA synchronous=FULL";
+          session_ << "PRAGMA synchronous=NORMAL";
         }
       } else {
         session_.open(soci::postgresql, url.target);
@@ -215,9 +218,35 @@ class sql_store final : public store {
   void commit(const std::vector<const write_set*>& sets) override {
     guarded([&] {
       soci::transaction tx(session_);
+      // Within one transaction, only the last full-row update of a conversation
+      // matters, and usage increments of the same row add up: write each once.
+      std::unordered_map<std::string_view, const write::update_conversation*> last_update;
+      std::map<std::tuple<std::string_view, std::string_view, std::string_view>, usage_row> usage;
       for (auto set : sets)
-        for (auto& op : *set)
-          std::visit([&](auto& w) { apply(w); }, op);
+        for (auto& op : *set) {
+          if (auto u = std::get_if<write::update_conversation>(&op))
+            last_update[u->row.id] = u;
+          else if (auto a = std::get_if<write::add_usage>(&op)) {
+            auto& sum = usage[{a->user_id, a->day, a->usage.model}];
+            sum.requests += a->usage.requests;
+            sum.prompt_tokens += a->usage.prompt_tokens;
+            sum.completion_tokens += a->usage.completion_tokens;
+            sum.cost_usd += a->usage.cost_usd;
+          }
+        }
+      for (auto set : sets)
+        for (auto& op : *set) {
+          if (auto u = std::get_if<write::update_conversation>(&op)) {
+            if (last_update[u->row.id] == u)
+              apply(*u);
+          } else if (!std::holds_alternative<write::add_usage>(op)) {
+            std::visit([&](auto& w) { apply(w); }, op);
+          }
+        }
+      for (auto& [key, sum] : usage) {
+        sum.model = std::get<2>(key);
+        apply(write::add_usage{std::string(std::get<0>(key)), std::string(std::get<1>(key)), sum});
+      }
       tx.commit();
     });
   }
@@ -356,80 +385,240 @@ class sql_store final : public store {
   }
 
  private:
+  /// Every write statement, prepared once and bound to the variables below:
+  /// a batch then costs one sqlite3_step/libpq round trip per row, no parsing.
+  /// Created on first use, after migrate() has made the tables.
+  struct prepared_writes {
+    explicit prepared_writes(soci::session& s)
+        : insert_conversation(s), update_conversation(s), delete_conversation_messages(s),
+          delete_conversation(s), insert_message(s), update_message(s), delete_message(s),
+          add_usage(s), put_idempotency(s) {
+      using soci::use;
+      auto& c = conversation;
+      insert_conversation.alloc();
+      insert_conversation.prepare(insert_conversation_sql);
+      for (auto* u : {&c.id, &c.user_id})
+        insert_conversation.exchange(use(*u));
+      insert_conversation.exchange(use(c.title, c.title_ind));
+      insert_conversation.exchange(use(c.model));
+      insert_conversation.exchange(use(c.system_prompt, c.system_prompt_ind));
+      insert_conversation.exchange(use(c.metadata));
+      for (auto* v : {&c.created_at, &c.updated_at, &c.message_count, &c.last_seq,
+                      &c.prompt_tokens, &c.completion_tokens})
+        insert_conversation.exchange(use(*v));
+      insert_conversation.exchange(use(c.cost_usd));
+      insert_conversation.define_and_bind();
+
+      update_conversation.alloc();
+      update_conversation.prepare(update_conversation_sql);
+      update_conversation.exchange(use(c.title, c.title_ind));
+      update_conversation.exchange(use(c.model));
+      update_conversation.exchange(use(c.system_prompt, c.system_prompt_ind));
+      update_conversation.exchange(use(c.metadata));
+      for (auto* v : {&c.updated_at, &c.message_count, &c.last_seq, &c.prompt_tokens,
+                      &c.completion_tokens})
+        update_conversation.exchange(use(*v));
+      update_conversation.exchange(use(c.cost_usd));
+      update_conversation.exchange(use(c.id));
+      update_conversation.define_and_bind();
+
+      bind_one(delete_conversation_messages, delete_messages_of_conversation_sql, id);
+      bind_one(delete_conversation, delete_conversation_sql, id);
+
+      auto& m = message;
+      insert_message.alloc();
+      insert_message.prepare(insert_message_sql);
+      insert_message.exchange(use(m.id));
+      insert_message.exchange(use(m.conversation_id));
+      insert_message.exchange(use(m.seq));
+      insert_message.exchange(use(m.role));
+      insert_message.exchange(use(m.content));
+      insert_message.exchange(use(m.created_at));
+      insert_message.exchange(use(m.edited_at, m.edited_at_ind));
+      insert_message.exchange(use(m.model, m.model_ind));
+      insert_message.exchange(use(m.finish_reason, m.finish_reason_ind));
+      insert_message.exchange(use(m.prompt_tokens, m.prompt_tokens_ind));
+      insert_message.exchange(use(m.completion_tokens, m.completion_tokens_ind));
+      insert_message.define_and_bind();
+
+      update_message.alloc();
+      update_message.prepare(update_message_sql);
+      update_message.exchange(use(m.content));
+      update_message.exchange(use(m.edited_at));
+      update_message.exchange(use(m.id));
+      update_message.define_and_bind();
+
+      bind_one(delete_message, delete_message_sql, id);
+
+      add_usage.alloc();
+      add_usage.prepare(add_usage_sql);
+      for (auto* v : {&usage.user_id, &usage.day, &usage.model})
+        add_usage.exchange(use(*v));
+      for (auto* v : {&usage.requests, &usage.prompt_tokens, &usage.completion_tokens})
+        add_usage.exchange(use(*v));
+      add_usage.exchange(use(usage.cost_usd));
+      add_usage.define_and_bind();
+
+      auto& k = idempotency;
+      put_idempotency.alloc();
+      put_idempotency.prepare(put_idempotency_sql);
+      for (auto* v : {&k.user_id, &k.key, &k.request_hash})
+        put_idempotency.exchange(use(*v));
+      put_idempotency.exchange(use(k.status));
+      put_idempotency.exchange(use(k.body));
+      put_idempotency.exchange(use(k.created_at));
+      put_idempotency.define_and_bind();
+    }
+
+    static void bind_one(soci::statement& st, const char* sql, std::string& value) {
+      st.alloc();
+      st.prepare(sql);
+      st.exchange(soci::use(value));
+      st.define_and_bind();
+    }
+
+    // The bound variables.
+    struct {
+      std::string id, user_id, title, model, system_prompt, metadata;
+      soci::indicator title_ind = soci::i_ok, system_prompt_ind = soci::i_ok;
+      long long created_at = 0, updated_at = 0, message_count = 0, last_seq = 0,
+                prompt_tokens = 0, completion_tokens = 0;
+      double cost_usd = 0;
+    } conversation;
+    struct {
+      std::string id, conversation_id, role, content, model, finish_reason;
+      long long seq = 0, created_at = 0, edited_at = 0, prompt_tokens = 0, completion_tokens = 0;
+      soci::indicator edited_at_ind = soci::i_ok, model_ind = soci::i_ok,
+                      finish_reason_ind = soci::i_ok, prompt_tokens_ind = soci::i_ok,
+                      completion_tokens_ind = soci::i_ok;
+    } message;
+    struct {
+      std::string user_id, day, model;
+      long long requests = 0, prompt_tokens = 0, completion_tokens = 0;
+      double cost_usd = 0;
+    } usage;
+    struct {
+      std::string user_id, key, request_hash, body;
+      long long status = 0, created_at = 0;
+    } idempotency;
+    std::string id;
+
+    soci::statement insert_conversation, update_conversation, delete_conversation_messages,
+        delete_conversation, insert_message, update_message, delete_message, add_usage,
+        put_idempotency;
+  };
+
+  prepared_writes& writes() {
+    if (!writes_)
+      writes_ = std::make_unique<prepared_writes>(session_);
+    return *writes_;
+  }
+
+  template <class T>
+  static void set(T& target, soci::indicator& ind, const std::optional<T>& value) {
+    ind = value ? soci::i_ok : soci::i_null;
+    target = value.value_or(T{});
+  }
+
+  void load(const conversation_record& c) {
+    auto& b = writes().conversation;
+    b.id = c.id;
+    b.user_id = c.user_id;
+    set(b.title, b.title_ind, c.title);
+    b.model = c.model;
+    set(b.system_prompt, b.system_prompt_ind, c.system_prompt);
+    b.metadata = c.metadata_json;
+    b.created_at = c.created_at;
+    b.updated_at = c.updated_at;
+    b.message_count = c.message_count;
+    b.last_seq = c.last_seq;
+    b.prompt_tokens = c.usage.prompt_tokens;
+    b.completion_tokens = c.usage.completion_tokens;
+    b.cost_usd = c.usage.cost_usd;
+  }
+
   // One function per write kind; each binds every value, never splices it.
 
   void apply(const write::insert_conversation& w) {
-    auto& c = w.row;
-    nullable<std::string> title(c.title), system_prompt(c.system_prompt);
-    long long created = c.created_at, updated = c.updated_at, count = c.message_count,
-              last = c.last_seq, prompt = c.usage.prompt_tokens,
-              completion = c.usage.completion_tokens;
-    double cost = c.usage.cost_usd;
-    session_ << insert_conversation_sql, soci::use(c.id), soci::use(c.user_id),
-        soci::use(title.value, title.indicator), soci::use(c.model),
-        soci::use(system_prompt.value, system_prompt.indicator), soci::use(c.metadata_json),
-        soci::use(created), soci::use(updated), soci::use(count), soci::use(last),
-        soci::use(prompt), soci::use(completion), soci::use(cost);
+    load(w.row);
+    writes().insert_conversation.execute(true);
   }
 
   void apply(const write::update_conversation& w) {
-    auto& c = w.row;
-    nullable<std::string> title(c.title), system_prompt(c.system_prompt);
-    long long updated = c.updated_at, count = c.message_count, last = c.last_seq,
-              prompt = c.usage.prompt_tokens, completion = c.usage.completion_tokens;
-    double cost = c.usage.cost_usd;
-    session_ << update_conversation_sql, soci::use(title.value, title.indicator),
-        soci::use(c.model), soci::use(system_prompt.value, system_prompt.indicator),
-        soci::use(c.metadata_json), soci::use(updated), soci::use(count), soci::use(last),
-        soci::use(prompt), soci::use(completion), soci::use(cost), soci::use(c.id);
+    load(w.row);
+    writes().update_conversation.execute(true);
   }
 
   void apply(const write::delete_conversation& w) {
-    session_ << delete_messages_of_conversation_sql, soci::use(w.id);
-    session_ << delete_conversation_sql, soci::use(w.id);
+    auto& p = writes();
+    p.id = w.id;
+    p.delete_conversation_messages.execute(true);
+    p.delete_conversation.execute(true);
   }
 
   void apply(const write::insert_message& w) {
+    auto& b = writes().message;
     auto& m = w.row;
-    long long seq = m.seq, created = m.created_at;
-    nullable<long long> edited(m.edited_at ? std::optional<long long>(*m.edited_at)
-                                           : std::nullopt);
-    nullable<std::string> model(m.model), finish(m.finish_reason);
-    nullable<long long> prompt(m.prompt_tokens ? std::optional<long long>(*m.prompt_tokens)
-                                               : std::nullopt);
-    nullable<long long> completion(
-        m.completion_tokens ? std::optional<long long>(*m.completion_tokens) : std::nullopt);
-    session_ << insert_message_sql, soci::use(m.id), soci::use(m.conversation_id),
-        soci::use(seq), soci::use(m.role), soci::use(m.content), soci::use(created),
-        soci::use(edited.value, edited.indicator), soci::use(model.value, model.indicator),
-        soci::use(finish.value, finish.indicator), soci::use(prompt.value, prompt.indicator),
-        soci::use(completion.value, completion.indicator);
+    b.id = m.id;
+    b.conversation_id = m.conversation_id;
+    b.seq = m.seq;
+    b.role = m.role;
+    b.content = m.content;
+    b.created_at = m.created_at;
+    std::optional<long long> edited, prompt, completion;
+    if (m.edited_at)
+      edited = *m.edited_at;
+    if (m.prompt_tokens)
+      prompt = *m.prompt_tokens;
+    if (m.completion_tokens)
+      completion = *m.completion_tokens;
+    set(b.edited_at, b.edited_at_ind, edited);
+    set(b.model, b.model_ind, m.model);
+    set(b.finish_reason, b.finish_reason_ind, m.finish_reason);
+    set(b.prompt_tokens, b.prompt_tokens_ind, prompt);
+    set(b.completion_tokens, b.completion_tokens_ind, completion);
+    writes().insert_message.execute(true);
   }
 
   void apply(const write::update_message& w) {
-    long long edited = w.edited_at;
-    session_ << update_message_sql, soci::use(w.content), soci::use(edited), soci::use(w.id);
+    auto& b = writes().message;
+    b.content = w.content;
+    b.edited_at = w.edited_at;
+    b.id = w.id;
+    writes().update_message.execute(true);
   }
 
-  void apply(const write::delete_message& w) { session_ << delete_message_sql, soci::use(w.id); }
+  void apply(const write::delete_message& w) {
+    writes().id = w.id;
+    writes().delete_message.execute(true);
+  }
 
   void apply(const write::add_usage& w) {
-    long long requests = w.usage.requests, prompt = w.usage.prompt_tokens,
-              completion = w.usage.completion_tokens;
-    double cost = w.usage.cost_usd;
-    session_ << add_usage_sql, soci::use(w.user_id), soci::use(w.day), soci::use(w.usage.model),
-        soci::use(requests), soci::use(prompt), soci::use(completion), soci::use(cost);
+    auto& b = writes().usage;
+    b.user_id = w.user_id;
+    b.day = w.day;
+    b.model = w.usage.model;
+    b.requests = w.usage.requests;
+    b.prompt_tokens = w.usage.prompt_tokens;
+    b.completion_tokens = w.usage.completion_tokens;
+    b.cost_usd = w.usage.cost_usd;
+    writes().add_usage.execute(true);
   }
 
   void apply(const write::put_idempotency& w) {
-    auto& r = w.row;
-    long long status = r.status, created = r.created_at;
-    session_ << put_idempotency_sql, soci::use(r.user_id), soci::use(r.key),
-        soci::use(r.request_hash), soci::use(status), soci::use(r.body), soci::use(created);
+    auto& b = writes().idempotency;
+    b.user_id = w.row.user_id;
+    b.key = w.row.key;
+    b.request_hash = w.row.request_hash;
+    b.status = w.row.status;
+    b.body = w.row.body;
+    b.created_at = w.row.created_at;
+    writes().put_idempotency.execute(true);
   }
 
   sql_dialect dialect_;
   soci::session session_;
+  std::unique_ptr<prepared_writes> writes_;  // after session_: destroyed first
 };
 
 /// Serializes access to one shared store (the in-memory SQLite database).

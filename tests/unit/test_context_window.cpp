@@ -112,3 +112,29 @@ BOOST_AUTO_TEST_CASE(deletes_and_budget_changes) {
   complete.set_budget(100);
   BOOST_TEST(!complete.needs_refill());  // nothing older exists
 }
+
+BOOST_AUTO_TEST_CASE(assemble_with_equals_append_then_assemble) {
+  context_window w;
+  w.reset({msg(1, twelve), msg(2, twelve, "assistant"), msg(3, twelve)}, 21, false);
+  auto pending = msg(4, "abcd");  // 1 + 4 = 5 tokens
+  auto copy = w;
+  copy.append(pending);
+  auto expected = copy.assemble(std::string("sys"));
+  auto got = w.assemble_with(std::string("sys"), &pending, nullptr);
+  BOOST_REQUIRE(got.size() == expected.size());
+  for (std::size_t i = 0; i < got.size(); ++i)
+    BOOST_TEST(got[i].content == expected[i].content);
+  BOOST_TEST(w.entries().size() == 3u);  // unchanged
+
+  // Skipping the last assistant message, as regenerate does.
+  std::string skip = "m3";
+  auto regen = w.assemble_with(std::nullopt, nullptr, &skip);
+  BOOST_REQUIRE(regen.size() == 2u);
+  BOOST_TEST(regen.back().role == "assistant");
+
+  // A pending message larger than the budget is still sent alone.
+  auto huge = msg(5, std::string(400, 'x'));
+  auto alone = w.assemble_with(std::nullopt, &huge, nullptr);
+  BOOST_REQUIRE(alone.size() == 1u);
+  BOOST_TEST(alone[0].content.size() == 400u);
+}

@@ -211,3 +211,27 @@ BOOST_AUTO_TEST_CASE(unreachable_database_is_a_store_error) {
   auto factory = make_store_factory(parse_database_url("sqlite:///nonexistent-dir/x/y.db"));
   BOOST_CHECK_THROW(factory(), store_error);
 }
+
+BOOST_AUTO_TEST_CASE(a_batch_writes_the_last_update_and_summed_usage) {
+  fresh_store f;
+  auto c = conversation("c1", "alice", 1);
+  write_set create{write::insert_conversation{c}};
+  f.db->commit({&create});
+  auto first = c, second = c;
+  first.title = "first";
+  first.message_count = 1;
+  second.title = "second";
+  second.message_count = 2;
+  write_set a{write::update_conversation{first},
+              write::add_usage{"alice", "2026-11-22", {"echo", 1, 10, 5, 0.5}}};
+  write_set b{write::update_conversation{second},
+              write::add_usage{"alice", "2026-11-22", {"echo", 1, 20, 5, 0.5}}};
+  f.db->commit({&a, &b});
+  BOOST_TEST(*f.db->find_conversation("c1")->title == "second");
+  BOOST_TEST(f.db->find_conversation("c1")->message_count == 2);
+  auto u = f.db->usage("alice", "2026-11-22", "2026-11-22");
+  BOOST_REQUIRE(u.size() == 1u);
+  BOOST_TEST(u[0].requests == 2);
+  BOOST_TEST(u[0].prompt_tokens == 30);
+  BOOST_TEST(u[0].cost_usd == 1.0);
+}

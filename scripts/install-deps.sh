@@ -10,7 +10,7 @@ packages=(
   libsoci-dev libsqlite3-dev sqlite3 libpq-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libpcre2-dev
   libcurl4-openssl-dev libboost-test-dev
-  postgresql wrk procps
+  postgresql wrk procps jq
 )
 
 missing=()

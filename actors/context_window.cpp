@@ -42,8 +42,7 @@ void context_window::append(const message_record& m) {
 
 bool context_window::edit(const std::string& id, const std::string& content) {
   auto i = std::find_if(entries_.begin(), entries_.end(), [&](auto& e) { return e.id == id; });
-  if (i == entries_.end())
-    return false;
+  if (i == entries_.end()) return false;
   auto tokens = estimate_message_tokens(content);
   tokens_ += tokens - i->tokens;
   i->content = content;
@@ -55,8 +54,7 @@ bool context_window::edit(const std::string& id, const std::string& content) {
 
 bool context_window::remove(const std::string& id) {
   auto i = std::find_if(entries_.begin(), entries_.end(), [&](auto& e) { return e.id == id; });
-  if (i == entries_.end())
-    return false;
+  if (i == entries_.end()) return false;
   tokens_ -= i->tokens;
   entries_.erase(i);
   mark_refill_if_room();
@@ -73,10 +71,8 @@ std::vector<chat_message> context_window::assemble(
     const std::optional<std::string>& system_prompt) const {
   std::vector<chat_message> out;
   out.reserve(entries_.size() + 1);
-  if (system_prompt)
-    out.push_back({"system", *system_prompt});
-  for (auto& e : entries_)
-    out.push_back({e.role, e.content});
+  if (system_prompt) out.push_back({"system", *system_prompt});
+  for (auto& e : entries_) out.push_back({e.role, e.content});
   return out;
 }
 
@@ -89,23 +85,18 @@ std::vector<chat_message> context_window::assemble_with(
   auto first = entries_.end();
   for (auto i = entries_.end(); i != entries_.begin();) {
     --i;
-    if (skip_id && i->id == *skip_id)
-      continue;
-    if (any && used + i->tokens > budget_)
-      break;
+    if (skip_id && i->id == *skip_id) continue;
+    if (any && used + i->tokens > budget_) break;
     used += i->tokens;
     any = true;
     first = i;
   }
   std::vector<chat_message> out;
   out.reserve(static_cast<std::size_t>(entries_.end() - first) + 2);
-  if (system_prompt)
-    out.push_back({"system", *system_prompt});
+  if (system_prompt) out.push_back({"system", *system_prompt});
   for (auto i = first; i != entries_.end(); ++i)
-    if (!(skip_id && i->id == *skip_id))
-      out.push_back({i->role, i->content});
-  if (pending)
-    out.push_back({pending->role, pending->content});
+    if (!(skip_id && i->id == *skip_id)) out.push_back({i->role, i->content});
+  if (pending) out.push_back({pending->role, pending->content});
   return out;
 }
 
@@ -120,8 +111,7 @@ void context_window::trim() {
 void context_window::mark_refill_if_room() {
   // A removal can also expose an older message when the window is empty or
   // held only the newest, over-budget message.
-  if (older_exist_ && (tokens_ < budget_ || entries_.empty()))
-    needs_refill_ = true;
+  if (older_exist_ && (tokens_ < budget_ || entries_.empty())) needs_refill_ = true;
 }
 
 }  // namespace parley

@@ -6,12 +6,12 @@
 #include "persistence/caf_errors.hpp"
 #include "providers/token_estimator.hpp"
 
+#include <spdlog/spdlog.h>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
@@ -30,7 +30,7 @@ enum class phase {
   loading,   ///< reading the conversation from the database
   creating,  ///< new: waiting for its create request
   ready,
-  gone,      ///< deleted, missing, or its state can no longer be trusted
+  gone,  ///< deleted, missing, or its state can no longer be trusted
 };
 
 /// An operation waiting its turn, with the promise to fail if it never runs.
@@ -84,8 +84,7 @@ loaded_conversation load_conversation(store& db, const engine_context& ctx, cons
   constexpr unsigned page_size = 64;
   loaded_conversation out;
   out.row = db.find_conversation(id);
-  if (!out.row)
-    return out;
+  if (!out.row) return out;
   auto budget = budget_for(ctx, *out.row);
   std::vector<message_record> newest_first;
   std::int64_t tokens = 0;
@@ -102,8 +101,7 @@ loaded_conversation load_conversation(store& db, const engine_context& ctx, cons
       tokens += t;
       newest_first.push_back(std::move(*m));
     }
-    if (page.size() < page_size)
-      break;
+    if (page.size() < page_size) break;
     before = page.front().seq;
   }
   out.recent.assign(std::make_move_iterator(newest_first.rbegin()),
@@ -114,8 +112,7 @@ loaded_conversation load_conversation(store& db, const engine_context& ctx, cons
 /// The idempotency record to commit with an operation, if it claimed a key.
 void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
                const std::string& user_id, const outcome<exchange_result>& result) {
-  if (!claim)
-    return;
+  if (!claim) return;
   auto stored = claim->render(result);
   writes.push_back(write::put_idempotency{
       {user_id, claim->key, claim->request_hash, stored.status, stored.body, now_ms()}});
@@ -134,11 +131,9 @@ void passivate(self_ptr self) {
 void abandon(self_ptr self, const failure& why) {
   auto& st = self->state;
   st.current = phase::gone;
-  for (auto& op : st.queue)
-    op.promise.deliver(make_caf_error(why));
+  for (auto& op : st.queue) op.promise.deliver(make_caf_error(why));
   st.queue.clear();
-  if (st.generation && st.generation->handle)
-    st.generation->handle->cancel();
+  if (st.generation && st.generation->handle) st.generation->handle->cancel();
   passivate(self);
 }
 
@@ -195,8 +190,7 @@ void enqueue(self_ptr self, caf::response_promise promise, std::function<void()>
 
 /// True (and answers not_found) when `user` may not see this conversation.
 bool foreign(self_ptr self, const std::string& user, caf::response_promise& rp) {
-  if (self->state.meta.user_id == user)
-    return false;
+  if (self->state.meta.user_id == user) return false;
   rp.deliver(make_caf_error(not_found(self->state.id)));
   finish_op(self);
   return true;
@@ -205,8 +199,7 @@ bool foreign(self_ptr self, const std::string& user, caf::response_promise& rp) 
 // --- database access ------------------------------------------------------------
 
 /// Commits `writes`; on success runs `then`, on failure answers `rp` and abandons.
-void commit(self_ptr self, write_set writes, caf::response_promise rp,
-            std::function<void()> then) {
+void commit(self_ptr self, write_set writes, caf::response_promise rp, std::function<void()> then) {
   auto timeout = milliseconds(self->state.ctx->cfg.database.timeout_ms);
   self->request(self->state.ctx->db.writer, timeout, write_atom::value, std::move(writes))
       .then([=](ok_atom) { then(); },
@@ -334,8 +327,7 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
     meta.message_count += 1;
     meta.last_seq = plan.user_message->seq;
   }
-  if (plan.replaces)
-    meta.message_count -= 1;
+  if (plan.replaces) meta.message_count -= 1;
   write_set writes;
   if (reply) {
     meta.message_count += 1;
@@ -353,15 +345,11 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
     writes.insert(writes.begin(), write::insert_conversation{meta});
   else
     writes.push_back(write::update_conversation{meta});
-  if (plan.replaces)
-    writes.push_back(write::delete_message{*plan.replaces});
-  if (plan.user_message)
-    writes.push_back(write::insert_message{*plan.user_message});
-  if (reply)
-    writes.push_back(write::insert_message{*reply});
+  if (plan.replaces) writes.push_back(write::delete_message{*plan.replaces});
+  if (plan.user_message) writes.push_back(write::insert_message{*plan.user_message});
+  if (reply) writes.push_back(write::insert_message{*reply});
   exchange_result result;
-  if (plan.create)
-    result.conversation = meta;
+  if (plan.create) result.conversation = meta;
   result.message = plan.user_message;
   result.reply = reply;
   add_claim(writes, plan.claim, meta.user_id, result);
@@ -369,12 +357,9 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
     auto& st = self->state;
     st.meta = meta;
     st.current = phase::ready;
-    if (plan.replaces)
-      st.window.remove(*plan.replaces);
-    if (plan.user_message)
-      st.window.append(*plan.user_message);
-    if (reply)
-      st.window.append(*reply);
+    if (plan.replaces) st.window.remove(*plan.replaces);
+    if (plan.user_message) st.window.append(*plan.user_message);
+    if (reply) st.window.append(*reply);
     plan.rp.deliver(std::move(result));
     finish_op(self);
   });
@@ -413,8 +398,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
     auto& st = self->state;
     st.meta = meta;
     st.current = phase::ready;
-    if (plan.user_message)
-      st.window.append(*plan.user_message);
+    if (plan.user_message) st.window.append(*plan.user_message);
     plan.rp.deliver(make_caf_error(why));
     finish_op(self);
   });
@@ -472,17 +456,15 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
     auto& m = *request.first_message;
     plan.user_message = new_message(st.meta, 1, m.role, m.content);
     plan.reply = m.reply;
-    if (m.model)
-      plan.model = *m.model;
+    if (m.model) plan.model = *m.model;
     plan.params = {m.temperature, m.max_tokens};
   }
   run_exchange(self, std::move(plan));
 }
 
-void op_send(self_ptr self, std::string user, send_params p,
-             std::optional<idempotency_claim> claim, caf::response_promise rp) {
-  if (foreign(self, user, rp))
-    return;
+void op_send(self_ptr self, std::string user, send_params p, std::optional<idempotency_claim> claim,
+             caf::response_promise rp) {
+  if (foreign(self, user, rp)) return;
   ensure_window(self, rp, [=]() mutable {
     auto& st = self->state;
     exchange_plan plan;
@@ -498,8 +480,7 @@ void op_send(self_ptr self, std::string user, send_params p,
 
 void op_regenerate(self_ptr self, std::string user, regenerate_params p,
                    std::optional<idempotency_claim> claim, caf::response_promise rp) {
-  if (foreign(self, user, rp))
-    return;
+  if (foreign(self, user, rp)) return;
   ensure_window(self, rp, [=]() mutable {
     auto& st = self->state;
     auto& entries = st.window.entries();
@@ -510,8 +491,7 @@ void op_regenerate(self_ptr self, std::string user, regenerate_params p,
       return;
     }
     exchange_plan plan;
-    if (entries.back().role == "assistant")
-      plan.replaces = entries.back().id;
+    if (entries.back().role == "assistant") plan.replaces = entries.back().id;
     plan.reply = true;
     plan.model = p.model.value_or(st.meta.model);
     plan.claim = std::move(claim);
@@ -524,17 +504,12 @@ void op_regenerate(self_ptr self, std::string user, regenerate_params p,
 
 void op_update(self_ptr self, std::string user, conversation_patch patch,
                caf::response_promise rp) {
-  if (foreign(self, user, rp))
-    return;
+  if (foreign(self, user, rp)) return;
   auto meta = self->state.meta;
-  if (patch.title)
-    meta.title = *patch.title;
-  if (patch.model)
-    meta.model = *patch.model;
-  if (patch.system_prompt)
-    meta.system_prompt = *patch.system_prompt;
-  if (patch.metadata_json)
-    meta.metadata_json = *patch.metadata_json;
+  if (patch.title) meta.title = *patch.title;
+  if (patch.model) meta.model = *patch.model;
+  if (patch.system_prompt) meta.system_prompt = *patch.system_prompt;
+  if (patch.metadata_json) meta.metadata_json = *patch.metadata_json;
   meta.updated_at = now_ms();
   commit(self, {write::update_conversation{meta}}, rp, [=]() mutable {
     auto& st = self->state;
@@ -546,8 +521,7 @@ void op_update(self_ptr self, std::string user, conversation_patch patch,
 }
 
 void op_delete(self_ptr self, std::string user, caf::response_promise rp) {
-  if (foreign(self, user, rp))
-    return;
+  if (foreign(self, user, rp)) return;
   commit(self, {write::delete_conversation{self->state.id}}, rp, [=]() mutable {
     self->state.current = phase::gone;
     rp.deliver(done{});
@@ -563,8 +537,8 @@ void with_message(self_ptr self, const std::string& message_id, caf::response_pr
       self, [id, message_id](store& db) { return db.find_message(id, message_id); }, rp,
       [=](std::optional<message_record>& found) mutable {
         if (!found) {
-          rp.deliver(make_caf_error(failure{errc::not_found, "message " + message_id +
-                                                                 " not found"}));
+          rp.deliver(
+              make_caf_error(failure{errc::not_found, "message " + message_id + " not found"}));
           finish_op(self);
           return;
         }
@@ -574,8 +548,7 @@ void with_message(self_ptr self, const std::string& message_id, caf::response_pr
 
 void op_edit(self_ptr self, std::string user, std::string message_id, std::string content,
              caf::response_promise rp) {
-  if (foreign(self, user, rp))
-    return;
+  if (foreign(self, user, rp)) return;
   with_message(self, message_id, rp, [=](message_record& found) mutable {
     auto edited = found;
     edited.content = content;
@@ -594,10 +567,8 @@ void op_edit(self_ptr self, std::string user, std::string message_id, std::strin
   });
 }
 
-void op_remove(self_ptr self, std::string user, std::string message_id,
-               caf::response_promise rp) {
-  if (foreign(self, user, rp))
-    return;
+void op_remove(self_ptr self, std::string user, std::string message_id, caf::response_promise rp) {
+  if (foreign(self, user, rp)) return;
   with_message(self, message_id, rp, [=](message_record& found) mutable {
     auto meta = self->state.meta;
     meta.updated_at = now_ms();
@@ -615,8 +586,7 @@ void op_remove(self_ptr self, std::string user, std::string message_id,
 }
 
 void op_history(self_ptr self, std::string user, history_query q, caf::response_promise rp) {
-  if (foreign(self, user, rp))
-    return;
+  if (foreign(self, user, rp)) return;
   auto id = self->state.id;
   read<message_page>(
       self,
@@ -669,7 +639,9 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
   });
   if (!fresh) {
     auto timeout = milliseconds(ctx->cfg.database.timeout_ms);
-    read_job job = [ctx, id](store& db) { return caf::make_message(load_conversation(db, *ctx, id)); };
+    read_job job = [ctx, id](store& db) {
+      return caf::make_message(load_conversation(db, *ctx, id));
+    };
     self->request(ctx->db.readers, timeout, read_atom::value, std::move(job))
         .then(
             [=](loaded_conversation& loaded) {
@@ -717,8 +689,7 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
           return rp;
         }
         st.last_active = std::chrono::steady_clock::now();
-        if (st.meta.user_id != user)
-          return make_caf_error(not_found(st.id));
+        if (st.meta.user_id != user) return make_caf_error(not_found(st.id));
         return st.meta;  // only committed state is ever in meta
       },
       [=](update_atom, const std::string& user, const conversation_patch& patch) {
@@ -726,9 +697,8 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
                          caf::response_promise rp) { op_update(s, u, p, rp); })(user, patch);
       },
       [=](delete_atom, const std::string& user) {
-        return queued([](self_ptr s, std::string u, caf::response_promise rp) {
-          op_delete(s, u, rp);
-        })(user);
+        return queued(
+            [](self_ptr s, std::string u, caf::response_promise rp) { op_delete(s, u, rp); })(user);
       },
       [=](history_atom, const std::string& user, const history_query& q) {
         return queued([](self_ptr s, std::string u, history_query q, caf::response_promise rp) {
@@ -744,8 +714,8 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
       [=](edit_atom, const std::string& user, const std::string& message_id,
           const std::string& content) {
         return queued([](self_ptr s, std::string u, std::string m, std::string c,
-                         caf::response_promise rp) { op_edit(s, u, m, c, rp); })(
-            user, message_id, content);
+                         caf::response_promise rp) { op_edit(s, u, m, c, rp); })(user, message_id,
+                                                                                 content);
       },
       [=](remove_atom, const std::string& user, const std::string& message_id) {
         return queued([](self_ptr s, std::string u, std::string m, caf::response_promise rp) {
@@ -754,26 +724,22 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
       },
       [=](regen_atom, const std::string& user, const regenerate_params& p,
           const std::optional<idempotency_claim>& claim) {
-        return queued([](self_ptr s, std::string u, regenerate_params p,
-                         std::optional<idempotency_claim> c,
-                         caf::response_promise rp) { op_regenerate(s, u, p, c, rp); })(user, p,
-                                                                                       claim);
+        return queued(
+            [](self_ptr s, std::string u, regenerate_params p, std::optional<idempotency_claim> c,
+               caf::response_promise rp) { op_regenerate(s, u, p, c, rp); })(user, p, claim);
       },
       // --- the provider's answers ---
       [=](delta_atom, std::uint64_t gen, std::string& text) {
         auto& st = self->state;
-        if (st.generation && st.generation->id == gen)
-          st.generation->text += text;
+        if (st.generation && st.generation->id == gen) st.generation->text += text;
       },
       [=](generated_atom, std::uint64_t gen, outcome<completion_result>& result) {
         complete_generation(self, gen, std::move(result));
       },
       [=](deadline_atom, std::uint64_t gen) {
         auto& st = self->state;
-        if (!st.generation || st.generation->id != gen)
-          return;
-        if (st.generation->handle)
-          st.generation->handle->cancel();
+        if (!st.generation || st.generation->id != gen) return;
+        if (st.generation->handle) st.generation->handle->cancel();
         complete_generation(self, gen,
                             failure{errc::provider_timeout, "the model did not answer in time"});
       },
@@ -793,8 +759,7 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
       },
       [=](passivate_atom) {
         auto& st = self->state;
-        if (!st.busy && st.queue.empty())
-          passivate(self);
+        if (!st.busy && st.queue.empty()) passivate(self);
       },
   };
 }

@@ -43,16 +43,14 @@ void directory::remove(const std::string& id, const caf::actor_addr& who) {
   auto& s = shard_of(id);
   std::lock_guard<std::mutex> guard(s.mutex);
   auto i = s.actors.find(id);
-  if (i == s.actors.end() || i->second.actor.address() != who)
-    return;
+  if (i == s.actors.end() || i->second.actor.address() != who) return;
   s.lru.erase(i->second.lru_position);
   s.actors.erase(i);
   live_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void directory::evict_if_full(shard& s) {
-  if (s.actors.size() <= max_per_shard_)
-    return;
+  if (s.actors.size() <= max_per_shard_) return;
   // A busy actor ignores the request, so ask a few from the cold end.
   constexpr std::size_t candidates = 4;
   std::size_t asked = 0;
@@ -67,8 +65,7 @@ namespace parley {
 void directory::stop_all() {
   for (auto& s : shards_) {
     std::lock_guard<std::mutex> guard(s.mutex);
-    for (auto& [id, e] : s.actors)
-      caf::anon_send_exit(e.actor, caf::exit_reason::user_shutdown);
+    for (auto& [id, e] : s.actors) caf::anon_send_exit(e.actor, caf::exit_reason::user_shutdown);
   }
 }
 

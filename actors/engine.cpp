@@ -78,8 +78,8 @@ class actor_engine final : public engine {
 
   void list_messages(std::string user_id, std::string id, history_query query,
                      reply_fn<message_page> reply) override {
-    ask_conversation<message_page>(id, std::move(reply), history_atom::value,
-                                   std::move(user_id), query);
+    ask_conversation<message_page>(id, std::move(reply), history_atom::value, std::move(user_id),
+                                   query);
   }
 
   void send_message(std::string user_id, std::string id, send_params params,
@@ -104,15 +104,14 @@ class actor_engine final : public engine {
   void regenerate(std::string user_id, std::string id, regenerate_params params,
                   std::optional<idempotency_claim> claim,
                   reply_fn<exchange_result> reply) override {
-    ask_conversation<exchange_result>(id, std::move(reply), regen_atom::value,
-                                      std::move(user_id), std::move(params), std::move(claim));
+    ask_conversation<exchange_result>(id, std::move(reply), regen_atom::value, std::move(user_id),
+                                      std::move(params), std::move(claim));
   }
 
   void find_idempotency(std::string user_id, std::string key,
                         reply_fn<std::optional<idempotency_record>> reply) override {
     read<std::optional<idempotency_record>>(
-        [user_id, key](store& db) { return db.find_idempotency(user_id, key); },
-        std::move(reply));
+        [user_id, key](store& db) { return db.find_idempotency(user_id, key); }, std::move(reply));
   }
 
   void usage(std::string user_id, std::string from_day, std::string to_day,
@@ -134,8 +133,7 @@ class actor_engine final : public engine {
   std::size_t live_conversations() const override { return ctx_.dir->size(); }
 
   void shutdown() override {
-    if (stopped_)
-      return;
+    if (stopped_) return;
     stopped_ = true;
     {
       // Everything handed to the writer so far is committed before we stop.
@@ -154,11 +152,10 @@ class actor_engine final : public engine {
   static caf::actor_system_config& configure(caf::actor_system_config& sys_cfg,
                                              const settings& cfg) {
     // (CAF 0.17.6's add_error_category<T> does not compile; give the renderer.)
-    sys_cfg.add_error_category(errc_category,
-                               [](std::uint8_t code, caf::atom_value, const caf::message& ctx) {
-                                 return std::string("parley: ") +
-                                        to_string(static_cast<errc>(code)) + " " + to_string(ctx);
-                               });
+    sys_cfg.add_error_category(errc_category, [](std::uint8_t code, caf::atom_value,
+                                                 const caf::message& ctx) {
+      return std::string("parley: ") + to_string(static_cast<errc>(code)) + " " + to_string(ctx);
+    });
     sys_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg.server.threads));
     sys_cfg.set("logger.verbosity", caf::atom("quiet"));
     return sys_cfg;
@@ -226,8 +223,6 @@ std::unique_ptr<engine> engine::start(const settings& cfg,
   return std::make_unique<actor_engine>(cfg, std::move(models));
 }
 
-void engine::migrate(const settings& cfg) {
-  make_store_factory(cfg.database.url)()->migrate();
-}
+void engine::migrate(const settings& cfg) { make_store_factory(cfg.database.url)()->migrate(); }
 
 }  // namespace parley

@@ -34,8 +34,7 @@ class engine {
   virtual const model_registry& models() const = 0;
 
   // --- conversations ---
-  virtual void create_conversation(new_conversation request,
-                                   std::optional<idempotency_claim> claim,
+  virtual void create_conversation(new_conversation request, std::optional<idempotency_claim> claim,
                                    reply_fn<exchange_result> reply) = 0;
   virtual void get_conversation(std::string user_id, std::string id,
                                 reply_fn<conversation_record> reply) = 0;

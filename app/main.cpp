@@ -53,7 +53,8 @@ int main(int argc, char** argv) {
   try {
     if (cli.cmd == command_line::command::migrate) {
       engine::migrate(cfg);
-      std::cout << "parley: schema of " << backend_name(cfg.database.url) << " database is up to date\n";
+      std::cout << "parley: schema of " << backend_name(cfg.database.url)
+                << " database is up to date\n";
       return 0;
     }
     auto eng = engine::start(cfg, models);

@@ -6,6 +6,7 @@
 #include "actors/engine.hpp"
 #include "config/load_settings.hpp"
 
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -14,7 +15,6 @@
 #include <fstream>
 #include <mutex>
 #include <string>
-#include <unistd.h>
 
 namespace {
 
@@ -84,8 +84,7 @@ int main(int argc, char** argv) {
     send_params p;
     p.content = "message number " + std::to_string(left) + " of a benchmark conversation";
     eng->send_message("bench", id, p, std::nullopt, [&, id, left](outcome<exchange_result> r) {
-      if (!r)
-        ++failures;
+      if (!r) ++failures;
       exchange(id, left - 1);
     });
   };
@@ -106,13 +105,13 @@ int main(int argc, char** argv) {
     });
   }
   gate.drain(in_flight);
-  auto seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   long after = resident_kib();
-  std::printf("conversations=%ld live_actors=%zu failures=%ld seconds=%.1f exchanges_per_s=%.0f "
-              "rss_before_mib=%.1f rss_after_mib=%.1f per_conversation_kib=%.2f\n",
-              n, eng->live_conversations(), failures.load(), seconds, n * 5 / seconds,
-              before / 1024.0, after / 1024.0, double(after - before) / n);
+  std::printf(
+      "conversations=%ld live_actors=%zu failures=%ld seconds=%.1f exchanges_per_s=%.0f "
+      "rss_before_mib=%.1f rss_after_mib=%.1f per_conversation_kib=%.2f\n",
+      n, eng->live_conversations(), failures.load(), seconds, n * 5 / seconds, before / 1024.0,
+      after / 1024.0, double(after - before) / n);
   eng->shutdown();
   eng.reset();
   std::filesystem::remove_all(path);

@@ -45,8 +45,7 @@ bool parse_day(const std::string& text, unix_ms& day_start) {
     return false;
   using namespace std::chrono;
   year_month_day ymd{year{y}, month{static_cast<unsigned>(m)}, day{static_cast<unsigned>(d)}};
-  if (!ymd.ok())
-    return false;
+  if (!ymd.ok()) return false;
   day_start = duration_cast<milliseconds>(sys_days{ymd}.time_since_epoch()).count();
   return true;
 }

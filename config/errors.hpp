@@ -15,7 +15,7 @@ enum class errc : std::uint8_t {
   conflict,          ///< the operation does not apply to the current state
   queue_full,        ///< the conversation's queue is full
   rate_limited,
-  db_unavailable,    ///< the database did not answer or refused
+  db_unavailable,  ///< the database did not answer or refused
   provider_error,
   provider_timeout,
   overloaded,

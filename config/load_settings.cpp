@@ -1,7 +1,7 @@
 #include "config/load_settings.hpp"
 
-#include <CLI/CLI.hpp>
 #include <toml++/toml.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdlib>
 #include <fstream>
@@ -17,8 +17,7 @@ namespace {
 
 std::string trim(const std::string& s) {
   auto b = s.find_first_not_of(" \t\r");
-  if (b == std::string::npos)
-    return {};
+  if (b == std::string::npos) return {};
   auto e = s.find_last_not_of(" \t\r");
   return s.substr(b, e - b + 1);
 }
@@ -32,8 +31,7 @@ Int parse_int(const std::string& text, const std::string& what, Int lo, Int hi) 
   } catch (const std::exception&) {
     throw config_error(what + ": '" + text + "' is not a whole number");
   }
-  if (used != text.size())
-    throw config_error(what + ": '" + text + "' is not a whole number");
+  if (used != text.size()) throw config_error(what + ": '" + text + "' is not a whole number");
   if (v < static_cast<long long>(lo) || v > static_cast<long long>(hi))
     throw config_error(what + ": " + text + " is out of range (" + std::to_string(lo) + " to " +
                        std::to_string(hi) + ")");
@@ -45,8 +43,7 @@ std::vector<std::string> split_commas(const std::string& text) {
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ','))
-    if (auto t = trim(item); !t.empty())
-      out.push_back(t);
+    if (auto t = trim(item); !t.empty()) out.push_back(t);
   return out;
 }
 
@@ -60,28 +57,23 @@ class toml_reader {
   template <class Int>
   void get_int(const char* key, Int& out, Int lo, Int hi) const {
     auto node = table_.get(key);
-    if (!node)
-      return;
+    if (!node) return;
     auto v = node->value_exact<int64_t>();
-    if (!v)
-      throw config_error(name(key) + ": expected an integer");
+    if (!v) throw config_error(name(key) + ": expected an integer");
     out = parse_int<Int>(std::to_string(*v), name(key), lo, hi);
   }
 
   void get_string(const char* key, std::string& out) const {
     auto node = table_.get(key);
-    if (!node)
-      return;
+    if (!node) return;
     auto v = node->value_exact<std::string>();
-    if (!v)
-      throw config_error(name(key) + ": expected a string");
+    if (!v) throw config_error(name(key) + ": expected a string");
     out = *v;
   }
 
   void get_double(const char* key, double& out, double lo) const {
     auto node = table_.get(key);
-    if (!node)
-      return;
+    if (!node) return;
     auto v = node->value<double>();  // integers are accepted as well
     if (!v || *v < lo)
       throw config_error(name(key) + ": expected a number >= " + std::to_string(lo));
@@ -90,16 +82,13 @@ class toml_reader {
 
   void get_strings(const char* key, std::vector<std::string>& out) const {
     auto node = table_.get(key);
-    if (!node)
-      return;
+    if (!node) return;
     auto arr = node->as_array();
-    if (!arr)
-      throw config_error(name(key) + ": expected an array of strings");
+    if (!arr) throw config_error(name(key) + ": expected an array of strings");
     out.clear();
     for (auto& item : *arr) {
       auto v = item.value_exact<std::string>();
-      if (!v)
-        throw config_error(name(key) + ": expected an array of strings");
+      if (!v) throw config_error(name(key) + ": expected an array of strings");
       out.push_back(*v);
     }
   }
@@ -112,18 +101,15 @@ class toml_reader {
 
 const toml::table* sub_table(const toml::table& root, const char* key) {
   auto node = root.get(key);
-  if (!node)
-    return nullptr;
-  if (!node->is_table())
-    throw config_error(std::string(key) + ": expected a table");
+  if (!node) return nullptr;
+  if (!node->is_table()) throw config_error(std::string(key) + ": expected a table");
   return node->as_table();
 }
 
 template <class Fn>
 void for_each_table_in_array(const toml::table& root, const char* key, Fn fn) {
   auto node = root.get(key);
-  if (!node)
-    return;
+  if (!node) return;
   auto arr = node->as_array();
   if (!arr)
     throw config_error(std::string(key) + ": expected an array of tables ([[" + key + "]])");
@@ -141,39 +127,27 @@ void apply_env(settings& s, const environment& env) {
     auto i = env.find(key);
     return i == env.end() ? nullptr : &i->second;
   };
-  if (auto v = get("HOST"))
-    s.server.host = *v;
-  if (auto v = get("PORT"))
-    s.server.port = parse_int<std::uint16_t>(*v, "PORT", 0, 65535);
+  if (auto v = get("HOST")) s.server.host = *v;
+  if (auto v = get("PORT")) s.server.port = parse_int<std::uint16_t>(*v, "PORT", 0, 65535);
   if (auto v = get("PARLEY_THREADS"))
     s.server.threads = parse_int<unsigned>(*v, "PARLEY_THREADS", 1, 256);
-  if (auto v = get("PARLEY_CORS_ORIGINS"))
-    s.server.cors_origins = split_commas(*v);
-  if (auto v = get("DATABASE_URL"))
-    s.database.url = parse_database_url(*v);
-  if (auto v = get("PARLEY_AUTH_MODE"))
-    s.auth.mode = *v;
-  if (auto v = get("PARLEY_JWT_SECRET"))
-    s.auth.jwt_secret = *v;
-  if (auto v = get("PARLEY_JWT_PUBLIC_KEY_FILE"))
-    s.auth.jwt_public_key_file = *v;
+  if (auto v = get("PARLEY_CORS_ORIGINS")) s.server.cors_origins = split_commas(*v);
+  if (auto v = get("DATABASE_URL")) s.database.url = parse_database_url(*v);
+  if (auto v = get("PARLEY_AUTH_MODE")) s.auth.mode = *v;
+  if (auto v = get("PARLEY_JWT_SECRET")) s.auth.jwt_secret = *v;
+  if (auto v = get("PARLEY_JWT_PUBLIC_KEY_FILE")) s.auth.jwt_public_key_file = *v;
   for (auto key : {"PARLEY_AUTH_ISSUER", "PARLEY_JWT_ISSUER"})
-    if (auto v = get(key))
-      s.auth.issuer = *v;
+    if (auto v = get(key)) s.auth.issuer = *v;
   for (auto key : {"PARLEY_AUTH_AUDIENCE", "PARLEY_JWT_AUDIENCE"})
-    if (auto v = get(key))
-      s.auth.audience = *v;
-  if (auto v = get("PARLEY_DEFAULT_MODEL"))
-    s.default_model = *v;
+    if (auto v = get(key)) s.auth.audience = *v;
+  if (auto v = get("PARLEY_DEFAULT_MODEL")) s.default_model = *v;
 }
 
 void validate(const settings& s) {
-  if (s.server.host.empty())
-    throw config_error("server.host: must not be empty");
+  if (s.server.host.empty()) throw config_error("server.host: must not be empty");
   if (s.auth.mode != "none" && s.auth.mode != "jwt")
     throw config_error("auth.mode: '" + s.auth.mode + "' is not one of none, jwt");
-  if (s.default_model.empty())
-    throw config_error("defaults.model: must not be empty");
+  if (s.default_model.empty()) throw config_error("defaults.model: must not be empty");
 }
 
 }  // namespace
@@ -198,7 +172,8 @@ command_line parse_command_line(int argc, const char* const* argv) {
   serve->add_option_function<std::string>(
       "--host", [&](const std::string& v) { out.host = v; }, "address to listen on");
   serve->add_option_function<std::string>(
-      "--port", [&](const std::string& v) { out.port = parse_int<std::uint16_t>(v, "--port", 0, 65535); },
+      "--port",
+      [&](const std::string& v) { out.port = parse_int<std::uint16_t>(v, "--port", 0, 65535); },
       "port to listen on (0 picks a free one)");
   auto migrate = app.add_subcommand("migrate", "apply the database schema and exit");
   add_common(migrate);
@@ -235,10 +210,8 @@ environment parse_dotenv(const std::string& text) {
   while (std::getline(in, line)) {
     ++number;
     auto t = trim(line);
-    if (t.empty() || t[0] == '#')
-      continue;
-    if (t.rfind("export ", 0) == 0)
-      t = trim(t.substr(7));
+    if (t.empty() || t[0] == '#') continue;
+    if (t.rfind("export ", 0) == 0) t = trim(t.substr(7));
     auto eq = t.find('=');
     if (eq == std::string::npos || eq == 0)
       throw config_error(".env line " + std::to_string(number) + ": expected KEY=VALUE");
@@ -262,8 +235,7 @@ environment read_environment(const std::string& dotenv_path) {
   for (char** e = environ; e && *e; ++e) {
     std::string entry = *e;
     auto eq = entry.find('=');
-    if (eq != std::string::npos)
-      out[entry.substr(0, eq)] = entry.substr(eq + 1);
+    if (eq != std::string::npos) out[entry.substr(0, eq)] = entry.substr(eq + 1);
   }
   return out;
 }
@@ -318,8 +290,7 @@ void apply_toml(settings& s, const std::string& toml_text, const std::string& or
     toml_reader r(*t, "database.");
     std::string url;
     r.get_string("url", url);
-    if (!url.empty())
-      s.database.url = parse_database_url(url);
+    if (!url.empty()) s.database.url = parse_database_url(url);
     r.get_int<unsigned>("batch_max_requests", s.database.batch_max_requests, 1, 100000);
     r.get_int<unsigned>("batch_delay_ms", s.database.batch_delay_ms, 0, 10000);
     r.get_int<unsigned>("read_pool_size", s.database.read_pool_size, 1, 64);
@@ -387,22 +358,17 @@ settings load_settings(const command_line& cli, const environment& env) {
   s.database.url = parse_database_url("sqlite://./parley.db");
   if (cli.config_file) {
     std::ifstream file{*cli.config_file};
-    if (!file)
-      throw config_error("cannot read config file '" + *cli.config_file + "'");
+    if (!file) throw config_error("cannot read config file '" + *cli.config_file + "'");
     std::stringstream buf;
     buf << file.rdbuf();
     apply_toml(s, buf.str(), *cli.config_file);
     s.source = *cli.config_file;
   }
   apply_env(s, env);
-  if (cli.host)
-    s.server.host = *cli.host;
-  if (cli.port)
-    s.server.port = *cli.port;
-  if (cli.database_url)
-    s.database.url = parse_database_url(*cli.database_url);
-  if (s.server.threads == 0)
-    s.server.threads = std::max(1u, std::thread::hardware_concurrency());
+  if (cli.host) s.server.host = *cli.host;
+  if (cli.port) s.server.port = *cli.port;
+  if (cli.database_url) s.database.url = parse_database_url(*cli.database_url);
+  if (s.server.threads == 0) s.server.threads = std::max(1u, std::thread::hardware_concurrency());
   validate(s);
   return s;
 }

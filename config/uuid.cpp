@@ -12,8 +12,7 @@ std::string make_uuid_v7() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   std::uint8_t bytes[16];
   auto ms = static_cast<std::uint64_t>(now_ms());
-  for (int i = 0; i < 6; ++i)
-    bytes[i] = static_cast<std::uint8_t>(ms >> (8 * (5 - i)));
+  for (int i = 0; i < 6; ++i) bytes[i] = static_cast<std::uint8_t>(ms >> (8 * (5 - i)));
   std::uint64_t a = rng(), b = rng();
   for (int i = 6; i < 16; ++i)
     bytes[i] = static_cast<std::uint8_t>((i < 11 ? a : b) >> (8 * (i % 8)));
@@ -23,8 +22,7 @@ std::string make_uuid_v7() {
   std::string out;
   out.reserve(36);
   for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10)
-      out.push_back('-');
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
     out.push_back(hex[bytes[i] >> 4]);
     out.push_back(hex[bytes[i] & 0x0f]);
   }
@@ -32,13 +30,11 @@ std::string make_uuid_v7() {
 }
 
 bool is_canonical_uuid(std::string_view text) {
-  if (text.size() != 36)
-    return false;
+  if (text.size() != 36) return false;
   for (std::size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
     if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-')
-        return false;
+      if (c != '-') return false;
     } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
       return false;
     }

@@ -26,11 +26,9 @@ std::string request_fingerprint(std::string_view method, std::string_view path,
 }
 
 bool is_valid_idempotency_key(std::string_view key) {
-  if (key.empty() || key.size() > 255)
-    return false;
+  if (key.empty() || key.size() > 255) return false;
   for (unsigned char c : key)
-    if (c < 0x21 || c > 0x7e)
-      return false;
+    if (c < 0x21 || c > 0x7e) return false;
   return true;
 }
 

@@ -10,20 +10,15 @@ using nlohmann::json;
 
 namespace {
 
-json optional_string(const std::optional<std::string>& s) {
-  return s ? json(*s) : json(nullptr);
-}
+json optional_string(const std::optional<std::string>& s) { return s ? json(*s) : json(nullptr); }
 
 }  // namespace
 
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 json to_json(const conversation_record& c) {
   auto metadata = json::parse(c.metadata_json, nullptr, false);
-  if (!metadata.is_object())
-    metadata = json::object();
+  if (!metadata.is_object()) metadata = json::object();
   return {
       {"id", c.id},
       {"user_id", c.user_id},
@@ -63,24 +58,20 @@ json to_json(const message_record& m) {
 
 json to_json(const exchange_result& r) {
   json j = r.conversation ? to_json(*r.conversation) : json::object();
-  if (r.message)
-    j["message"] = to_json(*r.message);
-  if (r.reply)
-    j["reply"] = to_json(*r.reply);
+  if (r.message) j["message"] = to_json(*r.message);
+  if (r.reply) j["reply"] = to_json(*r.reply);
   return j;
 }
 
 json to_json(const message_page& page) {
   json data = json::array();
-  for (auto& m : page.data)
-    data.push_back(to_json(m));
+  for (auto& m : page.data) data.push_back(to_json(m));
   return {{"data", std::move(data)}, {"has_more", page.has_more}};
 }
 
 json to_json(const conversation_page& page) {
   json data = json::array();
-  for (auto& c : page.rows)
-    data.push_back(to_json(c));
+  for (auto& c : page.rows) data.push_back(to_json(c));
   return {{"data", std::move(data)},
           {"next_cursor", page.next ? json(encode_cursor(*page.next)) : json(nullptr)}};
 }
@@ -132,15 +123,12 @@ std::string encode_cursor(const conversation_cursor& c) {
 
 std::optional<conversation_cursor> decode_cursor(const std::string& text) {
   auto sep = text.find('_');
-  if (sep == std::string::npos || sep == 0)
-    return std::nullopt;
+  if (sep == std::string::npos || sep == 0) return std::nullopt;
   conversation_cursor c;
   auto [end, ec] = std::from_chars(text.data(), text.data() + sep, c.updated_at);
-  if (ec != std::errc{} || end != text.data() + sep || c.updated_at < 0)
-    return std::nullopt;
+  if (ec != std::errc{} || end != text.data() + sep || c.updated_at < 0) return std::nullopt;
   c.id = text.substr(sep + 1);
-  if (!is_canonical_uuid(c.id))
-    return std::nullopt;
+  if (!is_canonical_uuid(c.id)) return std::nullopt;
   return c;
 }
 

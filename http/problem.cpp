@@ -23,34 +23,39 @@ problem to_problem(const failure& f) {
   p.message_id = f.message_id;
   p.retry_after_s = f.retry_after_s;
   switch (f.code) {
-    case errc::not_found: p.status = 404; break;
+    case errc::not_found:
+      p.status = 404;
+      break;
     case errc::invalid_argument:
       p.status = 422;
       p.errors.push_back({f.field, f.detail});
       break;
-    case errc::conflict: p.status = 409; break;
+    case errc::conflict:
+      p.status = 409;
+      break;
     case errc::queue_full:
     case errc::rate_limited:
       p.status = 429;
-      if (!p.retry_after_s)
-        p.retry_after_s = 1;
+      if (!p.retry_after_s) p.retry_after_s = 1;
       break;
     case errc::db_unavailable:
     case errc::overloaded:
       p.status = 503;
-      if (!p.retry_after_s)
-        p.retry_after_s = 1;
+      if (!p.retry_after_s) p.retry_after_s = 1;
       break;
-    case errc::provider_error: p.status = 502; break;
-    case errc::provider_timeout: p.status = 504; break;
+    case errc::provider_error:
+      p.status = 502;
+      break;
+    case errc::provider_timeout:
+      p.status = 504;
+      break;
     case errc::none:
     case errc::internal:
       // Never a 500 for a client's input: an internal failure means the engine
       // could not complete the operation now.
       p.status = 503;
       p.retry_after_s = 1;
-      if (p.detail.empty())
-        p.detail = "the engine could not complete the request";
+      if (p.detail.empty()) p.detail = "the engine could not complete the request";
       break;
   }
   return p;
@@ -58,41 +63,53 @@ problem to_problem(const failure& f) {
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Error";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Content";
+    case 429:
+      return "Too Many Requests";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Error";
   }
 }
 
 std::string render_problem(const problem& p, const std::string& request_id) {
   nlohmann::json body = {
-      {"type", "about:blank"},
-      {"title", reason_phrase(p.status)},
-      {"status", p.status},
-      {"detail", p.detail},
-      {"request_id", request_id},
+      {"type", "about:blank"}, {"title", reason_phrase(p.status)}, {"status", p.status},
+      {"detail", p.detail},    {"request_id", request_id},
   };
   if (!p.errors.empty()) {
     auto& errors = body["errors"] = nlohmann::json::array();
-    for (auto& e : p.errors)
-      errors.push_back({{"field", e.field}, {"message", e.message}});
+    for (auto& e : p.errors) errors.push_back({{"field", e.field}, {"message", e.message}});
   }
-  if (!p.message_id.empty())
-    body["message_id"] = p.message_id;
+  if (!p.message_id.empty()) body["message_id"] = p.message_id;
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -34,8 +34,7 @@ class field_checker {
   /// A string field: nullopt when absent (or null and `null_ok`).
   std::optional<std::string> text(const char* field, bool null_ok = true) {
     auto v = find(field);
-    if (!v || (v->is_null() && null_ok))
-      return std::nullopt;
+    if (!v || (v->is_null() && null_ok)) return std::nullopt;
     if (!v->is_string()) {
       fail(field, "must be a string");
       return std::nullopt;
@@ -45,8 +44,7 @@ class field_checker {
 
   std::optional<bool> flag(const char* field) {
     auto v = find(field);
-    if (!v || v->is_null())
-      return std::nullopt;
+    if (!v || v->is_null()) return std::nullopt;
     if (!v->is_boolean()) {
       fail(field, "must be a boolean");
       return std::nullopt;
@@ -78,8 +76,7 @@ class field_checker {
   /// A model alias that exists.
   std::optional<std::string> model(const char* field) {
     auto v = find(field);
-    if (!v || v->is_null())
-      return std::nullopt;
+    if (!v || v->is_null()) return std::nullopt;
     if (!v->is_string()) {
       fail(field, "must be a string");
       return std::nullopt;
@@ -113,10 +110,8 @@ class field_checker {
   /// An object of at most 32 string values, as compact JSON text.
   std::optional<std::string> metadata(const char* field) {
     auto v = find(field);
-    if (!v)
-      return std::nullopt;
-    if (v->is_null())
-      return std::string("{}");
+    if (!v) return std::nullopt;
+    if (v->is_null()) return std::string("{}");
     if (!v->is_object()) {
       fail(field, "must be an object of string values");
       return std::nullopt;
@@ -158,8 +153,7 @@ class field_checker {
   send_params message_fields(const json& obj, const std::string& prefix) {
     field_checker inner(obj, limits_);
     send_params p;
-    if (auto c = inner.content((prefix + "content").c_str(), inner.find("content")))
-      p.content = *c;
+    if (auto c = inner.content((prefix + "content").c_str(), inner.find("content"))) p.content = *c;
     if (auto role = inner.text("role")) {
       if (*role != "user" && *role != "assistant" && *role != "system")
         inner.fail(prefix + "role", "must be one of user, assistant, system");
@@ -170,8 +164,7 @@ class field_checker {
     p.model = inner.model("model");
     inner.sampling(p);
     for (auto& e : inner.errors_) {
-      if (e.field.rfind(prefix, 0) != 0)
-        e.field = prefix + e.field;
+      if (e.field.rfind(prefix, 0) != 0) e.field = prefix + e.field;
       errors_.push_back(e);
     }
     return p;
@@ -179,10 +172,9 @@ class field_checker {
 
   template <class T>
   parsed<T> result(T value) {
-    if (errors_.empty())
-      return value;
-    problem p = make_problem(422, "the request is invalid: " + errors_.front().field + " " +
-                                      errors_.front().message);
+    if (errors_.empty()) return value;
+    problem p = make_problem(
+        422, "the request is invalid: " + errors_.front().field + " " + errors_.front().message);
     p.errors = std::move(errors_);
     return p;
   }
@@ -209,8 +201,7 @@ int json_depth(std::string_view text, int limit) {
       in_string = true;
     } else if (c == '[' || c == '{') {
       deepest = std::max(deepest, ++depth);
-      if (deepest > limit)
-        return deepest;
+      if (deepest > limit) return deepest;
     } else if (c == ']' || c == '}') {
       --depth;
     }
@@ -228,12 +219,11 @@ bool parse_integer(const std::string& text, Int& out) {
 bool query_integer(const query_params& q, const char* name, std::int64_t lo, std::int64_t hi,
                    std::int64_t& out, problem& error) {
   auto i = q.find(name);
-  if (i == q.end())
-    return true;
+  if (i == q.end()) return true;
   std::int64_t v = 0;
   if (!parse_integer(i->second, v) || v < lo || v > hi) {
-    error = invalid_field(name, "must be an integer from " + std::to_string(lo) + " to " +
-                                    std::to_string(hi));
+    error = invalid_field(
+        name, "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
     return false;
   }
   out = v;
@@ -243,16 +233,13 @@ bool query_integer(const query_params& q, const char* name, std::int64_t lo, std
 }  // namespace
 
 parsed<json> parse_json_object(std::string_view body) {
-  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos)
-    return json::object();
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return json::object();
   if (json_depth(body, max_json_depth) > max_json_depth)
-    return make_problem(400, "the JSON body is nested deeper than " +
-                                 std::to_string(max_json_depth) + " levels");
+    return make_problem(
+        400, "the JSON body is nested deeper than " + std::to_string(max_json_depth) + " levels");
   auto j = json::parse(body, nullptr, false);
-  if (j.is_discarded())
-    return make_problem(400, "the body is not valid JSON");
-  if (!j.is_object())
-    return make_problem(400, "the body must be a JSON object");
+  if (j.is_discarded()) return make_problem(400, "the body is not valid JSON");
+  if (!j.is_object()) return make_problem(400, "the body must be a JSON object");
   return j;
 }
 
@@ -278,28 +265,24 @@ parsed<new_conversation> parse_create_conversation(const json& body, const std::
   return check.result(std::move(c));
 }
 
-parsed<send_params> parse_send_message(const json& body, const parse_limits& limits,
-                                       bool& stream) {
+parsed<send_params> parse_send_message(const json& body, const parse_limits& limits, bool& stream) {
   field_checker check(body, limits);
   auto p = check.message_fields(body, "");
   stream = check.flag("stream").value_or(false);
   return check.result(std::move(p));
 }
 
-parsed<conversation_patch> parse_conversation_patch(const json& body,
-                                                    const parse_limits& limits) {
+parsed<conversation_patch> parse_conversation_patch(const json& body, const parse_limits& limits) {
   field_checker check(body, limits);
   conversation_patch patch;
-  if (check.find("title"))
-    patch.title = check.title("title");
+  if (check.find("title")) patch.title = check.title("title");
   if (auto m = check.find("model")) {
     if (m->is_null())
       check.fail("model", "must be a string");
     else
       patch.model = check.model("model");
   }
-  if (check.find("system_prompt"))
-    patch.system_prompt = check.system_prompt("system_prompt");
+  if (check.find("system_prompt")) patch.system_prompt = check.system_prompt("system_prompt");
   patch.metadata_json = check.metadata("metadata");
   return check.result(std::move(patch));
 }
@@ -332,8 +315,7 @@ parsed<history_query> parse_history_query(const query_params& q) {
     return invalid_field("before", "cannot be combined with after");
   out.limit = static_cast<unsigned>(limit);
   out.after = after;
-  if (before > 0)
-    out.before = before;
+  if (before > 0) out.before = before;
   return out;
 }
 
@@ -341,13 +323,11 @@ parsed<list_query> parse_list_query(const query_params& q) {
   list_query out;
   problem error;
   std::int64_t limit = out.limit;
-  if (!query_integer(q, "limit", 1, 100, limit, error))
-    return error;
+  if (!query_integer(q, "limit", 1, 100, limit, error)) return error;
   out.limit = static_cast<unsigned>(limit);
   if (auto i = q.find("cursor"); i != q.end() && !i->second.empty()) {
     out.cursor = decode_cursor(i->second);
-    if (!out.cursor)
-      return invalid_field("cursor", "is not a cursor this server returned");
+    if (!out.cursor) return invalid_field("cursor", "is not a cursor this server returned");
   }
   return out;
 }
@@ -362,14 +342,12 @@ parsed<usage_query> parse_usage_query(const query_params& q) {
       *target = i->second;
     }
   }
-  if (out.from > out.to)
-    return invalid_field("from", "must not be after to");
+  if (out.from > out.to) return invalid_field("from", "must not be after to");
   return out;
 }
 
 bool is_valid_user_id(std::string_view id) {
-  if (id.empty() || id.size() > 128)
-    return false;
+  if (id.empty() || id.size() > 128) return false;
   for (char c : id)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '@' ||
           c == ':' || c == '-'))

@@ -6,9 +6,9 @@
 #include "http/problem.hpp"
 #include "http/request_parsing.hpp"
 
+#include <spdlog/spdlog.h>
 #include <restinio/all.hpp>
 #include <restinio/router/pcre2_regex_engine.hpp>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -23,8 +23,7 @@ namespace {
 using restinio::request_handle_t;
 using restinio::request_handling_status_t;
 // PCRE2 matches routes several times faster than std::regex.
-using router_t =
-    restinio::router::express_router_t<restinio::router::pcre2_regex_engine_t<>>;
+using router_t = restinio::router::express_router_t<restinio::router::pcre2_regex_engine_t<>>;
 using route_params = restinio::router::route_params_t;
 
 struct server_traits : restinio::default_traits_t {
@@ -40,15 +39,13 @@ struct call_context {
   std::string user_id;
 };
 
-void send(const request_handle_t& req, const std::string& request_id, int status,
-          std::string body, const char* content_type,
+void send(const request_handle_t& req, const std::string& request_id, int status, std::string body,
+          const char* content_type,
           const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-  auto resp = req->create_response(
-      restinio::http_status_line_t{restinio::http_status_code_t{static_cast<std::uint16_t>(status)},
-                                   reason_phrase(status)});
+  auto resp = req->create_response(restinio::http_status_line_t{
+      restinio::http_status_code_t{static_cast<std::uint16_t>(status)}, reason_phrase(status)});
   resp.append_header("X-Request-Id", request_id);
-  for (auto& [name, value] : headers)
-    resp.append_header(name, value);
+  for (auto& [name, value] : headers) resp.append_header(name, value);
   if (status != 204) {
     resp.append_header(restinio::http_field::content_type, content_type);
     resp.set_body(std::move(body));
@@ -63,30 +60,21 @@ void send_json(const call_context& c, int status, const nlohmann::json& body,
 
 void send_problem(const request_handle_t& req, const std::string& request_id, const problem& p) {
   auto headers = p.headers;
-  if (p.retry_after_s)
-    headers.emplace_back("Retry-After", std::to_string(*p.retry_after_s));
-  if (p.status == 401)
-    headers.emplace_back("WWW-Authenticate", "Bearer");
+  if (p.retry_after_s) headers.emplace_back("Retry-After", std::to_string(*p.retry_after_s));
+  if (p.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
   send(req, request_id, p.status, render_problem(p, request_id), "application/problem+json",
        headers);
 }
 
-void send_problem(const call_context& c, const problem& p) {
-  send_problem(c.req, c.request_id, p);
-}
+void send_problem(const call_context& c, const problem& p) { send_problem(c.req, c.request_id, p); }
 
-void send_no_content(const call_context& c) {
-  send(c.req, c.request_id, 204, {}, "");
-}
+void send_no_content(const call_context& c) { send(c.req, c.request_id, 204, {}, ""); }
 
-std::string conversation_location(const std::string& id) {
-  return "/v1/conversations/" + id;
-}
+std::string conversation_location(const std::string& id) { return "/v1/conversations/" + id; }
 
 /// The answer to an exchange (create, send, regenerate), also as stored for replay.
 stored_response render_exchange(const outcome<exchange_result>& r, const std::string& request_id) {
-  if (r)
-    return {201, dump(to_json(*r))};
+  if (r) return {201, dump(to_json(*r))};
   auto p = to_problem(r.error());
   return {p.status, render_problem(p, request_id)};
 }
@@ -146,34 +134,30 @@ class http_api : public std::enable_shared_from_this<http_api> {
     std::string allow;
     for (auto& m : methods) {
       allow += (allow.empty() ? "" : ", ") + std::string(m.method.c_str());
-      router.add_handler(m.method, path,
-                         [self = shared_from_this(), h = m.handler](request_handle_t req,
-                                                                   route_params params) {
-                           return self->dispatch(std::move(req), params, h);
-                         });
+      router.add_handler(
+          m.method, path,
+          [self = shared_from_this(), h = m.handler](request_handle_t req, route_params params) {
+            return self->dispatch(std::move(req), params, h);
+          });
     }
     auto reject = [allow](request_handle_t req, route_params) {
-      problem p = make_problem(405, std::string(req->header().method().c_str()) +
-                                        " is not allowed here");
+      problem p =
+          make_problem(405, std::string(req->header().method().c_str()) + " is not allowed here");
       p.headers.emplace_back("Allow", allow);
       send_problem(req, request_id_of(*req), p);
       return restinio::request_accepted();
     };
     restinio::router::dynamic_none_of_methods_matcher_t others;
-    for (auto& m : methods)
-      others.add(m.method);
-    router.add_handler(std::move(others),
-        path, reject);
+    for (auto& m : methods) others.add(m.method);
+    router.add_handler(std::move(others), path, reject);
   }
 
   static std::string request_id_of(const restinio::request_t& req) {
     auto given = req.header().opt_value_of("X-Request-Id");
     if (given && !given->empty() && given->size() <= 200) {
       bool printable = true;
-      for (unsigned char c : *given)
-        printable = printable && c >= 0x21 && c <= 0x7e;
-      if (printable)
-        return std::string(*given);
+      for (unsigned char c : *given) printable = printable && c >= 0x21 && c <= 0x7e;
+      if (printable) return std::string(*given);
     }
     return make_uuid_v7();
   }
@@ -188,24 +172,22 @@ class http_api : public std::enable_shared_from_this<http_api> {
     else if (is_valid_user_id(*user))
       c.user_id = std::string(*user);
     else {
-      send_problem(c, make_problem(401, "X-User-Id must be 1 to 128 characters of "
-                                        "A-Z a-z 0-9 . _ @ : -"));
+      send_problem(c, make_problem(401,
+                                   "X-User-Id must be 1 to 128 characters of "
+                                   "A-Z a-z 0-9 . _ @ : -"));
       return restinio::request_accepted();
     }
     auto& body = req->body();
     if (body.size() > cfg_.server.max_body_bytes) {
       send_problem(c, make_problem(413, "the body is larger than " +
-                                            std::to_string(cfg_.server.max_body_bytes) +
-                                            " bytes"));
+                                            std::to_string(cfg_.server.max_body_bytes) + " bytes"));
       return restinio::request_accepted();
     }
     if (!body.empty()) {
       auto type = req->header().opt_value_of(restinio::http_field::content_type);
       std::string media = type ? std::string(type->substr(0, type->find(';'))) : "";
-      while (!media.empty() && media.back() == ' ')
-        media.pop_back();
-      for (auto& ch : media)
-        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      while (!media.empty() && media.back() == ' ') media.pop_back();
+      for (auto& ch : media) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       if (media != "application/json") {
         send_problem(c, make_problem(415, "request bodies must be application/json"));
         return restinio::request_accepted();
@@ -262,8 +244,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
       return std::nullopt;
     }
     query_params out;
-    for (auto& [k, v] : *q)
-      out.emplace(std::string(k), std::string(v));
+    for (auto& [k, v] : *q) out.emplace(std::string(k), std::string(v));
     return out;
   }
 
@@ -282,8 +263,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
   bool wants_stream(const call_context& c, bool stream_field) {
     auto accept = c.req->header().opt_value_of(restinio::http_field::accept);
     if (stream_field || (accept && accept->find("text/event-stream") != std::string_view::npos)) {
-      send_problem(c, make_problem(501, "streaming replies (SSE) are not available in this "
-                                        "version; send without stream"));
+      send_problem(c, make_problem(501,
+                                   "streaming replies (SSE) are not available in this "
+                                   "version; send without stream"));
       return true;
     }
     return false;
@@ -304,8 +286,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
         return;
       }
       std::vector<std::pair<std::string, std::string>> headers;
-      if (is_create)
-        headers.emplace_back("Location", conversation_location(r->conversation->id));
+      if (is_create) headers.emplace_back("Location", conversation_location(r->conversation->id));
       send_json(c, 201, to_json(*r), headers);
     };
     if (!key_header) {
@@ -314,15 +295,16 @@ class http_api : public std::enable_shared_from_this<http_api> {
     }
     std::string key(*key_header);
     if (!is_valid_idempotency_key(key)) {
-      send_problem(c, invalid_field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"));
+      send_problem(c,
+                   invalid_field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"));
       return;
     }
     if (!locks_.try_lock(c.user_id, key)) {
       send_problem(c, make_problem(409, "a request with this Idempotency-Key is in progress"));
       return;
     }
-    auto fingerprint = request_fingerprint(c.req->header().method().c_str(),
-                                           c.req->header().path(), dump(body));
+    auto fingerprint =
+        request_fingerprint(c.req->header().method().c_str(), c.req->header().path(), dump(body));
     auto self = shared_from_this();
     auto unlock_then = [self, c, key](auto fn) {
       return [self, c, key, fn](auto&& r) {
@@ -358,8 +340,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
   static void replay(const call_context& c, const idempotency_record& stored,
                      const std::string& fingerprint, bool is_create) {
     if (stored.request_hash != fingerprint) {
-      send_problem(c, invalid_field("Idempotency-Key",
-                                    "was already used with a different request"));
+      send_problem(c,
+                   invalid_field("Idempotency-Key", "was already used with a different request"));
       return;
     }
     std::vector<std::pair<std::string, std::string>> headers{{"Idempotent-Replayed", "true"}};
@@ -374,9 +356,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   // --- handlers -------------------------------------------------------------------------
 
-  void health(const call_context& c, const route_params&) {
-    send_json(c, 200, {{"status", "ok"}});
-  }
+  void health(const call_context& c, const route_params&) { send_json(c, 200, {{"status", "ok"}}); }
 
   void ready(const call_context& c, const route_params&) {
     engine_.check_ready(tracked<done>([c](outcome<done> r) {
@@ -396,11 +376,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   void get_usage(const call_context& c, const route_params&) {
     auto q = query(c);
-    if (!q)
-      return;
+    if (!q) return;
     auto range = valid(c, parse_usage_query(*q));
-    if (!range)
-      return;
+    if (!range) return;
     auto user = c.user_id;
     auto from = range->from, to = range->to;
     engine_.usage(c.user_id, from, to,
@@ -411,28 +389,23 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   void list_conversations(const call_context& c, const route_params&) {
     auto q = query(c);
-    if (!q)
-      return;
+    if (!q) return;
     auto page = valid(c, parse_list_query(*q));
-    if (!page)
-      return;
-    engine_.list_conversations(c.user_id, page->limit, page->cursor,
-                               respond<conversation_page>(c, 200, [](auto& p) { return to_json(p); }));
+    if (!page) return;
+    engine_.list_conversations(
+        c.user_id, page->limit, page->cursor,
+        respond<conversation_page>(c, 200, [](auto& p) { return to_json(p); }));
   }
 
   void create_conversation(const call_context& c, const route_params&) {
     auto body = json_body(c);
-    if (!body)
-      return;
+    if (!body) return;
     auto request = valid(c, parse_create_conversation(*body, c.user_id, limits_));
-    if (!request)
-      return;
+    if (!request) return;
     bool stream = false;
     if (auto m = body->find("message"); m != body->end() && m->is_object())
-      if (auto s = m->find("stream"); s != m->end() && s->is_boolean())
-        stream = s->get<bool>();
-    if (wants_stream(c, stream))
-      return;
+      if (auto s = m->find("stream"); s != m->end() && s->is_boolean()) stream = s->get<bool>();
+    if (wants_stream(c, stream)) return;
     run_exchange(c, *body, true, [this, request = *request](auto claim, auto reply) {
       engine_.create_conversation(request, std::move(claim), std::move(reply));
     });
@@ -440,22 +413,18 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   void get_conversation(const call_context& c, const route_params& params) {
     auto id = conversation_id(c, params);
-    if (!id)
-      return;
-    engine_.get_conversation(c.user_id, *id,
-                             respond<conversation_record>(c, 200, [](auto& r) { return to_json(r); }));
+    if (!id) return;
+    engine_.get_conversation(
+        c.user_id, *id, respond<conversation_record>(c, 200, [](auto& r) { return to_json(r); }));
   }
 
   void update_conversation(const call_context& c, const route_params& params) {
     auto id = conversation_id(c, params);
-    if (!id)
-      return;
+    if (!id) return;
     auto body = json_body(c);
-    if (!body)
-      return;
+    if (!body) return;
     auto patch = valid(c, parse_conversation_patch(*body, limits_));
-    if (!patch)
-      return;
+    if (!patch) return;
     engine_.update_conversation(
         c.user_id, *id, *patch,
         respond<conversation_record>(c, 200, [](auto& r) { return to_json(r); }));
@@ -463,86 +432,70 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   void delete_conversation(const call_context& c, const route_params& params) {
     auto id = conversation_id(c, params);
-    if (!id)
-      return;
+    if (!id) return;
     engine_.delete_conversation(c.user_id, *id,
                                 respond<done>(c, 204, [](auto&) { return nlohmann::json(); }));
   }
 
   void list_messages(const call_context& c, const route_params& params) {
     auto id = conversation_id(c, params);
-    if (!id)
-      return;
+    if (!id) return;
     auto q = query(c);
-    if (!q)
-      return;
+    if (!q) return;
     auto history = valid(c, parse_history_query(*q));
-    if (!history)
-      return;
+    if (!history) return;
     engine_.list_messages(c.user_id, *id, *history,
                           respond<message_page>(c, 200, [](auto& p) { return to_json(p); }));
   }
 
   void send_message(const call_context& c, const route_params& params) {
     auto id = conversation_id(c, params);
-    if (!id)
-      return;
+    if (!id) return;
     auto body = json_body(c);
-    if (!body)
-      return;
+    if (!body) return;
     bool stream = false;
     auto message = valid(c, parse_send_message(*body, limits_, stream));
-    if (!message || wants_stream(c, stream))
-      return;
-    run_exchange(c, *body, false, [this, user = c.user_id, id = *id, p = *message](auto claim,
-                                                                                   auto reply) {
-      engine_.send_message(user, id, p, std::move(claim), std::move(reply));
-    });
+    if (!message || wants_stream(c, stream)) return;
+    run_exchange(c, *body, false,
+                 [this, user = c.user_id, id = *id, p = *message](auto claim, auto reply) {
+                   engine_.send_message(user, id, p, std::move(claim), std::move(reply));
+                 });
   }
 
   void edit_message(const call_context& c, const route_params& params) {
     auto id = conversation_id(c, params);
-    if (!id)
-      return;
+    if (!id) return;
     auto message_id = conversation_id(c, params, "message_id");
-    if (!message_id)
-      return;
+    if (!message_id) return;
     auto body = json_body(c);
-    if (!body)
-      return;
+    if (!body) return;
     auto content = valid(c, parse_message_edit(*body, limits_));
-    if (!content)
-      return;
+    if (!content) return;
     engine_.edit_message(c.user_id, *id, *message_id, *content,
                          respond<message_record>(c, 200, [](auto& m) { return to_json(m); }));
   }
 
   void delete_message(const call_context& c, const route_params& params) {
     auto id = conversation_id(c, params);
-    if (!id)
-      return;
+    if (!id) return;
     auto message_id = conversation_id(c, params, "message_id");
-    if (!message_id)
-      return;
+    if (!message_id) return;
     engine_.delete_message(c.user_id, *id, *message_id,
                            respond<done>(c, 204, [](auto&) { return nlohmann::json(); }));
   }
 
   void regenerate(const call_context& c, const route_params& params) {
     auto id = conversation_id(c, params);
-    if (!id)
-      return;
+    if (!id) return;
     auto body = json_body(c);
-    if (!body)
-      return;
+    if (!body) return;
     bool stream = false;
     auto request = valid(c, parse_regenerate(*body, limits_, stream));
-    if (!request || wants_stream(c, stream))
-      return;
-    run_exchange(c, *body, false, [this, user = c.user_id, id = *id, p = *request](auto claim,
-                                                                                   auto reply) {
-      engine_.regenerate(user, id, p, std::move(claim), std::move(reply));
-    });
+    if (!request || wants_stream(c, stream)) return;
+    run_exchange(c, *body, false,
+                 [this, user = c.user_id, id = *id, p = *request](auto claim, auto reply) {
+                   engine_.regenerate(user, id, p, std::move(claim), std::move(reply));
+                 });
   }
 
   const settings& cfg_;
@@ -567,8 +520,8 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
   std::atomic<std::uint16_t> bound_port{0};
   // The engine answers every operation within its own deadlines; this only
   // stops RESTinio from cutting a long generation short.
-  auto handling_timeout = std::chrono::milliseconds(cfg.actors.generation_timeout_ms) * 2 +
-                          std::chrono::seconds(30);
+  auto handling_timeout =
+      std::chrono::milliseconds(cfg.actors.generation_timeout_ms) * 2 + std::chrono::seconds(30);
   restinio::http_server_t<server_traits> server{
       restinio::own_io_context(), [&](auto& s) {
         s.address(cfg.server.host)
@@ -600,8 +553,7 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
     io_threads.emplace_back([&] { server.io_context().run(); });
   auto stop_io = [&] {
     server.io_context().stop();
-    for (auto& t : io_threads)
-      t.join();
+    for (auto& t : io_threads) t.join();
   };
   try {
     opened.get_future().get();
@@ -624,8 +576,8 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
     closed.set_value();
   });
   closed.get_future().wait();
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(cfg.server.shutdown_grace_ms);
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg.server.shutdown_grace_ms);
   while (api->in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (api->in_flight() > 0)

@@ -1,17 +1,15 @@
 #include "persistence/caf_errors.hpp"
 
+#include <spdlog/spdlog.h>
 #include <caf/message.hpp>
 #include <caf/sec.hpp>
-#include <spdlog/spdlog.h>
 
 #include <cstdint>
 #include <string>
 
 namespace parley {
 
-caf::error make_error(errc code) {
-  return {static_cast<std::uint8_t>(code), errc_category};
-}
+caf::error make_error(errc code) { return {static_cast<std::uint8_t>(code), errc_category}; }
 
 caf::error make_caf_error(const failure& f) {
   return {static_cast<std::uint8_t>(f.code), errc_category,
@@ -36,8 +34,7 @@ failure to_failure(const caf::error& e, errc on_timeout) {
   if (e == caf::sec::request_timeout) {
     f.code = on_timeout;
     f.detail = "the operation did not finish in time";
-    if (on_timeout == errc::db_unavailable || on_timeout == errc::overloaded)
-      f.retry_after_s = 1;
+    if (on_timeout == errc::db_unavailable || on_timeout == errc::overloaded) f.retry_after_s = 1;
     return f;
   }
   // Not ours and not a timeout: a bug or a dying actor. Say what it was in the log.

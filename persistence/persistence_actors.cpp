@@ -3,12 +3,12 @@
 #include "persistence/caf_errors.hpp"
 #include "persistence/messages.hpp"
 
+#include <spdlog/spdlog.h>
 #include <caf/actor_pool.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/stateful_actor.hpp>
-#include <spdlog/spdlog.h>
 
 #include <chrono>
 
@@ -49,24 +49,20 @@ struct writer_state {
 
 /// Commits everything pending in one transaction and answers each requester.
 void flush_pending(writer_state& st) {
-  if (st.pending.empty())
-    return;
+  if (st.pending.empty()) return;
   auto batch = std::move(st.pending);
   st.pending.clear();
   std::vector<const write_set*> sets;
   sets.reserve(batch.size());
-  for (auto& p : batch)
-    sets.push_back(&p.set);
+  for (auto& p : batch) sets.push_back(&p.set);
   try {
     st.db->commit(sets);
-    for (auto& p : batch)
-      p.promise.deliver(ok_atom::value);
+    for (auto& p : batch) p.promise.deliver(ok_atom::value);
     return;
   } catch (const store_error& e) {
     if (e.code != errc::conflict || batch.size() == 1) {
       spdlog::warn("writer: batch of {} failed: {}", batch.size(), e.what());
-      for (auto& p : batch)
-        p.promise.deliver(make_caf_error(store_failure(e)));
+      for (auto& p : batch) p.promise.deliver(make_caf_error(store_failure(e)));
       return;
     }
   }
@@ -83,8 +79,8 @@ void flush_pending(writer_state& st) {
 }
 
 void purge_expired_keys(writer_state& st) {
-  auto cutoff = now_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(
-                               idempotency_lifetime).count();
+  auto cutoff = now_ms() -
+                std::chrono::duration_cast<std::chrono::milliseconds>(idempotency_lifetime).count();
   try {
     st.db->purge_idempotency(cutoff);
   } catch (const store_error& e) {
@@ -163,8 +159,7 @@ persistence_actors spawn_persistence(caf::actor_system& sys, const database_sett
   std::shared_ptr<store> writer_store = factory();
   writer_store->migrate();
   std::vector<std::shared_ptr<store>> reader_stores;
-  for (unsigned i = 0; i < cfg.read_pool_size; ++i)
-    reader_stores.push_back(factory());
+  for (unsigned i = 0; i < cfg.read_pool_size; ++i) reader_stores.push_back(factory());
   persistence_actors out;
   out.writer = sys.spawn<caf::detached>(writer, writer_store, cfg);
   std::size_t next = 0;

@@ -80,22 +80,42 @@ struct conversation_page {
 
 /// The writes one requester needs committed together.
 namespace write {
-struct insert_conversation { conversation_record row; };
+struct insert_conversation {
+  conversation_record row;
+};
 /// Rewrites every mutable column of the conversation from `row`.
-struct update_conversation { conversation_record row; };
+struct update_conversation {
+  conversation_record row;
+};
 /// Removes the conversation and all of its messages.
-struct delete_conversation { std::string id; };
-struct insert_message { message_record row; };
-struct update_message { std::string id; std::string content; unix_ms edited_at = 0; };
-struct delete_message { std::string id; };
-struct add_usage { std::string user_id; std::string day; usage_row usage; };
-struct put_idempotency { idempotency_record row; };
+struct delete_conversation {
+  std::string id;
+};
+struct insert_message {
+  message_record row;
+};
+struct update_message {
+  std::string id;
+  std::string content;
+  unix_ms edited_at = 0;
+};
+struct delete_message {
+  std::string id;
+};
+struct add_usage {
+  std::string user_id;
+  std::string day;
+  usage_row usage;
+};
+struct put_idempotency {
+  idempotency_record row;
+};
 }  // namespace write
 
-using write_op = std::variant<write::insert_conversation, write::update_conversation,
-                              write::delete_conversation, write::insert_message,
-                              write::update_message, write::delete_message, write::add_usage,
-                              write::put_idempotency>;
+using write_op =
+    std::variant<write::insert_conversation, write::update_conversation, write::delete_conversation,
+                 write::insert_message, write::update_message, write::delete_message,
+                 write::add_usage, write::put_idempotency>;
 
 /// All or nothing: a write set is committed whole in one transaction or not at all.
 using write_set = std::vector<write_op>;

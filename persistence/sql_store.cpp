@@ -70,34 +70,40 @@ constexpr const char* usage_sql =
 
 std::int64_t get_int(const soci::row& r, std::size_t i) {
   switch (r.get_properties(i).get_data_type()) {
-    case soci::dt_integer: return r.get<int>(i);
-    case soci::dt_long_long: return r.get<long long>(i);
-    case soci::dt_unsigned_long_long: return static_cast<std::int64_t>(r.get<unsigned long long>(i));
-    case soci::dt_double: return static_cast<std::int64_t>(r.get<double>(i));
-    case soci::dt_string: return std::stoll(r.get<std::string>(i));
-    default: throw store_error(errc::internal, "unexpected column type");
+    case soci::dt_integer:
+      return r.get<int>(i);
+    case soci::dt_long_long:
+      return r.get<long long>(i);
+    case soci::dt_unsigned_long_long:
+      return static_cast<std::int64_t>(r.get<unsigned long long>(i));
+    case soci::dt_double:
+      return static_cast<std::int64_t>(r.get<double>(i));
+    case soci::dt_string:
+      return std::stoll(r.get<std::string>(i));
+    default:
+      throw store_error(errc::internal, "unexpected column type");
   }
 }
 
 double get_double(const soci::row& r, std::size_t i) {
-  if (r.get_indicator(i) == soci::i_null)
-    return 0;
+  if (r.get_indicator(i) == soci::i_null) return 0;
   switch (r.get_properties(i).get_data_type()) {
-    case soci::dt_double: return r.get<double>(i);
-    case soci::dt_string: return std::stod(r.get<std::string>(i));
-    default: return static_cast<double>(get_int(r, i));
+    case soci::dt_double:
+      return r.get<double>(i);
+    case soci::dt_string:
+      return std::stod(r.get<std::string>(i));
+    default:
+      return static_cast<double>(get_int(r, i));
   }
 }
 
 std::optional<std::int64_t> get_opt_int(const soci::row& r, std::size_t i) {
-  if (r.get_indicator(i) == soci::i_null)
-    return std::nullopt;
+  if (r.get_indicator(i) == soci::i_null) return std::nullopt;
   return get_int(r, i);
 }
 
 std::optional<std::string> get_opt_string(const soci::row& r, std::size_t i) {
-  if (r.get_indicator(i) == soci::i_null)
-    return std::nullopt;
+  if (r.get_indicator(i) == soci::i_null) return std::nullopt;
   return r.get<std::string>(i);
 }
 
@@ -149,8 +155,7 @@ struct nullable {
 [[noreturn]] void rethrow_as_store_error(const soci::soci_error& e) {
   if (auto sq = dynamic_cast<const soci::sqlite3_soci_error*>(&e)) {
     auto primary = sq->result() & 0xff;
-    if (primary == SQLITE_CONSTRAINT)
-      throw store_error(errc::conflict, e.get_error_message());
+    if (primary == SQLITE_CONSTRAINT) throw store_error(errc::conflict, e.get_error_message());
     throw store_error(errc::db_unavailable, e.get_error_message());
   }
   if (e.get_error_category() == soci::soci_error::constraint_violation)
@@ -173,9 +178,9 @@ auto guarded(Fn&& fn) -> decltype(fn()) {
 
 class sql_store final : public store {
  public:
-  sql_store(const database_url& url) : dialect_(url.kind == database_url::backend::sqlite
-                                                    ? sql_dialect::sqlite
-                                                    : sql_dialect::postgresql) {
+  sql_store(const database_url& url)
+      : dialect_(url.kind == database_url::backend::sqlite ? sql_dialect::sqlite
+                                                           : sql_dialect::postgresql) {
     guarded([&] {
       if (dialect_ == sql_dialect::sqlite) {
         // timeout: how long a statement waits for a lock held by another connection.
@@ -200,14 +205,11 @@ class sql_store final : public store {
       long long current = 0;
       soci::indicator ind = soci::i_null;
       session_ << "SELECT MAX(version) FROM schema_version", soci::into(current, ind);
-      if (ind == soci::i_null)
-        current = 0;
+      if (ind == soci::i_null) current = 0;
       for (auto& m : migrations(dialect_)) {
-        if (m.version <= current)
-          continue;
+        if (m.version <= current) continue;
         soci::transaction tx(session_);
-        for (auto& statement : m.statements)
-          session_ << statement;
+        for (auto& statement : m.statements) session_ << statement;
         int version = m.version;
         session_ << "INSERT INTO schema_version (version) VALUES (:v)", soci::use(version);
         tx.commit();
@@ -237,8 +239,7 @@ class sql_store final : public store {
       for (auto set : sets)
         for (auto& op : *set) {
           if (auto u = std::get_if<write::update_conversation>(&op)) {
-            if (last_update[u->row.id] == u)
-              apply(*u);
+            if (last_update[u->row.id] == u) apply(*u);
           } else if (!std::holds_alternative<write::add_usage>(op)) {
             std::visit([&](auto& w) { apply(w); }, op);
           }
@@ -253,12 +254,10 @@ class sql_store final : public store {
 
   std::optional<conversation_record> find_conversation(const std::string& id) override {
     return guarded([&]() -> std::optional<conversation_record> {
-      soci::rowset<soci::row> rows =
-          (session_.prepare << "SELECT " << conversation_columns
-                            << " FROM conversations WHERE id = :id",
-           soci::use(id));
-      for (auto& r : rows)
-        return to_conversation(r);
+      soci::rowset<soci::row> rows = (session_.prepare << "SELECT " << conversation_columns
+                                                       << " FROM conversations WHERE id = :id",
+                                      soci::use(id));
+      for (auto& r : rows) return to_conversation(r);
       return std::nullopt;
     });
   }
@@ -269,8 +268,7 @@ class sql_store final : public store {
       conversation_page page;
       long long fetch = limit + 1;
       auto collect = [&](soci::rowset<soci::row>& rows) {
-        for (auto& r : rows)
-          page.rows.push_back(to_conversation(r));
+        for (auto& r : rows) page.rows.push_back(to_conversation(r));
       };
       if (after) {
         long long at = after->updated_at;
@@ -312,8 +310,7 @@ class sql_store final : public store {
                               << " FROM messages WHERE conversation_id = :c AND seq < :b"
                                  " ORDER BY seq DESC LIMIT :n",
              soci::use(conversation_id), soci::use(before), soci::use(n));
-        for (auto& r : rows)
-          out.push_back(to_message(r));
+        for (auto& r : rows) out.push_back(to_message(r));
         std::reverse(out.begin(), out.end());
       } else {
         long long after = after_seq;
@@ -322,8 +319,7 @@ class sql_store final : public store {
                               << " FROM messages WHERE conversation_id = :c AND seq > :a"
                                  " ORDER BY seq ASC LIMIT :n",
              soci::use(conversation_id), soci::use(after), soci::use(n));
-        for (auto& r : rows)
-          out.push_back(to_message(r));
+        for (auto& r : rows) out.push_back(to_message(r));
       }
       return out;
     });
@@ -336,8 +332,7 @@ class sql_store final : public store {
           (session_.prepare << "SELECT " << message_columns
                             << " FROM messages WHERE id = :id AND conversation_id = :c",
            soci::use(message_id), soci::use(conversation_id));
-      for (auto& r : rows)
-        return to_message(r);
+      for (auto& r : rows) return to_message(r);
       return std::nullopt;
     });
   }
@@ -371,8 +366,8 @@ class sql_store final : public store {
       soci::rowset<soci::row> rows = (session_.prepare << usage_sql, soci::use(user_id),
                                       soci::use(from_day), soci::use(to_day));
       for (auto& r : rows)
-        out.push_back(usage_row{r.get<std::string>(0), get_int(r, 1), get_int(r, 2),
-                                get_int(r, 3), get_double(r, 4)});
+        out.push_back(usage_row{r.get<std::string>(0), get_int(r, 1), get_int(r, 2), get_int(r, 3),
+                                get_double(r, 4)});
       return out;
     });
   }
@@ -390,21 +385,26 @@ class sql_store final : public store {
   /// Created on first use, after migrate() has made the tables.
   struct prepared_writes {
     explicit prepared_writes(soci::session& s)
-        : insert_conversation(s), update_conversation(s), delete_conversation_messages(s),
-          delete_conversation(s), insert_message(s), update_message(s), delete_message(s),
-          add_usage(s), put_idempotency(s) {
+        : insert_conversation(s),
+          update_conversation(s),
+          delete_conversation_messages(s),
+          delete_conversation(s),
+          insert_message(s),
+          update_message(s),
+          delete_message(s),
+          add_usage(s),
+          put_idempotency(s) {
       using soci::use;
       auto& c = conversation;
       insert_conversation.alloc();
       insert_conversation.prepare(insert_conversation_sql);
-      for (auto* u : {&c.id, &c.user_id})
-        insert_conversation.exchange(use(*u));
+      for (auto* u : {&c.id, &c.user_id}) insert_conversation.exchange(use(*u));
       insert_conversation.exchange(use(c.title, c.title_ind));
       insert_conversation.exchange(use(c.model));
       insert_conversation.exchange(use(c.system_prompt, c.system_prompt_ind));
       insert_conversation.exchange(use(c.metadata));
-      for (auto* v : {&c.created_at, &c.updated_at, &c.message_count, &c.last_seq,
-                      &c.prompt_tokens, &c.completion_tokens})
+      for (auto* v : {&c.created_at, &c.updated_at, &c.message_count, &c.last_seq, &c.prompt_tokens,
+                      &c.completion_tokens})
         insert_conversation.exchange(use(*v));
       insert_conversation.exchange(use(c.cost_usd));
       insert_conversation.define_and_bind();
@@ -415,8 +415,8 @@ class sql_store final : public store {
       update_conversation.exchange(use(c.model));
       update_conversation.exchange(use(c.system_prompt, c.system_prompt_ind));
       update_conversation.exchange(use(c.metadata));
-      for (auto* v : {&c.updated_at, &c.message_count, &c.last_seq, &c.prompt_tokens,
-                      &c.completion_tokens})
+      for (auto* v :
+           {&c.updated_at, &c.message_count, &c.last_seq, &c.prompt_tokens, &c.completion_tokens})
         update_conversation.exchange(use(*v));
       update_conversation.exchange(use(c.cost_usd));
       update_conversation.exchange(use(c.id));
@@ -452,8 +452,7 @@ class sql_store final : public store {
 
       add_usage.alloc();
       add_usage.prepare(add_usage_sql);
-      for (auto* v : {&usage.user_id, &usage.day, &usage.model})
-        add_usage.exchange(use(*v));
+      for (auto* v : {&usage.user_id, &usage.day, &usage.model}) add_usage.exchange(use(*v));
       for (auto* v : {&usage.requests, &usage.prompt_tokens, &usage.completion_tokens})
         add_usage.exchange(use(*v));
       add_usage.exchange(use(usage.cost_usd));
@@ -462,8 +461,7 @@ class sql_store final : public store {
       auto& k = idempotency;
       put_idempotency.alloc();
       put_idempotency.prepare(put_idempotency_sql);
-      for (auto* v : {&k.user_id, &k.key, &k.request_hash})
-        put_idempotency.exchange(use(*v));
+      for (auto* v : {&k.user_id, &k.key, &k.request_hash}) put_idempotency.exchange(use(*v));
       put_idempotency.exchange(use(k.status));
       put_idempotency.exchange(use(k.body));
       put_idempotency.exchange(use(k.created_at));
@@ -481,8 +479,8 @@ class sql_store final : public store {
     struct {
       std::string id, user_id, title, model, system_prompt, metadata;
       soci::indicator title_ind = soci::i_ok, system_prompt_ind = soci::i_ok;
-      long long created_at = 0, updated_at = 0, message_count = 0, last_seq = 0,
-                prompt_tokens = 0, completion_tokens = 0;
+      long long created_at = 0, updated_at = 0, message_count = 0, last_seq = 0, prompt_tokens = 0,
+                completion_tokens = 0;
       double cost_usd = 0;
     } conversation;
     struct {
@@ -509,8 +507,7 @@ class sql_store final : public store {
   };
 
   prepared_writes& writes() {
-    if (!writes_)
-      writes_ = std::make_unique<prepared_writes>(session_);
+    if (!writes_) writes_ = std::make_unique<prepared_writes>(session_);
     return *writes_;
   }
 
@@ -566,12 +563,9 @@ class sql_store final : public store {
     b.content = m.content;
     b.created_at = m.created_at;
     std::optional<long long> edited, prompt, completion;
-    if (m.edited_at)
-      edited = *m.edited_at;
-    if (m.prompt_tokens)
-      prompt = *m.prompt_tokens;
-    if (m.completion_tokens)
-      completion = *m.completion_tokens;
+    if (m.edited_at) edited = *m.edited_at;
+    if (m.prompt_tokens) prompt = *m.prompt_tokens;
+    if (m.completion_tokens) completion = *m.completion_tokens;
     set(b.edited_at, b.edited_at_ind, edited);
     set(b.model, b.model_ind, m.model);
     set(b.finish_reason, b.finish_reason_ind, m.finish_reason);
@@ -637,7 +631,9 @@ class locked_store final : public store {
  public:
   // store overrides
 
-  void migrate() override { with([](store& s) { s.migrate(); }); }
+  void migrate() override {
+    with([](store& s) { s.migrate(); });
+  }
   void commit(const std::vector<const write_set*>& sets) override {
     with([&](store& s) { s.commit(sets); });
   }
@@ -652,9 +648,8 @@ class locked_store final : public store {
                                             std::int64_t after_seq,
                                             std::optional<std::int64_t> before_seq,
                                             unsigned limit) override {
-    return with([&](store& s) {
-      return s.list_messages(conversation_id, after_seq, before_seq, limit);
-    });
+    return with(
+        [&](store& s) { return s.list_messages(conversation_id, after_seq, before_seq, limit); });
   }
   std::optional<message_record> find_message(const std::string& conversation_id,
                                              const std::string& message_id) override {
@@ -671,7 +666,9 @@ class locked_store final : public store {
                                const std::string& to_day) override {
     return with([&](store& s) { return s.usage(user_id, from_day, to_day); });
   }
-  void ping() override { with([](store& s) { s.ping(); }); }
+  void ping() override {
+    with([](store& s) { s.ping(); });
+  }
 
  private:
   std::shared_ptr<std::pair<std::mutex, sql_store>> shared_;

@@ -12,17 +12,19 @@ namespace parley {
 
 const char* to_string(finish_reason r) {
   switch (r) {
-    case finish_reason::stop: return "stop";
-    case finish_reason::length: return "length";
-    case finish_reason::cancelled: return "cancelled";
+    case finish_reason::stop:
+      return "stop";
+    case finish_reason::length:
+      return "length";
+    case finish_reason::cancelled:
+      return "cancelled";
   }
   return "stop";
 }
 
 std::string echo_reply(const std::vector<chat_message>& messages) {
   for (auto i = messages.rbegin(); i != messages.rend(); ++i)
-    if (i->role == "user")
-      return "Echo: " + i->content;
+    if (i->role == "user") return "Echo: " + i->content;
   return "Echo:";
 }
 
@@ -39,8 +41,7 @@ std::vector<std::string> split_words(const std::string& text) {
       break;
     }
     auto end = text.find_first_of(" \t\r\n", word);
-    if (end == std::string::npos)
-      end = text.size();
+    if (end == std::string::npos) end = text.size();
     out.push_back(text.substr(pos, end - pos));
     pos = end;
   }
@@ -53,11 +54,9 @@ namespace {
 class echo_completion final : public completion_handle,
                               public std::enable_shared_from_this<echo_completion> {
  public:
-  echo_completion(asio::io_context& io, completion_request request,
-                  completion_callbacks callbacks)
+  echo_completion(asio::io_context& io, completion_request request, completion_callbacks callbacks)
       : timer_(io), callbacks_(std::move(callbacks)) {
-    for (auto& m : request.messages)
-      usage_.prompt_tokens += estimate_message_tokens(m.content);
+    for (auto& m : request.messages) usage_.prompt_tokens += estimate_message_tokens(m.content);
     auto words = split_words(echo_reply(request.messages));
     // Keep the words that fit max_tokens; a cut reply finishes with `length`.
     std::int64_t budget = request.max_tokens, used = 0;
@@ -76,8 +75,7 @@ class echo_completion final : public completion_handle,
 
   /// Sends everything now (zero latency).
   void run_now() {
-    for (auto& w : words_)
-      emit(w);
+    for (auto& w : words_) emit(w);
     finish(reason_);
   }
 
@@ -104,8 +102,7 @@ class echo_completion final : public completion_handle,
   void schedule(std::chrono::milliseconds delay) {
     timer_.expires_after(delay);
     timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
-      if (ec || self->finished_ || self->cancelled_)
-        return;  // cancel() finishes the completion
+      if (ec || self->finished_ || self->cancelled_) return;  // cancel() finishes the completion
       if (self->next_ < self->words_.size()) {
         self->emit(self->words_[self->next_++]);
         if (self->next_ < self->words_.size()) {
@@ -149,15 +146,13 @@ class builtin_provider final : public provider {
  public:
   builtin_provider(unsigned ttft_ms, unsigned itl_ms)
       : ttft_(ttft_ms), itl_(itl_ms), work_(asio::make_work_guard(io_)) {
-    if (ttft_ms > 0 || itl_ms > 0)
-      thread_ = std::thread([this] { io_.run(); });
+    if (ttft_ms > 0 || itl_ms > 0) thread_ = std::thread([this] { io_.run(); });
   }
 
   ~builtin_provider() override {
     work_.reset();
     io_.stop();
-    if (thread_.joinable())
-      thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
 
   // provider overrides

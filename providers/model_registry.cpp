@@ -15,8 +15,7 @@ struct provider_entry {
 };
 
 std::shared_ptr<provider> make_provider(const provider_settings& p) {
-  if (p.kind == "builtin")
-    return make_builtin_provider(p.ttft_ms, p.itl_ms);
+  if (p.kind == "builtin") return make_builtin_provider(p.ttft_ms, p.itl_ms);
   if (p.kind == "openai" || p.kind == "anthropic")
     throw config_error("providers: '" + p.name + "' has kind '" + p.kind +
                        "', which this build cannot serve yet (only 'builtin')");
@@ -32,10 +31,8 @@ std::shared_ptr<const model_registry> model_registry::build(const settings& cfg)
   builtin.name = "builtin";
   builtin.kind = "builtin";
   providers["builtin"] = {builtin, nullptr};
-  for (auto& p : cfg.providers)
-    providers[p.name] = {p, nullptr};
-  for (auto& [name, entry] : providers)
-    entry.impl = make_provider(entry.cfg);
+  for (auto& p : cfg.providers) providers[p.name] = {p, nullptr};
+  for (auto& [name, entry] : providers) entry.impl = make_provider(entry.cfg);
 
   std::vector<model_settings> models;
   model_settings echo;
@@ -78,15 +75,13 @@ std::shared_ptr<const model_registry> model_registry::build(const settings& cfg)
       registry->models_[i].is_default = true;
       found = true;
     }
-  if (!found)
-    throw config_error("defaults.model: unknown model '" + cfg.default_model + "'");
+  if (!found) throw config_error("defaults.model: unknown model '" + cfg.default_model + "'");
   return registry;
 }
 
 const model_info* model_registry::find(std::string_view id) const {
   for (auto& m : models_)
-    if (m.id == id)
-      return &m;
+    if (m.id == id) return &m;
   return nullptr;
 }
 

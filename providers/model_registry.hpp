@@ -29,8 +29,7 @@ struct model_info {
     return static_cast<std::int64_t>(context_window) - max_output_tokens;
   }
   double cost_usd(std::int64_t prompt_tokens, std::int64_t completion_tokens) const {
-    return (prompt_tokens * input_price_per_mtok + completion_tokens * output_price_per_mtok) /
-           1e6;
+    return (prompt_tokens * input_price_per_mtok + completion_tokens * output_price_per_mtok) / 1e6;
   }
 };
 

@@ -10,8 +10,7 @@ constexpr std::int64_t message_overhead_tokens = 4;
 std::size_t count_code_points(std::string_view utf8) {
   std::size_t n = 0;
   for (unsigned char c : utf8)
-    if ((c & 0xC0) != 0x80)
-      ++n;
+    if ((c & 0xC0) != 0x80) ++n;
   return n;
 }
 

@@ -7,9 +7,7 @@
 
 namespace parley::testing {
 
-nlohmann::json http_response::json() const {
-  return nlohmann::json::parse(body, nullptr, false);
-}
+nlohmann::json http_response::json() const { return nlohmann::json::parse(body, nullptr, false); }
 
 std::string http_response::header(const std::string& name) const {
   auto i = headers.find(name);
@@ -41,13 +39,10 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
 
 http_client::http_client(std::string base_url, std::string user_id)
     : base_url_(std::move(base_url)), user_id_(std::move(user_id)), curl_(curl_easy_init()) {
-  if (!curl_)
-    throw std::runtime_error("curl_easy_init failed");
+  if (!curl_) throw std::runtime_error("curl_easy_init failed");
 }
 
-http_client::~http_client() {
-  curl_easy_cleanup(static_cast<CURL*>(curl_));
-}
+http_client::~http_client() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
 http_response http_client::request(const std::string& method, const std::string& path,
                                    const std::string& body, std::vector<std::string> headers) {
@@ -59,14 +54,11 @@ http_response http_client::request(const std::string& method, const std::string&
       return strncasecmp(h.c_str(), prefix, std::strlen(prefix)) == 0;
     });
   };
-  if (!user_id_.empty() && !has("X-User-Id:"))
-    headers.push_back("X-User-Id: " + user_id_);
-  if (!body.empty() && !has("Content-Type:"))
-    headers.push_back("Content-Type: application/json");
+  if (!user_id_.empty() && !has("X-User-Id:")) headers.push_back("X-User-Id: " + user_id_);
+  if (!body.empty() && !has("Content-Type:")) headers.push_back("Content-Type: application/json");
   headers.push_back("Expect:");  // no 100-continue round trip for large bodies
   curl_slist* list = nullptr;
-  for (auto& h : headers)
-    list = curl_slist_append(list, h.c_str());
+  for (auto& h : headers) list = curl_slist_append(list, h.c_str());
   auto url = base_url_ + path;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
@@ -83,8 +75,7 @@ http_response http_client::request(const std::string& method, const std::string&
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   auto rc = curl_easy_perform(curl);
   curl_slist_free_all(list);
-  if (rc != CURLE_OK)
-    throw std::runtime_error(method + " " + path + ": " + curl_easy_strerror(rc));
+  if (rc != CURLE_OK) throw std::runtime_error(method + " " + path + ": " + curl_easy_strerror(rc));
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.status);
   return out;
 }
@@ -98,7 +89,7 @@ http_response http_client::del(const std::string& path, std::vector<std::string>
 }
 
 http_response http_client::post(const std::string& path, const nlohmann::json& body,
-                                 std::vector<std::string> headers) {
+                                std::vector<std::string> headers) {
   return request("POST", path, body.is_null() ? "" : body.dump(), std::move(headers));
 }
 

@@ -1,16 +1,16 @@
 #include "support/server_process.hpp"
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
-#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 #ifndef PARLEY_BINARY_PATH
 #error "PARLEY_BINARY_PATH must name the parley binary"
@@ -22,8 +22,7 @@ namespace fs = std::filesystem;
 
 temp_dir::temp_dir() {
   std::string pattern = (fs::temp_directory_path() / "parley-test-XXXXXX").string();
-  if (!mkdtemp(pattern.data()))
-    throw std::runtime_error("mkdtemp failed");
+  if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
   path_ = pattern;
 }
 
@@ -33,8 +32,7 @@ temp_dir::~temp_dir() {
 }
 
 std::string parley_binary() {
-  if (auto env = std::getenv("PARLEY_BIN"))
-    return env;
+  if (auto env = std::getenv("PARLEY_BIN")) return env;
   return PARLEY_BINARY_PATH;
 }
 
@@ -44,20 +42,16 @@ pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, st
             const std::string& cwd, const std::string& stdout_path,
             const std::string& stderr_path) {
   pid_t pid = fork();
-  if (pid < 0)
-    throw std::runtime_error("fork failed");
+  if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
-    if (!cwd.empty() && chdir(cwd.c_str()) != 0)
-      _exit(127);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(127);
     int out = open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(out, 1);
     dup2(err, 2);
-    for (auto& [k, v] : env)
-      setenv(k.c_str(), v.c_str(), 1);
+    for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     execv(argv[0], argv.data());
     _exit(127);
@@ -76,8 +70,7 @@ int wait_exit(pid_t pid, std::chrono::seconds limit) {
   auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid)
-      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   kill(pid, SIGKILL);
@@ -104,13 +97,12 @@ server_process::server_process(server_options options) : options_(std::move(opti
 }
 
 server_process::~server_process() {
-  if (pid_ > 0)
-    stop();
+  if (pid_ > 0) stop();
 }
 
 void server_process::launch() {
-  std::vector<std::string> args{parley_binary(), "serve", "--host", "127.0.0.1", "--port", "0",
-                                "--database-url", database_url_};
+  std::vector<std::string> args{parley_binary(), "serve", "--host",         "127.0.0.1",
+                                "--port",        "0",     "--database-url", database_url_};
   if (!config_path_.empty()) {
     args.push_back("--config");
     args.push_back(config_path_);
@@ -142,13 +134,10 @@ void server_process::launch() {
   throw std::runtime_error("parley did not start listening in time: " + log());
 }
 
-std::string server_process::base_url() const {
-  return "http://127.0.0.1:" + std::to_string(port_);
-}
+std::string server_process::base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
 int server_process::stop() {
-  if (pid_ <= 0)
-    return -1;
+  if (pid_ <= 0) return -1;
   kill(pid_, SIGTERM);
   int code = wait_exit(pid_, std::chrono::seconds(15));
   pid_ = -1;
@@ -156,22 +145,18 @@ int server_process::stop() {
 }
 
 void server_process::kill_hard() {
-  if (pid_ <= 0)
-    return;
+  if (pid_ <= 0) return;
   kill(pid_, SIGKILL);
   waitpid(pid_, nullptr, 0);
   pid_ = -1;
 }
 
 void server_process::restart() {
-  if (pid_ > 0)
-    stop();
+  if (pid_ > 0) stop();
   launch();
 }
 
-std::string server_process::log() const {
-  return read_file(dir_.path() + "/stderr.log");
-}
+std::string server_process::log() const { return read_file(dir_.path() + "/stderr.log"); }
 
 int run_parley(const std::vector<std::string>& args, std::string& out,
                const std::map<std::string, std::string>& env, const std::string& cwd) {

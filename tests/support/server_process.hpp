@@ -71,7 +71,6 @@ std::string parley_binary();
 
 /// Runs `parley ARGS…` to completion; returns its exit code, output in `out`.
 int run_parley(const std::vector<std::string>& args, std::string& out,
-               const std::map<std::string, std::string>& env = {},
-               const std::string& cwd = "");
+               const std::map<std::string, std::string>& env = {}, const std::string& cwd = "");
 
 }  // namespace parley::testing

@@ -119,8 +119,7 @@ BOOST_FIXTURE_TEST_CASE(many_concurrent_writers_each_answered_after_commit, writ
       auto step = std::make_shared<std::function<void(int)>>();
       *step = [&, self, conv, step, db](int seq) {
         write_set set;
-        if (seq == 1)
-          set.push_back(write::insert_conversation{conversation(conv)});
+        if (seq == 1) set.push_back(write::insert_conversation{conversation(conv)});
         set.push_back(write::insert_message{message(conv, seq)});
         self->request(db.writer, std::chrono::seconds(30), write_atom::value, std::move(set))
             .then([&, conv, seq, step](ok_atom) {
@@ -151,8 +150,7 @@ BOOST_FIXTURE_TEST_CASE(many_concurrent_writers_each_answered_after_commit, writ
   for (int w = 0; w < writers; ++w) {
     auto rows = checker->list_messages("c" + std::to_string(w), 0, std::nullopt, 1000);
     BOOST_REQUIRE(rows.size() == static_cast<std::size_t>(per_writer));
-    for (int i = 0; i < per_writer; ++i)
-      BOOST_TEST(rows[i].seq == i + 1);
+    for (int i = 0; i < per_writer; ++i) BOOST_TEST(rows[i].seq == i + 1);
   }
   caf::anon_send_exit(db.writer, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(db.readers, caf::exit_reason::user_shutdown);
@@ -180,8 +178,7 @@ BOOST_FIXTURE_TEST_CASE(one_bad_request_fails_alone, writer_fixture) {
       s->request(db.writer, std::chrono::seconds(10), write_atom::value, set)
           .then([&](ok_atom) { ++ok; },
                 [&](caf::error& e) {
-                  if (to_failure(e, errc::db_unavailable).code == errc::conflict)
-                    ++conflicts;
+                  if (to_failure(e, errc::db_unavailable).code == errc::conflict) ++conflicts;
                 });
     });
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -214,7 +211,9 @@ BOOST_FIXTURE_TEST_CASE(reads_run_on_the_pool, writer_fixture) {
   caf::actor_system sys{sys_cfg};
   auto db = spawn_persistence(sys, cfg, factory);
   caf::scoped_actor self{sys};
-  read_job job = [](store& s) { return caf::make_message(s.find_conversation("none").has_value()); };
+  read_job job = [](store& s) {
+    return caf::make_message(s.find_conversation("none").has_value());
+  };
   self->request(db.readers, std::chrono::seconds(10), read_atom::value, job)
       .receive([](bool found) { BOOST_TEST(!found); },
                [](caf::error&) { BOOST_FAIL("read failed"); });

@@ -1,9 +1,9 @@
 #define BOOST_TEST_MODULE builtin_provider
 #include <boost/test/unit_test.hpp>
 
+#include "config/load_settings.hpp"
 #include "providers/builtin_provider.hpp"
 #include "providers/model_registry.hpp"
-#include "config/load_settings.hpp"
 
 #include <chrono>
 #include <condition_variable>
@@ -25,8 +25,7 @@ struct collector {
   completion_callbacks callbacks() {
     return {[this](std::string d) {
               std::lock_guard<std::mutex> g(mutex);
-              if (deltas.empty())
-                first_delta = std::chrono::steady_clock::now();
+              if (deltas.empty()) first_delta = std::chrono::steady_clock::now();
               deltas.push_back(std::move(d));
             },
             [this](outcome<completion_result> r) {
@@ -41,8 +40,7 @@ struct collector {
   }
   std::string text() {
     std::string t;
-    for (auto& d : deltas)
-      t += d;
+    for (auto& d : deltas) t += d;
     return t;
   }
 };
@@ -50,7 +48,9 @@ struct collector {
 completion_request ask(std::string text, std::uint32_t max_tokens = 512) {
   completion_request r;
   r.upstream_model = "echo";
-  r.messages = {{"system", "be brief"}, {"user", "old"}, {"assistant", "Echo: old"},
+  r.messages = {{"system", "be brief"},
+                {"user", "old"},
+                {"assistant", "Echo: old"},
                 {"user", std::move(text)}};
   r.max_tokens = max_tokens;
   return r;

@@ -81,7 +81,8 @@ url = "sqlite:///tmp/from-file.db"
 }
 
 BOOST_AUTO_TEST_CASE(dotenv_lines_and_real_environment_wins) {
-  auto env = parse_dotenv("# comment\nPORT=1234\nexport HOST = \"10.0.0.1\"\n\nPARLEY_DEFAULT_MODEL='echo'\n");
+  auto env = parse_dotenv(
+      "# comment\nPORT=1234\nexport HOST = \"10.0.0.1\"\n\nPARLEY_DEFAULT_MODEL='echo'\n");
   BOOST_TEST(env["PORT"] == "1234");
   BOOST_TEST(env["HOST"] == "10.0.0.1");
   BOOST_TEST(env["PARLEY_DEFAULT_MODEL"] == "echo");
@@ -150,7 +151,8 @@ max_output_tokens = 256
 input_price_per_mtok = 0.05
 output_price_per_mtok = 1
 fallback = "echo"
-)", "t.toml");
+)",
+             "t.toml");
   BOOST_REQUIRE(s.providers.size() == 1u);
   BOOST_TEST(s.providers[0].ttft_ms == 300u);
   BOOST_TEST(s.providers[0].itl_ms == 20u);

@@ -77,7 +77,7 @@ BOOST_AUTO_TEST_CASE(edits_change_content_and_may_call_for_a_refill) {
   w.reset({msg(1, twelve), msg(2, twelve), msg(3, twelve)}, 14, false);
   BOOST_TEST(!w.needs_refill());
   BOOST_TEST(!w.edit("m1", "gone already"));  // outside the window
-  BOOST_TEST(w.edit("m3", "hi"));               // shrinks: m1 might fit again
+  BOOST_TEST(w.edit("m3", "hi"));             // shrinks: m1 might fit again
   BOOST_TEST(w.entries().back().content == "hi");
   BOOST_TEST(w.needs_refill());
   w.reset({msg(1, twelve), msg(2, twelve), msg(3, "hi")}, 14, false);
@@ -122,8 +122,7 @@ BOOST_AUTO_TEST_CASE(assemble_with_equals_append_then_assemble) {
   auto expected = copy.assemble(std::string("sys"));
   auto got = w.assemble_with(std::string("sys"), &pending, nullptr);
   BOOST_REQUIRE(got.size() == expected.size());
-  for (std::size_t i = 0; i < got.size(); ++i)
-    BOOST_TEST(got[i].content == expected[i].content);
+  for (std::size_t i = 0; i < got.size(); ++i) BOOST_TEST(got[i].content == expected[i].content);
   BOOST_TEST(w.entries().size() == 3u);  // unchanged
 
   // Skipping the last assistant message, as regenerate does.

@@ -32,8 +32,7 @@ struct engine_fixture {
     path = mkdtemp(dir);
     cfg.database.url = parse_database_url("sqlite://" + path + "/t.db");
     cfg.server.threads = 2;
-    if (tweak)
-      tweak(cfg);
+    if (tweak) tweak(cfg);
     start();
   }
   ~engine_fixture() {
@@ -82,8 +81,7 @@ struct engine_fixture {
 bool eventually(std::function<bool()> condition) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (condition())
-      return true;
+    if (condition()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
@@ -106,8 +104,7 @@ BOOST_AUTO_TEST_CASE(idle_actors_passivate_and_come_back) {
 BOOST_AUTO_TEST_CASE(live_actors_are_capped_least_recently_used_first) {
   engine_fixture f([](settings& s) { s.actors.max_live = 32; });  // one per shard
   std::vector<std::string> ids;
-  for (int i = 0; i < 200; ++i)
-    ids.push_back(f.create("alice").conversation->id);
+  for (int i = 0; i < 200; ++i) ids.push_back(f.create("alice").conversation->id);
   BOOST_TEST(eventually([&] { return f.eng->live_conversations() <= 64; }));
   // Every conversation still answers, reloaded on demand.
   for (auto& id : ids) {

@@ -16,9 +16,7 @@ std::shared_ptr<const model_registry> registry() {
   return r;
 }
 
-parse_limits limits(std::uint32_t max_chars = 10) {
-  return {max_chars, registry().get()};
-}
+parse_limits limits(std::uint32_t max_chars = 10) { return {max_chars, registry().get()}; }
 
 template <class T>
 const problem& problem_of(const parsed<T>& p) {
@@ -44,7 +42,8 @@ BOOST_AUTO_TEST_CASE(json_bodies) {
   BOOST_TEST(problem_of(parse_json_object(std::string(100000, '['))).status == 400);
   BOOST_TEST(problem_of(parse_json_object("{\"a\":\"\xff\xfe\"}")).status == 400);  // bad UTF-8
   // Brackets inside strings do not count as nesting.
-  BOOST_TEST(std::get<json>(parse_json_object("{\"a\":\"" + std::string(100, '[') + "\"}")).is_object());
+  BOOST_TEST(
+      std::get<json>(parse_json_object("{\"a\":\"" + std::string(100, '[') + "\"}")).is_object());
 }
 
 BOOST_AUTO_TEST_CASE(send_message_fields) {
@@ -59,8 +58,8 @@ BOOST_AUTO_TEST_CASE(send_message_fields) {
   BOOST_TEST(*p.temperature == 1.5);
   BOOST_TEST(*p.max_tokens == 7u);
 
-  auto system = std::get<send_params>(parse_send_message({{"content", "x"}, {"role", "system"}},
-                                                         limits(), stream));
+  auto system = std::get<send_params>(
+      parse_send_message({{"content", "x"}, {"role", "system"}}, limits(), stream));
   BOOST_TEST(!system.reply);  // reply defaults to false for other roles
 
   BOOST_TEST(first_field(parse_send_message(json::object(), limits(), stream)) == "content");
@@ -104,17 +103,14 @@ BOOST_AUTO_TEST_CASE(create_conversation_fields) {
 
   BOOST_TEST(first_field(parse_create_conversation({{"title", std::string(201, 't')}}, "a",
                                                    limits())) == "title");
-  BOOST_TEST(first_field(parse_create_conversation({{"model", "nope"}}, "a", limits())) ==
-             "model");
+  BOOST_TEST(first_field(parse_create_conversation({{"model", "nope"}}, "a", limits())) == "model");
   BOOST_TEST(first_field(parse_create_conversation({{"metadata", {{"k", 1}}}}, "a", limits())) ==
              "metadata.k");
   json big = json::object();
-  for (int i = 0; i < 33; ++i)
-    big["k" + std::to_string(i)] = "v";
+  for (int i = 0; i < 33; ++i) big["k" + std::to_string(i)] = "v";
   BOOST_TEST(first_field(parse_create_conversation({{"metadata", big}}, "a", limits())) ==
              "metadata");
-  BOOST_TEST(first_field(parse_create_conversation({{"message", 3}}, "a", limits())) ==
-             "message");
+  BOOST_TEST(first_field(parse_create_conversation({{"message", 3}}, "a", limits())) == "message");
   BOOST_TEST(first_field(parse_create_conversation({{"message", {{"content", ""}}}}, "a",
                                                    limits())) == "message.content");
 }
@@ -149,8 +145,7 @@ BOOST_AUTO_TEST_CASE(query_strings) {
   BOOST_TEST(round.cursor->updated_at == c.updated_at);
   BOOST_TEST(round.cursor->id == c.id);
 
-  BOOST_TEST(std::get<usage_query>(parse_usage_query({{"from", "2026-01-01"}})).to ==
-             "9999-12-31");
+  BOOST_TEST(std::get<usage_query>(parse_usage_query({{"from", "2026-01-01"}})).to == "9999-12-31");
   BOOST_TEST(first_field(parse_usage_query({{"from", "2026-13-01"}})) == "from");
   BOOST_TEST(first_field(parse_usage_query({{"from", "2026-02-01"}, {"to", "2026-01-01"}})) ==
              "from");

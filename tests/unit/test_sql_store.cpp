@@ -46,9 +46,7 @@ message_record message(const std::string& conv, std::int64_t seq) {
   return m;
 }
 
-void commit(store& db, write_set set) {
-  db.commit({&set});
-}
+void commit(store& db, write_set set) { db.commit({&set}); }
 
 }  // namespace
 
@@ -91,8 +89,7 @@ BOOST_AUTO_TEST_CASE(round_trips_every_column) {
 
 BOOST_AUTO_TEST_CASE(history_pages_after_and_before) {
   write_set set{write::insert_conversation{conversation("c1", "alice", 1)}};
-  for (int seq = 1; seq <= 10; ++seq)
-    set.push_back(write::insert_message{message("c1", seq)});
+  for (int seq = 1; seq <= 10; ++seq) set.push_back(write::insert_message{message("c1", seq)});
   commit(*db, set);
   auto after = db->list_messages("c1", 3, std::nullopt, 4);
   BOOST_REQUIRE(after.size() == 4u);
@@ -115,8 +112,7 @@ BOOST_AUTO_TEST_CASE(conversation_list_is_a_keyset_walk) {
   std::optional<conversation_cursor> cursor;
   do {
     auto page = db->list_conversations("alice", 3, cursor);
-    for (auto& c : page.rows)
-      seen.push_back(c.id);
+    for (auto& c : page.rows) seen.push_back(c.id);
     cursor = page.next;
   } while (cursor);
   BOOST_TEST(seen.size() == 7u);

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     auto eng = engine::start(cfg, models);
     std::string model_list;
     for (auto& m : models->all())
-      model_list += (model_list.empty() ? "" : ", ") + m.id + " (" + m.provider_name + ")";
+      model_list += (model_list.empty() ? "" : ", ") + m.id + " (" + m.provider + ")";
     spdlog::info("parley {} starting: config {}, database {}, models {}", version(), cfg.source,
                  backend_name(cfg.database.url), model_list);
     return run_server(cfg, *eng, [&](std::uint16_t port) {

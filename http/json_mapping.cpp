@@ -80,7 +80,7 @@ json to_json(const model_registry& models) {
   json data = json::array();
   for (auto& m : models.all())
     data.push_back({{"id", m.id},
-                    {"provider", m.provider_name},
+                    {"provider", m.provider},
                     {"context_window", m.context_window},
                     {"max_output_tokens", m.max_output_tokens},
                     {"input_price_per_mtok", m.input_price_per_mtok},

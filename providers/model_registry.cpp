@@ -53,15 +53,10 @@ std::shared_ptr<const model_registry> model_registry::build(const settings& cfg)
     if (p == providers.end())
       throw config_error("models: '" + m.id + "' names unknown provider '" + m.provider + "'");
     model_info info;
-    info.id = m.id;
-    info.provider_name = p->first;
+    static_cast<model_settings&>(info) = m;
     info.provider_kind = p->second.cfg.kind;
-    info.upstream = m.upstream.empty() ? m.id : m.upstream;
-    info.context_window = m.context_window;
-    info.max_output_tokens = m.max_output_tokens;
-    info.input_price_per_mtok = m.input_price_per_mtok;
-    info.output_price_per_mtok = m.output_price_per_mtok;
-    info.fallback = m.fallback;
+    if (info.upstream.empty())
+      info.upstream = m.id;
     info.impl = p->second.impl;
     registry->models_.push_back(std::move(info));
   }

@@ -10,19 +10,11 @@
 
 namespace parley {
 
-/// A model clients can name, with the provider that serves it.
-struct model_info {
-  std::string id;  ///< the alias clients use
-  std::string provider_name;
+/// A model clients can name: its configuration plus the provider that serves it.
+struct model_info : model_settings {
   std::string provider_kind;
-  std::string upstream;
-  std::uint32_t context_window = 8192;
-  std::uint32_t max_output_tokens = 512;
-  double input_price_per_mtok = 0;
-  double output_price_per_mtok = 0;
-  std::string fallback;
   bool is_default = false;
-  std::shared_ptr<provider> impl;
+  std::shared_ptr<parley::provider> impl;
 
   /// Tokens the context may use: the window less room for the reply.
   std::int64_t context_budget() const {

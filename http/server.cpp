@@ -91,7 +91,6 @@ class http_api : public std::enable_shared_from_this<http_api> {
   std::unique_ptr<router_t> make_router() {
     auto router = std::make_unique<router_t>();
     using namespace restinio;
-    auto self = shared_from_this();
     // Each route template with its methods; every other method gets 405.
     route(*router, "/health", {{http_method_get(), &http_api::health}});
     route(*router, "/ready", {{http_method_get(), &http_api::ready}});
@@ -248,16 +247,23 @@ class http_api : public std::enable_shared_from_this<http_api> {
     return out;
   }
 
-  /// The conversation id of the path, or a 404 (a malformed id cannot exist).
-  std::optional<std::string> conversation_id(const call_context& c, const route_params& params,
-                                             const char* name = "id") {
+  /// The id in the path parameter `name`, or a 404 (a malformed id cannot exist).
+  std::optional<std::string> path_id(const call_context& c, const route_params& params,
+                                     const char* name, const char* noun) {
     auto id = std::string(params[name]);
     if (!is_canonical_uuid(id)) {
-      send_problem(c, make_problem(404, std::string(name[0] == 'i' ? "conversation " : "message ") +
-                                            id + " not found"));
+      send_problem(c, make_problem(404, std::string(noun) + " " + id + " not found"));
       return std::nullopt;
     }
     return id;
+  }
+
+  std::optional<std::string> conversation_id(const call_context& c, const route_params& params) {
+    return path_id(c, params, "id", "conversation");
+  }
+
+  std::optional<std::string> message_id(const call_context& c, const route_params& params) {
+    return path_id(c, params, "message_id", "message");
   }
 
   bool wants_stream(const call_context& c, bool stream_field) {
@@ -465,22 +471,22 @@ class http_api : public std::enable_shared_from_this<http_api> {
   void edit_message(const call_context& c, const route_params& params) {
     auto id = conversation_id(c, params);
     if (!id) return;
-    auto message_id = conversation_id(c, params, "message_id");
-    if (!message_id) return;
+    auto mid = message_id(c, params);
+    if (!mid) return;
     auto body = json_body(c);
     if (!body) return;
     auto content = valid(c, parse_message_edit(*body, limits_));
     if (!content) return;
-    engine_.edit_message(c.user_id, *id, *message_id, *content,
+    engine_.edit_message(c.user_id, *id, *mid, *content,
                          respond<message_record>(c, 200, [](auto& m) { return to_json(m); }));
   }
 
   void delete_message(const call_context& c, const route_params& params) {
     auto id = conversation_id(c, params);
     if (!id) return;
-    auto message_id = conversation_id(c, params, "message_id");
-    if (!message_id) return;
-    engine_.delete_message(c.user_id, *id, *message_id,
+    auto mid = message_id(c, params);
+    if (!mid) return;
+    engine_.delete_message(c.user_id, *id, *mid,
                            respond<done>(c, 204, [](auto&) { return nlohmann::json(); }));
   }
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -109,6 +110,8 @@ void server_process::launch() {
   }
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   auto out_path = dir_.path() + "/stdout.log";
+  // A restart must not read the previous run's listening line.
+  std::remove(out_path.c_str());
   pid_ = spawn(args, options_.env, dir_.path(), out_path, dir_.path() + "/stderr.log");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   const std::string marker = "parley listening on http://127.0.0.1:";

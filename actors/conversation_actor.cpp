@@ -585,29 +585,32 @@ void op_remove(self_ptr self, std::string user, std::string message_id, caf::res
   });
 }
 
-void op_history(self_ptr self, std::string user, history_query q, caf::response_promise rp) {
-  if (foreign(self, user, rp)) return;
-  auto id = self->state.id;
-  read<message_page>(
-      self,
-      [id, q](store& db) {
-        message_page page;
-        page.data = db.list_messages(id, q.after, q.before, q.limit + 1);
-        if (page.data.size() > q.limit) {
-          page.has_more = true;
-          // Ascending either way: `before` pages drop the oldest, `after` pages the newest.
-          if (q.before)
-            page.data.erase(page.data.begin());
-          else
-            page.data.pop_back();
-        }
-        return page;
-      },
-      rp,
-      [=](message_page& page) mutable {
-        rp.deliver(std::move(page));
-        finish_op(self);
-      });
+/// A page of history, read on a reader job.
+read_job history_job(const std::string& id, const history_query& q) {
+  return [id, q](store& db) {
+    message_page page;
+    page.data = db.list_messages(id, q.after, q.before, q.limit + 1);
+    if (page.data.size() > q.limit) {
+      page.has_more = true;
+      // Ascending either way: `before` pages drop the oldest, `after` pages the newest.
+      if (q.before)
+        page.data.erase(page.data.begin());
+      else
+        page.data.pop_back();
+    }
+    return caf::make_message(std::move(page));
+  };
+}
+
+/// Answers a history request: the reader answers the requester directly. The
+/// database holds every acknowledged write, so this need not wait its turn.
+void answer_history(self_ptr self, const std::string& user, const history_query& q,
+                    caf::response_promise& rp) {
+  auto& st = self->state;
+  if (st.meta.user_id != user)
+    rp.deliver(make_caf_error(not_found(st.id)));
+  else
+    rp.delegate(st.ctx->db.readers, read_atom::value, history_job(st.id, q));
 }
 
 // --- behavior ------------------------------------------------------------------------
@@ -701,9 +704,19 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
             [](self_ptr s, std::string u, caf::response_promise rp) { op_delete(s, u, rp); })(user);
       },
       [=](history_atom, const std::string& user, const history_query& q) {
-        return queued([](self_ptr s, std::string u, history_query q, caf::response_promise rp) {
-          op_history(s, u, q, rp);
-        })(user, q);
+        auto rp = self->make_response_promise();
+        auto& st = self->state;
+        st.last_active = std::chrono::steady_clock::now();
+        if (st.current == phase::ready) {
+          answer_history(self, user, q, rp);
+        } else {
+          // Still loading: the owner is not known yet.
+          enqueue(self, rp, [=]() mutable {
+            answer_history(self, user, q, rp);
+            finish_op(self);
+          });
+        }
+        return rp;
       },
       [=](send_atom, const std::string& user, const send_params& p,
           const std::optional<idempotency_claim>& claim) {

@@ -226,3 +226,30 @@ BOOST_AUTO_TEST_CASE(deleted_conversation_is_gone) {
   BOOST_REQUIRE(!r);
   BOOST_TEST((r.error().code == errc::not_found));
 }
+
+BOOST_AUTO_TEST_CASE(history_does_not_wait_behind_a_generation) {
+  engine_fixture f([](settings& s) {
+    s.providers.push_back({"builtin", "builtin", "", "", 60000, 1500, 0});
+  });
+  auto id = f.create("alice").conversation->id;
+  send_params p;
+  p.content = "slow";
+  p.reply = false;
+  waiter<exchange_result> note;
+  f.eng->send_message("alice", id, p, std::nullopt, note.fn());
+  BOOST_REQUIRE(bool(note.get()));
+  waiter<exchange_result> slow;
+  p.reply = true;
+  f.eng->send_message("alice", id, p, std::nullopt, slow.fn());
+  auto page = f.history("alice", id);  // answered while the reply is being generated
+  BOOST_TEST(page.data.size() == 1u);
+  auto pending = slow.promise.get_future();
+  BOOST_TEST((pending.wait_for(std::chrono::seconds(0)) == std::future_status::timeout));
+  BOOST_REQUIRE((pending.wait_for(std::chrono::seconds(30)) == std::future_status::ready));
+  BOOST_TEST(bool(pending.get()));
+  waiter<message_page> foreign;
+  f.eng->list_messages("mallory", id, history_query{}, foreign.fn());
+  auto denied = foreign.get();
+  BOOST_REQUIRE(!denied);
+  BOOST_TEST((denied.error().code == errc::not_found));
+}

@@ -5,6 +5,7 @@
 #include "persistence/caf_errors.hpp"
 #include "persistence/messages.hpp"
 #include "persistence/persistence_actors.hpp"
+#include "support/sample_records.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -84,22 +85,10 @@ struct writer_fixture {
   database_settings cfg;
 };
 
-conversation_record conversation(const std::string& id) {
-  conversation_record c;
-  c.id = id;
-  c.user_id = "u";
-  c.model = "echo";
-  return c;
-}
+conversation_record conversation(const std::string& id) { return testing::sample_conversation(id); }
 
 message_record message(const std::string& conv, std::int64_t seq) {
-  message_record m;
-  m.id = conv + "-" + std::to_string(seq);
-  m.conversation_id = conv;
-  m.seq = seq;
-  m.role = "user";
-  m.content = "x";
-  return m;
+  return testing::sample_message(conv, seq);
 }
 
 }  // namespace
@@ -127,8 +116,7 @@ BOOST_FIXTURE_TEST_CASE(many_concurrent_writers_each_answered_after_commit, writ
               {
                 // Answered means committed: a separate connection sees it now.
                 std::lock_guard<std::mutex> g(check_mutex);
-                if (checker->find_message(conv, conv + "-" + std::to_string(seq)))
-                  ++visible_when_answered;
+                if (checker->find_message(conv, message(conv, seq).id)) ++visible_when_answered;
               }
               if (seq < per_writer)
                 (*step)(seq + 1);

@@ -3,6 +3,7 @@
 
 #include "config/load_settings.hpp"
 #include "persistence/store.hpp"
+#include "support/sample_records.hpp"
 
 #include <filesystem>
 
@@ -26,24 +27,11 @@ struct fresh_store {
 };
 
 conversation_record conversation(const std::string& id, const std::string& user, unix_ms at) {
-  conversation_record c;
-  c.id = id;
-  c.user_id = user;
-  c.model = "echo";
-  c.created_at = at;
-  c.updated_at = at;
-  return c;
+  return testing::sample_conversation(id, user, at);
 }
 
 message_record message(const std::string& conv, std::int64_t seq) {
-  message_record m;
-  m.id = conv + "-m" + std::to_string(seq);
-  m.conversation_id = conv;
-  m.seq = seq;
-  m.role = seq % 2 ? "user" : "assistant";
-  m.content = "message " + std::to_string(seq);
-  m.created_at = 1000 + seq;
-  return m;
+  return testing::sample_message(conv, seq);
 }
 
 void commit(store& db, write_set set) { db.commit({&set}); }

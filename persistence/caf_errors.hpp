@@ -10,9 +10,6 @@ namespace parley {
 /// The error category of Parley's errc inside CAF.
 constexpr caf::atom_value errc_category = caf::atom("parley");
 
-/// An errc as a caf::error, found by CAF through ADL.
-caf::error make_error(errc code);
-
 /// A failure as a caf::error; detail, field, message id and retry hint travel in its context.
 caf::error make_caf_error(const failure& f);
 

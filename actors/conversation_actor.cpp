@@ -641,22 +641,32 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
     return caf::exit_reason::unhandled_exception;
   });
   if (!fresh) {
+    // Flush the writer first: it works through its mailbox in order, so once it
+    // answers, every write handed to it before (perhaps by this conversation's
+    // previous actor, which gave up waiting for it) is committed or failed, and
+    // the load cannot read from before it.
     auto timeout = milliseconds(ctx->cfg.database.timeout_ms);
-    read_job job = [ctx, id](store& db) {
-      return caf::make_message(load_conversation(db, *ctx, id));
-    };
-    self->request(ctx->db.readers, timeout, read_atom::value, std::move(job))
+    self->request(ctx->db.writer, timeout, flush_atom::value)
         .then(
-            [=](loaded_conversation& loaded) {
-              auto& st = self->state;
-              if (!loaded.row) {
-                abandon(self, not_found(st.id));
-                return;
-              }
-              st.meta = std::move(*loaded.row);
-              st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta), loaded.older_exist);
-              st.current = phase::ready;
-              start_next(self);
+            [=](ok_atom) {
+              read_job job = [ctx, id](store& db) {
+                return caf::make_message(load_conversation(db, *ctx, id));
+              };
+              self->request(ctx->db.readers, timeout, read_atom::value, std::move(job))
+                  .then(
+                      [=](loaded_conversation& loaded) {
+                        auto& st = self->state;
+                        if (!loaded.row) {
+                          abandon(self, not_found(st.id));
+                          return;
+                        }
+                        st.meta = std::move(*loaded.row);
+                        st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta),
+                                        loaded.older_exist);
+                        st.current = phase::ready;
+                        start_next(self);
+                      },
+                      [=](caf::error& e) { abandon(self, to_failure(e, errc::db_unavailable)); });
             },
             [=](caf::error& e) { abandon(self, to_failure(e, errc::db_unavailable)); });
   }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -161,6 +162,34 @@ BOOST_AUTO_TEST_CASE(a_full_queue_answers_429_with_retry_after) {
   BOOST_TEST(limited.load() >= 1);
   BOOST_TEST(created.load() >= 2);  // the one running and the one waiting
   BOOST_TEST(retry_after.load() == limited.load());
+}
+
+BOOST_AUTO_TEST_CASE(a_locked_database_answers_503_then_recovers) {
+  server_process server({.config_toml = "[database]\ntimeout_ms = 1000\n"});
+  http_client c(server.base_url(), "locked");
+  auto id = create(c, {{"message", "before"}});
+  auto db = server.database_url().substr(std::string("sqlite://").size());
+  // Another process holds the write lock for 3 s.
+  auto locker = std::thread([db] {
+    auto cmd = "(echo 'BEGIN EXCLUSIVE;'; sleep 3; echo 'COMMIT;') | sqlite3 '" + db + "'";
+    BOOST_TEST(std::system(cmd.c_str()) == 0);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto started = std::chrono::steady_clock::now();
+  auto r = c.post("/v1/conversations/" + id + "/messages", {{"content", "during"}});
+  auto waited = std::chrono::steady_clock::now() - started;
+  locker.join();
+  BOOST_TEST(r.status == 503);
+  BOOST_TEST(!r.header("retry-after").empty());
+  BOOST_TEST(r.header("content-type") == "application/problem+json");
+  BOOST_TEST((waited < std::chrono::seconds(3)));
+  // Once the lock is gone the conversation goes on with consistent seqs.
+  auto after = c.post("/v1/conversations/" + id + "/messages", {{"content", "after"}});
+  BOOST_REQUIRE_EQUAL(after.status, 201);
+  auto stored = all_messages(c, id);
+  for (std::size_t i = 0; i < stored.size(); ++i)
+    BOOST_TEST(stored[i]["seq"] == static_cast<int>(i + 1));
+  BOOST_TEST(stored.back()["content"] == "Echo: after");
 }
 
 BOOST_AUTO_TEST_CASE(command_line) {

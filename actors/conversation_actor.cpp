@@ -56,12 +56,20 @@ struct conversation_state {
   context_window window;
   bool busy = false;  ///< an operation is running (or the actor is loading)
   std::deque<queued_op> queue;
+  /// The operation running now, kept so that it can run again after a reload
+  /// when another Parley process changed the conversation meanwhile.
+  std::function<void()> running;
+  unsigned conflict_retries = 0;
   std::optional<active_generation> generation;
   std::uint64_t generations_started = 0;
   std::chrono::steady_clock::time_point last_active;
 };
 
 using self_ptr = caf::stateful_actor<conversation_state>*;
+
+/// How often an operation is reloaded and run again when its write finds the
+/// conversation changed by another process, before the conflict is answered.
+constexpr unsigned max_conflict_retries = 3;
 
 // --- pure helpers ---------------------------------------------------------------
 
@@ -109,6 +117,12 @@ loaded_conversation load_conversation(store& db, const engine_context& ctx, cons
   return out;
 }
 
+/// The update that commits `meta` as the conversation's next version.
+write_op next_version(conversation_record& meta) {
+  ++meta.version;
+  return write::update_conversation{meta};
+}
+
 /// The idempotency record to commit with an operation, if it claimed a key.
 void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
                const std::string& user_id, const outcome<exchange_result>& result) {
@@ -143,6 +157,8 @@ void start_next(self_ptr self);
 /// that deep chains of synchronous operations cannot recurse.
 void finish_op(self_ptr self) {
   auto& st = self->state;
+  st.running = nullptr;
+  st.conflict_retries = 0;
   if (st.current == phase::gone) {
     abandon(self, not_found(st.id));
     return;
@@ -163,6 +179,7 @@ void start_next(self_ptr self) {
   auto op = std::move(st.queue.front());
   st.queue.pop_front();
   st.busy = true;
+  st.running = op.run;
   op.run();
 }
 
@@ -176,6 +193,7 @@ void enqueue(self_ptr self, caf::response_promise promise, std::function<void()>
   }
   if (!st.busy) {
     st.busy = true;
+    st.running = run;
     run();
     return;
   }
@@ -198,15 +216,67 @@ bool foreign(self_ptr self, const std::string& user, caf::response_promise& rp) 
 
 // --- database access ------------------------------------------------------------
 
-/// Commits `writes`; on success runs `then`, on failure answers `rp` and abandons.
+/// (Re)reads the conversation and its window from the database, then runs
+/// `then`; `failed` gets what went wrong (not_found when it is gone).
+void load_state(self_ptr self, std::function<void()> then,
+                std::function<void(const failure&)> failed) {
+  auto ctx = self->state.ctx;
+  auto id = self->state.id;
+  auto timeout = milliseconds(ctx->cfg.database.timeout_ms);
+  auto on_error = [=](caf::error& e) { failed(to_failure(e, errc::db_unavailable)); };
+  // Flush the writer first: it works through its mailbox in order, so once it
+  // answers, every write handed to it before (perhaps by this conversation's
+  // previous actor, which gave up waiting for it) is committed or failed, and
+  // the load cannot read from before it.
+  self->request(ctx->db.writer, timeout, flush_atom::value)
+      .then(
+          [=](ok_atom) {
+            read_job job = [ctx, id](store& db) {
+              return caf::make_message(load_conversation(db, *ctx, id));
+            };
+            self->request(ctx->db.readers, timeout, read_atom::value, std::move(job))
+                .then(
+                    [=](loaded_conversation& loaded) {
+                      auto& st = self->state;
+                      if (!loaded.row) {
+                        failed(not_found(st.id));
+                        return;
+                      }
+                      st.meta = std::move(*loaded.row);
+                      st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta),
+                                      loaded.older_exist);
+                      st.current = phase::ready;
+                      then();
+                    },
+                    on_error);
+          },
+          on_error);
+}
+
+/// Commits `writes`; on success runs `then`. When another process changed the
+/// conversation meanwhile, reloads it and runs the operation again (its reply
+/// must be built on the history as it now is); on any other failure answers
+/// `rp` and abandons.
 void commit(self_ptr self, write_set writes, caf::response_promise rp, std::function<void()> then) {
   auto timeout = milliseconds(self->state.ctx->cfg.database.timeout_ms);
   self->request(self->state.ctx->db.writer, timeout, write_atom::value, std::move(writes))
       .then([=](ok_atom) { then(); },
             [=](caf::error& e) mutable {
               auto f = to_failure(e, errc::db_unavailable);
-              rp.deliver(make_caf_error(f));
-              abandon(self, f);
+              auto& st = self->state;
+              auto give_up = [=](const failure& why) mutable {
+                rp.deliver(make_caf_error(why));
+                abandon(self, why);
+              };
+              if (f.code != errc::conflict || !st.running ||
+                  st.conflict_retries >= max_conflict_retries) {
+                give_up(f);
+                return;
+              }
+              ++st.conflict_retries;
+              spdlog::info("conversation {} changed in the database meanwhile; reloading", st.id);
+              load_state(
+                  self, [self] { std::function<void()>(self->state.running)(); }, give_up);
             });
 }
 
@@ -344,7 +414,7 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
   if (plan.create)
     writes.insert(writes.begin(), write::insert_conversation{meta});
   else
-    writes.push_back(write::update_conversation{meta});
+    writes.push_back(next_version(meta));
   if (plan.replaces) writes.push_back(write::delete_message{*plan.replaces});
   if (plan.user_message) writes.push_back(write::insert_message{*plan.user_message});
   if (reply) writes.push_back(write::insert_message{*reply});
@@ -387,8 +457,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
     meta.updated_at = now_ms();
     meta.message_count += 1;
     meta.last_seq = plan.user_message->seq;
-    writes.push_back(plan.create ? write_op{write::insert_conversation{meta}}
-                                 : write_op{write::update_conversation{meta}});
+    writes.push_back(plan.create ? write_op{write::insert_conversation{meta}} : next_version(meta));
     writes.push_back(write::insert_message{*plan.user_message});
   } else if (plan.create) {
     writes.push_back(write::insert_conversation{meta});
@@ -511,7 +580,8 @@ void op_update(self_ptr self, std::string user, conversation_patch patch,
   if (patch.system_prompt) meta.system_prompt = *patch.system_prompt;
   if (patch.metadata_json) meta.metadata_json = *patch.metadata_json;
   meta.updated_at = now_ms();
-  commit(self, {write::update_conversation{meta}}, rp, [=]() mutable {
+  write_set writes{next_version(meta)};
+  commit(self, std::move(writes), rp, [=]() mutable {
     auto& st = self->state;
     st.meta = meta;
     st.window.set_budget(budget_for(*st.ctx, meta));
@@ -556,7 +626,7 @@ void op_edit(self_ptr self, std::string user, std::string message_id, std::strin
     auto meta = self->state.meta;
     meta.updated_at = *edited.edited_at;
     write_set writes{write::update_message{edited.id, edited.content, *edited.edited_at},
-                     write::update_conversation{meta}};
+                     next_version(meta)};
     commit(self, std::move(writes), rp, [=]() mutable {
       auto& st = self->state;
       st.meta = meta;
@@ -573,7 +643,7 @@ void op_remove(self_ptr self, std::string user, std::string message_id, caf::res
     auto meta = self->state.meta;
     meta.updated_at = now_ms();
     meta.message_count -= 1;
-    write_set writes{write::delete_message{found.id}, write::update_conversation{meta}};
+    write_set writes{write::delete_message{found.id}, next_version(meta)};
     auto removed = found.id;
     commit(self, std::move(writes), rp, [=]() mutable {
       auto& st = self->state;
@@ -640,36 +710,9 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
     self->state.ctx->dir->remove(self->state.id, self->address());
     return caf::exit_reason::unhandled_exception;
   });
-  if (!fresh) {
-    // Flush the writer first: it works through its mailbox in order, so once it
-    // answers, every write handed to it before (perhaps by this conversation's
-    // previous actor, which gave up waiting for it) is committed or failed, and
-    // the load cannot read from before it.
-    auto timeout = milliseconds(ctx->cfg.database.timeout_ms);
-    self->request(ctx->db.writer, timeout, flush_atom::value)
-        .then(
-            [=](ok_atom) {
-              read_job job = [ctx, id](store& db) {
-                return caf::make_message(load_conversation(db, *ctx, id));
-              };
-              self->request(ctx->db.readers, timeout, read_atom::value, std::move(job))
-                  .then(
-                      [=](loaded_conversation& loaded) {
-                        auto& st = self->state;
-                        if (!loaded.row) {
-                          abandon(self, not_found(st.id));
-                          return;
-                        }
-                        st.meta = std::move(*loaded.row);
-                        st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta),
-                                        loaded.older_exist);
-                        st.current = phase::ready;
-                        start_next(self);
-                      },
-                      [=](caf::error& e) { abandon(self, to_failure(e, errc::db_unavailable)); });
-            },
-            [=](caf::error& e) { abandon(self, to_failure(e, errc::db_unavailable)); });
-  }
+  if (!fresh)
+    load_state(
+        self, [self] { start_next(self); }, [self](const failure& why) { abandon(self, why); });
   // Every request handler queues its operation behind the ones before it.
   auto queued = [self](auto op) {
     return [self, op](auto&&... args) -> caf::response_promise {
@@ -688,22 +731,6 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
         }
         op_create(self, std::move(request), std::move(claim), rp);
         return rp;
-      },
-      [=](get_atom, const std::string& user) -> caf::result<conversation_record> {
-        auto& st = self->state;
-        if (st.current != phase::ready) {
-          auto rp = self->make_response_promise();
-          enqueue(self, rp, [=]() mutable {
-            if (!foreign(self, user, rp)) {
-              rp.deliver(self->state.meta);
-              finish_op(self);
-            }
-          });
-          return rp;
-        }
-        st.last_active = std::chrono::steady_clock::now();
-        if (st.meta.user_id != user) return make_caf_error(not_found(st.id));
-        return st.meta;  // only committed state is ever in meta
       },
       [=](update_atom, const std::string& user, const conversation_patch& patch) {
         return queued([](self_ptr s, std::string u, conversation_patch p,

@@ -25,7 +25,6 @@ struct engine_context {
 /// and answers not_found (then quits) if there is no such conversation.
 ///
 /// Protocol (every request carries the caller's user id first):
-///   (get_atom, user) -> conversation_record
 ///   (update_atom, user, conversation_patch) -> conversation_record
 ///   (delete_atom, user) -> done
 ///   (history_atom, user, history_query) -> message_page

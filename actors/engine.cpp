@@ -54,8 +54,18 @@ class actor_engine final : public engine {
 
   void get_conversation(std::string user_id, std::string id,
                         reply_fn<conversation_record> reply) override {
-    ask_conversation<conversation_record>(id, std::move(reply), get_atom::value,
-                                          std::move(user_id));
+    // Read from the database, not from the conversation's actor: another
+    // Parley process on the same database may have changed it since.
+    read<std::optional<conversation_record>>(
+        [id](store& db) { return db.find_conversation(id); },
+        [user_id, id, reply = std::move(reply)](outcome<std::optional<conversation_record>> r) {
+          if (!r)
+            reply(r.error());
+          else if (!*r || (*r)->user_id != user_id)
+            reply(failure{errc::not_found, "conversation " + id + " not found"});
+          else
+            reply(std::move(**r));
+        });
   }
 
   void list_conversations(std::string user_id, unsigned limit,

@@ -14,7 +14,6 @@ namespace parley {
 
 // Requests a conversation actor serves.
 using create_atom = caf::atom_constant<caf::atom("create")>;
-using get_atom = caf::atom_constant<caf::atom("get")>;
 using update_atom = caf::atom_constant<caf::atom("update")>;
 using delete_atom = caf::atom_constant<caf::atom("delete")>;
 using history_atom = caf::atom_constant<caf::atom("history")>;
@@ -51,6 +50,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::message_page)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::exchange_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::idempotency_claim>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::conversation_record)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::conversation_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::message_record)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::message_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::conversation_page)

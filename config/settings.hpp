@@ -34,8 +34,10 @@ struct database_settings {
   unsigned batch_delay_ms = 2;
   /// Reader sessions, so reads never wait behind a batch.
   unsigned read_pool_size = 2;
-  /// Deadline of one database operation as seen by a caller.
-  unsigned timeout_ms = 5000;
+  /// Deadline of one database operation as seen by a caller. A request that
+  /// needs the database waits for at most two (loading a conversation: flush,
+  /// then read), so a database that hangs is answered 503 within 2 s.
+  unsigned timeout_ms = 1000;
 };
 
 struct auth_settings {

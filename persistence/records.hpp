@@ -30,6 +30,9 @@ struct conversation_record {
   std::int64_t message_count = 0;
   std::int64_t last_seq = 0;  ///< highest seq ever given out; never goes down
   usage_totals usage;
+  /// Goes up by one with every committed change: a writer holding an older
+  /// version (another process changed the row meanwhile) gets a conflict.
+  std::int64_t version = 1;
 };
 
 /// One row of `messages`.
@@ -83,7 +86,8 @@ namespace write {
 struct insert_conversation {
   conversation_record row;
 };
-/// Rewrites every mutable column of the conversation from `row`.
+/// Rewrites every mutable column of the conversation from `row`, provided the
+/// stored row is at `row.version - 1`; otherwise the write is a conflict.
 struct update_conversation {
   conversation_record row;
 };

@@ -61,6 +61,8 @@ std::vector<migration> build(sql_dialect dialect) {
            " cost_usd DOUBLE PRECISION NOT NULL,"
            " PRIMARY KEY (user_id, day, model))",
        }},
+      // Optimistic concurrency between Parley processes sharing one database.
+      {2, {"ALTER TABLE conversations ADD COLUMN version BIGINT NOT NULL DEFAULT 1"}},
   };
 }
 

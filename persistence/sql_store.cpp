@@ -1,15 +1,16 @@
+#include "persistence/postgresql_batch.hpp"
 #include "persistence/schema.hpp"
 #include "persistence/store.hpp"
+#include "persistence/write_plan.hpp"
 
+#include <libpq-fe.h>
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
 #include <sqlite3.h>
 
-#include <map>
+#include <chrono>
 #include <mutex>
-#include <tuple>
-#include <unordered_map>
 
 namespace parley {
 
@@ -19,21 +20,23 @@ namespace {
 
 constexpr const char* conversation_columns =
     "id, user_id, title, model, system_prompt, metadata, created_at, updated_at,"
-    " message_count, last_seq, prompt_tokens, completion_tokens, cost_usd";
+    " message_count, last_seq, prompt_tokens, completion_tokens, cost_usd, version";
 constexpr const char* message_columns =
     "id, conversation_id, seq, role, content, created_at, edited_at, model, finish_reason,"
     " prompt_tokens, completion_tokens";
 
 constexpr const char* insert_conversation_sql =
     "INSERT INTO conversations (id, user_id, title, model, system_prompt, metadata, created_at,"
-    " updated_at, message_count, last_seq, prompt_tokens, completion_tokens, cost_usd)"
+    " updated_at, message_count, last_seq, prompt_tokens, completion_tokens, cost_usd, version)"
     " VALUES (:id, :user_id, :title, :model, :system_prompt, :metadata, :created_at,"
-    " :updated_at, :message_count, :last_seq, :prompt_tokens, :completion_tokens, :cost_usd)";
+    " :updated_at, :message_count, :last_seq, :prompt_tokens, :completion_tokens, :cost_usd,"
+    " :version)";
 constexpr const char* update_conversation_sql =
     "UPDATE conversations SET title = :title, model = :model, system_prompt = :system_prompt,"
     " metadata = :metadata, updated_at = :updated_at, message_count = :message_count,"
     " last_seq = :last_seq, prompt_tokens = :prompt_tokens,"
-    " completion_tokens = :completion_tokens, cost_usd = :cost_usd WHERE id = :id";
+    " completion_tokens = :completion_tokens, cost_usd = :cost_usd, version = :version"
+    " WHERE id = :id AND version = :expected";
 constexpr const char* delete_messages_of_conversation_sql =
     "DELETE FROM messages WHERE conversation_id = :id";
 constexpr const char* delete_conversation_sql = "DELETE FROM conversations WHERE id = :id";
@@ -122,6 +125,7 @@ conversation_record to_conversation(const soci::row& r) {
   c.usage.prompt_tokens = get_int(r, 10);
   c.usage.completion_tokens = get_int(r, 11);
   c.usage.cost_usd = get_double(r, 12);
+  c.version = get_int(r, 13);
   return c;
 }
 
@@ -163,16 +167,25 @@ struct nullable {
   throw store_error(errc::db_unavailable, e.get_error_message());
 }
 
-template <class Fn>
-auto guarded(Fn&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const soci::soci_error& e) {
-    rethrow_as_store_error(e);
-  } catch (const std::bad_cast&) {
-    throw store_error(errc::internal, "unexpected column type in a result row");
-  }
+/// libpq's connection parameters from a postgresql:// URL, with bounds on how
+/// long connecting and a dead peer may stall a call, unless the URL sets them.
+std::string postgresql_connect_string(const std::string& url) {
+  std::string out = url;
+  auto add = [&](const std::string& key, const std::string& value) {
+    if (url.find(key + "=") != std::string::npos) return;
+    out += (out.find('?') == std::string::npos ? "?" : "&") + key + "=" + value;
+  };
+  add("connect_timeout", "2");
+  add("keepalives_idle", "5");
+  add("keepalives_interval", "1");
+  add("keepalives_count", "3");
+  add("application_name", "parley");
+  return out;
 }
+
+/// How often a store whose connection broke tries to connect again; between
+/// tries it fails at once, so a dead database costs requests no waiting.
+constexpr auto reconnect_interval = std::chrono::milliseconds(250);
 
 // --- the store ----------------------------------------------------------------
 
@@ -181,7 +194,7 @@ class sql_store final : public store {
   sql_store(const database_url& url)
       : dialect_(url.kind == database_url::backend::sqlite ? sql_dialect::sqlite
                                                            : sql_dialect::postgresql) {
-    guarded([&] {
+    translate_errors([&] {
       if (dialect_ == sql_dialect::sqlite) {
         // timeout: how long a statement waits for a lock held by another connection.
         session_.open(soci::sqlite3, "db=" + url.target + " timeout=5");
@@ -192,7 +205,7 @@ class sql_store final : public store {
           session_ << "PRAGMA synchronous=NORMAL";
         }
       } else {
-        session_.open(soci::postgresql, url.target);
+        session_.open(soci::postgresql, postgresql_connect_string(url.target));
       }
     });
   }
@@ -201,6 +214,11 @@ class sql_store final : public store {
 
   void migrate() override {
     guarded([&] {
+      // Parley processes starting together on one PostgreSQL database take
+      // turns (SQLite's write lock does the same for it).
+      constexpr const char* migration_lock = "7263827761";  // any fixed number
+      if (dialect_ == sql_dialect::postgresql)
+        session_ << "SELECT pg_advisory_lock(" << migration_lock << ")";
       session_ << "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
       long long current = 0;
       soci::indicator ind = soci::i_null;
@@ -214,40 +232,22 @@ class sql_store final : public store {
         session_ << "INSERT INTO schema_version (version) VALUES (:v)", soci::use(version);
         tx.commit();
       }
+      if (dialect_ == sql_dialect::postgresql)
+        session_ << "SELECT pg_advisory_unlock(" << migration_lock << ")";
     });
   }
 
   void commit(const std::vector<const write_set*>& sets) override {
     guarded([&] {
+      auto plan = make_write_plan(sets);
       soci::transaction tx(session_);
-      // Within one transaction, only the last full-row update of a conversation
-      // matters, and usage increments of the same row add up: write each once.
-      std::unordered_map<std::string_view, const write::update_conversation*> last_update;
-      std::map<std::tuple<std::string_view, std::string_view, std::string_view>, usage_row> usage;
-      for (auto set : sets)
-        for (auto& op : *set) {
-          if (auto u = std::get_if<write::update_conversation>(&op))
-            last_update[u->row.id] = u;
-          else if (auto a = std::get_if<write::add_usage>(&op)) {
-            auto& sum = usage[{a->user_id, a->day, a->usage.model}];
-            sum.requests += a->usage.requests;
-            sum.prompt_tokens += a->usage.prompt_tokens;
-            sum.completion_tokens += a->usage.completion_tokens;
-            sum.cost_usd += a->usage.cost_usd;
-          }
-        }
-      for (auto set : sets)
-        for (auto& op : *set) {
-          if (auto u = std::get_if<write::update_conversation>(&op)) {
-            if (last_update[u->row.id] == u) apply(*u);
-          } else if (!std::holds_alternative<write::add_usage>(op)) {
-            std::visit([&](auto& w) { apply(w); }, op);
-          }
-        }
-      for (auto& [key, sum] : usage) {
-        sum.model = std::get<2>(key);
-        apply(write::add_usage{std::string(std::get<0>(key)), std::string(std::get<1>(key)), sum});
-      }
+      // The one place the dialects write differently: SQLite runs in-process,
+      // so a prepared statement per row costs no round trip; PostgreSQL gets
+      // a few multi-row statements per batch.
+      if (dialect_ == sql_dialect::postgresql)
+        execute_on_postgresql(native_postgresql(), plan);
+      else
+        execute_row_by_row(plan);
       tx.commit();
     });
   }
@@ -380,8 +380,8 @@ class sql_store final : public store {
   }
 
  private:
-  /// Every write statement, prepared once and bound to the variables below:
-  /// a batch then costs one sqlite3_step/libpq round trip per row, no parsing.
+  /// Every SQLite write statement, prepared once and bound to the variables
+  /// below: a batch then costs one sqlite3_step per row, no parsing.
   /// Created on first use, after migrate() has made the tables.
   struct prepared_writes {
     explicit prepared_writes(soci::session& s)
@@ -407,6 +407,7 @@ class sql_store final : public store {
                       &c.completion_tokens})
         insert_conversation.exchange(use(*v));
       insert_conversation.exchange(use(c.cost_usd));
+      insert_conversation.exchange(use(c.version));
       insert_conversation.define_and_bind();
 
       update_conversation.alloc();
@@ -419,7 +420,9 @@ class sql_store final : public store {
            {&c.updated_at, &c.message_count, &c.last_seq, &c.prompt_tokens, &c.completion_tokens})
         update_conversation.exchange(use(*v));
       update_conversation.exchange(use(c.cost_usd));
+      update_conversation.exchange(use(c.version));
       update_conversation.exchange(use(c.id));
+      update_conversation.exchange(use(c.expected));
       update_conversation.define_and_bind();
 
       bind_one(delete_conversation_messages, delete_messages_of_conversation_sql, id);
@@ -480,7 +483,7 @@ class sql_store final : public store {
       std::string id, user_id, title, model, system_prompt, metadata;
       soci::indicator title_ind = soci::i_ok, system_prompt_ind = soci::i_ok;
       long long created_at = 0, updated_at = 0, message_count = 0, last_seq = 0, prompt_tokens = 0,
-                completion_tokens = 0;
+                completion_tokens = 0, version = 0, expected = 0;
       double cost_usd = 0;
     } conversation;
     struct {
@@ -517,7 +520,7 @@ class sql_store final : public store {
     target = value.value_or(T{});
   }
 
-  void load(const conversation_record& c) {
+  void bind_conversation(const conversation_record& c) {
     auto& b = writes().conversation;
     b.id = c.id;
     b.user_id = c.user_id;
@@ -532,30 +535,69 @@ class sql_store final : public store {
     b.prompt_tokens = c.usage.prompt_tokens;
     b.completion_tokens = c.usage.completion_tokens;
     b.cost_usd = c.usage.cost_usd;
+    b.version = c.version;
   }
 
-  // One function per write kind; each binds every value, never splices it.
-
-  void apply(const write::insert_conversation& w) {
-    load(w.row);
-    writes().insert_conversation.execute(true);
+  /// Runs `plan` a row at a time through the prepared statements; each binds
+  /// every value, never splices it.
+  void execute_row_by_row(const write_plan& plan) {
+    auto& w = writes();
+    for (auto c : plan.inserted_conversations) {
+      bind_conversation(*c);
+      w.insert_conversation.execute(true);
+    }
+    for (auto m : plan.inserted_messages) {
+      bind_message(*m);
+      w.insert_message.execute(true);
+    }
+    for (auto e : plan.message_edits) {
+      w.message.content = e->content;
+      w.message.edited_at = e->edited_at;
+      w.message.id = e->id;
+      w.update_message.execute(true);
+    }
+    for (auto id : plan.deleted_messages) {
+      w.id = *id;
+      w.delete_message.execute(true);
+    }
+    for (auto& u : plan.conversation_updates) {
+      bind_conversation(*u.row);
+      w.conversation.expected = u.expected_version;
+      w.update_conversation.execute(true);
+      if (w.update_conversation.get_affected_rows() != 1)
+        throw store_error(errc::conflict,
+                          "conversation " + u.row->id + " was changed or deleted meanwhile");
+    }
+    for (auto id : plan.deleted_conversations) {
+      w.id = *id;
+      w.delete_conversation_messages.execute(true);
+      w.delete_conversation.execute(true);
+    }
+    for (auto& u : plan.usage) {
+      auto& b = w.usage;
+      b.user_id = *u.user_id;
+      b.day = *u.day;
+      b.model = u.sum.model;
+      b.requests = u.sum.requests;
+      b.prompt_tokens = u.sum.prompt_tokens;
+      b.completion_tokens = u.sum.completion_tokens;
+      b.cost_usd = u.sum.cost_usd;
+      w.add_usage.execute(true);
+    }
+    for (auto k : plan.idempotency_keys) {
+      auto& b = w.idempotency;
+      b.user_id = k->user_id;
+      b.key = k->key;
+      b.request_hash = k->request_hash;
+      b.status = k->status;
+      b.body = k->body;
+      b.created_at = k->created_at;
+      w.put_idempotency.execute(true);
+    }
   }
 
-  void apply(const write::update_conversation& w) {
-    load(w.row);
-    writes().update_conversation.execute(true);
-  }
-
-  void apply(const write::delete_conversation& w) {
-    auto& p = writes();
-    p.id = w.id;
-    p.delete_conversation_messages.execute(true);
-    p.delete_conversation.execute(true);
-  }
-
-  void apply(const write::insert_message& w) {
+  void bind_message(const message_record& m) {
     auto& b = writes().message;
-    auto& m = w.row;
     b.id = m.id;
     b.conversation_id = m.conversation_id;
     b.seq = m.seq;
@@ -571,48 +613,60 @@ class sql_store final : public store {
     set(b.finish_reason, b.finish_reason_ind, m.finish_reason);
     set(b.prompt_tokens, b.prompt_tokens_ind, prompt);
     set(b.completion_tokens, b.completion_tokens_ind, completion);
-    writes().insert_message.execute(true);
   }
 
-  void apply(const write::update_message& w) {
-    auto& b = writes().message;
-    b.content = w.content;
-    b.edited_at = w.edited_at;
-    b.id = w.id;
-    writes().update_message.execute(true);
+  /// The libpq connection, or null while a reconnect has failed (SOCI then
+  /// holds no backend).
+  PGconn* native_postgresql() {
+    auto backend = session_.get_backend();
+    return backend ? static_cast<soci::postgresql_session_backend*>(backend)->conn_ : nullptr;
   }
 
-  void apply(const write::delete_message& w) {
-    writes().id = w.id;
-    writes().delete_message.execute(true);
+  /// Runs `fn` with database errors turned into store_error. A connection
+  /// that failed is checked first and, if it broke, opened again (at most
+  /// every reconnect_interval; in between the call fails at once).
+  template <class Fn>
+  auto guarded(Fn&& fn) -> decltype(fn()) {
+    if (suspect_) reconnect_if_broken();
+    try {
+      return translate_errors(fn);
+    } catch (const store_error& e) {
+      if (e.code == errc::db_unavailable) suspect_ = true;
+      throw;
+    }
   }
 
-  void apply(const write::add_usage& w) {
-    auto& b = writes().usage;
-    b.user_id = w.user_id;
-    b.day = w.day;
-    b.model = w.usage.model;
-    b.requests = w.usage.requests;
-    b.prompt_tokens = w.usage.prompt_tokens;
-    b.completion_tokens = w.usage.completion_tokens;
-    b.cost_usd = w.usage.cost_usd;
-    writes().add_usage.execute(true);
+  template <class Fn>
+  static auto translate_errors(Fn&& fn) -> decltype(fn()) {
+    try {
+      return fn();
+    } catch (const soci::soci_error& e) {
+      rethrow_as_store_error(e);
+    } catch (const std::bad_cast&) {
+      throw store_error(errc::internal, "unexpected column type in a result row");
+    }
   }
 
-  void apply(const write::put_idempotency& w) {
-    auto& b = writes().idempotency;
-    b.user_id = w.row.user_id;
-    b.key = w.row.key;
-    b.request_hash = w.row.request_hash;
-    b.status = w.row.status;
-    b.body = w.row.body;
-    b.created_at = w.row.created_at;
-    writes().put_idempotency.execute(true);
+  void reconnect_if_broken() {
+    // SQLite errors (locked, full) leave the connection usable.
+    if (dialect_ != sql_dialect::postgresql || PQstatus(native_postgresql()) == CONNECTION_OK) {
+      suspect_ = false;
+      return;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_reconnect_ < reconnect_interval)
+      throw store_error(errc::db_unavailable, "the database connection is down");
+    last_reconnect_ = now;
+    writes_.reset();  // its statements belong to the old connection
+    translate_errors([&] { session_.reconnect(); });
+    suspect_ = false;
   }
 
   sql_dialect dialect_;
   soci::session session_;
   std::unique_ptr<prepared_writes> writes_;  // after session_: destroyed first
+  bool suspect_ = false;                     ///< the last call failed for want of the database
+  std::chrono::steady_clock::time_point last_reconnect_{};
 };
 
 /// Serializes access to one shared store (the in-memory SQLite database).

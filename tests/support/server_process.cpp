@@ -85,10 +85,8 @@ int wait_exit(pid_t pid, std::chrono::seconds limit) {
 server_process::server_process(server_options options) : options_(std::move(options)) {
   database_url_ = options_.database_url;
   if (database_url_.empty()) {
-    if (auto env = std::getenv("PARLEY_TEST_DATABASE_URL"))
-      database_url_ = env;
-    else
-      database_url_ = "sqlite://" + dir_.path() + "/parley.db";
+    own_database_ = std::make_unique<scratch_database>(dir_.path());
+    database_url_ = own_database_->url();
   }
   if (!options_.config_toml.empty()) {
     config_path_ = dir_.path() + "/parley.toml";

@@ -1,7 +1,10 @@
 #pragma once
 
+#include "support/scratch_database.hpp"
+
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,8 +24,8 @@ class temp_dir {
 };
 
 struct server_options {
-  /// Empty: a SQLite file in the server's own temporary directory, or the
-  /// database named by PARLEY_TEST_DATABASE_URL when that is set.
+  /// Empty: a scratch_database of the server's own (SQLite, or PostgreSQL
+  /// on the PostgreSQL run), removed with the server.
   std::string database_url;
   /// Written to a file and passed with --config when not empty.
   std::string config_toml;
@@ -59,6 +62,7 @@ class server_process {
   void launch();
 
   temp_dir dir_;
+  std::unique_ptr<scratch_database> own_database_;
   server_options options_;
   std::string database_url_;
   std::string config_path_;

@@ -6,6 +6,8 @@
 #include "persistence/messages.hpp"
 #include "persistence/persistence_actors.hpp"
 #include "support/sample_records.hpp"
+#include "support/scratch_database.hpp"
+#include "support/server_process.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -65,10 +67,8 @@ class counting_store final : public store {
 };
 
 struct writer_fixture {
-  writer_fixture() {
-    char dir[] = "/tmp/parley-writer-XXXXXX";
-    path = mkdtemp(dir);
-    auto real = make_store_factory(parse_database_url("sqlite://" + path + "/t.db"));
+  writer_fixture() : scratch(dir.path()) {
+    auto real = make_store_factory(parse_database_url(scratch.url()));
     factory = [real, this]() -> std::unique_ptr<store> {
       return std::make_unique<counting_store>(real(), batches);
     };
@@ -76,9 +76,9 @@ struct writer_fixture {
     cfg.batch_max_requests = 64;
     cfg.batch_delay_ms = 5;
   }
-  ~writer_fixture() { std::filesystem::remove_all(path); }
 
-  std::string path;
+  testing::temp_dir dir;
+  testing::scratch_database scratch;
   std::atomic<int> batches{0};
   store_factory factory;
   std::unique_ptr<store> checker;

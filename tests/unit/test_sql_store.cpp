@@ -4,24 +4,25 @@
 #include "config/load_settings.hpp"
 #include "persistence/store.hpp"
 #include "support/sample_records.hpp"
+#include "support/scratch_database.hpp"
+#include "support/server_process.hpp"
 
 #include <filesystem>
+#include <thread>
 
 using namespace parley;
 
 namespace {
 
-/// A store on a fresh SQLite file (or PARLEY_TEST_DATABASE_URL's database).
+/// A store on a fresh database: SQLite, or PostgreSQL on the PostgreSQL run.
 struct fresh_store {
-  fresh_store() {
-    char dir[] = "/tmp/parley-store-XXXXXX";
-    path = mkdtemp(dir);
-    factory = make_store_factory(parse_database_url("sqlite://" + path + "/t.db"));
+  fresh_store() : scratch(dir.path()) {
+    factory = make_store_factory(parse_database_url(scratch.url()));
     db = factory();
     db->migrate();
   }
-  ~fresh_store() { std::filesystem::remove_all(path); }
-  std::string path;
+  testing::temp_dir dir;
+  testing::scratch_database scratch;
   store_factory factory;
   std::unique_ptr<store> db;
 };
@@ -38,7 +39,7 @@ void commit(store& db, write_set set) { db.commit({&set}); }
 
 }  // namespace
 
-BOOST_FIXTURE_TEST_SUITE(store_on_sqlite, fresh_store)
+BOOST_FIXTURE_TEST_SUITE(store, fresh_store)
 
 BOOST_AUTO_TEST_CASE(migrating_twice_is_harmless) {
   db->migrate();
@@ -116,7 +117,9 @@ BOOST_AUTO_TEST_CASE(updates_and_deletes) {
   c.title = "renamed";
   c.message_count = 2;
   c.last_seq = 2;
+  c.version = 2;
   commit(*db, {write::update_conversation{c}, write::update_message{"c1-m1", "edited", 77}});
+  BOOST_TEST(db->find_conversation("c1")->version == 2);
   BOOST_TEST(*db->find_conversation("c1")->title == "renamed");
   auto m1 = db->find_message("c1", "c1-m1");
   BOOST_TEST(m1->content == "edited");
@@ -173,6 +176,90 @@ BOOST_AUTO_TEST_CASE(a_failing_batch_commits_nothing) {
   BOOST_TEST(db->list_messages("c1", 0, std::nullopt, 10).size() == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(a_stale_version_is_a_conflict_and_commits_nothing) {
+  auto c = conversation("c1", "alice", 1);
+  commit(*db, {write::insert_conversation{c}});
+  auto theirs = c;
+  theirs.title = "theirs";
+  theirs.version = 2;
+  commit(*db, {write::update_conversation{theirs}});
+  auto mine = c;  // still at version 1: written without seeing theirs
+  mine.title = "mine";
+  mine.message_count = 1;
+  mine.version = 2;
+  try {
+    commit(*db, {write::insert_message{message("c1", 1)}, write::update_conversation{mine}});
+    BOOST_FAIL("a write from a stale version must be refused");
+  } catch (const store_error& e) {
+    BOOST_TEST((e.code == errc::conflict));
+  }
+  BOOST_TEST(*db->find_conversation("c1")->title == "theirs");
+  BOOST_TEST(db->list_messages("c1", 0, std::nullopt, 10).empty());
+  // An update of a conversation deleted meanwhile is a conflict too.
+  commit(*db, {write::delete_conversation{"c1"}});
+  theirs.version = 3;
+  BOOST_CHECK_THROW(commit(*db, {write::update_conversation{theirs}}), store_error);
+}
+
+BOOST_AUTO_TEST_CASE(big_batches_of_many_sets_commit_whole) {
+  // More rows than one multi-row statement carries, from many requesters.
+  constexpr int conversations = 1200;
+  std::vector<write_set> sets;
+  for (int i = 0; i < conversations; ++i) {
+    auto id = "c" + std::to_string(i);
+    auto c = conversation(id, "alice", 1);
+    sets.push_back({write::insert_conversation{c}, write::insert_message{message(id, 1)},
+                    write::insert_message{message(id, 2)},
+                    write::add_usage{"alice", "2026-11-22", {"echo", 1, 2, 3, 0.125}},
+                    write::put_idempotency{{"alice", id, "h", 201, "{}", 5}}});
+  }
+  std::vector<const write_set*> batch;
+  for (auto& s : sets) batch.push_back(&s);
+  db->commit(batch);
+  std::vector<write_set> updates;
+  for (int i = 0; i < conversations; ++i) {
+    auto c = conversation("c" + std::to_string(i), "alice", 2);
+    c.message_count = 2;
+    c.last_seq = 2;
+    c.version = 2;
+    updates.push_back({write::update_conversation{c}, write::delete_message{c.id + "-m1"},
+                       write::update_message{c.id + "-m2", "edited", 9}});
+  }
+  batch.clear();
+  for (auto& s : updates) batch.push_back(&s);
+  db->commit(batch);
+  for (int i : {0, 999, 1000, conversations - 1}) {
+    auto id = "c" + std::to_string(i);
+    auto back = db->find_conversation(id);
+    BOOST_REQUIRE(back.has_value());
+    BOOST_TEST(back->version == 2);
+    BOOST_TEST(back->message_count == 2);
+    auto msgs = db->list_messages(id, 0, std::nullopt, 10);
+    BOOST_REQUIRE(msgs.size() == 1u);
+    BOOST_TEST(msgs[0].content == "edited");
+    BOOST_TEST(db->find_idempotency("alice", id).has_value());
+  }
+  auto u = db->usage("alice", "2026-11-22", "2026-11-22");
+  BOOST_REQUIRE(u.size() == 1u);
+  BOOST_TEST(u[0].requests == conversations);
+  BOOST_TEST(u[0].cost_usd == conversations * 0.125);
+}
+
+BOOST_AUTO_TEST_CASE(text_and_numbers_round_trip_exactly) {
+  auto c = conversation("c1", "alice", 1);
+  c.title = "it's \"quoted\" \\ $1 ü 😀 ?";
+  c.system_prompt = std::nullopt;
+  c.usage.cost_usd = 0.1 + 0.2;
+  auto m = message("c1", 1);
+  m.content = "line one\nline 'two' \t $2::text; DROP TABLE messages; --";
+  commit(*db, {write::insert_conversation{c}, write::insert_message{m}});
+  auto back = db->find_conversation("c1");
+  BOOST_TEST(*back->title == *c.title);
+  BOOST_TEST(!back->system_prompt.has_value());
+  BOOST_TEST(back->usage.cost_usd == 0.1 + 0.2);
+  BOOST_TEST(db->find_message("c1", m.id)->content == m.content);
+}
+
 BOOST_AUTO_TEST_CASE(readers_see_committed_writes) {
   auto reader = factory();
   commit(*db, {write::insert_conversation{conversation("c1", "alice", 1)}});
@@ -204,8 +291,10 @@ BOOST_AUTO_TEST_CASE(a_batch_writes_the_last_update_and_summed_usage) {
   auto first = c, second = c;
   first.title = "first";
   first.message_count = 1;
+  first.version = 2;
   second.title = "second";
   second.message_count = 2;
+  second.version = 3;
   write_set a{write::update_conversation{first},
               write::add_usage{"alice", "2026-11-22", {"echo", 1, 10, 5, 0.5}}};
   write_set b{write::update_conversation{second},
@@ -213,9 +302,31 @@ BOOST_AUTO_TEST_CASE(a_batch_writes_the_last_update_and_summed_usage) {
   f.db->commit({&a, &b});
   BOOST_TEST(*f.db->find_conversation("c1")->title == "second");
   BOOST_TEST(f.db->find_conversation("c1")->message_count == 2);
+  BOOST_TEST(f.db->find_conversation("c1")->version == 3);
   auto u = f.db->usage("alice", "2026-11-22", "2026-11-22");
   BOOST_REQUIRE(u.size() == 1u);
   BOOST_TEST(u[0].requests == 2);
   BOOST_TEST(u[0].prompt_tokens == 30);
   BOOST_TEST(u[0].cost_usd == 1.0);
+}
+
+// SQLite has no connection to lose.
+BOOST_AUTO_TEST_CASE(a_broken_connection_is_opened_again,
+                     *boost::unit_test::precondition(testing::only_on_postgresql)) {
+  fresh_store f;
+  commit(*f.db, {write::insert_conversation{conversation("c1", "alice", 1)}});
+  f.scratch.terminate_connections();
+  // The first call finds the connection dead; a later one reconnects by itself.
+  bool answered = false;
+  for (int attempt = 0; attempt < 20 && !answered; ++attempt) {
+    try {
+      answered = f.db->find_conversation("c1").has_value();
+    } catch (const store_error& e) {
+      BOOST_TEST((e.code == errc::db_unavailable));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  BOOST_TEST(answered);
+  commit(*f.db, {write::insert_message{message("c1", 1)}});
+  BOOST_TEST(f.db->list_messages("c1", 0, std::nullopt, 10).size() == 1u);
 }

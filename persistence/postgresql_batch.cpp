@@ -1,0 +1,226 @@
+#include "persistence/postgresql_batch.hpp"
+
+#include "persistence/store.hpp"
+
+#include <libpq-fe.h>
+
+#include <charconv>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace parley {
+
+namespace {
+
+/// libpq caps a statement at 65,535 parameters; past about a thousand rows a
+/// bigger statement no longer saves anything measurable.
+constexpr std::size_t max_params = 65535;
+constexpr std::size_t max_rows = 1000;
+
+using result_ptr = std::unique_ptr<PGresult, decltype(&PQclear)>;
+
+[[noreturn]] void throw_failure(PGconn* conn, const PGresult* res) {
+  std::string message = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  std::string sqlstate = state ? state : "";
+  // Class 23: integrity constraint violation; 40001/40P01: serialization
+  // failure and deadlock, which a retry of the sets one at a time resolves.
+  if (sqlstate.rfind("23", 0) == 0 || sqlstate == "40001" || sqlstate == "40P01")
+    throw store_error(errc::conflict, message);
+  throw store_error(errc::db_unavailable, message);
+}
+
+/// Text parameters of one statement, each a value or NULL.
+class parameters {
+ public:
+  void text(const std::string& v) { add(v); }
+  void text(const std::optional<std::string>& v) { v ? add(*v) : null(); }
+  void number(std::int64_t v) { add(std::to_string(v)); }
+  void number(const std::optional<std::int64_t>& v) { v ? number(*v) : null(); }
+  void number(double v) {
+    char buf[32];
+    auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;  // shortest exact form
+    add(std::string(buf, end));
+  }
+
+  std::size_t size() const { return values_.size(); }
+  std::vector<const char*> pointers() const {
+    std::vector<const char*> out;
+    out.reserve(values_.size());
+    for (auto& v : values_) out.push_back(v ? v->c_str() : nullptr);
+    return out;
+  }
+
+ private:
+  void add(std::string v) { values_.emplace_back(std::move(v)); }
+  void null() { values_.emplace_back(std::nullopt); }
+  std::vector<std::optional<std::string>> values_;
+};
+
+/// Sends `head VALUES (...), (...) tail` for `rows`, in chunks; each row's
+/// columns are cast to `types` (the VALUES list of an UPDATE ... FROM has no
+/// target columns to infer them from). `bind` adds one row's parameters.
+/// Returns the rows the statements affected.
+template <class Row, class Bind>
+std::int64_t send_rows(PGconn* conn, const std::string& head, const std::vector<const char*>& types,
+                       const std::string& tail, const std::vector<Row>& rows, Bind bind) {
+  std::int64_t affected = 0;
+  auto per_statement = std::min(max_rows, max_params / types.size());
+  for (std::size_t first = 0; first < rows.size(); first += per_statement) {
+    auto last = std::min(rows.size(), first + per_statement);
+    std::string sql = head;
+    parameters params;
+    for (auto i = first; i < last; ++i) {
+      sql += i == first ? " VALUES (" : ", (";
+      for (std::size_t c = 0; c < types.size(); ++c) {
+        if (c) sql += ", ";
+        sql += '$';
+        sql += std::to_string(params.size() + c + 1);
+        sql += "::";
+        sql += types[c];
+      }
+      sql += ")";
+      bind(params, rows[i]);
+    }
+    sql += tail;
+    auto values = params.pointers();
+    result_ptr res(PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                                values.data(), nullptr, nullptr, 0),
+                   &PQclear);
+    if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) throw_failure(conn, res.get());
+    affected += std::atoll(PQcmdTuples(res.get()));
+  }
+  return affected;
+}
+
+/// `DELETE FROM table WHERE column IN (ids)`, in chunks.
+void delete_where_in(PGconn* conn, const std::string& table, const std::string& column,
+                     const std::vector<const std::string*>& ids) {
+  send_rows(conn, "DELETE FROM " + table + " WHERE " + column + " IN (SELECT v.id FROM (", {"text"},
+            ") AS v(id))", ids, [](parameters& p, const std::string* id) { p.text(*id); });
+}
+
+}  // namespace
+
+void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
+  send_rows(conn,
+            "INSERT INTO conversations (id, user_id, title, model, system_prompt, metadata,"
+            " created_at, updated_at, message_count, last_seq, prompt_tokens, completion_tokens,"
+            " cost_usd, version)",
+            {"text", "text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint",
+             "bigint", "bigint", "float8", "bigint"},
+            "", plan.inserted_conversations, [](parameters& p, const conversation_record* c) {
+              p.text(c->id);
+              p.text(c->user_id);
+              p.text(c->title);
+              p.text(c->model);
+              p.text(c->system_prompt);
+              p.text(c->metadata_json);
+              p.number(c->created_at);
+              p.number(c->updated_at);
+              p.number(c->message_count);
+              p.number(c->last_seq);
+              p.number(c->usage.prompt_tokens);
+              p.number(c->usage.completion_tokens);
+              p.number(c->usage.cost_usd);
+              p.number(c->version);
+            });
+
+  send_rows(conn,
+            "INSERT INTO messages (id, conversation_id, seq, role, content, created_at, edited_at,"
+            " model, finish_reason, prompt_tokens, completion_tokens)",
+            {"text", "text", "bigint", "text", "text", "bigint", "bigint", "text", "text", "bigint",
+             "bigint"},
+            "", plan.inserted_messages, [](parameters& p, const message_record* m) {
+              p.text(m->id);
+              p.text(m->conversation_id);
+              p.number(m->seq);
+              p.text(m->role);
+              p.text(m->content);
+              p.number(m->created_at);
+              p.number(m->edited_at);
+              p.text(m->model);
+              p.text(m->finish_reason);
+              p.number(m->prompt_tokens);
+              p.number(m->completion_tokens);
+            });
+
+  send_rows(conn, "UPDATE messages AS m SET content = v.content, edited_at = v.edited_at FROM (",
+            {"text", "text", "bigint"}, ") AS v(id, content, edited_at) WHERE m.id = v.id",
+            plan.message_edits, [](parameters& p, const write::update_message* e) {
+              p.text(e->id);
+              p.text(e->content);
+              p.number(e->edited_at);
+            });
+
+  delete_where_in(conn, "messages", "id", plan.deleted_messages);
+
+  auto updated = send_rows(
+      conn,
+      "UPDATE conversations AS c SET title = v.title, model = v.model,"
+      " system_prompt = v.system_prompt, metadata = v.metadata, updated_at = v.updated_at,"
+      " message_count = v.message_count, last_seq = v.last_seq, prompt_tokens = v.prompt_tokens,"
+      " completion_tokens = v.completion_tokens, cost_usd = v.cost_usd, version = v.version FROM (",
+      {"text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint",
+       "float8", "bigint", "bigint"},
+      ") AS v(id, title, model, system_prompt, metadata, updated_at, message_count, last_seq,"
+      " prompt_tokens, completion_tokens, cost_usd, version, expected)"
+      " WHERE c.id = v.id AND c.version = v.expected",
+      plan.conversation_updates, [](parameters& p, const write_plan::conversation_update& u) {
+        auto& c = *u.row;
+        p.text(c.id);
+        p.text(c.title);
+        p.text(c.model);
+        p.text(c.system_prompt);
+        p.text(c.metadata_json);
+        p.number(c.updated_at);
+        p.number(c.message_count);
+        p.number(c.last_seq);
+        p.number(c.usage.prompt_tokens);
+        p.number(c.usage.completion_tokens);
+        p.number(c.usage.cost_usd);
+        p.number(c.version);
+        p.number(u.expected_version);
+      });
+  if (updated != static_cast<std::int64_t>(plan.conversation_updates.size()))
+    throw store_error(errc::conflict, "a conversation was changed or deleted meanwhile");
+
+  delete_where_in(conn, "messages", "conversation_id", plan.deleted_conversations);
+  delete_where_in(conn, "conversations", "id", plan.deleted_conversations);
+
+  send_rows(conn,
+            "INSERT INTO usage_daily (user_id, day, model, requests, prompt_tokens,"
+            " completion_tokens, cost_usd)",
+            {"text", "text", "text", "bigint", "bigint", "bigint", "float8"},
+            " ON CONFLICT (user_id, day, model) DO UPDATE SET"
+            " requests = usage_daily.requests + excluded.requests,"
+            " prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,"
+            " completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,"
+            " cost_usd = usage_daily.cost_usd + excluded.cost_usd",
+            plan.usage, [](parameters& p, const write_plan::usage_total& u) {
+              p.text(*u.user_id);
+              p.text(*u.day);
+              p.text(u.sum.model);
+              p.number(u.sum.requests);
+              p.number(u.sum.prompt_tokens);
+              p.number(u.sum.completion_tokens);
+              p.number(u.sum.cost_usd);
+            });
+
+  send_rows(conn,
+            "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, body,"
+            " created_at)",
+            {"text", "text", "text", "bigint", "text", "bigint"}, "", plan.idempotency_keys,
+            [](parameters& p, const idempotency_record* k) {
+              p.text(k->user_id);
+              p.text(k->key);
+              p.text(k->request_hash);
+              p.number(std::int64_t{k->status});
+              p.text(k->body);
+              p.number(k->created_at);
+            });
+}
+
+}  // namespace parley

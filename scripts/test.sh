@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine to a full test run: installs what
-# is missing, builds everything and runs the whole suite through ctest.
+# is missing, builds everything, starts a throwaway PostgreSQL cluster and runs
+# the whole suite through ctest (every database test once on SQLite and once on
+# PostgreSQL). The cluster is removed afterwards, also when tests fail.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build_dir="${PARLEY_BUILD_DIR:-$root/build}"
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh"
+
+pg_dir="$(mktemp -d "${TMPDIR:-/tmp}/parley-pg-XXXXXX")"
+trap '"$root/scripts/test-postgres.sh" "$pg_dir" destroy' EXIT
+"$root/scripts/test-postgres.sh" "$pg_dir" init
+export PARLEY_TEST_PG_SERVER="postgresql://parley@127.0.0.1:$(cat "$pg_dir/port")"
+export PARLEY_TEST_PG_CONTROL="$root/scripts/test-postgres.sh $pg_dir"
+
 cd "$build_dir"
 ctest --output-on-failure --timeout 600 "$@"

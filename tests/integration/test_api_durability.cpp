@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE api_durability
 #include <boost/test/unit_test.hpp>
 
+#include "support/api.hpp"
 #include "support/http_client.hpp"
 #include "support/server_process.hpp"
 
@@ -14,33 +15,10 @@
 using namespace parley::testing;
 using nlohmann::json;
 
-namespace {
-
-std::string create(http_client& c, const json& body = json::object()) {
-  auto r = c.post("/v1/conversations", body);
-  BOOST_REQUIRE_EQUAL(r.status, 201);
-  return r.json()["id"].get<std::string>();
-}
-
-std::vector<json> all_messages(http_client& c, const std::string& id) {
-  std::vector<json> out;
-  std::int64_t after = 0;
-  for (;;) {
-    auto page =
-        c.get("/v1/conversations/" + id + "/messages?limit=200&after=" + std::to_string(after))
-            .json();
-    for (auto& m : page["data"]) out.push_back(m);
-    if (!page["has_more"].get<bool>()) return out;
-    after = out.back()["seq"];
-  }
-}
-
-}  // namespace
-
 BOOST_AUTO_TEST_CASE(acknowledged_messages_survive_kill_9) {
   server_process server;
   http_client c(server.base_url(), "crash");
-  auto id = create(c);
+  auto id = create_conversation(c);
   std::vector<std::string> acknowledged;
   for (int i = 0; i < 50; ++i) {
     auto r = c.post("/v1/conversations/" + id + "/messages",
@@ -67,7 +45,7 @@ BOOST_AUTO_TEST_CASE(acknowledged_messages_survive_kill_9) {
 BOOST_AUTO_TEST_CASE(sigterm_exits_zero_and_keeps_everything) {
   server_process server;
   http_client c(server.base_url(), "graceful");
-  auto id = create(c, {{"message", "before stop"}});
+  auto id = create_conversation(c, {{"message", "before stop"}});
   BOOST_TEST(server.stop() == 0);
   server.restart();
   http_client after(server.base_url(), "graceful");
@@ -77,7 +55,7 @@ BOOST_AUTO_TEST_CASE(sigterm_exits_zero_and_keeps_everything) {
 BOOST_AUTO_TEST_CASE(passivated_conversations_come_back) {
   server_process server({.config_toml = "[actors]\nidle_timeout_s = 1\n"});
   http_client c(server.base_url(), "sleepy");
-  auto id = create(c, {{"message", "first"}});
+  auto id = create_conversation(c, {{"message", "first"}});
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   auto r = c.post("/v1/conversations/" + id + "/messages", {{"content", "second"}});
   BOOST_REQUIRE_EQUAL(r.status, 201);
@@ -89,7 +67,7 @@ BOOST_AUTO_TEST_CASE(passivated_conversations_come_back) {
 BOOST_AUTO_TEST_CASE(twenty_concurrent_senders_get_gapless_seqs) {
   server_process server({.config_toml = "[limits]\nconversation_queue = 64\n"});
   http_client owner(server.base_url(), "crowd");
-  auto id = create(owner);
+  auto id = create_conversation(owner);
   constexpr int senders = 20, per_sender = 5;
   std::atomic<int> created{0};
   std::vector<std::thread> threads;
@@ -142,7 +120,7 @@ BOOST_AUTO_TEST_CASE(a_full_queue_answers_429_with_retry_after) {
                                         "[[providers]]\nname = \"builtin\"\nkind = \"builtin\"\n"
                                         "ttft_ms = 400\n"});
   http_client owner(server.base_url(), "queue");
-  auto id = create(owner);
+  auto id = create_conversation(owner);
   std::atomic<int> created{0}, limited{0}, retry_after{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 5; ++t)
@@ -164,44 +142,17 @@ BOOST_AUTO_TEST_CASE(a_full_queue_answers_429_with_retry_after) {
   BOOST_TEST(retry_after.load() == limited.load());
 }
 
-BOOST_AUTO_TEST_CASE(a_locked_database_answers_503_then_recovers) {
-  server_process server({.config_toml = "[database]\ntimeout_ms = 1000\n"});
-  http_client c(server.base_url(), "locked");
-  auto id = create(c, {{"message", "before"}});
-  auto db = server.database_url().substr(std::string("sqlite://").size());
-  // Another process holds the write lock for 3 s.
-  auto locker = std::thread([db] {
-    auto cmd = "(echo 'BEGIN EXCLUSIVE;'; sleep 3; echo 'COMMIT;') | sqlite3 '" + db + "'";
-    BOOST_TEST(std::system(cmd.c_str()) == 0);
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  auto started = std::chrono::steady_clock::now();
-  auto r = c.post("/v1/conversations/" + id + "/messages", {{"content", "during"}});
-  auto waited = std::chrono::steady_clock::now() - started;
-  locker.join();
-  BOOST_TEST(r.status == 503);
-  BOOST_TEST(!r.header("retry-after").empty());
-  BOOST_TEST(r.header("content-type") == "application/problem+json");
-  BOOST_TEST((waited < std::chrono::seconds(3)));
-  // Once the lock is gone the conversation goes on with consistent seqs.
-  auto after = c.post("/v1/conversations/" + id + "/messages", {{"content", "after"}});
-  BOOST_REQUIRE_EQUAL(after.status, 201);
-  auto stored = all_messages(c, id);
-  for (std::size_t i = 0; i < stored.size(); ++i)
-    BOOST_TEST(stored[i]["seq"] == static_cast<int>(i + 1));
-  BOOST_TEST(stored.back()["content"] == "Echo: after");
-}
-
 BOOST_AUTO_TEST_CASE(command_line) {
   std::string out;
   BOOST_TEST(run_parley({"--version"}, out) == 0);
   BOOST_TEST(out.find("parley ") == 0u);
 
   temp_dir dir;
-  BOOST_TEST(run_parley({"migrate", "--database-url", "sqlite://" + dir.path() + "/m.db"}, out) ==
-             0);
-  BOOST_TEST(run_parley({"migrate", "--database-url", "sqlite://" + dir.path() + "/m.db"}, out) ==
-             0);
+  {
+    scratch_database db(dir.path());
+    BOOST_TEST(run_parley({"migrate", "--database-url", db.url()}, out) == 0);
+    BOOST_TEST(run_parley({"migrate", "--database-url", db.url()}, out) == 0);
+  }
 
   BOOST_TEST(run_parley({"serve", "--database-url", "mysql://x/y"}, out) == 2);
   BOOST_TEST(out.find("database.url") != std::string::npos);

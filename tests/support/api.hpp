@@ -1,0 +1,38 @@
+#pragma once
+
+// Steps that many integration tests take through the API. Header-only: it
+// needs Boost.Test's assertions of the test that includes it.
+
+#include "support/http_client.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <string>
+#include <vector>
+
+namespace parley::testing {
+
+/// Creates a conversation and returns its id.
+inline std::string create_conversation(http_client& c,
+                                       const nlohmann::json& body = nlohmann::json::object()) {
+  auto r = c.post("/v1/conversations", body);
+  BOOST_REQUIRE_EQUAL(r.status, 201);
+  return r.json()["id"].get<std::string>();
+}
+
+/// Every stored message of a conversation, oldest first, page by page.
+inline std::vector<nlohmann::json> all_messages(http_client& c, const std::string& id) {
+  std::vector<nlohmann::json> out;
+  std::int64_t after = 0;
+  for (;;) {
+    auto r =
+        c.get("/v1/conversations/" + id + "/messages?limit=200&after=" + std::to_string(after));
+    BOOST_REQUIRE_EQUAL(r.status, 200);
+    auto page = r.json();
+    for (auto& m : page["data"]) out.push_back(m);
+    if (!page["has_more"].get<bool>()) return out;
+    after = out.back()["seq"];
+  }
+}
+
+}  // namespace parley::testing

@@ -1,0 +1,70 @@
+# Shared by the bench scripts (sourced, not run). Expects $bin (the parley
+# binary) and $work (a scratch directory the caller removes).
+
+server_pid=""
+
+# start_server DATABASE_URL [CONFIG_TOML]: runs parley on a free port; sets $base.
+start_server() {
+  local config="$work/parley.toml"
+  printf '%s\n' "${2:-}" > "$config"
+  "$bin" serve --port 0 --config "$config" --database-url "$1" \
+    > "$work/stdout" 2> "$work/stderr" &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    grep -q "listening on" "$work/stdout" 2>/dev/null && break
+    sleep 0.1
+  done
+  local port
+  port="$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$work/stdout" | grep -o '[0-9]*$')"
+  base="http://127.0.0.1:$port"
+}
+
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=""
+}
+
+# make_send_script N: creates N conversations on $base and writes $work/send.lua,
+# a wrk script that spreads send-message requests over them. One conversation's
+# operations run one at a time by design; different ones never wait for each other.
+make_send_script() {
+  # One curl process per 256 creations: starting a process per request costs
+  # more than the request.
+  local urls=()
+  for _ in $(seq 1 "$1"); do urls+=("$base/v1/conversations"); done
+  printf '%s\n' "${urls[@]}" | xargs -P 4 -n 256 curl -s -X POST -H 'Content-Type: application/json' \
+    -d '{}' -w '\n' | grep -o '"id":"[^"]*"' | cut -d'"' -f4 > "$work/ids"
+  {
+    echo "local ids = {"
+    sed 's/.*/  "&",/' "$work/ids"
+    echo "}"
+    cat <<'LUA'
+local body = '{"content":"hello world, how are you today?"}'
+local headers = {["Content-Type"] = "application/json"}
+local next_index = 0
+function setup(thread)
+  thread:set("offset", next_index)
+  next_index = next_index + 1
+end
+function init(args)
+  counter = (offset or 0) * 7919
+end
+function request()
+  counter = counter + 1
+  local id = ids[(counter % #ids) + 1]
+  return wrk.format("POST", "/v1/conversations/" .. id .. "/messages", headers, body)
+end
+LUA
+  } > "$work/send.lua"
+}
+
+# wrk_field FILE WHAT: "rps", or a latency percentile such as "50%" or "99%".
+wrk_field() {
+  if [ "$2" = rps ]; then
+    grep 'Requests/sec' "$1" | awk '{print $2}'
+  else
+    grep -E "^ +$2 " "$1" | awk '{print $2}'
+  fi
+}

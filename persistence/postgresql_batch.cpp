@@ -59,14 +59,63 @@ class parameters {
   std::vector<std::optional<std::string>> values_;
 };
 
+/// The statements of one batch, sent in libpq's pipeline mode so that the
+/// whole batch costs one round trip. Everything up to the pipeline's sync is
+/// one implicit transaction (extended query protocol): it commits at the
+/// sync, and an error in any statement rolls back all of them.
+class pipeline {
+ public:
+  explicit pipeline(PGconn* conn) : conn_(conn) {
+    if (!conn_ || PQenterPipelineMode(conn_) != 1) throw_failure(conn_, nullptr);
+  }
+  ~pipeline() {
+    if (conn_) PQexitPipelineMode(conn_);
+  }
+  pipeline(const pipeline&) = delete;
+  pipeline& operator=(const pipeline&) = delete;
+
+  void send(const std::string& sql, const parameters& params) {
+    auto values = params.pointers();
+    if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                          values.data(), nullptr, nullptr, 0) != 1)
+      throw_failure(conn_, nullptr);
+    ++sent_;
+  }
+
+  /// Sends the sync and reads every result; throws the first failure. Returns
+  /// only once the transaction has committed.
+  void commit() {
+    if (PQpipelineSync(conn_) != 1) throw_failure(conn_, nullptr);
+    std::optional<store_error> failed;
+    for (int i = 0; i < sent_; ++i) {
+      result_ptr res(PQgetResult(conn_), &PQclear);
+      if (!res) throw_failure(conn_, nullptr);  // the connection broke
+      auto status = PQresultStatus(res.get());
+      if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && !failed) {
+        try {
+          throw_failure(conn_, status == PGRES_PIPELINE_ABORTED ? nullptr : res.get());
+        } catch (const store_error& e) {
+          failed = e;
+        }
+      }
+      result_ptr end(PQgetResult(conn_), &PQclear);  // each statement's results end with null
+    }
+    result_ptr sync(PQgetResult(conn_), &PQclear);
+    if (!sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) throw_failure(conn_, nullptr);
+    if (failed) throw *failed;
+  }
+
+ private:
+  PGconn* conn_;
+  int sent_ = 0;
+};
+
 /// Sends `head VALUES (...), (...) tail` for `rows`, in chunks; each row's
 /// columns are cast to `types` (the VALUES list of an UPDATE ... FROM has no
 /// target columns to infer them from). `bind` adds one row's parameters.
-/// Returns the rows the statements affected.
 template <class Row, class Bind>
-std::int64_t send_rows(PGconn* conn, const std::string& head, const std::vector<const char*>& types,
-                       const std::string& tail, const std::vector<Row>& rows, Bind bind) {
-  std::int64_t affected = 0;
+void send_rows(pipeline& out, const std::string& head, const std::vector<const char*>& types,
+               const std::string& tail, const std::vector<Row>& rows, Bind bind) {
   auto per_statement = std::min(max_rows, max_params / types.size());
   for (std::size_t first = 0; first < rows.size(); first += per_statement) {
     auto last = std::min(rows.size(), first + per_statement);
@@ -85,27 +134,22 @@ std::int64_t send_rows(PGconn* conn, const std::string& head, const std::vector<
       bind(params, rows[i]);
     }
     sql += tail;
-    auto values = params.pointers();
-    result_ptr res(PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                                values.data(), nullptr, nullptr, 0),
-                   &PQclear);
-    if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) throw_failure(conn, res.get());
-    affected += std::atoll(PQcmdTuples(res.get()));
+    out.send(sql, params);
   }
-  return affected;
 }
 
 /// `DELETE FROM table WHERE column IN (ids)`, in chunks.
-void delete_where_in(PGconn* conn, const std::string& table, const std::string& column,
+void delete_where_in(pipeline& out, const std::string& table, const std::string& column,
                      const std::vector<const std::string*>& ids) {
-  send_rows(conn, "DELETE FROM " + table + " WHERE " + column + " IN (SELECT v.id FROM (", {"text"},
+  send_rows(out, "DELETE FROM " + table + " WHERE " + column + " IN (SELECT v.id FROM (", {"text"},
             ") AS v(id))", ids, [](parameters& p, const std::string* id) { p.text(*id); });
 }
 
 }  // namespace
 
 void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
-  send_rows(conn,
+  pipeline out(conn);
+  send_rows(out,
             "INSERT INTO conversations (id, user_id, title, model, system_prompt, metadata,"
             " created_at, updated_at, message_count, last_seq, prompt_tokens, completion_tokens,"
             " cost_usd, version)",
@@ -128,7 +172,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.number(c->version);
             });
 
-  send_rows(conn,
+  send_rows(out,
             "INSERT INTO messages (id, conversation_id, seq, role, content, created_at, edited_at,"
             " model, finish_reason, prompt_tokens, completion_tokens)",
             {"text", "text", "bigint", "text", "text", "bigint", "bigint", "text", "text", "bigint",
@@ -147,7 +191,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.number(m->completion_tokens);
             });
 
-  send_rows(conn, "UPDATE messages AS m SET content = v.content, edited_at = v.edited_at FROM (",
+  send_rows(out, "UPDATE messages AS m SET content = v.content, edited_at = v.edited_at FROM (",
             {"text", "text", "bigint"}, ") AS v(id, content, edited_at) WHERE m.id = v.id",
             plan.message_edits, [](parameters& p, const write::update_message* e) {
               p.text(e->id);
@@ -155,19 +199,23 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.number(e->edited_at);
             });
 
-  delete_where_in(conn, "messages", "id", plan.deleted_messages);
+  delete_where_in(out, "messages", "id", plan.deleted_messages);
 
-  auto updated = send_rows(
-      conn,
-      "UPDATE conversations AS c SET title = v.title, model = v.model,"
-      " system_prompt = v.system_prompt, metadata = v.metadata, updated_at = v.updated_at,"
-      " message_count = v.message_count, last_seq = v.last_seq, prompt_tokens = v.prompt_tokens,"
-      " completion_tokens = v.completion_tokens, cost_usd = v.cost_usd, version = v.version FROM (",
+  // The version check has to fail inside the transaction, before its
+  // commit is on the wire: parley_expect_updated (schema.cpp) raises a
+  // serialization failure when fewer rows matched than were sent.
+  send_rows(
+      out,
+      "WITH v(id, title, model, system_prompt, metadata, updated_at, message_count, last_seq,"
+      " prompt_tokens, completion_tokens, cost_usd, version, expected) AS (",
       {"text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint",
        "float8", "bigint", "bigint"},
-      ") AS v(id, title, model, system_prompt, metadata, updated_at, message_count, last_seq,"
-      " prompt_tokens, completion_tokens, cost_usd, version, expected)"
-      " WHERE c.id = v.id AND c.version = v.expected",
+      "), updated AS (UPDATE conversations AS c SET title = v.title, model = v.model,"
+      " system_prompt = v.system_prompt, metadata = v.metadata, updated_at = v.updated_at,"
+      " message_count = v.message_count, last_seq = v.last_seq, prompt_tokens = v.prompt_tokens,"
+      " completion_tokens = v.completion_tokens, cost_usd = v.cost_usd, version = v.version"
+      " FROM v WHERE c.id = v.id AND c.version = v.expected RETURNING 1)"
+      " SELECT parley_expect_updated((SELECT count(*) FROM updated), (SELECT count(*) FROM v))",
       plan.conversation_updates, [](parameters& p, const write_plan::conversation_update& u) {
         auto& c = *u.row;
         p.text(c.id);
@@ -184,13 +232,11 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
         p.number(c.version);
         p.number(u.expected_version);
       });
-  if (updated != static_cast<std::int64_t>(plan.conversation_updates.size()))
-    throw store_error(errc::conflict, "a conversation was changed or deleted meanwhile");
 
-  delete_where_in(conn, "messages", "conversation_id", plan.deleted_conversations);
-  delete_where_in(conn, "conversations", "id", plan.deleted_conversations);
+  delete_where_in(out, "messages", "conversation_id", plan.deleted_conversations);
+  delete_where_in(out, "conversations", "id", plan.deleted_conversations);
 
-  send_rows(conn,
+  send_rows(out,
             "INSERT INTO usage_daily (user_id, day, model, requests, prompt_tokens,"
             " completion_tokens, cost_usd)",
             {"text", "text", "text", "bigint", "bigint", "bigint", "float8"},
@@ -209,7 +255,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.number(u.sum.cost_usd);
             });
 
-  send_rows(conn,
+  send_rows(out,
             "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, body,"
             " created_at)",
             {"text", "text", "text", "bigint", "text", "bigint"}, "", plan.idempotency_keys,
@@ -221,6 +267,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.text(k->body);
               p.number(k->created_at);
             });
+  out.commit();
 }
 
 }  // namespace parley

@@ -7,7 +7,6 @@ namespace {
 // Written once for both dialects: BIGINT, TEXT and DOUBLE PRECISION mean the
 // same to SQLite (by affinity) and PostgreSQL. Timestamps are Unix milliseconds.
 std::vector<migration> build(sql_dialect dialect) {
-  (void)dialect;  // no dialect differences yet; this is where they go
   return {
       {1,
        {
@@ -63,6 +62,17 @@ std::vector<migration> build(sql_dialect dialect) {
        }},
       // Optimistic concurrency between Parley processes sharing one database.
       {2, {"ALTER TABLE conversations ADD COLUMN version BIGINT NOT NULL DEFAULT 1"}},
+      // PostgreSQL batches check conversation versions inside SQL (a whole
+      // batch is sent before its first result is read; postgresql_batch.cpp);
+      // SQLite checks the affected rows of each update instead.
+      {3, dialect == sql_dialect::postgresql
+              ? std::vector<std::string>{"CREATE FUNCTION parley_expect_updated(updated BIGINT, "
+                                         "expected BIGINT)"
+                                         " RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN"
+                                         " IF updated <> expected THEN RAISE EXCEPTION"
+                                         " 'a conversation was changed or deleted meanwhile'"
+                                         " USING ERRCODE = 'serialization_failure'; END IF; END $$"}
+              : std::vector<std::string>{}},
   };
 }
 

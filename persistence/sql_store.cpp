@@ -241,14 +241,15 @@ class sql_store final : public store {
   void commit(const std::vector<const write_set*>& sets) override {
     guarded([&] {
       auto plan = make_write_plan(sets);
-      soci::transaction tx(session_);
       // The one place the dialects write differently: SQLite runs in-process,
       // so a prepared statement per row costs no round trip; PostgreSQL gets
-      // a few multi-row statements per batch.
-      if (dialect_ == sql_dialect::postgresql)
+      // a few multi-row statements per batch, pipelined as one transaction.
+      if (dialect_ == sql_dialect::postgresql) {
         execute_on_postgresql(native_postgresql(), plan);
-      else
-        execute_row_by_row(plan);
+        return;
+      }
+      soci::transaction tx(session_);
+      execute_row_by_row(plan);
       tx.commit();
     });
   }
@@ -659,7 +660,10 @@ class sql_store final : public store {
 
   void reconnect_if_broken() {
     // SQLite errors (locked, full) leave the connection usable.
-    if (dialect_ != sql_dialect::postgresql || PQstatus(native_postgresql()) == CONNECTION_OK) {
+    // A connection left in pipeline mode failed half way through a batch.
+    if (dialect_ != sql_dialect::postgresql ||
+        (PQstatus(native_postgresql()) == CONNECTION_OK &&
+         PQpipelineStatus(native_postgresql()) == PQ_PIPELINE_OFF)) {
       suspect_ = false;
       return;
     }

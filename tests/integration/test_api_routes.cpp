@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
 using namespace parley::testing;
 using nlohmann::json;
@@ -127,7 +128,12 @@ BOOST_AUTO_TEST_CASE(get_patch_delete_conversation) {
 BOOST_AUTO_TEST_CASE(list_pages_visit_each_conversation_once) {
   auto c = client("lister");
   std::vector<std::string> ids;
-  for (int i = 0; i < 7; ++i) ids.push_back(create(c, {{"title", "c" + std::to_string(i)}}));
+  // A millisecond apart: the list orders by update time, and equal times by
+  // id, which is random within a millisecond.
+  for (int i = 0; i < 7; ++i) {
+    ids.push_back(create(c, {{"title", "c" + std::to_string(i)}}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
   // Touch the first one: it becomes the most recently updated.
   c.post("/v1/conversations/" + ids[0] + "/messages", {{"content", "bump"}});
   std::vector<std::string> seen;

@@ -112,12 +112,12 @@ BOOST_FIXTURE_TEST_CASE(many_concurrent_writers_each_answered_after_commit, writ
         set.push_back(write::insert_message{message(conv, seq)});
         self->request(db.writer, std::chrono::seconds(30), write_atom::value, std::move(set))
             .then([&, conv, seq, step](ok_atom) {
-              ++answered;
               {
                 // Answered means committed: a separate connection sees it now.
                 std::lock_guard<std::mutex> g(check_mutex);
                 if (checker->find_message(conv, message(conv, seq).id)) ++visible_when_answered;
               }
+              ++answered;  // only now: the test's thread uses `checker` once all are in
               if (seq < per_writer)
                 (*step)(seq + 1);
               else

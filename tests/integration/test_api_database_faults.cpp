@@ -136,6 +136,32 @@ BOOST_AUTO_TEST_CASE(a_locked_sqlite_database_answers_503_then_recovers,
   BOOST_TEST(stored.back()["content"] == "Echo: after");
 }
 
+BOOST_AUTO_TEST_CASE(a_full_sqlite_disk_answers_503_and_keeps_what_it_acknowledged,
+                     *boost::unit_test::precondition(only_on_sqlite)) {
+  server_process server({.max_file_bytes = 3 * 1024 * 1024});
+  http_client c(server.base_url(), "full");
+  auto id = create_conversation(c);
+  std::string big(30000, 'x');
+  std::vector<std::string> acknowledged;
+  http_response r;
+  for (int i = 0; i < 400; ++i) {
+    r = c.post(messages_path(id), {{"content", big}});
+    if (r.status != 201) break;
+    acknowledged.push_back(r.json()["message"]["id"].get<std::string>());
+  }
+  BOOST_REQUIRE(!acknowledged.empty());
+  BOOST_TEST(r.status == 503);  // the disk filled up before 400 sends
+  BOOST_TEST(!r.header("retry-after").empty());
+  BOOST_TEST(r.header("content-type") == "application/problem+json");
+  // Still running, still reading; everything acknowledged is there.
+  BOOST_TEST(c.get("/health").status == 200);
+  auto stored = all_messages(c, id);
+  std::set<std::string> stored_ids;
+  for (auto& m : stored) stored_ids.insert(m["id"].get<std::string>());
+  for (auto& m : acknowledged) BOOST_TEST(stored_ids.count(m) == 1u);
+  expect_seqs_one_to(stored, stored.size());
+}
+
 // The SQLite run locks its file instead, above.
 BOOST_AUTO_TEST_CASE(stopping_postgresql_under_load_loses_nothing_acknowledged,
                      *boost::unit_test::precondition(only_on_postgresql)) {

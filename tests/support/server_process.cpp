@@ -1,6 +1,7 @@
 #include "support/server_process.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <chrono>
@@ -40,8 +41,8 @@ std::string parley_binary() {
 namespace {
 
 pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
-            const std::string& cwd, const std::string& stdout_path,
-            const std::string& stderr_path) {
+            const std::string& cwd, const std::string& stdout_path, const std::string& stderr_path,
+            std::uint64_t max_file_bytes = 0) {
   pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
@@ -51,6 +52,13 @@ pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, st
     dup2(out, 1);
     dup2(err, 2);
     for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    if (max_file_bytes) {
+      // Writes past the limit fail with EFBIG, as on a full disk (instead of
+      // the default SIGXFSZ, which would kill the process).
+      signal(SIGXFSZ, SIG_IGN);
+      rlimit limit{max_file_bytes, max_file_bytes};
+      setrlimit(RLIMIT_FSIZE, &limit);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -110,7 +118,8 @@ void server_process::launch() {
   auto out_path = dir_.path() + "/stdout.log";
   // A restart must not read the previous run's listening line.
   std::remove(out_path.c_str());
-  pid_ = spawn(args, options_.env, dir_.path(), out_path, dir_.path() + "/stderr.log");
+  pid_ = spawn(args, options_.env, dir_.path(), out_path, dir_.path() + "/stderr.log",
+               options_.max_file_bytes);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   const std::string marker = "parley listening on http://127.0.0.1:";
   while (std::chrono::steady_clock::now() < deadline) {

@@ -31,6 +31,9 @@ struct server_options {
   std::string config_toml;
   std::map<std::string, std::string> env;
   std::vector<std::string> extra_args;
+  /// When not 0, no file the server writes may grow past this size (a full
+  /// disk, as far as a SQLite database is concerned).
+  std::uint64_t max_file_bytes = 0;
 };
 
 /// The real `parley serve` binary as a child process on an ephemeral port.

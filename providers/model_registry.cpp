@@ -55,8 +55,7 @@ std::shared_ptr<const model_registry> model_registry::build(const settings& cfg)
     model_info info;
     static_cast<model_settings&>(info) = m;
     info.provider_kind = p->second.cfg.kind;
-    if (info.upstream.empty())
-      info.upstream = m.id;
+    if (info.upstream.empty()) info.upstream = m.id;
     info.impl = p->second.impl;
     registry->models_.push_back(std::move(info));
   }

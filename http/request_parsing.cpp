@@ -39,7 +39,15 @@ class field_checker {
       fail(field, "must be a string");
       return std::nullopt;
     }
-    return v->get<std::string>();
+    return storable(field, v->get<std::string>());
+  }
+
+  /// `s` if a database can store it: PostgreSQL's text cannot hold U+0000
+  /// (libpq would cut the string there), so no backend gets it.
+  std::optional<std::string> storable(const std::string& field, std::string s) {
+    if (s.find('\0') == std::string::npos) return s;
+    fail(field, "must not contain the character U+0000");
+    return std::nullopt;
   }
 
   std::optional<bool> flag(const char* field) {
@@ -69,7 +77,7 @@ class field_checker {
     else if (n > limits_.max_message_chars)
       fail(field, "must be at most " + std::to_string(limits_.max_message_chars) + " characters");
     else
-      return s;
+      return storable(field, std::move(s));
     return std::nullopt;
   }
 

@@ -24,6 +24,8 @@ failure store_failure(const store_error& e) {
   f.code = e.code;
   if (e.code == errc::conflict) {
     f.detail = "the write conflicts with data written meanwhile";
+  } else if (e.code == errc::internal) {
+    f.detail = "the database refused the write";  // answered 503 (problem.cpp)
   } else {
     f.code = errc::db_unavailable;
     f.detail = "the database is unavailable";
@@ -60,14 +62,16 @@ void flush_pending(writer_state& st) {
     for (auto& p : batch) p.promise.deliver(ok_atom::value);
     return;
   } catch (const store_error& e) {
-    if (e.code != errc::conflict || batch.size() == 1) {
+    // A conflict or a refused value belongs to one request; anything else
+    // (the database is gone) to all of them.
+    if (e.code == errc::db_unavailable || batch.size() == 1) {
       spdlog::warn("writer: batch of {} failed: {}", batch.size(), e.what());
       for (auto& p : batch) p.promise.deliver(make_caf_error(store_failure(e)));
       return;
     }
   }
-  // One request's writes broke a constraint and took the whole batch down:
-  // commit each on its own so only the offending one fails.
+  // One request's writes took the whole batch down: commit each on its own
+  // so only the offending one fails.
   for (auto& p : batch) {
     try {
       st.db->commit({&p.set});

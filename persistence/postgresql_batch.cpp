@@ -29,6 +29,8 @@ using result_ptr = std::unique_ptr<PGresult, decltype(&PQclear)>;
   // failure and deadlock, which a retry of the sets one at a time resolves.
   if (sqlstate.rfind("23", 0) == 0 || sqlstate == "40001" || sqlstate == "40P01")
     throw store_error(errc::conflict, message);
+  // Class 22: a value the database refused (validation should have caught it).
+  if (sqlstate.rfind("22", 0) == 0) throw store_error(errc::internal, message);
   throw store_error(errc::db_unavailable, message);
 }
 
@@ -54,7 +56,13 @@ class parameters {
   }
 
  private:
-  void add(std::string v) { values_.emplace_back(std::move(v)); }
+  void add(std::string v) {
+    // libpq takes text parameters as C strings: U+0000 would silently cut the
+    // value short, and PostgreSQL's text cannot hold it anyway.
+    if (v.find('\0') != std::string::npos)
+      throw store_error(errc::internal, "text containing U+0000 cannot be stored in PostgreSQL");
+    values_.emplace_back(std::move(v));
+  }
   void null() { values_.emplace_back(std::nullopt); }
   std::vector<std::optional<std::string>> values_;
 };

@@ -13,7 +13,7 @@ namespace parley {
 /// on re-execution, so the statements go through libpq directly.) Returns
 /// once committed. Throws store_error: conflict when a constraint, a deadlock
 /// or a stale conversation version rejects the batch (nothing is committed),
-/// db_unavailable otherwise.
+/// internal when a value is refused, db_unavailable otherwise.
 void execute_on_postgresql(pg_conn* conn, const write_plan& plan);
 
 }  // namespace parley

@@ -11,7 +11,8 @@
 namespace parley {
 
 /// A database operation failed. `code` is db_unavailable (the database did not
-/// answer, is locked or full) or conflict (a constraint rejected the write).
+/// answer, is locked or full), conflict (a constraint or a stale version
+/// rejected the write) or internal (a value the database refused).
 struct store_error : std::runtime_error {
   store_error(errc c, const std::string& what) : std::runtime_error(what), code(c) {}
   errc code;

@@ -270,6 +270,10 @@ BOOST_AUTO_TEST_CASE(every_error_status_is_a_problem) {
   BOOST_TEST(c.post(base + "/messages", {{"content", twenty}, {"reply", false}}).status == 201);
   BOOST_TEST(field_of(expect_problem(c.post(base + "/messages", {{"content", twenty + "é"}}),
                                      422)) == "content");
+  // U+0000 cannot be stored (PostgreSQL's text has no room for it): refused, not cut.
+  BOOST_TEST(field_of(expect_problem(
+                 c.post(base + "/messages", {{"content", std::string("a\0b", 3)}}), 422)) ==
+             "content");
   BOOST_TEST(field_of(expect_problem(c.post(base + "/messages", {{"content", 5}}), 422)) ==
              "content");
   BOOST_TEST(field_of(expect_problem(

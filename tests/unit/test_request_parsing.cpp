@@ -236,3 +236,19 @@ BOOST_AUTO_TEST_CASE(idempotency_keys_and_fingerprints) {
   locks.unlock("u", "k");
   BOOST_TEST(locks.try_lock("u", "k"));
 }
+
+BOOST_AUTO_TEST_CASE(text_a_database_cannot_store_is_refused_by_field) {
+  const std::string nul("a\0b", 3);  // PostgreSQL's text has no room for U+0000
+  BOOST_TEST(first_field(parse_create_conversation({{"title", nul}}, "a", limits())) == "title");
+  BOOST_TEST(first_field(parse_create_conversation({{"message", nul}}, "a", limits())) ==
+             "message.content");
+  BOOST_TEST(first_field(parse_conversation_patch({{"system_prompt", nul}}, limits())) ==
+             "system_prompt");
+  bool stream = false;
+  BOOST_TEST(first_field(parse_send_message({{"content", nul}}, limits(), stream)) == "content");
+  BOOST_TEST(first_field(parse_message_edit({{"content", nul}}, limits())) == "content");
+  // Metadata is stored as JSON text, where U+0000 is the escape \u0000.
+  auto c = std::get<new_conversation>(
+      parse_create_conversation({{"metadata", {{"k", nul}}}}, "a", limits()));
+  BOOST_TEST(c.metadata_json == "{\"k\":\"a\\u0000b\"}");
+}

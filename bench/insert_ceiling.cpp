@@ -58,7 +58,7 @@ void bind(soci::statement& st, row_values& r) {
   st.exchange(use(r.completion_tokens));
 }
 
-std::string placeholders(std::size_t row) {
+std::string bind_markers(std::size_t row) {
   std::string out = "(";
   for (int c = 0; c < 9; ++c) out += (c ? ", :p" : ":p") + std::to_string(row * 9 + c);
   return out + ")";
@@ -93,11 +93,11 @@ int main(int argc, char** argv) {
   insert.alloc();
   if (postgresql) {
     std::string sql = columns;
-    for (std::size_t i = 0; i < batch_rows; ++i) sql += (i ? ", " : "") + placeholders(i);
+    for (std::size_t i = 0; i < batch_rows; ++i) sql += (i ? ", " : "") + bind_markers(i);
     insert.prepare(sql);
     for (auto& r : rows) bind(insert, r);
   } else {
-    insert.prepare(std::string(columns) + placeholders(0));
+    insert.prepare(std::string(columns) + bind_markers(0));
     bind(insert, rows[0]);
   }
   insert.define_and_bind();

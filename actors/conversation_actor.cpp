@@ -73,10 +73,6 @@ constexpr unsigned max_conflict_retries = 3;
 
 // --- pure helpers ---------------------------------------------------------------
 
-failure not_found(const std::string& id) {
-  return {errc::not_found, "conversation " + id + " not found"};
-}
-
 const model_info& model_of(const engine_context& ctx, const std::string& alias) {
   auto m = ctx.models->find(alias);
   return m ? *m : ctx.models->default_model();
@@ -160,7 +156,7 @@ void finish_op(self_ptr self) {
   st.running = nullptr;
   st.conflict_retries = 0;
   if (st.current == phase::gone) {
-    abandon(self, not_found(st.id));
+    abandon(self, conversation_not_found(st.id));
     return;
   }
   if (st.queue.empty()) {
@@ -188,7 +184,7 @@ void enqueue(self_ptr self, caf::response_promise promise, std::function<void()>
   auto& st = self->state;
   st.last_active = std::chrono::steady_clock::now();
   if (st.current == phase::gone) {
-    promise.deliver(make_caf_error(not_found(st.id)));
+    promise.deliver(make_caf_error(conversation_not_found(st.id)));
     return;
   }
   if (!st.busy) {
@@ -209,7 +205,7 @@ void enqueue(self_ptr self, caf::response_promise promise, std::function<void()>
 /// True (and answers not_found) when `user` may not see this conversation.
 bool foreign(self_ptr self, const std::string& user, caf::response_promise& rp) {
   if (self->state.meta.user_id == user) return false;
-  rp.deliver(make_caf_error(not_found(self->state.id)));
+  rp.deliver(make_caf_error(conversation_not_found(self->state.id)));
   finish_op(self);
   return true;
 }
@@ -239,7 +235,7 @@ void load_state(self_ptr self, std::function<void()> then,
                     [=](loaded_conversation& loaded) {
                       auto& st = self->state;
                       if (!loaded.row) {
-                        failed(not_found(st.id));
+                        failed(conversation_not_found(st.id));
                         return;
                       }
                       st.meta = std::move(*loaded.row);
@@ -678,7 +674,7 @@ void answer_history(self_ptr self, const std::string& user, const history_query&
                     caf::response_promise& rp) {
   auto& st = self->state;
   if (st.meta.user_id != user)
-    rp.deliver(make_caf_error(not_found(st.id)));
+    rp.deliver(make_caf_error(conversation_not_found(st.id)));
   else
     rp.delegate(st.ctx->db.readers, read_atom::value, history_job(st.id, q));
 }
@@ -815,6 +811,10 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
 }
 
 }  // namespace
+
+failure conversation_not_found(const std::string& id) {
+  return {errc::not_found, "conversation " + id + " not found"};
+}
 
 caf::actor spawn_loading_conversation(caf::actor_system& sys, engine_context* ctx,
                                       const std::string& id) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/directory.hpp"
+#include "config/errors.hpp"
 #include "config/settings.hpp"
 #include "persistence/persistence_actors.hpp"
 #include "providers/model_registry.hpp"
@@ -20,6 +21,9 @@ struct engine_context {
   persistence_actors db;
   std::unique_ptr<directory> dir;
 };
+
+/// The answer for a conversation that does not exist or is not the caller's.
+failure conversation_not_found(const std::string& id);
 
 /// The actor of an existing conversation: it loads itself from the database
 /// and answers not_found (then quits) if there is no such conversation.

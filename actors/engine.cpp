@@ -62,7 +62,7 @@ class actor_engine final : public engine {
           if (!r)
             reply(r.error());
           else if (!*r || (*r)->user_id != user_id)
-            reply(failure{errc::not_found, "conversation " + id + " not found"});
+            reply(conversation_not_found(id));
           else
             reply(std::move(**r));
         });

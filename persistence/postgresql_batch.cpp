@@ -70,52 +70,57 @@ class parameters {
 /// The statements of one batch, sent in libpq's pipeline mode so that the
 /// whole batch costs one round trip. Everything up to the pipeline's sync is
 /// one implicit transaction (extended query protocol): it commits at the
-/// sync, and an error in any statement rolls back all of them.
+/// sync, and an error in any statement rolls back all of them. Statements are
+/// only queued until commit(): a value refused while the batch is built then
+/// leaves nothing on the connection for the next batch to carry along.
 class pipeline {
  public:
-  explicit pipeline(PGconn* conn) : conn_(conn) {
-    if (!conn_ || PQenterPipelineMode(conn_) != 1) throw_failure(conn_, nullptr);
-  }
-  ~pipeline() {
-    if (conn_) PQexitPipelineMode(conn_);
-  }
-  pipeline(const pipeline&) = delete;
-  pipeline& operator=(const pipeline&) = delete;
-
-  void send(const std::string& sql, const parameters& params) {
-    auto values = params.pointers();
-    if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                          values.data(), nullptr, nullptr, 0) != 1)
-      throw_failure(conn_, nullptr);
-    ++sent_;
+  void add(std::string sql, parameters params) {
+    statements_.push_back({std::move(sql), std::move(params)});
   }
 
-  /// Sends the sync and reads every result; throws the first failure. Returns
-  /// only once the transaction has committed.
-  void commit() {
-    if (PQpipelineSync(conn_) != 1) throw_failure(conn_, nullptr);
+  /// Sends every statement and the sync, and reads every result; throws the
+  /// first failure. Returns only once the transaction has committed.
+  void commit(PGconn* conn) {
+    if (!conn || PQenterPipelineMode(conn) != 1) throw_failure(conn, nullptr);
+    // Leaving pipeline mode fails while results are unread: the store then
+    // finds the connection still in pipeline mode and opens a new one.
+    struct leave_pipeline {
+      PGconn* conn;
+      ~leave_pipeline() { PQexitPipelineMode(conn); }
+    } leave{conn};
+    for (auto& [sql, params] : statements_) {
+      auto values = params.pointers();
+      if (PQsendQueryParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                            values.data(), nullptr, nullptr, 0) != 1)
+        throw_failure(conn, nullptr);
+    }
+    if (PQpipelineSync(conn) != 1) throw_failure(conn, nullptr);
     std::optional<store_error> failed;
-    for (int i = 0; i < sent_; ++i) {
-      result_ptr res(PQgetResult(conn_), &PQclear);
-      if (!res) throw_failure(conn_, nullptr);  // the connection broke
+    for (std::size_t i = 0; i < statements_.size(); ++i) {
+      result_ptr res(PQgetResult(conn), &PQclear);
+      if (!res) throw_failure(conn, nullptr);  // the connection broke
       auto status = PQresultStatus(res.get());
       if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && !failed) {
         try {
-          throw_failure(conn_, status == PGRES_PIPELINE_ABORTED ? nullptr : res.get());
+          throw_failure(conn, status == PGRES_PIPELINE_ABORTED ? nullptr : res.get());
         } catch (const store_error& e) {
           failed = e;
         }
       }
-      result_ptr end(PQgetResult(conn_), &PQclear);  // each statement's results end with null
+      result_ptr end(PQgetResult(conn), &PQclear);  // each statement's results end with null
     }
-    result_ptr sync(PQgetResult(conn_), &PQclear);
-    if (!sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) throw_failure(conn_, nullptr);
+    result_ptr sync(PQgetResult(conn), &PQclear);
+    if (!sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) throw_failure(conn, nullptr);
     if (failed) throw *failed;
   }
 
  private:
-  PGconn* conn_;
-  int sent_ = 0;
+  struct statement {
+    std::string sql;
+    parameters params;
+  };
+  std::vector<statement> statements_;
 };
 
 /// Sends `head VALUES (...), (...) tail` for `rows`, in chunks; each row's
@@ -142,8 +147,33 @@ void send_rows(pipeline& out, const std::string& head, const std::vector<const c
       bind(params, rows[i]);
     }
     sql += tail;
-    out.send(sql, params);
+    out.add(std::move(sql), std::move(params));
   }
+}
+
+/// Every column of a conversation row, as bind_conversation adds them.
+const std::string conversation_columns =
+    "id, user_id, title, model, system_prompt, metadata, created_at, updated_at, message_count,"
+    " last_seq, prompt_tokens, completion_tokens, cost_usd, version";
+const std::vector<const char*> conversation_types{"text",   "text",   "text",   "text",   "text",
+                                                  "text",   "bigint", "bigint", "bigint", "bigint",
+                                                  "bigint", "bigint", "float8", "bigint"};
+
+void bind_conversation(parameters& p, const conversation_record& c) {
+  p.text(c.id);
+  p.text(c.user_id);
+  p.text(c.title);
+  p.text(c.model);
+  p.text(c.system_prompt);
+  p.text(c.metadata_json);
+  p.number(c.created_at);
+  p.number(c.updated_at);
+  p.number(c.message_count);
+  p.number(c.last_seq);
+  p.number(c.usage.prompt_tokens);
+  p.number(c.usage.completion_tokens);
+  p.number(c.usage.cost_usd);
+  p.number(c.version);
 }
 
 /// `DELETE FROM table WHERE column IN (ids)`, in chunks.
@@ -156,29 +186,10 @@ void delete_where_in(pipeline& out, const std::string& table, const std::string&
 }  // namespace
 
 void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
-  pipeline out(conn);
-  send_rows(out,
-            "INSERT INTO conversations (id, user_id, title, model, system_prompt, metadata,"
-            " created_at, updated_at, message_count, last_seq, prompt_tokens, completion_tokens,"
-            " cost_usd, version)",
-            {"text", "text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint",
-             "bigint", "bigint", "float8", "bigint"},
-            "", plan.inserted_conversations, [](parameters& p, const conversation_record* c) {
-              p.text(c->id);
-              p.text(c->user_id);
-              p.text(c->title);
-              p.text(c->model);
-              p.text(c->system_prompt);
-              p.text(c->metadata_json);
-              p.number(c->created_at);
-              p.number(c->updated_at);
-              p.number(c->message_count);
-              p.number(c->last_seq);
-              p.number(c->usage.prompt_tokens);
-              p.number(c->usage.completion_tokens);
-              p.number(c->usage.cost_usd);
-              p.number(c->version);
-            });
+  pipeline out;
+  send_rows(out, "INSERT INTO conversations (" + conversation_columns + ")", conversation_types, "",
+            plan.inserted_conversations,
+            [](parameters& p, const conversation_record* c) { bind_conversation(p, *c); });
 
   send_rows(out,
             "INSERT INTO messages (id, conversation_id, seq, role, content, created_at, edited_at,"
@@ -212,12 +223,10 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
   // The version check has to fail inside the transaction, before its
   // commit is on the wire: parley_expect_updated (schema.cpp) raises a
   // serialization failure when fewer rows matched than were sent.
+  auto with_expected = conversation_types;
+  with_expected.push_back("bigint");
   send_rows(
-      out,
-      "WITH v(id, title, model, system_prompt, metadata, updated_at, message_count, last_seq,"
-      " prompt_tokens, completion_tokens, cost_usd, version, expected) AS (",
-      {"text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint",
-       "float8", "bigint", "bigint"},
+      out, "WITH v(" + conversation_columns + ", expected) AS (", with_expected,
       "), updated AS (UPDATE conversations AS c SET title = v.title, model = v.model,"
       " system_prompt = v.system_prompt, metadata = v.metadata, updated_at = v.updated_at,"
       " message_count = v.message_count, last_seq = v.last_seq, prompt_tokens = v.prompt_tokens,"
@@ -225,19 +234,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
       " FROM v WHERE c.id = v.id AND c.version = v.expected RETURNING 1)"
       " SELECT parley_expect_updated((SELECT count(*) FROM updated), (SELECT count(*) FROM v))",
       plan.conversation_updates, [](parameters& p, const write_plan::conversation_update& u) {
-        auto& c = *u.row;
-        p.text(c.id);
-        p.text(c.title);
-        p.text(c.model);
-        p.text(c.system_prompt);
-        p.text(c.metadata_json);
-        p.number(c.updated_at);
-        p.number(c.message_count);
-        p.number(c.last_seq);
-        p.number(c.usage.prompt_tokens);
-        p.number(c.usage.completion_tokens);
-        p.number(c.usage.cost_usd);
-        p.number(c.version);
+        bind_conversation(p, *u.row);
         p.number(u.expected_version);
       });
 
@@ -275,7 +272,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.text(k->body);
               p.number(k->created_at);
             });
-  out.commit();
+  out.commit(conn);
 }
 
 }  // namespace parley

@@ -145,15 +145,6 @@ message_record to_message(const soci::row& r) {
   return m;
 }
 
-/// Binds an optional as a value plus a null indicator that outlive the statement.
-template <class T>
-struct nullable {
-  explicit nullable(const std::optional<T>& v)
-      : value(v.value_or(T{})), indicator(v ? soci::i_ok : soci::i_null) {}
-  T value;
-  soci::indicator indicator;
-};
-
 // --- errors -------------------------------------------------------------------
 
 [[noreturn]] void rethrow_as_store_error(const soci::soci_error& e) {

@@ -330,3 +330,21 @@ BOOST_AUTO_TEST_CASE(a_broken_connection_is_opened_again,
   commit(*f.db, {write::insert_message{message("c1", 1)}});
   BOOST_TEST(f.db->list_messages("c1", 0, std::nullopt, 10).size() == 1u);
 }
+
+// SQLite stores U+0000 as it is.
+BOOST_AUTO_TEST_CASE(a_refused_value_leaves_nothing_behind_for_the_next_batch,
+                     *boost::unit_test::precondition(testing::only_on_postgresql)) {
+  fresh_store f;
+  auto refused = message("c1", 1);
+  refused.content = std::string("a\0b", 3);  // PostgreSQL's text cannot hold U+0000
+  try {
+    commit(*f.db, {write::insert_conversation{conversation("c1", "alice", 1)},
+                   write::insert_message{refused}});
+    BOOST_FAIL("U+0000 must be refused, not cut short");
+  } catch (const store_error& e) {
+    BOOST_TEST((e.code == errc::internal));
+  }
+  commit(*f.db, {write::insert_conversation{conversation("c2", "alice", 1)}});
+  BOOST_TEST(!f.db->find_conversation("c1").has_value());  // no half of the refused batch
+  BOOST_TEST(f.db->find_conversation("c2").has_value());
+}

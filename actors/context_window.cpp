@@ -78,7 +78,8 @@ std::vector<chat_message> context_window::assemble(
 
 std::vector<chat_message> context_window::assemble_with(
     const std::optional<std::string>& system_prompt, const message_record* pending,
-    const std::string* skip_id) const {
+    const std::string* skip_id, std::int64_t budget) const {
+  budget = std::min(budget, budget_);
   // Walk from the newest back to the oldest that still fits (the newest always does).
   std::int64_t used = pending ? estimate_message_tokens(pending->content) : 0;
   bool any = pending != nullptr;
@@ -86,7 +87,7 @@ std::vector<chat_message> context_window::assemble_with(
   for (auto i = entries_.end(); i != entries_.begin();) {
     --i;
     if (skip_id && i->id == *skip_id) continue;
-    if (any && used + i->tokens > budget_) break;
+    if (any && used + i->tokens > budget) break;
     used += i->tokens;
     any = true;
     first = i;

@@ -53,10 +53,12 @@ class context_window {
   std::vector<chat_message> assemble(const std::optional<std::string>& system_prompt) const;
 
   /// The provider's input as it would be with `pending` appended and the message
-  /// `skip_id` removed, by the same rule, without changing (or copying) the window.
+  /// `skip_id` removed, by the same rule within `budget` (at most the window's:
+  /// a model with a smaller window gets fewer messages), without changing (or
+  /// copying) the window.
   std::vector<chat_message> assemble_with(const std::optional<std::string>& system_prompt,
-                                          const message_record* pending,
-                                          const std::string* skip_id) const;
+                                          const message_record* pending, const std::string* skip_id,
+                                          std::int64_t budget) const;
 
   const std::deque<window_entry>& entries() const { return entries_; }
   std::int64_t tokens() const { return tokens_; }

@@ -23,6 +23,8 @@ namespace parley {
 namespace {
 
 using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+using steady_time = steady_clock::time_point;
 
 // --- state --------------------------------------------------------------------
 
@@ -285,14 +287,20 @@ void read(self_ptr self, std::function<T(store&)> job, caf::response_promise rp,
   self->request(self->state.ctx->db.readers, timeout, read_atom::value, std::move(wrapped))
       .then([=](T& value) { then(value); },
             [=](caf::error& e) mutable {
+              // A new conversation that cannot go on is dropped, not left half-made.
+              if (self->state.current == phase::creating) self->state.current = phase::gone;
               rp.deliver(make_caf_error(to_failure(e, errc::db_unavailable)));
               finish_op(self);
             });
 }
 
-/// Reloads the window when older messages might fit again, then runs `then`.
+/// Reloads the window when older messages might fit again (an edit, a
+/// deletion, a larger budget), then runs `then`.
 void ensure_window(self_ptr self, caf::response_promise rp, std::function<void()> then) {
   auto& st = self->state;
+  // The budget moves when the model's calibration does.
+  if (auto budget = budget_for(*st.ctx, st.meta); budget != st.window.budget())
+    st.window.set_budget(budget);
   if (!st.window.needs_refill()) {
     then();
     return;
@@ -315,26 +323,33 @@ struct sampling {
   std::optional<std::uint32_t> max_tokens;
 };
 
-/// Asks the model for a reply to `prompt`; `then` gets the outcome and the text.
+/// Asks `model` for a reply to `prompt`; `then` gets the outcome and the text.
+/// The generation is given up at `deadline`.
 void generate(self_ptr self, const model_info& model, std::vector<chat_message> prompt,
-              const sampling& params,
+              const sampling& params, steady_time deadline,
               std::function<void(outcome<completion_result>, std::string)> then) {
   auto& st = self->state;
   auto gen = ++st.generations_started;
   st.generation = active_generation{gen, {}, nullptr, std::move(then)};
   completion_request request;
   request.upstream_model = model.upstream;
+  std::int64_t estimated_prompt = 0;
+  for (auto& m : prompt) estimated_prompt += estimate_message_tokens(m.content);
   request.messages = std::move(prompt);
   request.temperature = params.temperature;
   request.max_tokens = std::min<std::uint32_t>(params.max_tokens.value_or(model.max_output_tokens),
                                                model.max_output_tokens);
+  request.deadline = deadline;
   auto me = caf::actor_cast<caf::actor>(self);
   completion_callbacks callbacks;
   callbacks.on_delta = [me, gen](std::string text) {
     caf::anon_send(me, delta_atom::value, gen, std::move(text));
   };
   auto finished = std::make_shared<std::atomic<bool>>(false);
-  callbacks.on_finish = [me, gen, finished](outcome<completion_result> result) {
+  callbacks.on_finish = [me, gen, finished, calibration = model.calibration,
+                         estimated_prompt](outcome<completion_result> result) {
+    if (result && result->usage_reported)
+      calibration->observe(estimated_prompt, result->usage.prompt_tokens);
     finished->store(true);
     caf::anon_send(me, generated_atom::value, gen, std::move(result));
   };
@@ -342,7 +357,7 @@ void generate(self_ptr self, const model_info& model, std::vector<chat_message> 
   // A provider that answered within start() needs no deadline; a timer per
   // request is not free (it wakes CAF's clock thread).
   if (!finished->load())
-    self->delayed_send(self, milliseconds(st.ctx->cfg.actors.generation_timeout_ms),
+    self->delayed_send(self, std::max(deadline - steady_clock::now(), steady_clock::duration(0)),
                        deadline_atom::value, gen);
 }
 
@@ -423,6 +438,9 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
     auto& st = self->state;
     st.meta = meta;
     st.current = phase::ready;
+    if (reply)
+      st.ctx->meter.add(meta.user_id, format_day(now),
+                        usage.prompt_tokens + usage.completion_tokens);
     if (plan.replaces) st.window.remove(*plan.replaces);
     if (plan.user_message) st.window.append(*plan.user_message);
     if (reply) st.window.append(*reply);
@@ -469,34 +487,110 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
   });
 }
 
-/// Runs an exchange: builds the prompt, asks the model if a reply is wanted,
-/// commits everything in one write set and answers.
+/// The tokens per day `user` may still use: answers `rp` with 429 and returns
+/// false when the limit is reached, runs `then` otherwise.
+void check_token_quota(self_ptr self, const std::string& user, caf::response_promise rp,
+                       std::function<void()> then) {
+  auto& st = self->state;
+  auto limit = static_cast<std::int64_t>(st.ctx->cfg.limits.tokens_per_day);
+  if (limit == 0) {
+    then();
+    return;
+  }
+  auto now = now_ms();
+  auto day = format_day(now);
+  auto decide = [self, rp, then, limit, now, user, day]() mutable {
+    auto used = self->state.ctx->meter.used(user, day).value_or(0);
+    if (used < limit) {
+      then();
+      return;
+    }
+    constexpr std::int64_t day_ms = 86400000;
+    failure f{errc::rate_limited, "user " + user + " has used the " + std::to_string(limit) +
+                                      " tokens allowed per day"};
+    f.retry_after_s = static_cast<unsigned>((day_ms - now % day_ms + 999) / 1000);
+    if (self->state.current == phase::creating) self->state.current = phase::gone;
+    rp.deliver(make_caf_error(f));
+    finish_op(self);
+  };
+  if (st.ctx->meter.used(user, day)) {
+    decide();
+    return;
+  }
+  read<std::int64_t>(
+      self,
+      [user, day](store& db) {
+        std::int64_t tokens = 0;
+        for (auto& row : db.usage(user, day, day))
+          tokens += row.prompt_tokens + row.completion_tokens;
+        return tokens;
+      },
+      rp,
+      [self, user, day, decide](std::int64_t& tokens) mutable {
+        self->state.ctx->meter.seed(user, day, tokens);
+        decide();
+      });
+}
+
+/// The prompt `model` gets for the exchange: the system prompt and as much of
+/// the window as fits the model's budget.
+std::vector<chat_message> prompt_for(const conversation_state& st, const exchange_plan& plan,
+                                     const model_info& model) {
+  auto budget = message_budget(model.context_budget(), st.meta.system_prompt);
+  return st.window.assemble_with(st.meta.system_prompt,
+                                 plan.user_message ? &*plan.user_message : nullptr,
+                                 plan.replaces ? &*plan.replaces : nullptr, budget);
+}
+
+/// Asks `model`, then each model of its fallback chain in turn while the
+/// deadline allows, and finishes the exchange with the first answer or the
+/// last failure. `asked` counts the models asked before this one.
+void ask_model(self_ptr self, exchange_plan plan, const model_info& model, steady_time deadline,
+               std::size_t asked) {
+  auto& st = self->state;
+  generate(self, model, prompt_for(st, plan, model), plan.params, deadline,
+           [=, &model](outcome<completion_result> result, std::string text) mutable {
+             auto& st = self->state;
+             if (!result) {
+               auto fallback =
+                   model.fallback.empty() ? nullptr : st.ctx->models->find(model.fallback);
+               if (fallback && asked + 1 < st.ctx->models->all().size() &&
+                   steady_clock::now() < deadline) {
+                 spdlog::warn("conversation {}: model {} failed ({}); trying {}", st.id, model.id,
+                              result.error().detail, fallback->id);
+                 ask_model(self, std::move(plan), *fallback, deadline, asked + 1);
+                 return;
+               }
+               fail_exchange(self, std::move(plan), result.error());
+               return;
+             }
+             plan.model = model.id;
+             auto next_seq = (plan.user_message ? plan.user_message->seq : st.meta.last_seq) + 1;
+             auto reply = new_message(st.meta, next_seq, "assistant", std::move(text));
+             reply.model = model.id;
+             reply.finish_reason = to_string(result->reason);
+             reply.prompt_tokens = result->usage.prompt_tokens;
+             reply.completion_tokens = result->usage.completion_tokens;
+             finalize_exchange(self, std::move(plan), std::move(reply), result->usage);
+           });
+}
+
+/// Runs an exchange: checks the user's token quota, asks the model if a reply
+/// is wanted, commits everything in one write set and answers.
 void run_exchange(self_ptr self, exchange_plan plan) {
   auto& st = self->state;
   if (!plan.reply) {
     finalize_exchange(self, std::move(plan), std::nullopt, {});
     return;
   }
-  auto& model = model_of(*st.ctx, plan.model);
-  auto prompt = st.window.assemble_with(st.meta.system_prompt,
-                                        plan.user_message ? &*plan.user_message : nullptr,
-                                        plan.replaces ? &*plan.replaces : nullptr);
-  auto params = plan.params;
-  generate(self, model, std::move(prompt), params,
-           [=](outcome<completion_result> result, std::string text) mutable {
-             if (!result) {
-               fail_exchange(self, std::move(plan), result.error());
-               return;
-             }
-             auto& st = self->state;
-             auto next_seq = (plan.user_message ? plan.user_message->seq : st.meta.last_seq) + 1;
-             auto reply = new_message(st.meta, next_seq, "assistant", std::move(text));
-             reply.model = plan.model;
-             reply.finish_reason = to_string(result->reason);
-             reply.prompt_tokens = result->usage.prompt_tokens;
-             reply.completion_tokens = result->usage.completion_tokens;
-             finalize_exchange(self, std::move(plan), std::move(reply), result->usage);
-           });
+  auto user = st.meta.user_id;
+  auto rp = plan.rp;
+  check_token_quota(self, user, rp, [self, plan]() mutable {
+    auto& st = self->state;
+    auto deadline = steady_clock::now() + milliseconds(st.ctx->cfg.actors.generation_timeout_ms);
+    auto& model = model_of(*st.ctx, plan.model);
+    ask_model(self, std::move(plan), model, deadline, 0);
+  });
 }
 
 void op_create(self_ptr self, new_conversation request, std::optional<idempotency_claim> claim,

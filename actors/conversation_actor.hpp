@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/directory.hpp"
+#include "actors/usage_meter.hpp"
 #include "config/errors.hpp"
 #include "config/settings.hpp"
 #include "persistence/persistence_actors.hpp"
@@ -14,12 +15,13 @@
 namespace parley {
 
 /// What every conversation actor shares. Owned by the engine, which outlives
-/// all actors; read-only after start except `dir`, which is thread-safe.
+/// all actors; read-only after start except `dir` and `meter`, which are thread-safe.
 struct engine_context {
   settings cfg;
   std::shared_ptr<const model_registry> models;
   persistence_actors db;
   std::unique_ptr<directory> dir;
+  usage_meter meter;
 };
 
 /// The answer for a conversation that does not exist or is not the caller's.

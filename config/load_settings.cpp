@@ -143,6 +143,68 @@ void apply_env(settings& s, const environment& env) {
   if (auto v = get("PARLEY_DEFAULT_MODEL")) s.default_model = *v;
 }
 
+/// A provider and its one model, added by an environment shortcut.
+struct shortcut {
+  const char* key_env;
+  const char* base_url_env;  ///< may override the base URL; nullptr for none
+  provider_settings provider;
+  model_settings model;
+};
+
+std::vector<shortcut> env_shortcuts() {
+  auto make = [](const char* key_env, const char* base_url_env, const char* name, const char* kind,
+                 const char* base_url, const char* model, std::uint32_t window,
+                 std::uint32_t max_output, double in_price, double out_price) {
+    shortcut s{key_env, base_url_env, {}, {}};
+    s.provider.name = name;
+    s.provider.kind = kind;
+    s.provider.base_url = base_url;
+    s.provider.api_key_env = key_env;
+    s.model.id = model;
+    s.model.provider = name;
+    s.model.upstream = model;
+    s.model.context_window = window;
+    s.model.max_output_tokens = max_output;
+    s.model.input_price_per_mtok = in_price;
+    s.model.output_price_per_mtok = out_price;
+    return s;
+  };
+  return {
+      make("OPENAI_API_KEY", "OPENAI_BASE_URL", "openai", "openai", "", "gpt-4o-mini", 128000, 4096,
+           0.15, 0.60),
+      make("GROQ_API_KEY", nullptr, "groq", "openai", "https://api.groq.com/openai/v1",
+           "llama-3.1-8b-instant", 131072, 4096, 0.05, 0.08),
+      make("ANTHROPIC_API_KEY", nullptr, "anthropic", "anthropic", "", "claude-3-5-haiku-latest",
+           200000, 4096, 0.80, 4.00),
+  };
+}
+
+/// Without a config file, each provider key in the environment adds its
+/// provider and model.
+void apply_env_shortcuts(settings& s, const environment& env) {
+  for (auto& sc : env_shortcuts()) {
+    auto key = env.find(sc.key_env);
+    if (key == env.end() || key->second.empty()) continue;
+    if (sc.base_url_env)
+      if (auto url = env.find(sc.base_url_env); url != env.end() && !url->second.empty())
+        sc.provider.base_url = url->second;
+    s.providers.push_back(sc.provider);
+    s.models.push_back(sc.model);
+  }
+}
+
+/// Reads each provider's key from the variable its api_key_env names.
+void resolve_api_keys(settings& s, const environment& env) {
+  for (auto& p : s.providers) {
+    if (p.api_key_env.empty()) continue;
+    auto key = env.find(p.api_key_env);
+    if (key == env.end() || key->second.empty())
+      throw config_error("providers: '" + p.name + "' reads its API key from " + p.api_key_env +
+                         ", which is not set");
+    p.api_key = key->second;
+  }
+}
+
 void validate(const settings& s) {
   if (s.server.host.empty()) throw config_error("server.host: must not be empty");
   if (s.auth.mode != "none" && s.auth.mode != "jwt")
@@ -329,6 +391,10 @@ void apply_toml(settings& s, const std::string& toml_text, const std::string& or
     r.get_string("base_url", p.base_url);
     r.get_string("api_key_env", p.api_key_env);
     r.get_int<unsigned>("timeout_ms", p.timeout_ms, 1, 3600000);
+    r.get_int<unsigned>("connect_timeout_ms", p.connect_timeout_ms, 1, 600000);
+    r.get_int<unsigned>("stall_timeout_ms", p.stall_timeout_ms, 0, 3600000);
+    r.get_int<unsigned>("max_in_flight", p.max_in_flight, 1, 100000);
+    r.get_int<unsigned>("max_retries", p.max_retries, 0, 10);
     r.get_int<unsigned>("ttft_ms", p.ttft_ms, 0, 600000);
     r.get_int<unsigned>("itl_ms", p.itl_ms, 0, 60000);
     if (p.name.empty() || p.kind.empty())
@@ -365,6 +431,8 @@ settings load_settings(const command_line& cli, const environment& env) {
     s.source = *cli.config_file;
   }
   apply_env(s, env);
+  if (!cli.config_file) apply_env_shortcuts(s, env);
+  resolve_api_keys(s, env);
   if (cli.host) s.server.host = *cli.host;
   if (cli.port) s.server.port = *cli.port;
   if (cli.database_url) s.database.url = parse_database_url(*cli.database_url);

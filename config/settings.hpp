@@ -70,8 +70,19 @@ struct provider_settings {
   std::string name;
   std::string kind;  ///< builtin, openai, anthropic
   std::string base_url;
+  /// The environment variable holding the key; never the key itself.
   std::string api_key_env;
+  /// The key read from `api_key_env` at start. Never logged or returned.
+  std::string api_key;
+  /// The longest one completion may take, retries included.
   unsigned timeout_ms = 60000;
+  unsigned connect_timeout_ms = 5000;
+  /// A streamed answer silent this long is given up (504).
+  unsigned stall_timeout_ms = 30000;
+  /// Requests to this provider in flight at once; more wait their turn.
+  unsigned max_in_flight = 1024;
+  /// Attempts after the first one on connection errors, 429 and 5xx.
+  unsigned max_retries = 2;
   unsigned ttft_ms = 0;  ///< builtin only: delay before the first word.
   unsigned itl_ms = 0;   ///< builtin only: delay between words.
 };

@@ -2,6 +2,7 @@
 
 #include "config/load_settings.hpp"
 #include "providers/builtin_provider.hpp"
+#include "providers/http_provider.hpp"
 
 #include <map>
 
@@ -14,13 +15,24 @@ struct provider_entry {
   std::shared_ptr<provider> impl;
 };
 
-std::shared_ptr<provider> make_provider(const provider_settings& p) {
+std::string without_trailing_slash(std::string url) {
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return url;
+}
+
+std::shared_ptr<provider> make_provider(provider_settings p) {
   if (p.kind == "builtin") return make_builtin_provider(p.ttft_ms, p.itl_ms);
-  if (p.kind == "openai" || p.kind == "anthropic")
-    throw config_error("providers: '" + p.name + "' has kind '" + p.kind +
-                       "', which this build cannot serve yet (only 'builtin')");
-  throw config_error("providers: '" + p.name + "' has unknown kind '" + p.kind +
-                     "' (expected builtin, openai or anthropic)");
+  if (p.kind != "openai" && p.kind != "anthropic")
+    throw config_error("providers: '" + p.name + "' has unknown kind '" + p.kind +
+                       "' (expected builtin, openai or anthropic)");
+  if (p.base_url.empty())
+    p.base_url = p.kind == "openai" ? "https://api.openai.com/v1" : "https://api.anthropic.com";
+  p.base_url = without_trailing_slash(p.base_url);
+  if (p.base_url.rfind("http://", 0) != 0 && p.base_url.rfind("https://", 0) != 0)
+    throw config_error("providers: '" + p.name + "' has base_url '" + p.base_url +
+                       "', which is not an http:// or https:// URL");
+  return make_http_provider(
+      p, p.kind == "openai" ? make_openai_protocol() : make_anthropic_protocol());
 }
 
 }  // namespace
@@ -57,6 +69,7 @@ std::shared_ptr<const model_registry> model_registry::build(const settings& cfg)
     info.provider_kind = p->second.cfg.kind;
     if (info.upstream.empty()) info.upstream = m.id;
     info.impl = p->second.impl;
+    info.calibration = std::make_shared<token_calibration>();
     registry->models_.push_back(std::move(info));
   }
   for (auto& m : registry->models_)

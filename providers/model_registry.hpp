@@ -2,6 +2,7 @@
 
 #include "config/settings.hpp"
 #include "providers/provider.hpp"
+#include "providers/token_estimator.hpp"
 
 #include <memory>
 #include <string>
@@ -15,10 +16,14 @@ struct model_info : model_settings {
   std::string provider_kind;
   bool is_default = false;
   std::shared_ptr<parley::provider> impl;
+  /// Learnt from the provider's token counts; never null in a registry.
+  std::shared_ptr<token_calibration> calibration;
 
-  /// Tokens the context may use: the window less room for the reply.
+  /// Tokens the context may use: the window less room for the reply, in the
+  /// engine's estimate as calibrated for this model.
   std::int64_t context_budget() const {
-    return static_cast<std::int64_t>(context_window) - max_output_tokens;
+    auto tokens = static_cast<std::int64_t>(context_window) - max_output_tokens;
+    return calibration ? static_cast<std::int64_t>(tokens / calibration->factor()) : tokens;
   }
   double cost_usd(std::int64_t prompt_tokens, std::int64_t completion_tokens) const {
     return (prompt_tokens * input_price_per_mtok + completion_tokens * output_price_per_mtok) / 1e6;

@@ -2,6 +2,7 @@
 
 #include "config/errors.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -22,6 +23,12 @@ struct completion_request {
   std::vector<chat_message> messages;
   std::optional<double> temperature;
   std::uint32_t max_tokens = 0;  ///< the most completion tokens to produce
+  /// Deliver text as it is produced (the caller streams it on). Otherwise a
+  /// provider may deliver the whole text at once, and may retry a failed
+  /// attempt whose partial text nobody has seen.
+  bool stream = false;
+  /// The latest the completion may end, retries included.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
 enum class finish_reason { stop, length, cancelled };
@@ -37,6 +44,9 @@ struct completion_usage {
 struct completion_result {
   finish_reason reason = finish_reason::stop;
   completion_usage usage;
+  /// True when the provider counted the prompt tokens itself; false when
+  /// `usage` is the engine's estimate.
+  bool usage_reported = false;
 };
 
 /// Where a provider delivers a completion. Both callbacks may run on any

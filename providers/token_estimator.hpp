@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string_view>
 
@@ -14,5 +15,22 @@ std::int64_t estimate_tokens(std::string_view text);
 /// The estimate for one chat message: its text plus the per-message framing
 /// providers add (role markers and separators).
 std::int64_t estimate_message_tokens(std::string_view content);
+
+/// How a model's real token counts compare with the engine's estimate, learnt
+/// from the prompt_tokens its provider reports. Thread-safe: every
+/// conversation actor using the model shares one.
+class token_calibration {
+ public:
+  /// One prompt's estimate and the provider's count; ignored unless both are positive.
+  void observe(std::int64_t estimated, std::int64_t reported);
+
+  /// What to multiply an estimate by: a moving average of reported/estimated,
+  /// between 0.25 and 4, in steps of 1/16 so that budgets derived from it
+  /// change only when the difference matters.
+  double factor() const;
+
+ private:
+  std::atomic<double> ratio_{1.0};
+};
 
 }  // namespace parley

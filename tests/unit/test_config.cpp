@@ -187,3 +187,63 @@ BOOST_AUTO_TEST_CASE(time_and_ids) {
   BOOST_TEST(!is_canonical_uuid("0193-not-a-uuid"));
   BOOST_TEST(!is_canonical_uuid("01A20421-86A4-75E1-B9C5-9C9695DDD071"));
 }
+
+BOOST_AUTO_TEST_CASE(provider_keys_come_from_the_named_variable) {
+  config_file f(R"(
+[[providers]]
+name = "groq"
+kind = "openai"
+base_url = "https://api.groq.com/openai/v1"
+api_key_env = "MY_GROQ_KEY"
+timeout_ms = 30000
+connect_timeout_ms = 1500
+stall_timeout_ms = 4000
+max_in_flight = 64
+max_retries = 4
+
+[[providers]]
+name = "local"
+kind = "openai"
+base_url = "http://localhost:11434/v1"
+)");
+  auto s = load_settings(cli_of({"serve", "--config", f.path.c_str()}),
+                         {{"MY_GROQ_KEY", "gsk-secret"}, {"OPENAI_API_KEY", "sk-ignored"}});
+  BOOST_REQUIRE(s.providers.size() == 2u);  // no shortcut with a config file
+  BOOST_TEST(s.providers[0].api_key == "gsk-secret");
+  BOOST_TEST(s.providers[0].connect_timeout_ms == 1500u);
+  BOOST_TEST(s.providers[0].stall_timeout_ms == 4000u);
+  BOOST_TEST(s.providers[0].max_in_flight == 64u);
+  BOOST_TEST(s.providers[0].max_retries == 4u);
+  BOOST_TEST(s.providers[1].api_key.empty());  // a local server needs none
+
+  try {
+    load_settings(cli_of({"serve", "--config", f.path.c_str()}), {});
+    BOOST_FAIL("a missing key must stop the start");
+  } catch (const config_error& e) {
+    std::string what = e.what();
+    BOOST_TEST(what.find("MY_GROQ_KEY") != std::string::npos);
+    BOOST_TEST(what.find("groq") != std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(environment_shortcuts_add_providers_and_models) {
+  auto none = load_settings(cli_of({"serve"}), {});
+  BOOST_TEST(none.providers.empty());
+  auto s = load_settings(cli_of({"serve"}), {{"OPENAI_API_KEY", "sk-1"},
+                                             {"OPENAI_BASE_URL", "http://127.0.0.1:9/v1"},
+                                             {"GROQ_API_KEY", "gsk-2"},
+                                             {"ANTHROPIC_API_KEY", "sk-ant-3"}});
+  BOOST_REQUIRE(s.providers.size() == 3u);
+  BOOST_REQUIRE(s.models.size() == 3u);
+  BOOST_TEST(s.providers[0].name == "openai");
+  BOOST_TEST(s.providers[0].base_url == "http://127.0.0.1:9/v1");
+  BOOST_TEST(s.providers[0].api_key == "sk-1");
+  BOOST_TEST(s.models[0].id == "gpt-4o-mini");
+  BOOST_TEST(s.providers[1].kind == "openai");
+  BOOST_TEST(s.providers[1].base_url == "https://api.groq.com/openai/v1");
+  BOOST_TEST(s.models[1].provider == "groq");
+  BOOST_TEST(s.providers[2].kind == "anthropic");
+  BOOST_TEST(s.providers[2].api_key == "sk-ant-3");
+  BOOST_TEST(s.models[2].provider == "anthropic");
+  BOOST_TEST(s.default_model == "echo");  // a key does not change the default
+}

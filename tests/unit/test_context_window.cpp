@@ -120,20 +120,33 @@ BOOST_AUTO_TEST_CASE(assemble_with_equals_append_then_assemble) {
   auto copy = w;
   copy.append(pending);
   auto expected = copy.assemble(std::string("sys"));
-  auto got = w.assemble_with(std::string("sys"), &pending, nullptr);
+  auto got = w.assemble_with(std::string("sys"), &pending, nullptr, w.budget());
   BOOST_REQUIRE(got.size() == expected.size());
   for (std::size_t i = 0; i < got.size(); ++i) BOOST_TEST(got[i].content == expected[i].content);
   BOOST_TEST(w.entries().size() == 3u);  // unchanged
 
   // Skipping the last assistant message, as regenerate does.
   std::string skip = "m3";
-  auto regen = w.assemble_with(std::nullopt, nullptr, &skip);
+  auto regen = w.assemble_with(std::nullopt, nullptr, &skip, w.budget());
   BOOST_REQUIRE(regen.size() == 2u);
   BOOST_TEST(regen.back().role == "assistant");
 
   // A pending message larger than the budget is still sent alone.
   auto huge = msg(5, std::string(400, 'x'));
-  auto alone = w.assemble_with(std::nullopt, &huge, nullptr);
+  auto alone = w.assemble_with(std::nullopt, &huge, nullptr, w.budget());
   BOOST_REQUIRE(alone.size() == 1u);
   BOOST_TEST(alone[0].content.size() == 400u);
+}
+
+BOOST_AUTO_TEST_CASE(assemble_with_a_smaller_budget_leaves_out_older_messages) {
+  context_window w;
+  w.reset({msg(1, twelve), msg(2, twelve, "assistant"), msg(3, twelve)}, 21, false);
+  auto pending = msg(4, "abcd");  // 5 tokens; each twelve-character message is 7
+  auto smaller = w.assemble_with(std::string("sys"), &pending, nullptr, 12);
+  BOOST_REQUIRE(smaller.size() == 3u);  // system prompt, m3, pending
+  BOOST_TEST(smaller[0].role == "system");
+  BOOST_TEST(smaller[2].content == "abcd");
+  // A budget above the window's own changes nothing: older messages are not in memory.
+  auto larger = w.assemble_with(std::nullopt, &pending, nullptr, 1000);
+  BOOST_TEST(larger.size() == w.assemble_with(std::nullopt, &pending, nullptr, 21).size());
 }

@@ -12,6 +12,15 @@ using namespace parley;
 
 namespace {
 
+/// The built-in provider, replaced by one that waits `ttft_ms` before answering.
+provider_settings slow_builtin(unsigned ttft_ms) {
+  provider_settings p;
+  p.name = "builtin";
+  p.kind = "builtin";
+  p.ttft_ms = ttft_ms;
+  return p;
+}
+
 /// Waits for an engine callback.
 template <class T>
 struct waiter {
@@ -139,7 +148,7 @@ BOOST_AUTO_TEST_CASE(foreign_and_missing_conversations_are_not_found) {
 BOOST_AUTO_TEST_CASE(a_full_queue_answers_queue_full) {
   engine_fixture f([](settings& s) {
     s.limits.conversation_queue = 1;
-    s.providers.push_back({"builtin", "builtin", "", "", 60000, 300, 0});
+    s.providers.push_back(slow_builtin(300));
   });
   auto id = f.create("alice").conversation->id;
   std::vector<std::unique_ptr<waiter<exchange_result>>> waits;
@@ -228,9 +237,7 @@ BOOST_AUTO_TEST_CASE(deleted_conversation_is_gone) {
 }
 
 BOOST_AUTO_TEST_CASE(history_does_not_wait_behind_a_generation) {
-  engine_fixture f([](settings& s) {
-    s.providers.push_back({"builtin", "builtin", "", "", 60000, 1500, 0});
-  });
+  engine_fixture f([](settings& s) { s.providers.push_back(slow_builtin(1500)); });
   auto id = f.create("alice").conversation->id;
   send_params p;
   p.content = "slow";

@@ -1,0 +1,42 @@
+#include "actors/usage_meter.hpp"
+
+#include <algorithm>
+#include <functional>
+
+namespace parley {
+
+usage_meter::shard& usage_meter::shard_of(const std::string& user) const {
+  return shards_[std::hash<std::string>{}(user) % shard_count];
+}
+
+usage_meter::entry& usage_meter::entry_for(shard& s, const std::string& user,
+                                           const std::string& day) {
+  auto& e = s.users[user];
+  if (e.day != day) e = entry{day, 0, false};
+  return e;
+}
+
+std::optional<std::int64_t> usage_meter::used(const std::string& user,
+                                              const std::string& day) const {
+  auto& s = shard_of(user);
+  std::lock_guard lock(s.mutex);
+  auto i = s.users.find(user);
+  if (i == s.users.end() || i->second.day != day || !i->second.seeded) return std::nullopt;
+  return i->second.tokens;
+}
+
+void usage_meter::seed(const std::string& user, const std::string& day, std::int64_t tokens) {
+  auto& s = shard_of(user);
+  std::lock_guard lock(s.mutex);
+  auto& e = entry_for(s, user, day);
+  e.tokens = std::max(e.tokens, tokens);
+  e.seeded = true;
+}
+
+void usage_meter::add(const std::string& user, const std::string& day, std::int64_t tokens) {
+  auto& s = shard_of(user);
+  std::lock_guard lock(s.mutex);
+  entry_for(s, user, day).tokens += tokens;
+}
+
+}  // namespace parley

@@ -1,0 +1,50 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace parley {
+
+/// Tokens each user has used on a UTC day, as this process knows them, for
+/// `limits.tokens_per_day`. A user's count is seeded from the database the
+/// first time it is needed on a day and then counted up as exchanges commit,
+/// so a check costs no database read. Other processes' usage is seen only
+/// through the seed: across several processes the limit may be overshot by
+/// what the others used since. Thread-safe, sharded so that actors of
+/// different users rarely share a lock.
+class usage_meter {
+ public:
+  /// The tokens `user` used on `day`, or nullopt until seeded for that day.
+  std::optional<std::int64_t> used(const std::string& user, const std::string& day) const;
+
+  /// Sets the count from the database's total, keeping what was counted here
+  /// meanwhile if that is more.
+  void seed(const std::string& user, const std::string& day, std::int64_t tokens);
+
+  /// Counts a committed exchange.
+  void add(const std::string& user, const std::string& day, std::int64_t tokens);
+
+ private:
+  struct entry {
+    std::string day;
+    std::int64_t tokens = 0;
+    bool seeded = false;
+  };
+  struct shard {
+    mutable std::mutex mutex;
+    std::unordered_map<std::string, entry> users;  // guarded by mutex
+  };
+  static constexpr std::size_t shard_count = 16;
+
+  shard& shard_of(const std::string& user) const;
+  /// The user's entry for `day`, started afresh when it held another day.
+  static entry& entry_for(shard& s, const std::string& user, const std::string& day);
+
+  mutable std::array<shard, shard_count> shards_;
+};
+
+}  // namespace parley

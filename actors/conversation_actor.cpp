@@ -327,6 +327,7 @@ struct sampling {
 /// The generation is given up at `deadline`.
 void generate(self_ptr self, const model_info& model, std::vector<chat_message> prompt,
               const sampling& params, steady_time deadline,
+              const std::shared_ptr<cancellation>& cancel,
               std::function<void(outcome<completion_result>, std::string)> then) {
   auto& st = self->state;
   auto gen = ++st.generations_started;
@@ -354,6 +355,7 @@ void generate(self_ptr self, const model_info& model, std::vector<chat_message> 
     caf::anon_send(me, generated_atom::value, gen, std::move(result));
   };
   st.generation->handle = model.impl->start(std::move(request), std::move(callbacks));
+  if (cancel) cancel->on_cancel([me, gen] { caf::anon_send(me, cancel_atom::value, gen); });
   // A provider that answered within start() needs no deadline; a timer per
   // request is not free (it wakes CAF's clock thread).
   if (!finished->load())
@@ -381,6 +383,7 @@ struct exchange_plan {
   bool reply = false;
   std::string model;
   sampling params;
+  std::shared_ptr<cancellation> cancel;  ///< the client's, if it may go away
   std::optional<idempotency_claim> claim;
   caf::response_promise rp;
 };
@@ -548,9 +551,15 @@ std::vector<chat_message> prompt_for(const conversation_state& st, const exchang
 void ask_model(self_ptr self, exchange_plan plan, const model_info& model, steady_time deadline,
                std::size_t asked) {
   auto& st = self->state;
-  generate(self, model, prompt_for(st, plan, model), plan.params, deadline,
+  generate(self, model, prompt_for(st, plan, model), plan.params, deadline, plan.cancel,
            [=, &model](outcome<completion_result> result, std::string text) mutable {
              auto& st = self->state;
+             if (result && result->reason == finish_reason::cancelled && text.empty()) {
+               // The client went away before any text: only its message is kept.
+               fail_exchange(self, std::move(plan),
+                             {errc::provider_error, "the client went away before the reply"});
+               return;
+             }
              if (!result) {
                auto fallback =
                    model.fallback.empty() ? nullptr : st.ctx->models->find(model.fallback);
@@ -617,6 +626,7 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
     plan.reply = m.reply;
     if (m.model) plan.model = *m.model;
     plan.params = {m.temperature, m.max_tokens};
+    plan.cancel = m.cancel;
   }
   run_exchange(self, std::move(plan));
 }
@@ -631,6 +641,7 @@ void op_send(self_ptr self, std::string user, send_params p, std::optional<idemp
     plan.reply = p.reply;
     plan.model = p.model.value_or(st.meta.model);
     plan.params = {p.temperature, p.max_tokens};
+    plan.cancel = p.cancel;
     plan.claim = std::move(claim);
     plan.rp = rp;
     run_exchange(self, std::move(plan));
@@ -653,6 +664,7 @@ void op_regenerate(self_ptr self, std::string user, regenerate_params p,
     if (entries.back().role == "assistant") plan.replaces = entries.back().id;
     plan.reply = true;
     plan.model = p.model.value_or(st.meta.model);
+    plan.cancel = p.cancel;
     plan.claim = std::move(claim);
     plan.rp = rp;
     run_exchange(self, std::move(plan));
@@ -875,6 +887,12 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
       },
       [=](generated_atom, std::uint64_t gen, outcome<completion_result>& result) {
         complete_generation(self, gen, std::move(result));
+      },
+      [=](cancel_atom, std::uint64_t gen) {
+        auto& st = self->state;
+        // The provider then finishes with finish_reason::cancelled and the text so far.
+        if (st.generation && st.generation->id == gen && st.generation->handle)
+          st.generation->handle->cancel();
       },
       [=](deadline_atom, std::uint64_t gen) {
         auto& st = self->state;

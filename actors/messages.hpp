@@ -27,6 +27,7 @@ using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
 using delta_atom = caf::atom_constant<caf::atom("delta")>;
 using generated_atom = caf::atom_constant<caf::atom("generated")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using idle_atom = caf::atom_constant<caf::atom("idle")>;
 using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 

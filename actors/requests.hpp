@@ -7,11 +7,46 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace parley {
+
+/// How the HTTP layer calls off a generation whose client went away: the
+/// conversation actor registers what to do, the HTTP layer triggers it.
+/// Thread-safe; the handler runs at most once.
+class cancellation {
+ public:
+  void cancel() {
+    std::function<void()> run;
+    {
+      std::lock_guard lock(mutex_);
+      if (cancelled_) return;
+      cancelled_ = true;
+      run = std::move(handler_);
+    }
+    if (run) run();
+  }
+  /// Replaces the handler; runs it at once if cancel() came first.
+  void on_cancel(std::function<void()> handler) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!cancelled_) {
+        handler_ = std::move(handler);
+        return;
+      }
+    }
+    handler();
+  }
+
+ private:
+  std::mutex mutex_;
+  bool cancelled_ = false;         // guarded by mutex_
+  std::function<void()> handler_;  // guarded by mutex_
+};
 
 /// A message to add to a conversation, validated by the HTTP layer.
 struct send_params {
@@ -21,6 +56,8 @@ struct send_params {
   std::optional<std::string> model;  ///< a known alias (checked before hand-off)
   std::optional<double> temperature;
   std::optional<std::uint32_t> max_tokens;
+  /// Set when the reply should stop if the client goes away.
+  std::shared_ptr<cancellation> cancel;
 };
 
 struct new_conversation {
@@ -42,6 +79,8 @@ struct conversation_patch {
 
 struct regenerate_params {
   std::optional<std::string> model;
+  /// Set when the reply should stop if the client goes away.
+  std::shared_ptr<cancellation> cancel;
 };
 
 struct history_query {

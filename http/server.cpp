@@ -1,6 +1,7 @@
 #include "http/server.hpp"
 
 #include "config/uuid.hpp"
+#include "http/connection_watch.hpp"
 #include "http/idempotency.hpp"
 #include "http/json_mapping.hpp"
 #include "http/problem.hpp"
@@ -26,8 +27,19 @@ using restinio::request_handling_status_t;
 using router_t = restinio::router::express_router_t<restinio::router::pcre2_regex_engine_t<>>;
 using route_params = restinio::router::route_params_t;
 
+/// Tells the connection watch when a client connection closes.
+struct closed_connection_listener {
+  std::shared_ptr<connection_watch> watch;
+
+  void state_changed(const restinio::connection_state::notice_t& notice) noexcept {
+    if (std::holds_alternative<restinio::connection_state::closed_t>(notice.cause()))
+      watch->closed(notice.connection_id());
+  }
+};
+
 struct server_traits : restinio::default_traits_t {
   using request_handler_t = router_t;
+  using connection_state_listener_t = closed_connection_listener;
 };
 
 // --- responses ----------------------------------------------------------------
@@ -121,6 +133,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   /// Requests accepted and not yet answered.
   int in_flight() const { return in_flight_.load(); }
+  std::shared_ptr<connection_watch> connection_watch_ptr() const { return watch_; }
 
  private:
   using handler_fn = void (http_api::*)(const call_context&, const route_params&);
@@ -279,6 +292,14 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   // --- idempotent exchanges ----------------------------------------------------------
 
+  /// A cancellation triggered when the client's connection closes, so that a
+  /// generation nobody waits for stops and frees its provider connection.
+  std::shared_ptr<cancellation> cancelled_when_gone(const call_context& c) {
+    auto cancel = std::make_shared<cancellation>();
+    watch_->watch(c.req->connection_id(), cancel);
+    return cancel;
+  }
+
   using exchange_starter =
       std::function<void(std::optional<idempotency_claim>, reply_fn<exchange_result>)>;
 
@@ -412,6 +433,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
     if (auto m = body->find("message"); m != body->end() && m->is_object())
       if (auto s = m->find("stream"); s != m->end() && s->is_boolean()) stream = s->get<bool>();
     if (wants_stream(c, stream)) return;
+    if (request->first_message && request->first_message->reply)
+      request->first_message->cancel = cancelled_when_gone(c);
     run_exchange(c, *body, true, [this, request = *request](auto claim, auto reply) {
       engine_.create_conversation(request, std::move(claim), std::move(reply));
     });
@@ -462,6 +485,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
     bool stream = false;
     auto message = valid(c, parse_send_message(*body, limits_, stream));
     if (!message || wants_stream(c, stream)) return;
+    if (message->reply) message->cancel = cancelled_when_gone(c);
     run_exchange(c, *body, false,
                  [this, user = c.user_id, id = *id, p = *message](auto claim, auto reply) {
                    engine_.send_message(user, id, p, std::move(claim), std::move(reply));
@@ -498,6 +522,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
     bool stream = false;
     auto request = valid(c, parse_regenerate(*body, limits_, stream));
     if (!request || wants_stream(c, stream)) return;
+    request->cancel = cancelled_when_gone(c);
     run_exchange(c, *body, false,
                  [this, user = c.user_id, id = *id, p = *request](auto claim, auto reply) {
                    engine_.regenerate(user, id, p, std::move(claim), std::move(reply));
@@ -506,6 +531,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   const settings& cfg_;
   engine& engine_;
+  std::shared_ptr<connection_watch> watch_ = std::make_shared<connection_watch>();
   parse_limits limits_;
   idempotency_locks locks_;
   std::atomic<int> in_flight_{0};
@@ -533,6 +559,11 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
         s.address(cfg.server.host)
             .port(cfg.server.port)
             .request_handler(api->make_router())
+            .connection_state_listener(
+                std::make_shared<closed_connection_listener>(api->connection_watch_ptr()))
+            // With room for a second request RESTinio keeps reading while a
+            // request is handled, and so sees a client that hangs up (EOF).
+            .max_pipelined_requests(2)
             .acceptor_post_bind_hook([&](asio::ip::tcp::acceptor& acceptor) {
               bound_port = acceptor.local_endpoint().port();
             })

@@ -4,6 +4,7 @@
 #include "config/load_settings.hpp"
 #include "providers/builtin_provider.hpp"
 #include "providers/model_registry.hpp"
+#include "support/completion_collector.hpp"
 
 #include <chrono>
 #include <condition_variable>
@@ -14,36 +15,7 @@ using namespace parley;
 
 namespace {
 
-/// Collects one completion and lets the test wait for its end.
-struct collector {
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::vector<std::string> deltas;
-  std::optional<outcome<completion_result>> result;
-  std::chrono::steady_clock::time_point first_delta;
-
-  completion_callbacks callbacks() {
-    return {[this](std::string d) {
-              std::lock_guard<std::mutex> g(mutex);
-              if (deltas.empty()) first_delta = std::chrono::steady_clock::now();
-              deltas.push_back(std::move(d));
-            },
-            [this](outcome<completion_result> r) {
-              std::lock_guard<std::mutex> g(mutex);
-              result = std::move(r);
-              cv.notify_all();
-            }};
-  }
-  bool wait(std::chrono::milliseconds limit) {
-    std::unique_lock<std::mutex> g(mutex);
-    return cv.wait_for(g, limit, [&] { return result.has_value(); });
-  }
-  std::string text() {
-    std::string t;
-    for (auto& d : deltas) t += d;
-    return t;
-  }
-};
+using collector = testing::completion_collector;
 
 completion_request ask(std::string text, std::uint32_t max_tokens = 512) {
   completion_request r;

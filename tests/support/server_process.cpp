@@ -1,5 +1,7 @@
 #include "support/server_process.hpp"
 
+#include "support/child_process.hpp"
+
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -38,58 +40,6 @@ std::string parley_binary() {
   return PARLEY_BINARY_PATH;
 }
 
-namespace {
-
-pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
-            const std::string& cwd, const std::string& stdout_path, const std::string& stderr_path,
-            std::uint64_t max_file_bytes = 0) {
-  pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(127);
-    int out = open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(out, 1);
-    dup2(err, 2);
-    for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    if (max_file_bytes) {
-      // Writes past the limit fail with EFBIG, as on a full disk (instead of
-      // the default SIGXFSZ, which would kill the process).
-      signal(SIGXFSZ, SIG_IGN);
-      rlimit limit{max_file_bytes, max_file_bytes};
-      setrlimit(RLIMIT_FSIZE, &limit);
-    }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
-int wait_exit(pid_t pid, std::chrono::seconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return -1;
-}
-
-}  // namespace
-
 server_process::server_process(server_options options) : options_(std::move(options)) {
   database_url_ = options_.database_url;
   if (database_url_.empty()) {
@@ -120,28 +70,9 @@ void server_process::launch() {
   std::remove(out_path.c_str());
   pid_ = spawn(args, options_.env, dir_.path(), out_path, dir_.path() + "/stderr.log",
                options_.max_file_bytes);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  const std::string marker = "parley listening on http://127.0.0.1:";
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto out = read_file(out_path);
-    if (auto at = out.find(marker); at != std::string::npos) {
-      auto end = out.find('\n', at);
-      if (end != std::string::npos) {
-        port_ = static_cast<std::uint16_t>(std::stoi(out.substr(at + marker.size())));
-        return;
-      }
-    }
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      throw std::runtime_error("parley exited during start-up: " + log());
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  kill(pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
-  pid_ = -1;
-  throw std::runtime_error("parley did not start listening in time: " + log());
+  port_ = wait_for_port(pid_, out_path, "parley listening on http://127.0.0.1:", [this] {
+    return "parley: " + log();
+  });
 }
 
 std::string server_process::base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The real provider path under load: Parley in front of the mock upstream
+# (OpenAI protocol) answering after a fixed time to first token, against the
+# ideal of connections / ttft requests/s, and the latency Parley adds on top
+# of the mock's own (the mock loaded directly with the same concurrency, in
+# the same run).
+# Usage: bench/providers.sh [connections=256] [seconds=20] [ttft_ms=500] [conversations=4096]
+# Needs a built tree (scripts/build.sh parley parley-mock-upstream) and wrk.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${PARLEY_BUILD_DIR:-$root/build}"
+bin="${PARLEY_BIN:-$build/parley}"
+mock_bin="$build/tests/parley-mock-upstream"
+connections="${1:-256}"
+seconds="${2:-20}"
+ttft_ms="${3:-500}"
+conversations="${4:-4096}"
+
+work="$(mktemp -d)"
+. "$root/bench/lib.sh"
+mock_pid=""
+trap 'stop_server; [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null; rm -rf "$work"' EXIT
+
+"$mock_bin" --port 0 --ttft-ms "$ttft_ms" --words 20 > "$work/mock.out" 2> "$work/mock.err" &
+mock_pid=$!
+for _ in $(seq 1 100); do
+  grep -q "listening on" "$work/mock.out" 2>/dev/null && break
+  sleep 0.1
+done
+mock_base="$(grep -o 'http://[0-9.]*:[0-9]*' "$work/mock.out")"
+
+start_server "sqlite://$work/bench.db" "$(cat <<TOML
+[limits]
+conversation_queue = 64
+[defaults]
+model = "mock"
+[[providers]]
+name = "mock"
+kind = "openai"
+base_url = "$mock_base/v1"
+max_in_flight = 4096
+[[models]]
+id = "mock"
+provider = "mock"
+upstream = "mock-model"
+TOML
+)"
+make_send_script "$conversations"
+
+cat > "$work/direct.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model":"mock-model","messages":[{"role":"user","content":"hello world, how are you today?"}]}'
+LUA
+
+echo "== the mock alone: POST /v1/chat/completions, $connections connections, ${seconds}s"
+wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$work/direct.lua" "$mock_base/v1/chat/completions" \
+  | tee "$work/direct.txt"
+echo "== Parley send-message through the mock, $connections connections, ${seconds}s, $conversations conversations"
+wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$work/send.lua" "$base" | tee "$work/send.txt"
+
+ms() {  # wrk latency ("512.34ms", "1.02s", "900.00us") in milliseconds
+  awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.1f", v}' <<< "$1"
+}
+send=$(wrk_field "$work/send.txt" rps)
+ideal=$(awk -v c="$connections" -v t="$ttft_ms" 'BEGIN{printf "%.1f", c * 1000 / t}')
+p50=$(ms "$(wrk_field "$work/send.txt" 50%)")
+p99=$(ms "$(wrk_field "$work/send.txt" 99%)")
+mock50=$(ms "$(wrk_field "$work/direct.txt" 50%)")
+mock99=$(ms "$(wrk_field "$work/direct.txt" 99%)")
+errors=$(grep -E 'Non-2xx|Socket errors' "$work/send.txt" || echo "none")
+echo "== summary: ${send} req/s of an ideal ${ideal} ($(awk -v s="$send" -v i="$ideal" 'BEGIN{printf "%.2f", s/i}')); p50 ${p50} ms (mock alone ${mock50}, added $(awk -v a="$p50" -v b="$mock50" 'BEGIN{printf "%.1f", a-b}')), p99 ${p99} ms (mock alone ${mock99}, added $(awk -v a="$p99" -v b="$mock99" 'BEGIN{printf "%.1f", a-b}')); errors: ${errors}"

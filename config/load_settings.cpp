@@ -392,6 +392,7 @@ void apply_toml(settings& s, const std::string& toml_text, const std::string& or
     r.get_string("api_key_env", p.api_key_env);
     r.get_int<unsigned>("timeout_ms", p.timeout_ms, 1, 3600000);
     r.get_int<unsigned>("connect_timeout_ms", p.connect_timeout_ms, 1, 600000);
+    r.get_int<unsigned>("first_byte_timeout_ms", p.first_byte_timeout_ms, 0, 3600000);
     r.get_int<unsigned>("stall_timeout_ms", p.stall_timeout_ms, 0, 3600000);
     r.get_int<unsigned>("max_in_flight", p.max_in_flight, 1, 100000);
     r.get_int<unsigned>("max_retries", p.max_retries, 0, 10);

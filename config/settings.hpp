@@ -77,6 +77,10 @@ struct provider_settings {
   /// The longest one completion may take, retries included.
   unsigned timeout_ms = 60000;
   unsigned connect_timeout_ms = 5000;
+  /// The answer must begin (status line) this soon after the request; 0 for
+  /// no limit but timeout_ms. A whole (not streamed) answer begins only when
+  /// the model has finished, so keep it above the longest reply.
+  unsigned first_byte_timeout_ms = 0;
   /// A streamed answer silent this long is given up (504).
   unsigned stall_timeout_ms = 30000;
   /// Requests to this provider in flight at once; more wait their turn.

@@ -92,6 +92,7 @@ class http_completion final : public completion_handle,
     r.body = body_;
     r.start_at = start_at;
     r.deadline = deadline_;
+    r.first_byte_timeout = milliseconds(ctx_.cfg.first_byte_timeout_ms);
     if (request_.stream) r.stall_timeout = milliseconds(ctx_.cfg.stall_timeout_ms);
     auto self = shared_from_this();
     upstream_handlers h;
@@ -168,7 +169,8 @@ class http_completion final : public completion_handle,
         retry_or_fail(provider_failure(explained("the provider's answer broke off", result.error)));
         return;
       case upstream_ending::timed_out:
-        fail({errc::provider_timeout, "the provider did not answer in time"});
+        fail({errc::provider_timeout,
+              explained("the provider did not answer in time", result.error)});
         return;
       case upstream_ending::stalled:
         fail({errc::provider_timeout, explained("the provider's stream stalled", result.error)});
@@ -226,6 +228,10 @@ class http_completion final : public completion_handle,
 
   void fail(failure why) {
     finished_ = true;
+    // A provider may quote the key back in its error text; it must go no further.
+    if (auto& key = ctx_.cfg.api_key; !key.empty())
+      for (auto at = why.detail.find(key); at != std::string::npos; at = why.detail.find(key, at))
+        why.detail.replace(at, key.size(), "[redacted]");
     callbacks_.on_finish(std::move(why));
   }
 

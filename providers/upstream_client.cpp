@@ -18,8 +18,9 @@ namespace {
 using clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-/// How often running exchanges are checked for stalls and queued ones for
-/// their deadline; libcurl itself enforces the deadline of running ones.
+/// How often running exchanges are checked for a late first byte or a stall
+/// and queued ones for their deadline; libcurl itself enforces the deadline
+/// of running ones.
 constexpr milliseconds scan_interval{20};
 /// The longest one wait for network activity lasts.
 constexpr milliseconds max_poll_wait{1000};
@@ -36,6 +37,7 @@ struct transfer {
   char error[CURL_ERROR_SIZE] = {};
   bool response_started = false;
   std::optional<unsigned> retry_after_s;
+  clock::time_point launched_at;
   clock::time_point last_activity;
   bool aborted_by_handler = false;
 };
@@ -247,6 +249,7 @@ class upstream_client::impl {
     auto left = std::chrono::duration_cast<milliseconds>(t.request.deadline - now).count();
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<long long>(left, 1)));
     curl_easy_setopt(e, CURLOPT_USERAGENT, "parley");
+    t.launched_at = now;
     t.last_activity = now;
     curl_multi_add_handle(multi_, e);
     ++running_;
@@ -260,6 +263,11 @@ class upstream_client::impl {
         if (now >= t->request.deadline)
           over.emplace_back(id, upstream_result{upstream_ending::timed_out,
                                                 "the deadline passed while the request waited"});
+      } else if (!t->response_started && t->request.first_byte_timeout.count() > 0 &&
+                 now - t->launched_at > t->request.first_byte_timeout) {
+        auto wait = std::to_string(t->request.first_byte_timeout.count());
+        over.emplace_back(id, upstream_result{upstream_ending::timed_out,
+                                              "no answer began within " + wait + " ms"});
       } else if (t->response_started && t->request.stall_timeout.count() > 0 &&
                  now - t->last_activity > t->request.stall_timeout) {
         auto silence = std::to_string(t->request.stall_timeout.count());

@@ -21,6 +21,9 @@ struct upstream_request {
   clock::time_point start_at = clock::time_point::min();
   /// The exchange is given up (timed_out) at this point, queued or not.
   clock::time_point deadline = clock::time_point::max();
+  /// Longest wait from sending the request to the start of the answer (its
+  /// status line) before the exchange is given up (timed_out); zero for none.
+  std::chrono::milliseconds first_byte_timeout{0};
   /// Longest silence between body bytes once the answer has begun (stalled);
   /// zero for none.
   std::chrono::milliseconds stall_timeout{0};

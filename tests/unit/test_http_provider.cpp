@@ -281,6 +281,41 @@ BOOST_AUTO_TEST_CASE(stalls_and_deadlines_time_out_and_free_the_upstream) {
   BOOST_TEST(mock.stats()["abandoned"] == 2);
 }
 
+BOOST_AUTO_TEST_CASE(a_slow_trickle_is_cut_at_the_deadline) {
+  // Steady but slow: never silent long enough to count as a stall.
+  mock.push_behaviors(json::array({{{"words", 100}, {"itl_ms", 100}}}));
+  auto p = make(protocol::openai, [](provider_settings& s) {
+    s.timeout_ms = 800;
+    s.stall_timeout_ms = 500;
+  });
+  completion_collector c;
+  auto start = clock_type::now();
+  auto& f = failed(run(*p, ask("x", true), c));
+  BOOST_TEST((f.code == errc::provider_timeout));
+  BOOST_TEST(!c.deltas.empty());
+  BOOST_TEST(((c.finished - start) < milliseconds(3000)));
+}
+
+BOOST_AUTO_TEST_CASE(a_late_first_byte_times_out) {
+  mock.push_behaviors(json::array({{{"ttft_ms", 3000}}}));
+  auto p = make(protocol::anthropic, [](provider_settings& s) { s.first_byte_timeout_ms = 300; });
+  completion_collector c;
+  auto start = clock_type::now();
+  auto& f = failed(run(*p, ask("x"), c));
+  BOOST_TEST((f.code == errc::provider_timeout));
+  BOOST_TEST(f.detail.find("no answer began") != std::string::npos);
+  BOOST_TEST(((c.finished - start) < milliseconds(2000)));
+}
+
+BOOST_AUTO_TEST_CASE(the_key_is_redacted_from_what_the_provider_says) {
+  auto p = make(protocol::openai, [](provider_settings& s) { s.api_key = "401"; });
+  mock.push_behaviors(json::array({{{"status", 401}}}));  // its error text says "mock failure 401"
+  completion_collector c;
+  auto& f = failed(run(*p, ask("x"), c));
+  BOOST_TEST(f.detail.find("401") == std::string::npos);
+  BOOST_TEST(f.detail.find("[redacted]") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(the_request_deadline_bounds_the_provider) {
   mock.push_behaviors(json::array({{{"ttft_ms", 5000}}}));
   auto p = make(protocol::openai);

@@ -102,8 +102,13 @@ class http_completion final : public completion_handle,
     };
     h.on_body = [self](std::string_view bytes) { return self->on_body(bytes); };
     h.on_end = [self](const upstream_result& result) { self->on_end(result); };
-    exchange_ = ctx_.client.start(std::move(r), std::move(h));
-    if (cancelled_) ctx_.client.cancel(exchange_.load());  // cancel() ran between two attempts
+    auto id = ctx_.client.start(std::move(r), std::move(h));
+    // Keep the newest id: a fast failure may already have started the next
+    // attempt (with a higher id) on the I/O thread.
+    auto known = exchange_.load();
+    while (known < id && !exchange_.compare_exchange_weak(known, id)) {
+    }
+    if (cancelled_) ctx_.client.cancel(id);  // cancel() ran between two attempts
   }
 
   bool succeeded() const { return status_ >= 200 && status_ < 300; }

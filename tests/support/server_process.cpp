@@ -2,19 +2,15 @@
 
 #include "support/child_process.hpp"
 
-#include <fcntl.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
-#include <unistd.h>
+
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
-#include <thread>
 
 #ifndef PARLEY_BINARY_PATH
 #error "PARLEY_BINARY_PATH must name the parley binary"

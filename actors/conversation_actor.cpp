@@ -13,6 +13,7 @@
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -46,6 +47,7 @@ struct active_generation {
   std::uint64_t id = 0;
   std::string text;
   std::shared_ptr<completion_handle> handle;
+  std::shared_ptr<conversation_subscriber> stream;  ///< the exchange's own, if it streams
   std::function<void(outcome<completion_result>, std::string)> then;
 };
 
@@ -65,6 +67,9 @@ struct conversation_state {
   std::optional<active_generation> generation;
   std::uint64_t generations_started = 0;
   std::chrono::steady_clock::time_point last_active;
+  /// Clients watching every exchange (WebSockets). While there are any the
+  /// actor is not passivated.
+  std::vector<std::shared_ptr<conversation_subscriber>> watchers;
 };
 
 using self_ptr = caf::stateful_actor<conversation_state>*;
@@ -130,6 +135,34 @@ void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
       {user_id, claim->key, claim->request_hash, stored.status, stored.body, now_ms()}});
 }
 
+// --- live subscribers -----------------------------------------------------------
+
+/// Tells every watcher, and the exchange's own stream if any, about `e`;
+/// watchers that are gone are forgotten.
+void publish(self_ptr self, const conversation_event& e,
+             const std::shared_ptr<conversation_subscriber>& own) {
+  auto& w = self->state.watchers;
+  w.erase(std::remove_if(w.begin(), w.end(), [&](auto& s) { return !s->deliver(e); }), w.end());
+  if (own) own->deliver(e);
+}
+
+void publish_message(self_ptr self, conversation_event::kind type, const message_record& m,
+                     const std::shared_ptr<conversation_subscriber>& own) {
+  conversation_event e;
+  e.type = type;
+  e.message = &m;
+  publish(self, e, own);
+}
+
+/// Ends every watcher's subscription, telling it why.
+void close_watchers(self_ptr self, const failure& why) {
+  conversation_event e;
+  e.type = conversation_event::kind::closed;
+  e.reason = why;
+  for (auto& w : self->state.watchers) w->deliver(e);
+  self->state.watchers.clear();
+}
+
 // --- lifecycle ----------------------------------------------------------------
 
 void passivate(self_ptr self) {
@@ -146,6 +179,7 @@ void abandon(self_ptr self, const failure& why) {
   for (auto& op : st.queue) op.promise.deliver(make_caf_error(why));
   st.queue.clear();
   if (st.generation && st.generation->handle) st.generation->handle->cancel();
+  close_watchers(self, why);
   passivate(self);
 }
 
@@ -328,10 +362,11 @@ struct sampling {
 void generate(self_ptr self, const model_info& model, std::vector<chat_message> prompt,
               const sampling& params, steady_time deadline,
               const std::shared_ptr<cancellation>& cancel,
+              const std::shared_ptr<conversation_subscriber>& stream,
               std::function<void(outcome<completion_result>, std::string)> then) {
   auto& st = self->state;
   auto gen = ++st.generations_started;
-  st.generation = active_generation{gen, {}, nullptr, std::move(then)};
+  st.generation = active_generation{gen, {}, nullptr, stream, std::move(then)};
   completion_request request;
   request.upstream_model = model.upstream;
   std::int64_t estimated_prompt = 0;
@@ -341,6 +376,8 @@ void generate(self_ptr self, const model_info& model, std::vector<chat_message> 
   request.max_tokens = std::min<std::uint32_t>(params.max_tokens.value_or(model.max_output_tokens),
                                                model.max_output_tokens);
   request.deadline = deadline;
+  // Someone reads the reply as it is written: ask for it piece by piece.
+  request.stream = stream || !st.watchers.empty();
   auto me = caf::actor_cast<caf::actor>(self);
   completion_callbacks callbacks;
   callbacks.on_delta = [me, gen](std::string text) {
@@ -383,7 +420,12 @@ struct exchange_plan {
   bool reply = false;
   std::string model;
   sampling params;
-  std::shared_ptr<cancellation> cancel;  ///< the client's, if it may go away
+  std::shared_ptr<cancellation> cancel;             ///< the client's, if it may go away
+  std::shared_ptr<conversation_subscriber> stream;  ///< the client's, if it streams
+  /// Clients see the reply as it is written (it streams, or others watch):
+  /// the user message is then stored before the model is asked.
+  bool live = false;
+  bool user_stored = false;  ///< the user message (and a new conversation) is committed
   std::optional<idempotency_claim> claim;
   caf::response_promise rp;
 };
@@ -407,7 +449,8 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
   auto meta = st.meta;
   auto now = now_ms();
   meta.updated_at = now;
-  if (plan.user_message) {
+  bool store_user = plan.user_message && !plan.user_stored;
+  if (store_user) {
     meta.message_count += 1;
     meta.last_seq = plan.user_message->seq;
   }
@@ -425,12 +468,12 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
         meta.user_id, format_day(now),
         usage_row{model.id, 1, usage.prompt_tokens, usage.completion_tokens, cost}});
   }
-  if (plan.create)
+  if (plan.create && !plan.user_stored)
     writes.insert(writes.begin(), write::insert_conversation{meta});
   else
     writes.push_back(next_version(meta));
   if (plan.replaces) writes.push_back(write::delete_message{*plan.replaces});
-  if (plan.user_message) writes.push_back(write::insert_message{*plan.user_message});
+  if (store_user) writes.push_back(write::insert_message{*plan.user_message});
   if (reply) writes.push_back(write::insert_message{*reply});
   exchange_result result;
   if (plan.create) result.conversation = meta;
@@ -445,8 +488,11 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
       st.ctx->meter.add(meta.user_id, format_day(now),
                         usage.prompt_tokens + usage.completion_tokens);
     if (plan.replaces) st.window.remove(*plan.replaces);
-    if (plan.user_message) st.window.append(*plan.user_message);
+    if (store_user) st.window.append(*plan.user_message);
     if (reply) st.window.append(*reply);
+    using kind = conversation_event::kind;
+    if (store_user) publish_message(self, kind::message, *plan.user_message, plan.stream);
+    if (reply) publish_message(self, kind::done, *reply, plan.stream);
     plan.rp.deliver(std::move(result));
     finish_op(self);
   });
@@ -463,20 +509,22 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
         why.message_id = e->id;
         break;
       }
-  if (!plan.user_message && !plan.create && !plan.claim) {
+  bool store_user = plan.user_message && !plan.user_stored;
+  bool insert_conversation = plan.create && !plan.user_stored;
+  if (!store_user && !insert_conversation && !plan.claim) {
     plan.rp.deliver(make_caf_error(why));
     finish_op(self);
     return;
   }
   auto meta = st.meta;
   write_set writes;
-  if (plan.user_message) {
+  if (store_user) {
     meta.updated_at = now_ms();
     meta.message_count += 1;
     meta.last_seq = plan.user_message->seq;
     writes.push_back(plan.create ? write_op{write::insert_conversation{meta}} : next_version(meta));
     writes.push_back(write::insert_message{*plan.user_message});
-  } else if (plan.create) {
+  } else if (insert_conversation) {
     writes.push_back(write::insert_conversation{meta});
   }
   add_claim(writes, plan.claim, meta.user_id, why);
@@ -484,9 +532,38 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
     auto& st = self->state;
     st.meta = meta;
     st.current = phase::ready;
-    if (plan.user_message) st.window.append(*plan.user_message);
+    if (store_user) {
+      st.window.append(*plan.user_message);
+      publish_message(self, conversation_event::kind::message, *plan.user_message, nullptr);
+    }
     plan.rp.deliver(make_caf_error(why));
     finish_op(self);
+  });
+}
+
+/// Commits the exchange's user message (and a new conversation) before the
+/// model is asked, so that live clients are told of a stored message; the
+/// reply is committed when it is complete.
+void store_user_message(self_ptr self, exchange_plan plan,
+                        std::function<void(exchange_plan)> then) {
+  auto meta = self->state.meta;
+  meta.updated_at = now_ms();
+  meta.message_count += 1;
+  meta.last_seq = plan.user_message->seq;
+  write_set writes;
+  writes.push_back(plan.create ? write_op{write::insert_conversation{meta}} : next_version(meta));
+  writes.push_back(write::insert_message{*plan.user_message});
+  auto rp = plan.rp;
+  commit(self, std::move(writes), rp, [=]() mutable {
+    auto& st = self->state;
+    st.meta = meta;
+    st.current = phase::ready;
+    st.window.append(*plan.user_message);
+    // A conflict from here on must not run the operation again: its message is stored.
+    st.running = nullptr;
+    plan.user_stored = true;
+    publish_message(self, conversation_event::kind::message, *plan.user_message, plan.stream);
+    then(std::move(plan));
   });
 }
 
@@ -540,8 +617,8 @@ void check_token_quota(self_ptr self, const std::string& user, caf::response_pro
 std::vector<chat_message> prompt_for(const conversation_state& st, const exchange_plan& plan,
                                      const model_info& model) {
   auto budget = message_budget(model.context_budget(), st.meta.system_prompt);
-  return st.window.assemble_with(st.meta.system_prompt,
-                                 plan.user_message ? &*plan.user_message : nullptr,
+  bool pending = plan.user_message && !plan.user_stored;
+  return st.window.assemble_with(st.meta.system_prompt, pending ? &*plan.user_message : nullptr,
                                  plan.replaces ? &*plan.replaces : nullptr, budget);
 }
 
@@ -552,7 +629,7 @@ void ask_model(self_ptr self, exchange_plan plan, const model_info& model, stead
                std::size_t asked) {
   auto& st = self->state;
   generate(self, model, prompt_for(st, plan, model), plan.params, deadline, plan.cancel,
-           [=, &model](outcome<completion_result> result, std::string text) mutable {
+           plan.stream, [=, &model](outcome<completion_result> result, std::string text) mutable {
              auto& st = self->state;
              if (result && result->reason == finish_reason::cancelled && text.empty()) {
                // The client went away before any text: only its message is kept.
@@ -563,7 +640,9 @@ void ask_model(self_ptr self, exchange_plan plan, const model_info& model, stead
              if (!result) {
                auto fallback =
                    model.fallback.empty() ? nullptr : st.ctx->models->find(model.fallback);
-               if (fallback && asked + 1 < st.ctx->models->all().size() &&
+               // Text that clients already saw cannot be taken back by another model's.
+               bool seen = plan.live && !text.empty();
+               if (fallback && !seen && asked + 1 < st.ctx->models->all().size() &&
                    steady_clock::now() < deadline) {
                  spdlog::warn("conversation {}: model {} failed ({}); trying {}", st.id, model.id,
                               result.error().detail, fallback->id);
@@ -597,8 +676,21 @@ void run_exchange(self_ptr self, exchange_plan plan) {
   check_token_quota(self, user, rp, [self, plan]() mutable {
     auto& st = self->state;
     auto deadline = steady_clock::now() + milliseconds(st.ctx->cfg.actors.generation_timeout_ms);
-    auto& model = model_of(*st.ctx, plan.model);
-    ask_model(self, std::move(plan), model, deadline, 0);
+    auto ask = [self, deadline](exchange_plan plan) {
+      auto& model = model_of(*self->state.ctx, plan.model);
+      ask_model(self, std::move(plan), model, deadline, 0);
+    };
+    plan.live = plan.stream || !st.watchers.empty();
+    if (plan.live && plan.user_message) {
+      store_user_message(self, std::move(plan), ask);
+      return;
+    }
+    if (plan.stream) {
+      conversation_event started;
+      started.type = conversation_event::kind::started;
+      plan.stream->deliver(started);
+    }
+    ask(std::move(plan));
   });
 }
 
@@ -627,6 +719,7 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
     if (m.model) plan.model = *m.model;
     plan.params = {m.temperature, m.max_tokens};
     plan.cancel = m.cancel;
+    plan.stream = m.stream;
   }
   run_exchange(self, std::move(plan));
 }
@@ -642,6 +735,7 @@ void op_send(self_ptr self, std::string user, send_params p, std::optional<idemp
     plan.model = p.model.value_or(st.meta.model);
     plan.params = {p.temperature, p.max_tokens};
     plan.cancel = p.cancel;
+    plan.stream = p.stream;
     plan.claim = std::move(claim);
     plan.rp = rp;
     run_exchange(self, std::move(plan));
@@ -665,6 +759,7 @@ void op_regenerate(self_ptr self, std::string user, regenerate_params p,
     plan.reply = true;
     plan.model = p.model.value_or(st.meta.model);
     plan.cancel = p.cancel;
+    plan.stream = p.stream;
     plan.claim = std::move(claim);
     plan.rp = rp;
     run_exchange(self, std::move(plan));
@@ -696,6 +791,7 @@ void op_delete(self_ptr self, std::string user, caf::response_promise rp) {
   if (foreign(self, user, rp)) return;
   commit(self, {write::delete_conversation{self->state.id}}, rp, [=]() mutable {
     self->state.current = phase::gone;
+    close_watchers(self, {errc::not_found, "conversation " + self->state.id + " was deleted"});
     rp.deliver(done{});
     finish_op(self);  // answers whatever is queued with not_found and passivates
   });
@@ -809,6 +905,7 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
     } catch (...) {
       spdlog::error("conversation {}: unknown exception", self->state.id);
     }
+    close_watchers(self, {errc::internal, "the conversation failed; reconnect"});
     self->state.ctx->dir->remove(self->state.id, self->address());
     return caf::exit_reason::unhandled_exception;
   });
@@ -880,10 +977,43 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
             [](self_ptr s, std::string u, regenerate_params p, std::optional<idempotency_claim> c,
                caf::response_promise rp) { op_regenerate(s, u, p, c, rp); })(user, p, claim);
       },
+      // --- live subscribers ---
+      [=](watch_atom, const std::string& user, std::shared_ptr<conversation_subscriber>& s) {
+        auto rp = self->make_response_promise();
+        auto add = [self, user, s, rp]() mutable {
+          auto& st = self->state;
+          if (st.meta.user_id != user) {
+            rp.deliver(make_caf_error(conversation_not_found(st.id)));
+            return;
+          }
+          st.watchers.push_back(s);
+          rp.deliver(done{});
+        };
+        if (self->state.current == phase::ready) {
+          add();
+        } else {
+          // Still loading: the owner is not known yet.
+          enqueue(self, rp, [self, add]() mutable {
+            add();
+            finish_op(self);
+          });
+        }
+        return rp;
+      },
+      [=](unwatch_atom, const std::shared_ptr<conversation_subscriber>& s) {
+        auto& w = self->state.watchers;
+        w.erase(std::remove(w.begin(), w.end(), s), w.end());
+        self->state.last_active = std::chrono::steady_clock::now();
+      },
       // --- the provider's answers ---
       [=](delta_atom, std::uint64_t gen, std::string& text) {
         auto& st = self->state;
-        if (st.generation && st.generation->id == gen) st.generation->text += text;
+        if (!st.generation || st.generation->id != gen) return;
+        st.generation->text += text;
+        conversation_event e;
+        e.type = conversation_event::kind::delta;
+        e.text = std::move(text);
+        publish(self, e, st.generation->stream);
       },
       [=](generated_atom, std::uint64_t gen, outcome<completion_result>& result) {
         complete_generation(self, gen, std::move(result));
@@ -910,14 +1040,14 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
         auto& st = self->state;
         auto idle_for = std::chrono::seconds(st.ctx->cfg.actors.idle_timeout_s);
         auto quiet = std::chrono::steady_clock::now() - st.last_active;
-        if (!st.busy && st.queue.empty() && quiet >= idle_for)
+        if (!st.busy && st.queue.empty() && st.watchers.empty() && quiet >= idle_for)
           passivate(self);
         else
           schedule_idle_check(self, quiet >= idle_for ? idle_for : idle_for - quiet);
       },
       [=](passivate_atom) {
         auto& st = self->state;
-        if (!st.busy && st.queue.empty()) passivate(self);
+        if (!st.busy && st.queue.empty() && st.watchers.empty()) passivate(self);
       },
   };
 }

@@ -30,6 +30,13 @@ caf::actor directory::find_or_spawn(const std::string& id) {
   return actor;
 }
 
+caf::actor directory::find(const std::string& id) {
+  auto& s = shard_of(id);
+  std::lock_guard<std::mutex> guard(s.mutex);
+  auto i = s.actors.find(id);
+  return i == s.actors.end() ? caf::actor{} : i->second.actor;
+}
+
 void directory::insert_new(const std::string& id, const caf::actor& actor) {
   auto& s = shard_of(id);
   std::lock_guard<std::mutex> guard(s.mutex);

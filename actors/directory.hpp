@@ -30,6 +30,9 @@ class directory {
   /// The live actor for `id`, or a new loading one.
   caf::actor find_or_spawn(const std::string& id);
 
+  /// The live actor for `id`, or an invalid handle when there is none.
+  caf::actor find(const std::string& id);
+
   /// Registers `actor`, made for a conversation that does not exist yet.
   void insert_new(const std::string& id, const caf::actor& actor);
 

@@ -118,6 +118,17 @@ class actor_engine final : public engine {
                                       std::move(params), std::move(claim));
   }
 
+  void watch(std::string user_id, std::string id, std::shared_ptr<conversation_subscriber> s,
+             reply_fn<done> reply) override {
+    ask_conversation<done>(id, std::move(reply), watch_atom::value, std::move(user_id),
+                           std::move(s));
+  }
+
+  void unwatch(const std::string& id, std::shared_ptr<conversation_subscriber> s) override {
+    // An actor with watchers stays live, so there is one to tell unless it is gone.
+    if (auto actor = ctx_.dir->find(id)) caf::anon_send(actor, unwatch_atom::value, std::move(s));
+  }
+
   void find_idempotency(std::string user_id, std::string key,
                         reply_fn<std::optional<idempotency_record>> reply) override {
     read<std::optional<idempotency_record>>(

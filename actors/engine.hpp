@@ -59,6 +59,15 @@ class engine {
                           std::optional<idempotency_claim> claim,
                           reply_fn<exchange_result> reply) = 0;
 
+  // --- live subscribers ---
+  /// Adds `s` to the clients watching the conversation: from now on it gets
+  /// every exchange's message, delta and done events, whoever started it.
+  /// The conversation's actor stays live while it has subscribers.
+  virtual void watch(std::string user_id, std::string id,
+                     std::shared_ptr<conversation_subscriber> s, reply_fn<done> reply) = 0;
+  /// Forgets `s` (its client went away). Nothing happens if it was not watching.
+  virtual void unwatch(const std::string& id, std::shared_ptr<conversation_subscriber> s) = 0;
+
   // --- everything else ---
   virtual void find_idempotency(std::string user_id, std::string key,
                                 reply_fn<std::optional<idempotency_record>> reply) = 0;

@@ -21,6 +21,8 @@ using send_atom = caf::atom_constant<caf::atom("send")>;
 using edit_atom = caf::atom_constant<caf::atom("edit")>;
 using remove_atom = caf::atom_constant<caf::atom("remove")>;
 using regen_atom = caf::atom_constant<caf::atom("regen")>;
+using watch_atom = caf::atom_constant<caf::atom("watch")>;
+using unwatch_atom = caf::atom_constant<caf::atom("unwatch")>;
 
 // A conversation actor's messages to itself.
 using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
@@ -61,3 +63,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::loaded_conversation)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::outcome<parley::completion_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::conversation_cursor>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::done)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<parley::conversation_subscriber>)

@@ -2,6 +2,7 @@
 
 // Plain values the HTTP layer hands to the engine and gets back. No CAF here.
 
+#include "actors/conversation_events.hpp"
 #include "config/errors.hpp"
 #include "persistence/records.hpp"
 
@@ -58,6 +59,9 @@ struct send_params {
   std::optional<std::uint32_t> max_tokens;
   /// Set when the reply should stop if the client goes away.
   std::shared_ptr<cancellation> cancel;
+  /// Set when the caller streams the exchange: it gets the stored message,
+  /// the reply's deltas and the stored reply as they happen.
+  std::shared_ptr<conversation_subscriber> stream;
 };
 
 struct new_conversation {
@@ -81,6 +85,8 @@ struct regenerate_params {
   std::optional<std::string> model;
   /// Set when the reply should stop if the client goes away.
   std::shared_ptr<cancellation> cancel;
+  /// Set when the caller streams the reply (see send_params::stream).
+  std::shared_ptr<conversation_subscriber> stream;
 };
 
 struct history_query {

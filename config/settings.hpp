@@ -24,6 +24,14 @@ struct server_settings {
   std::vector<std::string> cors_origins;
   /// Longest a shutdown waits for in-flight requests before it flushes and exits.
   unsigned shutdown_grace_ms = 10000;
+  /// An SSE stream quiet this long gets a comment line, so proxies keep it open.
+  unsigned sse_keepalive_ms = 15000;
+  /// A WebSocket is pinged this often; one that sends nothing (not even a
+  /// pong) for two intervals is closed.
+  unsigned ws_ping_interval_ms = 20000;
+  /// Bytes a stream or WebSocket may have queued for a slow reader; past it,
+  /// that client is disconnected.
+  std::uint64_t stream_queue_bytes = 1048576;
 };
 
 struct database_settings {

@@ -87,8 +87,8 @@ const char* reason_phrase(int status) {
       return "Unprocessable Content";
     case 429:
       return "Too Many Requests";
-    case 501:
-      return "Not Implemented";
+    case 426:
+      return "Upgrade Required";
     case 502:
       return "Bad Gateway";
     case 503:

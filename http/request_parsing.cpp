@@ -280,6 +280,17 @@ parsed<send_params> parse_send_message(const json& body, const parse_limits& lim
   return check.result(std::move(p));
 }
 
+parsed<send_params> parse_ws_message(const json& frame, const parse_limits& limits) {
+  auto type = frame.find("type");
+  if (type == frame.end()) return invalid_field("type", "is required");
+  if (!type->is_string() || *type != "message") return invalid_field("type", "must be \"message\"");
+  // Over a WebSocket the client only sends user messages, each with a reply.
+  auto body = frame;
+  for (auto name : {"role", "reply", "stream"}) body.erase(name);
+  bool stream = false;
+  return parse_send_message(body, limits, stream);
+}
+
 parsed<conversation_patch> parse_conversation_patch(const json& body, const parse_limits& limits) {
   field_checker check(body, limits);
   conversation_patch patch;

@@ -43,6 +43,10 @@ parsed<new_conversation> parse_create_conversation(const nlohmann::json& body,
 parsed<send_params> parse_send_message(const nlohmann::json& body, const parse_limits& limits,
                                        bool& stream);
 
+/// A WebSocket client's frame: `{"type": "message", "content": …}` with
+/// optional `model`, `temperature`, `max_tokens`; always a user message with a reply.
+parsed<send_params> parse_ws_message(const nlohmann::json& frame, const parse_limits& limits);
+
 parsed<conversation_patch> parse_conversation_patch(const nlohmann::json& body,
                                                     const parse_limits& limits);
 

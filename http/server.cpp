@@ -4,12 +4,16 @@
 #include "http/connection_watch.hpp"
 #include "http/idempotency.hpp"
 #include "http/json_mapping.hpp"
+#include "http/keepalive_ticker.hpp"
 #include "http/problem.hpp"
 #include "http/request_parsing.hpp"
+#include "http/sse_stream.hpp"
+#include "http/ws_session.hpp"
 
 #include <spdlog/spdlog.h>
 #include <restinio/all.hpp>
 #include <restinio/router/pcre2_regex_engine.hpp>
+#include <restinio/websocket/websocket.hpp>
 
 #include <atomic>
 #include <condition_variable>
@@ -58,6 +62,9 @@ void send(const request_handle_t& req, const std::string& request_id, int status
       restinio::http_status_code_t{static_cast<std::uint16_t>(status)}, reason_phrase(status)});
   resp.append_header("X-Request-Id", request_id);
   for (auto& [name, value] : headers) resp.append_header(name, value);
+  // RESTinio would hand a refused upgrade request to the handler again.
+  if (req->header().connection() == restinio::http_connection_header_t::upgrade)
+    resp.connection_close();
   if (status != 204) {
     resp.append_header(restinio::http_field::content_type, content_type);
     resp.set_body(std::move(body));
@@ -93,9 +100,16 @@ stored_response render_exchange(const outcome<exchange_result>& r, const std::st
 
 // --- the API ------------------------------------------------------------------------
 
+/// Often enough for the shortest keep-alive interval, at most once a second.
+keepalive_ticker::clock::duration ticker_period(const server_settings& s) {
+  auto shortest = std::chrono::milliseconds(std::min(s.sse_keepalive_ms, s.ws_ping_interval_ms));
+  return std::min<keepalive_ticker::clock::duration>(shortest / 4, std::chrono::seconds(1));
+}
+
 class http_api : public std::enable_shared_from_this<http_api> {
  public:
-  http_api(const settings& cfg, engine& eng) : cfg_(cfg), engine_(eng) {
+  http_api(const settings& cfg, engine& eng)
+      : cfg_(cfg), engine_(eng), ticker_(ticker_period(cfg.server)) {
     limits_.max_message_chars = cfg.limits.max_message_chars;
     limits_.models = &eng.models();
   }
@@ -123,6 +137,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
            {http_method_delete(), &http_api::delete_message}});
     route(*router, "/v1/conversations/:id/regenerate",
           {{http_method_post(), &http_api::regenerate}});
+    route(*router, "/v1/conversations/:id/ws", {{http_method_get(), &http_api::open_websocket}});
     router->non_matched_request_handler([](request_handle_t req) {
       auto id = request_id_of(*req);
       send_problem(req, id, make_problem(404, "no route for " + std::string(req->header().path())));
@@ -279,15 +294,19 @@ class http_api : public std::enable_shared_from_this<http_api> {
     return path_id(c, params, "message_id", "message");
   }
 
-  bool wants_stream(const call_context& c, bool stream_field) {
+  /// The SSE stream for the exchange when the client asked for one (`stream`
+  /// in the body, or `Accept: text/event-stream`), kept alive by the ticker.
+  std::shared_ptr<sse_stream> stream_if_wanted(const call_context& c, bool stream_field) {
     auto accept = c.req->header().opt_value_of(restinio::http_field::accept);
-    if (stream_field || (accept && accept->find("text/event-stream") != std::string_view::npos)) {
-      send_problem(c, make_problem(501,
-                                   "streaming replies (SSE) are not available in this "
-                                   "version; send without stream"));
-      return true;
-    }
-    return false;
+    if (!stream_field && !(accept && accept->find("text/event-stream") != std::string_view::npos))
+      return nullptr;
+    auto stream = std::make_shared<sse_stream>(c.req, c.request_id, cfg_.server.stream_queue_bytes);
+    auto idle = std::chrono::milliseconds(cfg_.server.sse_keepalive_ms);
+    ticker_.add([weak = std::weak_ptr<sse_stream>(stream), idle](auto now) {
+      auto s = weak.lock();
+      return s && s->keep_alive(now, idle);
+    });
+    return stream;
   }
 
   // --- idempotent exchanges ----------------------------------------------------------
@@ -305,9 +324,10 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   /// Runs an exchange, honouring Idempotency-Key: a repeat gets the stored answer.
   void run_exchange(const call_context& c, const nlohmann::json& body, bool is_create,
-                    exchange_starter start) {
+                    const std::shared_ptr<sse_stream>& stream, exchange_starter start) {
     auto key_header = c.req->header().opt_value_of("Idempotency-Key");
-    auto finish = [c, is_create](const outcome<exchange_result>& r) {
+    auto finish = [c, is_create, stream](const outcome<exchange_result>& r) {
+      if (stream && stream->finish(r)) return;
       if (!r) {
         send_problem(c, to_problem(r.error()));
         return;
@@ -429,13 +449,17 @@ class http_api : public std::enable_shared_from_this<http_api> {
     if (!body) return;
     auto request = valid(c, parse_create_conversation(*body, c.user_id, limits_));
     if (!request) return;
-    bool stream = false;
-    if (auto m = body->find("message"); m != body->end() && m->is_object())
-      if (auto s = m->find("stream"); s != m->end() && s->is_boolean()) stream = s->get<bool>();
-    if (wants_stream(c, stream)) return;
-    if (request->first_message && request->first_message->reply)
-      request->first_message->cancel = cancelled_when_gone(c);
-    run_exchange(c, *body, true, [this, request = *request](auto claim, auto reply) {
+    std::shared_ptr<sse_stream> stream;
+    if (auto& first = request->first_message) {
+      bool stream_field = false;
+      if (auto m = body->find("message"); m != body->end() && m->is_object())
+        if (auto s = m->find("stream"); s != m->end() && s->is_boolean())
+          stream_field = s->get<bool>();
+      stream = stream_if_wanted(c, stream_field);
+      first->stream = stream;
+      if (first->reply) first->cancel = cancelled_when_gone(c);
+    }
+    run_exchange(c, *body, true, stream, [this, request = *request](auto claim, auto reply) {
       engine_.create_conversation(request, std::move(claim), std::move(reply));
     });
   }
@@ -484,9 +508,11 @@ class http_api : public std::enable_shared_from_this<http_api> {
     if (!body) return;
     bool stream = false;
     auto message = valid(c, parse_send_message(*body, limits_, stream));
-    if (!message || wants_stream(c, stream)) return;
+    if (!message) return;
+    auto sse = stream_if_wanted(c, stream);
+    message->stream = sse;
     if (message->reply) message->cancel = cancelled_when_gone(c);
-    run_exchange(c, *body, false,
+    run_exchange(c, *body, false, sse,
                  [this, user = c.user_id, id = *id, p = *message](auto claim, auto reply) {
                    engine_.send_message(user, id, p, std::move(claim), std::move(reply));
                  });
@@ -521,16 +547,69 @@ class http_api : public std::enable_shared_from_this<http_api> {
     if (!body) return;
     bool stream = false;
     auto request = valid(c, parse_regenerate(*body, limits_, stream));
-    if (!request || wants_stream(c, stream)) return;
+    if (!request) return;
+    auto sse = stream_if_wanted(c, stream);
+    request->stream = sse;
     request->cancel = cancelled_when_gone(c);
-    run_exchange(c, *body, false,
+    run_exchange(c, *body, false, sse,
                  [this, user = c.user_id, id = *id, p = *request](auto claim, auto reply) {
                    engine_.regenerate(user, id, p, std::move(claim), std::move(reply));
                  });
   }
 
+  /// GET …/ws: after the ownership check (404 otherwise, as plain HTTP) the
+  /// connection becomes a WebSocket that watches the conversation.
+  void open_websocket(const call_context& c, const route_params& params) {
+    auto id = conversation_id(c, params);
+    if (!id) return;
+    auto upgrade = c.req->header().opt_value_of(restinio::http_field::upgrade);
+    bool is_upgrade = c.req->header().connection() == restinio::http_connection_header_t::upgrade;
+    std::string protocol = upgrade ? std::string(*upgrade) : "";
+    for (auto& ch : protocol) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (!is_upgrade || protocol != "websocket" ||
+        !c.req->header().has_field(restinio::http_field::sec_websocket_key)) {
+      auto p = make_problem(426, "this route is a WebSocket: send an Upgrade: websocket request");
+      p.headers.emplace_back("Upgrade", "websocket");
+      send_problem(c, p);
+      return;
+    }
+    ws_limits limits;
+    limits.max_frame_bytes = cfg_.server.max_body_bytes;
+    limits.max_queued_bytes = cfg_.server.stream_queue_bytes;
+    limits.ping_interval = std::chrono::milliseconds(cfg_.server.ws_ping_interval_ms);
+    auto session =
+        std::make_shared<ws_session>(engine_, limits_, limits, c.user_id, *id, c.request_id);
+    auto self = shared_from_this();
+    engine_.watch(c.user_id, *id, session,
+                  tracked<done>([self, c, id = *id, session](outcome<done> r) {
+                    if (!r) {
+                      send_problem(c, to_problem(r.error()));
+                      return;
+                    }
+                    namespace rws = restinio::websocket::basic;
+                    try {
+                      auto ws = rws::upgrade<server_traits>(
+                          *c.req, rws::activation_t::delayed,
+                          [session](rws::ws_handle_t, rws::message_handle_t frame) {
+                            session->on_frame(frame);
+                          });
+                      session->attach(ws);
+                      activate(*ws);
+                    } catch (const std::exception& e) {
+                      spdlog::warn("WebSocket upgrade of conversation {} failed: {}", id, e.what());
+                      self->engine_.unwatch(id, session);
+                      return;
+                    }
+                    self->ticker_.add([weak = std::weak_ptr<ws_session>(session)](auto now) {
+                      auto s = weak.lock();
+                      return s && s->keep_alive(now);
+                    });
+                  }));
+  }
+
   const settings& cfg_;
   engine& engine_;
+  keepalive_ticker ticker_;
   std::shared_ptr<connection_watch> watch_ = std::make_shared<connection_watch>();
   parse_limits limits_;
   idempotency_locks locks_;

@@ -1,0 +1,38 @@
+#pragma once
+
+// What a conversation tells the clients that watch it live. No CAF here: the
+// HTTP layer implements the subscribers (an SSE stream, a WebSocket).
+
+#include "config/errors.hpp"
+#include "persistence/records.hpp"
+
+#include <optional>
+#include <string>
+
+namespace parley {
+
+struct conversation_event {
+  enum class kind {
+    started,  ///< the request's own stream only: its exchange has begun
+    message,  ///< a message was stored (`message`)
+    delta,    ///< the next piece of the reply being generated (`text`)
+    done,     ///< the reply was stored (`message`)
+    closed,   ///< nothing more will come: deleted or dropped (`reason`)
+  };
+  kind type = kind::message;
+  const message_record* message = nullptr;
+  std::string text;
+  std::optional<failure> reason;
+};
+
+/// A client watching a conversation. The conversation's actor calls deliver()
+/// in order and never concurrently for one subscriber; it must not block (the
+/// implementation queues the bytes on its connection). Returns false once the
+/// client is gone or too slow, and the actor then forgets it.
+class conversation_subscriber {
+ public:
+  virtual ~conversation_subscriber() = default;
+  virtual bool deliver(const conversation_event& e) = 0;
+};
+
+}  // namespace parley

@@ -1,0 +1,110 @@
+#include "http/sse_stream.hpp"
+
+#include "http/json_mapping.hpp"
+#include "http/problem.hpp"
+
+namespace parley {
+
+std::string sse_event(const char* name, const std::string& json) {
+  std::string out;
+  out.reserve(json.size() + 24);
+  out.append("event: ").append(name).append("\ndata: ").append(json).append("\n\n");
+  return out;
+}
+
+sse_stream::sse_stream(restinio::request_handle_t req, std::string request_id,
+                       std::uint64_t max_queued_bytes)
+    : req_(std::move(req)),
+      request_id_(std::move(request_id)),
+      max_queued_bytes_(max_queued_bytes) {}
+
+bool sse_stream::deliver(const conversation_event& e) {
+  using kind = conversation_event::kind;
+  std::lock_guard lock(mutex_);
+  if (phase_ == phase::ended) return false;
+  if (phase_ == phase::waiting) open();
+  std::string bytes;
+  switch (e.type) {
+    case kind::started:
+      break;  // the headers (sent by open()) are all it needs
+    case kind::message:
+      bytes = sse_event("message", dump(to_json(*e.message)));
+      break;
+    case kind::delta:
+      bytes = sse_event("delta", dump(nlohmann::json{{"content", e.text}}));
+      break;
+    case kind::done:
+      bytes = sse_event("done", dump(to_json(*e.message)));
+      break;
+    case kind::closed:
+      end_with_error(render_problem(to_problem(*e.reason), request_id_));
+      return false;
+  }
+  if (!bytes.empty()) {
+    if (queued_->load() + bytes.size() > max_queued_bytes_) {
+      end_with_error(render_problem(
+          make_problem(503, "the client read the stream too slowly: more than " +
+                                std::to_string(max_queued_bytes_) + " bytes were waiting"),
+          request_id_));
+      return false;
+    }
+    write(std::move(bytes));
+  }
+  return true;
+}
+
+bool sse_stream::finish(const outcome<exchange_result>& r) {
+  std::lock_guard lock(mutex_);
+  if (phase_ == phase::waiting) {
+    phase_ = phase::ended;
+    return false;
+  }
+  if (phase_ == phase::ended) return true;
+  if (!r) {
+    end_with_error(render_problem(to_problem(r.error()), request_id_));
+    return true;
+  }
+  phase_ = phase::ended;
+  response_->done();
+  return true;
+}
+
+bool sse_stream::keep_alive(clock::time_point now, clock::duration idle) {
+  std::lock_guard lock(mutex_);
+  if (phase_ == phase::ended) return false;
+  if (phase_ == phase::open && now - last_write_ >= idle) write(": keep-alive\n\n");
+  return true;
+}
+
+void sse_stream::open() {
+  phase_ = phase::open;
+  response_.emplace(req_->create_response<restinio::chunked_output_t>());
+  response_->append_header("X-Request-Id", request_id_);
+  response_->append_header(restinio::http_field::content_type, "text/event-stream");
+  response_->append_header(restinio::http_field::cache_control, "no-cache");
+  // Tells nginx-style proxies not to hold the events back.
+  response_->append_header("X-Accel-Buffering", "no");
+  // The headers go at once, before the first token.
+  last_write_ = clock::now();
+  response_->flush();
+}
+
+void sse_stream::write(std::string bytes) {
+  auto size = bytes.size();
+  queued_->fetch_add(size);
+  last_write_ = clock::now();
+  response_->append_chunk(std::move(bytes));
+  // The callback runs on the connection's I/O thread once the socket took the
+  // bytes (or the write failed): only the shared counter is touched there.
+  response_->flush([queued = queued_, size](const asio::error_code&) { queued->fetch_sub(size); });
+}
+
+void sse_stream::end_with_error(const std::string& problem_json) {
+  // The error event may go past the queue limit: it is small and the last.
+  write(sse_event("error", problem_json));
+  phase_ = phase::ended;
+  response_->connection_close();
+  response_->done();
+}
+
+}  // namespace parley

@@ -1,0 +1,71 @@
+#pragma once
+
+// Internal to http/: includes RESTinio.
+
+#include "actors/conversation_events.hpp"
+#include "actors/requests.hpp"
+
+#include <restinio/all.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace parley {
+
+/// The server-sent-event answer to one streamed POST (messages, regenerate,
+/// create). Nothing is sent until the engine reports the exchange began, so a
+/// failure before that is still answered as a plain problem; from the first
+/// event on it is `200 text/event-stream`, one event per engine event, then an
+/// `error` event if the exchange failed, then the end.
+///
+/// Thread-safe: the conversation actor delivers events, the exchange's reply
+/// callback finishes it, the keep-alive ticker pings it. Writes are paced by
+/// the socket: at most `max_queued_bytes` may wait for a slow reader, past
+/// that the stream ends with an error event and the connection is closed.
+class sse_stream final : public conversation_subscriber,
+                         public std::enable_shared_from_this<sse_stream> {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  sse_stream(restinio::request_handle_t req, std::string request_id,
+             std::uint64_t max_queued_bytes);
+
+  // conversation_subscriber overrides
+
+  bool deliver(const conversation_event& e) override;
+
+  /// The exchange is over. Returns false, doing nothing, when the stream never
+  /// began: the caller answers the request the ordinary way.
+  bool finish(const outcome<exchange_result>& r);
+
+  /// Sends a comment line when nothing was written for `idle`. Returns false
+  /// once the stream has ended (the ticker then forgets it).
+  bool keep_alive(clock::time_point now, clock::duration idle);
+
+ private:
+  enum class phase { waiting, open, ended };
+  using builder_t = restinio::response_builder_t<restinio::chunked_output_t>;
+
+  void open();                                           // requires mutex_
+  void write(std::string bytes);                         // requires mutex_
+  void end_with_error(const std::string& problem_json);  // requires mutex_
+
+  std::mutex mutex_;
+  restinio::request_handle_t req_;
+  const std::string request_id_;
+  const std::uint64_t max_queued_bytes_;
+  phase phase_ = phase::waiting;       // guarded by mutex_
+  std::optional<builder_t> response_;  // guarded by mutex_
+  clock::time_point last_write_;       // guarded by mutex_
+  /// Bytes handed to the connection and not yet written to the socket.
+  std::shared_ptr<std::atomic<std::uint64_t>> queued_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
+};
+
+/// One event in the text/event-stream format: `event: NAME`, `data: JSON`.
+std::string sse_event(const char* name, const std::string& json);
+
+}  // namespace parley

@@ -1,0 +1,175 @@
+#include "http/ws_session.hpp"
+
+#include "http/json_mapping.hpp"
+#include "http/problem.hpp"
+
+namespace parley {
+
+namespace rws = restinio::websocket::basic;
+
+ws_session::ws_session(engine& eng, parse_limits parsing, ws_limits limits, std::string user_id,
+                       std::string conversation_id, std::string request_id)
+    : engine_(eng),
+      parsing_(parsing),
+      limits_(limits),
+      user_id_(std::move(user_id)),
+      conversation_id_(std::move(conversation_id)),
+      request_id_(std::move(request_id)),
+      last_ping_(clock::now()),
+      last_heard_(clock::now().time_since_epoch().count()) {}
+
+void ws_session::attach(rws::ws_handle_t ws) {
+  std::lock_guard lock(mutex_);
+  if (phase_ != phase::upgrading) {
+    ws->shutdown();  // closed before it opened (the conversation was deleted)
+    return;
+  }
+  ws_ = std::move(ws);
+  phase_ = phase::open;
+  for (auto& text : early_) send_text(std::move(text));
+  early_.clear();
+}
+
+void ws_session::on_frame(const rws::message_handle_t& frame) {
+  last_heard_ = clock::now().time_since_epoch().count();
+  switch (frame->opcode()) {
+    case rws::opcode_t::text_frame:
+      if (!frame->is_final()) break;  // a fragmented message: see continuation_frame
+      if (frame->payload().size() > limits_.max_frame_bytes) {
+        std::lock_guard lock(mutex_);
+        close(status_code::too_big_message,
+              "messages are limited to " + std::to_string(limits_.max_frame_bytes) + " bytes");
+        break;
+      }
+      on_text(frame->payload());
+      return;
+    case rws::opcode_t::ping_frame: {
+      std::lock_guard lock(mutex_);
+      if (phase_ == phase::open)
+        ws_->send_message(rws::final_frame, rws::opcode_t::pong_frame, frame->payload());
+      return;
+    }
+    case rws::opcode_t::pong_frame:
+      return;
+    case rws::opcode_t::connection_close_frame: {
+      std::lock_guard lock(mutex_);
+      close(status_code::normal_closure, "");
+      return;
+    }
+    default:
+      break;
+  }
+  // Binary frames, fragmented messages and unknown opcodes.
+  std::lock_guard lock(mutex_);
+  close(status_code::cant_accept_data, "only unfragmented JSON text frames are accepted");
+}
+
+void ws_session::on_text(const std::string& payload) {
+  auto parsed_frame = parse_json_object(payload);
+  if (auto p = std::get_if<problem>(&parsed_frame)) {
+    send_error(*p);
+    return;
+  }
+  auto params = parse_ws_message(std::get<nlohmann::json>(parsed_frame), parsing_);
+  if (auto p = std::get_if<problem>(&params)) {
+    send_error(*p);
+    return;
+  }
+  auto& send = std::get<send_params>(params);
+  send.cancel = cancel_;
+  // The exchange's events come through the watch; only a failure is answered here.
+  std::weak_ptr<ws_session> weak = shared_from_this();
+  engine_.send_message(user_id_, conversation_id_, std::move(send), std::nullopt,
+                       [weak](outcome<exchange_result> r) {
+                         if (auto self = weak.lock(); self && !r)
+                           self->send_error(to_problem(r.error()));
+                       });
+}
+
+bool ws_session::deliver(const conversation_event& e) {
+  using kind = conversation_event::kind;
+  std::lock_guard lock(mutex_);
+  if (phase_ == phase::closed) return false;
+  switch (e.type) {
+    case kind::started:
+      break;
+    case kind::message:
+      send_json({{"type", "message"}, {"message", to_json(*e.message)}});
+      break;
+    case kind::delta:
+      send_json({{"type", "delta"}, {"content", e.text}});
+      break;
+    case kind::done:
+      send_json({{"type", "done"}, {"reply", to_json(*e.message)}});
+      break;
+    case kind::closed: {
+      auto p = to_problem(*e.reason);
+      send_json(
+          {{"type", "error"}, {"error", nlohmann::json::parse(render_problem(p, request_id_))}});
+      close(p.status == 404 ? status_code::normal_closure : status_code::going_away,
+            e.reason->detail);
+      break;
+    }
+  }
+  return phase_ != phase::closed;
+}
+
+bool ws_session::keep_alive(clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  if (phase_ == phase::closed) return false;
+  if (phase_ == phase::upgrading) return true;
+  auto heard = clock::time_point(clock::duration(last_heard_.load()));
+  if (now - heard > 2 * limits_.ping_interval) {
+    close(status_code::policy_violation, "nothing heard from the client, not even a pong");
+    return false;
+  }
+  if (now - last_ping_ >= limits_.ping_interval) {
+    last_ping_ = now;
+    ws_->send_message(rws::final_frame, rws::opcode_t::ping_frame, std::string());
+  }
+  return true;
+}
+
+void ws_session::send_json(const nlohmann::json& j) { send_text(dump(j)); }
+
+void ws_session::send_text(std::string text) {
+  if (phase_ == phase::upgrading) {
+    early_.push_back(std::move(text));
+    return;
+  }
+  if (queued_->load() + text.size() > limits_.max_queued_bytes) {
+    close(status_code::policy_violation, "the client reads too slowly");
+    return;
+  }
+  auto size = text.size();
+  queued_->fetch_add(size);
+  // The callback runs on the I/O thread once the socket took the frame.
+  ws_->send_message(rws::final_frame, rws::opcode_t::text_frame, std::move(text),
+                    [queued = queued_, size](const asio::error_code&) { queued->fetch_sub(size); });
+}
+
+void ws_session::send_error(const problem& p) {
+  std::lock_guard lock(mutex_);
+  if (phase_ == phase::closed) return;
+  send_json({{"type", "error"}, {"error", nlohmann::json::parse(render_problem(p, request_id_))}});
+}
+
+void ws_session::close(status_code code, const std::string& reason) {
+  if (phase_ == phase::closed) return;
+  bool was_open = phase_ == phase::open;
+  phase_ = phase::closed;
+  auto ws = std::move(ws_);
+  ws_.reset();
+  // A close frame's reason is at most 123 bytes.
+  auto payload = rws::status_code_to_bin(code) + reason.substr(0, 123);
+  if (was_open) try {
+      ws->send_message(rws::final_frame, rws::opcode_t::connection_close_frame, std::move(payload));
+    } catch (const std::exception&) {
+      // The connection is gone already.
+    }
+  // Neither call comes back into this session: both only send to actors.
+  engine_.unwatch(conversation_id_, shared_from_this());
+  cancel_->cancel();
+}
+
+}  // namespace parley

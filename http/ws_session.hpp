@@ -1,0 +1,87 @@
+#pragma once
+
+// Internal to http/: includes RESTinio.
+
+#include "actors/conversation_events.hpp"
+#include "actors/engine.hpp"
+#include "http/request_parsing.hpp"
+
+#include <restinio/all.hpp>
+#include <restinio/websocket/websocket.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace parley {
+
+/// What a WebSocket session needs of the configuration.
+struct ws_limits {
+  std::uint64_t max_frame_bytes = 1048576;   ///< larger text frames close with 1009
+  std::uint64_t max_queued_bytes = 1048576;  ///< a slower reader is closed with 1008
+  std::chrono::milliseconds ping_interval{20000};
+};
+
+/// One client's WebSocket on a conversation (`GET …/ws`). It watches the
+/// conversation (every exchange's message, delta and done events) and sends
+/// the client's messages to it; replies arrive through the watch.
+///
+/// Thread-safe: RESTinio's I/O thread hands in frames, the conversation actor
+/// delivers events, the keep-alive ticker pings. Owned by the conversation
+/// actor (as a watcher) and by RESTinio's message handler; close() releases
+/// the WebSocket, which ends both.
+class ws_session final : public conversation_subscriber,
+                         public std::enable_shared_from_this<ws_session> {
+ public:
+  using clock = std::chrono::steady_clock;
+  using status_code = restinio::websocket::basic::status_code_t;
+
+  ws_session(engine& eng, parse_limits parsing, ws_limits limits, std::string user_id,
+             std::string conversation_id, std::string request_id);
+
+  /// The WebSocket after the upgrade. Events delivered before are sent now.
+  void attach(restinio::websocket::basic::ws_handle_t ws);
+
+  /// A frame from the client (RESTinio's I/O thread).
+  void on_frame(const restinio::websocket::basic::message_handle_t& frame);
+
+  // conversation_subscriber overrides
+
+  bool deliver(const conversation_event& e) override;
+
+  /// Pings the client; closes a client silent for two ping intervals.
+  /// Returns false once the session has ended (the ticker then forgets it).
+  bool keep_alive(clock::time_point now);
+
+ private:
+  void on_text(const std::string& payload);
+  void send_json(const nlohmann::json& j);  // requires mutex_
+  /// Queues a text frame (before attach(), until then). Requires mutex_.
+  void send_text(std::string text);
+  void send_error(const problem& p);
+  /// Sends a close frame and lets go of the WebSocket; stops watching and
+  /// calls off the generations its messages started. Requires mutex_.
+  void close(status_code code, const std::string& reason);
+
+  engine& engine_;
+  const parse_limits parsing_;
+  const ws_limits limits_;
+  const std::string user_id_;
+  const std::string conversation_id_;
+  const std::string request_id_;
+  std::mutex mutex_;
+  enum class phase { upgrading, open, closed };
+  phase phase_ = phase::upgrading;              // guarded by mutex_
+  std::vector<std::string> early_;              // guarded by mutex_: frames before attach()
+  restinio::websocket::basic::ws_handle_t ws_;  // guarded by mutex_; set while open
+  clock::time_point last_ping_;                 // guarded by mutex_
+  std::atomic<clock::rep> last_heard_;          ///< when the client last sent a frame
+  std::shared_ptr<std::atomic<std::uint64_t>> queued_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
+  /// Called off when the WebSocket closes: the generations its messages started.
+  std::shared_ptr<cancellation> cancel_ = std::make_shared<cancellation>();
+};
+
+}  // namespace parley

@@ -41,7 +41,9 @@ bool sse_stream::deliver(const conversation_event& e) {
       return false;
   }
   if (!bytes.empty()) {
-    if (queued_->load() + bytes.size() > max_queued_bytes_) {
+    // Past the limit only while earlier events still wait: one large event
+    // (a long reply's done) on an idle connection is no slow reader.
+    if (queued_->load() > max_queued_bytes_) {
       end_with_error(render_problem(
           make_problem(503, "the client read the stream too slowly: more than " +
                                 std::to_string(max_queued_bytes_) + " bytes were waiting"),

@@ -23,8 +23,8 @@ namespace parley {
 ///
 /// Thread-safe: the conversation actor delivers events, the exchange's reply
 /// callback finishes it, the keep-alive ticker pings it. Writes are paced by
-/// the socket: at most `max_queued_bytes` may wait for a slow reader, past
-/// that the stream ends with an error event and the connection is closed.
+/// the socket: once more than `max_queued_bytes` wait for a slow reader, the
+/// stream ends with an error event and the connection is closed.
 class sse_stream final : public conversation_subscriber,
                          public std::enable_shared_from_this<sse_stream> {
  public:

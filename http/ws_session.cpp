@@ -32,16 +32,35 @@ void ws_session::attach(rws::ws_handle_t ws) {
 
 void ws_session::on_frame(const rws::message_handle_t& frame) {
   last_heard_ = clock::now().time_since_epoch().count();
+  auto refuse = [this](status_code code, const std::string& why) {
+    std::lock_guard lock(mutex_);
+    close(code, why);
+  };
   switch (frame->opcode()) {
     case rws::opcode_t::text_frame:
-      if (!frame->is_final()) break;  // a fragmented message: see continuation_frame
-      if (frame->payload().size() > limits_.max_frame_bytes) {
-        std::lock_guard lock(mutex_);
-        close(status_code::too_big_message,
-              "messages are limited to " + std::to_string(limits_.max_frame_bytes) + " bytes");
-        break;
+      if (assembling_) {
+        refuse(status_code::protocol_error, "a new message began inside a fragmented one");
+        return;
       }
-      on_text(frame->payload());
+      if (frame->is_final()) {
+        take_text(frame->payload());
+        return;
+      }
+      assembling_ = true;
+      fragments_ = frame->payload();
+      if (fragments_.size() > limits_.max_frame_bytes) take_text(fragments_);  // refused as too big
+      return;
+    case rws::opcode_t::continuation_frame:
+      if (!assembling_) {
+        refuse(status_code::protocol_error, "a continuation frame without a message");
+        return;
+      }
+      fragments_ += frame->payload();
+      if (frame->is_final() || fragments_.size() > limits_.max_frame_bytes) {
+        assembling_ = false;
+        take_text(std::move(fragments_));
+        fragments_.clear();
+      }
       return;
     case rws::opcode_t::ping_frame: {
       std::lock_guard lock(mutex_);
@@ -51,17 +70,23 @@ void ws_session::on_frame(const rws::message_handle_t& frame) {
     }
     case rws::opcode_t::pong_frame:
       return;
-    case rws::opcode_t::connection_close_frame: {
-      std::lock_guard lock(mutex_);
-      close(status_code::normal_closure, "");
+    case rws::opcode_t::connection_close_frame:
+      refuse(status_code::normal_closure, "");
       return;
-    }
     default:
-      break;
+      refuse(status_code::cant_accept_data, "only JSON text messages are accepted");
+      return;
   }
-  // Binary frames, fragmented messages and unknown opcodes.
-  std::lock_guard lock(mutex_);
-  close(status_code::cant_accept_data, "only unfragmented JSON text frames are accepted");
+}
+
+void ws_session::take_text(const std::string& message) {
+  if (message.size() > limits_.max_frame_bytes) {
+    std::lock_guard lock(mutex_);
+    close(status_code::too_big_message,
+          "messages are limited to " + std::to_string(limits_.max_frame_bytes) + " bytes");
+    return;
+  }
+  on_text(message);
 }
 
 void ws_session::on_text(const std::string& payload) {
@@ -137,7 +162,8 @@ void ws_session::send_text(std::string text) {
     early_.push_back(std::move(text));
     return;
   }
-  if (queued_->load() + text.size() > limits_.max_queued_bytes) {
+  // Past the limit only while earlier frames still wait (see sse_stream).
+  if (queued_->load() > limits_.max_queued_bytes) {
     close(status_code::policy_violation, "the client reads too slowly");
     return;
   }

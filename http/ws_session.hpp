@@ -56,6 +56,8 @@ class ws_session final : public conversation_subscriber,
   bool keep_alive(clock::time_point now);
 
  private:
+  /// A whole text message: refused when too big, else handled by on_text().
+  void take_text(const std::string& message);
   void on_text(const std::string& payload);
   void send_json(const nlohmann::json& j);  // requires mutex_
   /// Queues a text frame (before attach(), until then). Requires mutex_.
@@ -78,6 +80,10 @@ class ws_session final : public conversation_subscriber,
   restinio::websocket::basic::ws_handle_t ws_;  // guarded by mutex_; set while open
   clock::time_point last_ping_;                 // guarded by mutex_
   std::atomic<clock::rep> last_heard_;          ///< when the client last sent a frame
+  // A fragmented message being put together; only on_frame (RESTinio's I/O
+  // thread, one frame at a time) touches these.
+  bool assembling_ = false;
+  std::string fragments_;
   std::shared_ptr<std::atomic<std::uint64_t>> queued_ =
       std::make_shared<std::atomic<std::uint64_t>>(0);
   /// Called off when the WebSocket closes: the generations its messages started.

@@ -107,16 +107,6 @@ void post_and_hang_up(std::uint16_t port, const std::string& path, const std::st
   close(fd);
 }
 
-/// Polls `done` every 20 ms for up to 5 s.
-template <class Predicate>
-bool eventually(Predicate done) {
-  for (int i = 0; i < 250; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return done();
-}
-
 struct fresh_mock {
   fresh_mock() {
     mock().clear_behaviors();

@@ -27,6 +27,7 @@
 //   ttft_ms, itl_ms  wait before the first piece, and between pieces; a whole
 //                    answer waits ttft_ms + itl_ms * (pieces - 1)
 //   words            N > 0: the reply is "w1 … wN"; 0: "Mock: <last user text>"
+//   word_bytes       N > 0: each of those words is padded with x to N bytes
 //   prompt_tokens    reported instead of the estimate
 //   status           400 to 599: answer that, with an error body in the
 //                    protocol's shape (after ttft_ms), whatever the fault
@@ -80,6 +81,7 @@ struct behavior {
   unsigned ttft_ms = 0;
   unsigned itl_ms = 0;
   unsigned words = 0;  ///< 0: "Mock: <last user message>"
+  unsigned word_bytes = 0;
   std::optional<std::int64_t> prompt_tokens;
   int status = 200;
   std::optional<unsigned> retry_after;
@@ -97,8 +99,9 @@ unsigned count_field(const json& j, const char* name, unsigned fallback) {
 /// `j` over `defaults`; throws std::invalid_argument naming what is wrong.
 behavior parse_behavior(const json& j, behavior defaults) {
   if (!j.is_object()) throw std::invalid_argument("a behavior must be a JSON object");
-  static const std::vector<std::string> known{"ttft_ms",     "itl_ms", "words", "prompt_tokens",
-                                              "retry_after", "status", "fault"};
+  static const std::vector<std::string> known{"ttft_ms",    "itl_ms",        "words",
+                                              "word_bytes", "prompt_tokens", "retry_after",
+                                              "status",     "fault"};
   for (auto& [key, value] : j.items())
     if (std::find(known.begin(), known.end(), key) == known.end())
       throw std::invalid_argument("unknown behavior field \"" + key + "\"");
@@ -106,6 +109,7 @@ behavior parse_behavior(const json& j, behavior defaults) {
   b.ttft_ms = count_field(j, "ttft_ms", b.ttft_ms);
   b.itl_ms = count_field(j, "itl_ms", b.itl_ms);
   b.words = count_field(j, "words", b.words);
+  b.word_bytes = count_field(j, "word_bytes", b.word_bytes);
   if (j.contains("prompt_tokens")) b.prompt_tokens = count_field(j, "prompt_tokens", 0);
   if (j.contains("retry_after")) b.retry_after = count_field(j, "retry_after", 0);
   b.status = static_cast<int>(count_field(j, "status", static_cast<unsigned>(b.status)));
@@ -312,7 +316,11 @@ class answer_renderer {
       : r_(r), b_(b), number_(number) {
     std::string text;
     if (b.words > 0) {
-      for (unsigned i = 1; i <= b.words; ++i) text += (i > 1 ? " w" : "w") + std::to_string(i);
+      for (unsigned i = 1; i <= b.words; ++i) {
+        auto word = "w" + std::to_string(i);
+        if (word.size() < b.word_bytes) word.resize(b.word_bytes, 'x');
+        text += (i > 1 ? " " : "") + word;
+      }
     } else {
       text = "Mock: " + r.last_user_text;
     }

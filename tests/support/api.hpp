@@ -7,7 +7,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace parley::testing {
@@ -33,6 +35,16 @@ inline std::vector<nlohmann::json> all_messages(http_client& c, const std::strin
     if (!page["has_more"].get<bool>()) return out;
     after = out.back()["seq"];
   }
+}
+
+/// Polls `done` every 20 ms for up to 5 s.
+template <class Predicate>
+bool eventually(Predicate done) {
+  for (int i = 0; i < 250; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
 }
 
 }  // namespace parley::testing

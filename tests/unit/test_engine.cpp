@@ -260,3 +260,135 @@ BOOST_AUTO_TEST_CASE(history_does_not_wait_behind_a_generation) {
   BOOST_REQUIRE(!denied);
   BOOST_TEST((denied.error().code == errc::not_found));
 }
+
+namespace {
+
+/// A subscriber that records what it is told, as a WebSocket would.
+struct recording_subscriber : conversation_subscriber {
+  std::mutex mutex;
+  std::vector<std::string> seen;  ///< "message:<content>", "delta:<text>", "done:<content>", …
+  bool accept = true;             ///< false: it is gone, the actor should forget it
+
+  bool deliver(const conversation_event& e) override {
+    std::lock_guard lock(mutex);
+    using kind = conversation_event::kind;
+    switch (e.type) {
+      case kind::started:
+        seen.push_back("started");
+        break;
+      case kind::message:
+        seen.push_back("message:" + e.message->content);
+        break;
+      case kind::delta:
+        seen.push_back("delta:" + e.text);
+        break;
+      case kind::done:
+        seen.push_back("done:" + e.message->content);
+        break;
+      case kind::closed:
+        seen.push_back("closed:" + e.reason->detail);
+        break;
+    }
+    return accept;
+  }
+  std::vector<std::string> events() {
+    std::lock_guard lock(mutex);
+    return seen;
+  }
+};
+
+outcome<done> watch(engine_fixture& f, const std::string& user, const std::string& id,
+                    const std::shared_ptr<conversation_subscriber>& s) {
+  waiter<done> w;
+  f.eng->watch(user, id, s, w.fn());
+  return w.get();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(watchers_see_each_exchange_in_order) {
+  engine_fixture f;
+  auto id = f.create("alice").conversation->id;
+  auto a = std::make_shared<recording_subscriber>();
+  auto b = std::make_shared<recording_subscriber>();
+  BOOST_REQUIRE(bool(watch(f, "alice", id, a)));
+  BOOST_REQUIRE(bool(watch(f, "alice", id, b)));
+  BOOST_REQUIRE(bool(f.send("alice", id, "hi there")));
+  std::vector<std::string> expected{"message:hi there", "delta:Echo:", "delta: hi", "delta: there",
+                                    "done:Echo: hi there"};
+  BOOST_TEST(a->events() == expected, boost::test_tools::per_element());
+  BOOST_TEST(b->events() == expected, boost::test_tools::per_element());
+  // One that went away is forgotten; unwatch forgets the other.
+  b->accept = false;
+  BOOST_REQUIRE(bool(f.send("alice", id, "again")));
+  auto b_count = b->events().size();
+  f.eng->unwatch(id, a);
+  BOOST_REQUIRE(bool(f.send("alice", id, "third")));
+  BOOST_TEST(b->events().size() == b_count);
+  BOOST_TEST(a->events().size() == expected.size() + 4);  // only "again"'s message, deltas, done
+}
+
+BOOST_AUTO_TEST_CASE(only_the_owner_may_watch) {
+  engine_fixture f;
+  auto id = f.create("alice").conversation->id;
+  auto s = std::make_shared<recording_subscriber>();
+  auto foreign = watch(f, "bob", id, s);
+  BOOST_REQUIRE(!foreign);
+  BOOST_TEST((foreign.error().code == errc::not_found));
+  auto missing = watch(f, "alice", "01900000-0000-7000-8000-000000000000", s);
+  BOOST_REQUIRE(!missing);
+  BOOST_TEST((missing.error().code == errc::not_found));
+}
+
+BOOST_AUTO_TEST_CASE(a_streamed_exchange_stores_its_message_before_the_reply) {
+  engine_fixture f;
+  auto id = f.create("alice").conversation->id;
+  auto stream = std::make_shared<recording_subscriber>();
+  send_params p;
+  p.content = "stream me";
+  p.stream = stream;
+  waiter<exchange_result> w;
+  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
+  auto r = w.get();
+  BOOST_REQUIRE(bool(r));
+  auto events = stream->events();
+  BOOST_REQUIRE(events.size() == 5u);
+  BOOST_TEST(events.front() == "message:stream me");
+  BOOST_TEST(events.back() == "done:Echo: stream me");
+  BOOST_TEST(r->message->seq == 1);
+  BOOST_TEST(r->reply->seq == 2);
+  auto stored = f.history("alice", id).data;
+  BOOST_REQUIRE(stored.size() == 2u);
+  BOOST_TEST(stored[0].id == r->message->id);
+  BOOST_TEST(stored[1].id == r->reply->id);
+  // A regenerated stream starts without a user message.
+  auto regen_stream = std::make_shared<recording_subscriber>();
+  regenerate_params rp;
+  rp.stream = regen_stream;
+  waiter<exchange_result> rw;
+  f.eng->regenerate("alice", id, rp, std::nullopt, rw.fn());
+  BOOST_REQUIRE(bool(rw.get()));
+  BOOST_TEST(regen_stream->events().front() == "started");
+  BOOST_TEST(regen_stream->events().back() == "done:Echo: stream me");
+  BOOST_TEST(f.history("alice", id).data.size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_watched_actor_stays_live_and_deletion_closes_its_watchers) {
+  engine_fixture f([](settings& s) { s.actors.idle_timeout_s = 1; });
+  auto id = f.create("alice").conversation->id;
+  auto s = std::make_shared<recording_subscriber>();
+  BOOST_REQUIRE(bool(watch(f, "alice", id, s)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  BOOST_TEST(f.eng->live_conversations() == 1u);
+  waiter<done> w;
+  f.eng->delete_conversation("alice", id, w.fn());
+  BOOST_REQUIRE(bool(w.get()));
+  BOOST_REQUIRE(!s->events().empty());
+  BOOST_TEST(s->events().back().rfind("closed:", 0) == 0u);
+  // Unwatched, the actor passivates as usual.
+  auto other = f.create("alice").conversation->id;
+  auto t = std::make_shared<recording_subscriber>();
+  BOOST_REQUIRE(bool(watch(f, "alice", other, t)));
+  f.eng->unwatch(other, t);
+  BOOST_TEST(eventually([&] { return f.eng->live_conversations() == 0; }));
+}

@@ -252,3 +252,24 @@ BOOST_AUTO_TEST_CASE(text_a_database_cannot_store_is_refused_by_field) {
       parse_create_conversation({{"metadata", {{"k", nul}}}}, "a", limits()));
   BOOST_TEST(c.metadata_json == "{\"k\":\"a\\u0000b\"}");
 }
+
+BOOST_AUTO_TEST_CASE(websocket_messages) {
+  auto ok = parse_ws_message(
+      {{"type", "message"}, {"content", "hi"}, {"model", "echo"}, {"max_tokens", 5}}, limits());
+  auto& p = std::get<send_params>(ok);
+  BOOST_TEST(p.content == "hi");
+  BOOST_TEST(*p.model == "echo");
+  BOOST_TEST(*p.max_tokens == 5u);
+  // Always a user message with a reply, whatever the frame says.
+  auto forced = std::get<send_params>(parse_ws_message(
+      {{"type", "message"}, {"content", "x"}, {"role", "system"}, {"reply", false}}, limits()));
+  BOOST_TEST(forced.role == "user");
+  BOOST_TEST(forced.reply);
+  BOOST_TEST(first_field(parse_ws_message({{"content", "x"}}, limits())) == "type");
+  BOOST_TEST(first_field(parse_ws_message({{"type", "ping"}, {"content", "x"}}, limits())) ==
+             "type");
+  BOOST_TEST(first_field(parse_ws_message({{"type", 1}, {"content", "x"}}, limits())) == "type");
+  BOOST_TEST(first_field(parse_ws_message({{"type", "message"}}, limits())) == "content");
+  BOOST_TEST(first_field(parse_ws_message(
+                 {{"type", "message"}, {"content", "x"}, {"model", "nope"}}, limits())) == "model");
+}

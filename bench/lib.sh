@@ -26,16 +26,21 @@ stop_server() {
   server_pid=""
 }
 
-# make_send_script N: creates N conversations on $base and writes $work/send.lua,
-# a wrk script that spreads send-message requests over them. One conversation's
-# operations run one at a time by design; different ones never wait for each other.
-make_send_script() {
+# create_conversations N: creates N conversations on $base; their ids go to $work/ids.
+create_conversations() {
   # One curl process per 256 creations: starting a process per request costs
   # more than the request.
   local urls=()
   for _ in $(seq 1 "$1"); do urls+=("$base/v1/conversations"); done
   printf '%s\n' "${urls[@]}" | xargs -P 4 -n 256 curl -s -X POST -H 'Content-Type: application/json' \
     -d '{}' -w '\n' | grep -o '"id":"[^"]*"' | cut -d'"' -f4 > "$work/ids"
+}
+
+# make_send_script N: creates N conversations on $base and writes $work/send.lua,
+# a wrk script that spreads send-message requests over them. One conversation's
+# operations run one at a time by design; different ones never wait for each other.
+make_send_script() {
+  create_conversations "$1"
   {
     echo "local ids = {"
     sed 's/.*/  "&",/' "$work/ids"

@@ -178,6 +178,11 @@ class actor_engine final : public engine {
       return std::string("parley: ") + to_string(static_cast<errc>(code)) + " " + to_string(ctx);
     });
     sys_cfg.set("scheduler.max-threads", static_cast<size_t>(cfg.server.threads));
+    // Work sharing (one queue, workers sleep on a condition variable): on two
+    // cores work stealing's polling idle workers cost a fifth of the CPU under
+    // many small messages (bench/RESULTS.md: streams 62k -> 94k deltas/s,
+    // send-message 6,983 -> 7,575 req/s in one run).
+    sys_cfg.set("scheduler.policy", caf::atom("sharing"));
     sys_cfg.set("logger.verbosity", caf::atom("quiet"));
     return sys_cfg;
   }

@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -268,7 +269,11 @@ int main(int argc, char** argv) {
     for (auto s : steady) open_sum += s;
     open_sum /= steady.size();
   }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto cpu_s = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
   nlohmann::json out{{"connections", connections},
+                     {"client_cpu_s", cpu_s(usage.ru_utime) + cpu_s(usage.ru_stime)},
                      {"seconds", elapsed},
                      {"replies", t.replies},
                      {"deltas", t.deltas},

@@ -31,6 +31,8 @@ for n in $counts; do
 done
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU seconds (user + system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 for n in $counts; do
   rm -f "$work"/bench.db*
@@ -44,6 +46,7 @@ TOML
 )"
   create_conversations "$n"
   before=$(rss_kib "$server_pid")
+  cpu_before=$(cpu_s "$server_pid")
   "$client" --port "${base##*:}" --ids "$work/ids" --connections "$n" --seconds "$seconds" \
     > "$work/result.json" &
   client_pid=$!
@@ -54,8 +57,10 @@ TOML
     sleep 0.2
   done
   wait "$client_pid"
+  server_cpu=$(awk -v a="$cpu_before" -v b="$(cpu_s "$server_pid")" 'BEGIN{printf "%.1f", b - a}')
   jq -c --argjson before "$before" --argjson peak "$peak" --argjson ttft "$ttft_ms" \
-    '. + {rss_before_mib: ($before / 1024 | floor), rss_peak_mib: ($peak / 1024 | floor),
+    --argjson server_cpu "$server_cpu" \
+    '. + {server_cpu_s: $server_cpu, rss_before_mib: ($before / 1024 | floor), rss_peak_mib: ($peak / 1024 | floor),
           kib_per_open_stream: (($peak - $before) / .connections | . * 10 | round / 10),
           first_delta_p50_over_model_ms: (.first_delta_p50_ms - $ttft | . * 10 | round / 10),
           first_delta_p99_over_model_ms: (.first_delta_p99_ms - $ttft | . * 10 | round / 10)}' \

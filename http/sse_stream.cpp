@@ -43,7 +43,7 @@ bool sse_stream::deliver(const conversation_event& e) {
   if (!bytes.empty()) {
     // Past the limit only while earlier events still wait: one large event
     // (a long reply's done) on an idle connection is no slow reader.
-    if (queued_->load() > max_queued_bytes_) {
+    if (flushing_bytes_ + unflushed_bytes_ > max_queued_bytes_) {
       end_with_error(render_problem(
           make_problem(503, "the client read the stream too slowly: more than " +
                                 std::to_string(max_queued_bytes_) + " bytes were waiting"),
@@ -88,17 +88,31 @@ void sse_stream::open() {
   response_->append_header("X-Accel-Buffering", "no");
   // The headers go at once, before the first token.
   last_write_ = clock::now();
-  response_->flush();
+  start_flush();
 }
 
 void sse_stream::write(std::string bytes) {
-  auto size = bytes.size();
-  queued_->fetch_add(size);
+  unflushed_bytes_ += bytes.size();
   last_write_ = clock::now();
   response_->append_chunk(std::move(bytes));
+  if (!flushing_) start_flush();
+}
+
+void sse_stream::start_flush() {
+  flushing_ = true;
+  flushing_bytes_ = unflushed_bytes_;
+  unflushed_bytes_ = 0;
   // The callback runs on the connection's I/O thread once the socket took the
-  // bytes (or the write failed): only the shared counter is touched there.
-  response_->flush([queued = queued_, size](const asio::error_code&) { queued->fetch_sub(size); });
+  // bytes, or at once when the connection is gone.
+  response_->flush([self = shared_from_this()](const asio::error_code&) { self->written(); });
+}
+
+void sse_stream::written() {
+  std::lock_guard lock(mutex_);
+  flushing_ = false;
+  flushing_bytes_ = 0;
+  // After done() RESTinio sends what is left by itself.
+  if (phase_ == phase::open && unflushed_bytes_ > 0) start_flush();
 }
 
 void sse_stream::end_with_error(const std::string& problem_json) {

@@ -7,7 +7,6 @@
 
 #include <restinio/all.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -23,8 +22,10 @@ namespace parley {
 ///
 /// Thread-safe: the conversation actor delivers events, the exchange's reply
 /// callback finishes it, the keep-alive ticker pings it. Writes are paced by
-/// the socket: once more than `max_queued_bytes` wait for a slow reader, the
-/// stream ends with an error event and the connection is closed.
+/// the socket: one flush is in flight at a time, and the events that come
+/// meanwhile go out together in the next (so a busy server makes fewer,
+/// larger writes). Once more than `max_queued_bytes` wait for a slow reader,
+/// the stream ends with an error event and the connection is closed.
 class sse_stream final : public conversation_subscriber,
                          public std::enable_shared_from_this<sse_stream> {
  public:
@@ -49,20 +50,27 @@ class sse_stream final : public conversation_subscriber,
   enum class phase { waiting, open, ended };
   using builder_t = restinio::response_builder_t<restinio::chunked_output_t>;
 
-  void open();                                           // requires mutex_
-  void write(std::string bytes);                         // requires mutex_
-  void end_with_error(const std::string& problem_json);  // requires mutex_
+  // Each requires mutex_.
+  void open();
+  void write(std::string bytes);
+  void start_flush();
+  void end_with_error(const std::string& problem_json);
 
-  std::mutex mutex_;
+  /// The last flush reached the socket (or failed); flushes what came meanwhile.
+  void written();
+
+  // Recursive: a flush on a connection that has closed may call written()
+  // on the same thread, inside flush().
+  std::recursive_mutex mutex_;
   restinio::request_handle_t req_;
   const std::string request_id_;
   const std::uint64_t max_queued_bytes_;
   phase phase_ = phase::waiting;       // guarded by mutex_
   std::optional<builder_t> response_;  // guarded by mutex_
   clock::time_point last_write_;       // guarded by mutex_
-  /// Bytes handed to the connection and not yet written to the socket.
-  std::shared_ptr<std::atomic<std::uint64_t>> queued_ =
-      std::make_shared<std::atomic<std::uint64_t>>(0);
+  bool flushing_ = false;              // guarded by mutex_: a flush is in flight
+  std::uint64_t flushing_bytes_ = 0;   // guarded by mutex_: what it carries
+  std::uint64_t unflushed_bytes_ = 0;  // guarded by mutex_: appended since
 };
 
 /// One event in the text/event-stream format: `event: NAME`, `data: JSON`.

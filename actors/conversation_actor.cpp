@@ -48,6 +48,7 @@ struct active_generation {
   std::string text;
   std::shared_ptr<completion_handle> handle;
   std::shared_ptr<conversation_subscriber> stream;  ///< the exchange's own, if it streams
+  bool live = false;  ///< deltas go to the stream and the watchers as they come
   std::function<void(outcome<completion_result>, std::string)> then;
 };
 
@@ -126,13 +127,15 @@ write_op next_version(conversation_record& meta) {
   return write::update_conversation{meta};
 }
 
-/// The idempotency record to commit with an operation, if it claimed a key.
+/// The idempotency record to commit with an operation, if it claimed a key;
+/// `replace`: the operation stored a provisional answer for it before.
 void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
-               const std::string& user_id, const outcome<exchange_result>& result) {
+               const std::string& user_id, const outcome<exchange_result>& result,
+               bool replace = false) {
   if (!claim) return;
   auto stored = claim->render(result);
   writes.push_back(write::put_idempotency{
-      {user_id, claim->key, claim->request_hash, stored.status, stored.body, now_ms()}});
+      {user_id, claim->key, claim->request_hash, stored.status, stored.body, now_ms()}, replace});
 }
 
 // --- live subscribers -----------------------------------------------------------
@@ -362,11 +365,11 @@ struct sampling {
 void generate(self_ptr self, const model_info& model, std::vector<chat_message> prompt,
               const sampling& params, steady_time deadline,
               const std::shared_ptr<cancellation>& cancel,
-              const std::shared_ptr<conversation_subscriber>& stream,
+              const std::shared_ptr<conversation_subscriber>& stream, bool live,
               std::function<void(outcome<completion_result>, std::string)> then) {
   auto& st = self->state;
   auto gen = ++st.generations_started;
-  st.generation = active_generation{gen, {}, nullptr, stream, std::move(then)};
+  st.generation = active_generation{gen, {}, nullptr, stream, live, std::move(then)};
   completion_request request;
   request.upstream_model = model.upstream;
   std::int64_t estimated_prompt = 0;
@@ -377,7 +380,7 @@ void generate(self_ptr self, const model_info& model, std::vector<chat_message> 
                                                model.max_output_tokens);
   request.deadline = deadline;
   // Someone reads the reply as it is written: ask for it piece by piece.
-  request.stream = stream || !st.watchers.empty();
+  request.stream = live;
   auto me = caf::actor_cast<caf::actor>(self);
   completion_callbacks callbacks;
   callbacks.on_delta = [me, gen](std::string text) {
@@ -479,7 +482,7 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
   if (plan.create) result.conversation = meta;
   result.message = plan.user_message;
   result.reply = reply;
-  add_claim(writes, plan.claim, meta.user_id, result);
+  add_claim(writes, plan.claim, meta.user_id, result, plan.user_stored);
   commit(self, std::move(writes), plan.rp, [=]() mutable {
     auto& st = self->state;
     st.meta = meta;
@@ -527,7 +530,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
   } else if (insert_conversation) {
     writes.push_back(write::insert_conversation{meta});
   }
-  add_claim(writes, plan.claim, meta.user_id, why);
+  add_claim(writes, plan.claim, meta.user_id, why, plan.user_stored);
   commit(self, std::move(writes), plan.rp, [=]() mutable {
     auto& st = self->state;
     st.meta = meta;
@@ -553,6 +556,12 @@ void store_user_message(self_ptr self, exchange_plan plan,
   write_set writes;
   writes.push_back(plan.create ? write_op{write::insert_conversation{meta}} : next_version(meta));
   writes.push_back(write::insert_message{*plan.user_message});
+  // Until the reply is stored, a repeat of the request gets what a failed
+  // provider would have answered, never a second copy of the message.
+  failure interrupted{errc::provider_error,
+                      "the reply was interrupted before it was stored; regenerate to try again"};
+  interrupted.message_id = plan.user_message->id;
+  add_claim(writes, plan.claim, meta.user_id, interrupted);
   auto rp = plan.rp;
   commit(self, std::move(writes), rp, [=]() mutable {
     auto& st = self->state;
@@ -628,39 +637,39 @@ std::vector<chat_message> prompt_for(const conversation_state& st, const exchang
 void ask_model(self_ptr self, exchange_plan plan, const model_info& model, steady_time deadline,
                std::size_t asked) {
   auto& st = self->state;
-  generate(self, model, prompt_for(st, plan, model), plan.params, deadline, plan.cancel,
-           plan.stream, [=, &model](outcome<completion_result> result, std::string text) mutable {
-             auto& st = self->state;
-             if (result && result->reason == finish_reason::cancelled && text.empty()) {
-               // The client went away before any text: only its message is kept.
-               fail_exchange(self, std::move(plan),
-                             {errc::provider_error, "the client went away before the reply"});
-               return;
-             }
-             if (!result) {
-               auto fallback =
-                   model.fallback.empty() ? nullptr : st.ctx->models->find(model.fallback);
-               // Text that clients already saw cannot be taken back by another model's.
-               bool seen = plan.live && !text.empty();
-               if (fallback && !seen && asked + 1 < st.ctx->models->all().size() &&
-                   steady_clock::now() < deadline) {
-                 spdlog::warn("conversation {}: model {} failed ({}); trying {}", st.id, model.id,
-                              result.error().detail, fallback->id);
-                 ask_model(self, std::move(plan), *fallback, deadline, asked + 1);
-                 return;
-               }
-               fail_exchange(self, std::move(plan), result.error());
-               return;
-             }
-             plan.model = model.id;
-             auto next_seq = (plan.user_message ? plan.user_message->seq : st.meta.last_seq) + 1;
-             auto reply = new_message(st.meta, next_seq, "assistant", std::move(text));
-             reply.model = model.id;
-             reply.finish_reason = to_string(result->reason);
-             reply.prompt_tokens = result->usage.prompt_tokens;
-             reply.completion_tokens = result->usage.completion_tokens;
-             finalize_exchange(self, std::move(plan), std::move(reply), result->usage);
-           });
+  generate(
+      self, model, prompt_for(st, plan, model), plan.params, deadline, plan.cancel, plan.stream,
+      plan.live, [=, &model](outcome<completion_result> result, std::string text) mutable {
+        auto& st = self->state;
+        if (result && result->reason == finish_reason::cancelled && text.empty()) {
+          // The client went away before any text: only its message is kept.
+          fail_exchange(self, std::move(plan),
+                        {errc::provider_error, "the client went away before the reply"});
+          return;
+        }
+        if (!result) {
+          auto fallback = model.fallback.empty() ? nullptr : st.ctx->models->find(model.fallback);
+          // Text that clients already saw cannot be taken back by another model's.
+          bool seen = plan.live && !text.empty();
+          if (fallback && !seen && asked + 1 < st.ctx->models->all().size() &&
+              steady_clock::now() < deadline) {
+            spdlog::warn("conversation {}: model {} failed ({}); trying {}", st.id, model.id,
+                         result.error().detail, fallback->id);
+            ask_model(self, std::move(plan), *fallback, deadline, asked + 1);
+            return;
+          }
+          fail_exchange(self, std::move(plan), result.error());
+          return;
+        }
+        plan.model = model.id;
+        auto next_seq = (plan.user_message ? plan.user_message->seq : st.meta.last_seq) + 1;
+        auto reply = new_message(st.meta, next_seq, "assistant", std::move(text));
+        reply.model = model.id;
+        reply.finish_reason = to_string(result->reason);
+        reply.prompt_tokens = result->usage.prompt_tokens;
+        reply.completion_tokens = result->usage.completion_tokens;
+        finalize_exchange(self, std::move(plan), std::move(reply), result->usage);
+      });
 }
 
 /// Runs an exchange: checks the user's token quota, asks the model if a reply
@@ -1010,6 +1019,9 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
         auto& st = self->state;
         if (!st.generation || st.generation->id != gen) return;
         st.generation->text += text;
+        // A watcher that came during an exchange begun without any gets its
+        // message and done, not deltas ahead of the message.
+        if (!st.generation->live) return;
         conversation_event e;
         e.type = conversation_event::kind::delta;
         e.text = std::move(text);

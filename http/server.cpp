@@ -593,8 +593,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
                           [session](rws::ws_handle_t, rws::message_handle_t frame) {
                             session->on_frame(frame);
                           });
-                      session->attach(ws);
-                      activate(*ws);
+                      // Closed meanwhile (the conversation was deleted): dropping it
+                      // unread ends the connection.
+                      if (!session->attach(ws)) return;
                     } catch (const std::exception& e) {
                       spdlog::warn("WebSocket upgrade of conversation {} failed: {}", id, e.what());
                       self->engine_.unwatch(id, session);

@@ -119,7 +119,9 @@ void sse_stream::end_with_error(const std::string& problem_json) {
   // The error event may go past the queue limit: it is small and the last.
   write(sse_event("error", problem_json));
   phase_ = phase::ended;
-  response_->connection_close();
+  // The connection stays open for the next request once the client has read
+  // this far (RESTinio fixes keep-alive when the headers go); one that reads
+  // nothing at all is closed by the server's write timeout.
   response_->done();
 }
 

@@ -25,7 +25,7 @@ namespace parley {
 /// the socket: one flush is in flight at a time, and the events that come
 /// meanwhile go out together in the next (so a busy server makes fewer,
 /// larger writes). Once more than `max_queued_bytes` wait for a slow reader,
-/// the stream ends with an error event and the connection is closed.
+/// the stream ends with an error event and nothing more is queued for it.
 class sse_stream final : public conversation_subscriber,
                          public std::enable_shared_from_this<sse_stream> {
  public:

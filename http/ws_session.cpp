@@ -18,16 +18,17 @@ ws_session::ws_session(engine& eng, parse_limits parsing, ws_limits limits, std:
       last_ping_(clock::now()),
       last_heard_(clock::now().time_since_epoch().count()) {}
 
-void ws_session::attach(rws::ws_handle_t ws) {
+bool ws_session::attach(rws::ws_handle_t ws) {
   std::lock_guard lock(mutex_);
-  if (phase_ != phase::upgrading) {
-    ws->shutdown();  // closed before it opened (the conversation was deleted)
-    return;
-  }
+  if (phase_ != phase::upgrading) return false;
   ws_ = std::move(ws);
   phase_ = phase::open;
-  for (auto& text : early_) send_text(std::move(text));
+  activate(*ws_);
+  auto early = std::move(early_);
   early_.clear();
+  // send_text() stops sending once the session closes (a slow reader).
+  for (auto& text : early) send_text(std::move(text));
+  return true;
 }
 
 void ws_session::on_frame(const rws::message_handle_t& frame) {
@@ -158,6 +159,7 @@ bool ws_session::keep_alive(clock::time_point now) {
 void ws_session::send_json(const nlohmann::json& j) { send_text(dump(j)); }
 
 void ws_session::send_text(std::string text) {
+  if (phase_ == phase::closed) return;
   if (phase_ == phase::upgrading) {
     early_.push_back(std::move(text));
     return;

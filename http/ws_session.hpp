@@ -41,8 +41,11 @@ class ws_session final : public conversation_subscriber,
   ws_session(engine& eng, parse_limits parsing, ws_limits limits, std::string user_id,
              std::string conversation_id, std::string request_id);
 
-  /// The WebSocket after the upgrade. Events delivered before are sent now.
-  void attach(restinio::websocket::basic::ws_handle_t ws);
+  /// The WebSocket after the upgrade (not yet activated): starts reading it
+  /// and sends the events delivered before. Returns false, leaving it
+  /// inactive, when the session was closed meanwhile (the conversation was
+  /// deleted): the caller then just drops it.
+  bool attach(restinio::websocket::basic::ws_handle_t ws);
 
   /// A frame from the client (RESTinio's I/O thread).
   void on_frame(const restinio::websocket::basic::message_handle_t& frame);
@@ -73,7 +76,9 @@ class ws_session final : public conversation_subscriber,
   const std::string user_id_;
   const std::string conversation_id_;
   const std::string request_id_;
-  std::mutex mutex_;
+  // Recursive: on RESTinio's I/O thread a send can fail at once and hand a
+  // close frame to on_frame() on the same thread, inside send_message().
+  std::recursive_mutex mutex_;
   enum class phase { upgrading, open, closed };
   phase phase_ = phase::upgrading;              // guarded by mutex_
   std::vector<std::string> early_;              // guarded by mutex_: frames before attach()

@@ -272,6 +272,17 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.text(k->body);
               p.number(k->created_at);
             });
+
+  send_rows(out, "UPDATE idempotency_keys AS k SET status = v.status, body = v.body FROM (",
+            {"text", "text", "bigint", "text"},
+            ") AS v(user_id, idem_key, status, body)"
+            " WHERE k.user_id = v.user_id AND k.idem_key = v.idem_key",
+            plan.idempotency_answers, [](parameters& p, const idempotency_record* k) {
+              p.text(k->user_id);
+              p.text(k->key);
+              p.number(std::int64_t{k->status});
+              p.text(k->body);
+            });
   out.commit(conn);
 }
 

@@ -113,6 +113,9 @@ struct add_usage {
 };
 struct put_idempotency {
   idempotency_record row;
+  /// Replaces the answer stored for the key earlier (a provisional one, by
+  /// the same exchange) instead of adding the key.
+  bool replace = false;
 };
 }  // namespace write
 

@@ -59,6 +59,9 @@ constexpr const char* add_usage_sql =
 constexpr const char* put_idempotency_sql =
     "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, body, created_at)"
     " VALUES (:user_id, :idem_key, :request_hash, :status, :body, :created_at)";
+constexpr const char* replace_idempotency_sql =
+    "UPDATE idempotency_keys SET status = :status, body = :body"
+    " WHERE user_id = :user_id AND idem_key = :idem_key";
 constexpr const char* find_idempotency_sql =
     "SELECT user_id, idem_key, request_hash, status, body, created_at FROM idempotency_keys"
     " WHERE user_id = :user_id AND idem_key = :idem_key";
@@ -388,7 +391,8 @@ class sql_store final : public store {
           update_message(s),
           delete_message(s),
           add_usage(s),
-          put_idempotency(s) {
+          put_idempotency(s),
+          replace_idempotency(s) {
       using soci::use;
       auto& c = conversation;
       insert_conversation.alloc();
@@ -464,6 +468,14 @@ class sql_store final : public store {
       put_idempotency.exchange(use(k.body));
       put_idempotency.exchange(use(k.created_at));
       put_idempotency.define_and_bind();
+
+      replace_idempotency.alloc();
+      replace_idempotency.prepare(replace_idempotency_sql);
+      replace_idempotency.exchange(use(k.status));
+      replace_idempotency.exchange(use(k.body));
+      replace_idempotency.exchange(use(k.user_id));
+      replace_idempotency.exchange(use(k.key));
+      replace_idempotency.define_and_bind();
     }
 
     static void bind_one(soci::statement& st, const char* sql, std::string& value) {
@@ -501,7 +513,7 @@ class sql_store final : public store {
 
     soci::statement insert_conversation, update_conversation, delete_conversation_messages,
         delete_conversation, insert_message, update_message, delete_message, add_usage,
-        put_idempotency;
+        put_idempotency, replace_idempotency;
   };
 
   prepared_writes& writes() {
@@ -588,6 +600,14 @@ class sql_store final : public store {
       b.body = k->body;
       b.created_at = k->created_at;
       w.put_idempotency.execute(true);
+    }
+    for (auto k : plan.idempotency_answers) {
+      auto& b = w.idempotency;
+      b.user_id = k->user_id;
+      b.key = k->key;
+      b.status = k->status;
+      b.body = k->body;
+      w.replace_idempotency.execute(true);
     }
   }
 

@@ -16,6 +16,7 @@ struct planner {
   std::unordered_map<std::string_view, std::size_t> edit_of_message;
   std::map<std::tuple<std::string_view, std::string_view, std::string_view>, std::size_t>
       usage_of_key;
+  std::map<std::pair<std::string_view, std::string_view>, std::size_t> answer_of_key;
 
   void operator()(const write::insert_conversation& w) {
     plan.inserted_conversations.push_back(&w.row);
@@ -53,14 +54,25 @@ struct planner {
     sum.completion_tokens += w.usage.completion_tokens;
     sum.cost_usd += w.usage.cost_usd;
   }
-  void operator()(const write::put_idempotency& w) { plan.idempotency_keys.push_back(&w.row); }
+  void operator()(const write::put_idempotency& w) {
+    if (!w.replace) {
+      plan.idempotency_keys.push_back(&w.row);
+      return;
+    }
+    auto [at, fresh] =
+        answer_of_key.try_emplace({w.row.user_id, w.row.key}, plan.idempotency_answers.size());
+    if (fresh)
+      plan.idempotency_answers.push_back(&w.row);
+    else
+      plan.idempotency_answers[at->second] = &w.row;
+  }
 };
 
 }  // namespace
 
 write_plan make_write_plan(const std::vector<const write_set*>& sets) {
   write_plan plan;
-  planner add{plan, {}, {}, {}};
+  planner add{plan, {}, {}, {}, {}};
   for (auto set : sets)
     for (auto& op : *set) std::visit(add, op);
   return plan;

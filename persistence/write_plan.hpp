@@ -34,6 +34,8 @@ struct write_plan {
   std::vector<const std::string*> deleted_conversations;
   std::vector<usage_total> usage;
   std::vector<const idempotency_record*> idempotency_keys;
+  /// Answers replacing those stored earlier, the last per key (after the inserts).
+  std::vector<const idempotency_record*> idempotency_answers;
 };
 
 write_plan make_write_plan(const std::vector<const write_set*>& sets);

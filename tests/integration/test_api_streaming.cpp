@@ -462,3 +462,53 @@ BOOST_AUTO_TEST_CASE(a_socket_that_leaves_mid_reply_cancels_its_generation) {
   BOOST_REQUIRE(eventually([&] { return all_messages(c, id).size() == 2u; }));
   BOOST_TEST(all_messages(c, id)[1]["finish_reason"] == "cancelled");
 }
+
+BOOST_AUTO_TEST_CASE(a_repeated_streamed_request_never_stores_its_message_twice) {
+  auto c = client("idem-stream");
+  auto id = create_conversation(c);
+  auto first =
+      sse_post(server().base_url(), messages_path(id), {{"content", "once only"}, {"stream", true}},
+               "idem-stream", {}, {"Idempotency-Key: stream-1"});
+  BOOST_REQUIRE(names_of(first).back() == "done");
+  auto again = c.post(messages_path(id), {{"content", "once only"}, {"stream", true}},
+                      {"Idempotency-Key: stream-1"});
+  BOOST_TEST(again.status == 201);
+  BOOST_TEST(again.header("idempotent-replayed") == "true");
+  BOOST_TEST(again.json()["message"]["id"] == first.events.front().data["id"]);
+  BOOST_TEST(again.json()["reply"]["id"] == first.events.back().data["id"]);
+  BOOST_TEST(all_messages(c, id).size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_crash_mid_stream_leaves_one_message_and_a_replayable_failure) {
+  server_process crashing(server_options{.config_toml = streaming_toml()});
+  http_client c(crashing.base_url(), "crash-user");
+  auto id = create_conversation(c);
+  // `echo` needs about 1.3 s for this reply; the server dies after the first delta.
+  std::string words;
+  for (int i = 0; i < 20; ++i) words += " word";
+  auto cut = sse_post(crashing.base_url(), messages_path(id),
+                      {{"content", words}, {"stream", true}}, "crash-user",
+                      [&](const sse_result& so_far) {
+                        if (so_far.events.back().name != "delta") return true;
+                        crashing.kill_hard();
+                        return false;
+                      },
+                      {"Idempotency-Key: crash-1"});
+  BOOST_REQUIRE(!cut.events.empty());
+  auto stored_id = cut.events.front().data["id"];
+  crashing.restart();
+  http_client after(crashing.base_url(), "crash-user");
+  // The message the stream reported survived; the reply did not exist yet.
+  auto stored = all_messages(after, id);
+  BOOST_REQUIRE(stored.size() == 1u);
+  BOOST_TEST(stored[0]["id"] == stored_id);
+  // The client's retry gets the failure, naming that message, and adds nothing.
+  auto retry = after.post(messages_path(id), {{"content", words}, {"stream", true}},
+                          {"Idempotency-Key: crash-1"});
+  BOOST_TEST(retry.status == 502);
+  BOOST_TEST(retry.json()["message_id"] == stored_id);
+  BOOST_TEST(all_messages(after, id).size() == 1u);
+  // Regenerate answers it.
+  BOOST_TEST(after.post("/v1/conversations/" + id + "/regenerate", json::object()).status == 201);
+  BOOST_TEST(all_messages(after, id).size() == 2u);
+}

@@ -148,6 +148,23 @@ BOOST_AUTO_TEST_CASE(usage_accumulates_per_day_and_model) {
   BOOST_TEST(one_day[0].requests == 1);
 }
 
+BOOST_AUTO_TEST_CASE(a_provisional_idempotency_answer_is_replaced) {
+  commit(*db, {write::put_idempotency{{"alice", "p1", "h", 502, "interrupted", 100}}});
+  commit(*db, {write::put_idempotency{{"alice", "p1", "h", 201, "{\"done\":1}", 200}, true}});
+  auto found = db->find_idempotency("alice", "p1");
+  BOOST_REQUIRE(found.has_value());
+  BOOST_TEST(found->status == 201);
+  BOOST_TEST(found->body == "{\"done\":1}");
+  BOOST_TEST(found->created_at == 100);  // the key's age counts from its first use
+  // Both in one batch: the insert goes first.
+  commit(*db, {write::put_idempotency{{"alice", "p2", "h", 502, "interrupted", 100}},
+               write::put_idempotency{{"alice", "p2", "h", 502, "failed", 200}, true}});
+  BOOST_TEST(db->find_idempotency("alice", "p2")->body == "failed");
+  // A new key still refuses a duplicate.
+  BOOST_CHECK_THROW(commit(*db, {write::put_idempotency{{"alice", "p1", "h", 201, "again", 300}}}),
+                    store_error);
+}
+
 BOOST_AUTO_TEST_CASE(idempotency_records_and_purge) {
   commit(*db, {write::put_idempotency{{"alice", "k1", "h", 201, "{}", 100}},
                write::put_idempotency{{"alice", "k2", "h", 201, "{}", 900}}});

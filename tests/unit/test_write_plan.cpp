@@ -66,3 +66,16 @@ BOOST_AUTO_TEST_CASE(edits_keep_the_last_and_usage_adds_up_per_user_day_and_mode
   BOOST_TEST(sum.completion_tokens == 22);
   BOOST_TEST(sum.cost_usd == 0.75);
 }
+
+BOOST_AUTO_TEST_CASE(replaced_answers_come_apart_from_new_keys_the_last_per_key) {
+  write_set provisional{write::put_idempotency{{"u", "k1", "h", 502, "interrupted", 1}}};
+  write_set first{write::put_idempotency{{"u", "k1", "h", 502, "failed", 2}, true}};
+  write_set second{write::put_idempotency{{"u", "k1", "h", 201, "answer", 3}, true},
+                   write::put_idempotency{{"v", "k1", "h", 201, "other user", 3}, true}};
+  auto plan = make_write_plan({&provisional, &first, &second});
+  BOOST_REQUIRE(plan.idempotency_keys.size() == 1u);
+  BOOST_TEST(plan.idempotency_keys[0]->body == "interrupted");
+  BOOST_REQUIRE(plan.idempotency_answers.size() == 2u);
+  BOOST_TEST(plan.idempotency_answers[0]->body == "answer");
+  BOOST_TEST(plan.idempotency_answers[1]->body == "other user");
+}

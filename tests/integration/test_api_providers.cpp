@@ -9,9 +9,6 @@
 #include "support/mock_upstream_process.hpp"
 #include "support/server_process.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -92,17 +89,7 @@ void expect_provider_failure(http_client& c, const std::string& id, const http_r
 /// the answer, as a client that gives up does.
 void post_and_hang_up(std::uint16_t port, const std::string& path, const std::string& body,
                       const std::string& user, milliseconds wait) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  auto request =
-      "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User-Id: " + user +
-      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-      "\r\n\r\n" + body;
-  BOOST_REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  int fd = raw_post(port, path, body, user);
   std::this_thread::sleep_for(wait);
   close(fd);
 }

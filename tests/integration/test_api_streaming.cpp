@@ -12,8 +12,6 @@
 #include "support/sse_client.hpp"
 #include "support/ws_client.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -240,19 +238,7 @@ BOOST_AUTO_TEST_CASE(a_stream_client_that_leaves_cancels_the_upstream_and_keeps_
 /// read for `pause`; then reads to the end. Returns all it read.
 std::string post_and_read_slowly(const std::string& path, const std::string& body,
                                  const std::string& user, milliseconds pause) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int small = 2048;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(server().port());
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  auto request =
-      "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User-Id: " + user +
-      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-      "\r\n\r\n" + body;
-  BOOST_REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  int fd = raw_post(server().port(), path, body, user, 2048);
   std::this_thread::sleep_for(pause);
   timeval tv{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);

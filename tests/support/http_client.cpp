@@ -1,6 +1,10 @@
 #include "support/http_client.hpp"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -21,7 +25,9 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-size_t on_header(char* data, size_t size, size_t n, void* user) {
+}  // namespace
+
+size_t collect_header(char* data, size_t size, size_t n, void* user) {
   std::string line(data, size * n);
   auto colon = line.find(':');
   if (colon != std::string::npos) {
@@ -35,7 +41,27 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-}  // namespace
+int raw_post(std::uint16_t port, const std::string& path, const std::string& body,
+             const std::string& user, int receive_buffer) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  if (receive_buffer > 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  auto request =
+      "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User-Id: " + user +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    close(fd);
+    throw std::runtime_error("POST " + path + " over a plain socket failed");
+  }
+  return fd;
+}
 
 http_client::http_client(std::string base_url, std::string user_id)
     : base_url_(std::move(base_url)), user_id_(std::move(user_id)), curl_(curl_easy_init()) {
@@ -69,7 +95,7 @@ http_response http_client::request(const std::string& method, const std::string&
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out.body);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &out.headers);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);

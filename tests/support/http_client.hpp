@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -44,5 +45,16 @@ class http_client {
   std::string user_id_;
   void* curl_;
 };
+
+/// A libcurl CURLOPT_HEADERFUNCTION: adds each "Name: value" line to the
+/// std::map<std::string, std::string> in `user` (names in lower case).
+size_t collect_header(char* data, size_t size, size_t n, void* user);
+
+/// Connects to 127.0.0.1:`port` and sends a POST of JSON `body` as `user`
+/// over a plain socket, as a client that controls its own reading would.
+/// `receive_buffer` > 0 sets SO_RCVBUF first (a small one makes a slow
+/// reader). Returns the socket; the caller closes it. Throws on failure.
+int raw_post(std::uint16_t port, const std::string& path, const std::string& body,
+             const std::string& user, int receive_buffer = 0);
 
 }  // namespace parley::testing

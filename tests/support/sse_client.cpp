@@ -1,5 +1,7 @@
 #include "support/sse_client.hpp"
 
+#include "support/http_client.hpp"
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -57,20 +59,6 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-size_t on_header(char* data, size_t size, size_t n, void* user) {
-  std::string line(data, size * n);
-  auto colon = line.find(':');
-  if (colon != std::string::npos) {
-    auto name = line.substr(0, colon);
-    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-    auto value = line.substr(colon + 1);
-    value.erase(0, value.find_first_not_of(" \t"));
-    value.erase(value.find_last_not_of(" \t\r\n") + 1);
-    (*static_cast<std::map<std::string, std::string>*>(user))[name] = value;
-  }
-  return size * n;
-}
-
 }  // namespace
 
 sse_result sse_post(const std::string& base_url, const std::string& path,
@@ -94,7 +82,7 @@ sse_result sse_post(const std::string& base_url, const std::string& path,
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r.result.headers);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);

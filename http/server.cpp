@@ -644,6 +644,11 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
             // With room for a second request RESTinio keeps reading while a
             // request is handled, and so sees a client that hangs up (EOF).
             .max_pipelined_requests(2)
+            // Streams send many small writes: without TCP_NODELAY each one
+            // after the first waits for the client's delayed ACK (~40 ms).
+            .socket_options_setter([](restinio::socket_options_t& options) {
+              options.set_option(asio::ip::tcp::no_delay{true});
+            })
             .acceptor_post_bind_hook([&](asio::ip::tcp::acceptor& acceptor) {
               bound_port = acceptor.local_endpoint().port();
             })

@@ -37,6 +37,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,7 @@ struct options {
   std::string ready_path;    ///< created once set-up is done, just before the load
   std::size_t requests = 0;  ///< stop after this many answers (0: only --seconds)
   bool series = false;       ///< keep every answer's latency, in order, in the JSON
+  bool verify = false;       ///< check at the end that every acknowledged message is stored
   bool quiet = false;
 };
 
@@ -136,6 +138,8 @@ struct connection {
   std::size_t body_left = 0;
   bool first_delta_seen = false;
   bool error_event = false;
+  std::string body;        ///< with --verify: a whole answer's body
+  std::string last_event;  ///< with --verify: the SSE event whose data comes next
 };
 
 struct results {
@@ -144,6 +148,8 @@ struct results {
   std::size_t ok = 0;
   std::map<std::string, std::size_t> errors;
   std::size_t deltas = 0;
+  /// With --verify: every message an answer reported stored, by conversation.
+  std::vector<std::pair<std::size_t, std::string>> acknowledged;
 };
 
 class load_run {
@@ -393,6 +399,7 @@ class load_run {
     while (c.current) {
       if (!c.in_headers && !c.chunked) {
         auto take = std::min(c.body_left, c.pending.size() - at);
+        if (o_.verify) c.body.append(c.pending, at, take);
         c.body_left -= take;
         at += take;
         if (c.body_left > 0) break;
@@ -430,6 +437,12 @@ class load_run {
         c.error_event = true;
       } else if (line == "0") {
         complete(i);
+      } else if (o_.verify && line.rfind("event: ", 0) == 0) {
+        c.last_event = std::string(line.substr(7));
+      } else if (o_.verify && line.rfind("data: ", 0) == 0 &&
+                 (c.last_event == "message" || c.last_event == "done")) {
+        // `message` and `done` report a stored message.
+        acknowledge(c, nlohmann::json::parse(line.substr(6), nullptr, false));
       }
     }
     c.pending.erase(0, at);
@@ -440,9 +453,23 @@ class load_run {
         std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t).count());
   }
 
+  void acknowledge(const connection& c, const nlohmann::json& message) {
+    if (message.is_object() && message.contains("id") && message["id"].is_string())
+      r_.acknowledged.emplace_back(c.current->conversation, message["id"].get<std::string>());
+  }
+
   void complete(std::size_t i) {
     auto& c = conns_[i];
     bool good = (c.status == 200 || c.status == 201) && !c.error_event;
+    if (good && o_.verify && !c.chunked) {
+      // A whole answer reports {"message": …, "reply": …}, each stored.
+      auto answer = nlohmann::json::parse(c.body, nullptr, false);
+      if (answer.is_object())
+        for (auto name : {"message", "reply"})
+          if (answer.contains(name)) acknowledge(c, answer[name]);
+    }
+    c.body.clear();
+    c.last_event.clear();
     if (good) {
       ++r_.ok;
       auto us = micros_since(c.current->due);
@@ -531,6 +558,53 @@ class load_run {
   double elapsed_ = 0;
 };
 
+/// Reads every conversation that has acknowledged messages back from the
+/// server and counts which of them are stored.
+nlohmann::json verify_stored(const options& o, const std::vector<conversation>& conversations,
+                             const std::vector<std::pair<std::size_t, std::string>>& acknowledged) {
+  std::map<std::size_t, std::vector<std::string>> by_conversation;
+  for (auto& [conv, id] : acknowledged) by_conversation[conv].push_back(id);
+  auto curl = curl_easy_init();
+  std::uint64_t stored = 0, missing = 0;
+  nlohmann::json examples = nlohmann::json::array();
+  for (auto& [conv, ids] : by_conversation) {
+    auto& c = conversations[conv];
+    std::set<std::string> present;
+    std::int64_t after = 0;
+    for (bool more = true; more;) {
+      std::string answer;
+      auto url = o.base_url + "/v1/conversations/" + c.id +
+                 "/messages?limit=200&after=" + std::to_string(after);
+      curl_slist* list = curl_slist_append(nullptr, ("X-User-Id: " + c.user).c_str());
+      for (auto& h : o.headers) list = curl_slist_append(list, h.c_str());
+      curl_easy_reset(curl);
+      curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+      curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+      curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
+      curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
+      curl_easy_perform(curl);
+      curl_slist_free_all(list);
+      auto page = nlohmann::json::parse(answer, nullptr, false);
+      if (!page.is_object() || !page["data"].is_array()) break;
+      for (auto& m : page["data"]) {
+        present.insert(m["id"].get<std::string>());
+        after = m["seq"].get<std::int64_t>();
+      }
+      more = page["has_more"] == true;
+    }
+    for (auto& id : ids) {
+      if (present.count(id)) {
+        ++stored;
+      } else {
+        ++missing;
+        if (examples.size() < 10) examples.push_back({{"conversation", c.id}, {"message", id}});
+      }
+    }
+  }
+  curl_easy_cleanup(curl);
+  return {{"stored", stored}, {"missing", missing}, {"missing_examples", examples}};
+}
+
 nlohmann::json latency_json(const histogram& h) {
   auto ms = [](std::uint64_t us) { return static_cast<double>(us) / 1000.0; };
   return {{"count", h.count()},
@@ -588,6 +662,9 @@ int main(int argc, char** argv) {
                  "create this file when the conversations exist and the load begins");
   app.add_option("--requests", o.requests, "stop sending after this many answers");
   app.add_flag("--series", o.series, "record every answer's latency in order (JSON: series_ms)");
+  app.add_flag("--verify", o.verify,
+               "at the end, read every conversation back and check that each message an "
+               "answer reported is stored (exit 3 if not)");
   app.add_flag("--quiet", o.quiet, "no progress line");
   CLI11_PARSE(app, argc, argv);
 
@@ -627,8 +704,11 @@ int main(int argc, char** argv) {
   }
 
   if (!o.ready_path.empty()) std::ofstream(o.ready_path) << "ready\n";
+  auto owners = conversations;  // the run takes them; verification needs them after
   load_run run(o, std::move(conversations), host, port);
   auto r = run.run();
+  std::optional<nlohmann::json> verification;
+  if (o.verify) verification = verify_stored(o, owners, r.acknowledged);
   nlohmann::json out{
       {"route", o.route},
       {"mode", o.rate > 0 ? "open" : "closed"},
@@ -643,7 +723,12 @@ int main(int argc, char** argv) {
       {"series_ms", r.series_ms},
       {"latency",
        {{"whole", latency_json(r.whole)}, {"first_delta", latency_json(r.first_delta)}}}};
+  if (verification) out["verification"] = *verification;
   print_table(out);
+  if (verification)
+    std::printf("verified: %llu acknowledged messages stored, %llu missing\n",
+                static_cast<unsigned long long>((*verification)["stored"].get<std::uint64_t>()),
+                static_cast<unsigned long long>((*verification)["missing"].get<std::uint64_t>()));
   if (!o.json_path.empty()) std::ofstream(o.json_path) << out.dump(2) << "\n";
-  return 0;
+  return verification && (*verification)["missing"] != 0 ? 3 : 0;
 }

@@ -10,7 +10,7 @@ packages=(
   libsoci-dev libsqlite3-dev sqlite3 libpq-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libpcre2-dev
   libcurl4-openssl-dev libboost-test-dev libboost-dev libbenchmark-dev
-  postgresql wrk procps jq
+  postgresql wrk procps jq gnuplot-nox
 )
 
 missing=()

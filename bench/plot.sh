@@ -5,6 +5,7 @@
 #   throughput:        health-C.json, message-C.json   -> throughput.png
 #   llm-latency:       stream-N.json                   -> llm-latency.png
 #   long-conversation: long-conversation.json          -> long-conversation.png
+#   memory:            memory-N-on|off.rss.json        -> memory.png
 # A chart whose results are missing is skipped.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -54,4 +55,18 @@ if [ -f "$results/long-conversation.json" ]; then
     set xlabel 'k'; set ylabel 'latency (ms)'; set logscale y;
     plot '$tmp/long.dat' using 1:2 with points pointtype 7 pointsize 0.3 title 'each send'"
 fi
+# memory: peak RSS against conversations touched, passivation on and off.
+if ls "$results"/memory-*-on.rss.json > /dev/null 2>&1; then
+  for mode in on off; do
+    for f in "$results"/memory-*-"$mode".rss.json; do
+      jq -r '"\(.conversations) \(.rss_peak_kib / 1024)"' "$f"
+    done | sort -n > "$tmp/memory-$mode.dat"
+  done
+  gnuplot -e "$style; set output '$charts/memory.png';
+    set title 'server memory with N conversations touched';
+    set logscale xy; set xlabel 'conversations'; set ylabel 'peak RSS (MiB)';
+    plot '$tmp/memory-on.dat' using 1:2 with linespoints title 'passivation on (10,000 live at most)',
+         '$tmp/memory-off.dat' using 1:2 with linespoints title 'passivation off'"
+fi
+
 ls "$charts"

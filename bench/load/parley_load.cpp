@@ -249,9 +249,13 @@ class load_run {
     }
   }
 
-  /// Closed loop: connection `i` acts (opens, or sends its next request) at `at`.
+  /// Connection `i` acts (opens, or sends its next request) at `at` (closed
+  /// loop); in an open loop a closed one is reopened when a request needs it.
   void wake(std::size_t i, clock_type::time_point at) {
-    if (o_.rate == 0) wake_.emplace(at, i);
+    if (o_.rate == 0)
+      wake_.emplace(at, i);
+    else if (conns_[i].fd < 0)
+      closed_.push_back(i);
   }
 
   /// How long epoll may wait: until the next wake-up, at most 10 ms (1 ms in
@@ -279,7 +283,11 @@ class load_run {
       idle_.pop_front();
       if (conns_[i].fd >= 0 && conns_[i].connected && !conns_[i].current) return i;
     }
-    if (conns_.size() < o_.connections) {
+    if (!closed_.empty()) {
+      auto i = closed_.front();
+      closed_.pop_front();
+      open(i);
+    } else if (conns_.size() < o_.connections) {
       conns_.emplace_back();
       open(conns_.size() - 1);
     }
@@ -315,6 +323,14 @@ class load_run {
     std::string body;
     if (o_.route == "health") {
       head = "GET /health HTTP/1.1\r\n";
+    } else if (o_.route == "create") {
+      nlohmann::json b{{"message", o_.content}};
+      if (!o_.model.empty()) b["model"] = o_.model;
+      body = b.dump();
+      head =
+          "POST /v1/conversations HTTP/1.1\r\nContent-Type: application/json\r\n"
+          "Content-Length: " +
+          std::to_string(body.size()) + "\r\n";
     } else {
       nlohmann::json b{{"content", o_.content}};
       if (o_.route == "stream") b["stream"] = true;
@@ -333,7 +349,7 @@ class load_run {
     auto& c = conns_[i];
     auto& conv = conversations_[j.conversation];
     // One request at a time per conversation (health requests have none).
-    conv.busy = o_.route != "health";
+    conv.busy = o_.route == "message" || o_.route == "stream";
     c.current = j;
     ++in_flight_;
     c.sent_at = clock_type::now();
@@ -552,6 +568,7 @@ class load_run {
   std::deque<std::size_t> idle_;  ///< open loop: connections that may be idle
   std::deque<job> backlog_;       ///< open loop: requests due and not yet sent
   std::multimap<clock_type::time_point, std::size_t> wake_;  ///< closed loop: who acts when
+  std::deque<std::size_t> closed_;                           ///< open loop: connections to reopen
   std::size_t in_flight_ = 0;
   std::size_t next_free_ = 0;
   results r_;
@@ -643,8 +660,10 @@ int main(int argc, char** argv) {
   CLI::App app{"A load generator for Parley: virtual users sending messages over HTTP or SSE",
                "parley-load"};
   app.add_option("--url", o.base_url, "the deployment's base URL (http://HOST:PORT)");
-  app.add_option("--route", o.route, "message (whole replies), stream (SSE) or health")
-      ->check(CLI::IsMember({"message", "stream", "health"}));
+  app.add_option("--route", o.route,
+                 "message (whole replies), stream (SSE), health, or create (a new "
+                 "conversation with a first message, each request)")
+      ->check(CLI::IsMember({"message", "stream", "health", "create"}));
   app.add_option("--concurrency", o.concurrency, "closed loop: users sending at once");
   app.add_option("--rate", o.rate, "open loop: requests per second (overrides --concurrency)");
   app.add_option("--connections", o.connections, "open loop: the most connections at once");
@@ -682,9 +701,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.users == 0) o.users = o.rate > 0 ? 64 : o.concurrency;
+  if (o.verify && o.route != "message" && o.route != "stream") {
+    std::cerr << "parley-load: --verify goes with --route message or stream\n";
+    return 2;
+  }
 
   std::vector<conversation> conversations;
-  if (o.route != "health") {
+  if (o.route == "message" || o.route == "stream") {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     auto curl = curl_easy_init();
     try {
@@ -699,8 +722,9 @@ int main(int argc, char** argv) {
     }
     curl_easy_cleanup(curl);
   } else {
+    // health and create use no existing conversation: only their users.
     for (std::size_t u = 0; u < o.users * o.conversations_per_user; ++u)
-      conversations.push_back({"load-health", ""});
+      conversations.push_back({"load-" + std::to_string(u / o.conversations_per_user), ""});
   }
 
   if (!o.ready_path.empty()) std::ofstream(o.ready_path) << "ready\n";

@@ -1,7 +1,22 @@
 # Shared by the bench scripts (sourced, not run). Expects $bin (the parley
-# binary) and $work (a scratch directory the caller removes).
+# binary) and $work (a scratch directory the caller removes), or call
+# scenario_setup, which makes both.
 
 server_pid=""
+
+# scenario_setup: what every bench/scenarios script starts with. Expects
+# $root (the checkout); sets $build, $bin (parley), $load (parley-load),
+# $work (removed on exit, with the server stopped) and $out (where the JSON
+# results go: $PARLEY_BENCH_OUT, or $work).
+scenario_setup() {
+  build="${PARLEY_BUILD_DIR:-$root/build}"
+  bin="${PARLEY_BIN:-$build/parley}"
+  load="$build/bench/parley-load"
+  work="$(mktemp -d)"
+  out="${PARLEY_BENCH_OUT:-$work}"
+  mkdir -p "$out"
+  trap 'stop_server; rm -rf "$work"' EXIT
+}
 
 # start_server DATABASE_URL [CONFIG_TOML]: runs parley on a free port; sets $base.
 start_server() {
@@ -18,6 +33,9 @@ start_server() {
   port="$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$work/stdout" | grep -o '[0-9]*$')"
   base="http://127.0.0.1:$port"
 }
+
+# rss_kib PID: the process's resident memory now, in KiB.
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 stop_server() {
   if [ -n "$server_pid" ]; then

@@ -9,20 +9,14 @@
 # Usage: bench/scenarios/llm-latency.sh [seconds=20] [counts="1000 5000 10000"]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-build="${PARLEY_BUILD_DIR:-$root/build}"
-bin="${PARLEY_BIN:-$build/parley}"
-load="$build/bench/parley-load"
+. "$root/bench/lib.sh"
+scenario_setup
 seconds="${1:-20}"
 counts="${2:-1000 5000 10000}"
 ttft_ms=300
 words=""
 for i in $(seq 1 49); do words="$words w$i"; done  # "Echo:" and 49 words: 50 deltas
 
-work="$(mktemp -d)"
-out="${PARLEY_BENCH_OUT:-$work}"
-mkdir -p "$out"
-. "$root/bench/lib.sh"
-trap 'stop_server; rm -rf "$work"' EXIT
 # Each stream is a socket in the client and one in the server: raise the
 # soft limit on open files as far as the hard one allows.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -33,7 +27,6 @@ for n in $counts; do
   fi
 done
 
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 echo "| N | delta events/s | of the ideal | first delta − ${ttft_ms} ms p50 / p99 | replies/s | peak RSS MiB | KiB per connection | server CPU s | errors |"

@@ -8,17 +8,11 @@
 # Usage: bench/scenarios/long-conversation.sh [sends=2000] [block=100]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-build="${PARLEY_BUILD_DIR:-$root/build}"
-bin="${PARLEY_BIN:-$build/parley}"
-load="$build/bench/parley-load"
+. "$root/bench/lib.sh"
+scenario_setup
 sends="${1:-2000}"
 block="${2:-100}"
 
-work="$(mktemp -d)"
-out="${PARLEY_BENCH_OUT:-$work}"
-mkdir -p "$out"
-. "$root/bench/lib.sh"
-trap 'stop_server; rm -rf "$work"' EXIT
 
 start_server "sqlite://$work/bench.db" ""
 "$load" --url "$base" --route message --concurrency 1 --users 1 --requests "$sends" \

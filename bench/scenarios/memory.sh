@@ -9,18 +9,11 @@
 # Usage: bench/scenarios/memory.sh [counts="10000 100000 1000000"] [concurrency=64]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-build="${PARLEY_BUILD_DIR:-$root/build}"
-bin="${PARLEY_BIN:-$build/parley}"
-load="$build/bench/parley-load"
+. "$root/bench/lib.sh"
+scenario_setup
 counts="${1:-10000 100000 1000000}"
 concurrency="${2:-64}"
 
-work="$(mktemp -d)"
-out="${PARLEY_BENCH_OUT:-$work}"
-mkdir -p "$out"
-. "$root/bench/lib.sh"
-trap 'stop_server; rm -rf "$work"' EXIT
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 peak_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
 echo "| conversations | passivation | RSS before | peak RSS | RSS after | peak per conversation | creations/s | errors |"

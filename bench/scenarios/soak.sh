@@ -8,18 +8,12 @@
 #        (DATABASE_URL=postgresql://… to soak on PostgreSQL instead of SQLite)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-build="${PARLEY_BUILD_DIR:-$root/build}"
-bin="${PARLEY_BIN:-$build/parley}"
-load="$build/bench/parley-load"
+. "$root/bench/lib.sh"
+scenario_setup
 seconds="${1:-60}"
 users="${2:-64}"
 stream_rate="${3:-100}"
 
-work="$(mktemp -d)"
-out="${PARLEY_BENCH_OUT:-$work}"
-mkdir -p "$out"
-. "$root/bench/lib.sh"
-trap 'stop_server; rm -rf "$work"' EXIT
 
 start_server "${DATABASE_URL:-sqlite://$work/bench.db}" "$(cat <<TOML
 [[providers]]

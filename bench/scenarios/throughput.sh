@@ -6,17 +6,11 @@
 # Usage: bench/scenarios/throughput.sh [seconds=10] [concurrencies="1 4 16 64 256"]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-build="${PARLEY_BUILD_DIR:-$root/build}"
-bin="${PARLEY_BIN:-$build/parley}"
-load="$build/bench/parley-load"
+. "$root/bench/lib.sh"
+scenario_setup
 seconds="${1:-10}"
 concurrencies="${2:-1 4 16 64 256}"
 
-work="$(mktemp -d)"
-out="${PARLEY_BENCH_OUT:-$work}"
-mkdir -p "$out"
-. "$root/bench/lib.sh"
-trap 'stop_server; rm -rf "$work"' EXIT
 
 start_server "sqlite://$work/bench.db" ""
 echo "| concurrency | GET /health req/s | send-message req/s | ratio | send p50 ms | send p99 ms | errors |"

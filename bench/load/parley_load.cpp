@@ -31,6 +31,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fstream>
@@ -138,6 +139,8 @@ struct connection {
   std::size_t body_left = 0;
   bool first_delta_seen = false;
   bool error_event = false;
+  bool upgrading = false;  ///< route ws: the upgrade was sent, its answer is awaited
+  bool websocket = false;  ///< route ws: upgraded; answers are frames
   std::string body;        ///< with --verify: a whole answer's body
   std::string last_event;  ///< with --verify: the SSE event whose data comes next
 };
@@ -241,7 +244,7 @@ class load_run {
         open(i);  // it wakes again once connected
         continue;
       }
-      if (!c.connected || c.current) continue;
+      if (!c.connected || c.current || c.upgrading) continue;
       // A user's conversations, in turn.
       auto first = c.user_slot * o_.conversations_per_user;
       auto conv = first + c.next_conversation++ % o_.conversations_per_user;
@@ -359,7 +362,7 @@ class load_run {
     c.body_left = 0;
     c.first_delta_seen = false;
     c.error_event = false;
-    auto request = request_for(conv);
+    auto request = o_.route == "ws" ? ws_frame(0x1, dump_message()) : request_for(conv);
     // Requests are small: one write takes them whole on an idle connection.
     if (write(c.fd, request.data(), request.size()) != static_cast<ssize_t>(request.size()))
       broken(i, "write");
@@ -384,7 +387,9 @@ class load_run {
       mod.events = EPOLLIN | EPOLLRDHUP;
       mod.data.u64 = i;
       epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &mod);
-      if (o_.rate > 0)
+      if (o_.route == "ws")
+        upgrade(i);  // it wakes once upgraded
+      else if (o_.rate > 0)
         idle_.push_back(i);
       else
         wake(i, clock_type::now());
@@ -411,6 +416,11 @@ class load_run {
   /// Takes what it can of the answer out of `pending`.
   void parse(std::size_t i) {
     auto& c = conns_[i];
+    if (c.upgrading && !upgraded(i)) return;
+    if (c.websocket) {
+      frames(i);
+      return;
+    }
     std::size_t at = 0;
     while (c.current) {
       if (!c.in_headers && !c.chunked) {
@@ -467,6 +477,135 @@ class load_run {
   static std::uint64_t micros_since(clock_type::time_point t) {
     return static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t).count());
+  }
+
+  // --- WebSocket (route ws) ---
+
+  /// Sends the upgrade of the connection's conversation (its user's first).
+  void upgrade(std::size_t i) {
+    auto& c = conns_[i];
+    auto& conv = conversations_[c.user_slot * o_.conversations_per_user];
+    std::string request = "GET /v1/conversations/" + conv.id + "/ws HTTP/1.1\r\nHost: " + host_ +
+                          "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+                          "dGhlIHNhbXBsZSBub25jZQ==\r\nX-User-Id: " +
+                          conv.user + "\r\n";
+    for (auto& h : o_.headers) request += h + "\r\n";
+    request += "\r\n";
+    c.upgrading = true;
+    c.status = 0;
+    if (write(c.fd, request.data(), request.size()) != static_cast<ssize_t>(request.size()))
+      broken(i, "write");
+  }
+
+  /// Reads the upgrade's answer; true once the socket is a WebSocket.
+  bool upgraded(std::size_t i) {
+    auto& c = conns_[i];
+    for (;;) {
+      auto nl = c.pending.find('\n');
+      if (nl == std::string::npos) return false;
+      auto line = c.pending.substr(0, nl);
+      c.pending.erase(0, nl + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (c.status == 0) {
+        c.status = line.size() > 12 ? std::atoi(line.substr(9, 3).c_str()) : -1;
+      } else if (line.empty()) {
+        if (c.status != 101) {
+          ++r_.errors["upgrade refused: HTTP " + std::to_string(c.status)];
+          broken(i, "upgrade refused");
+          return false;
+        }
+        c.upgrading = false;
+        c.websocket = true;
+        wake(i, clock_type::now());
+        return true;
+      }
+    }
+  }
+
+  std::string dump_message() const {
+    return nlohmann::json{{"type", "message"}, {"content", o_.content}}.dump();
+  }
+
+  /// A client frame: final, masked.
+  static std::string ws_frame(std::uint8_t opcode, std::string_view payload) {
+    std::string f;
+    f.push_back(static_cast<char>(0x80 | opcode));
+    auto n = payload.size();
+    if (n < 126) {
+      f.push_back(static_cast<char>(0x80 | n));
+    } else if (n < 65536) {
+      f.push_back(static_cast<char>(0x80 | 126));
+      f.push_back(static_cast<char>(n >> 8));
+      f.push_back(static_cast<char>(n & 0xff));
+    } else {
+      f.push_back(static_cast<char>(0x80 | 127));
+      for (int shift = 56; shift >= 0; shift -= 8)
+        f.push_back(static_cast<char>((n >> shift) & 0xff));
+    }
+    char key[4];
+    for (auto& k : key) k = static_cast<char>(std::rand());
+    f.append(key, 4);
+    for (std::size_t j = 0; j < n; ++j) f.push_back(static_cast<char>(payload[j] ^ key[j % 4]));
+    return f;
+  }
+
+  /// Takes the server's (unmasked) frames out of `pending`.
+  void frames(std::size_t i) {
+    auto& c = conns_[i];
+    std::size_t at = 0;
+    for (;;) {
+      auto avail = c.pending.size() - at;
+      if (avail < 2) break;
+      auto byte = [&](std::size_t k) { return static_cast<std::uint8_t>(c.pending[at + k]); };
+      std::uint64_t length = byte(1) & 0x7f;
+      std::size_t header = 2;
+      if (length == 126) {
+        if (avail < 4) break;
+        length = (std::uint64_t{byte(2)} << 8) | byte(3);
+        header = 4;
+      } else if (length == 127) {
+        if (avail < 10) break;
+        length = 0;
+        for (std::size_t k = 2; k < 10; ++k) length = (length << 8) | byte(k);
+        header = 10;
+      }
+      if (avail < header + length) break;
+      auto opcode = byte(0) & 0x0f;
+      std::string_view payload(c.pending.data() + at + header, length);
+      at += header + length;
+      if (opcode == 0x8) {
+        broken(i, "closed by the server");
+        return;
+      }
+      if (opcode == 0x9) {
+        auto pong = ws_frame(0xA, payload);
+        if (write(c.fd, pong.data(), pong.size()) != static_cast<ssize_t>(pong.size())) {
+          broken(i, "write");
+          return;
+        }
+      }
+      if (opcode == 0x1) ws_event(i, payload);
+    }
+    c.pending.erase(0, at);
+  }
+
+  void ws_event(std::size_t i, std::string_view text) {
+    auto& c = conns_[i];
+    auto event = nlohmann::json::parse(text, nullptr, false);
+    if (!event.is_object() || !c.current) return;
+    auto type = event.value("type", "");
+    if (type == "delta") {
+      ++r_.deltas;
+      if (!c.first_delta_seen) {
+        c.first_delta_seen = true;
+        r_.first_delta.record(micros_since(c.current->due));
+      }
+    } else if (type == "done" || type == "error") {
+      c.status = 200;
+      c.error_event = type == "error";
+      complete(i);
+    }
   }
 
   void acknowledge(const connection& c, const nlohmann::json& message) {
@@ -661,9 +800,10 @@ int main(int argc, char** argv) {
                "parley-load"};
   app.add_option("--url", o.base_url, "the deployment's base URL (http://HOST:PORT)");
   app.add_option("--route", o.route,
-                 "message (whole replies), stream (SSE), health, or create (a new "
-                 "conversation with a first message, each request)")
-      ->check(CLI::IsMember({"message", "stream", "health", "create"}));
+                 "message (whole replies), stream (SSE), ws (WebSocket: one socket per user, "
+                 "replies as frames), health, or create (a new conversation with a first "
+                 "message, each request)")
+      ->check(CLI::IsMember({"message", "stream", "health", "create", "ws"}));
   app.add_option("--concurrency", o.concurrency, "closed loop: users sending at once");
   app.add_option("--rate", o.rate, "open loop: requests per second (overrides --concurrency)");
   app.add_option("--connections", o.connections, "open loop: the most connections at once");
@@ -707,7 +847,11 @@ int main(int argc, char** argv) {
   }
 
   std::vector<conversation> conversations;
-  if (o.route == "message" || o.route == "stream") {
+  if (o.route == "ws" && (o.rate > 0 || o.conversations_per_user != 1 || o.verify)) {
+    std::cerr << "parley-load: --route ws is closed loop, one conversation per user, no --verify\n";
+    return 2;
+  }
+  if (o.route == "message" || o.route == "stream" || o.route == "ws") {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     auto curl = curl_easy_init();
     try {

@@ -7,6 +7,7 @@
 # A fresh server (and SQLite file) for each N. Prints a Markdown table; the
 # JSON of every run goes to $PARLEY_BENCH_OUT (default: a temporary directory).
 # Usage: bench/scenarios/llm-latency.sh [seconds=20] [counts="1000 5000 10000"]
+#        (PARLEY_LOAD_ROUTE=ws streams over WebSockets instead of SSE)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$root/bench/lib.sh"
@@ -14,6 +15,7 @@ scenario_setup
 seconds="${1:-20}"
 counts="${2:-1000 5000 10000}"
 ttft_ms=300
+route="${PARLEY_LOAD_ROUTE:-stream}"
 words=""
 for i in $(seq 1 49); do words="$words w$i"; done  # "Echo:" and 49 words: 50 deltas
 
@@ -42,7 +44,7 @@ itl_ms = 20
 TOML
 )"
   rm -f "$work/ready"
-  "$load" --url "$base" --route stream --concurrency "$n" --seconds "$seconds" --quiet \
+  "$load" --url "$base" --route "$route" --concurrency "$n" --seconds "$seconds" --quiet \
     --content "$words" --json "$out/stream-$n.json" --ready-file "$work/ready" > /dev/null &
   load_pid=$!
   # "Before" is once the conversations exist (their actors are live), just

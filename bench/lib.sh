@@ -34,6 +34,22 @@ start_server() {
   base="http://127.0.0.1:$port"
 }
 
+# jq definitions the scenarios' tables use: `errors_text` turns a parley-load
+# result's errors into "none" or "KIND N, …". Put "$jq_defs" before a program.
+jq_defs='def errors_text: to_entries | map("\(.key) \(.value)") | join(", ")
+  | if . == "" then "none" else . end; '
+
+# strict_check FILE JQ_TEST [JQ_ARGS…]: with PARLEY_BENCH_STRICT set (ctest),
+# fails the scenario unless the parley-load result FILE passes JQ_TEST.
+strict_check() {
+  local file="$1" test="$2"
+  shift 2
+  if [ -n "${PARLEY_BENCH_STRICT:-}" ] && ! jq -e "$@" "$test" "$file" > /dev/null; then
+    echo "$(basename "$0"): requests failed in $(basename "$file") (PARLEY_BENCH_STRICT)" >&2
+    exit 1
+  fi
+}
+
 # rss_kib PID: the process's resident memory now, in KiB.
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 

@@ -100,7 +100,7 @@ const char* reason_phrase(int status) {
   }
 }
 
-std::string render_problem(const problem& p, const std::string& request_id) {
+nlohmann::json problem_json(const problem& p, const std::string& request_id) {
   nlohmann::json body = {
       {"type", "about:blank"}, {"title", reason_phrase(p.status)}, {"status", p.status},
       {"detail", p.detail},    {"request_id", request_id},
@@ -110,7 +110,11 @@ std::string render_problem(const problem& p, const std::string& request_id) {
     for (auto& e : p.errors) errors.push_back({{"field", e.field}, {"message", e.message}});
   }
   if (!p.message_id.empty()) body["message_id"] = p.message_id;
-  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return body;
+}
+
+std::string render_problem(const problem& p, const std::string& request_id) {
+  return problem_json(p, request_id).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace parley

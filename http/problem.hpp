@@ -1,5 +1,7 @@
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include "config/errors.hpp"
 
 #include <optional>
@@ -34,7 +36,10 @@ problem invalid_field(std::string field, std::string message);
 /// The standard reason phrase ("Not Found").
 const char* reason_phrase(int status);
 
-/// The problem+json body.
+/// The problem+json body, as JSON (a WebSocket error event carries it whole).
+nlohmann::json problem_json(const problem& p, const std::string& request_id);
+
+/// The problem+json body, serialized.
 std::string render_problem(const problem& p, const std::string& request_id);
 
 }  // namespace parley

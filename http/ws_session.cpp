@@ -130,8 +130,7 @@ bool ws_session::deliver(const conversation_event& e) {
       break;
     case kind::closed: {
       auto p = to_problem(*e.reason);
-      send_json(
-          {{"type", "error"}, {"error", nlohmann::json::parse(render_problem(p, request_id_))}});
+      send_json({{"type", "error"}, {"error", problem_json(p, request_id_)}});
       close(p.status == 404 ? status_code::normal_closure : status_code::going_away,
             e.reason->detail);
       break;
@@ -179,7 +178,7 @@ void ws_session::send_text(std::string text) {
 void ws_session::send_error(const problem& p) {
   std::lock_guard lock(mutex_);
   if (phase_ == phase::closed) return;
-  send_json({{"type", "error"}, {"error", nlohmann::json::parse(render_problem(p, request_id_))}});
+  send_json({{"type", "error"}, {"error", problem_json(p, request_id_)}});
 }
 
 void ws_session::close(status_code code, const std::string& reason) {

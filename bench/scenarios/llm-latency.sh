@@ -62,11 +62,8 @@ TOML
   server_cpu=$(awk -v a="$cpu_before" -v b="$(cpu_s "$server_pid")" 'BEGIN{printf "%.1f", b - a}')
   jq -r --argjson n "$n" --argjson before "$before" --argjson peak "$peak" --argjson ttft "$ttft_ms" \
     --arg cpu "$server_cpu" \
-    '"| \($n) | \(.deltas_per_s | floor) | \(.deltas_per_s / ($n * 50 / 1.28) * 100 | round / 100) | +\((.latency.first_delta.p50_ms - $ttft) | round) ms / +\((.latency.first_delta.p99_ms - $ttft) | round) ms | \(.requests_per_s | floor) | \($peak / 1024 | floor) | \((($peak - $before) / $n) * 10 | round / 10) | \($cpu) | \(.errors | to_entries | map("\(.key) \(.value)") | join(", ") | if . == "" then "none" else . end) |"' \
+    "$jq_defs"'"| \($n) | \(.deltas_per_s | floor) | \(.deltas_per_s / ($n * 50 / 1.28) * 100 | round / 100) | +\((.latency.first_delta.p50_ms - $ttft) | round) ms / +\((.latency.first_delta.p99_ms - $ttft) | round) ms | \(.requests_per_s | floor) | \($peak / 1024 | floor) | \((($peak - $before) / $n) * 10 | round / 10) | \($cpu) | \(.errors | errors_text) |"' \
     "$out/stream-$n.json"
-  if [ -n "${PARLEY_BENCH_STRICT:-}" ] && ! jq -e '.errors == {} and .ok > 0' "$out/stream-$n.json" > /dev/null; then
-    echo "llm-latency.sh: requests failed (PARLEY_BENCH_STRICT)" >&2
-    exit 1
-  fi
+  strict_check "$out/stream-$n.json" '.errors == {} and .ok > 0'
   stop_server
 done

@@ -17,11 +17,7 @@ block="${2:-100}"
 start_server "sqlite://$work/bench.db" ""
 "$load" --url "$base" --route message --concurrency 1 --users 1 --requests "$sends" \
   --seconds 3600 --series --quiet --json "$out/long-conversation.json" > /dev/null
-if [ -n "${PARLEY_BENCH_STRICT:-}" ] &&
-  ! jq -e --argjson n "$sends" '.errors == {} and .ok == $n' "$out/long-conversation.json" > /dev/null; then
-  echo "long-conversation.sh: requests failed (PARLEY_BENCH_STRICT)" >&2
-  exit 1
-fi
+strict_check "$out/long-conversation.json" '.errors == {} and .ok == $n' --argjson n "$sends"
 echo "| sends | history before (messages) | p50 ms | p99 ms |"
 echo "|---|---|---|---|"
 jq -r --argjson b "$block" '.series_ms | [range(0; length; $b) as $i | .[$i:$i+$b] | sort

@@ -35,17 +35,13 @@ for n in $counts; do
     peak=$(peak_kib "$server_pid")
     jq -r --argjson n "$n" --arg p "$passivation" --argjson before "$before" --argjson after "$after" \
       --argjson peak "$peak" \
-      '"| \($n) | \($p) | \($before / 1024 | floor) MiB | \($peak / 1024 | floor) MiB | \($after / 1024 | floor) MiB | \((($peak - $before) * 1024 / $n) | floor) B | \(.requests_per_s | floor) | \(.errors | to_entries | map("\(.key) \(.value)") | join(", ") | if . == "" then "none" else . end) |"' \
+      "$jq_defs"'"| \($n) | \($p) | \($before / 1024 | floor) MiB | \($peak / 1024 | floor) MiB | \($after / 1024 | floor) MiB | \((($peak - $before) * 1024 / $n) | floor) B | \(.requests_per_s | floor) | \(.errors | errors_text) |"' \
       "$out/memory-$n-$passivation.json"
     jq -n --argjson n "$n" --arg p "$passivation" --argjson before "$before" \
       --argjson peak "$peak" --argjson after "$after" \
       '{conversations: $n, passivation: $p, rss_before_kib: $before, rss_peak_kib: $peak,
         rss_after_kib: $after}' > "$out/memory-$n-$passivation.rss.json"
-    if [ -n "${PARLEY_BENCH_STRICT:-}" ] &&
-      ! jq -e --argjson n "$n" '.errors == {} and .ok >= $n' "$out/memory-$n-$passivation.json" > /dev/null; then
-      echo "memory.sh: requests failed (PARLEY_BENCH_STRICT)" >&2
-      exit 1
-    fi
+    strict_check "$out/memory-$n-$passivation.json" '.errors == {} and .ok >= $n' --argjson n "$n"
     stop_server
   done
 done

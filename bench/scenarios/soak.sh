@@ -38,7 +38,7 @@ echo "| load | requests ok | req/s | p50 ms | p99 ms | errors | acknowledged mes
 echo "|---|---|---|---|---|---|---|---|"
 for kind in message stream; do
   jq -r --arg kind "$kind" \
-    '"| \($kind) | \(.ok) | \(.requests_per_s | floor) | \(.latency.whole.p50_ms * 10 | round / 10) | \(.latency.whole.p99_ms * 10 | round / 10) | \(.errors | to_entries | map("\(.key) \(.value)") | join(", ") | if . == "" then "none" else . end) | \(.verification.stored) | \(.verification.missing) |"' \
+    "$jq_defs"'"| \($kind) | \(.ok) | \(.requests_per_s | floor) | \(.latency.whole.p50_ms * 10 | round / 10) | \(.latency.whole.p99_ms * 10 | round / 10) | \(.errors | errors_text) | \(.verification.stored) | \(.verification.missing) |"' \
     "$out/soak-$kind.json"
   jq -e '.errors == {} and .ok > 0 and .verification.missing == 0' "$out/soak-$kind.json" > /dev/null ||
     status=1

@@ -21,10 +21,7 @@ for c in $concurrencies; do
   "$load" --url "$base" --route message --concurrency "$c" --seconds "$seconds" --quiet \
     --json "$out/message-$c.json" > /dev/null
   jq -r --slurpfile h "$out/health-$c.json" \
-    '"| \(.concurrency) | \($h[0].requests_per_s | floor) | \(.requests_per_s | floor) | \(.requests_per_s / $h[0].requests_per_s * 100 | round / 100) | \(.latency.whole.p50_ms * 10 | round / 10) | \(.latency.whole.p99_ms * 10 | round / 10) | \((.errors + $h[0].errors) | to_entries | map("\(.key) \(.value)") | join(", ") | if . == "" then "none" else . end) |"' \
+    "$jq_defs"'"| \(.concurrency) | \($h[0].requests_per_s | floor) | \(.requests_per_s | floor) | \(.requests_per_s / $h[0].requests_per_s * 100 | round / 100) | \(.latency.whole.p50_ms * 10 | round / 10) | \(.latency.whole.p99_ms * 10 | round / 10) | \((.errors + $h[0].errors) | errors_text) |"' \
     "$out/message-$c.json"
-  if [ -n "${PARLEY_BENCH_STRICT:-}" ] && ! jq -e '.errors == {} and .ok > 0' "$out/message-$c.json" > /dev/null; then
-    echo "throughput.sh: requests failed (PARLEY_BENCH_STRICT)" >&2
-    exit 1
-  fi
+  strict_check "$out/message-$c.json" '.errors == {} and .ok > 0'
 done

@@ -42,8 +42,6 @@ int main(int argc, char** argv) {
       return 0;
     }
     cfg = load_settings(cli, read_environment(".env"));
-    if (cfg.auth.mode == "jwt")
-      throw config_error("auth.mode: 'jwt' is not available in this build yet; use 'none'");
     models = model_registry::build(cfg);
   } catch (const config_error& e) {
     std::cerr << "parley: " << e.what() << "\n";
@@ -61,13 +59,17 @@ int main(int argc, char** argv) {
     std::string model_list;
     for (auto& m : models->all())
       model_list += (model_list.empty() ? "" : ", ") + m.id + " (" + m.provider + ")";
-    spdlog::info("parley {} starting: config {}, database {}, models {}", version(), cfg.source,
-                 backend_name(cfg.database.url), model_list);
+    spdlog::info("parley {} starting: config {}, database {}, auth {}, models {}", version(),
+                 cfg.source, backend_name(cfg.database.url), cfg.auth.mode, model_list);
     return run_server(cfg, *eng, [&](std::uint16_t port) {
       // Tests and scripts read this line to find an ephemeral port.
       std::printf("parley listening on http://%s:%u\n", cfg.server.host.c_str(), port);
       std::fflush(stdout);
     });
+  } catch (const config_error& e) {
+    // The JWT key file is read when the server starts.
+    std::cerr << "parley: " << e.what() << "\n";
+    return exit_config_error;
   } catch (const store_error& e) {
     std::cerr << "parley: database " << cfg.database.url.original << ": " << e.what() << "\n";
     return exit_runtime_error;

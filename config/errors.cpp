@@ -8,6 +8,8 @@ const char* to_string(errc code) {
       return "none";
     case errc::not_found:
       return "not_found";
+    case errc::unauthenticated:
+      return "unauthenticated";
     case errc::invalid_argument:
       return "invalid_argument";
     case errc::conflict:

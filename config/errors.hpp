@@ -11,6 +11,7 @@ namespace parley {
 enum class errc : std::uint8_t {
   none = 0,
   not_found,         ///< unknown or not owned (the two are indistinguishable)
+  unauthenticated,   ///< missing or invalid credentials
   invalid_argument,  ///< a value out of range, with the field named
   conflict,          ///< the operation does not apply to the current state
   queue_full,        ///< the conversation's queue is full

@@ -209,6 +209,10 @@ void validate(const settings& s) {
   if (s.server.host.empty()) throw config_error("server.host: must not be empty");
   if (s.auth.mode != "none" && s.auth.mode != "jwt")
     throw config_error("auth.mode: '" + s.auth.mode + "' is not one of none, jwt");
+  if (s.auth.mode == "jwt" && s.auth.jwt_secret.empty() == s.auth.jwt_public_key_file.empty())
+    throw config_error(
+        "auth: jwt mode needs exactly one of auth.jwt_secret (HS256) or auth.jwt_public_key_file "
+        "(RS256)");
   if (s.default_model.empty()) throw config_error("defaults.model: must not be empty");
 }
 
@@ -350,6 +354,10 @@ void apply_toml(settings& s, const std::string& toml_text, const std::string& or
     r.get_int<unsigned>("sse_keepalive_ms", s.server.sse_keepalive_ms, 100, 3600000);
     r.get_int<unsigned>("ws_ping_interval_ms", s.server.ws_ping_interval_ms, 100, 3600000);
     r.get_int<std::uint64_t>("stream_queue_bytes", s.server.stream_queue_bytes, 1024, 1ull << 30);
+    r.get_int<unsigned>("read_timeout_ms", s.server.read_timeout_ms, 100, 3600000);
+    r.get_int<unsigned>("max_connections", s.server.max_connections, 1, 10000000);
+    r.get_int<unsigned>("max_header_bytes", s.server.max_header_bytes, 256, 1u << 20);
+    r.get_int<unsigned>("max_header_count", s.server.max_header_count, 8, 10000);
   }
   if (auto t = sub_table(root, "database")) {
     toml_reader r(*t, "database.");
@@ -374,6 +382,7 @@ void apply_toml(settings& s, const std::string& toml_text, const std::string& or
     r.get_int<std::uint32_t>("max_message_chars", s.limits.max_message_chars, 1, 10000000);
     r.get_int<std::uint32_t>("conversation_queue", s.limits.conversation_queue, 1, 100000);
     r.get_int<std::uint32_t>("requests_per_minute", s.limits.requests_per_minute, 0, 100000000);
+    r.get_int<std::uint32_t>("concurrent_generations", s.limits.concurrent_generations, 0, 1000000);
     r.get_int<std::uint64_t>("tokens_per_day", s.limits.tokens_per_day, 0,
                              std::numeric_limits<std::int64_t>::max());
   }

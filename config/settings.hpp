@@ -32,6 +32,16 @@ struct server_settings {
   /// Bytes a stream or WebSocket may have queued for a slow reader; past it,
   /// that client is disconnected.
   std::uint64_t stream_queue_bytes = 1048576;
+  /// A request must arrive whole within this, and an idle keep-alive
+  /// connection is closed after it, so a slow client cannot hold a connection.
+  unsigned read_timeout_ms = 30000;
+  /// Open connections at once; past it, new ones wait in the listen backlog.
+  unsigned max_connections = 20000;
+  /// Longest request target and longest header line, and most headers: past
+  /// them a request gets 414 or 431 (and eight times past, the connection
+  /// is closed unread).
+  unsigned max_header_bytes = 16384;
+  unsigned max_header_count = 100;
 };
 
 struct database_settings {
@@ -63,6 +73,8 @@ struct limits_settings {
   std::uint32_t conversation_queue = 16;
   std::uint32_t requests_per_minute = 0;
   std::uint64_t tokens_per_day = 0;
+  /// Replies one user may have in progress or waiting at once; 0 = no cap.
+  std::uint32_t concurrent_generations = 0;
 };
 
 struct actor_settings {

@@ -26,6 +26,9 @@ problem to_problem(const failure& f) {
     case errc::not_found:
       p.status = 404;
       break;
+    case errc::unauthenticated:
+      p.status = 401;
+      break;
     case errc::invalid_argument:
       p.status = 422;
       p.errors.push_back({f.field, f.detail});
@@ -81,12 +84,16 @@ const char* reason_phrase(int status) {
       return "Conflict";
     case 413:
       return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
     case 415:
       return "Unsupported Media Type";
     case 422:
       return "Unprocessable Content";
     case 429:
       return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
     case 426:
       return "Upgrade Required";
     case 502:

@@ -11,6 +11,9 @@
 
 namespace parley {
 
+/// Response headers beyond the ones every response gets.
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
 /// One invalid field of a 422.
 struct field_error {
   std::string field;
@@ -24,7 +27,7 @@ struct problem {
   std::vector<field_error> errors;  ///< 422 only
   std::string message_id;           ///< 502/504: the stored user message
   std::optional<unsigned> retry_after_s;
-  std::vector<std::pair<std::string, std::string>> headers;  ///< e.g. Allow
+  header_list headers;  ///< e.g. Allow
 };
 
 /// The one place where an engine failure becomes an HTTP status.

@@ -4,10 +4,12 @@
 #include "http/connection_watch.hpp"
 #include "http/idempotency.hpp"
 #include "http/json_mapping.hpp"
+#include "http/jwt_verifier.hpp"
 #include "http/keepalive_ticker.hpp"
 #include "http/problem.hpp"
 #include "http/request_parsing.hpp"
 #include "http/sse_stream.hpp"
+#include "http/user_limits.hpp"
 #include "http/ws_session.hpp"
 
 #include <spdlog/spdlog.h>
@@ -44,6 +46,7 @@ struct closed_connection_listener {
 struct server_traits : restinio::default_traits_t {
   using request_handler_t = router_t;
   using connection_state_listener_t = closed_connection_listener;
+  static constexpr bool use_connection_count_limiter = true;
 };
 
 // --- responses ----------------------------------------------------------------
@@ -52,18 +55,19 @@ struct server_traits : restinio::default_traits_t {
 struct call_context {
   request_handle_t req;
   std::string request_id;
-  std::string user_id;
+  std::string user_id;  ///< empty on the open routes (/health, /ready)
+  header_list cors;     ///< for an Origin that server.cors_origins allows
 };
 
-void send(const request_handle_t& req, const std::string& request_id, int status, std::string body,
-          const char* content_type,
-          const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-  auto resp = req->create_response(restinio::http_status_line_t{
+void send(const call_context& c, int status, std::string body, const char* content_type,
+          const header_list& headers = {}) {
+  auto resp = c.req->create_response(restinio::http_status_line_t{
       restinio::http_status_code_t{static_cast<std::uint16_t>(status)}, reason_phrase(status)});
-  resp.append_header("X-Request-Id", request_id);
+  resp.append_header("X-Request-Id", c.request_id);
+  for (auto& [name, value] : c.cors) resp.append_header(name, value);
   for (auto& [name, value] : headers) resp.append_header(name, value);
   // RESTinio would hand a refused upgrade request to the handler again.
-  if (req->header().connection() == restinio::http_connection_header_t::upgrade)
+  if (c.req->header().connection() == restinio::http_connection_header_t::upgrade)
     resp.connection_close();
   if (status != 204) {
     resp.append_header(restinio::http_field::content_type, content_type);
@@ -73,21 +77,35 @@ void send(const request_handle_t& req, const std::string& request_id, int status
 }
 
 void send_json(const call_context& c, int status, const nlohmann::json& body,
-               const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-  send(c.req, c.request_id, status, dump(body), "application/json", headers);
+               const header_list& headers = {}) {
+  send(c, status, dump(body), "application/json", headers);
 }
 
-void send_problem(const request_handle_t& req, const std::string& request_id, const problem& p) {
+void send_problem(const call_context& c, const problem& p) {
   auto headers = p.headers;
   if (p.retry_after_s) headers.emplace_back("Retry-After", std::to_string(*p.retry_after_s));
   if (p.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
-  send(req, request_id, p.status, render_problem(p, request_id), "application/problem+json",
-       headers);
+  send(c, p.status, render_problem(p, c.request_id), "application/problem+json", headers);
 }
 
-void send_problem(const call_context& c, const problem& p) { send_problem(c.req, c.request_id, p); }
+void send_no_content(const call_context& c, const header_list& headers = {}) {
+  send(c, 204, {}, "", headers);
+}
 
-void send_no_content(const call_context& c) { send(c.req, c.request_id, 204, {}, ""); }
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+/// A list of header names, as a preflight's Access-Control-Request-Headers holds.
+bool is_header_name_list(std::string_view v) {
+  if (v.size() > 1024) return false;
+  for (unsigned char ch : v)
+    if (!(std::isalnum(ch) || ch == '-' || ch == '_' || ch == ',' || ch == ' ')) return false;
+  return true;
+}
 
 std::string conversation_location(const std::string& id) { return "/v1/conversations/" + id; }
 
@@ -109,9 +127,19 @@ keepalive_ticker::clock::duration ticker_period(const server_settings& s) {
 class http_api : public std::enable_shared_from_this<http_api> {
  public:
   http_api(const settings& cfg, engine& eng)
-      : cfg_(cfg), engine_(eng), ticker_(ticker_period(cfg.server)) {
+      : cfg_(cfg),
+        engine_(eng),
+        ticker_(ticker_period(cfg.server)),
+        per_user_(std::make_shared<user_limits>(cfg.limits.requests_per_minute,
+                                                cfg.limits.concurrent_generations)) {
     limits_.max_message_chars = cfg.limits.max_message_chars;
     limits_.models = &eng.models();
+    if (cfg.auth.mode == "jwt") {
+      jwt_ = std::make_unique<jwt_verifier>(cfg.auth);
+      // RFC 7518 §3.2: an HS256 key should be at least as long as the hash.
+      if (cfg.auth.jwt_public_key_file.empty() && cfg.auth.jwt_secret.size() < 32)
+        spdlog::warn("auth.jwt_secret is shorter than 32 bytes, which makes tokens guessable");
+    }
   }
 
   std::unique_ptr<router_t> make_router() {
@@ -138,9 +166,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
     route(*router, "/v1/conversations/:id/regenerate",
           {{http_method_post(), &http_api::regenerate}});
     route(*router, "/v1/conversations/:id/ws", {{http_method_get(), &http_api::open_websocket}});
-    router->non_matched_request_handler([](request_handle_t req) {
-      auto id = request_id_of(*req);
-      send_problem(req, id, make_problem(404, "no route for " + std::string(req->header().path())));
+    router->non_matched_request_handler([self = shared_from_this()](request_handle_t req) {
+      send_problem(self->context_of(req),
+                   make_problem(404, "no route for " + std::string(req->header().path())));
       return request_accepted();
     });
     return router;
@@ -167,16 +195,104 @@ class http_api : public std::enable_shared_from_this<http_api> {
             return self->dispatch(std::move(req), params, h);
           });
     }
-    auto reject = [allow](request_handle_t req, route_params) {
+    router.add_handler(restinio::http_method_options(), path,
+                       [self = shared_from_this(), allow](request_handle_t req, route_params) {
+                         self->answer_options(req, allow);
+                         return restinio::request_accepted();
+                       });
+    auto reject = [self = shared_from_this(), allow](request_handle_t req, route_params) {
       problem p =
           make_problem(405, std::string(req->header().method().c_str()) + " is not allowed here");
       p.headers.emplace_back("Allow", allow);
-      send_problem(req, request_id_of(*req), p);
+      send_problem(self->context_of(req), p);
       return restinio::request_accepted();
     };
     restinio::router::dynamic_none_of_methods_matcher_t others;
     for (auto& m : methods) others.add(m.method);
+    others.add(restinio::http_method_options());
     router.add_handler(std::move(others), path, reject);
+  }
+
+  /// OPTIONS: a CORS preflight from an allowed origin gets the methods and
+  /// headers it may use; any other OPTIONS just the Allow list.
+  void answer_options(const request_handle_t& req, const std::string& allow) {
+    auto c = context_of(req);
+    header_list headers{{"Allow", allow + ", OPTIONS"}};
+    auto& h = req->header();
+    if (allowed_origin(*req) && h.has_field("Access-Control-Request-Method")) {
+      headers.emplace_back("Access-Control-Allow-Methods", allow);
+      auto asked = h.opt_value_of("Access-Control-Request-Headers");
+      headers.emplace_back("Access-Control-Allow-Headers",
+                           asked && is_header_name_list(*asked)
+                               ? std::string(*asked)
+                               : "Authorization, Content-Type, Accept, Idempotency-Key, "
+                                 "X-Request-Id, X-User-Id");
+      headers.emplace_back("Access-Control-Max-Age", "600");
+    }
+    send_no_content(c, headers);
+  }
+
+  /// The request id and CORS headers every answer carries.
+  call_context context_of(const request_handle_t& req) const {
+    return call_context{req, request_id_of(*req), {}, cors_headers(*req)};
+  }
+
+  /// What Access-Control-Allow-Origin says to the request's Origin: the
+  /// origin itself when server.cors_origins lists it, "*" when that holds "*".
+  std::optional<std::string> allowed_origin(const restinio::request_t& req) const {
+    auto& allowed = cfg_.server.cors_origins;
+    auto origin = req.header().opt_value_of(restinio::http_field::origin);
+    if (!origin) return std::nullopt;
+    if (std::find(allowed.begin(), allowed.end(), "*") != allowed.end()) return "*";
+    if (std::find(allowed.begin(), allowed.end(), *origin) == allowed.end()) return std::nullopt;
+    return std::string(*origin);
+  }
+
+  /// CORS headers for an allowed Origin; none for another, which a browser
+  /// takes as a refusal.
+  header_list cors_headers(const restinio::request_t& req) const {
+    if (cfg_.server.cors_origins.empty() || !req.header().has_field(restinio::http_field::origin))
+      return {};
+    auto allowed = allowed_origin(req);
+    if (!allowed) return {{"Vary", "Origin"}};
+    return {{"Access-Control-Allow-Origin", *allowed},
+            {"Vary", "Origin"},
+            {"Access-Control-Expose-Headers",
+             "X-Request-Id, Location, Retry-After, Idempotent-Replayed"}};
+  }
+
+  /// The caller of a /v1 route: the verified `sub` of a bearer token in jwt
+  /// mode (`?access_token=` too, for WebSockets), else X-User-Id.
+  std::variant<std::string, problem> authenticate(const restinio::request_t& req,
+                                                  bool token_in_query_allowed) const {
+    if (!jwt_) {
+      auto user = req.header().opt_value_of("X-User-Id");
+      if (!user) return std::string("default");
+      if (is_valid_user_id(*user)) return std::string(*user);
+      return make_problem(401, "X-User-Id must be 1 to 128 characters of A-Z a-z 0-9 . _ @ : -");
+    }
+    std::string token;
+    if (auto given = req.header().opt_value_of(restinio::http_field::authorization)) {
+      auto space = given->find(' ');
+      if (space == std::string_view::npos ||
+          !equals_ignoring_case(given->substr(0, space), "bearer"))
+        return make_problem(401, "the Authorization header must be 'Bearer <token>'");
+      token = std::string(given->substr(given->find_first_not_of(' ', space)));
+      while (!token.empty() && token.back() == ' ') token.pop_back();
+    } else if (token_in_query_allowed) {
+      auto q = restinio::try_parse_query<restinio::parse_query_traits::javascript_compatible>(
+          req.header().query());
+      if (q)
+        if (auto given = q->get_param("access_token")) token = std::string(*given);
+    }
+    if (token.empty())
+      return make_problem(401,
+                          token_in_query_allowed
+                              ? "an Authorization: Bearer token (or ?access_token=) is required"
+                              : "an Authorization: Bearer token is required");
+    auto subject = jwt_->verify(token, std::chrono::system_clock::now());
+    if (!subject) return to_problem(subject.error());
+    return *subject;
   }
 
   static std::string request_id_of(const restinio::request_t& req) {
@@ -189,20 +305,44 @@ class http_api : public std::enable_shared_from_this<http_api> {
     return make_uuid_v7();
   }
 
-  /// The prelude every route shares: request id, identity, body checks; then the handler.
+  /// 414 or 431 for a request line or headers past server.max_header_bytes
+  /// and max_header_count (RESTinio cuts off only far larger ones).
+  std::optional<problem> oversized_header(const restinio::request_t& req) const {
+    auto limit = cfg_.server.max_header_bytes;
+    auto& h = req.header();
+    if (h.request_target().size() > limit)
+      return make_problem(414,
+                          "the request target is longer than " + std::to_string(limit) + " bytes");
+    if (h.fields_count() > cfg_.server.max_header_count)
+      return make_problem(431, "a request may have at most " +
+                                   std::to_string(cfg_.server.max_header_count) + " headers");
+    for (auto& f : h)
+      if (f.name().size() + f.value().size() > limit)
+        return make_problem(431, "the " + f.name().substr(0, 64) + " header is longer than " +
+                                     std::to_string(limit) + " bytes");
+    return std::nullopt;
+  }
+
+  /// The prelude every route shares: request id, header limits, identity and
+  /// the caller's request rate (on /v1), body checks; then the handler.
   request_handling_status_t dispatch(request_handle_t req, const route_params& params,
                                      handler_fn handler) {
-    call_context c{req, request_id_of(*req), {}};
-    auto user = req->header().opt_value_of("X-User-Id");
-    if (!user)
-      c.user_id = "default";
-    else if (is_valid_user_id(*user))
-      c.user_id = std::string(*user);
-    else {
-      send_problem(c, make_problem(401,
-                                   "X-User-Id must be 1 to 128 characters of "
-                                   "A-Z a-z 0-9 . _ @ : -"));
+    auto c = context_of(req);
+    if (auto p = oversized_header(*req)) {
+      send_problem(c, *p);
       return restinio::request_accepted();
+    }
+    if (req->header().path().starts_with("/v1/")) {
+      auto caller = authenticate(*req, handler == &http_api::open_websocket);
+      if (auto p = std::get_if<problem>(&caller)) {
+        send_problem(c, *p);
+        return restinio::request_accepted();
+      }
+      c.user_id = std::get<std::string>(std::move(caller));
+      if (auto over = per_user_->take_request(c.user_id, user_limits::clock::now())) {
+        send_problem(c, to_problem(*over));
+        return restinio::request_accepted();
+      }
     }
     auto& body = req->body();
     if (body.size() > cfg_.server.max_body_bytes) {
@@ -300,7 +440,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
     auto accept = c.req->header().opt_value_of(restinio::http_field::accept);
     if (!stream_field && !(accept && accept->find("text/event-stream") != std::string_view::npos))
       return nullptr;
-    auto stream = std::make_shared<sse_stream>(c.req, c.request_id, cfg_.server.stream_queue_bytes);
+    auto stream =
+        std::make_shared<sse_stream>(c.req, c.request_id, cfg_.server.stream_queue_bytes, c.cors);
     auto idle = std::chrono::milliseconds(cfg_.server.sse_keepalive_ms);
     ticker_.add([weak = std::weak_ptr<sse_stream>(stream), idle](auto now) {
       auto s = weak.lock();
@@ -322,11 +463,24 @@ class http_api : public std::enable_shared_from_this<http_api> {
   using exchange_starter =
       std::function<void(std::optional<idempotency_claim>, reply_fn<exchange_result>)>;
 
-  /// Runs an exchange, honouring Idempotency-Key: a repeat gets the stored answer.
+  /// One of the caller's generation slots (limits.concurrent_generations),
+  /// or nullopt after answering 429.
+  std::optional<std::shared_ptr<void>> generation_slot(const call_context& c) {
+    auto slot = per_user_->claim_generation(c.user_id);
+    if (!slot) {
+      send_problem(c, to_problem(slot.error()));
+      return std::nullopt;
+    }
+    return *slot;
+  }
+
+  /// Runs an exchange, honouring Idempotency-Key: a repeat gets the stored
+  /// answer. `slot` (a generation slot, or null) is held until it is answered.
   void run_exchange(const call_context& c, const nlohmann::json& body, bool is_create,
-                    const std::shared_ptr<sse_stream>& stream, exchange_starter start) {
+                    const std::shared_ptr<sse_stream>& stream, std::shared_ptr<void> slot,
+                    exchange_starter start) {
     auto key_header = c.req->header().opt_value_of("Idempotency-Key");
-    auto finish = [c, is_create, stream](const outcome<exchange_result>& r) {
+    auto finish = [c, is_create, stream, slot](const outcome<exchange_result>& r) {
       if (stream && stream->finish(r)) return;
       if (!r) {
         send_problem(c, to_problem(r.error()));
@@ -397,7 +551,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
       if (j.is_object() && j.contains("id") && j["id"].is_string())
         headers.emplace_back("Location", conversation_location(j["id"].get<std::string>()));
     }
-    send(c.req, c.request_id, stored.status, stored.body,
+    send(c, stored.status, stored.body,
          stored.status >= 400 ? "application/problem+json" : "application/json", headers);
   }
 
@@ -450,7 +604,13 @@ class http_api : public std::enable_shared_from_this<http_api> {
     auto request = valid(c, parse_create_conversation(*body, c.user_id, limits_));
     if (!request) return;
     std::shared_ptr<sse_stream> stream;
+    std::shared_ptr<void> slot;
     if (auto& first = request->first_message) {
+      if (first->reply) {
+        auto claimed = generation_slot(c);
+        if (!claimed) return;
+        slot = *claimed;
+      }
       bool stream_field = false;
       if (auto m = body->find("message"); m != body->end() && m->is_object())
         if (auto s = m->find("stream"); s != m->end() && s->is_boolean())
@@ -459,7 +619,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
       first->stream = stream;
       if (first->reply) first->cancel = cancelled_when_gone(c);
     }
-    run_exchange(c, *body, true, stream, [this, request = *request](auto claim, auto reply) {
+    run_exchange(c, *body, true, stream, slot, [this, request = *request](auto claim, auto reply) {
       engine_.create_conversation(request, std::move(claim), std::move(reply));
     });
   }
@@ -509,10 +669,16 @@ class http_api : public std::enable_shared_from_this<http_api> {
     bool stream = false;
     auto message = valid(c, parse_send_message(*body, limits_, stream));
     if (!message) return;
+    std::shared_ptr<void> slot;
+    if (message->reply) {
+      auto claimed = generation_slot(c);
+      if (!claimed) return;
+      slot = *claimed;
+    }
     auto sse = stream_if_wanted(c, stream);
     message->stream = sse;
     if (message->reply) message->cancel = cancelled_when_gone(c);
-    run_exchange(c, *body, false, sse,
+    run_exchange(c, *body, false, sse, slot,
                  [this, user = c.user_id, id = *id, p = *message](auto claim, auto reply) {
                    engine_.send_message(user, id, p, std::move(claim), std::move(reply));
                  });
@@ -548,10 +714,12 @@ class http_api : public std::enable_shared_from_this<http_api> {
     bool stream = false;
     auto request = valid(c, parse_regenerate(*body, limits_, stream));
     if (!request) return;
+    auto slot = generation_slot(c);
+    if (!slot) return;
     auto sse = stream_if_wanted(c, stream);
     request->stream = sse;
     request->cancel = cancelled_when_gone(c);
-    run_exchange(c, *body, false, sse,
+    run_exchange(c, *body, false, sse, *slot,
                  [this, user = c.user_id, id = *id, p = *request](auto claim, auto reply) {
                    engine_.regenerate(user, id, p, std::move(claim), std::move(reply));
                  });
@@ -577,8 +745,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
     limits.max_frame_bytes = cfg_.server.max_body_bytes;
     limits.max_queued_bytes = cfg_.server.stream_queue_bytes;
     limits.ping_interval = std::chrono::milliseconds(cfg_.server.ws_ping_interval_ms);
-    auto session =
-        std::make_shared<ws_session>(engine_, limits_, limits, c.user_id, *id, c.request_id);
+    auto session = std::make_shared<ws_session>(engine_, limits_, limits, per_user_, c.user_id, *id,
+                                                c.request_id);
     auto self = shared_from_this();
     engine_.watch(c.user_id, *id, session,
                   tracked<done>([self, c, id = *id, session](outcome<done> r) {
@@ -613,6 +781,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
   keepalive_ticker ticker_;
   std::shared_ptr<connection_watch> watch_ = std::make_shared<connection_watch>();
   parse_limits limits_;
+  std::shared_ptr<user_limits> per_user_;
+  std::unique_ptr<jwt_verifier> jwt_;  ///< null unless auth.mode is jwt
   idempotency_locks locks_;
   std::atomic<int> in_flight_{0};
 };
@@ -654,9 +824,20 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
             })
             // Bodies over max_body_bytes get a 413 from the handler; only far
             // larger ones are cut off by the parser.
-            .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}.max_body_size(
-                cfg.server.max_body_bytes * 8 + 65536))
-            .read_next_http_message_timelimit(std::chrono::seconds(60))
+            // Past the configured limits the handlers answer 413, 414 or 431;
+            // eight times past them the parser ends the connection, as
+            // RESTinio 0.6 cannot answer before it has read a whole request.
+            .incoming_http_msg_limits(
+                restinio::incoming_http_msg_limits_t{}
+                    .max_url_size(std::size_t{cfg.server.max_header_bytes} * 8)
+                    .max_field_name_size(std::size_t{cfg.server.max_header_bytes} * 8)
+                    .max_field_value_size(std::size_t{cfg.server.max_header_bytes} * 8)
+                    .max_field_count(std::size_t{cfg.server.max_header_count} * 8)
+                    .max_body_size(cfg.server.max_body_bytes * 8 + 65536))
+            .max_parallel_connections(cfg.server.max_connections)
+            // A whole request, and an idle keep-alive, within read_timeout_ms:
+            // a slow-loris client is cut off without holding a thread.
+            .read_next_http_message_timelimit(std::chrono::milliseconds(cfg.server.read_timeout_ms))
             .write_http_response_timelimit(std::chrono::seconds(30))
             .handle_request_timeout(handling_timeout);
       }};

@@ -13,10 +13,11 @@ std::string sse_event(const char* name, const std::string& json) {
 }
 
 sse_stream::sse_stream(restinio::request_handle_t req, std::string request_id,
-                       std::uint64_t max_queued_bytes)
+                       std::uint64_t max_queued_bytes, header_list headers)
     : req_(std::move(req)),
       request_id_(std::move(request_id)),
-      max_queued_bytes_(max_queued_bytes) {}
+      max_queued_bytes_(max_queued_bytes),
+      headers_(std::move(headers)) {}
 
 bool sse_stream::deliver(const conversation_event& e) {
   using kind = conversation_event::kind;
@@ -82,6 +83,7 @@ void sse_stream::open() {
   phase_ = phase::open;
   response_.emplace(req_->create_response<restinio::chunked_output_t>());
   response_->append_header("X-Request-Id", request_id_);
+  for (auto& [name, value] : headers_) response_->append_header(name, value);
   response_->append_header(restinio::http_field::content_type, "text/event-stream");
   response_->append_header(restinio::http_field::cache_control, "no-cache");
   // Tells nginx-style proxies not to hold the events back.

@@ -4,6 +4,7 @@
 
 #include "actors/conversation_events.hpp"
 #include "actors/requests.hpp"
+#include "http/problem.hpp"
 
 #include <restinio/all.hpp>
 
@@ -31,8 +32,9 @@ class sse_stream final : public conversation_subscriber,
  public:
   using clock = std::chrono::steady_clock;
 
-  sse_stream(restinio::request_handle_t req, std::string request_id,
-             std::uint64_t max_queued_bytes);
+  /// `headers` go out with the stream's own (CORS, for one).
+  sse_stream(restinio::request_handle_t req, std::string request_id, std::uint64_t max_queued_bytes,
+             header_list headers = {});
 
   // conversation_subscriber overrides
 
@@ -65,6 +67,7 @@ class sse_stream final : public conversation_subscriber,
   restinio::request_handle_t req_;
   const std::string request_id_;
   const std::uint64_t max_queued_bytes_;
+  const header_list headers_;
   phase phase_ = phase::waiting;       // guarded by mutex_
   std::optional<builder_t> response_;  // guarded by mutex_
   clock::time_point last_write_;       // guarded by mutex_

@@ -7,11 +7,13 @@ namespace parley {
 
 namespace rws = restinio::websocket::basic;
 
-ws_session::ws_session(engine& eng, parse_limits parsing, ws_limits limits, std::string user_id,
+ws_session::ws_session(engine& eng, parse_limits parsing, ws_limits limits,
+                       std::shared_ptr<user_limits> per_user, std::string user_id,
                        std::string conversation_id, std::string request_id)
     : engine_(eng),
       parsing_(parsing),
       limits_(limits),
+      per_user_(std::move(per_user)),
       user_id_(std::move(user_id)),
       conversation_id_(std::move(conversation_id)),
       request_id_(std::move(request_id)),
@@ -101,12 +103,25 @@ void ws_session::on_text(const std::string& payload) {
     send_error(*p);
     return;
   }
+  if (auto over = per_user_->take_request(user_id_, clock::now())) {
+    send_error(to_problem(*over));
+    return;
+  }
   auto& send = std::get<send_params>(params);
+  std::shared_ptr<void> slot;
+  if (send.reply) {
+    auto claimed = per_user_->claim_generation(user_id_);
+    if (!claimed) {
+      send_error(to_problem(claimed.error()));
+      return;
+    }
+    slot = *claimed;
+  }
   send.cancel = cancel_;
   // The exchange's events come through the watch; only a failure is answered here.
   std::weak_ptr<ws_session> weak = shared_from_this();
   engine_.send_message(user_id_, conversation_id_, std::move(send), std::nullopt,
-                       [weak](outcome<exchange_result> r) {
+                       [weak, slot](outcome<exchange_result> r) {
                          if (auto self = weak.lock(); self && !r)
                            self->send_error(to_problem(r.error()));
                        });

@@ -5,6 +5,7 @@
 #include "actors/conversation_events.hpp"
 #include "actors/engine.hpp"
 #include "http/request_parsing.hpp"
+#include "http/user_limits.hpp"
 
 #include <restinio/all.hpp>
 #include <restinio/websocket/websocket.hpp>
@@ -38,7 +39,9 @@ class ws_session final : public conversation_subscriber,
   using clock = std::chrono::steady_clock;
   using status_code = restinio::websocket::basic::status_code_t;
 
-  ws_session(engine& eng, parse_limits parsing, ws_limits limits, std::string user_id,
+  /// Each client message counts against `per_user` like an HTTP request.
+  ws_session(engine& eng, parse_limits parsing, ws_limits limits,
+             std::shared_ptr<user_limits> per_user, std::string user_id,
              std::string conversation_id, std::string request_id);
 
   /// The WebSocket after the upgrade (not yet activated): starts reading it
@@ -73,6 +76,7 @@ class ws_session final : public conversation_subscriber,
   engine& engine_;
   const parse_limits parsing_;
   const ws_limits limits_;
+  const std::shared_ptr<user_limits> per_user_;
   const std::string user_id_;
   const std::string conversation_id_;
   const std::string request_id_;

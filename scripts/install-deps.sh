@@ -9,7 +9,7 @@ packages=(
   librestinio-dev libasio-dev libfmt-dev libhttp-parser-dev
   libsoci-dev libsqlite3-dev sqlite3 libpq-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libpcre2-dev
-  libcurl4-openssl-dev libboost-test-dev libboost-dev libbenchmark-dev
+  libcurl4-openssl-dev libssl-dev libboost-test-dev libboost-dev libbenchmark-dev
   postgresql wrk procps jq gnuplot-nox
 )
 

@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE api_routes
 #include <boost/test/unit_test.hpp>
 
+#include "support/api.hpp"
 #include "support/http_client.hpp"
 #include "support/server_process.hpp"
 
@@ -28,20 +29,6 @@ std::string create(http_client& c, const json& body = json::object()) {
   auto r = c.post("/v1/conversations", body);
   BOOST_REQUIRE_EQUAL(r.status, 201);
   return r.json()["id"].get<std::string>();
-}
-
-/// Asserts an RFC 9457 problem with `status`.
-json expect_problem(const http_response& r, long status) {
-  BOOST_TEST(r.status == status);
-  BOOST_TEST(r.header("content-type") == "application/problem+json");
-  auto j = r.json();
-  BOOST_REQUIRE(j.is_object());
-  BOOST_TEST(j["status"] == status);
-  BOOST_TEST(j["title"].is_string());
-  BOOST_TEST(j["detail"].is_string());
-  BOOST_TEST(j["type"].is_string());
-  BOOST_TEST(j["request_id"] == r.header("x-request-id"));
-  return j;
 }
 
 std::string field_of(const json& problem) {

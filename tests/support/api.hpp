@@ -14,6 +14,20 @@
 
 namespace parley::testing {
 
+/// Asserts an RFC 9457 problem with `status` and returns it.
+inline nlohmann::json expect_problem(const http_response& r, long status) {
+  BOOST_TEST(r.status == status);
+  BOOST_TEST(r.header("content-type") == "application/problem+json");
+  auto j = r.json();
+  BOOST_REQUIRE(j.is_object());
+  BOOST_TEST(j["status"] == status);
+  BOOST_TEST(j["title"].is_string());
+  BOOST_TEST(j["detail"].is_string());
+  BOOST_TEST(j["type"].is_string());
+  BOOST_TEST(j["request_id"] == r.header("x-request-id"));
+  return j;
+}
+
 /// Creates a conversation and returns its id.
 inline std::string create_conversation(http_client& c,
                                        const nlohmann::json& body = nlohmann::json::object()) {

@@ -41,8 +41,7 @@ size_t collect_header(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-int raw_post(std::uint16_t port, const std::string& path, const std::string& body,
-             const std::string& user, int receive_buffer) {
+int raw_connect(std::uint16_t port, int receive_buffer) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error("socket failed");
   if (receive_buffer > 0)
@@ -51,12 +50,21 @@ int raw_post(std::uint16_t port, const std::string& path, const std::string& bod
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    throw std::runtime_error("cannot connect to port " + std::to_string(port));
+  }
+  return fd;
+}
+
+int raw_post(std::uint16_t port, const std::string& path, const std::string& body,
+             const std::string& user, int receive_buffer) {
+  int fd = raw_connect(port, receive_buffer);
   auto request =
       "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User-Id: " + user +
       "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
       "\r\n\r\n" + body;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
     close(fd);
     throw std::runtime_error("POST " + path + " over a plain socket failed");
   }

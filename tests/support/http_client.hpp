@@ -50,6 +50,11 @@ class http_client {
 /// std::map<std::string, std::string> in `user` (names in lower case).
 size_t collect_header(char* data, size_t size, size_t n, void* user);
 
+/// A plain TCP connection to 127.0.0.1:`port`; the caller closes it.
+/// `receive_buffer` > 0 sets SO_RCVBUF first (a small one makes a slow
+/// reader). Throws on failure.
+int raw_connect(std::uint16_t port, int receive_buffer = 0);
+
 /// Connects to 127.0.0.1:`port` and sends a POST of JSON `body` as `user`
 /// over a plain socket, as a client that controls its own reading would.
 /// `receive_buffer` > 0 sets SO_RCVBUF first (a small one makes a slow

@@ -1,0 +1,64 @@
+#pragma once
+
+#include "config/errors.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace parley {
+
+/// The per-user limits of the request path: `limits.requests_per_minute` as a
+/// token bucket per user, and `limits.concurrent_generations`, the replies one
+/// user may have in progress (or waiting) at once. Users are spread over
+/// shards with a lock each, so requests of different users rarely meet on a
+/// lock and never on a global one. Thread-safe.
+class user_limits {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  /// 0 turns a limit off.
+  user_limits(std::uint32_t requests_per_minute, std::uint32_t concurrent_generations);
+
+  /// Spends one request of `user`'s bucket: nullopt when it may go ahead,
+  /// else a rate_limited failure whose retry_after_s is when the bucket holds
+  /// one again.
+  std::optional<failure> take_request(const std::string& user, clock::time_point now);
+
+  /// One of `user`'s generation slots, held until the returned handle's last
+  /// copy is gone; a rate_limited failure when all of them are taken.
+  outcome<std::shared_ptr<void>> claim_generation(const std::string& user);
+
+  /// Users with state kept (a full bucket or no generation is forgotten lazily).
+  std::size_t tracked_users() const;
+
+ private:
+  struct bucket {
+    double tokens = 0;
+    clock::time_point updated;
+  };
+  struct shard {
+    mutable std::mutex mutex;
+    std::unordered_map<std::string, bucket> buckets;       // guarded by mutex
+    std::unordered_map<std::string, unsigned> generating;  // guarded by mutex
+    std::size_t sweep_at = 1024;                           // guarded by mutex
+  };
+  static constexpr std::size_t shard_count = 64;
+
+  shard& shard_of(const std::string& user);
+  /// Drops the buckets that have filled up again: they hold nothing a fresh one would not.
+  void sweep_full_buckets(shard& s, clock::time_point now) const;
+  double refill(const bucket& b, clock::time_point now) const;
+
+  const double capacity_;
+  const double tokens_per_second_;
+  const unsigned concurrent_generations_;
+  std::array<shard, shard_count> shards_;
+};
+
+}  // namespace parley

@@ -35,12 +35,22 @@ using route_params = restinio::router::route_params_t;
 
 /// Tells the connection watch when a client connection closes.
 struct closed_connection_listener {
+  explicit closed_connection_listener(std::shared_ptr<connection_watch> w) : watch(std::move(w)) {}
   std::shared_ptr<connection_watch> watch;
 
   void state_changed(const restinio::connection_state::notice_t& notice) noexcept {
     if (std::holds_alternative<restinio::connection_state::closed_t>(notice.cause()))
       watch->closed(notice.connection_id());
   }
+};
+
+/// An io_context whose pending handlers can be dropped while the server still
+/// exists. RESTinio 0.6.16 keeps its connection limiter in the acceptor; a
+/// keep-alive connection that ~io_context destroys after the server has gone
+/// would write to the freed limiter (AddressSanitizer caught it).
+class server_io_context : public asio::io_context {
+ public:
+  using asio::io_context::shutdown;  // protected in asio::execution_context
 };
 
 struct server_traits : restinio::default_traits_t {
@@ -277,7 +287,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
       if (space == std::string_view::npos ||
           !equals_ignoring_case(given->substr(0, space), "bearer"))
         return make_problem(401, "the Authorization header must be 'Bearer <token>'");
-      token = std::string(given->substr(given->find_first_not_of(' ', space)));
+      auto start = given->find_first_not_of(' ', space);
+      if (start != std::string_view::npos) token = std::string(given->substr(start));
       while (!token.empty() && token.back() == ' ') token.pop_back();
     } else if (token_in_query_allowed) {
       auto q = restinio::try_parse_query<restinio::parse_query_traits::javascript_compatible>(
@@ -317,7 +328,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
       return make_problem(431, "a request may have at most " +
                                    std::to_string(cfg_.server.max_header_count) + " headers");
     for (auto& f : h)
-      if (f.name().size() + f.value().size() > limit)
+      // An overlong token is bad credentials: the verifier answers it with 401.
+      if (f.name().size() + f.value().size() > limit &&
+          !equals_ignoring_case(f.name(), "Authorization"))
         return make_problem(431, "the " + f.name().substr(0, 64) + " header is longer than " +
                                      std::to_string(limit) + " bytes");
     return std::nullopt;
@@ -360,7 +373,17 @@ class http_api : public std::enable_shared_from_this<http_api> {
         return restinio::request_accepted();
       }
     }
-    (this->*handler)(c, params);
+    try {
+      (this->*handler)(c, params);
+    } catch (const std::exception& e) {
+      // A bug, not the client's fault: logged, and answered rather than dropped.
+      spdlog::error("request {} {}: {}", c.request_id, req->header().path(), e.what());
+      try {
+        send_problem(c, to_problem(failure{errc::internal, ""}));
+      } catch (const std::exception&) {
+        // The handler had answered already.
+      }
+    }
     return restinio::request_accepted();
   }
 
@@ -804,8 +827,9 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
   // stops RESTinio from cutting a long generation short.
   auto handling_timeout =
       std::chrono::milliseconds(cfg.actors.generation_timeout_ms) * 2 + std::chrono::seconds(30);
+  server_io_context io;
   restinio::http_server_t<server_traits> server{
-      restinio::own_io_context(), [&](auto& s) {
+      restinio::external_io_context(io), [&](auto& s) {
         s.address(cfg.server.host)
             .port(cfg.server.port)
             .request_handler(api->make_router())
@@ -887,6 +911,8 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
     spdlog::warn("{} requests still in flight after the grace period", api->in_flight());
   eng.shutdown();
   stop_io();
+  // Destroys the connections still open while the limiter they count in exists.
+  io.shutdown();
   spdlog::info("stopped");
   return 0;
 }

@@ -46,7 +46,8 @@ BOOST_AUTO_TEST_CASE(sigterm_exits_zero_and_keeps_everything) {
   server_process server;
   http_client c(server.base_url(), "graceful");
   auto id = create_conversation(c, {{"message", "before stop"}});
-  BOOST_TEST(server.stop() == 0);
+  auto exit_code = server.stop();
+  BOOST_TEST(exit_code == 0, "exit code " << exit_code << ", log:\n" << server.log());
   server.restart();
   http_client after(server.base_url(), "graceful");
   BOOST_TEST(after.get("/v1/conversations/" + id).json()["message_count"] == 2);

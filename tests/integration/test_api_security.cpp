@@ -101,6 +101,8 @@ BOOST_AUTO_TEST_CASE(jwt_mode_requires_a_bearer_token_on_v1_routes_only) {
   expect_unauthorized(anonymous.get("/v1/conversations", {"X-User-Id: alice"}));
   expect_unauthorized(anonymous.get("/v1/conversations", {"Authorization: Basic YWxpY2U6cHc="}));
   expect_unauthorized(anonymous.get("/v1/conversations", {"Authorization: Bearer"}));
+  expect_unauthorized(anonymous.get("/v1/conversations", {"Authorization: Bearer    "}));
+  expect_unauthorized(anonymous.get("/v1/conversations", {"Authorization: Bearer \t"}));
 
   bearer_client alice("alice@example.com");
   auto created = alice.post("/v1/conversations", {{"title", "mine"}});
@@ -134,6 +136,7 @@ BOOST_AUTO_TEST_CASE(forged_and_stale_tokens_are_refused) {
       {"garbage", "not-a-token-at-all"},
       {"bad base64", "###.$$$.%%%"},
       {"huge", token_for("mallory", {{"pad", std::string(12000, 'x')}})},
+      {"huger than a header may be", token_for("mallory", {{"pad", std::string(60000, 'x')}})},
   };
   for (auto& [what, token] : forgeries) {
     BOOST_TEST_CONTEXT(what) {
@@ -330,6 +333,23 @@ BOOST_AUTO_TEST_CASE(one_user_gets_one_reply_at_a_time) {
   BOOST_TEST(streamed.events.back().name == "done");
   BOOST_TEST(busy.post("/v1/conversations/" + second + "/messages", {{"content", "now"}}).status ==
              201);
+}
+
+BOOST_AUTO_TEST_CASE(websocket_messages_count_against_the_same_limits) {
+  http_client c(limits_server().base_url(), "ws-busy");
+  auto id = create_conversation(c, {{"model", "slow"}});
+  ws_client ws(limits_server().port(), "/v1/conversations/" + id + "/ws", "ws-busy");
+  ws.send_json({{"type", "message"}, {"content", "first"}});
+  ws.send_json({{"type", "message"}, {"content", "second"}});
+  json refusal, done;
+  while (refusal.is_null() || done.is_null()) {
+    auto event = ws.read_json();
+    if (event["type"] == "error") refusal = event["error"];
+    if (event["type"] == "done") done = event["reply"];
+  }
+  BOOST_TEST(refusal["status"] == 429);
+  BOOST_TEST(done["content"] == "Echo: first");
+  BOOST_TEST(c.get("/v1/conversations/" + id).json()["message_count"] == 2);
 }
 
 // --- transport limits and CORS -------------------------------------------------------

@@ -51,10 +51,11 @@ inline std::vector<nlohmann::json> all_messages(http_client& c, const std::strin
   }
 }
 
-/// Polls `done` every 20 ms for up to 5 s.
+/// Polls `done` every 20 ms for up to `within`.
 template <class Predicate>
-bool eventually(Predicate done) {
-  for (int i = 0; i < 250; ++i) {
+bool eventually(Predicate done, std::chrono::milliseconds within = std::chrono::seconds(5)) {
+  auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
     if (done()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

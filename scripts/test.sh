@@ -2,7 +2,9 @@
 # One command from a fresh Debian 12 machine to a full test run: installs what
 # is missing, builds everything, starts a throwaway PostgreSQL cluster and runs
 # the whole suite through ctest (every database test once on SQLite and once on
-# PostgreSQL). The cluster is removed afterwards, also when tests fail.
+# PostgreSQL); then the same tests built with ASan + UBSan, and each fuzz
+# target for a bounded time (scripts/test-sanitized.sh; PARLEY_SANITIZED=0
+# skips that half). The cluster is removed afterwards, also when tests fail.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build_dir="${PARLEY_BUILD_DIR:-$root/build}"
@@ -15,5 +17,7 @@ trap '"$root/scripts/test-postgres.sh" "$pg_dir" destroy' EXIT
 export PARLEY_TEST_PG_SERVER="postgresql://parley@127.0.0.1:$(cat "$pg_dir/port")"
 export PARLEY_TEST_PG_CONTROL="$root/scripts/test-postgres.sh $pg_dir"
 
-cd "$build_dir"
-ctest --output-on-failure --timeout 600 "$@"
+(cd "$build_dir" && ctest --output-on-failure --timeout 600 "$@")
+if [ "${PARLEY_SANITIZED:-1}" != 0 ]; then
+  "$root/scripts/test-sanitized.sh" "$@"
+fi

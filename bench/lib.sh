@@ -7,11 +7,14 @@ server_pid=""
 # scenario_setup: what every bench/scenarios script starts with. Expects
 # $root (the checkout); sets $build, $bin (parley), $load (parley-load),
 # $work (removed on exit, with the server stopped) and $out (where the JSON
-# results go: $PARLEY_BENCH_OUT, or $work).
+# results go: $PARLEY_BENCH_OUT, or $work). With PARLEY_BENCH_JWT_SECRET set,
+# servers run in auth.mode jwt and $load signs its users tokens with it.
 scenario_setup() {
   build="${PARLEY_BUILD_DIR:-$root/build}"
   bin="${PARLEY_BIN:-$build/parley}"
-  load="$build/bench/parley-load"
+  load_bin="$build/bench/parley-load"
+  load="$load_bin"
+  if [ -n "${PARLEY_BENCH_JWT_SECRET:-}" ]; then load=load_with_jwt; fi
   work="$(mktemp -d)"
   out="${PARLEY_BENCH_OUT:-$work}"
   mkdir -p "$out"
@@ -19,9 +22,14 @@ scenario_setup() {
 }
 
 # start_server DATABASE_URL [CONFIG_TOML]: runs parley on a free port; sets $base.
+load_with_jwt() { "$load_bin" --jwt-secret "$PARLEY_BENCH_JWT_SECRET" "$@"; }
+
 start_server() {
   local config="$work/parley.toml"
   printf '%s\n' "${2:-}" > "$config"
+  if [ -n "${PARLEY_BENCH_JWT_SECRET:-}" ]; then
+    printf '[auth]\nmode = "jwt"\njwt_secret = "%s"\n' "$PARLEY_BENCH_JWT_SECRET" >> "$config"
+  fi
   "$bin" serve --port 0 --config "$config" --database-url "$1" \
     > "$work/stdout" 2> "$work/stderr" &
   server_pid=$!

@@ -14,6 +14,7 @@
 // JSON (--json FILE); a progress line on stderr every second.
 
 #include "bench/load/histogram.hpp"
+#include "support/jwt_signer.hpp"
 
 #include <curl/curl.h>
 #include <CLI/CLI.hpp>
@@ -61,6 +62,7 @@ struct options {
   std::string content = "hello world, how are you today?";
   std::string model;
   std::vector<std::string> headers;  ///< "Name: value", sent with every request
+  std::string jwt_secret;            ///< sign each user an HS256 token instead of X-User-Id
   std::string json_path;
   std::string ready_path;    ///< created once set-up is done, just before the load
   std::size_t requests = 0;  ///< stop after this many answers (0: only --seconds)
@@ -76,13 +78,24 @@ size_t append_body(char* data, size_t size, size_t n, void* out) {
   return size * n;
 }
 
+/// The header line that says who `user` is: X-User-Id, or with --jwt-secret
+/// a bearer token (HS256, a day long) whose `sub` is the user.
+std::string identity_header(const options& o, const std::string& user) {
+  if (o.jwt_secret.empty()) return "X-User-Id: " + user;
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  nlohmann::json claims{{"sub", user}, {"iat", now}, {"exp", now + 86400}};
+  return "Authorization: Bearer " + parley::testing::jwt_hs256(claims, o.jwt_secret);
+}
+
 /// Creates `count` conversations for `user`; returns their ids.
 std::vector<std::string> create_conversations(CURL* curl, const options& o, const std::string& user,
                                               std::size_t count) {
   std::vector<std::string> ids;
   curl_slist* list = nullptr;
   list = curl_slist_append(list, "Content-Type: application/json");
-  list = curl_slist_append(list, ("X-User-Id: " + user).c_str());
+  list = curl_slist_append(list, identity_header(o, user).c_str());
   for (auto& h : o.headers) list = curl_slist_append(list, h.c_str());
   auto url = o.base_url + "/v1/conversations";
   nlohmann::json body = nlohmann::json::object();
@@ -116,6 +129,7 @@ std::vector<std::string> create_conversations(CURL* curl, const options& o, cons
 struct conversation {
   std::string user;
   std::string id;
+  std::string identity;  ///< identity_header() of the user, made once
   bool busy = false;
 };
 
@@ -343,7 +357,7 @@ class load_run {
              "Content-Type: application/json\r\nContent-Length: " +
              std::to_string(body.size()) + "\r\n";
     }
-    head += "Host: " + host_ + "\r\nX-User-Id: " + conv.user + "\r\n";
+    head += "Host: " + host_ + "\r\n" + conv.identity + "\r\n";
     for (auto& h : o_.headers) head += h + "\r\n";
     return head + "\r\n" + body;
   }
@@ -488,8 +502,8 @@ class load_run {
     std::string request = "GET /v1/conversations/" + conv.id + "/ws HTTP/1.1\r\nHost: " + host_ +
                           "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
-                          "dGhlIHNhbXBsZSBub25jZQ==\r\nX-User-Id: " +
-                          conv.user + "\r\n";
+                          "dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+                          conv.identity + "\r\n";
     for (auto& h : o_.headers) request += h + "\r\n";
     request += "\r\n";
     c.upgrading = true;
@@ -731,7 +745,7 @@ nlohmann::json verify_stored(const options& o, const std::vector<conversation>& 
       std::string answer;
       auto url = o.base_url + "/v1/conversations/" + c.id +
                  "/messages?limit=200&after=" + std::to_string(after);
-      curl_slist* list = curl_slist_append(nullptr, ("X-User-Id: " + c.user).c_str());
+      curl_slist* list = curl_slist_append(nullptr, c.identity.c_str());
       for (auto& h : o.headers) list = curl_slist_append(list, h.c_str());
       curl_easy_reset(curl);
       curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
@@ -816,6 +830,9 @@ int main(int argc, char** argv) {
   app.add_option("--content", o.content, "the message text");
   app.add_option("--model", o.model, "the conversations' model (default: the server's)");
   app.add_option("--header", o.headers, "an extra header, \"Name: value\" (e.g. Authorization)");
+  app.add_option("--jwt-secret", o.jwt_secret,
+                 "for auth.mode = jwt: sign each user an HS256 token (sub = the user) with "
+                 "this secret, sent instead of X-User-Id");
   app.add_option("--json", o.json_path, "also write the results as JSON to this file");
   app.add_option("--ready-file", o.ready_path,
                  "create this file when the conversations exist and the load begins");
@@ -858,7 +875,7 @@ int main(int argc, char** argv) {
       for (std::size_t u = 0; u < o.users; ++u) {
         auto user = "load-" + std::to_string(u);
         for (auto& id : create_conversations(curl, o, user, o.conversations_per_user))
-          conversations.push_back({user, id});
+          conversations.push_back({user, id, identity_header(o, user)});
       }
     } catch (const std::exception& e) {
       std::cerr << "parley-load: " << e.what() << "\n";
@@ -867,8 +884,10 @@ int main(int argc, char** argv) {
     curl_easy_cleanup(curl);
   } else {
     // health and create use no existing conversation: only their users.
-    for (std::size_t u = 0; u < o.users * o.conversations_per_user; ++u)
-      conversations.push_back({"load-" + std::to_string(u / o.conversations_per_user), ""});
+    for (std::size_t u = 0; u < o.users * o.conversations_per_user; ++u) {
+      auto user = "load-" + std::to_string(u / o.conversations_per_user);
+      conversations.push_back({user, "", identity_header(o, user)});
+    }
   }
 
   if (!o.ready_path.empty()) std::ofstream(o.ready_path) << "ready\n";

@@ -365,10 +365,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
     }
     if (!body.empty()) {
       auto type = req->header().opt_value_of(restinio::http_field::content_type);
-      std::string media = type ? std::string(type->substr(0, type->find(';'))) : "";
-      while (!media.empty() && media.back() == ' ') media.pop_back();
-      for (auto& ch : media) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (media != "application/json") {
+      auto media = type ? type->substr(0, type->find(';')) : std::string_view();
+      while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
+      if (!equals_ignoring_case(media, "application/json")) {
         send_problem(c, make_problem(415, "request bodies must be application/json"));
         return restinio::request_accepted();
       }
@@ -755,9 +754,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
     if (!id) return;
     auto upgrade = c.req->header().opt_value_of(restinio::http_field::upgrade);
     bool is_upgrade = c.req->header().connection() == restinio::http_connection_header_t::upgrade;
-    std::string protocol = upgrade ? std::string(*upgrade) : "";
-    for (auto& ch : protocol) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (!is_upgrade || protocol != "websocket" ||
+    if (!is_upgrade || !upgrade || !equals_ignoring_case(*upgrade, "websocket") ||
         !c.req->header().has_field(restinio::http_field::sec_websocket_key)) {
       auto p = make_problem(426, "this route is a WebSocket: send an Upgrade: websocket request");
       p.headers.emplace_back("Upgrade", "websocket");

@@ -2,14 +2,15 @@
 
 #include "actors/engine.hpp"
 #include "config/load_settings.hpp"
+#include "config/logging.hpp"
 #include "config/version.hpp"
 #include "http/server.hpp"
 #include "persistence/store.hpp"
 #include "providers/model_registry.hpp"
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -26,8 +27,6 @@ std::string backend_name(const parley::database_url& url) {
 
 int main(int argc, char** argv) {
   using namespace parley;
-  // Logs go to stderr; stdout carries only what scripts read (the listening line).
-  spdlog::set_default_logger(spdlog::stderr_color_mt("parley"));
   command_line cli;
   settings cfg;
   std::shared_ptr<const model_registry> models;
@@ -42,6 +41,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     cfg = load_settings(cli, read_environment(".env"));
+    // Logs go to stderr; stdout carries only what scripts read (the listening line).
+    configure_logging(cfg.log);
     models = model_registry::build(cfg);
   } catch (const config_error& e) {
     std::cerr << "parley: " << e.what() << "\n";
@@ -56,11 +57,18 @@ int main(int argc, char** argv) {
       return 0;
     }
     auto eng = engine::start(cfg, models);
+    // Names and kinds only: keys stay out of logs.
+    bool builtin_overridden = std::any_of(cfg.providers.begin(), cfg.providers.end(),
+                                          [](auto& p) { return p.name == "builtin"; });
+    std::string provider_list = builtin_overridden ? "" : "builtin (builtin)";
+    for (auto& p : cfg.providers)
+      provider_list += (provider_list.empty() ? "" : ", ") + p.name + " (" + p.kind + ")";
     std::string model_list;
     for (auto& m : models->all())
       model_list += (model_list.empty() ? "" : ", ") + m.id + " (" + m.provider + ")";
-    spdlog::info("parley {} starting: config {}, database {}, auth {}, models {}", version(),
-                 cfg.source, backend_name(cfg.database.url), cfg.auth.mode, model_list);
+    spdlog::info("parley {} starting: config {}, database {}, auth {}, providers {}, models {}",
+                 version(), cfg.source, backend_name(cfg.database.url), cfg.auth.mode,
+                 provider_list, model_list);
     return run_server(cfg, *eng, [&](std::uint16_t port) {
       // Tests and scripts read this line to find an ephemeral port.
       std::printf("parley listening on http://%s:%u\n", cfg.server.host.c_str(), port);
@@ -71,7 +79,8 @@ int main(int argc, char** argv) {
     std::cerr << "parley: " << e.what() << "\n";
     return exit_config_error;
   } catch (const store_error& e) {
-    std::cerr << "parley: database " << cfg.database.url.original << ": " << e.what() << "\n";
+    std::cerr << "parley: database " << redacted_url(cfg.database.url.original) << ": " << e.what()
+              << "\n";
     return exit_runtime_error;
   } catch (const std::exception& e) {
     std::cerr << "parley: " << e.what() << "\n";

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -80,6 +81,14 @@ class toml_reader {
     out = *v;
   }
 
+  void get_bool(const char* key, bool& out) const {
+    auto node = table_.get(key);
+    if (!node) return;
+    auto v = node->value_exact<bool>();
+    if (!v) throw config_error(name(key) + ": expected true or false");
+    out = *v;
+  }
+
   void get_strings(const char* key, std::vector<std::string>& out) const {
     auto node = table_.get(key);
     if (!node) return;
@@ -141,6 +150,7 @@ void apply_env(settings& s, const environment& env) {
   for (auto key : {"PARLEY_AUTH_AUDIENCE", "PARLEY_JWT_AUDIENCE"})
     if (auto v = get(key)) s.auth.audience = *v;
   if (auto v = get("PARLEY_DEFAULT_MODEL")) s.default_model = *v;
+  if (auto v = get("PARLEY_LOG_LEVEL")) s.log.level = *v;
 }
 
 /// A provider and its one model, added by an environment shortcut.
@@ -214,6 +224,11 @@ void validate(const settings& s) {
         "auth: jwt mode needs exactly one of auth.jwt_secret (HS256) or auth.jwt_public_key_file "
         "(RS256)");
   if (s.default_model.empty()) throw config_error("defaults.model: must not be empty");
+  static const std::set<std::string> levels{"trace", "debug",    "info", "warn",
+                                            "error", "critical", "off"};
+  if (!levels.count(s.log.level))
+    throw config_error("log.level: '" + s.log.level +
+                       "' is not one of trace, debug, info, warn, error, critical, off");
 }
 
 }  // namespace
@@ -331,6 +346,18 @@ database_url parse_database_url(const std::string& url) {
                      "' (expected sqlite://, sqlite::memory:, postgresql:// or postgres://)");
 }
 
+std::string redacted_url(const std::string& url) {
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return url;
+  auto authority = scheme_end + 3;
+  auto at = url.find('@', authority);
+  auto colon = url.find(':', authority);
+  if (at == std::string::npos || colon == std::string::npos || colon > at ||
+      url.find('/', authority) < at)
+    return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
 // --- TOML ---------------------------------------------------------------------
 
 void apply_toml(settings& s, const std::string& toml_text, const std::string& origin) {
@@ -391,6 +418,11 @@ void apply_toml(settings& s, const std::string& toml_text, const std::string& or
     r.get_int<unsigned>("idle_timeout_s", s.actors.idle_timeout_s, 1, 86400 * 7);
     r.get_int<std::uint64_t>("max_live", s.actors.max_live, 1, 100000000);
     r.get_int<unsigned>("generation_timeout_ms", s.actors.generation_timeout_ms, 100, 3600000);
+  }
+  if (auto t = sub_table(root, "log")) {
+    toml_reader r(*t, "log.");
+    r.get_string("level", s.log.level);
+    r.get_bool("content", s.log.content);
   }
   if (auto t = sub_table(root, "defaults")) {
     toml_reader r(*t, "defaults.");

@@ -49,4 +49,7 @@ void apply_toml(settings& base, const std::string& toml_text, const std::string&
 /// postgres://…. Throws config_error for anything else.
 database_url parse_database_url(const std::string& url);
 
+/// `url` with the password of its user info replaced by "***", for messages.
+std::string redacted_url(const std::string& url);
+
 }  // namespace parley

@@ -77,6 +77,13 @@ struct limits_settings {
   std::uint32_t concurrent_generations = 0;
 };
 
+struct log_settings {
+  /// trace, debug, info, warn, error, critical or off.
+  std::string level = "info";
+  /// Whether request logs may carry message content (request bodies).
+  bool content = false;
+};
+
 struct actor_settings {
   /// A conversation actor idle this long is passivated.
   unsigned idle_timeout_s = 300;
@@ -129,6 +136,7 @@ struct settings {
   auth_settings auth;
   limits_settings limits;
   actor_settings actors;
+  log_settings log;
   std::string default_model = "echo";
   std::vector<provider_settings> providers;
   std::vector<model_settings> models;

@@ -1,12 +1,15 @@
 #include "http/server.hpp"
 
+#include "config/metrics.hpp"
 #include "config/uuid.hpp"
+#include "http/api_docs.hpp"
 #include "http/connection_watch.hpp"
 #include "http/idempotency.hpp"
 #include "http/json_mapping.hpp"
 #include "http/jwt_verifier.hpp"
 #include "http/keepalive_ticker.hpp"
 #include "http/problem.hpp"
+#include "http/request_log.hpp"
 #include "http/request_parsing.hpp"
 #include "http/sse_stream.hpp"
 #include "http/user_limits.hpp"
@@ -33,14 +36,27 @@ using restinio::request_handling_status_t;
 using router_t = restinio::router::express_router_t<restinio::router::pcre2_regex_engine_t<>>;
 using route_params = restinio::router::route_params_t;
 
-/// Tells the connection watch when a client connection closes.
+/// Tells the connection watch when a client connection closes, and keeps
+/// count of the HTTP connections open (an upgraded one is a WebSocket then).
 struct closed_connection_listener {
   explicit closed_connection_listener(std::shared_ptr<connection_watch> w) : watch(std::move(w)) {}
   std::shared_ptr<connection_watch> watch;
+  metrics::gauge& open = metrics::default_registry().gauge_named(
+      "parley_http_open_connections", "HTTP connections open now (WebSockets not counted).");
+  metrics::counter& accepted = metrics::default_registry().counter_named(
+      "parley_http_connections_accepted_total", "HTTP connections accepted.");
 
   void state_changed(const restinio::connection_state::notice_t& notice) noexcept {
-    if (std::holds_alternative<restinio::connection_state::closed_t>(notice.cause()))
+    namespace state = restinio::connection_state;
+    if (std::holds_alternative<state::accepted_t>(notice.cause())) {
+      accepted.add();
+      open.add(1);
+    } else if (std::holds_alternative<state::closed_t>(notice.cause())) {
+      open.add(-1);
       watch->closed(notice.connection_id());
+    } else if (std::holds_alternative<state::upgraded_to_websocket_t>(notice.cause())) {
+      open.add(-1);
+    }
   }
 };
 
@@ -67,6 +83,8 @@ struct call_context {
   std::string request_id;
   std::string user_id;  ///< empty on the open routes (/health, /ready)
   header_list cors;     ///< for an Origin that server.cors_origins allows
+  /// Logged and counted when the last copy of the context is gone.
+  std::shared_ptr<request_record> record;
 };
 
 void send(const call_context& c, int status, std::string body, const char* content_type,
@@ -84,6 +102,7 @@ void send(const call_context& c, int status, std::string body, const char* conte
     resp.set_body(std::move(body));
   }
   resp.done();
+  c.record->answered(status);
 }
 
 void send_json(const call_context& c, int status, const nlohmann::json& body,
@@ -154,34 +173,54 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   std::unique_ptr<router_t> make_router() {
     auto router = std::make_unique<router_t>();
-    using namespace restinio;
-    // Each route template with its methods; every other method gets 405.
-    route(*router, "/health", {{http_method_get(), &http_api::health}});
-    route(*router, "/ready", {{http_method_get(), &http_api::ready}});
-    route(*router, "/v1/models", {{http_method_get(), &http_api::list_models}});
-    route(*router, "/v1/usage", {{http_method_get(), &http_api::get_usage}});
-    route(*router, "/v1/conversations",
-          {{http_method_get(), &http_api::list_conversations},
-           {http_method_post(), &http_api::create_conversation}});
-    route(*router, "/v1/conversations/:id",
-          {{http_method_get(), &http_api::get_conversation},
-           {http_method_patch(), &http_api::update_conversation},
-           {http_method_delete(), &http_api::delete_conversation}});
-    route(*router, "/v1/conversations/:id/messages",
-          {{http_method_get(), &http_api::list_messages},
-           {http_method_post(), &http_api::send_message}});
-    route(*router, "/v1/conversations/:id/messages/:message_id",
-          {{http_method_patch(), &http_api::edit_message},
-           {http_method_delete(), &http_api::delete_message}});
-    route(*router, "/v1/conversations/:id/regenerate",
-          {{http_method_post(), &http_api::regenerate}});
-    route(*router, "/v1/conversations/:id/ws", {{http_method_get(), &http_api::open_websocket}});
+    for (auto& r : route_table()) route(*router, r.path, r.methods);
     router->non_matched_request_handler([self = shared_from_this()](request_handle_t req) {
-      send_problem(self->context_of(req),
+      send_problem(self->context_of(req, "unmatched"),
                    make_problem(404, "no route for " + std::string(req->header().path())));
-      return request_accepted();
+      return restinio::request_accepted();
     });
     return router;
+  }
+
+  using handler_fn = void (http_api::*)(const call_context&, const route_params&);
+  struct method_route {
+    restinio::http_method_id_t method;
+    handler_fn handler;
+  };
+  struct route_entry {
+    const char* path;
+    std::vector<method_route> methods;
+  };
+
+  /// Each route template with its methods; every other method gets 405.
+  static const std::vector<route_entry>& route_table() {
+    using namespace restinio;
+    static const std::vector<route_entry> table{
+        {"/health", {{http_method_get(), &http_api::health}}},
+        {"/ready", {{http_method_get(), &http_api::ready}}},
+        {"/metrics", {{http_method_get(), &http_api::get_metrics}}},
+        {"/openapi.json", {{http_method_get(), &http_api::get_openapi}}},
+        {"/docs", {{http_method_get(), &http_api::get_swagger_ui}}},
+        {"/redoc", {{http_method_get(), &http_api::get_redoc}}},
+        {"/v1/models", {{http_method_get(), &http_api::list_models}}},
+        {"/v1/usage", {{http_method_get(), &http_api::get_usage}}},
+        {"/v1/conversations",
+         {{http_method_get(), &http_api::list_conversations},
+          {http_method_post(), &http_api::create_conversation}}},
+        {"/v1/conversations/:id",
+         {{http_method_get(), &http_api::get_conversation},
+          {http_method_patch(), &http_api::update_conversation},
+          {http_method_delete(), &http_api::delete_conversation}}},
+        {"/v1/conversations/:id/messages",
+         {{http_method_get(), &http_api::list_messages},
+          {http_method_post(), &http_api::send_message}}},
+        {"/v1/conversations/:id/messages/:message_id",
+         {{http_method_patch(), &http_api::edit_message},
+          {http_method_delete(), &http_api::delete_message}}},
+        {"/v1/conversations/:id/regenerate", {{http_method_post(), &http_api::regenerate}}},
+        {"/v1/conversations/:id/ws", {{http_method_get(), &http_api::open_websocket}}},
+    };
+    return table;
   }
 
   /// Requests accepted and not yet answered.
@@ -189,32 +228,27 @@ class http_api : public std::enable_shared_from_this<http_api> {
   std::shared_ptr<connection_watch> connection_watch_ptr() const { return watch_; }
 
  private:
-  using handler_fn = void (http_api::*)(const call_context&, const route_params&);
-  struct method_route {
-    restinio::http_method_id_t method;
-    handler_fn handler;
-  };
-
-  void route(router_t& router, const char* path, std::vector<method_route> methods) {
+  void route(router_t& router, const char* path, const std::vector<method_route>& methods) {
     std::string allow;
     for (auto& m : methods) {
       allow += (allow.empty() ? "" : ", ") + std::string(m.method.c_str());
-      router.add_handler(
-          m.method, path,
-          [self = shared_from_this(), h = m.handler](request_handle_t req, route_params params) {
-            return self->dispatch(std::move(req), params, h);
-          });
+      router.add_handler(m.method, path,
+                         [self = shared_from_this(), h = m.handler, path](request_handle_t req,
+                                                                          route_params params) {
+                           return self->dispatch(std::move(req), params, h, path);
+                         });
     }
-    router.add_handler(restinio::http_method_options(), path,
-                       [self = shared_from_this(), allow](request_handle_t req, route_params) {
-                         self->answer_options(req, allow);
-                         return restinio::request_accepted();
-                       });
-    auto reject = [self = shared_from_this(), allow](request_handle_t req, route_params) {
+    router.add_handler(
+        restinio::http_method_options(), path,
+        [self = shared_from_this(), allow, path](request_handle_t req, route_params) {
+          self->answer_options(req, allow, path);
+          return restinio::request_accepted();
+        });
+    auto reject = [self = shared_from_this(), allow, path](request_handle_t req, route_params) {
       problem p =
           make_problem(405, std::string(req->header().method().c_str()) + " is not allowed here");
       p.headers.emplace_back("Allow", allow);
-      send_problem(self->context_of(req), p);
+      send_problem(self->context_of(req, path), p);
       return restinio::request_accepted();
     };
     restinio::router::dynamic_none_of_methods_matcher_t others;
@@ -225,8 +259,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   /// OPTIONS: a CORS preflight from an allowed origin gets the methods and
   /// headers it may use; any other OPTIONS just the Allow list.
-  void answer_options(const request_handle_t& req, const std::string& allow) {
-    auto c = context_of(req);
+  void answer_options(const request_handle_t& req, const std::string& allow, const char* route) {
+    auto c = context_of(req, route);
     header_list headers{{"Allow", allow + ", OPTIONS"}};
     auto& h = req->header();
     if (allowed_origin(*req) && h.has_field("Access-Control-Request-Method")) {
@@ -242,9 +276,13 @@ class http_api : public std::enable_shared_from_this<http_api> {
     send_no_content(c, headers);
   }
 
-  /// The request id and CORS headers every answer carries.
-  call_context context_of(const request_handle_t& req) const {
-    return call_context{req, request_id_of(*req), {}, cors_headers(*req)};
+  /// The request id and CORS headers every answer carries, and the record of
+  /// the request on `route` (a template, so that metrics never see raw ids).
+  call_context context_of(const request_handle_t& req, const char* route) const {
+    auto id = request_id_of(*req);
+    auto record = std::make_shared<request_record>(req->header().method().c_str(), route,
+                                                   std::string(req->header().path()), id);
+    return call_context{req, std::move(id), {}, cors_headers(*req), std::move(record)};
   }
 
   /// What Access-Control-Allow-Origin says to the request's Origin: the
@@ -339,8 +377,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
   /// The prelude every route shares: request id, header limits, identity and
   /// the caller's request rate (on /v1), body checks; then the handler.
   request_handling_status_t dispatch(request_handle_t req, const route_params& params,
-                                     handler_fn handler) {
-    auto c = context_of(req);
+                                     handler_fn handler, const char* route) {
+    auto c = context_of(req, route);
+    if (cfg_.log.content && !req->body().empty()) c.record->set_body(req->body());
     if (auto p = oversized_header(*req)) {
       send_problem(c, *p);
       return restinio::request_accepted();
@@ -352,6 +391,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
         return restinio::request_accepted();
       }
       c.user_id = std::get<std::string>(std::move(caller));
+      c.record->set_user(c.user_id);
       if (auto over = per_user_->take_request(c.user_id, user_limits::clock::now())) {
         send_problem(c, to_problem(*over));
         return restinio::request_accepted();
@@ -464,6 +504,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
       return nullptr;
     auto stream =
         std::make_shared<sse_stream>(c.req, c.request_id, cfg_.server.stream_queue_bytes, c.cors);
+    c.record->set_status(200);
     auto idle = std::chrono::milliseconds(cfg_.server.sse_keepalive_ms);
     ticker_.add([weak = std::weak_ptr<sse_stream>(stream), idle](auto now) {
       auto s = weak.lock();
@@ -591,6 +632,28 @@ class http_api : public std::enable_shared_from_this<http_api> {
       p.retry_after_s = 1;
       send_problem(c, p);
     }));
+  }
+
+  void get_metrics(const call_context& c, const route_params&) {
+    auto& r = metrics::default_registry();
+    metrics::sample_process_metrics(r);
+    r.gauge_named("parley_conversation_actors", "Conversation actors alive now.")
+        .set(static_cast<double>(engine_.live_conversations()));
+    r.gauge_named("parley_http_requests_in_flight", "Requests accepted and not yet answered.")
+        .set(in_flight());
+    send(c, 200, r.render(), "text/plain; version=0.0.4; charset=utf-8");
+  }
+
+  void get_openapi(const call_context& c, const route_params&) {
+    send(c, 200, openapi_json(), "application/json");
+  }
+
+  void get_swagger_ui(const call_context& c, const route_params&) {
+    send(c, 200, swagger_ui_page(), "text/html; charset=utf-8");
+  }
+
+  void get_redoc(const call_context& c, const route_params&) {
+    send(c, 200, redoc_page(), "text/html; charset=utf-8");
   }
 
   void list_models(const call_context& c, const route_params&) {
@@ -784,6 +847,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
                       // Closed meanwhile (the conversation was deleted): dropping it
                       // unread ends the connection.
                       if (!session->attach(ws)) return;
+                      c.record->set_status(101);
                     } catch (const std::exception& e) {
                       spdlog::warn("WebSocket upgrade of conversation {} failed: {}", id, e.what());
                       self->engine_.unwatch(id, session);
@@ -808,6 +872,25 @@ class http_api : public std::enable_shared_from_this<http_api> {
 };
 
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> routed_operations() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& r : http_api::route_table()) {
+    // RESTinio's ":name" parameters are OpenAPI's "{name}".
+    std::string path;
+    for (std::string_view rest = r.path; !rest.empty();) {
+      auto colon = rest.find(':');
+      path += rest.substr(0, colon);
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+      auto end = rest.find('/');
+      path.append("{").append(rest.substr(0, end)).append("}");
+      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+    }
+    for (auto& m : r.methods) out.emplace_back(m.method.c_str(), path);
+  }
+  return out;
+}
 
 int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_t)> on_listening) {
   // Every thread started from here on inherits the blocked signals; this thread

@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace parley {
 
@@ -15,6 +18,10 @@ namespace parley {
 /// port (useful with port 0). Throws std::system_error when it cannot listen.
 /// Must be called from the main thread before other threads start, since it
 /// blocks SIGINT/SIGTERM for the whole process to wait for them itself.
+/// Every (method, route template) the router serves, OPTIONS aside, with
+/// templates written as OpenAPI paths: /v1/conversations/{id}.
+std::vector<std::pair<std::string, std::string>> routed_operations();
+
 int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_t)> on_listening);
 
 }  // namespace parley

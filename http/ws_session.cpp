@@ -1,11 +1,22 @@
 #include "http/ws_session.hpp"
 
+#include "config/metrics.hpp"
 #include "http/json_mapping.hpp"
 #include "http/problem.hpp"
 
 namespace parley {
 
 namespace rws = restinio::websocket::basic;
+
+namespace {
+
+metrics::gauge& open_sessions() {
+  static auto& g = metrics::default_registry().gauge_named("parley_websocket_open_sessions",
+                                                           "WebSocket sessions open now.");
+  return g;
+}
+
+}  // namespace
 
 ws_session::ws_session(engine& eng, parse_limits parsing, ws_limits limits,
                        std::shared_ptr<user_limits> per_user, std::string user_id,
@@ -20,11 +31,16 @@ ws_session::ws_session(engine& eng, parse_limits parsing, ws_limits limits,
       last_ping_(clock::now()),
       last_heard_(clock::now().time_since_epoch().count()) {}
 
+ws_session::~ws_session() {
+  if (phase_ == phase::open) open_sessions().add(-1);
+}
+
 bool ws_session::attach(rws::ws_handle_t ws) {
   std::lock_guard lock(mutex_);
   if (phase_ != phase::upgrading) return false;
   ws_ = std::move(ws);
   phase_ = phase::open;
+  open_sessions().add(1);
   activate(*ws_);
   auto early = std::move(early_);
   early_.clear();
@@ -199,6 +215,7 @@ void ws_session::send_error(const problem& p) {
 void ws_session::close(status_code code, const std::string& reason) {
   if (phase_ == phase::closed) return;
   bool was_open = phase_ == phase::open;
+  if (was_open) open_sessions().add(-1);
   phase_ = phase::closed;
   auto ws = std::move(ws_);
   ws_.reset();

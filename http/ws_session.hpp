@@ -43,6 +43,7 @@ class ws_session final : public conversation_subscriber,
   ws_session(engine& eng, parse_limits parsing, ws_limits limits,
              std::shared_ptr<user_limits> per_user, std::string user_id,
              std::string conversation_id, std::string request_id);
+  ~ws_session() override;
 
   /// The WebSocket after the upgrade (not yet activated): starts reading it
   /// and sends the events delivered before. Returns false, leaving it

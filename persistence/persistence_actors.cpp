@@ -1,5 +1,6 @@
 #include "persistence/persistence_actors.hpp"
 
+#include "config/metrics.hpp"
 #include "persistence/caf_errors.hpp"
 #include "persistence/messages.hpp"
 
@@ -36,6 +37,29 @@ failure store_failure(const store_error& e) {
 
 // --- writer -------------------------------------------------------------------
 
+/// What the writer reports on GET /metrics.
+struct writer_metrics {
+  metrics::histogram& batch_size;
+  metrics::histogram& flush_seconds;
+  metrics::counter& failed_batches;
+  metrics::gauge& mailbox_backlog;
+};
+
+writer_metrics& recorded_writer_metrics() {
+  static auto& r = metrics::default_registry();
+  static writer_metrics m{
+      r.histogram_named("parley_persistence_batch_size", "Write requests committed per batch.",
+                        metrics::size_buckets()),
+      r.histogram_named("parley_persistence_flush_duration_seconds",
+                        "Time to commit one batch (one transaction).", metrics::latency_buckets()),
+      r.counter_named("parley_persistence_failed_batches_total",
+                      "Batches whose transaction failed as a whole."),
+      r.gauge_named("parley_persistence_mailbox_backlog",
+                    "Messages waiting in the writer's mailbox, sampled as it takes each one."),
+  };
+  return m;
+}
+
 struct pending_write {
   write_set set;
   caf::response_promise promise;
@@ -57,11 +81,17 @@ void flush_pending(writer_state& st) {
   std::vector<const write_set*> sets;
   sets.reserve(batch.size());
   for (auto& p : batch) sets.push_back(&p.set);
+  auto& m = recorded_writer_metrics();
+  auto started = std::chrono::steady_clock::now();
   try {
     st.db->commit(sets);
+    m.batch_size.observe(static_cast<double>(batch.size()));
+    m.flush_seconds.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     for (auto& p : batch) p.promise.deliver(ok_atom::value);
     return;
   } catch (const store_error& e) {
+    m.failed_batches.add();
     // A conflict or a refused value belongs to one request; anything else
     // (the database is gone) to all of them.
     if (e.code == errc::db_unavailable || batch.size() == 1) {
@@ -104,6 +134,7 @@ caf::behavior writer(caf::stateful_actor<writer_state>* self, std::shared_ptr<st
   self->send(self, purge_atom::value);
   return {
       [=](write_atom, write_set& set) -> caf::result<ok_atom> {
+        recorded_writer_metrics().mailbox_backlog.set(static_cast<double>(self->mailbox().size()));
         auto& st = self->state;
         st.pending.push_back({std::move(set), self->make_response_promise()});
         if (st.pending.size() >= st.cfg.batch_max_requests) {

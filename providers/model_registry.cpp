@@ -3,6 +3,7 @@
 #include "config/load_settings.hpp"
 #include "providers/builtin_provider.hpp"
 #include "providers/http_provider.hpp"
+#include "providers/metered_provider.hpp"
 
 #include <map>
 
@@ -44,7 +45,8 @@ std::shared_ptr<const model_registry> model_registry::build(const settings& cfg)
   builtin.kind = "builtin";
   providers["builtin"] = {builtin, nullptr};
   for (auto& p : cfg.providers) providers[p.name] = {p, nullptr};
-  for (auto& [name, entry] : providers) entry.impl = make_provider(entry.cfg);
+  for (auto& [name, entry] : providers)
+    entry.impl = make_metered_provider(make_provider(entry.cfg), name, metrics::default_registry());
 
   std::vector<model_settings> models;
   model_settings echo;

@@ -1,18 +1,42 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package Parley needs to build, run and test.
+# `--runtime` installs only what the built `parley` binary needs to run (its
+# shared libraries and the CA store), for a machine or image that does not build.
 # Idempotent: when everything is present it prints nothing and touches nothing.
 set -euo pipefail
 
-packages=(
-  build-essential cmake pkg-config git ca-certificates curl
-  clang libclang-rt-dev llvm
-  libcaf-dev
-  librestinio-dev libasio-dev libfmt-dev libhttp-parser-dev
-  libsoci-dev libsqlite3-dev sqlite3 libpq-dev
-  nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libpcre2-dev
-  libcurl4-openssl-dev libssl-dev libboost-test-dev libboost-dev libbenchmark-dev
-  postgresql wrk procps jq gnuplot-nox
-)
+mode=all
+if [ $# -eq 1 ] && [ "$1" = --runtime ]; then
+  mode=runtime
+elif [ $# -ne 0 ]; then
+  echo "usage: $0 [--runtime]" >&2
+  exit 2
+fi
+
+if [ "$mode" = runtime ]; then
+  # The libraries `parley` is linked against (readelf -d: NEEDED), by package
+  # (dpkg -S); they are what the -dev packages below depend on. Their own
+  # dependencies (Kerberos, LDAP, nghttp2 … under libpq5 and libcurl4) come
+  # with them, as do libc6, libgcc-s1 and libstdc++6.
+  # ca-certificates: libcurl verifies providers' TLS against the system store.
+  packages=(
+    libcaf-core0.17
+    libsoci-core4.0 libsoci-sqlite3-4.0 libsoci-postgresql4.0 libpq5 libsqlite3-0
+    libcurl4 libssl3 libspdlog1.10 libfmt9 libtomlplusplus3 libpcre2-8-0 libhttp-parser2.9
+    ca-certificates
+  )
+else
+  packages=(
+    build-essential cmake pkg-config git ca-certificates curl
+    clang libclang-rt-dev llvm
+    libcaf-dev
+    librestinio-dev libasio-dev libfmt-dev libhttp-parser-dev
+    libsoci-dev libsqlite3-dev sqlite3 libpq-dev
+    nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libpcre2-dev
+    libcurl4-openssl-dev libssl-dev libboost-test-dev libboost-dev libbenchmark-dev
+    postgresql wrk procps jq gnuplot-nox
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -247,3 +247,14 @@ BOOST_AUTO_TEST_CASE(environment_shortcuts_add_providers_and_models) {
   BOOST_TEST(s.models[2].provider == "anthropic");
   BOOST_TEST(s.default_model == "echo");  // a key does not change the default
 }
+
+BOOST_AUTO_TEST_CASE(a_database_password_is_redacted_for_messages) {
+  BOOST_TEST(parley::redacted_url("postgresql://parley:s3cret@db:5432/parley") ==
+             "postgresql://parley:***@db:5432/parley");
+  BOOST_TEST(parley::redacted_url("postgres://parley@db/parley") == "postgres://parley@db/parley");
+  BOOST_TEST(parley::redacted_url("sqlite://./parley.db") == "sqlite://./parley.db");
+  BOOST_TEST(parley::redacted_url("sqlite::memory:") == "sqlite::memory:");
+  // An @ past the host belongs to the path or query, not to a password.
+  BOOST_TEST(parley::redacted_url("postgresql://db:5432/p?user=a@b") ==
+             "postgresql://db:5432/p?user=a@b");
+}

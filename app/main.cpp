@@ -27,6 +27,8 @@ std::string backend_name(const parley::database_url& url) {
 
 int main(int argc, char** argv) {
   using namespace parley;
+  // Before any thread starts, so that only run_server's sigwait takes them.
+  block_stop_signals();
   command_line cli;
   settings cfg;
   std::shared_ptr<const model_registry> models;

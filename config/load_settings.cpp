@@ -323,6 +323,28 @@ environment read_environment(const std::string& dotenv_path) {
 
 // --- database URL -------------------------------------------------------------
 
+std::string redacted_url(const std::string& url) {
+  constexpr auto npos = std::string::npos;
+  std::string out = url;
+  if (auto scheme_end = out.find("://"); scheme_end != npos) {
+    auto authority = scheme_end + 3;
+    // The last @ before the query ends the user info, also when the password
+    // holds an unencoded @ or /; redacting too much is the safe mistake.
+    auto query = out.find('?', authority);
+    auto at = out.rfind('@', query);
+    auto colon = out.find(':', authority);
+    if (at != npos && at >= authority && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+  }
+  // libpq also takes it as a parameter: ?password=... or password=... .
+  for (auto p = out.find("password="); p != npos; p = out.find("password=", p)) {
+    p += 9;
+    auto end = out.find_first_of("& ", p);
+    out.replace(p, end == npos ? npos : end - p, "***");
+    p += 3;
+  }
+  return out;
+}
+
 database_url parse_database_url(const std::string& url) {
   database_url out;
   out.original = url;
@@ -342,20 +364,8 @@ database_url parse_database_url(const std::string& url) {
     out.target = url;  // libpq takes the URI as it is
     return out;
   }
-  throw config_error("database.url: unknown scheme in '" + url +
+  throw config_error("database.url: unknown scheme in '" + redacted_url(url) +
                      "' (expected sqlite://, sqlite::memory:, postgresql:// or postgres://)");
-}
-
-std::string redacted_url(const std::string& url) {
-  auto scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) return url;
-  auto authority = scheme_end + 3;
-  auto at = url.find('@', authority);
-  auto colon = url.find(':', authority);
-  if (at == std::string::npos || colon == std::string::npos || colon > at ||
-      url.find('/', authority) < at)
-    return url;
-  return url.substr(0, colon + 1) + "***" + url.substr(at);
 }
 
 // --- TOML ---------------------------------------------------------------------

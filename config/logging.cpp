@@ -2,6 +2,7 @@
 
 #include "config/clock.hpp"
 
+#include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -48,6 +49,15 @@ std::shared_ptr<spdlog::logger>& event_logger() {
   return logger;
 }
 
+/// The thread that writes event lines. Destroyed at exit, after it has
+/// written every line queued before.
+std::shared_ptr<spdlog::details::thread_pool>& event_writer() {
+  static std::shared_ptr<spdlog::details::thread_pool> pool;
+  return pool;
+}
+
+constexpr std::size_t event_queue_lines = 16384;
+
 }  // namespace
 
 std::string json_quoted(std::string_view text) {
@@ -61,13 +71,16 @@ void configure_logging(const log_settings& cfg) {
   auto level = spdlog::level::from_str(cfg.level);
   auto main_logger = std::make_shared<spdlog::logger>("parley", sink);
   main_logger->set_level(level);
-  // Lines must not be lost in a buffer when the process is killed.
-  main_logger->flush_on(spdlog::level::trace);
+  // The sink writes to unbuffered stderr: nothing waits in a buffer.
   spdlog::set_default_logger(main_logger);
-  auto events =
-      std::make_shared<spdlog::logger>(std::string(json_line_formatter::event_logger_name), sink);
+  // Request lines are written on a thread of their own: they are logged from
+  // actor and I/O threads, which a slow reader of stderr (a pipe to a log
+  // shipper) must not stall. Past a full queue the oldest lines are dropped.
+  event_writer() = std::make_shared<spdlog::details::thread_pool>(event_queue_lines, 1);
+  auto events = std::make_shared<spdlog::async_logger>(
+      std::string(json_line_formatter::event_logger_name), sink, event_writer(),
+      spdlog::async_overflow_policy::overrun_oldest);
   events->set_level(level);
-  events->flush_on(spdlog::level::trace);
   event_logger() = events;
 }
 

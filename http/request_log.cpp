@@ -8,6 +8,9 @@ namespace parley {
 namespace {
 
 constexpr std::size_t logged_body_limit = 8192;
+// Targets up to 8 x server.max_header_bytes reach a handler (which answers
+// 414); a log line needs no more than the start of one.
+constexpr std::size_t logged_path_limit = 1024;
 
 struct http_instruments {
   metrics::family<metrics::counter>& requests;
@@ -33,7 +36,9 @@ request_record::request_record(std::string method, std::string route, std::strin
     : method_(std::move(method)),
       route_(std::move(route)),
       path_(std::move(path)),
-      request_id_(std::move(request_id)) {}
+      request_id_(std::move(request_id)) {
+  if (path_.size() > logged_path_limit) path_.resize(logged_path_limit);
+}
 
 void request_record::set_body(std::string body) {
   if (body.size() > logged_body_limit) {

@@ -12,6 +12,8 @@ namespace parley {
 /// into the HTTP metrics (by method, route template and status) and written
 /// as one JSON log line with request id, user, route, status and latency.
 /// Never holds credentials; holds the body only when log.content allows it.
+/// Status 0 means the connection ended with no answer (a WebSocket upgrade
+/// that failed, a request still waiting at shutdown).
 /// Filled in by the thread that accepted the request; answered() may be
 /// called from any thread.
 class request_record {

@@ -892,14 +892,28 @@ std::vector<std::pair<std::string, std::string>> routed_operations() {
   return out;
 }
 
+namespace {
+
+sigset_t stop_signal_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+}  // namespace
+
+void block_stop_signals() {
+  auto set = stop_signal_set();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
 int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_t)> on_listening) {
   // Every thread started from here on inherits the blocked signals; this thread
   // alone takes them, with sigwait, so shutdown runs in ordinary code.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  block_stop_signals();
+  auto stop_signals = stop_signal_set();
 
   auto api = std::make_shared<http_api>(cfg, eng);
   std::atomic<std::uint16_t> bound_port{0};

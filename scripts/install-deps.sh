@@ -44,6 +44,12 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# The tests validate docs/openapi.json with a validator from npm. A machine
+# with Node.js from elsewhere (its own npm inside) keeps it; Debian's
+# otherwise, as a dpkg check for the name npm would clash with such a one.
+if [ "$mode" = all ] && { ! command -v node >/dev/null || ! command -v npm >/dev/null; }; then
+  missing+=(nodejs npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo_cmd=()

@@ -9,14 +9,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build_dir="${PARLEY_BUILD_DIR:-$root/build}"
 "$root/scripts/install-deps.sh"
-# The OpenAPI validator runs on Node.js; Debian's packages when the machine
-# has none (a machine with Node.js from elsewhere keeps its own).
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  sudo_cmd=()
-  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq nodejs npm >/dev/null
-fi
+# The OpenAPI validator (tests/openapi/, pinned by its package-lock.json).
 if [ ! -d "$root/tests/openapi/node_modules/@seriousme/openapi-schema-validator" ]; then
   npm ci --prefix "$root/tests/openapi" --no-audit --no-fund --loglevel=error >/dev/null
 fi

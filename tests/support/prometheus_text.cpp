@@ -16,6 +16,10 @@ bool is_name_start(char c) {
 bool is_name_char(char c) {
   return is_name_start(c) || std::isdigit(static_cast<unsigned char>(c));
 }
+bool is_label_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
+bool is_label_char(char c) {
+  return is_label_start(c) || std::isdigit(static_cast<unsigned char>(c));
+}
 
 [[noreturn]] void fail(std::size_t line_no, const std::string& line, const std::string& why) {
   throw std::runtime_error("metrics line " + std::to_string(line_no) + " (" + line + "): " + why);
@@ -38,7 +42,8 @@ double parse_number(const std::string& text, std::size_t line_no, const std::str
 
 /// The family a sample belongs to: a histogram's _bucket/_sum/_count name its family.
 std::string family_of(const std::string& name, const std::map<std::string, std::string>& types) {
-  if (types.count(name)) return name;
+  if (auto t = types.find(name); t != types.end())
+    return t->second == "histogram" || t->second == "summary" ? "" : name;
   for (auto suffix : {"_bucket", "_sum", "_count"}) {
     std::string s(suffix);
     if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0) {
@@ -88,7 +93,8 @@ prometheus_scrape prometheus_scrape::parse(const std::string& text) {
       ++i;
       while (i < line.size() && line[i] != '}') {
         auto start = i;
-        while (i < line.size() && is_name_char(line[i])) ++i;
+        if (i < line.size() && is_label_start(line[i]))
+          while (i < line.size() && is_label_char(line[i])) ++i;
         auto label = line.substr(start, i - start);
         if (label.empty() || i + 1 >= line.size() || line[i] != '=' || line[i + 1] != '"')
           fail(line_no, line, "expected label=\"value\"");
@@ -111,7 +117,10 @@ prometheus_scrape prometheus_scrape::parse(const std::string& text) {
         ++i;  // the closing quote
         if (s.labels.count(label)) fail(line_no, line, "label " + label + " given twice");
         s.labels[label] = value;
-        if (i < line.size() && line[i] == ',') ++i;
+        if (i < line.size() && line[i] == ',')
+          ++i;
+        else if (i < line.size() && line[i] != '}')
+          fail(line_no, line, "expected , or } after a label value");
       }
       if (i >= line.size()) fail(line_no, line, "an unterminated label set");
       ++i;  // '}'
@@ -121,6 +130,14 @@ prometheus_scrape prometheus_scrape::parse(const std::string& text) {
     auto rest = line.substr(i + 1);
     auto space = rest.find(' ');  // an optional timestamp may follow
     s.value = parse_number(rest.substr(0, space), line_no, line);
+    if (space != std::string::npos) {
+      auto stamp = rest.substr(space + 1);
+      bool integer = !stamp.empty();
+      for (std::size_t k = 0; k < stamp.size(); ++k)
+        integer = integer && (std::isdigit(static_cast<unsigned char>(stamp[k])) ||
+                              (k == 0 && stamp[k] == '-' && stamp.size() > 1));
+      if (!integer) fail(line_no, line, "only a timestamp may follow the value");
+    }
     if (family_of(s.name, out.types).empty()) fail(line_no, line, "no TYPE line for " + s.name);
     out.samples.push_back(std::move(s));
   }

@@ -254,7 +254,25 @@ BOOST_AUTO_TEST_CASE(a_database_password_is_redacted_for_messages) {
   BOOST_TEST(parley::redacted_url("postgres://parley@db/parley") == "postgres://parley@db/parley");
   BOOST_TEST(parley::redacted_url("sqlite://./parley.db") == "sqlite://./parley.db");
   BOOST_TEST(parley::redacted_url("sqlite::memory:") == "sqlite::memory:");
-  // An @ past the host belongs to the path or query, not to a password.
+  // An @ in the query belongs to it, not to a password.
   BOOST_TEST(parley::redacted_url("postgresql://db:5432/p?user=a@b") ==
              "postgresql://db:5432/p?user=a@b");
+  // Unencoded @ and / in a password, and libpq's password parameter.
+  BOOST_TEST(parley::redacted_url("postgresql://u:p@ss/w@db/parley") ==
+             "postgresql://u:***@db/parley");
+  BOOST_TEST(parley::redacted_url("postgresql://u@db/p?sslmode=require&password=s3cret") ==
+             "postgresql://u@db/p?sslmode=require&password=***");
+  BOOST_TEST(parley::redacted_url("host=db password=s3cret dbname=p") ==
+             "host=db password=*** dbname=p");
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_scheme_is_reported_without_the_password) {
+  try {
+    parse_database_url("mysql://u:s3cret@db/p");
+    BOOST_FAIL("an unknown scheme was accepted");
+  } catch (const config_error& e) {
+    std::string what = e.what();
+    BOOST_TEST(what.find("s3cret") == std::string::npos, what);
+    BOOST_TEST(what.find("mysql://u:***@db/p") != std::string::npos, what);
+  }
 }

@@ -4,6 +4,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
 #include <thread>
 
 using namespace parley;
@@ -115,6 +116,13 @@ BOOST_AUTO_TEST_CASE(process_metrics_come_from_proc) {
   BOOST_TEST(*scrape.value("process_start_time_seconds") > 1.7e9);
 }
 
+BOOST_AUTO_TEST_CASE(the_parser_takes_timestamps_and_special_values) {
+  auto scrape = prometheus_scrape::parse(
+      "# TYPE a gauge\na{x=\"1\",y=\"2\",} 1.5e3 1700000000000\na{x=\"2\"} +Inf\n");
+  BOOST_TEST(*scrape.value("a", {{"x", "1"}, {"y", "2"}}) == 1500);
+  BOOST_TEST(std::isinf(*scrape.value("a", {{"x", "2"}})));
+}
+
 BOOST_AUTO_TEST_CASE(the_parser_refuses_malformed_text) {
   for (const char* bad : {
            "no_type 1\n",
@@ -124,6 +132,11 @@ BOOST_AUTO_TEST_CASE(the_parser_refuses_malformed_text) {
            "# TYPE a counter\n# TYPE a counter\n",
            "# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 2\nh_count 2\n",
            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_count 1\n",
+           "# TYPE h histogram\nh 1\n",
+           "# TYPE a counter\na{x=\"1\"y=\"2\"} 1\n",
+           "# TYPE a counter\na{1x=\"1\"} 1\n",
+           "# TYPE a counter\na{x:y=\"1\"} 1\n",
+           "# TYPE a counter\na 1 later\n",
        })
     BOOST_CHECK_THROW(prometheus_scrape::parse(bad), std::runtime_error);
 }

@@ -2,61 +2,136 @@
 
 #include "config/clock.hpp"
 
-#include <spdlog/async.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 namespace parley {
 
 namespace {
 
-/// Formats a record as one JSON line. Records of the event logger already are
-/// JSON objects and get "time" and "level" merged in; any other message
-/// becomes the "msg" string.
-class json_line_formatter : public spdlog::formatter {
+/// `{"time":"…","level":"…",` then `members` (the rest of a JSON object,
+/// closing brace included) and a newline.
+std::string json_line(std::chrono::system_clock::time_point time, spdlog::level::level_enum level,
+                      std::string_view members) {
+  using namespace std::chrono;
+  auto name = spdlog::level::to_string_view(level);
+  std::string line;
+  line.reserve(64 + members.size());
+  line.append("{\"time\":\"")
+      .append(format_rfc3339(duration_cast<milliseconds>(time.time_since_epoch()).count()))
+      .append("\",\"level\":\"")
+      .append(name.data(), name.size())
+      .append(members == "}" ? "\"" : "\",")
+      .append(members)
+      .append("\n");
+  return line;
+}
+
+/// Writes log lines to a file descriptor from a thread of its own, so that
+/// no actor or I/O thread waits for a slow reader of stderr (a pipe to a log
+/// shipper) and one write(2) carries many lines. Request lines wait at most
+/// `linger`; other lines (warnings, errors, the startup line) go out at once.
+/// Past `max_pending_bytes` waiting, lines are dropped. Thread-safe; the
+/// destructor writes everything still waiting.
+class line_writer {
  public:
-  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    using namespace std::chrono;
-    auto ms = duration_cast<milliseconds>(msg.time.time_since_epoch()).count();
-    std::string_view payload(msg.payload.data(), msg.payload.size());
-    std::string_view logger(msg.logger_name.data(), msg.logger_name.size());
-    auto level = spdlog::level::to_string_view(msg.level);
-    std::string line = "{\"time\":\"" + format_rfc3339(ms) + "\",\"level\":\"" +
-                       std::string(level.data(), level.size()) + "\"";
-    if (logger == event_logger_name && payload.size() >= 2 && payload.front() == '{') {
-      payload.remove_prefix(1);
-      if (payload != "}") line += ",";
-      line += payload;
-    } else {
-      line += ",\"msg\":" + json_quoted(payload) + "}";
+  explicit line_writer(int fd) : fd_(fd), thread_([this] { run(); }) {}
+
+  ~line_writer() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
     }
-    line += "\n";
-    dest.append(line.data(), line.data() + line.size());
+    wake_.notify_one();
+    thread_.join();
   }
 
-  std::unique_ptr<spdlog::formatter> clone() const override {
-    return std::make_unique<json_line_formatter>();
+  line_writer(const line_writer&) = delete;
+  line_writer& operator=(const line_writer&) = delete;
+
+  void add(std::string_view line, bool urgent) {
+    bool wake;
+    {
+      std::lock_guard lock(mutex_);
+      if (pending_.size() + line.size() > max_pending_bytes) return;
+      pending_.append(line);
+      wake = urgent || pending_.size() >= batch_bytes;
+      urgent_ = urgent_ || urgent;
+    }
+    if (wake) wake_.notify_one();
   }
 
-  static constexpr std::string_view event_logger_name = "event";
+ private:
+  static constexpr std::size_t batch_bytes = 64 * 1024;
+  static constexpr std::size_t max_pending_bytes = 16 * 1024 * 1024;
+  static constexpr auto linger = std::chrono::milliseconds(50);
+
+  void run() {
+    std::string out;
+    for (bool last = false; !last;) {
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait_for(lock, linger,
+                       [&] { return stopping_ || urgent_ || pending_.size() >= batch_bytes; });
+        out.swap(pending_);
+        urgent_ = false;
+        last = stopping_;
+      }
+      write_all(out);
+      out.clear();
+    }
+  }
+
+  void write_all(const std::string& text) const {
+    std::size_t done = 0;
+    while (done < text.size()) {
+      auto n = ::write(fd_, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // nowhere to write: the lines are lost, not the process
+      done += static_cast<std::size_t>(n);
+    }
+  }
+
+  const int fd_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::string pending_;    // GUARDED_BY(mutex_)
+  bool urgent_ = false;    // GUARDED_BY(mutex_)
+  bool stopping_ = false;  // GUARDED_BY(mutex_)
+  std::thread thread_;     // last: starts once the rest is initialised
 };
 
-std::shared_ptr<spdlog::logger>& event_logger() {
-  static std::shared_ptr<spdlog::logger> logger;
-  return logger;
-}
+/// spdlog's messages as JSON lines with "msg", through the line writer.
+class json_line_sink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit json_line_sink(std::shared_ptr<line_writer> writer) : writer_(std::move(writer)) {}
 
-/// The thread that writes event lines. Destroyed at exit, after it has
-/// written every line queued before.
-std::shared_ptr<spdlog::details::thread_pool>& event_writer() {
-  static std::shared_ptr<spdlog::details::thread_pool> pool;
-  return pool;
-}
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    std::string_view text(msg.payload.data(), msg.payload.size());
+    writer_->add(json_line(msg.time, msg.level, "\"msg\":" + json_quoted(text) + "}"), true);
+  }
+  void flush_() override {}
 
-constexpr std::size_t event_queue_lines = 16384;
+ private:
+  std::shared_ptr<line_writer> writer_;
+};
+
+/// Shared with the sink, so the writer lasts as long as whichever of the two
+/// static owners (this one, spdlog's registry) is destroyed last.
+std::shared_ptr<line_writer>& event_writer() {
+  static std::shared_ptr<line_writer> writer;
+  return writer;
+}
 
 }  // namespace
 
@@ -66,30 +141,23 @@ std::string json_quoted(std::string_view text) {
 }
 
 void configure_logging(const log_settings& cfg) {
-  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-  sink->set_formatter(std::make_unique<json_line_formatter>());
-  auto level = spdlog::level::from_str(cfg.level);
-  auto main_logger = std::make_shared<spdlog::logger>("parley", sink);
-  main_logger->set_level(level);
-  // The sink writes to unbuffered stderr: nothing waits in a buffer.
-  spdlog::set_default_logger(main_logger);
-  // Request lines are written on a thread of their own: they are logged from
-  // actor and I/O threads, which a slow reader of stderr (a pipe to a log
-  // shipper) must not stall. Past a full queue the oldest lines are dropped.
-  event_writer() = std::make_shared<spdlog::details::thread_pool>(event_queue_lines, 1);
-  auto events = std::make_shared<spdlog::async_logger>(
-      std::string(json_line_formatter::event_logger_name), sink, event_writer(),
-      spdlog::async_overflow_policy::overrun_oldest);
-  events->set_level(level);
-  event_logger() = events;
+  event_writer() = std::make_shared<line_writer>(STDERR_FILENO);
+  auto logger =
+      std::make_shared<spdlog::logger>("parley", std::make_shared<json_line_sink>(event_writer()));
+  logger->set_level(spdlog::level::from_str(cfg.level));
+  spdlog::set_default_logger(logger);
 }
 
 void log_event(std::string_view json_object) {
-  auto& logger = event_logger();
-  if (logger)
-    logger->info("{}", json_object);
-  else
+  auto& writer = event_writer();
+  if (!writer) {
     spdlog::info("{}", json_object);
+    return;
+  }
+  if (!spdlog::default_logger_raw()->should_log(spdlog::level::info)) return;
+  if (json_object.size() < 2 || json_object.front() != '{') return;
+  json_object.remove_prefix(1);
+  writer->add(json_line(std::chrono::system_clock::now(), spdlog::level::info, json_object), false);
 }
 
 }  // namespace parley

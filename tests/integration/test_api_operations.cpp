@@ -9,7 +9,9 @@
 #include "support/sse_client.hpp"
 
 #include <ctime>
+#include <set>
 #include <sstream>
+#include <thread>
 
 // What an operator relies on: /metrics, the JSON request log, the API
 // documents and the startup line.
@@ -234,6 +236,23 @@ BOOST_AUTO_TEST_CASE(log_content_puts_request_bodies_into_the_log) {
       if (j.value("body", "").find(private_words) != std::string::npos) return true;
     return false;
   }));
+}
+
+BOOST_AUTO_TEST_CASE(every_request_of_a_burst_gets_its_line_and_stopping_loses_none) {
+  server_process s;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t)
+    clients.emplace_back([&, t] {
+      http_client c(s.base_url());
+      for (int i = 0; i < 100; ++i)
+        c.get("/health", {"X-Request-Id: burst-" + std::to_string(t) + "-" + std::to_string(i)});
+    });
+  for (auto& t : clients) t.join();
+  BOOST_TEST(s.stop() == 0);
+  std::set<std::string> ids;
+  for (auto& j : request_lines(s.log()))
+    if (j["request_id"].get<std::string>().rfind("burst-", 0) == 0) ids.insert(j["request_id"]);
+  BOOST_TEST(ids.size() == 400u);
 }
 
 BOOST_AUTO_TEST_CASE(the_log_level_filters_request_lines) {

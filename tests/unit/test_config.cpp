@@ -133,6 +133,32 @@ BOOST_AUTO_TEST_CASE(bad_values_are_named) {
   BOOST_CHECK_THROW(cli_of({"serve", "--no-such-flag"}), config_error);
 }
 
+BOOST_AUTO_TEST_CASE(log_settings_from_file_and_environment) {
+  settings defaults;
+  BOOST_TEST(defaults.log.level == "info");
+  BOOST_TEST(!defaults.log.content);
+  config_file f("[log]\nlevel = \"debug\"\ncontent = true\n");
+  auto from_file = load_settings(cli_of({"serve", "--config", f.path.c_str()}), {});
+  BOOST_TEST(from_file.log.level == "debug");
+  BOOST_TEST(from_file.log.content);
+  auto from_env =
+      load_settings(cli_of({"serve", "--config", f.path.c_str()}), {{"PARLEY_LOG_LEVEL", "off"}});
+  BOOST_TEST(from_env.log.level == "off");
+  auto error_of = [](const std::string& toml, environment env = {}) -> std::string {
+    config_file bad(toml);
+    try {
+      load_settings(cli_of({"serve", "--config", bad.path.c_str()}), env);
+    } catch (const config_error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  BOOST_TEST(error_of("[log]\ncontent = \"yes\"\n").find("log.content") != std::string::npos);
+  BOOST_TEST(error_of("[log]\nlevel = 3\n").find("log.level") != std::string::npos);
+  BOOST_TEST(error_of("[log]\nlevel = \"loud\"\n").find("log.level") != std::string::npos);
+  BOOST_TEST(error_of("", {{"PARLEY_LOG_LEVEL", "INFO"}}).find("log.level") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(providers_and_models_tables) {
   settings s;
   apply_toml(s, R"(

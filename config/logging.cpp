@@ -128,7 +128,7 @@ class json_line_sink final : public spdlog::sinks::base_sink<std::mutex> {
 
 /// Shared with the sink, so the writer lasts as long as whichever of the two
 /// static owners (this one, spdlog's registry) is destroyed last.
-std::shared_ptr<line_writer>& event_writer() {
+std::shared_ptr<line_writer>& the_line_writer() {
   static std::shared_ptr<line_writer> writer;
   return writer;
 }
@@ -141,15 +141,15 @@ std::string json_quoted(std::string_view text) {
 }
 
 void configure_logging(const log_settings& cfg) {
-  event_writer() = std::make_shared<line_writer>(STDERR_FILENO);
-  auto logger =
-      std::make_shared<spdlog::logger>("parley", std::make_shared<json_line_sink>(event_writer()));
+  the_line_writer() = std::make_shared<line_writer>(STDERR_FILENO);
+  auto logger = std::make_shared<spdlog::logger>(
+      "parley", std::make_shared<json_line_sink>(the_line_writer()));
   logger->set_level(spdlog::level::from_str(cfg.level));
   spdlog::set_default_logger(logger);
 }
 
 void log_event(std::string_view json_object) {
-  auto& writer = event_writer();
+  auto& writer = the_line_writer();
   if (!writer) {
     spdlog::info("{}", json_object);
     return;

@@ -40,12 +40,10 @@ request_record::request_record(std::string method, std::string route, std::strin
   if (path_.size() > logged_path_limit) path_.resize(logged_path_limit);
 }
 
-void request_record::set_body(std::string body) {
-  if (body.size() > logged_body_limit) {
-    body.resize(logged_body_limit);
-    body_truncated_ = true;
-  }
-  body_ = std::move(body);
+void request_record::set_body(std::string_view body) {
+  // Only what is logged is copied: a body may be megabytes.
+  body_truncated_ = body.size() > logged_body_limit;
+  body_ = std::string(body.substr(0, logged_body_limit));
 }
 
 void request_record::answered(int status) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace parley {
 
@@ -25,7 +26,7 @@ class request_record {
 
   void set_user(std::string user) { user_ = std::move(user); }
   /// The request body, logged as "body" (at most 8 KiB of it).
-  void set_body(std::string body);
+  void set_body(std::string_view body);
   /// The status of the answer sent; the first call stops the latency clock.
   void answered(int status);
   /// The status of an answer that goes on (a stream, an upgrade), unless a

@@ -3,6 +3,7 @@
 
 #include "support/api.hpp"
 #include "support/http_client.hpp"
+#include "support/prometheus_text.hpp"
 #include "support/server_process.hpp"
 
 #include <atomic>
@@ -155,6 +156,15 @@ BOOST_AUTO_TEST_CASE(a_full_sqlite_disk_answers_503_and_keeps_what_it_acknowledg
   BOOST_TEST(r.header("content-type") == "application/problem+json");
   // Still running, still reading; everything acknowledged is there.
   BOOST_TEST(c.get("/health").status == 200);
+  // What an operator sees of it.
+  auto metrics = prometheus_scrape::parse(c.get("/metrics").body);
+  BOOST_TEST(metrics.value("parley_persistence_failed_batches_total").value_or(0) >= 1);
+  BOOST_TEST(eventually([&] {
+    return prometheus_scrape::parse(c.get("/metrics").body)
+               .value("parley_http_requests_total",
+                      {{"route", "/v1/conversations/:id/messages"}, {"status", "503"}})
+               .value_or(0) >= 1;
+  }));
   auto stored = all_messages(c, id);
   std::set<std::string> stored_ids;
   for (auto& m : stored) stored_ids.insert(m["id"].get<std::string>());

@@ -141,6 +141,37 @@ BOOST_AUTO_TEST_CASE(a_stream_is_counted_with_its_route_and_status) {
   }));
 }
 
+BOOST_AUTO_TEST_CASE(a_stream_whose_client_leaves_is_counted_once_with_its_status) {
+  // Slow enough that the client is gone long before the reply is written.
+  server_process s(server_options{
+      .config_toml = "[[providers]]\nname = \"builtin\"\nkind = \"builtin\"\nitl_ms = 50\n"});
+  http_client c(s.base_url(), "leaver");
+  auto id = create_conversation(c);
+  auto before = scrape(c);
+  auto streamed =
+      sse_post(s.base_url(), "/v1/conversations/" + id + "/messages",
+               {{"content", "a long question of many words to answer"}, {"stream", true}}, "leaver",
+               [](const sse_result& r) {
+                 for (auto& e : r.events)
+                   if (e.name == "delta") return false;  // hang up at the first piece
+                 return true;
+               });
+  BOOST_REQUIRE(streamed.aborted);
+  auto counted = [&](const prometheus_scrape& now) {
+    return requests_of(now, "POST", "/v1/conversations/:id/messages", "200") -
+           requests_of(before, "POST", "/v1/conversations/:id/messages", "200");
+  };
+  BOOST_TEST(eventually([&] { return counted(scrape(c)) == 1; }));
+  // The cancelled generation ends its provider request too.
+  BOOST_TEST(eventually([&] {
+    return scrape(c)
+               .value("parley_provider_requests_total",
+                      {{"provider", "builtin"}, {"outcome", "cancelled"}})
+               .value_or(0) == 1;
+  }));
+  BOOST_TEST(counted(scrape(c)) == 1);
+}
+
 BOOST_AUTO_TEST_CASE(the_openapi_document_and_its_viewers_are_served_openly) {
   http_client c(open_server().base_url());
   auto doc = c.get("/openapi.json");

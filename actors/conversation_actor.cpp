@@ -141,12 +141,13 @@ void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
 // --- live subscribers -----------------------------------------------------------
 
 /// Tells every watcher, and the exchange's own stream if any, about `e`;
-/// watchers that are gone are forgotten.
-void publish(self_ptr self, const conversation_event& e,
+/// watchers that are gone are forgotten. False when the own stream refused
+/// `e`: its client is gone or was cut off for reading too slowly.
+bool publish(self_ptr self, const conversation_event& e,
              const std::shared_ptr<conversation_subscriber>& own) {
   auto& w = self->state.watchers;
   w.erase(std::remove_if(w.begin(), w.end(), [&](auto& s) { return !s->deliver(e); }), w.end());
-  if (own) own->deliver(e);
+  return !own || own->deliver(e);
 }
 
 void publish_message(self_ptr self, conversation_event::kind type, const message_record& m,
@@ -1025,7 +1026,16 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
         conversation_event e;
         e.type = conversation_event::kind::delta;
         e.text = std::move(text);
-        publish(self, e, st.generation->stream);
+        if (!publish(self, e, st.generation->stream)) {
+          // The exchange's own client was cut off (an SSE stream whose reader
+          // fell too far behind): call the generation off as if it had hung
+          // up, so the text so far is stored as cancelled. Its connection stays
+          // open, so the connection watch would not fire until the client
+          // closes it, and a provider deadline passing first would fail the
+          // generation and drop the whole reply.
+          st.generation->stream = nullptr;
+          if (st.generation->handle) st.generation->handle->cancel();
+        }
       },
       [=](generated_atom, std::uint64_t gen, outcome<completion_result>& result) {
         complete_generation(self, gen, std::move(result));

@@ -28,7 +28,9 @@ struct conversation_event {
 /// A client watching a conversation. The conversation's actor calls deliver()
 /// in order and never concurrently for one subscriber; it must not block (the
 /// implementation queues the bytes on its connection). Returns false once the
-/// client is gone or too slow, and the actor then forgets it.
+/// client is gone or too slow, and the actor then forgets it; when the
+/// exchange's own stream does so, its generation is called off as if the
+/// client had hung up.
 class conversation_subscriber {
  public:
   virtual ~conversation_subscriber() = default;

@@ -26,7 +26,8 @@ namespace parley {
 /// the socket: one flush is in flight at a time, and the events that come
 /// meanwhile go out together in the next (so a busy server makes fewer,
 /// larger writes). Once more than `max_queued_bytes` wait for a slow reader,
-/// the stream ends with an error event and nothing more is queued for it.
+/// the stream ends with an error event and nothing more is queued for it;
+/// deliver() then returns false, which calls the exchange's generation off.
 class sse_stream final : public conversation_subscriber,
                          public std::enable_shared_from_this<sse_stream> {
  public:

@@ -18,8 +18,6 @@ cmake --build "$build_dir" -j2
 # Reports are fatal; the servers the integration tests start inherit these.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-# Lets a test case skip itself here, with its reason (see the README's Tests section).
-export PARLEY_SANITIZED_RUN=1
 cd "$build_dir"
 echo "test-sanitized: ASan + UBSan build, fuzzers ${PARLEY_FUZZ_SECONDS:-60} s each" >&2
 # The tooling checks (OpenAPI document, install tree) ran in the plain build.

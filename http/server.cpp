@@ -11,6 +11,7 @@
 #include "http/problem.hpp"
 #include "http/request_log.hpp"
 #include "http/request_parsing.hpp"
+#include "http/screened_socket.hpp"
 #include "http/sse_stream.hpp"
 #include "http/user_limits.hpp"
 #include "http/ws_session.hpp"
@@ -72,6 +73,7 @@ class server_io_context : public asio::io_context {
 struct server_traits : restinio::default_traits_t {
   using request_handler_t = router_t;
   using connection_state_listener_t = closed_connection_listener;
+  using stream_socket_t = screened_socket;
   static constexpr bool use_connection_count_limiter = true;
 };
 
@@ -921,6 +923,14 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
   // stops RESTinio from cutting a long generation short.
   auto handling_timeout =
       std::chrono::milliseconds(cfg.actors.generation_timeout_ms) * 2 + std::chrono::seconds(30);
+  inbound_limits parser_limits;
+  parser_limits.max_url_bytes = std::uint64_t{cfg.server.max_header_bytes} * 8;
+  parser_limits.max_field_name_bytes = std::uint64_t{cfg.server.max_header_bytes} * 8;
+  parser_limits.max_field_value_bytes = std::uint64_t{cfg.server.max_header_bytes} * 8;
+  parser_limits.max_field_count = std::uint64_t{cfg.server.max_header_count} * 8;
+  parser_limits.max_body_bytes = cfg.server.max_body_bytes * 8 + 65536;
+  parser_limits.max_frame_bytes = cfg.server.max_body_bytes;
+  screened_socket::set_limits(parser_limits);
   server_io_context io;
   restinio::http_server_t<server_traits> server{
       restinio::external_io_context(io), [&](auto& s) {
@@ -940,18 +950,15 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
             .acceptor_post_bind_hook([&](asio::ip::tcp::acceptor& acceptor) {
               bound_port = acceptor.local_endpoint().port();
             })
-            // Bodies over max_body_bytes get a 413 from the handler; only far
-            // larger ones are cut off by the parser.
             // Past the configured limits the handlers answer 413, 414 or 431;
-            // eight times past them the parser ends the connection, as
-            // RESTinio 0.6 cannot answer before it has read a whole request.
-            .incoming_http_msg_limits(
-                restinio::incoming_http_msg_limits_t{}
-                    .max_url_size(std::size_t{cfg.server.max_header_bytes} * 8)
-                    .max_field_name_size(std::size_t{cfg.server.max_header_bytes} * 8)
-                    .max_field_value_size(std::size_t{cfg.server.max_header_bytes} * 8)
-                    .max_field_count(std::size_t{cfg.server.max_header_count} * 8)
-                    .max_body_size(cfg.server.max_body_bytes * 8 + 65536))
+            // eight times past them the screened socket answers before the
+            // parser would end the connection unanswered.
+            .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}
+                                          .max_url_size(parser_limits.max_url_bytes)
+                                          .max_field_name_size(parser_limits.max_field_name_bytes)
+                                          .max_field_value_size(parser_limits.max_field_value_bytes)
+                                          .max_field_count(parser_limits.max_field_count)
+                                          .max_body_size(parser_limits.max_body_bytes))
             .max_parallel_connections(cfg.server.max_connections)
             // A whole request, and an idle keep-alive, within read_timeout_ms:
             // a slow-loris client is cut off without holding a thread.

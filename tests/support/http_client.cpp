@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -130,6 +131,21 @@ http_response http_client::post(const std::string& path, const nlohmann::json& b
 http_response http_client::patch(const std::string& path, const nlohmann::json& body,
                                  std::vector<std::string> headers) {
   return request("PATCH", path, body.dump(), std::move(headers));
+}
+
+bool closed_within(int fd, std::chrono::milliseconds timeout, std::string* received) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    auto n = read(fd, buf, sizeof buf);
+    if (n <= 0) return true;
+    if (received) received->append(buf, static_cast<std::size_t>(n));
+  }
 }
 
 }  // namespace parley::testing

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -61,5 +62,9 @@ int raw_connect(std::uint16_t port, int receive_buffer = 0);
 /// reader). Returns the socket; the caller closes it. Throws on failure.
 int raw_post(std::uint16_t port, const std::string& path, const std::string& body,
              const std::string& user, int receive_buffer = 0);
+
+/// Reads from `fd` until the peer closes, appending what came to `received`
+/// when given; false when it is still open after `timeout`.
+bool closed_within(int fd, std::chrono::milliseconds timeout, std::string* received = nullptr);
 
 }  // namespace parley::testing

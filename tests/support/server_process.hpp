@@ -51,6 +51,8 @@ class server_process {
   std::uint16_t port() const { return port_; }
   const std::string& database_url() const { return database_url_; }
   const std::string& work_dir() const { return dir_.path(); }
+  /// The server's process id (its memory can be read from /proc).
+  int pid() const { return pid_; }
 
   /// SIGTERM, then waits; returns the exit code (-1 if killed by a signal).
   int stop();

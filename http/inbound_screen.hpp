@@ -1,0 +1,95 @@
+#pragma once
+
+#include <http_parser.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace parley {
+
+/// What a connection may bring in: RESTinio's own parser limits, so that
+/// whatever the screen lets through RESTinio accepts as well.
+struct inbound_limits {
+  std::uint64_t max_url_bytes = 8192;
+  std::uint64_t max_field_name_bytes = 8192;
+  std::uint64_t max_field_value_bytes = 8192;
+  std::uint64_t max_field_count = 100;
+  std::uint64_t max_body_bytes = 1048576;
+  /// A WebSocket frame announcing a longer payload is refused (close 1009).
+  std::uint64_t max_frame_bytes = 1048576;
+};
+
+/// Why a connection is ended, and the answer the client gets first.
+struct inbound_refusal {
+  bool websocket = false;  ///< a close frame, not an HTTP response
+  int code = 400;          ///< the HTTP status, or the WebSocket close code
+  std::string detail;
+};
+
+/// Reads a client connection's bytes in the order they arrive, alongside
+/// RESTinio's parser and with the same http_parser, and spots what RESTinio
+/// 0.6 would either drop without a word (a malformed request line, header or
+/// chunk size, a Content-Length that is not a number, a request past its
+/// parser limits) or allocate for unchecked (a WebSocket frame header
+/// announcing gigabytes): these get an answer and the connection ends before
+/// RESTinio sees the bytes. After an upgrade request it follows the
+/// WebSocket frames. Holds no more than a frame header of the input.
+///
+/// Not thread-safe: one connection's reads come one at a time.
+class inbound_screen {
+ public:
+  explicit inbound_screen(const inbound_limits& limits);
+  inbound_screen(const inbound_screen&) = delete;
+  inbound_screen& operator=(const inbound_screen&) = delete;
+
+  /// The next bytes the client sent. A refusal means they must not be passed
+  /// on; once refused, every later call refuses as well.
+  std::optional<inbound_refusal> take(const char* data, std::size_t size);
+
+  /// True once the connection follows WebSocket frames.
+  bool is_websocket() const { return websocket_; }
+
+ private:
+  void start_message();
+  std::optional<inbound_refusal> take_http(const char* data, std::size_t size);
+  std::optional<inbound_refusal> take_frames(const char* data, std::size_t size);
+  void refuse(int code, std::string detail);
+
+  // http_parser callbacks; `data` points at the screen.
+  static int on_url(http_parser* p, const char* at, std::size_t n);
+  static int on_header_field(http_parser* p, const char* at, std::size_t n);
+  static int on_header_value(http_parser* p, const char* at, std::size_t n);
+  static int on_headers_complete(http_parser* p);
+  static int on_body(http_parser* p, const char* at, std::size_t n);
+  static int on_chunk_header(http_parser* p);
+  static int on_message_complete(http_parser* p);
+
+  const inbound_limits limits_;
+  http_parser parser_;
+  http_parser_settings callbacks_;
+  std::optional<inbound_refusal> refused_;
+  bool websocket_ = false;
+
+  // The current request, counted as RESTinio counts it.
+  std::uint64_t url_bytes_ = 0;
+  std::uint64_t field_name_bytes_ = 0;
+  std::uint64_t field_value_bytes_ = 0;
+  std::uint64_t field_count_ = 0;
+  std::uint64_t body_bytes_ = 0;
+  bool last_was_value_ = true;
+  bool message_complete_ = false;
+
+  // The current WebSocket frame: its header as far as it came, then how much
+  // of its payload is still to pass.
+  unsigned char frame_header_[14] = {};
+  std::size_t frame_header_size_ = 0;
+  std::uint64_t payload_left_ = 0;
+};
+
+/// The bytes a refusal sends: an HTTP problem+json response that closes the
+/// connection, or a WebSocket close frame.
+std::string render_refusal(const inbound_refusal& r, const std::string& request_id);
+
+}  // namespace parley

@@ -559,8 +559,7 @@ void store_user_message(self_ptr self, exchange_plan plan,
   writes.push_back(write::insert_message{*plan.user_message});
   // Until the reply is stored, a repeat of the request gets what a failed
   // provider would have answered, never a second copy of the message.
-  failure interrupted{errc::provider_error,
-                      "the reply was interrupted before it was stored; regenerate to try again"};
+  failure interrupted{errc::provider_error, reply_interrupted_detail};
   interrupted.message_id = plan.user_message->id;
   add_claim(writes, plan.claim, meta.user_id, interrupted);
   auto rp = plan.rp;

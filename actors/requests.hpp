@@ -115,6 +115,12 @@ struct stored_response {
   std::string body;
 };
 
+/// The detail of the answer stored with a user message until its reply is
+/// stored (a 502 naming the message): what a repeat gets after a crash. A
+/// repeat that finds it while the reply may still come waits for the reply.
+inline constexpr const char* reply_interrupted_detail =
+    "the reply was interrupted before it was stored; regenerate to try again";
+
 /// Turns an operation's outcome into the HTTP answer to store with it.
 using response_renderer = std::function<stored_response(const outcome<exchange_result>&)>;
 

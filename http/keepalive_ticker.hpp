@@ -11,8 +11,10 @@ namespace parley {
 
 /// One thread that calls every registered task each `period`, for the
 /// keep-alives of open streams and WebSockets (a timer each would cost more
-/// than one sweep). A task returns false when it is done and is then dropped.
-/// Thread-safe; tasks must not block and must not call add().
+/// than one sweep), and for idempotent repeats that wait for another
+/// request's reply. A task returns false when it is done and is then dropped.
+/// Thread-safe; tasks must not block. A task may add() others (the sweep runs
+/// without the lock): they run from the next sweep on.
 class keepalive_ticker {
  public:
   using clock = std::chrono::steady_clock;

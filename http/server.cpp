@@ -1,5 +1,6 @@
 #include "http/server.hpp"
 
+#include "config/clock.hpp"
 #include "config/metrics.hpp"
 #include "config/uuid.hpp"
 #include "http/api_docs.hpp"
@@ -572,35 +573,95 @@ class http_api : public std::enable_shared_from_this<http_api> {
     auto fingerprint =
         request_fingerprint(c.req->header().method().c_str(), c.req->header().path(), dump(body));
     auto self = shared_from_this();
-    auto unlock_then = [self, c, key](auto fn) {
-      return [self, c, key, fn](auto&& r) {
-        self->locks_.unlock(c.user_id, key);
-        fn(r);
-      };
-    };
-    engine_.find_idempotency(
-        c.user_id, key,
-        tracked<std::optional<idempotency_record>>(
-            [self, c, key, fingerprint, is_create, start, finish,
-             unlock_then](outcome<std::optional<idempotency_record>> found) {
-              if (!found) {
-                self->locks_.unlock(c.user_id, key);
-                send_problem(c, to_problem(found.error()));
+    auto release = [self, user = c.user_id, key] { self->locks_.unlock(user, key); };
+    // The key stays locked in this process until the exchange is answered.
+    // Another process may store an answer for the same key first: our commit
+    // then conflicts with it, and its answer is the one to replay.
+    auto run = [self, c, key, fingerprint, is_create, stream, start, finish, release] {
+      auto request_id = c.request_id;
+      idempotency_claim claim{
+          key, fingerprint, [request_id](const auto& r) { return render_exchange(r, request_id); }};
+      start(std::move(claim),
+            self->tracked<exchange_result>([self, c, key, fingerprint, is_create, stream, finish,
+                                            release](const outcome<exchange_result>& r) {
+              release();
+              if (r || r.error().code != errc::conflict) {
+                finish(r);
                 return;
               }
-              if (*found) {
-                self->locks_.unlock(c.user_id, key);
-                replay(c, **found, fingerprint, is_create);
-                return;
-              }
-              auto request_id = c.request_id;
-              idempotency_claim claim{key, fingerprint, [request_id](const auto& r) {
-                                        return render_exchange(r, request_id);
-                                      }};
-              start(std::move(claim),
-                    self->tracked<exchange_result>(
-                        unlock_then([finish](const outcome<exchange_result>& r) { finish(r); })));
+              // A stream that began has told its client already.
+              if (stream && stream->finish(r)) return;
+              self->replay_stored(c, key, fingerprint, is_create, [finish, r] { finish(r); });
             }));
+    };
+    engine_.find_idempotency(c.user_id, key,
+                             tracked<std::optional<idempotency_record>>(
+                                 [self, c, key, fingerprint, is_create, run,
+                                  release](outcome<std::optional<idempotency_record>> found) {
+                                   if (found && !*found) {
+                                     run();
+                                     return;
+                                   }
+                                   release();
+                                   if (!found) {
+                                     send_problem(c, to_problem(found.error()));
+                                     return;
+                                   }
+                                   self->answer_stored(c, **found, key, fingerprint, is_create);
+                                 }));
+  }
+
+  /// Replays what is stored for `key`, or runs `absent` when nothing is.
+  void replay_stored(const call_context& c, const std::string& key, const std::string& fingerprint,
+                     bool is_create, std::function<void()> absent) {
+    auto self = shared_from_this();
+    engine_.find_idempotency(c.user_id, key,
+                             tracked<std::optional<idempotency_record>>(
+                                 [self, c, key, fingerprint, is_create,
+                                  absent](outcome<std::optional<idempotency_record>> found) {
+                                   if (!found) {
+                                     send_problem(c, to_problem(found.error()));
+                                     return;
+                                   }
+                                   if (!*found) {
+                                     absent();
+                                     return;
+                                   }
+                                   self->answer_stored(c, **found, key, fingerprint, is_create);
+                                 }));
+  }
+
+  /// Replays `stored`; while it is the placeholder of a reply that another
+  /// request (in this process or another) may still store, looks again at
+  /// the ticker's next sweep.
+  void answer_stored(const call_context& c, const idempotency_record& stored,
+                     const std::string& key, const std::string& fingerprint, bool is_create) {
+    if (stored.request_hash != fingerprint || !reply_may_still_come(stored)) {
+      replay(c, stored, fingerprint, is_create);
+      return;
+    }
+    auto self = shared_from_this();
+    ticker_.add([self, c, key, fingerprint, is_create](auto) {
+      self->replay_stored(c, key, fingerprint, is_create, [c] {
+        send_problem(c, make_problem(409,
+                                     "the request with this Idempotency-Key ended without "
+                                     "a stored answer; send it again"));
+      });
+      return false;
+    });
+  }
+
+  /// True for the answer stored with a user message before its reply, while
+  /// the reply can still come. One stored before this process started is
+  /// taken as left by a crash (no process lives to replace it, when Parley
+  /// runs alone) and replayed at once: waiting out its generation deadline
+  /// would hold every retry after a restart for minutes.
+  bool reply_may_still_come(const idempotency_record& stored) const {
+    if (stored.status != 502 || stored.created_at < started_at_) return false;
+    auto body = nlohmann::json::parse(stored.body, nullptr, false);
+    if (!body.is_object() || body.value("detail", "") != reply_interrupted_detail) return false;
+    auto longest = std::int64_t{cfg_.actors.generation_timeout_ms} + 2 * cfg_.database.timeout_ms;
+    return now_ms() < stored.created_at + longest;
   }
 
   static void replay(const call_context& c, const idempotency_record& stored,
@@ -871,6 +932,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
   std::unique_ptr<jwt_verifier> jwt_;  ///< null unless auth.mode is jwt
   idempotency_locks locks_;
   std::atomic<int> in_flight_{0};
+  const unix_ms started_at_ = now_ms();
 };
 
 }  // namespace

@@ -191,10 +191,18 @@ caf::behavior reader(caf::stateful_actor<reader_state>* self, std::shared_ptr<st
 
 persistence_actors spawn_persistence(caf::actor_system& sys, const database_settings& cfg,
                                      const store_factory& factory) {
+  // Every call of an actor's store is bounded by the deadline its callers
+  // wait (a caller that gave up must not find the writer or a reader still
+  // stuck in a hung statement, nor have its write committed behind its back).
+  auto call_timeout = std::chrono::milliseconds(cfg.timeout_ms);
   std::shared_ptr<store> writer_store = factory();
   writer_store->migrate();
+  writer_store->set_call_timeout(call_timeout);
   std::vector<std::shared_ptr<store>> reader_stores;
-  for (unsigned i = 0; i < cfg.read_pool_size; ++i) reader_stores.push_back(factory());
+  for (unsigned i = 0; i < cfg.read_pool_size; ++i) {
+    reader_stores.push_back(factory());
+    reader_stores.back()->set_call_timeout(call_timeout);
+  }
   persistence_actors out;
   out.writer = sys.spawn<caf::detached>(writer, writer_store, cfg);
   std::size_t next = 0;

@@ -1,5 +1,7 @@
 #include "persistence/postgresql_batch.hpp"
+#include "persistence/postgresql_interrupt.hpp"
 #include "persistence/schema.hpp"
+#include "persistence/statement_watchdog.hpp"
 #include "persistence/store.hpp"
 #include "persistence/write_plan.hpp"
 
@@ -11,6 +13,10 @@
 
 #include <chrono>
 #include <mutex>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
 
 namespace parley {
 
@@ -201,6 +207,7 @@ class sql_store final : public store {
       } else {
         session_.open(soci::postgresql, postgresql_connect_string(url.target));
         quiet_notices();
+        interrupt_ = make_postgresql_interrupt(native_postgresql());
       }
     });
   }
@@ -208,7 +215,8 @@ class sql_store final : public store {
   // store overrides
 
   void migrate() override {
-    guarded([&] {
+    // Unbounded: it may wait its turn behind another process's migration.
+    guarded(call_bound::none, [&] {
       // Parley processes starting together on one PostgreSQL database take
       // turns (SQLite's write lock does the same for it).
       constexpr const char* migration_lock = "7263827761";  // any fixed number
@@ -376,6 +384,8 @@ class sql_store final : public store {
       session_ << "SELECT 1", soci::into(one);
     });
   }
+
+  void set_call_timeout(std::chrono::milliseconds timeout) override { call_timeout_ = timeout; }
 
  private:
   /// Every SQLite write statement, prepared once and bound to the variables
@@ -644,16 +654,60 @@ class sql_store final : public store {
         native_postgresql(), [](void*, const char*) {}, nullptr);
   }
 
+  /// Whether a call is bounded by the call timeout.
+  enum class call_bound { timeout, none };
+
   /// Runs `fn` with database errors turned into store_error. A connection
   /// that failed is checked first and, if it broke, opened again (at most
   /// every reconnect_interval; in between the call fails at once).
   template <class Fn>
   auto guarded(Fn&& fn) -> decltype(fn()) {
+    return guarded(call_bound::timeout, std::forward<Fn>(fn));
+  }
+
+  /// The same; on PostgreSQL a `timeout` bound call still running at
+  /// call_timeout_ is cancelled by the statement watchdog. A cancelled
+  /// statement fails (and with it the batch's transaction, which the server
+  /// rolls back), and that failure is db_unavailable whatever it says: a
+  /// batch that timed out must not be retried set by set as a conflict would be.
+  template <class Fn>
+  auto guarded(call_bound bound, Fn&& fn) -> decltype(fn()) {
     if (suspect_) reconnect_if_broken();
+    // The watchdog (and its threads) only comes into play with a connection
+    // to interrupt: never for SQLite.
+    auto target = bound == call_bound::timeout ? interrupt_ : nullptr;
+    std::optional<statement_deadline> deadline;
+    if (target && call_timeout_.count() > 0)
+      deadline.emplace(statement_watchdog::shared(), std::move(target), call_timeout_);
+    auto finish = [&] {
+      auto outcome = deadline ? deadline->finish() : call_outcome::finished;
+      if (outcome != call_outcome::finished) suspect_ = true;
+      // The socket is shut down even if the call got its answer first.
+      if (outcome == call_outcome::dropped) dropped_ = true;
+      return outcome;
+    };
     try {
-      return translate_errors(fn);
+      if constexpr (std::is_void_v<decltype(fn())>) {
+        translate_errors(fn);
+        finish();
+      } else {
+        auto result = translate_errors(fn);
+        finish();
+        return result;
+      }
     } catch (const store_error& e) {
+      if (auto outcome = finish(); outcome != call_outcome::finished)
+        throw store_error(errc::db_unavailable,
+                          "no answer from the database within " +
+                              std::to_string(call_timeout_.count()) + " ms; " +
+                              (outcome == call_outcome::cancelled
+                                   ? "the statement was cancelled"
+                                   : "the cancel did not take, the connection was dropped") +
+                              " (" + e.what() + ")");
       if (e.code == errc::db_unavailable) suspect_ = true;
+      throw;
+    } catch (...) {
+      finish();
       throw;
     }
   }
@@ -671,9 +725,10 @@ class sql_store final : public store {
 
   void reconnect_if_broken() {
     // SQLite errors (locked, full) leave the connection usable.
-    // A connection left in pipeline mode failed half way through a batch.
+    // A connection left in pipeline mode failed half way through a batch;
+    // one the watchdog dropped may not know it yet.
     if (dialect_ != sql_dialect::postgresql ||
-        (PQstatus(native_postgresql()) == CONNECTION_OK &&
+        (!dropped_ && PQstatus(native_postgresql()) == CONNECTION_OK &&
          PQpipelineStatus(native_postgresql()) == PQ_PIPELINE_OFF)) {
       suspect_ = false;
       return;
@@ -682,9 +737,12 @@ class sql_store final : public store {
     if (now - last_reconnect_ < reconnect_interval)
       throw store_error(errc::db_unavailable, "the database connection is down");
     last_reconnect_ = now;
-    writes_.reset();  // its statements belong to the old connection
+    writes_.reset();     // its statements belong to the old connection
+    interrupt_.reset();  // its copy of the socket would keep the old connection open
     translate_errors([&] { session_.reconnect(); });
     quiet_notices();
+    interrupt_ = make_postgresql_interrupt(native_postgresql());
+    dropped_ = false;
     suspect_ = false;
   }
 
@@ -693,6 +751,12 @@ class sql_store final : public store {
   std::unique_ptr<prepared_writes> writes_;  // after session_: destroyed first
   bool suspect_ = false;                     ///< the last call failed for want of the database
   std::chrono::steady_clock::time_point last_reconnect_{};
+  /// How long a call may take; zero: no bound (set_call_timeout).
+  std::chrono::milliseconds call_timeout_{0};
+  /// What the watchdog stops a call on this connection with; PostgreSQL
+  /// only, and null while there is no connection.
+  std::shared_ptr<interruptible> interrupt_;
+  bool dropped_ = false;  ///< the watchdog gave the connection up: open a new one
 };
 
 /// Serializes access to one shared store (the in-memory SQLite database).
@@ -748,6 +812,9 @@ class locked_store final : public store {
   }
   void ping() override {
     with([](store& s) { s.ping(); });
+  }
+  void set_call_timeout(std::chrono::milliseconds timeout) override {
+    with([&](store& s) { s.set_call_timeout(timeout); });
   }
 
  private:

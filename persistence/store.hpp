@@ -4,6 +4,7 @@
 #include "config/settings.hpp"
 #include "persistence/records.hpp"
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -60,6 +61,14 @@ class store {
 
   /// A trivial query: proves the database answers.
   virtual void ping() = 0;
+
+  /// Bounds every later call but migrate(): a call still running `timeout`
+  /// after it began is cancelled on the server and throws
+  /// store_error(db_unavailable), with nothing of it committed; the
+  /// connection stays usable, or is opened again by the next call when the
+  /// cancel did not take. Zero (the default) bounds nothing. A store that
+  /// cannot hang ignores it (SQLite gives up a lock after its busy timeout).
+  virtual void set_call_timeout(std::chrono::milliseconds timeout) { (void)timeout; }
 };
 
 /// Makes a new store per call: each actor that touches the database owns one.

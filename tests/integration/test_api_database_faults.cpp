@@ -137,6 +137,43 @@ BOOST_AUTO_TEST_CASE(a_locked_sqlite_database_answers_503_then_recovers,
   BOOST_TEST(stored.back()["content"] == "Echo: after");
 }
 
+// The SQLite run locks its file instead, above.
+BOOST_AUTO_TEST_CASE(a_hung_postgresql_statement_is_cancelled_at_the_deadline,
+                     *boost::unit_test::precondition(only_on_postgresql)) {
+  constexpr auto timeout = std::chrono::milliseconds(1000);  // database.timeout_ms
+  server_process server({.config_toml = "[database]\ntimeout_ms = 1000\n"});
+  http_client c(server.base_url(), "hung");
+  auto id = create_conversation(c, {{"message", "before"}});
+  {
+    // Every statement on messages waits now, while the server answers the
+    // rest: a database that hangs, not one that is down. The server ends
+    // the lock itself after 15 s, so a statement nobody cancels commits then.
+    postgresql_table_lock lock(server.database_url(), "messages", std::chrono::seconds(15));
+    auto started = steady::now();
+    auto r = c.post(messages_path(id), {{"content", "during"}});
+    auto waited = steady::now() - started;
+    expect_problem(r, 503);
+    BOOST_TEST(!r.header("retry-after").empty());
+    BOOST_TEST((waited < timeout + std::chrono::seconds(1)));
+    // The statement was cancelled, so the writer is free again while the
+    // database still hangs on messages: a write that does not touch them
+    // goes through (without the cancel it would queue behind the hung one).
+    started = steady::now();
+    auto other = c.post("/v1/conversations", json::object());
+    BOOST_TEST(other.status == 201);
+    BOOST_TEST((steady::now() - started < timeout + std::chrono::seconds(1)));
+  }
+  // Once the lock is gone the conversation goes on, and nothing of the
+  // cancelled send was committed behind the 503.
+  auto after = c.post(messages_path(id), {{"content", "after"}});
+  BOOST_REQUIRE_EQUAL(after.status, 201);
+  auto stored = all_messages(c, id);
+  expect_seqs_one_to(stored, 4);
+  for (auto& m : stored)
+    BOOST_TEST(m["content"].get<std::string>().find("during") == std::string::npos);
+  BOOST_TEST(stored.back()["content"] == "Echo: after");
+}
+
 BOOST_AUTO_TEST_CASE(a_full_sqlite_disk_answers_503_and_keeps_what_it_acknowledged,
                      *boost::unit_test::precondition(only_on_sqlite)) {
   server_process server({.max_file_bytes = 3 * 1024 * 1024});

@@ -1,10 +1,13 @@
 #include "support/scratch_database.hpp"
 
 #include <libpq-fe.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
@@ -73,6 +76,83 @@ void scratch_database::terminate_connections() {
   std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), sql.c_str()), &PQclear);
   if (PQresultStatus(res.get()) != PGRES_TUPLES_OK)
     throw std::runtime_error(sql + ": " + PQresultErrorMessage(res.get()));
+}
+
+postgresql_table_lock::postgresql_table_lock(const std::string& database_url,
+                                             const std::string& table,
+                                             std::chrono::seconds at_most) {
+  conn_ = PQconnectdb(database_url.c_str());
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    std::string why = PQerrorMessage(conn_);
+    PQfinish(conn_);
+    throw std::runtime_error("cannot reach the test PostgreSQL: " + why);
+  }
+  auto run = [&](const std::string& sql) {
+    std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn_, sql.c_str()), &PQclear);
+    if (PQresultStatus(res.get()) == PGRES_COMMAND_OK) return;
+    std::string why = PQresultErrorMessage(res.get());
+    PQfinish(conn_);
+    conn_ = nullptr;
+    throw std::runtime_error(sql + ": " + why);
+  };
+  run("SET idle_in_transaction_session_timeout = " +
+      std::to_string(std::chrono::milliseconds(at_most).count()));
+  run("SET lock_timeout = 5000");  // it waits for transactions under way, but not for long
+  run("BEGIN");
+  run("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
+}
+
+postgresql_table_lock::~postgresql_table_lock() { release(); }
+
+void postgresql_table_lock::release() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!conn_) return;
+  // Rolled back before it returns, so the next statement finds no lock
+  // (it fails harmlessly when the server ended the session at `at_most`).
+  PQclear(PQexec(conn_, "ROLLBACK"));
+  PQfinish(conn_);
+  conn_ = nullptr;
+}
+
+postgresql_backend_pause::postgresql_backend_pause(const std::string& database_url,
+                                                   const std::string& application_name,
+                                                   std::chrono::seconds at_most) {
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(database_url.c_str()), &PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK)
+    throw std::runtime_error("cannot reach the test PostgreSQL: " +
+                             std::string(PQerrorMessage(conn.get())));
+  const char* sql =
+      "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+      " AND application_name = $1 AND pid <> pg_backend_pid()";
+  const char* params[] = {application_name.c_str()};
+  std::unique_ptr<PGresult, decltype(&PQclear)> res(
+      PQexecParams(conn.get(), sql, 1, nullptr, params, nullptr, nullptr, 0), &PQclear);
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK)
+    throw std::runtime_error(std::string(sql) + ": " + PQresultErrorMessage(res.get()));
+  for (int row = 0; row < PQntuples(res.get()); ++row) {
+    int pid = std::atoi(PQgetvalue(res.get(), row, 0));
+    if (::kill(pid, SIGSTOP) != 0) {
+      std::string why = std::strerror(errno);
+      for (int stopped : pids_) ::kill(stopped, SIGCONT);
+      throw std::runtime_error("cannot stop PostgreSQL process " + std::to_string(pid) + ": " +
+                               why);
+    }
+    pids_.push_back(pid);
+  }
+  resumer_ = std::thread([this, at_most] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ended_changed_.wait_for(lock, at_most, [this] { return ended_; });
+    for (int pid : pids_) ::kill(pid, SIGCONT);
+  });
+}
+
+postgresql_backend_pause::~postgresql_backend_pause() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ended_ = true;
+  }
+  ended_changed_.notify_all();
+  resumer_.join();
 }
 
 bool control_postgresql(const std::string& action) {

@@ -1,6 +1,14 @@
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
+
+struct pg_conn;  // libpq's PGconn
 
 namespace parley::testing {
 
@@ -37,6 +45,56 @@ class scratch_database {
  private:
   std::string url_;
   std::string postgresql_name_;  ///< empty for SQLite
+};
+
+/// PostgreSQL only: a database that hangs without going down. Holds
+/// `LOCK TABLE table IN ACCESS EXCLUSIVE MODE` in an open transaction on a
+/// connection of its own, so every statement that touches the table (even a
+/// SELECT) waits while the server answers everything else. The server ends
+/// the lock itself after `at_most` (idle_in_transaction_session_timeout), so
+/// a test whose statement is never cancelled fails instead of hanging.
+class postgresql_table_lock {
+ public:
+  /// Returns once the lock is held; throws std::runtime_error otherwise.
+  postgresql_table_lock(const std::string& database_url, const std::string& table,
+                        std::chrono::seconds at_most);
+  ~postgresql_table_lock();
+  postgresql_table_lock(const postgresql_table_lock&) = delete;
+  postgresql_table_lock& operator=(const postgresql_table_lock&) = delete;
+
+  /// Lets go of the lock (once; thread-safe).
+  void release();
+
+ private:
+  std::mutex mutex_;
+  pg_conn* conn_ = nullptr;  ///< owned; null once released
+};
+
+/// PostgreSQL only, with the server on this machine and ours to signal: a
+/// database that hangs on one connection. Stops (SIGSTOP) the server process
+/// of every connection to the database of `database_url` whose
+/// application_name is `application_name`, and lets them go on (SIGCONT)
+/// when destroyed or after `at_most`, whichever comes first (so a test whose
+/// statement is never interrupted fails instead of hanging). Their statements
+/// wait, and a cancel request reaches them but is not acted on, while the
+/// server answers everything else.
+class postgresql_backend_pause {
+ public:
+  /// Throws std::runtime_error when a process cannot be signalled.
+  postgresql_backend_pause(const std::string& database_url, const std::string& application_name,
+                           std::chrono::seconds at_most);
+  ~postgresql_backend_pause();
+  postgresql_backend_pause(const postgresql_backend_pause&) = delete;
+  postgresql_backend_pause& operator=(const postgresql_backend_pause&) = delete;
+
+  std::size_t stopped() const { return pids_.size(); }
+
+ private:
+  std::vector<int> pids_;
+  std::mutex mutex_;
+  std::condition_variable ended_changed_;
+  bool ended_ = false;   ///< guarded by mutex_
+  std::thread resumer_;  ///< sends the SIGCONTs
 };
 
 /// Runs the shell command PARLEY_TEST_PG_CONTROL names with `action` (start or

@@ -12,7 +12,11 @@
 // Reports requests/s, errors by kind, and latency percentiles (p50, p90, p99,
 // p99.9, max) of the whole answer and of the first delta, as a table and as
 // JSON (--json FILE); a progress line on stderr every second.
+//
+// --mix crash (with --journal FILE) and --verify-journal FILE are the crash
+// drill's load and check instead (load/crash_mix.hpp).
 
+#include "bench/load/crash_mix.hpp"
 #include "bench/load/histogram.hpp"
 #include "support/jwt_signer.hpp"
 
@@ -842,7 +846,40 @@ int main(int argc, char** argv) {
                "at the end, read every conversation back and check that each message an "
                "answer reported is stored (exit 3 if not)");
   app.add_flag("--quiet", o.quiet, "no progress line");
+  std::string mix, journal, verify_journal;
+  std::uint64_t seed = 0;
+  app.add_option("--mix", mix,
+                 "crash: the crash drill's mixed writes (sends with and without "
+                 "Idempotency-Key, SSE, WebSocket, edits, deletes, regenerates), one thread "
+                 "per --users, every acknowledgement appended to --journal")
+      ->check(CLI::IsMember({"crash"}));
+  app.add_option("--journal", journal, "--mix crash: the journal (JSON lines) to append to");
+  app.add_option("--verify-journal", verify_journal,
+                 "check the server against a crash-mix journal: idempotent retries replayed, "
+                 "every acknowledged write read back (exit 3 on a loss or violation)");
+  app.add_option("--seed", seed, "--mix crash: the random seed (default: random)");
   CLI11_PARSE(app, argc, argv);
+
+  if (!mix.empty() || !verify_journal.empty()) {
+    parley::load::crash_options c;
+    c.base_url = o.base_url;
+    c.journal_path = verify_journal.empty() ? journal : verify_journal;
+    c.users = o.users == 0 ? 8 : o.users;
+    c.conversations_per_user = o.conversations_per_user;
+    c.seconds = o.seconds;
+    c.think_ms = o.think_ms;
+    c.seed = seed;
+    c.json_path = o.json_path;
+    c.ready_path = o.ready_path;
+    c.quiet = o.quiet;
+    c.identity = [&o](const std::string& user) { return identity_header(o, user); };
+    if (c.journal_path.empty()) {
+      std::cerr << "parley-load: --mix crash needs --journal FILE\n";
+      return 2;
+    }
+    return verify_journal.empty() ? parley::load::run_crash_mix(c)
+                                  : parley::load::verify_crash_journal(c);
+  }
 
   auto rest = o.base_url.substr(
       o.base_url.find("://") == std::string::npos ? 0 : o.base_url.find("://") + 3);

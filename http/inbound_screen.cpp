@@ -2,6 +2,7 @@
 
 #include "http/problem.hpp"
 
+#include <algorithm>
 #include <climits>
 
 namespace parley {
@@ -36,8 +37,18 @@ void inbound_screen::start_message() {
 }
 
 std::optional<inbound_refusal> inbound_screen::take(const char* data, std::size_t size) {
-  if (refused_) return refused_;
+  if (refused_) {
+    passable_ = 0;
+    return refused_;
+  }
   return websocket_ ? take_frames(data, size) : take_http(data, size);
+}
+
+void inbound_screen::follow_frames() {
+  websocket_ = true;
+  upgrade_requested_ = false;
+  frame_header_size_ = 0;
+  payload_left_ = 0;
 }
 
 void inbound_screen::refuse(int code, std::string detail) {
@@ -47,27 +58,34 @@ void inbound_screen::refuse(int code, std::string detail) {
 // --- HTTP -----------------------------------------------------------------------------
 
 std::optional<inbound_refusal> inbound_screen::take_http(const char* data, std::size_t size) {
-  while (size > 0) {
-    auto parsed = http_parser_execute(&parser_, &callbacks_, data, size);
-    if (refused_) return refused_;
+  // Where the current request began in these bytes (0 when in earlier ones,
+  // already passed on).
+  std::size_t taken = 0, request_began = 0;
+  upgrade_requested_ = false;  // read again: RESTinio answered it without upgrading
+  while (taken < size) {
+    auto parsed = http_parser_execute(&parser_, &callbacks_, data + taken, size - taken);
     auto err = HTTP_PARSER_ERRNO(&parser_);
-    if (err != HPE_OK && err != HPE_PAUSED) {
+    if (!refused_ && err != HPE_OK && err != HPE_PAUSED) {
       if (err == HPE_HEADER_OVERFLOW)
         refuse(431, "the request's header section is too large");
       else
         refuse(400, std::string("malformed request: ") + http_errno_description(err));
+    }
+    if (refused_) {
+      passable_ = request_began;
       return refused_;
     }
     if (!message_complete_) return std::nullopt;  // all of it taken; the request goes on
-    data += parsed;
-    size -= parsed;
-    if (parser_.upgrade) {
-      // RESTinio reads nothing more as HTTP, and drops what came with the
-      // upgrade request: the frames start with the next read.
-      websocket_ = true;
+    taken += parsed;
+    bool upgrade = parser_.upgrade != 0;
+    start_message();
+    request_began = taken;
+    if (upgrade) {
+      // RESTinio reads nothing more until it has answered the upgrade
+      // request, and drops what came with it if it upgrades.
+      upgrade_requested_ = true;
       return std::nullopt;
     }
-    start_message();
   }
   return std::nullopt;
 }
@@ -162,16 +180,17 @@ int inbound_screen::on_message_complete(http_parser* p) {
 // --- WebSocket frames ------------------------------------------------------------------
 
 std::optional<inbound_refusal> inbound_screen::take_frames(const char* data, std::size_t size) {
-  while (size > 0) {
+  // Where the current frame began in these bytes (0 when in earlier ones).
+  std::size_t taken = 0, frame_began = 0;
+  while (taken < size) {
     if (payload_left_ > 0) {
-      auto skipped = static_cast<std::size_t>(std::min<std::uint64_t>(payload_left_, size));
+      auto skipped = static_cast<std::size_t>(std::min<std::uint64_t>(payload_left_, size - taken));
       payload_left_ -= skipped;
-      data += skipped;
-      size -= skipped;
+      taken += skipped;
       continue;
     }
-    frame_header_[frame_header_size_++] = static_cast<unsigned char>(*data++);
-    --size;
+    if (frame_header_size_ == 0) frame_began = taken;
+    frame_header_[frame_header_size_++] = static_cast<unsigned char>(data[taken++]);
     if (frame_header_size_ < 2) continue;
     unsigned length7 = frame_header_[1] & 0x7f;
     bool masked = (frame_header_[1] & 0x80) != 0;
@@ -186,6 +205,7 @@ std::optional<inbound_refusal> inbound_screen::take_frames(const char* data, std
     frame_header_size_ = 0;
     if (length > limits_.max_frame_bytes) {
       refuse(1009, "messages are limited to " + bytes(limits_.max_frame_bytes));
+      passable_ = frame_began;
       return refused_;
     }
     payload_left_ = length;

@@ -9,16 +9,19 @@
 
 namespace parley {
 
-/// What a connection may bring in: RESTinio's own parser limits, so that
-/// whatever the screen lets through RESTinio accepts as well.
+/// What a connection may bring in. The HTTP limits must be the server's own
+/// RESTinio parser limits (incoming_http_msg_limits), so that whatever the
+/// screen lets through RESTinio accepts as well; like RESTinio's, they are
+/// unlimited unless set.
 struct inbound_limits {
-  std::uint64_t max_url_bytes = 8192;
-  std::uint64_t max_field_name_bytes = 8192;
-  std::uint64_t max_field_value_bytes = 8192;
-  std::uint64_t max_field_count = 100;
-  std::uint64_t max_body_bytes = 1048576;
+  static constexpr std::uint64_t unlimited = ~std::uint64_t{0};
+  std::uint64_t max_url_bytes = unlimited;
+  std::uint64_t max_field_name_bytes = unlimited;
+  std::uint64_t max_field_value_bytes = unlimited;
+  std::uint64_t max_field_count = unlimited;
+  std::uint64_t max_body_bytes = unlimited;
   /// A WebSocket frame announcing a longer payload is refused (close 1009).
-  std::uint64_t max_frame_bytes = 1048576;
+  std::uint64_t max_frame_bytes = unlimited;
 };
 
 /// Why a connection is ended, and the answer the client gets first.
@@ -34,7 +37,7 @@ struct inbound_refusal {
 /// chunk size, a Content-Length that is not a number, a request past its
 /// parser limits) or allocate for unchecked (a WebSocket frame header
 /// announcing gigabytes): these get an answer and the connection ends before
-/// RESTinio sees the bytes. After an upgrade request it follows the
+/// RESTinio sees them. Once the connection is upgraded it follows the
 /// WebSocket frames. Holds no more than a frame header of the input.
 ///
 /// Not thread-safe: one connection's reads come one at a time.
@@ -45,8 +48,20 @@ class inbound_screen {
   inbound_screen& operator=(const inbound_screen&) = delete;
 
   /// The next bytes the client sent. A refusal means they must not be passed
-  /// on; once refused, every later call refuses as well.
+  /// on, but for the first passable() of them; once refused, every later
+  /// call refuses as well.
   std::optional<inbound_refusal> take(const char* data, std::size_t size);
+
+  /// After a refusal: how many of the last bytes taken hold whole requests
+  /// (or frames) before the refused one, which RESTinio may still handle.
+  std::size_t passable() const { return passable_; }
+
+  /// True after an upgrade request: RESTinio reads nothing more until it
+  /// has answered it, and then either upgrades or goes on with HTTP.
+  bool upgrade_requested() const { return upgrade_requested_; }
+
+  /// The connection was upgraded: from now on the bytes are WebSocket frames.
+  void follow_frames();
 
   /// True once the connection follows WebSocket frames.
   bool is_websocket() const { return websocket_; }
@@ -70,6 +85,8 @@ class inbound_screen {
   http_parser parser_;
   http_parser_settings callbacks_;
   std::optional<inbound_refusal> refused_;
+  std::size_t passable_ = 0;
+  bool upgrade_requested_ = false;
   bool websocket_ = false;
 
   // The current request, counted as RESTinio counts it.

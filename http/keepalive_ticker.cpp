@@ -5,18 +5,27 @@ namespace parley {
 keepalive_ticker::keepalive_ticker(clock::duration period)
     : period_(period), thread_([this] { run(); }) {}
 
-keepalive_ticker::~keepalive_ticker() {
+keepalive_ticker::~keepalive_ticker() { stop(); }
+
+void keepalive_ticker::stop() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+  // Dropped outside the lock: a task's captures may add() as they go.
+  std::vector<task> dropped, dropped_added;
+  {
+    std::lock_guard lock(mutex_);
+    dropped.swap(tasks_);
+    dropped_added.swap(added_);
+  }
 }
 
 void keepalive_ticker::add(task t) {
   std::lock_guard lock(mutex_);
-  added_.push_back(std::move(t));
+  if (!stopping_) added_.push_back(std::move(t));
 }
 
 std::size_t keepalive_ticker::size() const {

@@ -21,12 +21,17 @@ class keepalive_ticker {
   using task = std::function<bool(clock::time_point now)>;
 
   explicit keepalive_ticker(clock::duration period);
-  /// Stops the thread; tasks still registered are dropped.
+  /// Stops, as stop() does.
   ~keepalive_ticker();
   keepalive_ticker(const keepalive_ticker&) = delete;
   keepalive_ticker& operator=(const keepalive_ticker&) = delete;
 
+  /// Registers `t` for the next sweeps; dropped once stopped.
   void add(task t);
+
+  /// Waits for a sweep under way, ends the thread and drops every task
+  /// (and what they hold). Not from a task; later calls do nothing.
+  void stop();
 
   /// Tasks registered now (for tests).
   std::size_t size() const;

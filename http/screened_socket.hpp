@@ -7,6 +7,9 @@
 #include <restinio/asio_include.hpp>
 #include <restinio/tls_fwd.hpp>
 
+#include <algorithm>
+#include <array>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,9 +25,12 @@ namespace parley {
 /// unanswered, and refuses WebSocket frames whose announced size RESTinio
 /// would allocate unchecked, without changing RESTinio.
 ///
-/// An answer is written beside RESTinio's own writes: a response RESTinio is
-/// writing at that moment (to an earlier pipelined request, or a WebSocket
-/// frame) can be cut by it. Only a client already refused sees that.
+/// Whole requests that came before the refused bytes still go to RESTinio,
+/// and the refusal is answered at its next read. That answer is written
+/// beside RESTinio's own writes, though: an answer to an earlier pipelined
+/// request that RESTinio has not written yet comes after it, or not at all,
+/// and one it is writing can be cut. Only a client that pipelines garbage
+/// behind its requests sees that.
 class screened_socket {
  public:
   using executor_type = asio::ip::tcp::socket::executor_type;
@@ -35,8 +41,8 @@ class screened_socket {
   static void set_limits(const inbound_limits& limits);
 
   explicit screened_socket(asio::io_context& io);
-  screened_socket(screened_socket&& other) noexcept;
-  screened_socket& operator=(screened_socket&& other) noexcept;
+  screened_socket(screened_socket&& other);
+  screened_socket& operator=(screened_socket&& other);
   ~screened_socket();
 
   // The interface RESTinio's connections use (as of restinio/impl/tls_socket.hpp).
@@ -66,30 +72,36 @@ class screened_socket {
 
   /// Reads as the TCP socket does; the bytes are screened before `handler`
   /// sees them, and a refusal reaches it as end of stream once answered.
+  /// Whole requests (or frames) that came before the refused one in the same
+  /// read are handed on first, and the refusal answered at the next read.
   template <class MutableBuffers, class Handler>
   void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
     // The state stays where it is while the socket moves (RESTinio moves it
     // into its WebSocket connection, never while a read is pending).
     auto* s = state_.get();
     auto executor = asio::get_associated_executor(handler, s->socket.get_executor());
+    if (s->deferred) {
+      auto refusal = std::move(*s->deferred);
+      s->deferred.reset();
+      answer_and_end(s, refusal, executor, std::forward<Handler>(handler));
+      return;
+    }
     s->socket.async_read_some(
-        buffers,
-        asio::bind_executor(
-            executor, [s, buffers, executor, handler = std::forward<Handler>(handler)](
-                          const asio::error_code& ec, std::size_t size) mutable {
-              std::optional<inbound_refusal> refused;
-              if (!ec) refused = screen(*s, buffers, size);
-              if (!refused) {
-                handler(ec, size);
-                return;
-              }
-              asio::async_write(
-                  s->socket, asio::buffer(prepare_answer(*s, *refused)),
-                  asio::bind_executor(executor, [handler = std::move(handler)](
-                                                    const asio::error_code&, std::size_t) mutable {
-                    handler(asio::error::make_error_code(asio::error::eof), 0);
-                  }));
-            }));
+        buffers, asio::bind_executor(
+                     executor, [s, buffers, executor, handler = std::forward<Handler>(handler)](
+                                   const asio::error_code& ec, std::size_t size) mutable {
+                       std::optional<inbound_refusal> refused;
+                       std::size_t passable = 0;
+                       if (!ec) refused = screen(*s, buffers, size, passable);
+                       if (!refused) {
+                         handler(ec, size);
+                       } else if (passable > 0) {
+                         s->deferred = std::move(refused);
+                         handler(ec, passable);
+                       } else {
+                         answer_and_end(s, *refused, executor, std::move(handler));
+                       }
+                     }));
   }
 
  private:
@@ -98,21 +110,97 @@ class screened_socket {
     asio::ip::tcp::socket socket;
     inbound_screen screen;
     std::string answer;  ///< a refusal's bytes while they are written
+    /// Refused after bytes that went on to RESTinio: answered at its next read.
+    std::optional<inbound_refusal> deferred;
   };
 
+  /// How long, and how much, a refused client's further input is read and
+  /// dropped before the connection ends (see linger()).
+  static constexpr auto linger_time = std::chrono::seconds(1);
+  static constexpr std::size_t linger_bytes = 65536;
+
+  /// The screen's verdict on the first `size` bytes of `buffers`; on a
+  /// refusal, `passable` says how many of them may still go on.
   template <class MutableBuffers>
   static std::optional<inbound_refusal> screen(state& s, const MutableBuffers& buffers,
-                                               std::size_t size) {
-    std::optional<inbound_refusal> refused;
+                                               std::size_t size, std::size_t& passable) {
+    std::size_t before = 0;
     for (auto it = asio::buffer_sequence_begin(buffers);
-         size > 0 && !refused && it != asio::buffer_sequence_end(buffers); ++it) {
+         size > 0 && it != asio::buffer_sequence_end(buffers); ++it) {
       asio::const_buffer b(*it);
       auto part = std::min(size, b.size());
-      refused = s.screen.take(static_cast<const char*>(b.data()), part);
+      if (auto refused = s.screen.take(static_cast<const char*>(b.data()), part)) {
+        passable = before + s.screen.passable();
+        return refused;
+      }
+      before += part;
       size -= part;
     }
-    return refused;
+    return std::nullopt;
   }
+
+  /// Writes the refusal's answer, lingers, then tells `handler` the stream ended.
+  template <class Executor, class Handler>
+  static void answer_and_end(state* s, const inbound_refusal& r, const Executor& executor,
+                             Handler&& handler) {
+    asio::async_write(
+        s->socket, asio::buffer(prepare_answer(*s, r)),
+        asio::bind_executor(executor, [s, executor, handler = std::move(handler)](
+                                          const asio::error_code& ec, std::size_t) mutable {
+          if (ec)
+            handler(asio::error::make_error_code(asio::error::eof), 0);
+          else
+            linger(s, executor, std::move(handler));
+        }));
+  }
+
+  /// Reads and drops what the client still sends, for linger_time or
+  /// linger_bytes, before the end: closing a socket with unread input resets
+  /// the connection, and a reset can destroy the answer before the client
+  /// has read it (a client still sending a body it announced, for one).
+  template <class Executor, class Handler>
+  static void linger(state* s, const Executor& executor, Handler&& handler) {
+    asio::error_code ignored;
+    s->socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    auto drain = std::make_shared<draining>(s->socket.get_executor());
+    drain->timer.expires_after(linger_time);
+    drain->timer.async_wait(asio::bind_executor(executor, [s, drain](const asio::error_code& ec) {
+      asio::error_code ignored;
+      if (!ec && !drain->done) s->socket.cancel(ignored);
+    }));
+    drain_step<Executor, std::decay_t<Handler>>{s, executor, std::move(handler), drain}({}, 0);
+  }
+
+  /// What a lingering close keeps between its reads.
+  struct draining {
+    explicit draining(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;
+    std::array<char, 4096> scratch;
+    std::size_t dropped = 0;
+    bool done = false;  ///< the handler was told: the timer must not touch the socket
+  };
+
+  template <class Executor, class Handler>
+  struct drain_step {
+    state* s;
+    Executor executor;
+    Handler handler;
+    std::shared_ptr<draining> drain;
+
+    void operator()(const asio::error_code& ec, std::size_t size) {
+      drain->dropped += size;
+      if (!ec && drain->dropped < linger_bytes) {
+        auto& socket = s->socket;
+        auto buffer = asio::buffer(drain->scratch);
+        auto ex = executor;
+        socket.async_read_some(buffer, asio::bind_executor(ex, std::move(*this)));
+        return;
+      }
+      drain->done = true;
+      drain->timer.cancel();
+      handler(asio::error::make_error_code(asio::error::eof), 0);
+    }
+  };
 
   /// Logs and counts the refusal; returns the bytes to answer it with.
   static const std::string& prepare_answer(state& s, const inbound_refusal& r);

@@ -227,7 +227,11 @@ class http_api : public std::enable_shared_from_this<http_api> {
   }
 
   /// Requests accepted and not yet answered.
-  int in_flight() const { return in_flight_.load(); }
+  int in_flight() const { return in_flight_->load(); }
+
+  /// Ends the keep-alives and the waits of idempotent repeats, before the
+  /// engine they would call stops; what they held is let go.
+  void stop_ticking() { ticker_.stop(); }
   std::shared_ptr<connection_watch> connection_watch_ptr() const { return watch_; }
 
  private:
@@ -432,9 +436,13 @@ class http_api : public std::enable_shared_from_this<http_api> {
   /// Counts a request as in flight until the returned callback's last copy is gone.
   template <class T>
   reply_fn<T> tracked(reply_fn<T> fn) {
-    in_flight_.fetch_add(1);
-    auto token = std::shared_ptr<void>(nullptr, [this](void*) { in_flight_.fetch_sub(1); });
-    return [fn = std::move(fn), token](outcome<T> r) { fn(std::move(r)); };
+    return [fn = std::move(fn), token = hold_in_flight()](outcome<T> r) { fn(std::move(r)); };
+  }
+
+  /// Counts a request as in flight until the token's last copy is gone.
+  std::shared_ptr<void> hold_in_flight() {
+    in_flight_->fetch_add(1);
+    return std::shared_ptr<void>(nullptr, [count = in_flight_](void*) { count->fetch_sub(1); });
   }
 
   /// Sends the JSON of a successful outcome with `status`, or its problem.
@@ -640,15 +648,19 @@ class http_api : public std::enable_shared_from_this<http_api> {
       replay(c, stored, fingerprint, is_create);
       return;
     }
-    auto self = shared_from_this();
-    ticker_.add([self, c, key, fingerprint, is_create](auto) {
-      self->replay_stored(c, key, fingerprint, is_create, [c] {
-        send_problem(c, make_problem(409,
-                                     "the request with this Idempotency-Key ended without "
-                                     "a stored answer; send it again"));
-      });
-      return false;
-    });
+    // Weak: a wait must not keep the API (and through it the engine) alive;
+    // the token keeps the request counted while it waits.
+    ticker_.add(
+        [weak = weak_from_this(), held = hold_in_flight(), c, key, fingerprint, is_create](auto) {
+          auto self = weak.lock();
+          if (!self) return false;
+          self->replay_stored(c, key, fingerprint, is_create, [c] {
+            send_problem(c, make_problem(409,
+                                         "the request with this Idempotency-Key ended without "
+                                         "a stored answer; send it again"));
+          });
+          return false;
+        });
   }
 
   /// True for the answer stored with a user message before its reply, while
@@ -931,7 +943,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
   std::shared_ptr<user_limits> per_user_;
   std::unique_ptr<jwt_verifier> jwt_;  ///< null unless auth.mode is jwt
   idempotency_locks locks_;
-  std::atomic<int> in_flight_{0};
+  /// Shared with the tokens of hold_in_flight(), which may outlive the API.
+  std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
   const unix_ms started_at_ = now_ms();
 };
 
@@ -1072,6 +1085,7 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (api->in_flight() > 0)
     spdlog::warn("{} requests still in flight after the grace period", api->in_flight());
+  api->stop_ticking();
   eng.shutdown();
   stop_io();
   // Destroys the connections still open while the limiter they count in exists.

@@ -5,6 +5,7 @@
 #include "support/http_client.hpp"
 #include "support/server_process.hpp"
 
+#include <chrono>
 #include <future>
 #include <string>
 
@@ -61,8 +62,11 @@ BOOST_AUTO_TEST_CASE(one_key_on_two_processes_at_once_is_one_exchange_replayed) 
 }
 
 BOOST_AUTO_TEST_CASE(a_repeat_while_the_first_reply_is_written_waits_for_it) {
-  server_process a({.config_toml = slow_echo});
-  server_process b({.database_url = a.database_url(), .config_toml = slow_echo});
+  // The reply's first word comes 3 s after the user message is stored.
+  const std::string slower =
+      "[[providers]]\nname = \"builtin\"\nkind = \"builtin\"\nttft_ms = 3000\n";
+  server_process a({.config_toml = slower});
+  server_process b({.database_url = a.database_url(), .config_toml = slower});
   http_client on_a(a.base_url(), "waiter"), on_b(b.base_url(), "waiter");
   auto id = create_conversation(on_a);
   // A streamed send stores its user message (and a placeholder answer for
@@ -74,8 +78,11 @@ BOOST_AUTO_TEST_CASE(a_repeat_while_the_first_reply_is_written_waits_for_it) {
                   {"Idempotency-Key: stream-key"});
   });
   BOOST_REQUIRE(eventually([&] { return all_messages(on_b, id).size() == 1; }));
+  auto asked = std::chrono::steady_clock::now();
   auto repeat = on_b.post(messages_path(id), {{"content", "slowly"}, {"stream", true}},
                           {"Idempotency-Key: stream-key"});
+  // It waited for the reply (stored about 3 s after the message).
+  BOOST_TEST((std::chrono::steady_clock::now() - asked > std::chrono::seconds(1)));
   BOOST_TEST(first.get().status == 200);
   BOOST_TEST(repeat.status == 201, repeat.body);
   BOOST_TEST(repeat.header("idempotent-replayed") == "true");

@@ -103,8 +103,19 @@ BOOST_AUTO_TEST_CASE(garbage_gets_a_400_naming_what_is_wrong) {
   BOOST_TEST(refused_with("GET /a b c HTTP/1.1\r\n\r\n") == 400);
   BOOST_TEST(refused_with("GET / HTTP/1.1\r\nBad Header\r\n\r\n") == 400);
   BOOST_TEST(refused_with("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n") == 400);
-  // A valid request before the garbage changes nothing: the read is refused.
-  BOOST_TEST(refused_with(get + "\x01\x02\x03") == 400);
+  // Whole requests before the garbage may still be handled: they are passable.
+  inbound_screen s(small_limits());
+  auto mixed = get + get + "\x01\x02\x03";
+  auto refused = s.take(mixed.data(), mixed.size());
+  BOOST_REQUIRE(refused);
+  BOOST_TEST(refused->code == 400);
+  BOOST_TEST(s.passable() == 2 * get.size());
+  // A request begun in an earlier read was passed on already: nothing is passable.
+  inbound_screen split(small_limits());
+  BOOST_TEST(!split.take(get.data(), 10));
+  auto rest = get.substr(10, 5) + "\x01";
+  BOOST_TEST(split.take(rest.data(), rest.size()).has_value());
+  BOOST_TEST(split.passable() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_declared_body_past_the_limit_is_refused_before_it_is_read) {
@@ -155,24 +166,44 @@ BOOST_AUTO_TEST_CASE(after_an_upgrade_frames_are_followed) {
   // What comes with the upgrade request is dropped, as RESTinio drops it.
   auto with_junk = upgrade + std::string(5, '\xff');
   BOOST_TEST(!s.take(with_junk.data(), with_junk.size()));
+  BOOST_TEST(s.upgrade_requested());
+  BOOST_TEST(!s.is_websocket());
+  s.follow_frames();  // RESTinio upgraded the connection
   BOOST_TEST(s.is_websocket());
   // Frames up to the limit pass, with 7-, 16- and 64-bit lengths, however split.
   std::string frames = frame_header(5) + "hello" + frame_header(1000) + std::string(1000, 'p') +
                        frame_header(0, 0x9) + frame_header(300) + std::string(300, 'q');
   for (char c : frames) BOOST_TEST(!s.take(&c, 1));
   BOOST_TEST(!s.take(frames.data(), frames.size()));
-  // One byte too many is refused from the header alone, with 1009.
-  auto big = frame_header(1001);
+  // One byte too many is refused from the header alone, with 1009; the
+  // frame before it in the same read may still be handled.
+  auto big = frame_header(5) + "hello" + frame_header(1001);
   auto r = s.take(big.data(), big.size());
   BOOST_REQUIRE(r);
   BOOST_TEST(r->websocket);
   BOOST_TEST(r->code == 1009);
+  BOOST_TEST(s.passable() == frame_header(5).size() + 5);
+}
+
+BOOST_AUTO_TEST_CASE(an_upgrade_answered_without_upgrading_goes_on_as_http) {
+  inbound_screen s(websocket_limits());
+  BOOST_TEST(!s.take(upgrade.data(), upgrade.size()));
+  BOOST_TEST(s.upgrade_requested());
+  // RESTinio answered 404 and reads on: the bytes are HTTP, not frames.
+  BOOST_TEST(!s.take(get.data(), get.size()));
+  BOOST_TEST(!s.upgrade_requested());
+  auto garbage = post_with_length("abc");
+  auto r = s.take(garbage.data(), garbage.size());
+  BOOST_REQUIRE(r);
+  BOOST_TEST(!r->websocket);
+  BOOST_TEST(r->code == 400);
 }
 
 BOOST_AUTO_TEST_CASE(gigabyte_frames_are_refused_from_their_header) {
   for (std::uint64_t announced : {1ull << 30, 4ull << 30, 16ull << 30, ~0ull}) {
     inbound_screen s(websocket_limits());
     BOOST_TEST(!s.take(upgrade.data(), upgrade.size()));
+    s.follow_frames();
     auto h = frame_header(announced);
     auto r = s.take(h.data(), h.size());
     BOOST_REQUIRE(r);

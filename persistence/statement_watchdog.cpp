@@ -39,10 +39,24 @@ statement_watchdog::ticket statement_watchdog::arm(std::shared_ptr<interruptible
 }
 
 call_outcome statement_watchdog::disarm(ticket t) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   auto it = watches_.find(t);
   if (it == watches_.end()) return call_outcome::finished;
-  auto outcome = it->second.stage;
+  auto& w = it->second;
+  if (w.stage == call_outcome::cancelled) {
+    // A cancel not sent yet never will be. One under way is waited for: sent
+    // after the call ended, it could stop the connection's next statement
+    // (PostgreSQL ignores one that reaches an idle backend). Past the drop
+    // deadline the connection is given up instead, so a late cancel can
+    // only reach a connection that is no longer used.
+    std::erase_if(cancels_, [t](auto& queued) { return queued.first == t; });
+    if (!cancel_done_.wait_until(lock, w.drop_at, [&] { return cancelling_ != t; }) &&
+        w.stage == call_outcome::cancelled) {
+      w.stage = call_outcome::dropped;
+      w.target->drop();
+    }
+  }
+  auto outcome = w.stage;
   watches_.erase(it);
   return outcome;
 }
@@ -107,9 +121,12 @@ void statement_watchdog::run_canceller() {
     // its connection runs next.
     auto it = watches_.find(t);
     if (it == watches_.end() || it->second.stage != call_outcome::cancelled) continue;
+    cancelling_ = t;
     lock.unlock();
     target->cancel();
     lock.lock();
+    cancelling_ = 0;
+    cancel_done_.notify_all();
   }
 }
 

@@ -61,10 +61,10 @@ class statement_watchdog {
   ticket arm(std::shared_ptr<interruptible> target, clock::time_point cancel_at,
              clock::time_point drop_at);
 
-  /// Ends the watch and says what was done. Once it returns, drop() will not
-  /// run for the call; a cancel() already sent may still be under way (it
-  /// cancels whatever the connection runs when it arrives, so a call that
-  /// ended just at its deadline can cost the next statement a failure).
+  /// Ends the watch and says what was done. Once it returns, neither drop()
+  /// nor cancel() runs for the call any more: a cancel under way is waited
+  /// for (until the drop deadline, when the connection is dropped instead),
+  /// so that it cannot reach the connection's next statement.
   call_outcome disarm(ticket t);
 
  private:
@@ -89,13 +89,15 @@ class statement_watchdog {
   std::mutex mutex_;
   std::condition_variable timer_wake_;   // the nearest deadline moved closer, or stop
   std::condition_variable cancel_wake_;  // a cancel to send, or stop
+  std::condition_variable cancel_done_;  // the cancel under way returned
   std::map<ticket, watch> watches_;      // guarded by mutex_
   std::deque<std::pair<ticket, std::shared_ptr<interruptible>>> cancels_;  // guarded by mutex_
   ticket next_ticket_ = 1;                                                 // guarded by mutex_
-  clock::time_point wake_at_ = clock::time_point::max();                   // guarded by mutex_
-  bool armed_since_tick_ = false;                                          // guarded by mutex_
-  bool started_ = false;                                                   // guarded by mutex_
-  bool stopping_ = false;                                                  // guarded by mutex_
+  ticket cancelling_ = 0;  // guarded by mutex_: the call whose cancel() runs now, or 0
+  clock::time_point wake_at_ = clock::time_point::max();  // guarded by mutex_
+  bool armed_since_tick_ = false;                         // guarded by mutex_
+  bool started_ = false;                                  // guarded by mutex_
+  bool stopping_ = false;                                 // guarded by mutex_
   std::thread timer_;
   std::thread canceller_;
 };

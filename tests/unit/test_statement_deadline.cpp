@@ -57,6 +57,7 @@ class made_up_call final : public interruptible {
       changed_.notify_all();
     }
     if (behaviour_ == on_cancel::never_returns) changed_.wait(lock, [this] { return unblocked_; });
+    ++cancels_returned;
   }
 
   void drop() override {
@@ -80,6 +81,7 @@ class made_up_call final : public interruptible {
   }
 
   std::atomic<int> cancels{0};
+  std::atomic<int> cancels_returned{0};
   std::atomic<int> drops{0};
 
  private:
@@ -170,6 +172,30 @@ BOOST_AUTO_TEST_CASE(a_cancel_the_server_never_answers_holds_up_no_other_deadlin
   BOOST_TEST((other_deadline.finish() == call_outcome::dropped));
   BOOST_TEST(took < 300ms + statement_deadline::grace(300ms) + lateness);
   BOOST_TEST(other->cancels == 0);  // its cancel waited behind the stuck one
+}
+
+BOOST_AUTO_TEST_CASE(a_call_that_ends_while_its_cancel_is_under_way_waits_for_it) {
+  statement_watchdog watchdog;
+  // A cancel that takes a while; the call gets its own answer meanwhile.
+  auto call = std::make_shared<made_up_call>(on_cancel::never_returns);
+  struct unblock_at_exit {
+    made_up_call& call;
+    ~unblock_at_exit() { call.unblock(); }
+  } unblock{*call};
+  statement_deadline deadline(watchdog, call, 200ms);  // dropped 100 ms past it
+  auto sent = steady::now() + 5000ms;
+  while (call->cancels == 0 && steady::now() < sent) std::this_thread::sleep_for(1ms);
+  BOOST_REQUIRE(call->cancels == 1);
+  std::thread server([&] {
+    std::this_thread::sleep_for(10ms);
+    call->unblock();
+  });
+  auto outcome = deadline.finish();
+  // Not before the cancel returned: it cannot reach a later statement.
+  BOOST_TEST(call->cancels_returned == 1);
+  server.join();
+  BOOST_TEST((outcome == call_outcome::cancelled));
+  BOOST_TEST(call->drops == 0);
 }
 
 BOOST_AUTO_TEST_CASE(a_nearer_deadline_armed_later_is_kept) {

@@ -4,6 +4,7 @@
 #include "actors/engine.hpp"
 #include "config/load_settings.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <future>
 #include <thread>
@@ -391,4 +392,47 @@ BOOST_AUTO_TEST_CASE(a_watched_actor_stays_live_and_deletion_closes_its_watchers
   BOOST_REQUIRE(bool(watch(f, "alice", other, t)));
   f.eng->unwatch(other, t);
   BOOST_TEST(eventually([&] { return f.eng->live_conversations() == 0; }));
+}
+
+namespace {
+
+/// A stream whose client is cut off (too slow a reader) after the first delta.
+struct cut_off_stream : recording_subscriber {
+  bool deliver(const conversation_event& e) override {
+    recording_subscriber::deliver(e);
+    return e.type != conversation_event::kind::delta;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_stream_cut_off_calls_its_generation_off_and_keeps_the_text) {
+  // One word every 300 ms: without the cancel the whole reply would come.
+  engine_fixture f([](settings& s) {
+    auto slow = slow_builtin(10);
+    slow.itl_ms = 300;
+    s.providers.push_back(slow);
+  });
+  auto id = f.create("alice").conversation->id;
+  auto stream = std::make_shared<cut_off_stream>();
+  send_params p;
+  p.content = "one two three four five six seven eight";
+  p.stream = stream;
+  waiter<exchange_result> w;
+  auto began = std::chrono::steady_clock::now();
+  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
+  auto r = w.get();
+  BOOST_REQUIRE(bool(r));
+  BOOST_TEST((std::chrono::steady_clock::now() - began < std::chrono::seconds(2)));
+  BOOST_REQUIRE(r->reply.has_value());
+  BOOST_TEST((r->reply->finish_reason == "cancelled"));
+  BOOST_TEST(r->reply->content == "Echo:");
+  // No delta after the refused one was offered to the stream; the reply is stored.
+  auto events = stream->events();
+  BOOST_TEST(std::count_if(events.begin(), events.end(),
+                           [](auto& e) { return e.rfind("delta:", 0) == 0; }) == 1);
+  auto stored = f.history("alice", id).data;
+  BOOST_REQUIRE(stored.size() == 2u);
+  BOOST_TEST(stored[1].id == r->reply->id);
+  BOOST_TEST((stored[1].finish_reason == "cancelled"));
 }

@@ -192,8 +192,10 @@ caf::behavior reader(caf::stateful_actor<reader_state>* self, std::shared_ptr<st
 persistence_actors spawn_persistence(caf::actor_system& sys, const database_settings& cfg,
                                      const store_factory& factory) {
   // Every call of an actor's store is bounded by the deadline its callers
-  // wait (a caller that gave up must not find the writer or a reader still
-  // stuck in a hung statement, nor have its write committed behind its back).
+  // wait, so that a hung statement cannot hold the writer or a reader for
+  // longer. The caller's clock starts earlier (batching, the queue), so it
+  // may give up first: a write it was told failed can still commit, as with
+  // any timeout; what is acknowledged is always committed.
   auto call_timeout = std::chrono::milliseconds(cfg.timeout_ms);
   std::shared_ptr<store> writer_store = factory();
   writer_store->migrate();

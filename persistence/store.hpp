@@ -64,9 +64,10 @@ class store {
 
   /// Bounds every later call but migrate(): a call still running `timeout`
   /// after it began is cancelled on the server and throws
-  /// store_error(db_unavailable), with nothing of it committed; the
-  /// connection stays usable, or is opened again by the next call when the
-  /// cancel did not take. Zero (the default) bounds nothing. A store that
+  /// store_error(db_unavailable). A cancelled statement's transaction is
+  /// rolled back and the connection stays usable; when the cancel did not
+  /// take, the connection is given up (what it sent may still commit, should
+  /// the server resume) and opened again by the next call. Zero (the default) bounds nothing. A store that
   /// cannot hang ignores it (SQLite gives up a lock after its busy timeout).
   virtual void set_call_timeout(std::chrono::milliseconds timeout) { (void)timeout; }
 };

@@ -106,6 +106,14 @@ json brief(const json& m) {
           {"content", str(m, "content")}};
 }
 
+/// A whole answer's stored messages ({"message", "reply"}), as journal briefs.
+json stored_messages(const json& answer) {
+  auto msgs = json::array();
+  for (auto name : {"message", "reply"})
+    if (answer.contains(name) && answer[name].is_object()) msgs.push_back(brief(answer[name]));
+  return msgs;
+}
+
 std::uint16_t port_of(const std::string& base_url) {
   auto colon = base_url.rfind(':');
   if (colon == std::string::npos || colon < base_url.find("://") + 3) return 80;
@@ -355,14 +363,6 @@ class user_worker {
     std::vector<std::string> h{identity_};
     if (!key.empty()) h.push_back("Idempotency-Key: " + key);
     return h;
-  }
-
-  /// A whole answer's stored messages ({"message", "reply"}), as journal briefs.
-  static json stored_messages(const json& answer) {
-    auto msgs = json::array();
-    for (auto name : {"message", "reply"})
-      if (answer.contains(name) && answer[name].is_object()) msgs.push_back(brief(answer[name]));
-    return msgs;
   }
 
   void apply(live_conversation& c, const json& msgs) {
@@ -790,13 +790,6 @@ class verifier {
       ans.kind = "other";
     }
     return ans;
-  }
-
-  static json stored_messages(const json& answer) {
-    auto msgs = json::array();
-    for (auto name : {"message", "reply"})
-      if (answer.contains(name) && answer[name].is_object()) msgs.push_back(brief(answer[name]));
-    return msgs;
   }
 
   struct retry_outcome {

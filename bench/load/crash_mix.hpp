@@ -30,7 +30,7 @@
 namespace parley::load {
 
 struct crash_options {
-  std::string base_url = "http://127.0.0.1:8000";
+  std::string base_url = "http://127.0.0.1:8000";  ///< local only: WebSocket sends go to 127.0.0.1
   std::string journal_path;
   std::size_t users = 8;
   std::size_t conversations_per_user = 3;  ///< each user has at least this many at the start

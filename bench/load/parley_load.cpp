@@ -93,6 +93,15 @@ std::string identity_header(const options& o, const std::string& user) {
   return "Authorization: Bearer " + parley::testing::jwt_hs256(claims, o.jwt_secret);
 }
 
+/// The host of a base URL ("http://HOST:PORT/…"), an IPv6 one in brackets.
+std::string url_host(const std::string& url) {
+  auto scheme = url.find("://");
+  auto rest = url.substr(scheme == std::string::npos ? 0 : scheme + 3);
+  rest = rest.substr(0, rest.find('/'));
+  if (!rest.empty() && rest[0] == '[') return rest.substr(0, rest.find(']') + 1);
+  return rest.substr(0, rest.find(':'));
+}
+
 /// Creates `count` conversations for `user`; returns their ids.
 std::vector<std::string> create_conversations(CURL* curl, const options& o, const std::string& user,
                                               std::size_t count) {
@@ -851,7 +860,9 @@ int main(int argc, char** argv) {
   app.add_option("--mix", mix,
                  "crash: the crash drill's mixed writes (sends with and without "
                  "Idempotency-Key, SSE, WebSocket, edits, deletes, regenerates), one thread "
-                 "per --users, every acknowledgement appended to --journal")
+                 "per --users, every acknowledgement appended to --journal; a local server "
+                 "only (--url on 127.0.0.1, localhost or [::1]: the WebSocket sends always "
+                 "go to 127.0.0.1)")
       ->check(CLI::IsMember({"crash"}));
   app.add_option("--journal", journal, "--mix crash: the journal (JSON lines) to append to");
   app.add_option("--verify-journal", verify_journal,
@@ -875,6 +886,15 @@ int main(int argc, char** argv) {
     c.identity = [&o](const std::string& user) { return identity_header(o, user); };
     if (c.journal_path.empty()) {
       std::cerr << "parley-load: --mix crash needs --journal FILE\n";
+      return 2;
+    }
+    // tests/support/ws_client connects to 127.0.0.1 whatever --url says: a
+    // remote --url would send the WebSocket part of the mix elsewhere.
+    auto host = url_host(o.base_url);
+    if (!mix.empty() && host != "127.0.0.1" && host != "localhost" && host != "[::1]") {
+      std::cerr << "parley-load: --mix crash drills a local server only (--url on 127.0.0.1, "
+                   "localhost or [::1]; got "
+                << host << "): its WebSocket sends always go to 127.0.0.1\n";
       return 2;
     }
     return verify_journal.empty() ? parley::load::run_crash_mix(c)

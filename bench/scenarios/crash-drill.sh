@@ -4,7 +4,8 @@
 # whole and streamed regenerates, conversations created and deleted:
 # `parley-load --mix crash`), and the server killed with SIGKILL at a random
 # moment of each round. After each restart (same database, same port):
-# `/ready` must answer 200 within 2 s of the new process starting; then
+# `/ready` must answer 200 within 2 s of the new process starting
+# (CRASH_READY_MS=2000: more only to give a loaded machine a little room); then
 # `parley-load --verify-journal` retries every Idempotency-Key request (it
 # must be replayed, not stored again), reads everything back and checks that
 # every acknowledged write is there (a message a 201/200 answer or a
@@ -23,6 +24,8 @@
 #   $PARLEY_TEST_PG_SERVER (scripts/test.sh starts one), else on a throwaway
 #   cluster (scripts/test-postgres.sh); under ctest with no server, skipped
 #   (exit 77). DATABASE_URL=… drills that database instead.
+# Bounded in time: a server not ready 30 s after starting, a round's load not
+# done 90 s after its seconds, or a verification past 300 s fails the drill.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$root/bench/lib.sh"
@@ -33,16 +36,29 @@ users="${3:-${CRASH_USERS:-8}}"
 backend="${CRASH_BACKEND:-${PARLEY_TEST_BACKEND:-sqlite}}"
 seed="${CRASH_SEED:-$(( $(date +%s) % 32768 ))}"
 RANDOM="$seed"
-ready_limit_ms=2000
+ready_limit_ms="${CRASH_READY_MS:-2000}"
+case "$ready_limit_ms" in
+  '' | *[!0-9]*) echo "crash-drill.sh: CRASH_READY_MS must be a number of ms" >&2; exit 2 ;;
+esac
+# launch gives up on a server this long after starting it; verification, this long.
+launch_limit_ms=$(( ready_limit_ms > 30000 ? ready_limit_ms : 30000 ))
+verify_limit_s=300
+# verify runs under timeout(1), which cannot run $load when that is a function.
+verify_load=("$load_bin")
+if [ -n "${PARLEY_BENCH_JWT_SECRET:-}" ]; then
+  verify_load+=(--jwt-secret "$PARLEY_BENCH_JWT_SECRET")
+fi
 
 pg_dir=""
 pg_server=""
 pg_db=""
+load_pid=""
 cleanup() {
+  if [ -n "$load_pid" ]; then kill -9 "$load_pid" 2>/dev/null || true; fi
   if [ -n "$server_pid" ]; then kill -9 "$server_pid" 2>/dev/null || true; fi
   if [ -n "$pg_db" ]; then
-    psql -q "$pg_server/postgres" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" \
-      >/dev/null 2>&1 || true
+    PGCONNECT_TIMEOUT=10 psql -q "$pg_server/postgres" \
+      -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null 2>&1 || true
   fi
   if [ -n "$pg_dir" ]; then "$root/scripts/test-postgres.sh" "$pg_dir" destroy; fi
   rm -rf "$work"
@@ -65,7 +81,7 @@ elif [ "$backend" = postgresql ]; then
     pg_server="postgresql://parley@127.0.0.1:$(cat "$pg_dir/port")"
   fi
   pg_db="crash_drill_$$_$(date +%s)"
-  psql -q "$pg_server/postgres" -c "CREATE DATABASE $pg_db"
+  PGCONNECT_TIMEOUT=10 psql -q "$pg_server/postgres" -c "CREATE DATABASE $pg_db"
   url="$pg_server/$pg_db"
 else
   url="sqlite://$work/crash.db"
@@ -89,15 +105,16 @@ fi
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # launch PORT LOG: starts parley (PORT 0: a free one; afterwards the same
-# again) and waits for /ready to answer 200; sets $server_pid, $port, $base
-# and $ready_ms, the time from starting the process to that answer.
+# again) and waits for /ready to answer 200, at most $launch_limit_ms; sets
+# $server_pid, $port, $base and $ready_ms, the time from starting the process
+# to that answer.
 launch() {
   local t0 code
   t0="$(now_ms)"
   "$bin" serve --port "$1" --config "$config" --database-url "$url" > "$2.out" 2> "$2.err" &
   server_pid=$!
   port="$1"
-  for _ in $(seq 1 1000); do
+  while [ $(( $(now_ms) - t0 )) -lt "$launch_limit_ms" ]; do
     if [ "$port" = 0 ]; then
       port="$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$2.out" 2>/dev/null | grep -o '[0-9]*$' || true)"
       port="${port:-0}"
@@ -113,15 +130,19 @@ launch() {
     if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
     sleep 0.01
   done
-  echo "crash-drill.sh: the server did not get ready; its log:" >&2
+  if kill -0 "$server_pid" 2>/dev/null; then
+    echo "crash-drill.sh: the server was not ready $(( launch_limit_ms / 1000 )) s" \
+      "after starting; its log:" >&2
+  else
+    echo "crash-drill.sh: the server exited before it was ready; its log:" >&2
+  fi
   tail -20 "$2.err" >&2
   exit 1
 }
 
 # wait_for PID SECONDS: waits for a background job at most that long, then kills it.
 wait_for() {
-  local i
-  for i in $(seq 1 $(( $2 * 10 ))); do
+  for _ in $(seq 1 $(( $2 * 10 ))); do
     kill -0 "$1" 2>/dev/null || break
     sleep 0.1
   done
@@ -163,15 +184,21 @@ for round in $(seq 1 "$kills"); do
     cat "$work/load-$round.txt" >&2
     status=1
   fi
+  load_pid=""
   launch "$port" "$work/server-$round"
   if [ "$ready_ms" -gt "$ready_worst" ]; then ready_worst="$ready_ms"; fi
   if [ "$ready_ms" -gt "$ready_limit_ms" ]; then
-    echo "crash-drill.sh: /ready answered 200 only $ready_ms ms after restart $round" >&2
+    echo "crash-drill.sh: /ready answered 200 only $ready_ms ms after restart $round" \
+      "(limit $ready_limit_ms ms, CRASH_READY_MS)" >&2
     status=1
   fi
   verify_status=0
-  "$load" --url "$base" --verify-journal "$journal" --json "$work/verify-$round.json" \
-    > "$work/verify-$round.txt" 2>&1 || verify_status=$?
+  timeout -k 10 "$verify_limit_s" "${verify_load[@]}" --url "$base" --verify-journal "$journal" \
+    --json "$work/verify-$round.json" > "$work/verify-$round.txt" 2>&1 || verify_status=$?
+  if [ "$verify_status" -eq 124 ] || [ "$verify_status" -eq 137 ]; then
+    echo "crash-drill.sh: the verification after restart $round took over" \
+      "$verify_limit_s s; killed" >&2
+  fi
   if [ "$verify_status" -ne 0 ] || [ ! -s "$work/verify-$round.json" ]; then
     status=1
     cat "$work/verify-$round.txt" >&2

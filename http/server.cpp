@@ -10,6 +10,7 @@
 #include "http/jwt_verifier.hpp"
 #include "http/keepalive_ticker.hpp"
 #include "http/problem.hpp"
+#include "http/request_guard.hpp"
 #include "http/request_log.hpp"
 #include "http/request_parsing.hpp"
 #include "http/screened_socket.hpp"
@@ -122,21 +123,6 @@ void send_problem(const call_context& c, const problem& p) {
 
 void send_no_content(const call_context& c, const header_list& headers = {}) {
   send(c, 204, {}, "", headers);
-}
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) ==
-           std::tolower(static_cast<unsigned char>(y));
-  });
-}
-
-/// A list of header names, as a preflight's Access-Control-Request-Headers holds.
-bool is_header_name_list(std::string_view v) {
-  if (v.size() > 1024) return false;
-  for (unsigned char ch : v)
-    if (!(std::isalnum(ch) || ch == '-' || ch == '_' || ch == ',' || ch == ' ')) return false;
-  return true;
 }
 
 std::string conversation_location(const std::string& id) { return "/v1/conversations/" + id; }

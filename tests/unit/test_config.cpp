@@ -205,6 +205,10 @@ BOOST_AUTO_TEST_CASE(time_and_ids) {
   BOOST_TEST(!parse_day("2026-02-30", day));
   BOOST_TEST(!parse_day("2026-1-5", day));
   BOOST_TEST(!parse_day("yesterday", day));
+  BOOST_TEST(!parse_day("2026-+1-01", day));
+  BOOST_TEST(!parse_day("2026- 1-01", day));
+  BOOST_TEST(!parse_day(" 2026-1-01", day));
+  BOOST_TEST(!parse_day("+026-11-01", day));
 
   auto a = make_uuid_v7(), b = make_uuid_v7();
   BOOST_TEST(is_canonical_uuid(a));

@@ -66,7 +66,8 @@ class journal_writer {
     while (left > 0) {
       auto n = ::write(fd_, p, left);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw std::runtime_error(std::string("writing the journal: ") + std::strerror(errno));
+      if (n < 0)
+        throw std::runtime_error(std::string("writing the journal: ") + std::strerror(errno));
       p += n;
       left -= static_cast<std::size_t>(n);
     }
@@ -138,9 +139,9 @@ conversation_read read_conversation(http_client& http, const std::string& identi
   conversation_read r;
   std::int64_t after = 0;
   for (;;) {
-    auto res = http.get("/v1/conversations/" + id + "/messages?limit=200&after=" +
-                            std::to_string(after),
-                        {identity});
+    auto res =
+        http.get("/v1/conversations/" + id + "/messages?limit=200&after=" + std::to_string(after),
+                 {identity});
     r.status = res.status;
     if (res.status != 200) return r;
     auto page = res.json();
@@ -214,8 +215,7 @@ class user_worker {
   }
 
   void run() {
-    while (conversations_.size() < o_.conversations_per_user && !gone_ &&
-           clock_type::now() < stop_)
+    while (conversations_.size() < o_.conversations_per_user && !gone_ && clock_type::now() < stop_)
       guarded("create", [&] { create(false, false); });
     while (!gone_ && clock_type::now() < stop_) {
       step();
@@ -232,10 +232,10 @@ class user_worker {
   void step() {
     // Weights of the operations, out of 100.
     static const std::vector<std::pair<const char*, int>> mix{
-        {"send", 16},        {"send-key", 10},       {"sse", 9},     {"sse-key", 8},
-        {"ws", 10},          {"edit", 12},           {"delete", 8},  {"regenerate", 6},
-        {"regenerate-sse", 5}, {"create", 2},        {"create-key", 2},
-        {"delete-conversation", 1}};
+        {"send", 16},   {"send-key", 10},  {"sse", 9},
+        {"sse-key", 8}, {"ws", 10},        {"edit", 12},
+        {"delete", 8},  {"regenerate", 6}, {"regenerate-sse", 5},
+        {"create", 2},  {"create-key", 2}, {"delete-conversation", 1}};
     int total = 0;
     for (auto& [name, w] : mix) total += w;
     auto pick = std::uniform_int_distribution<int>(0, total - 1)(rng_);
@@ -255,24 +255,27 @@ class user_worker {
     if (kind == "delete-conversation" && conversations_.size() < 2) kind = "send";
     auto index = std::uniform_int_distribution<std::size_t>(0, conversations_.size() - 1)(rng_);
     auto id = conversations_[index].id;
-    guarded(kind, [&] {
-      auto* c = loaded(id);
-      if (!c) return;
-      if (kind == "send" || kind == "send-key")
-        send(*c, kind, false, kind == "send-key");
-      else if (kind == "sse" || kind == "sse-key")
-        send(*c, kind, true, kind == "sse-key");
-      else if (kind == "ws")
-        ws_send(*c);
-      else if (kind == "edit")
-        edit(*c);
-      else if (kind == "delete")
-        remove(*c);
-      else if (kind == "regenerate" || kind == "regenerate-sse")
-        regenerate(*c, kind == "regenerate-sse");
-      else if (kind == "delete-conversation")
-        delete_conversation(id);
-    }, id);
+    guarded(
+        kind,
+        [&] {
+          auto* c = loaded(id);
+          if (!c) return;
+          if (kind == "send" || kind == "send-key")
+            send(*c, kind, false, kind == "send-key");
+          else if (kind == "sse" || kind == "sse-key")
+            send(*c, kind, true, kind == "sse-key");
+          else if (kind == "ws")
+            ws_send(*c);
+          else if (kind == "edit")
+            edit(*c);
+          else if (kind == "delete")
+            remove(*c);
+          else if (kind == "regenerate" || kind == "regenerate-sse")
+            regenerate(*c, kind == "regenerate-sse");
+          else if (kind == "delete-conversation")
+            delete_conversation(id);
+        },
+        id);
   }
 
   bool chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
@@ -286,7 +289,8 @@ class user_worker {
     } catch (const std::exception& e) {
       if (auto* c = find(conversation)) c->loaded = false;
       if (server_up())
-        ++stats.errors[kind + ": transport error while the server was up: " + shorten(e.what(), 80)];
+        ++stats
+              .errors[kind + ": transport error while the server was up: " + shorten(e.what(), 80)];
       else
         gone_ = true;
     }
@@ -415,8 +419,12 @@ class user_worker {
     if (streamed) body["stream"] = true;
     auto path = "/v1/conversations/" + c.id + "/messages";
     std::string key = keyed ? "crash-" + n : "";
-    json line{{"n", n},       {"op", "send"},   {"mode", streamed ? "sse" : "http"},
-              {"conv", c.id}, {"path", path},   {"body", body},
+    json line{{"n", n},
+              {"op", "send"},
+              {"mode", streamed ? "sse" : "http"},
+              {"conv", c.id},
+              {"path", path},
+              {"body", body},
               {"content", content}};
     if (keyed) line["key"] = key;
     attempt(kind, line);
@@ -464,10 +472,12 @@ class user_worker {
 
   void edit(live_conversation& c) {
     if (c.messages.empty()) return;
-    auto& m = c.messages[std::uniform_int_distribution<std::size_t>(0, c.messages.size() - 1)(rng_)];
+    auto& m =
+        c.messages[std::uniform_int_distribution<std::size_t>(0, c.messages.size() - 1)(rng_)];
     auto n = next_n();
     auto content = "e " + n;
-    attempt("edit", {{"n", n}, {"op", "edit"}, {"conv", c.id}, {"msg_id", m.id}, {"content", content}});
+    attempt("edit",
+            {{"n", n}, {"op", "edit"}, {"conv", c.id}, {"msg_id", m.id}, {"content", content}});
     auto r = http_.request("PATCH", "/v1/conversations/" + c.id + "/messages/" + m.id,
                            json{{"content", content}}.dump(), headers());
     if (r.status != 200) {
@@ -484,7 +494,8 @@ class user_worker {
     auto id = c.messages[at].id;
     auto n = next_n();
     attempt("delete", {{"n", n}, {"op", "delete"}, {"conv", c.id}, {"msg_id", id}});
-    auto r = http_.request("DELETE", "/v1/conversations/" + c.id + "/messages/" + id, "", headers());
+    auto r =
+        http_.request("DELETE", "/v1/conversations/" + c.id + "/messages/" + id, "", headers());
     if (r.status != 204) {
       unexpected("delete", "HTTP " + std::to_string(r.status), &c);
       return;
@@ -531,7 +542,10 @@ class user_worker {
     json body{{"title", title}};
     if (with_message) body["message"] = "m " + n;
     std::string key = keyed ? "crash-" + n : "";
-    json line{{"n", n}, {"op", "create"}, {"path", "/v1/conversations"}, {"body", body},
+    json line{{"n", n},
+              {"op", "create"},
+              {"path", "/v1/conversations"},
+              {"body", body},
               {"title", title}};
     if (with_message) line["content"] = "m " + n;
     if (keyed) line["key"] = key;
@@ -581,7 +595,8 @@ class user_worker {
 std::string user_name(std::size_t i) { return "crash-" + std::to_string(i); }
 
 /// The conversations the journal says exist, by user, in creation order.
-std::map<std::string, std::vector<std::string>> journal_conversations(const std::vector<json>& lines) {
+std::map<std::string, std::vector<std::string>> journal_conversations(
+    const std::vector<json>& lines) {
   std::map<std::string, std::vector<std::string>> by_user;
   std::set<std::string> deleted;
   for (auto& l : lines) {
@@ -590,8 +605,9 @@ std::map<std::string, std::vector<std::string>> journal_conversations(const std:
     if (str(l, "op") == "delete-conversation") deleted.insert(str(l, "conv"));
   }
   for (auto& [user, ids] : by_user)
-    ids.erase(std::remove_if(ids.begin(), ids.end(), [&](auto& id) { return deleted.count(id) > 0; }),
-              ids.end());
+    ids.erase(
+        std::remove_if(ids.begin(), ids.end(), [&](auto& id) { return deleted.count(id) > 0; }),
+        ids.end());
   return by_user;
 }
 
@@ -606,8 +622,8 @@ struct expected_message {
   bool may_be_absent = false;  ///< an unanswered delete or regenerate since may have removed it
   bool edited = false;         ///< its content was last set by an acknowledged edit
   std::optional<std::string> content;  ///< the acknowledged content (not known from a retry)
-  std::set<std::string> allowed;  ///< that, and the contents of unanswered edits since
-  std::string by;                 ///< the operation (n) that acknowledged it last
+  std::set<std::string> allowed;       ///< that, and the contents of unanswered edits since
+  std::string by;                      ///< the operation (n) that acknowledged it last
 };
 
 struct expected_conversation {
@@ -625,7 +641,8 @@ struct keyed_request {
 };
 
 struct retry_answer {
-  std::string kind;  ///< "ok" (201, or a fresh stream ending in done), "failed" (502/504), "gone" (404), "other"
+  std::string kind;  ///< "ok" (201, or a fresh stream ending in done), "failed" (502/504), "gone"
+                     ///< (404), "other"
   long status = 0;
   std::string message_id, reply_id, conv_id;
   json msgs = json::array();
@@ -723,8 +740,9 @@ class verifier {
     if (id.empty()) return;
     auto [at, fresh] = seqs_.try_emplace(std::make_pair(conv, seq), id);
     if (!fresh && at->second != id)
-      violation("seq given twice", {{"conversation", conv}, {"seq", seq}, {"first", at->second},
-                                    {"second", id}, {"op", n}});
+      violation(
+          "seq given twice",
+          {{"conversation", conv}, {"seq", seq}, {"first", at->second}, {"second", id}, {"op", n}});
     bool known = messages_.count(id) > 0;
     auto& m = message(id, conv);
     if (m.seq >= 0 && m.seq != seq)
@@ -778,7 +796,8 @@ class verifier {
     if (r.status == 201 && j.is_object()) {
       ans.kind = "ok";
       ans.msgs = stored_messages(j);
-      if (j.contains("message") && j["message"].is_object()) ans.message_id = str(j["message"], "id");
+      if (j.contains("message") && j["message"].is_object())
+        ans.message_id = str(j["message"], "id");
       if (j.contains("reply") && j["reply"].is_object()) ans.reply_id = str(j["reply"], "id");
       if (str(a, "op") == "create") ans.conv_id = str(j, "id");
     } else if ((r.status == 502 || r.status == 504) && j.is_object()) {
@@ -829,7 +848,8 @@ class verifier {
     if (outcome.ms > 2000) {
       ++retries_slow_;
       if (slow_examples_.size() < 5)
-        slow_examples_.push_back({{"op", n}, {"ms", std::lround(outcome.ms)},
+        slow_examples_.push_back({{"op", n},
+                                  {"ms", std::lround(outcome.ms)},
                                   {"status", outcome.answer ? outcome.answer->status : 0}});
     }
     if (!outcome.answer) {
@@ -851,8 +871,10 @@ class verifier {
       }
       if (op == "create") {
         if (ans.kind != "ok") return "201";
-        if (!k.conv_id.empty() && ans.conv_id != k.conv_id) return "201 with conversation " + k.conv_id;
-        if (!k.message_id.empty() && ans.message_id != k.message_id) return "message " + k.message_id;
+        if (!k.conv_id.empty() && ans.conv_id != k.conv_id)
+          return "201 with conversation " + k.conv_id;
+        if (!k.message_id.empty() && ans.message_id != k.message_id)
+          return "message " + k.message_id;
         return "";
       }
       if (k.whole || !k.reply_id.empty()) {
@@ -869,26 +891,34 @@ class verifier {
       return "";
     }();
     if (!expected.empty()) {
-      violation("idempotent retry not replayed",
-                {{"op", n}, {"key", str(a, "key")}, {"expected", expected},
-                 {"status", ans.status}, {"answer", shorten(ans.body, 300)}});
+      violation("idempotent retry not replayed", {{"op", n},
+                                                  {"key", str(a, "key")},
+                                                  {"expected", expected},
+                                                  {"status", ans.status},
+                                                  {"answer", shorten(ans.body, 300)}});
       return;
     }
     if (ans.kind == "ok" || ans.kind == "failed") ++replayed_;
     bool first = !k.replay;
     if (first) {
-      json replay{{"t", "replay"},          {"n", n},
-                  {"user", str(a, "user")}, {"kind", ans.kind},
-                  {"status", ans.status},   {"message_id", ans.message_id},
-                  {"reply_id", ans.reply_id}, {"conv_id", ans.conv_id}};
+      json replay{{"t", "replay"},
+                  {"n", n},
+                  {"user", str(a, "user")},
+                  {"kind", ans.kind},
+                  {"status", ans.status},
+                  {"message_id", ans.message_id},
+                  {"reply_id", ans.reply_id},
+                  {"conv_id", ans.conv_id}};
       journal.append(replay);
       k.replay = replay;
     }
     if (!first || ans.kind != "ok" || conv.empty()) return;
     // What the first retry's answer reports stored is acknowledged now (for
     // the read-back, and for later rounds through the journal).
-    json line{{"t", "ack"}, {"n", n}, {"op", "retry"}, {"user", str(a, "user")}, {"conv", conv},
-              {"status", ans.status}, {"msgs", ans.msgs}};
+    json line{{"t", "ack"},      {"n", n},
+              {"op", "retry"},   {"user", str(a, "user")},
+              {"conv", conv},    {"status", ans.status},
+              {"msgs", ans.msgs}};
     if (op == "create") line["created"] = true;
     journal.append(line);
     take(line);
@@ -898,7 +928,7 @@ class verifier {
 
   void read_back() {
     // Each user's listing, every page.
-    std::map<std::string, std::set<std::string>> listed;  // user → conversation ids
+    std::map<std::string, std::set<std::string>> listed;       // user → conversation ids
     std::map<std::string, std::map<std::string, int>> titles;  // user → title → count
     for (auto& user : users_) {
       if (user.empty()) continue;
@@ -928,8 +958,8 @@ class verifier {
     }
     for (auto& [user, title] : creates_)
       if (titles[user][title] > 1)
-        violation("conversation stored twice", {{"user", user}, {"title", title},
-                                                {"copies", titles[user][title]}});
+        violation("conversation stored twice",
+                  {{"user", user}, {"title", title}, {"copies", titles[user][title]}});
 
     std::map<std::string, std::map<std::string, json>> present;  // conv → id → message
     for (auto& [id, c] : convs_) {
@@ -957,8 +987,8 @@ class verifier {
         continue;
       }
       if (r.status != 200) {
-        violation("conversation does not load", {{"conversation", id}, {"status", r.status},
-                                                 {"answer", shorten(r.body, 200)}});
+        violation("conversation does not load",
+                  {{"conversation", id}, {"status", r.status}, {"answer", shorten(r.body, 200)}});
         gone_.insert(id);  // its messages cannot be judged
         continue;
       }
@@ -988,13 +1018,14 @@ class verifier {
         auto seq = num(msg, "seq");
         auto mid = str(msg, "id");
         if (seq <= last)
-          violation("seq given twice", {{"conversation", id}, {"seq", seq}, {"listing", true},
-                                        {"message", mid}});
+          violation("seq given twice",
+                    {{"conversation", id}, {"seq", seq}, {"listing", true}, {"message", mid}});
         last = std::max(last, seq);
         auto at = seqs_.find(std::make_pair(id, seq));
         if (at != seqs_.end() && at->second != mid)
-          violation("seq given twice", {{"conversation", id}, {"seq", seq},
-                                        {"acknowledged", at->second}, {"stored", mid}});
+          violation(
+              "seq given twice",
+              {{"conversation", id}, {"seq", seq}, {"acknowledged", at->second}, {"stored", mid}});
         here[mid] = msg;
       }
     }
@@ -1021,8 +1052,11 @@ class verifier {
         if (m.content && !m.allowed.count(content)) {
           ++(m.edited ? edits_lost_ : contents_wrong_);
           violation(m.edited ? "acknowledged edit lost" : "acknowledged content changed",
-                    {{"conversation", m.conv}, {"message", id}, {"expected", *m.content},
-                     {"stored", content}, {"op", m.by}});
+                    {{"conversation", m.conv},
+                     {"message", id},
+                     {"expected", *m.content},
+                     {"stored", content},
+                     {"op", m.by}});
         } else if (m.edited) {
           ++edits_held_;
         }
@@ -1046,8 +1080,8 @@ class verifier {
       for (auto& [mid, msg] : present[conv])
         if (str(msg, "role") == "user" && str(msg, "content") == content) ++copies;
       if (copies > 1)
-        violation("message stored twice", {{"conversation", conv}, {"content", content},
-                                           {"copies", copies}});
+        violation("message stored twice",
+                  {{"conversation", conv}, {"content", content}, {"copies", copies}});
     }
   }
 
@@ -1056,38 +1090,40 @@ class verifier {
     for (auto& [k, v] : violations_) violations += v;
     auto acknowledged = messages_acknowledged_ + deletes_acknowledged_ +
                         conversations_acknowledged_ + conversation_deletes_acknowledged_;
-    auto found = messages_found_ + deletes_held_ + conversations_found_ + conversation_deletes_held_;
+    auto found =
+        messages_found_ + deletes_held_ + conversations_found_ + conversation_deletes_held_;
     auto removed = messages_removed_unanswered_ + conversations_removed_unanswered_;
     auto lost = acknowledged - found - removed;
-    json out{{"acknowledged", acknowledged},
-             {"found", found},
-             {"removed_by_unanswered", removed},
-             {"lost", lost},
-             {"messages",
-              {{"acknowledged", messages_acknowledged_},
-               {"found", messages_found_},
-               {"removed_by_unanswered", messages_removed_unanswered_},
-               {"lost", messages_lost_},
-               {"content_wrong", contents_wrong_}}},
-             {"edits",
-              {{"acknowledged", edits_acknowledged_}, {"held", edits_held_}, {"lost", edits_lost_}}},
-             {"deletes", {{"acknowledged", deletes_acknowledged_}, {"held", deletes_held_}}},
-             {"conversations",
-              {{"acknowledged", conversations_acknowledged_},
-               {"found", conversations_found_},
-               {"removed_by_unanswered", conversations_removed_unanswered_},
-               {"lost", conversations_lost_},
-               {"deletes_acknowledged", conversation_deletes_acknowledged_},
-               {"deletes_held", conversation_deletes_held_}}},
-             {"idempotent_retries",
-              {{"sent", retries_},
-               {"replayed", replayed_},
-               {"slowest_ms", std::lround(retry_ms_max_)},
-               {"slower_than_2s", retries_slow_},
-               {"slow_examples", slow_examples_}}},
-             {"violations", violations_},
-             {"violation_count", violations},
-             {"examples", examples_}};
+    json out{
+        {"acknowledged", acknowledged},
+        {"found", found},
+        {"removed_by_unanswered", removed},
+        {"lost", lost},
+        {"messages",
+         {{"acknowledged", messages_acknowledged_},
+          {"found", messages_found_},
+          {"removed_by_unanswered", messages_removed_unanswered_},
+          {"lost", messages_lost_},
+          {"content_wrong", contents_wrong_}}},
+        {"edits",
+         {{"acknowledged", edits_acknowledged_}, {"held", edits_held_}, {"lost", edits_lost_}}},
+        {"deletes", {{"acknowledged", deletes_acknowledged_}, {"held", deletes_held_}}},
+        {"conversations",
+         {{"acknowledged", conversations_acknowledged_},
+          {"found", conversations_found_},
+          {"removed_by_unanswered", conversations_removed_unanswered_},
+          {"lost", conversations_lost_},
+          {"deletes_acknowledged", conversation_deletes_acknowledged_},
+          {"deletes_held", conversation_deletes_held_}}},
+        {"idempotent_retries",
+         {{"sent", retries_},
+          {"replayed", replayed_},
+          {"slowest_ms", std::lround(retry_ms_max_)},
+          {"slower_than_2s", retries_slow_},
+          {"slow_examples", slow_examples_}}},
+        {"violations", violations_},
+        {"violation_count", violations},
+        {"examples", examples_}};
     std::printf(
         "acknowledged %llu (messages %llu, of them edited %llu; deletes %llu; conversations %llu; "
         "conversation deletes %llu): found %llu, removed by an unanswered delete %llu, lost %llu\n",
@@ -1100,7 +1136,8 @@ class verifier {
         static_cast<unsigned long long>(found), static_cast<unsigned long long>(removed),
         static_cast<unsigned long long>(lost));
     std::printf(
-        "idempotent retries %llu, replayed %llu (slowest %.0f ms, %llu over 2 s); violations %llu\n",
+        "idempotent retries %llu, replayed %llu (slowest %.0f ms, %llu over 2 s); violations "
+        "%llu\n",
         static_cast<unsigned long long>(retries_), static_cast<unsigned long long>(replayed_),
         retry_ms_max_, static_cast<unsigned long long>(retries_slow_),
         static_cast<unsigned long long>(violations));
@@ -1117,7 +1154,8 @@ class verifier {
   http_client http_;
   std::map<std::string, expected_message> messages_;
   std::map<std::string, expected_conversation> convs_;
-  std::map<std::pair<std::string, std::int64_t>, std::string> seqs_;  ///< acknowledged (conv, seq) → id
+  std::map<std::pair<std::string, std::int64_t>, std::string>
+      seqs_;  ///< acknowledged (conv, seq) → id
   std::map<std::string, keyed_request> keyed_;
   std::vector<std::string> keyed_order_;
   std::vector<std::pair<std::string, std::string>> sends_;    ///< (conv, content)
@@ -1155,9 +1193,9 @@ int run_crash_mix(const crash_options& o) {
                                         std::chrono::duration<double>(o.seconds));
     std::vector<std::unique_ptr<user_worker>> workers;
     for (std::size_t u = 0; u < o.users; ++u)
-      workers.push_back(std::make_unique<user_worker>(
-          o, journal, user_name(u), existing[user_name(u)], seed + u,
-          std::string(prefix) + "." + std::to_string(u), stop));
+      workers.push_back(
+          std::make_unique<user_worker>(o, journal, user_name(u), existing[user_name(u)], seed + u,
+                                        std::string(prefix) + "." + std::to_string(u), stop));
     auto start = clock_type::now();
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
@@ -1178,10 +1216,10 @@ int run_crash_mix(const crash_options& o) {
              {"acknowledged_messages", total.acknowledged_messages},
              {"ops", ops},
              {"errors", total.errors}};
-    std::printf("crash mix: %llu operations attempted, %llu acknowledged (%llu messages) in %.1f s\n",
-                static_cast<unsigned long long>(attempted),
-                static_cast<unsigned long long>(acknowledged),
-                static_cast<unsigned long long>(total.acknowledged_messages), elapsed);
+    std::printf(
+        "crash mix: %llu operations attempted, %llu acknowledged (%llu messages) in %.1f s\n",
+        static_cast<unsigned long long>(attempted), static_cast<unsigned long long>(acknowledged),
+        static_cast<unsigned long long>(total.acknowledged_messages), elapsed);
     for (auto& [k, v] : total.ops)
       std::printf("  %-20s %6llu attempted %6llu acknowledged\n", k.c_str(),
                   static_cast<unsigned long long>(v.attempted),

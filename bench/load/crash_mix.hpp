@@ -35,7 +35,7 @@ struct crash_options {
   std::size_t users = 8;
   std::size_t conversations_per_user = 3;  ///< each user has at least this many at the start
   double seconds = 10;
-  double think_ms = 5;  ///< at most this pause (uniformly drawn) between a user's operations
+  double think_ms = 5;     ///< at most this pause (uniformly drawn) between a user's operations
   std::uint64_t seed = 0;  ///< 0: a random one
   std::string json_path;
   std::string ready_path;

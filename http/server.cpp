@@ -625,7 +625,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
                                  }));
   }
 
-  /// Replays `stored`; while it is the placeholder of a reply that another
+  /// Replays `stored`; while it is the provisional answer of a reply that another
   /// request (in this process or another) may still store, looks again at
   /// the ticker's next sweep.
   void answer_stored(const call_context& c, const idempotency_record& stored,

@@ -88,7 +88,7 @@ else
 fi
 
 # Echo with a little latency, so a kill can land mid-stream. A reply the kill
-# cut off leaves a 502 placeholder as its Idempotency-Key answer; the retry
+# cut off leaves a provisional 502 as its Idempotency-Key answer; the retry
 # after the restart must get it at once (it predates the new process).
 config="$work/parley.toml"
 cat > "$config" <<TOML

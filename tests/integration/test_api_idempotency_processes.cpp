@@ -69,9 +69,9 @@ BOOST_AUTO_TEST_CASE(a_repeat_while_the_first_reply_is_written_waits_for_it) {
   server_process b({.database_url = a.database_url(), .config_toml = slower});
   http_client on_a(a.base_url(), "waiter"), on_b(b.base_url(), "waiter");
   auto id = create_conversation(on_a);
-  // A streamed send stores its user message (and a placeholder answer for
+  // A streamed send stores its user message (and a provisional answer for
   // its key) before the reply; a repeat on B meanwhile must get the reply,
-  // not the placeholder's 502.
+  // not the provisional 502.
   auto first = std::async(std::launch::async, [&] {
     http_client c(a.base_url(), "waiter");
     return c.post(messages_path(id), {{"content", "slowly"}, {"stream", true}},

@@ -568,7 +568,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
         request_fingerprint(c.req->header().method().c_str(), c.req->header().path(), dump(body));
     auto self = shared_from_this();
     auto release = [self, user = c.user_id, key] { self->locks_.unlock(user, key); };
-    // The key stays locked in this process until the exchange is answered.
+    // The key stays locked in this process until the exchange is answered
+    // (or, when an answer is stored already, until it is replayed).
     // Another process may store an answer for the same key first: our commit
     // then conflicts with it, and its answer is the one to replay.
     auto run = [self, c, key, fingerprint, is_create, stream, start, finish, release] {
@@ -588,37 +589,26 @@ class http_api : public std::enable_shared_from_this<http_api> {
               self->replay_stored(c, key, fingerprint, is_create, [finish, r] { finish(r); });
             }));
     };
-    engine_.find_idempotency(c.user_id, key,
-                             tracked<std::optional<idempotency_record>>(
-                                 [self, c, key, fingerprint, is_create, run,
-                                  release](outcome<std::optional<idempotency_record>> found) {
-                                   if (found && !*found) {
-                                     run();
-                                     return;
-                                   }
-                                   release();
-                                   if (!found) {
-                                     send_problem(c, to_problem(found.error()));
-                                     return;
-                                   }
-                                   self->answer_stored(c, **found, key, fingerprint, is_create);
-                                 }));
+    replay_stored(c, key, fingerprint, is_create, run, release);
   }
 
-  /// Replays what is stored for `key`, or runs `absent` when nothing is.
-  void replay_stored(const call_context& c, const std::string& key, const std::string& fingerprint,
-                     bool is_create, std::function<void()> absent) {
+  /// Replays what is stored for `key`, or runs `absent` when nothing is;
+  /// `answering` runs first when it is replayed (or the lookup failed).
+  void replay_stored(
+      const call_context& c, const std::string& key, const std::string& fingerprint, bool is_create,
+      std::function<void()> absent, std::function<void()> answering = [] {}) {
     auto self = shared_from_this();
     engine_.find_idempotency(c.user_id, key,
                              tracked<std::optional<idempotency_record>>(
-                                 [self, c, key, fingerprint, is_create,
-                                  absent](outcome<std::optional<idempotency_record>> found) {
-                                   if (!found) {
-                                     send_problem(c, to_problem(found.error()));
+                                 [self, c, key, fingerprint, is_create, absent,
+                                  answering](outcome<std::optional<idempotency_record>> found) {
+                                   if (found && !*found) {
+                                     absent();
                                      return;
                                    }
-                                   if (!*found) {
-                                     absent();
+                                   answering();
+                                   if (!found) {
+                                     send_problem(c, to_problem(found.error()));
                                      return;
                                    }
                                    self->answer_stored(c, **found, key, fingerprint, is_create);

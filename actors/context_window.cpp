@@ -40,7 +40,7 @@ void context_window::append(const message_record& m) {
   trim();
 }
 
-bool context_window::edit(const std::string& id, const std::string& content) {
+bool context_window::edit(const std::string& id, const shared_text& content) {
   auto i = std::find_if(entries_.begin(), entries_.end(), [&](auto& e) { return e.id == id; });
   if (i == entries_.end()) return false;
   auto tokens = estimate_message_tokens(content);
@@ -71,8 +71,8 @@ std::vector<chat_message> context_window::assemble(
     const std::optional<std::string>& system_prompt) const {
   std::vector<chat_message> out;
   out.reserve(entries_.size() + 1);
-  if (system_prompt) out.push_back({"system", *system_prompt});
-  for (auto& e : entries_) out.push_back({e.role, e.content});
+  if (system_prompt) out.push_back(system_message(*system_prompt));
+  for (auto& e : entries_) out.emplace_back(e.role, e.content, e.tokens);
   return out;
 }
 
@@ -81,7 +81,8 @@ std::vector<chat_message> context_window::assemble_with(
     const std::string* skip_id, std::int64_t budget) const {
   budget = std::min(budget, budget_);
   // Walk from the newest back to the oldest that still fits (the newest always does).
-  std::int64_t used = pending ? estimate_message_tokens(pending->content) : 0;
+  auto pending_tokens = pending ? estimate_message_tokens(pending->content) : 0;
+  std::int64_t used = pending_tokens;
   bool any = pending != nullptr;
   auto first = entries_.end();
   for (auto i = entries_.end(); i != entries_.begin();) {
@@ -94,11 +95,16 @@ std::vector<chat_message> context_window::assemble_with(
   }
   std::vector<chat_message> out;
   out.reserve(static_cast<std::size_t>(entries_.end() - first) + 2);
-  if (system_prompt) out.push_back({"system", *system_prompt});
+  if (system_prompt) out.push_back(system_message(*system_prompt));
   for (auto i = first; i != entries_.end(); ++i)
-    if (!(skip_id && i->id == *skip_id)) out.push_back({i->role, i->content});
-  if (pending) out.push_back({pending->role, pending->content});
+    if (!(skip_id && i->id == *skip_id)) out.emplace_back(i->role, i->content, i->tokens);
+  if (pending) out.emplace_back(pending->role, pending->content, pending_tokens);
   return out;
+}
+
+const chat_message& context_window::system_message(const std::string& system_prompt) const {
+  if (!system_ || system_->content != system_prompt) system_.emplace("system", system_prompt);
+  return *system_;
 }
 
 void context_window::trim() {

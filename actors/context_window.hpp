@@ -16,8 +16,8 @@ struct window_entry {
   std::string id;
   std::int64_t seq = 0;
   std::string role;
-  std::string content;
-  std::int64_t tokens = 0;
+  shared_text content;      ///< shared with the message's record and every prompt
+  std::int64_t tokens = 0;  ///< estimate_message_tokens(content), computed once
 };
 
 /// The most recent messages of a conversation that fit a token budget, oldest
@@ -37,7 +37,7 @@ class context_window {
   void append(const message_record& m);
 
   /// New content for a message; false if it is not in the window.
-  bool edit(const std::string& id, const std::string& content);
+  bool edit(const std::string& id, const shared_text& content);
 
   /// Removes a message; false if it is not in the window.
   bool remove(const std::string& id);
@@ -49,7 +49,8 @@ class context_window {
   /// one was deleted, the budget grew): the owner should reload.
   bool needs_refill() const { return needs_refill_; }
 
-  /// The provider's input: the system prompt (if any), then the window.
+  /// The provider's input: the system prompt (if any), then the window. The
+  /// messages share the window's text; nothing is copied or re-estimated.
   std::vector<chat_message> assemble(const std::optional<std::string>& system_prompt) const;
 
   /// The provider's input as it would be with `pending` appended and the message
@@ -67,12 +68,16 @@ class context_window {
  private:
   void trim();
   void mark_refill_if_room();
+  /// The system prompt as a prompt message, kept from one turn to the next
+  /// while it stays the same.
+  const chat_message& system_message(const std::string& system_prompt) const;
 
   std::deque<window_entry> entries_;
   std::int64_t tokens_ = 0;
   std::int64_t budget_ = 0;
   bool older_exist_ = false;
   bool needs_refill_ = false;
+  mutable std::optional<chat_message> system_;
 };
 
 /// The tokens a conversation's messages may use: the model's context window

@@ -373,8 +373,7 @@ void generate(self_ptr self, const model_info& model, std::vector<chat_message> 
   st.generation = active_generation{gen, {}, nullptr, stream, live, std::move(then)};
   completion_request request;
   request.upstream_model = model.upstream;
-  std::int64_t estimated_prompt = 0;
-  for (auto& m : prompt) estimated_prompt += estimate_message_tokens(m.content);
+  auto estimated_prompt = estimate_prompt_tokens(prompt);
   request.messages = std::move(prompt);
   request.temperature = params.temperature;
   request.max_tokens = std::min<std::uint32_t>(params.max_tokens.value_or(model.max_output_tokens),
@@ -435,7 +434,7 @@ struct exchange_plan {
 };
 
 message_record new_message(const conversation_record& meta, std::int64_t seq, std::string role,
-                           std::string content) {
+                           shared_text content) {
   message_record m;
   m.id = make_uuid_v7();
   m.conversation_id = meta.id;
@@ -823,7 +822,7 @@ void with_message(self_ptr self, const std::string& message_id, caf::response_pr
       });
 }
 
-void op_edit(self_ptr self, std::string user, std::string message_id, std::string content,
+void op_edit(self_ptr self, std::string user, std::string message_id, shared_text content,
              caf::response_promise rp) {
   if (foreign(self, user, rp)) return;
   with_message(self, message_id, rp, [=](message_record& found) mutable {
@@ -970,8 +969,8 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
                          caf::response_promise rp) { op_send(s, u, p, c, rp); })(user, p, claim);
       },
       [=](edit_atom, const std::string& user, const std::string& message_id,
-          const std::string& content) {
-        return queued([](self_ptr s, std::string u, std::string m, std::string c,
+          const shared_text& content) {
+        return queued([](self_ptr s, std::string u, std::string m, shared_text c,
                          caf::response_promise rp) { op_edit(s, u, m, c, rp); })(user, message_id,
                                                                                  content);
       },

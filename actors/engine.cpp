@@ -100,7 +100,7 @@ class actor_engine final : public engine {
   }
 
   void edit_message(std::string user_id, std::string id, std::string message_id,
-                    std::string content, reply_fn<message_record> reply) override {
+                    shared_text content, reply_fn<message_record> reply) override {
     ask_conversation<message_record>(id, std::move(reply), edit_atom::value, std::move(user_id),
                                      std::move(message_id), std::move(content));
   }

@@ -52,7 +52,7 @@ class engine {
                             std::optional<idempotency_claim> claim,
                             reply_fn<exchange_result> reply) = 0;
   virtual void edit_message(std::string user_id, std::string id, std::string message_id,
-                            std::string content, reply_fn<message_record> reply) = 0;
+                            shared_text content, reply_fn<message_record> reply) = 0;
   virtual void delete_message(std::string user_id, std::string id, std::string message_id,
                               reply_fn<done> reply) = 0;
   virtual void regenerate(std::string user_id, std::string id, regenerate_params params,

@@ -46,6 +46,7 @@ struct loaded_conversation {
 // These only travel between actors of one process.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::new_conversation)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::conversation_patch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::shared_text)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::send_params)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::regenerate_params)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::history_query)

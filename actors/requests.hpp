@@ -52,7 +52,7 @@ class cancellation {
 /// A message to add to a conversation, validated by the HTTP layer.
 struct send_params {
   std::string role = "user";
-  std::string content;
+  shared_text content;
   bool reply = true;
   std::optional<std::string> model;  ///< a known alias (checked before hand-off)
   std::optional<double> temperature;

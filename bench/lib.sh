@@ -42,6 +42,25 @@ start_server() {
   base="http://127.0.0.1:$port"
 }
 
+# profiled NAME COMMAND…: runs COMMAND; with PARLEY_BENCH_PERF=DIR set, the
+# server is sampled meanwhile (`perf record -g`) into DIR/NAME.data, for
+# `perf report -i DIR/NAME.data`. The scenarios wrap their measured load in it.
+profiled() {
+  local name="$1"
+  shift
+  if [ -z "${PARLEY_BENCH_PERF:-}" ]; then
+    "$@"
+    return
+  fi
+  mkdir -p "$PARLEY_BENCH_PERF"
+  perf record -g -q -o "$PARLEY_BENCH_PERF/$name.data" -p "$server_pid" 2> /dev/null &
+  local perf_pid=$!
+  local status=0
+  "$@" || status=$?
+  kill -INT "$perf_pid" 2> /dev/null && wait "$perf_pid" 2> /dev/null || true
+  return "$status"
+}
+
 # jq definitions the scenarios' tables use: `errors_text` turns a parley-load
 # result's errors into "none" or "KIND N, …". Put "$jq_defs" before a program.
 jq_defs='def errors_text: to_entries | map("\(.key) \(.value)") | join(", ")

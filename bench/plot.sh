@@ -2,7 +2,7 @@
 # Turns the JSON results of the scenarios into PNG charts (gnuplot).
 # Usage: bench/plot.sh RESULTS_DIR [CHART_DIR=bench/charts]
 # RESULTS_DIR is what the scenarios wrote with PARLEY_BENCH_OUT=RESULTS_DIR:
-#   throughput:        health-C.json, message-C.json   -> throughput.png
+#   throughput:        health-C.json, message-C.json, fresh-C.json -> throughput.png
 #   llm-latency:       stream-N.json                   -> llm-latency.png
 #   long-conversation: long-conversation.json          -> long-conversation.png
 #   memory:            memory-N-on|off.rss.json        -> memory.png
@@ -21,14 +21,17 @@ if ls "$results"/message-*.json > /dev/null 2>&1; then
   for f in "$results"/message-*.json; do
     c=$(jq .concurrency "$f")
     h="$results/health-$c.json"
-    echo "$c $(jq .requests_per_s "$f") $(jq .requests_per_s "$h") $(jq .latency.whole.p99_ms "$f")"
+    fresh="$results/fresh-$c.json"
+    echo "$c $(jq .requests_per_s "$f") $(jq .requests_per_s "$h") $(jq .latency.whole.p99_ms "$f")" \
+      "$(if [ -f "$fresh" ]; then jq .requests_per_s "$fresh"; else echo NaN; fi)"
   done | sort -n > "$tmp/throughput.dat"
   gnuplot -e "$style; set output '$charts/throughput.png';
     set title 'send-message beside GET /health (echo, zero latency)';
     set logscale x 2; set xlabel 'concurrent users'; set ylabel 'requests/s';
     set y2label 'send-message p99 (ms)'; set y2tics; set ytics nomirror;
     plot '$tmp/throughput.dat' using 1:3 with linespoints title 'GET /health',
-         '' using 1:2 with linespoints title 'send-message',
+         '' using 1:2 with linespoints title 'send-message, long conversations',
+         '' using 1:5 with linespoints title 'send-message, short conversations',
          '' using 1:4 axes x1y2 with linespoints dashtype 2 title 'send-message p99 (right)'"
 fi
 

@@ -43,7 +43,7 @@ json to_json(const message_record& m) {
       {"conversation_id", m.conversation_id},
       {"seq", m.seq},
       {"role", m.role},
-      {"content", m.content},
+      {"content", m.content.str()},
       {"created_at", format_rfc3339(m.created_at)},
       {"edited_at", m.edited_at ? json(format_rfc3339(*m.edited_at)) : json(nullptr)},
   };

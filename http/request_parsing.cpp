@@ -161,7 +161,8 @@ class field_checker {
   send_params message_fields(const json& obj, const std::string& prefix) {
     field_checker inner(obj, limits_);
     send_params p;
-    if (auto c = inner.content((prefix + "content").c_str(), inner.find("content"))) p.content = *c;
+    if (auto c = inner.content((prefix + "content").c_str(), inner.find("content")))
+      p.content = std::move(*c);
     if (auto role = inner.text("role")) {
       if (*role != "user" && *role != "assistant" && *role != "system")
         inner.fail(prefix + "role", "must be one of user, assistant, system");

@@ -201,7 +201,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.text(m->conversation_id);
               p.number(m->seq);
               p.text(m->role);
-              p.text(m->content);
+              p.text(m->content.str());
               p.number(m->created_at);
               p.number(m->edited_at);
               p.text(m->model);
@@ -214,7 +214,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
             {"text", "text", "bigint"}, ") AS v(id, content, edited_at) WHERE m.id = v.id",
             plan.message_edits, [](parameters& p, const write::update_message* e) {
               p.text(e->id);
-              p.text(e->content);
+              p.text(e->content.str());
               p.number(e->edited_at);
             });
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "config/clock.hpp"
+#include "config/shared_text.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -41,7 +42,7 @@ struct message_record {
   std::string conversation_id;
   std::int64_t seq = 0;
   std::string role;  ///< user, assistant, system
-  std::string content;
+  shared_text content;
   unix_ms created_at = 0;
   std::optional<unix_ms> edited_at;
   // Set on assistant messages produced by a provider.
@@ -100,7 +101,7 @@ struct insert_message {
 };
 struct update_message {
   std::string id;
-  std::string content;
+  shared_text content;
   unix_ms edited_at = 0;
 };
 struct delete_message {

@@ -10,21 +10,9 @@
 
 namespace parley {
 
-const char* to_string(finish_reason r) {
-  switch (r) {
-    case finish_reason::stop:
-      return "stop";
-    case finish_reason::length:
-      return "length";
-    case finish_reason::cancelled:
-      return "cancelled";
-  }
-  return "stop";
-}
-
 std::string echo_reply(const std::vector<chat_message>& messages) {
   for (auto i = messages.rbegin(); i != messages.rend(); ++i)
-    if (i->role == "user") return "Echo: " + i->content;
+    if (i->role == "user") return "Echo: " + i->content.str();
   return "Echo:";
 }
 
@@ -56,20 +44,19 @@ class echo_completion final : public completion_handle,
  public:
   echo_completion(asio::io_context& io, completion_request request, completion_callbacks callbacks)
       : timer_(io), callbacks_(std::move(callbacks)) {
-    for (auto& m : request.messages) usage_.prompt_tokens += estimate_message_tokens(m.content);
+    usage_.prompt_tokens = estimate_prompt_tokens(request.messages);
     auto words = split_words(echo_reply(request.messages));
     // Keep the words that fit max_tokens; a cut reply finishes with `length`.
-    std::int64_t budget = request.max_tokens, used = 0;
-    std::string text;
+    std::int64_t budget = request.max_tokens;
+    std::size_t kept_chars = 0;
     for (auto& w : words) {
-      auto cost = estimate_tokens(text + w) - estimate_tokens(text);
-      if (budget > 0 && used + cost > budget) {
+      auto chars = kept_chars + count_code_points(w);
+      if (budget > 0 && tokens_of(chars) > budget) {
         reason_ = finish_reason::length;
         break;
       }
-      used += cost;
-      text += w;
-      words_.push_back(w);
+      kept_chars = chars;
+      words_.push_back(std::move(w));
     }
   }
 
@@ -115,7 +102,8 @@ class echo_completion final : public completion_handle,
   }
 
   void emit(const std::string& word) {
-    usage_.completion_tokens = estimate_tokens(sent_ += word);
+    sent_chars_ += count_code_points(word);
+    usage_.completion_tokens = tokens_of(sent_chars_);
     callbacks_.on_delta(word);
   }
 
@@ -128,7 +116,7 @@ class echo_completion final : public completion_handle,
   completion_callbacks callbacks_;
   std::vector<std::string> words_;
   std::size_t next_ = 0;
-  std::string sent_;
+  std::size_t sent_chars_ = 0;  ///< code points sent so far
   completion_usage usage_;
   finish_reason reason_ = finish_reason::stop;
   std::chrono::milliseconds itl_{0};

@@ -71,7 +71,7 @@ class openai_protocol final : public chat_protocol {
 
   std::string request_body(const completion_request& r) const override {
     json messages = json::array();
-    for (auto& m : r.messages) messages.push_back({{"role", m.role}, {"content", m.content}});
+    for (auto& m : r.messages) messages.push_back({{"role", m.role}, {"content", m.content.str()}});
     json body{{"model", r.upstream_model}, {"messages", std::move(messages)}};
     if (r.max_tokens > 0) body["max_tokens"] = r.max_tokens;
     if (r.temperature) body["temperature"] = *r.temperature;
@@ -164,14 +164,14 @@ class anthropic_protocol final : public chat_protocol {
     json messages = json::array();
     for (auto& m : r.messages) {
       if (m.role == "system") {
-        system += (system.empty() ? "" : "\n\n") + m.content;
+        system += (system.empty() ? "" : "\n\n") + m.content.str();
         continue;
       }
       if (!messages.empty() && messages.back()["role"] == m.role)
         messages.back()["content"] =
-            messages.back()["content"].get<std::string>() + "\n\n" + m.content;
+            messages.back()["content"].get<std::string>() + "\n\n" + m.content.str();
       else
-        messages.push_back({{"role", m.role}, {"content", m.content}});
+        messages.push_back({{"role", m.role}, {"content", m.content.str()}});
     }
     json body{{"model", r.upstream_model},
               {"max_tokens", r.max_tokens > 0 ? r.max_tokens : anthropic_default_max_tokens},

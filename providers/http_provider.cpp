@@ -60,9 +60,8 @@ class http_completion final : public completion_handle,
         request_(std::move(request)),
         callbacks_(std::move(callbacks)),
         body_(ctx.protocol->request_body(request_)),
-        deadline_(std::min(request_.deadline, clock::now() + milliseconds(ctx.cfg.timeout_ms))) {
-    for (auto& m : request_.messages) estimated_prompt_ += estimate_message_tokens(m.content);
-  }
+        deadline_(std::min(request_.deadline, clock::now() + milliseconds(ctx.cfg.timeout_ms))),
+        estimated_prompt_(estimate_prompt_tokens(request_.messages)) {}
 
   void begin() { attempt(clock::time_point::min()); }
 
@@ -256,7 +255,7 @@ class http_completion final : public completion_handle,
   const completion_callbacks callbacks_;
   const std::string body_;
   const clock::time_point deadline_;
-  std::int64_t estimated_prompt_ = 0;
+  const std::int64_t estimated_prompt_;
   std::atomic<bool> cancelled_{false};
   std::atomic<std::uint64_t> exchange_{0};
 

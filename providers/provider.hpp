@@ -1,6 +1,7 @@
 #pragma once
 
 #include "config/errors.hpp"
+#include "config/shared_text.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -12,10 +13,21 @@
 
 namespace parley {
 
+/// One message of a prompt. Its text is shared with the context window, not
+/// copied, and its token estimate is the one the window computed when the
+/// message arrived.
 struct chat_message {
+  chat_message(std::string role, shared_text content);
+  chat_message(std::string role, shared_text content, std::int64_t tokens)
+      : role(std::move(role)), content(std::move(content)), tokens(tokens) {}
+
   std::string role;  ///< system, user, assistant
-  std::string content;
+  shared_text content;
+  std::int64_t tokens = 0;  ///< estimate_message_tokens(content)
 };
+
+/// The engine's estimate of a prompt's tokens: its messages' estimates summed.
+std::int64_t estimate_prompt_tokens(const std::vector<chat_message>& messages);
 
 /// What a provider is asked: the assembled context and sampling parameters.
 struct completion_request {

@@ -21,10 +21,12 @@ std::size_t count_code_points(std::string_view utf8) {
   return n;
 }
 
-std::int64_t estimate_tokens(std::string_view text) {
-  auto chars = static_cast<std::int64_t>(count_code_points(text));
+std::int64_t tokens_of(std::size_t code_points) {
+  auto chars = static_cast<std::int64_t>(code_points);
   return (chars + chars_per_token - 1) / chars_per_token;
 }
+
+std::int64_t estimate_tokens(std::string_view text) { return tokens_of(count_code_points(text)); }
 
 std::int64_t estimate_message_tokens(std::string_view content) {
   return estimate_tokens(content) + message_overhead_tokens;

@@ -12,6 +12,10 @@ std::size_t count_code_points(std::string_view utf8);
 /// The engine's estimate of tokens in a text: about four characters a token.
 std::int64_t estimate_tokens(std::string_view text);
 
+/// The same estimate for a text of `code_points` characters, for callers that
+/// count a growing text piece by piece instead of rescanning it.
+std::int64_t tokens_of(std::size_t code_points);
+
 /// The estimate for one chat message: its text plus the per-message framing
 /// providers add (role markers and separators).
 std::int64_t estimate_message_tokens(std::string_view content);

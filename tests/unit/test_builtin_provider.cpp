@@ -4,6 +4,7 @@
 #include "config/load_settings.hpp"
 #include "providers/builtin_provider.hpp"
 #include "providers/model_registry.hpp"
+#include "providers/token_estimator.hpp"
 #include "support/completion_collector.hpp"
 
 #include <chrono>
@@ -65,6 +66,23 @@ BOOST_AUTO_TEST_CASE(max_tokens_cuts_with_length) {
   BOOST_TEST(((**c.result).reason == finish_reason::length));
   BOOST_TEST((**c.result).usage.completion_tokens <= 3);
   BOOST_TEST(c.text().rfind("Echo:", 0) == 0u);
+  // The longest run of whole words within 3 tokens (12 characters): one more is over.
+  BOOST_TEST(c.text() == "Echo: one");
+  BOOST_TEST(estimate_tokens("Echo: one two") > 3);
+}
+
+BOOST_AUTO_TEST_CASE(usage_is_the_engines_estimate_of_prompt_and_reply) {
+  auto p = make_builtin_provider(0, 0);
+  collector c;
+  auto request = ask("héllo wörld, this is a longer message");
+  auto prompt_tokens = estimate_message_tokens("be brief") + estimate_message_tokens("old") +
+                       estimate_message_tokens("Echo: old") +
+                       estimate_message_tokens("héllo wörld, this is a longer message");
+  BOOST_TEST(estimate_prompt_tokens(request.messages) == prompt_tokens);
+  p->start(std::move(request), c.callbacks());
+  BOOST_REQUIRE(c.result.has_value());
+  BOOST_TEST((**c.result).usage.prompt_tokens == prompt_tokens);
+  BOOST_TEST((**c.result).usage.completion_tokens == estimate_tokens(c.text()));
 }
 
 BOOST_AUTO_TEST_CASE(latency_uses_timers_and_streams_word_by_word) {

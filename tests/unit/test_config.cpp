@@ -3,6 +3,7 @@
 
 #include "config/clock.hpp"
 #include "config/load_settings.hpp"
+#include "config/shared_text.hpp"
 #include "config/uuid.hpp"
 
 #include <cstdio>
@@ -216,6 +217,22 @@ BOOST_AUTO_TEST_CASE(time_and_ids) {
   BOOST_TEST(a[14] == '7');  // version
   BOOST_TEST(!is_canonical_uuid("0193-not-a-uuid"));
   BOOST_TEST(!is_canonical_uuid("01A20421-86A4-75E1-B9C5-9C9695DDD071"));
+}
+
+BOOST_AUTO_TEST_CASE(shared_text_is_one_copy_however_often_it_is_passed_on) {
+  shared_text none;
+  BOOST_TEST(none.empty());
+  BOOST_TEST(none == "");
+  shared_text hello(std::string("hello, world"));
+  auto copy = hello;
+  BOOST_TEST(&copy.str() == &hello.str());
+  BOOST_TEST(copy == hello);
+  BOOST_TEST(copy == std::string("hello, world"));
+  BOOST_TEST(std::string_view(copy).size() == 12u);
+  BOOST_TEST(!(copy == shared_text("hello")));
+  copy = "another";  // a new text: the first stays as it was
+  BOOST_TEST(hello == "hello, world");
+  BOOST_TEST(copy == "another");
 }
 
 BOOST_AUTO_TEST_CASE(provider_keys_come_from_the_named_variable) {

@@ -150,3 +150,47 @@ BOOST_AUTO_TEST_CASE(assemble_with_a_smaller_budget_leaves_out_older_messages) {
   auto larger = w.assemble_with(std::nullopt, &pending, nullptr, 1000);
   BOOST_TEST(larger.size() == w.assemble_with(std::nullopt, &pending, nullptr, 21).size());
 }
+
+BOOST_AUTO_TEST_CASE(a_prompt_shares_the_windows_text_and_estimates) {
+  context_window w;
+  auto first = msg(1, std::string(100, 'a'));
+  w.reset({first, msg(2, twelve, "assistant")}, 1000, false);
+  // The record, the window and every prompt hold one copy of the text.
+  BOOST_TEST(&w.entries().front().content.str() == &first.content.str());
+  auto pending = msg(3, std::string(80, 'p'));
+  auto prompt = w.assemble_with(std::string("sys"), &pending, nullptr, w.budget());
+  BOOST_REQUIRE(prompt.size() == 4u);
+  BOOST_TEST(&prompt[1].content.str() == &first.content.str());
+  BOOST_TEST(&prompt[3].content.str() == &pending.content.str());
+  // Each message carries the estimate made when it entered the window.
+  BOOST_TEST(prompt[1].tokens == estimate_message_tokens(std::string(100, 'a')));
+  BOOST_TEST(prompt[2].tokens == 7);
+  BOOST_TEST(prompt[3].tokens == estimate_message_tokens(std::string(80, 'p')));
+  BOOST_TEST(estimate_prompt_tokens(prompt) ==
+             estimate_message_tokens("sys") + w.tokens() + prompt[3].tokens);
+}
+
+BOOST_AUTO_TEST_CASE(the_system_prompt_is_kept_while_it_stays_the_same) {
+  context_window w;
+  w.reset({msg(1, twelve)}, 100, false);
+  auto one = w.assemble(std::string("be terse"));
+  auto two = w.assemble(std::string("be terse"));
+  BOOST_TEST(&one[0].content.str() == &two[0].content.str());
+  auto changed = w.assemble(std::string("be verbose"));
+  BOOST_TEST(changed[0].content == "be verbose");
+  BOOST_TEST(changed[0].tokens == estimate_message_tokens("be verbose"));
+  BOOST_TEST(one[0].content == "be terse");  // an earlier prompt keeps its own text
+}
+
+BOOST_AUTO_TEST_CASE(an_edit_is_estimated_once_and_the_total_follows) {
+  context_window w;
+  w.reset({msg(1, twelve), msg(2, twelve)}, 100, false);
+  BOOST_TEST(w.tokens() == 14);
+  shared_text longer(std::string(40, 'e'));  // 10 + 4 tokens
+  BOOST_TEST(w.edit("m1", longer));
+  BOOST_TEST(&w.entries().front().content.str() == &longer.str());
+  BOOST_TEST(w.entries().front().tokens == 14);
+  BOOST_TEST(w.tokens() == 21);
+  BOOST_TEST(w.remove("m2"));
+  BOOST_TEST(w.tokens() == 14);
+}

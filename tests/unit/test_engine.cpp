@@ -278,13 +278,13 @@ struct recording_subscriber : conversation_subscriber {
         seen.push_back("started");
         break;
       case kind::message:
-        seen.push_back("message:" + e.message->content);
+        seen.push_back("message:" + e.message->content.str());
         break;
       case kind::delta:
         seen.push_back("delta:" + e.text);
         break;
       case kind::done:
-        seen.push_back("done:" + e.message->content);
+        seen.push_back("done:" + e.message->content.str());
         break;
       case kind::closed:
         seen.push_back("closed:" + e.reason->detail);

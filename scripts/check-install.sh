@@ -72,6 +72,9 @@ if ! "${run[@]}" PARLEY_JWT_SECRET=check-install OPENAI_API_KEY=check-install \
   fail "the installed share/parley/parley.toml does not load"
 fi
 
+# The log exists before the server runs: the loop below may read it before
+# the background shell has opened it, and a failed read would end this script.
+: >"$work/stdout"
 "${run[@]}" HOST=127.0.0.1 PORT=0 DATABASE_URL=sqlite::memory: \
   "$parley" serve >"$work/stdout" 2>"$work/stderr" &
 pid=$!

@@ -3,14 +3,15 @@
 #include "providers/token_estimator.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 namespace parley {
 
 namespace {
 
-window_entry to_entry(const message_record& m) {
-  return {m.id, m.seq, m.role, m.content, estimate_message_tokens(m.content)};
-}
+/// Trimmed messages are dropped from the front in bulk once there are at least
+/// this many and they are at least half of what is kept.
+constexpr std::size_t compact_after = 32;
 
 }  // namespace
 
@@ -20,43 +21,80 @@ std::int64_t message_budget(std::int64_t context_budget,
   return std::max<std::int64_t>(0, context_budget - used);
 }
 
+window_entry context_window::at(std::size_t i) const {
+  auto& k = keys_[first_ + i];
+  return {k.id, k.seq, (*messages_)[first_ + i]};
+}
+
+prompt::history& context_window::own_messages() {
+  if (messages_.use_count() > 1) {
+    // A prompt in flight holds them: it keeps its copy, the window takes a new one.
+    messages_ = std::make_shared<prompt::history>(messages_->begin() + first_, messages_->end());
+    keys_.erase(keys_.begin(), keys_.begin() + first_);
+    first_ = 0;
+  } else {
+    // The last prompt was released on another thread: its reads happen before our writes.
+    std::atomic_thread_fence(std::memory_order_acquire);
+  }
+  return *messages_;
+}
+
+std::optional<std::size_t> context_window::find(const std::string& id) const {
+  for (auto i = first_; i < keys_.size(); ++i)
+    if (keys_[i].id == id) return i;
+  return std::nullopt;
+}
+
+void context_window::push(const message_record& m) {
+  own_messages().emplace_back(m.role, m.content);
+  keys_.push_back({m.id, m.seq});
+  tokens_ += messages_->back().tokens;
+}
+
 void context_window::reset(const std::vector<message_record>& recent, std::int64_t budget,
                            bool older_exist) {
-  entries_.clear();
+  messages_ = std::make_shared<prompt::history>();
+  messages_->reserve(recent.size());
+  keys_.clear();
+  keys_.reserve(recent.size());
+  first_ = 0;
   tokens_ = 0;
   budget_ = budget;
   older_exist_ = older_exist;
   needs_refill_ = false;
-  for (auto& m : recent) {
-    entries_.push_back(to_entry(m));
-    tokens_ += entries_.back().tokens;
-  }
+  for (auto& m : recent) push(m);
   trim();
 }
 
 void context_window::append(const message_record& m) {
-  entries_.push_back(to_entry(m));
-  tokens_ += entries_.back().tokens;
+  push(m);
   trim();
 }
 
 bool context_window::edit(const std::string& id, const shared_text& content) {
-  auto i = std::find_if(entries_.begin(), entries_.end(), [&](auto& e) { return e.id == id; });
-  if (i == entries_.end()) return false;
+  auto at = find(id);
+  if (!at) return false;
+  auto offset = *at - first_;
+  auto& messages = own_messages();  // may move the window to the front of a new copy
+  auto& m = messages[first_ + offset];
   auto tokens = estimate_message_tokens(content);
-  tokens_ += tokens - i->tokens;
-  i->content = content;
-  i->tokens = tokens;
+  tokens_ += tokens - m.tokens;
+  m.content = content;
+  m.tokens = tokens;
   trim();
   mark_refill_if_room();
   return true;
 }
 
 bool context_window::remove(const std::string& id) {
-  auto i = std::find_if(entries_.begin(), entries_.end(), [&](auto& e) { return e.id == id; });
-  if (i == entries_.end()) return false;
-  tokens_ -= i->tokens;
-  entries_.erase(i);
+  auto at = find(id);
+  if (!at) return false;
+  auto offset = *at - first_;
+  auto& messages = own_messages();
+  auto i = first_ + offset;
+  tokens_ -= messages[i].tokens;
+  messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(i));
+  keys_.erase(keys_.begin() + static_cast<std::ptrdiff_t>(i));
   mark_refill_if_room();
   return true;
 }
@@ -67,39 +105,47 @@ void context_window::set_budget(std::int64_t budget) {
   mark_refill_if_room();
 }
 
-std::vector<chat_message> context_window::assemble(
-    const std::optional<std::string>& system_prompt) const {
-  std::vector<chat_message> out;
-  out.reserve(entries_.size() + 1);
-  if (system_prompt) out.push_back(system_message(*system_prompt));
-  for (auto& e : entries_) out.emplace_back(e.role, e.content, e.tokens);
-  return out;
+prompt context_window::assemble(const std::optional<std::string>& system_prompt) const {
+  return assemble_with(system_prompt, nullptr, nullptr, budget_);
 }
 
-std::vector<chat_message> context_window::assemble_with(
-    const std::optional<std::string>& system_prompt, const message_record* pending,
-    const std::string* skip_id, std::int64_t budget) const {
+prompt context_window::assemble_with(const std::optional<std::string>& system_prompt,
+                                     const message_record* pending, const std::string* skip_id,
+                                     std::int64_t budget) const {
   budget = std::min(budget, budget_);
-  // Walk from the newest back to the oldest that still fits (the newest always does).
-  auto pending_tokens = pending ? estimate_message_tokens(pending->content) : 0;
-  std::int64_t used = pending_tokens;
-  bool any = pending != nullptr;
-  auto first = entries_.end();
-  for (auto i = entries_.end(); i != entries_.begin();) {
-    --i;
-    if (skip_id && i->id == *skip_id) continue;
-    if (any && used + i->tokens > budget) break;
-    used += i->tokens;
-    any = true;
-    first = i;
+  std::optional<chat_message> system;
+  if (system_prompt) system = system_message(*system_prompt);
+  std::optional<chat_message> next;
+  if (pending) next.emplace(pending->role, pending->content);
+
+  std::shared_ptr<const prompt::history> shared = messages_;
+  auto first = first_, last = keys_.size();
+  auto tokens = tokens_;
+  if (skip_id) {
+    if (auto at = find(*skip_id); at && *at + 1 == last) {
+      --last;  // the newest, as regenerate's reply to replace is
+      tokens -= (*messages_)[last].tokens;
+    } else if (at) {
+      // Anywhere else: this prompt gets a copy of its own without it.
+      auto copy = std::make_shared<prompt::history>(messages_->begin() + first, messages_->end());
+      copy->erase(copy->begin() + static_cast<std::ptrdiff_t>(*at - first));
+      tokens -= (*messages_)[*at].tokens;
+      shared = std::move(copy);
+      first = 0;
+      last = shared->size();
+    }
   }
-  std::vector<chat_message> out;
-  out.reserve(static_cast<std::size_t>(entries_.end() - first) + 2);
-  if (system_prompt) out.push_back(system_message(*system_prompt));
-  for (auto i = first; i != entries_.end(); ++i)
-    if (!(skip_id && i->id == *skip_id)) out.emplace_back(i->role, i->content, i->tokens);
-  if (pending) out.emplace_back(pending->role, pending->content, pending_tokens);
-  return out;
+  // The kept messages are the newest that fit (a suffix, as every estimate is
+  // positive): leave out the oldest until the rest fits. Without a pending
+  // message the newest is kept even when it alone is over the budget.
+  auto used = tokens + (next ? next->tokens : 0);
+  std::size_t keep_at_least = next ? 0 : 1;
+  while (last - first > keep_at_least && used > budget) {
+    used -= (*shared)[first].tokens;
+    tokens -= (*shared)[first].tokens;
+    ++first;
+  }
+  return prompt(std::move(system), std::move(shared), first, last, tokens, std::move(next));
 }
 
 const chat_message& context_window::system_message(const std::string& system_prompt) const {
@@ -108,17 +154,25 @@ const chat_message& context_window::system_message(const std::string& system_pro
 }
 
 void context_window::trim() {
-  while (entries_.size() > 1 && tokens_ > budget_) {
-    tokens_ -= entries_.front().tokens;
-    entries_.pop_front();
+  while (size() > 1 && tokens_ > budget_) {
+    tokens_ -= (*messages_)[first_].tokens;
+    ++first_;
     older_exist_ = true;
+  }
+  if (first_ >= compact_after && first_ * 2 >= keys_.size()) {
+    auto& messages = own_messages();  // a copy from first_ on if shared, which compacts too
+    if (first_ > 0) {
+      messages.erase(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(first_));
+      keys_.erase(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(first_));
+      first_ = 0;
+    }
   }
 }
 
 void context_window::mark_refill_if_room() {
   // A removal can also expose an older message when the window is empty or
   // held only the newest, over-budget message.
-  if (older_exist_ && (tokens_ < budget_ || entries_.empty())) needs_refill_ = true;
+  if (older_exist_ && (tokens_ < budget_ || empty())) needs_refill_ = true;
 }
 
 }  // namespace parley

@@ -4,20 +4,18 @@
 #include "providers/provider.hpp"
 
 #include <cstdint>
-#include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace parley {
 
-/// One message as the context window keeps it.
+/// One message of the window, as its owner reads it.
 struct window_entry {
-  std::string id;
-  std::int64_t seq = 0;
-  std::string role;
-  shared_text content;      ///< shared with the message's record and every prompt
-  std::int64_t tokens = 0;  ///< estimate_message_tokens(content), computed once
+  const std::string& id;
+  std::int64_t seq;
+  const chat_message& message;  ///< role, shared text and token estimate
 };
 
 /// The most recent messages of a conversation that fit a token budget, oldest
@@ -26,6 +24,12 @@ struct window_entry {
 ///
 /// Rule: the newest message is always kept (a provider needs something to
 /// answer); every older message is kept only while the running total fits.
+///
+/// The messages are kept in the form a prompt takes and are shared with the
+/// prompts built from them, so that a turn costs the same however long the
+/// window is: a prompt copies nothing, and the window copies its messages
+/// (pointers to their text) only when it changes while a prompt still holds
+/// them, which a provider that is done with its request does not.
 class context_window {
  public:
   /// Replaces the contents with `recent` (ascending seq, the newest last) and
@@ -49,31 +53,49 @@ class context_window {
   /// one was deleted, the budget grew): the owner should reload.
   bool needs_refill() const { return needs_refill_; }
 
-  /// The provider's input: the system prompt (if any), then the window. The
-  /// messages share the window's text; nothing is copied or re-estimated.
-  std::vector<chat_message> assemble(const std::optional<std::string>& system_prompt) const;
+  /// The provider's input: the system prompt (if any), then the window.
+  prompt assemble(const std::optional<std::string>& system_prompt) const;
 
   /// The provider's input as it would be with `pending` appended and the message
   /// `skip_id` removed, by the same rule within `budget` (at most the window's:
-  /// a model with a smaller window gets fewer messages), without changing (or
-  /// copying) the window.
-  std::vector<chat_message> assemble_with(const std::optional<std::string>& system_prompt,
-                                          const message_record* pending, const std::string* skip_id,
-                                          std::int64_t budget) const;
+  /// a model with a smaller window gets fewer messages), without changing the
+  /// window. Costs the messages it leaves out, not the ones it keeps.
+  prompt assemble_with(const std::optional<std::string>& system_prompt,
+                       const message_record* pending, const std::string* skip_id,
+                       std::int64_t budget) const;
 
-  const std::deque<window_entry>& entries() const { return entries_; }
+  std::size_t size() const { return keys_.size() - first_; }
+  bool empty() const { return size() == 0; }
+  /// The i-th message, oldest first.
+  window_entry at(std::size_t i) const;
+  window_entry front() const { return at(0); }
+  window_entry back() const { return at(size() - 1); }
   std::int64_t tokens() const { return tokens_; }
   std::int64_t budget() const { return budget_; }
 
  private:
+  struct key {
+    std::string id;
+    std::int64_t seq = 0;
+  };
+
+  /// The messages, to change: copied first if a prompt still holds them.
+  prompt::history& own_messages();
+  /// The position of message `id` in keys_ and messages_, if in the window.
+  std::optional<std::size_t> find(const std::string& id) const;
+  void push(const message_record& m);
   void trim();
   void mark_refill_if_room();
   /// The system prompt as a prompt message, kept from one turn to the next
   /// while it stays the same.
   const chat_message& system_message(const std::string& system_prompt) const;
 
-  std::deque<window_entry> entries_;
-  std::int64_t tokens_ = 0;
+  // keys_[i] names (*messages_)[i]; the first first_ of both have been
+  // trimmed and are dropped in bulk, so that trimming one is O(1).
+  std::vector<key> keys_;
+  std::shared_ptr<prompt::history> messages_ = std::make_shared<prompt::history>();
+  std::size_t first_ = 0;
+  std::int64_t tokens_ = 0;  ///< estimates of the messages from first_ on, summed
   std::int64_t budget_ = 0;
   bool older_exist_ = false;
   bool needs_refill_ = false;

@@ -361,11 +361,10 @@ struct sampling {
   std::optional<std::uint32_t> max_tokens;
 };
 
-/// Asks `model` for a reply to `prompt`; `then` gets the outcome and the text.
+/// Asks `model` for a reply to `messages`; `then` gets the outcome and the text.
 /// The generation is given up at `deadline`.
-void generate(self_ptr self, const model_info& model, std::vector<chat_message> prompt,
-              const sampling& params, steady_time deadline,
-              const std::shared_ptr<cancellation>& cancel,
+void generate(self_ptr self, const model_info& model, prompt messages, const sampling& params,
+              steady_time deadline, const std::shared_ptr<cancellation>& cancel,
               const std::shared_ptr<conversation_subscriber>& stream, bool live,
               std::function<void(outcome<completion_result>, std::string)> then) {
   auto& st = self->state;
@@ -373,8 +372,8 @@ void generate(self_ptr self, const model_info& model, std::vector<chat_message> 
   st.generation = active_generation{gen, {}, nullptr, stream, live, std::move(then)};
   completion_request request;
   request.upstream_model = model.upstream;
-  auto estimated_prompt = estimate_prompt_tokens(prompt);
-  request.messages = std::move(prompt);
+  auto estimated_prompt = messages.estimated_tokens();
+  request.messages = std::move(messages);
   request.temperature = params.temperature;
   request.max_tokens = std::min<std::uint32_t>(params.max_tokens.value_or(model.max_output_tokens),
                                                model.max_output_tokens);
@@ -507,9 +506,9 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
   if (plan.user_message)
     why.message_id = plan.user_message->id;
   else
-    for (auto e = st.window.entries().rbegin(); e != st.window.entries().rend(); ++e)
-      if (e->role == "user") {
-        why.message_id = e->id;
+    for (auto i = st.window.size(); i > 0; --i)
+      if (auto e = st.window.at(i - 1); e.message.role == "user") {
+        why.message_id = e.id;
         break;
       }
   bool store_user = plan.user_message && !plan.user_stored;
@@ -622,8 +621,8 @@ void check_token_quota(self_ptr self, const std::string& user, caf::response_pro
 
 /// The prompt `model` gets for the exchange: the system prompt and as much of
 /// the window as fits the model's budget.
-std::vector<chat_message> prompt_for(const conversation_state& st, const exchange_plan& plan,
-                                     const model_info& model) {
+prompt prompt_for(const conversation_state& st, const exchange_plan& plan,
+                  const model_info& model) {
   auto budget = message_budget(model.context_budget(), st.meta.system_prompt);
   bool pending = plan.user_message && !plan.user_stored;
   return st.window.assemble_with(st.meta.system_prompt, pending ? &*plan.user_message : nullptr,
@@ -755,15 +754,14 @@ void op_regenerate(self_ptr self, std::string user, regenerate_params p,
   if (foreign(self, user, rp)) return;
   ensure_window(self, rp, [=]() mutable {
     auto& st = self->state;
-    auto& entries = st.window.entries();
-    if (entries.empty()) {
+    if (st.window.empty()) {
       rp.deliver(make_caf_error(
           failure{errc::conflict, "conversation " + st.id + " has no messages to reply to"}));
       finish_op(self);
       return;
     }
     exchange_plan plan;
-    if (entries.back().role == "assistant") plan.replaces = entries.back().id;
+    if (auto last = st.window.back(); last.message.role == "assistant") plan.replaces = last.id;
     plan.reply = true;
     plan.model = p.model.value_or(st.meta.model);
     plan.cancel = p.cancel;

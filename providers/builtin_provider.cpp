@@ -10,9 +10,9 @@
 
 namespace parley {
 
-std::string echo_reply(const std::vector<chat_message>& messages) {
-  for (auto i = messages.rbegin(); i != messages.rend(); ++i)
-    if (i->role == "user") return "Echo: " + i->content.str();
+std::string echo_reply(const prompt& messages) {
+  for (auto i = messages.size(); i > 0; --i)
+    if (auto& m = messages[i - 1]; m.role == "user") return "Echo: " + m.content.str();
   return "Echo:";
 }
 
@@ -44,7 +44,7 @@ class echo_completion final : public completion_handle,
  public:
   echo_completion(asio::io_context& io, completion_request request, completion_callbacks callbacks)
       : timer_(io), callbacks_(std::move(callbacks)) {
-    usage_.prompt_tokens = estimate_prompt_tokens(request.messages);
+    usage_.prompt_tokens = request.messages.estimated_tokens();
     auto words = split_words(echo_reply(request.messages));
     // Keep the words that fit max_tokens; a cut reply finishes with `length`.
     std::int64_t budget = request.max_tokens;

@@ -8,7 +8,7 @@
 namespace parley {
 
 /// The reply `echo` gives to a context: "Echo: <the last user message>".
-std::string echo_reply(const std::vector<chat_message>& messages);
+std::string echo_reply(const prompt& messages);
 
 /// Splits text into the pieces echo streams: each word with the white space
 /// before it, so that the pieces concatenate to the text.

@@ -61,7 +61,7 @@ class http_completion final : public completion_handle,
         callbacks_(std::move(callbacks)),
         body_(ctx.protocol->request_body(request_)),
         deadline_(std::min(request_.deadline, clock::now() + milliseconds(ctx.cfg.timeout_ms))),
-        estimated_prompt_(estimate_prompt_tokens(request_.messages)) {}
+        estimated_prompt_(request_.messages.estimated_tokens()) {}
 
   void begin() { attempt(clock::time_point::min()); }
 

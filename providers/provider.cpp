@@ -21,10 +21,31 @@ chat_message::chat_message(std::string role, shared_text content)
       content(std::move(content)),
       tokens(estimate_message_tokens(this->content)) {}
 
-std::int64_t estimate_prompt_tokens(const std::vector<chat_message>& messages) {
-  std::int64_t total = 0;
-  for (auto& m : messages) total += m.tokens;
-  return total;
+prompt::prompt(std::initializer_list<chat_message> messages)
+    : shared_(std::make_shared<const history>(messages)), last_(messages.size()) {
+  for (auto& m : messages) tokens_ += m.tokens;
+}
+
+prompt::prompt(std::optional<chat_message> system, std::shared_ptr<const history> shared,
+               std::size_t first, std::size_t last, std::int64_t shared_tokens,
+               std::optional<chat_message> pending)
+    : system_(std::move(system)),
+      shared_(std::move(shared)),
+      first_(first),
+      last_(last),
+      pending_(std::move(pending)),
+      tokens_(shared_tokens) {
+  if (system_) tokens_ += system_->tokens;
+  if (pending_) tokens_ += pending_->tokens;
+}
+
+const chat_message& prompt::operator[](std::size_t i) const {
+  if (system_) {
+    if (i == 0) return *system_;
+    --i;
+  }
+  if (i < last_ - first_) return (*shared_)[first_ + i];
+  return *pending_;
 }
 
 }  // namespace parley

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,13 +28,68 @@ struct chat_message {
   std::int64_t tokens = 0;  ///< estimate_message_tokens(content)
 };
 
-/// The engine's estimate of a prompt's tokens: its messages' estimates summed.
-std::int64_t estimate_prompt_tokens(const std::vector<chat_message>& messages);
+/// A prompt's messages, oldest first: the system message (if any), a run of a
+/// conversation's history that the prompt shares with its context window (the
+/// window copies its history only if it changes while a prompt still holds
+/// it), and the new message (if any). Building one copies no text and counts
+/// nothing: each message brings its estimate, and the history's total comes
+/// with it.
+class prompt {
+ public:
+  using history = std::vector<chat_message>;
+
+  class iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = chat_message;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const chat_message*;
+    using reference = const chat_message&;
+
+    iterator() = default;
+    iterator(const prompt* p, std::size_t at) : prompt_(p), at_(at) {}
+    reference operator*() const { return (*prompt_)[at_]; }
+    pointer operator->() const { return &(*prompt_)[at_]; }
+    iterator& operator++() { return ++at_, *this; }
+    iterator operator++(int) { return {prompt_, at_++}; }
+    bool operator==(const iterator& o) const { return at_ == o.at_; }
+
+   private:
+    const prompt* prompt_ = nullptr;
+    std::size_t at_ = 0;
+  };
+
+  prompt() = default;
+  /// A prompt of its own messages.
+  prompt(std::initializer_list<chat_message> messages);
+  /// `system`, then `shared[first, last)` whose estimates sum to
+  /// `shared_tokens`, then `pending`.
+  prompt(std::optional<chat_message> system, std::shared_ptr<const history> shared,
+         std::size_t first, std::size_t last, std::int64_t shared_tokens,
+         std::optional<chat_message> pending);
+
+  std::size_t size() const { return (system_ ? 1 : 0) + (last_ - first_) + (pending_ ? 1 : 0); }
+  bool empty() const { return size() == 0; }
+  /// The i-th message, oldest first.
+  const chat_message& operator[](std::size_t i) const;
+  const chat_message& back() const { return (*this)[size() - 1]; }
+  iterator begin() const { return {this, 0}; }
+  iterator end() const { return {this, size()}; }
+  /// The engine's estimate of the prompt's tokens: its messages' estimates summed.
+  std::int64_t estimated_tokens() const { return tokens_; }
+
+ private:
+  std::optional<chat_message> system_;
+  std::shared_ptr<const history> shared_;
+  std::size_t first_ = 0, last_ = 0;
+  std::optional<chat_message> pending_;
+  std::int64_t tokens_ = 0;
+};
 
 /// What a provider is asked: the assembled context and sampling parameters.
 struct completion_request {
   std::string upstream_model;
-  std::vector<chat_message> messages;
+  prompt messages;
   std::optional<double> temperature;
   std::uint32_t max_tokens = 0;  ///< the most completion tokens to produce
   /// Deliver text as it is produced (the caller streams it on). Otherwise a

@@ -78,7 +78,7 @@ BOOST_AUTO_TEST_CASE(usage_is_the_engines_estimate_of_prompt_and_reply) {
   auto prompt_tokens = estimate_message_tokens("be brief") + estimate_message_tokens("old") +
                        estimate_message_tokens("Echo: old") +
                        estimate_message_tokens("héllo wörld, this is a longer message");
-  BOOST_TEST(estimate_prompt_tokens(request.messages) == prompt_tokens);
+  BOOST_TEST(request.messages.estimated_tokens() == prompt_tokens);
   p->start(std::move(request), c.callbacks());
   BOOST_REQUIRE(c.result.has_value());
   BOOST_TEST((**c.result).usage.prompt_tokens == prompt_tokens);

@@ -382,16 +382,27 @@ void generate(self_ptr self, const model_info& model, prompt messages, const sam
   request.stream = live;
   auto me = caf::actor_cast<caf::actor>(self);
   completion_callbacks callbacks;
-  callbacks.on_delta = [me, gen](std::string text) {
-    caf::anon_send(me, delta_atom::value, gen, std::move(text));
-  };
+  // Text nobody reads as it comes is gathered where the provider delivers it
+  // and handed over whole with the result: one message, not one per piece.
+  // The provider never calls the two callbacks at once, nor on_delta after
+  // on_finish, so they share it without a lock.
+  std::shared_ptr<std::string> gathered;
+  if (live) {
+    callbacks.on_delta = [me, gen](std::string text) {
+      caf::anon_send(me, delta_atom::value, gen, std::move(text));
+    };
+  } else {
+    gathered = std::make_shared<std::string>();
+    callbacks.on_delta = [gathered](std::string text) { *gathered += text; };
+  }
   auto finished = std::make_shared<std::atomic<bool>>(false);
-  callbacks.on_finish = [me, gen, finished, calibration = model.calibration,
+  callbacks.on_finish = [me, gen, finished, gathered, calibration = model.calibration,
                          estimated_prompt](outcome<completion_result> result) {
     if (result && result->usage_reported)
       calibration->observe(estimated_prompt, result->usage.prompt_tokens);
     finished->store(true);
-    caf::anon_send(me, generated_atom::value, gen, std::move(result));
+    caf::anon_send(me, generated_atom::value, gen, std::move(result),
+                   gathered ? std::move(*gathered) : std::string());
   };
   st.generation->handle = model.impl->start(std::move(request), std::move(callbacks));
   if (cancel) cancel->on_cancel([me, gen] { caf::anon_send(me, cancel_atom::value, gen); });
@@ -1033,7 +1044,10 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
           if (st.generation->handle) st.generation->handle->cancel();
         }
       },
-      [=](generated_atom, std::uint64_t gen, outcome<completion_result>& result) {
+      [=](generated_atom, std::uint64_t gen, outcome<completion_result>& result,
+          std::string& gathered) {
+        auto& st = self->state;
+        if (st.generation && st.generation->id == gen) st.generation->text += gathered;
         complete_generation(self, gen, std::move(result));
       },
       [=](cancel_atom, std::uint64_t gen) {

@@ -70,12 +70,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(object["content"].is_string() && object["content"].get<std::string>() == m.content);
   auto chars = count_code_points(m.content);
   check(chars >= 1 && chars <= limits().max_message_chars);
-  check(m.content.find('\0') == std::string::npos);
+  check(m.content.str().find('\0') == std::string::npos);
   if (m.temperature) check(*m.temperature >= 0 && *m.temperature <= 2);
   if (m.max_tokens) check(*m.max_tokens >= 1);
   if (m.model) check(limits().models->find(*m.model) != nullptr);
   check(!m.cancel && !m.stream);
   // What the engine stores and sends on must serialize strictly (valid UTF-8).
-  (void)json(m.content).dump();
+  (void)json(m.content.str()).dump();
   return 0;
 }

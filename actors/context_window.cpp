@@ -10,7 +10,7 @@ namespace parley {
 namespace {
 
 /// Trimmed messages are dropped from the front in bulk once there are at least
-/// this many and they are at least half of what is kept.
+/// this many and at least as many as are kept.
 constexpr std::size_t compact_after = 32;
 
 }  // namespace
@@ -33,7 +33,10 @@ prompt::history& context_window::own_messages() {
     keys_.erase(keys_.begin(), keys_.begin() + first_);
     first_ = 0;
   } else {
-    // The last prompt was released on another thread: its reads happen before our writes.
+    // The last prompt may have been released on a provider's thread; its
+    // release (an acq_rel decrement in libstdc++) with this fence orders its
+    // reads before our writes. Only the actor's thread makes prompts from the
+    // window, so nothing can take a new hold on the vector meanwhile.
     std::atomic_thread_fence(std::memory_order_acquire);
   }
   return *messages_;
@@ -122,10 +125,10 @@ prompt context_window::assemble_with(const std::optional<std::string>& system_pr
   auto first = first_, last = keys_.size();
   auto tokens = tokens_;
   if (skip_id) {
-    if (auto at = find(*skip_id); at && *at + 1 == last) {
+    if (last > first && keys_[last - 1].id == *skip_id) {
       --last;  // the newest, as regenerate's reply to replace is
       tokens -= (*messages_)[last].tokens;
-    } else if (at) {
+    } else if (auto at = find(*skip_id)) {
       // Anywhere else: this prompt gets a copy of its own without it.
       auto copy = std::make_shared<prompt::history>(messages_->begin() + first, messages_->end());
       copy->erase(copy->begin() + static_cast<std::ptrdiff_t>(*at - first));
@@ -154,18 +157,19 @@ const chat_message& context_window::system_message(const std::string& system_pro
 }
 
 void context_window::trim() {
+  if (size() <= 1 || tokens_ <= budget_) return;
+  // A trimmed message's text is let go now; the slot itself goes in bulk.
+  auto& messages = own_messages();
   while (size() > 1 && tokens_ > budget_) {
-    tokens_ -= (*messages_)[first_].tokens;
+    tokens_ -= messages[first_].tokens;
+    messages[first_].content = {};
     ++first_;
     older_exist_ = true;
   }
   if (first_ >= compact_after && first_ * 2 >= keys_.size()) {
-    auto& messages = own_messages();  // a copy from first_ on if shared, which compacts too
-    if (first_ > 0) {
-      messages.erase(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(first_));
-      keys_.erase(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(first_));
-      first_ = 0;
-    }
+    messages.erase(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(first_));
+    keys_.erase(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(first_));
+    first_ = 0;
   }
 }
 

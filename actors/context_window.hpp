@@ -11,7 +11,8 @@
 
 namespace parley {
 
-/// One message of the window, as its owner reads it.
+/// One message of the window, as its owner reads it: valid until the window
+/// next changes.
 struct window_entry {
   const std::string& id;
   std::int64_t seq;

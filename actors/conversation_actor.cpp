@@ -1047,7 +1047,12 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
       [=](generated_atom, std::uint64_t gen, outcome<completion_result>& result,
           std::string& gathered) {
         auto& st = self->state;
-        if (st.generation && st.generation->id == gen) st.generation->text += gathered;
+        if (st.generation && st.generation->id == gen) {
+          if (st.generation->text.empty())
+            st.generation->text = std::move(gathered);
+          else
+            st.generation->text += gathered;
+        }
         complete_generation(self, gen, std::move(result));
       },
       [=](cancel_atom, std::uint64_t gen) {

@@ -52,6 +52,10 @@ profiled() {
     "$@"
     return
   fi
+  command -v perf > /dev/null || {
+    echo "PARLEY_BENCH_PERF is set but perf is not installed (Debian: linux-perf)" >&2
+    return 1
+  }
   mkdir -p "$PARLEY_BENCH_PERF"
   perf record -g -q -o "$PARLEY_BENCH_PERF/$name.data" -p "$server_pid" 2> /dev/null &
   local perf_pid=$!

@@ -57,11 +57,11 @@ class http_completion final : public completion_handle,
  public:
   http_completion(provider_context& ctx, completion_request request, completion_callbacks callbacks)
       : ctx_(ctx),
-        request_(std::move(request)),
+        stream_(request.stream),
         callbacks_(std::move(callbacks)),
-        body_(ctx.protocol->request_body(request_)),
-        deadline_(std::min(request_.deadline, clock::now() + milliseconds(ctx.cfg.timeout_ms))),
-        estimated_prompt_(request_.messages.estimated_tokens()) {}
+        body_(ctx.protocol->request_body(request)),
+        deadline_(std::min(request.deadline, clock::now() + milliseconds(ctx.cfg.timeout_ms))),
+        estimated_prompt_(request.messages.estimated_tokens()) {}
 
   void begin() { attempt(clock::time_point::min()); }
 
@@ -92,7 +92,7 @@ class http_completion final : public completion_handle,
     r.start_at = start_at;
     r.deadline = deadline_;
     r.first_byte_timeout = milliseconds(ctx_.cfg.first_byte_timeout_ms);
-    if (request_.stream) r.stall_timeout = milliseconds(ctx_.cfg.stall_timeout_ms);
+    if (stream_) r.stall_timeout = milliseconds(ctx_.cfg.stall_timeout_ms);
     auto self = shared_from_this();
     upstream_handlers h;
     h.on_response = [self](long status, std::optional<unsigned> retry_after) {
@@ -118,7 +118,7 @@ class http_completion final : public completion_handle,
       received_.append(bytes.substr(0, room));
       return true;
     }
-    if (request_.stream) {
+    if (stream_) {
       parser_->feed(bytes);
       if (parser_->pending_bytes() > max_answer_bytes)
         decode_failure_ = provider_failure("the provider sent a stream line too long to read");
@@ -141,7 +141,7 @@ class http_completion final : public completion_handle,
     }
     if (!piece->text.empty()) {
       text_ += piece->text;
-      if (request_.stream) {
+      if (stream_) {
         delivered_ = true;
         callbacks_.on_delta(piece->text);
       }
@@ -198,7 +198,7 @@ class http_completion final : public completion_handle,
         fail(provider_failure(detail));
       return;
     }
-    if (!request_.stream) {
+    if (!stream_) {
       take(ctx_.protocol->decode_answer(received_));
       if (decode_failure_) {
         fail(*decode_failure_);
@@ -251,7 +251,9 @@ class http_completion final : public completion_handle,
   }
 
   provider_context& ctx_;
-  const completion_request request_;
+  /// All of the request that is needed once its body is rendered: the prompt
+  /// is let go at once, so that its window need not copy itself meanwhile.
+  const bool stream_;
   const completion_callbacks callbacks_;
   const std::string body_;
   const clock::time_point deadline_;

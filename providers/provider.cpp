@@ -2,6 +2,9 @@
 
 #include "providers/token_estimator.hpp"
 
+#include <cassert>
+#include <utility>
+
 namespace parley {
 
 const char* to_string(finish_reason r) {
@@ -39,7 +42,28 @@ prompt::prompt(std::optional<chat_message> system, std::shared_ptr<const history
   if (pending_) tokens_ += pending_->tokens;
 }
 
+prompt::prompt(prompt&& other) noexcept
+    : system_(std::exchange(other.system_, std::nullopt)),
+      shared_(std::move(other.shared_)),
+      first_(std::exchange(other.first_, 0)),
+      last_(std::exchange(other.last_, 0)),
+      pending_(std::exchange(other.pending_, std::nullopt)),
+      tokens_(std::exchange(other.tokens_, 0)) {}
+
+prompt& prompt::operator=(prompt&& other) noexcept {
+  if (this != &other) {
+    system_ = std::exchange(other.system_, std::nullopt);
+    shared_ = std::move(other.shared_);
+    first_ = std::exchange(other.first_, 0);
+    last_ = std::exchange(other.last_, 0);
+    pending_ = std::exchange(other.pending_, std::nullopt);
+    tokens_ = std::exchange(other.tokens_, 0);
+  }
+  return *this;
+}
+
 const chat_message& prompt::operator[](std::size_t i) const {
+  assert(i < size());
   if (system_) {
     if (i == 0) return *system_;
     --i;

@@ -60,6 +60,11 @@ class prompt {
   };
 
   prompt() = default;
+  prompt(const prompt&) = default;
+  prompt& operator=(const prompt&) = default;
+  /// A moved-from prompt is empty.
+  prompt(prompt&& other) noexcept;
+  prompt& operator=(prompt&& other) noexcept;
   /// A prompt of its own messages.
   prompt(std::initializer_list<chat_message> messages);
   /// `system`, then `shared[first, last)` whose estimates sum to
@@ -70,8 +75,9 @@ class prompt {
 
   std::size_t size() const { return (system_ ? 1 : 0) + (last_ - first_) + (pending_ ? 1 : 0); }
   bool empty() const { return size() == 0; }
-  /// The i-th message, oldest first.
+  /// The i-th message, oldest first; i < size().
   const chat_message& operator[](std::size_t i) const;
+  /// The newest message; not empty().
   const chat_message& back() const { return (*this)[size() - 1]; }
   iterator begin() const { return {this, 0}; }
   iterator end() const { return {this, size()}; }

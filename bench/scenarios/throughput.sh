@@ -29,7 +29,7 @@ for c in $concurrencies; do
     --conversations-per-user 64 --seconds "$seconds" --quiet --json "$out/fresh-$c.json" > /dev/null
   jq -r --slurpfile h "$out/health-$c.json" --slurpfile f "$out/fresh-$c.json" \
     "$jq_defs"'def cells($h): "\(.requests_per_s | floor) | \(.requests_per_s / $h.requests_per_s * 100 | round / 100) | \(.latency.whole.p50_ms * 10 | round / 10) | \(.latency.whole.p99_ms * 10 | round / 10)";
-      "| \(.concurrency) | \($h[0].requests_per_s | floor) | \(cells($h[0])) | \($f[0] | cells($h[0])) | \((.errors + $h[0].errors + $f[0].errors) | errors_text) |"' \
+      "| \(.concurrency) | \($h[0].requests_per_s | floor) | \(cells($h[0])) | \($f[0] | cells($h[0])) | \([.errors, $h[0].errors, $f[0].errors] | map(to_entries) | add | group_by(.key) | map({(.[0].key): (map(.value) | add)}) | add // {} | errors_text) |"' \
     "$out/message-$c.json"
   strict_check "$out/message-$c.json" '.errors == {} and .ok > 0'
   strict_check "$out/fresh-$c.json" '.errors == {} and .ok > 0'

@@ -225,7 +225,7 @@ BOOST_AUTO_TEST_CASE(shared_text_is_one_copy_however_often_it_is_passed_on) {
   BOOST_TEST(none == "");
   shared_text hello(std::string("hello, world"));
   auto copy = hello;
-  BOOST_TEST(&copy.str() == &hello.str());
+  BOOST_TEST((copy.data() == hello.data()));  // the same characters, not a copy
   BOOST_TEST(copy == hello);
   BOOST_TEST(copy == std::string("hello, world"));
   BOOST_TEST(std::string_view(copy).size() == 12u);

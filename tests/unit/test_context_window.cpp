@@ -158,12 +158,15 @@ BOOST_AUTO_TEST_CASE(a_prompt_shares_the_windows_text_and_estimates) {
   auto first = msg(1, std::string(100, 'a'));
   w.reset({first, msg(2, twelve, "assistant")}, 1000, false);
   // The record, the window and every prompt hold one copy of the text.
-  BOOST_TEST(&w.front().message.content.str() == &first.content.str());
+  BOOST_TEST((w.front().message.content.data() ==
+              first.content.data()));  // the same characters, not a copy
   auto pending = msg(3, std::string(80, 'p'));
   auto prompt = w.assemble_with(std::string("sys"), &pending, nullptr, w.budget());
   BOOST_REQUIRE(prompt.size() == 4u);
-  BOOST_TEST(&prompt[1].content.str() == &first.content.str());
-  BOOST_TEST(&prompt[3].content.str() == &pending.content.str());
+  BOOST_TEST(
+      (prompt[1].content.data() == first.content.data()));  // the same characters, not a copy
+  BOOST_TEST(
+      (prompt[3].content.data() == pending.content.data()));  // the same characters, not a copy
   // Each message carries the estimate made when it entered the window.
   BOOST_TEST(prompt[1].tokens == estimate_message_tokens(std::string(100, 'a')));
   BOOST_TEST(prompt[2].tokens == 7);
@@ -177,7 +180,7 @@ BOOST_AUTO_TEST_CASE(the_system_prompt_is_kept_while_it_stays_the_same) {
   w.reset({msg(1, twelve)}, 100, false);
   auto one = w.assemble(std::string("be terse"));
   auto two = w.assemble(std::string("be terse"));
-  BOOST_TEST(&one[0].content.str() == &two[0].content.str());
+  BOOST_TEST((one[0].content.data() == two[0].content.data()));  // the same characters, not a copy
   auto changed = w.assemble(std::string("be verbose"));
   BOOST_TEST(changed[0].content == "be verbose");
   BOOST_TEST(changed[0].tokens == estimate_message_tokens("be verbose"));
@@ -190,7 +193,8 @@ BOOST_AUTO_TEST_CASE(an_edit_is_estimated_once_and_the_total_follows) {
   BOOST_TEST(w.tokens() == 14);
   shared_text longer(std::string(40, 'e'));  // 10 + 4 tokens
   BOOST_TEST(w.edit("m1", longer));
-  BOOST_TEST(&w.front().message.content.str() == &longer.str());
+  BOOST_TEST(
+      (w.front().message.content.data() == longer.data()));  // the same characters, not a copy
   BOOST_TEST(w.front().message.tokens == 14);
   BOOST_TEST(w.tokens() == 21);
   BOOST_TEST(w.remove("m2"));
@@ -274,10 +278,10 @@ struct reference_window {
       if (any && used + cost(*i) > limit) break;
       used += cost(*i);
       any = true;
-      newest_first.push_back(i->content);
+      newest_first.push_back(i->content.str());
     }
     std::vector<std::string> out(newest_first.rbegin(), newest_first.rend());
-    if (pending) out.push_back(pending->content);
+    if (pending) out.push_back(pending->content.str());
     return out;
   }
 };
@@ -356,7 +360,7 @@ BOOST_AUTO_TEST_CASE(random_changes_give_the_prompts_the_plain_rule_gives) {
       }
       if (pick(4) == 0) {
         std::vector<std::string> contents;
-        for (auto& m : got) contents.push_back(m.content);
+        for (auto& m : got) contents.push_back(m.content.str());
         held.emplace_back(std::move(got), std::move(contents));
       }
       if (held.size() > 3) held.erase(held.begin());

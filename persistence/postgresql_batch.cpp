@@ -38,6 +38,7 @@ using result_ptr = std::unique_ptr<PGresult, decltype(&PQclear)>;
 class parameters {
  public:
   void text(const std::string& v) { add(v); }
+  void text(std::string_view v) { add(std::string(v)); }  // a message's shared text, copied once
   void text(const std::optional<std::string>& v) { v ? add(*v) : null(); }
   void number(std::int64_t v) { add(std::to_string(v)); }
   void number(const std::optional<std::int64_t>& v) { v ? number(*v) : null(); }
@@ -201,7 +202,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.text(m->conversation_id);
               p.number(m->seq);
               p.text(m->role);
-              p.text(m->content.str());
+              p.text(m->content);
               p.number(m->created_at);
               p.number(m->edited_at);
               p.text(m->model);
@@ -214,7 +215,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
             {"text", "text", "bigint"}, ") AS v(id, content, edited_at) WHERE m.id = v.id",
             plan.message_edits, [](parameters& p, const write::update_message* e) {
               p.text(e->id);
-              p.text(e->content.str());
+              p.text(e->content);
               p.number(e->edited_at);
             });
 

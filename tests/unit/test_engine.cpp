@@ -436,3 +436,30 @@ BOOST_AUTO_TEST_CASE(a_stream_cut_off_calls_its_generation_off_and_keeps_the_tex
   BOOST_TEST(stored[1].id == r->reply->id);
   BOOST_TEST((stored[1].finish_reason == "cancelled"));
 }
+
+BOOST_AUTO_TEST_CASE(a_client_gone_from_a_reply_nobody_streams_keeps_the_text_so_far) {
+  // One word every 300 ms, gathered in the provider's callbacks (no stream,
+  // no watcher): the cancel must still bring the words that came.
+  engine_fixture f([](settings& s) {
+    auto slow = slow_builtin(10);
+    slow.itl_ms = 300;
+    s.providers.push_back(slow);
+  });
+  auto id = f.create("alice").conversation->id;
+  send_params p;
+  p.content = "one two three four five six seven eight";
+  p.cancel = std::make_shared<cancellation>();
+  waiter<exchange_result> w;
+  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));  // "Echo:" and " one" came
+  p.cancel->cancel();
+  auto r = w.get();
+  BOOST_REQUIRE(bool(r));
+  BOOST_REQUIRE(r->reply.has_value());
+  BOOST_TEST((r->reply->finish_reason == "cancelled"));
+  BOOST_TEST(r->reply->content.view().rfind("Echo:", 0) == 0u);
+  BOOST_TEST(r->reply->content.size() < std::string("Echo: one two three").size());
+  auto stored = f.history("alice", id).data;
+  BOOST_REQUIRE(stored.size() == 2u);
+  BOOST_TEST(stored[1].content == r->reply->content);
+}

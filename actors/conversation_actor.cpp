@@ -36,10 +36,10 @@ enum class phase {
   gone,  ///< deleted, missing, or its state can no longer be trusted
 };
 
-/// An operation waiting its turn, with the promise to fail if it never runs.
+/// An operation waiting its turn, with the caller to fail if it never runs.
 struct queued_op {
   std::function<void()> run;
-  caf::response_promise promise;
+  reply_slot caller;
 };
 
 /// The generation in progress (one at a time: operations are serialized).
@@ -74,6 +74,11 @@ struct conversation_state {
 };
 
 using self_ptr = caf::stateful_actor<conversation_state>*;
+
+/// How long the actor waits for the persistence actors: they bound each store
+/// call by database.timeout_ms and always answer, so no timer of its own
+/// (one per write would wake CAF's clock thread for every send).
+const caf::duration persistence_wait = caf::infinite;
 
 /// How often an operation is reloaded and run again when its write finds the
 /// conversation changed by another process, before the conflict is answered.
@@ -180,7 +185,7 @@ void passivate(self_ptr self) {
 void abandon(self_ptr self, const failure& why) {
   auto& st = self->state;
   st.current = phase::gone;
-  for (auto& op : st.queue) op.promise.deliver(make_caf_error(why));
+  for (auto& op : st.queue) op.caller.fail(why);
   st.queue.clear();
   if (st.generation && st.generation->handle) st.generation->handle->cancel();
   close_watchers(self, why);
@@ -220,11 +225,12 @@ void start_next(self_ptr self) {
 }
 
 /// Runs `run` now if nothing else is running, else queues it (up to the limit).
-void enqueue(self_ptr self, caf::response_promise promise, std::function<void()> run) {
+void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run) {
   auto& st = self->state;
+  caller.accept();
   st.last_active = std::chrono::steady_clock::now();
   if (st.current == phase::gone) {
-    promise.deliver(make_caf_error(conversation_not_found(st.id)));
+    caller.fail(conversation_not_found(st.id));
     return;
   }
   if (!st.busy) {
@@ -236,16 +242,16 @@ void enqueue(self_ptr self, caf::response_promise promise, std::function<void()>
   if (st.queue.size() >= st.ctx->cfg.limits.conversation_queue) {
     failure f{errc::queue_full, "conversation " + st.id + " has too many operations waiting"};
     f.retry_after_s = 1;
-    promise.deliver(make_caf_error(f));
+    caller.fail(std::move(f));
     return;
   }
-  st.queue.push_back({std::move(run), std::move(promise)});
+  st.queue.push_back({std::move(run), caller});
 }
 
 /// True (and answers not_found) when `user` may not see this conversation.
-bool foreign(self_ptr self, const std::string& user, caf::response_promise& rp) {
+bool foreign(self_ptr self, const std::string& user, const reply_slot& caller) {
   if (self->state.meta.user_id == user) return false;
-  rp.deliver(make_caf_error(conversation_not_found(self->state.id)));
+  caller.fail(conversation_not_found(self->state.id));
   finish_op(self);
   return true;
 }
@@ -258,19 +264,18 @@ void load_state(self_ptr self, std::function<void()> then,
                 std::function<void(const failure&)> failed) {
   auto ctx = self->state.ctx;
   auto id = self->state.id;
-  auto timeout = milliseconds(ctx->cfg.database.timeout_ms);
   auto on_error = [=](caf::error& e) { failed(to_failure(e, errc::db_unavailable)); };
   // Flush the writer first: it works through its mailbox in order, so once it
   // answers, every write handed to it before (perhaps by this conversation's
   // previous actor, which gave up waiting for it) is committed or failed, and
   // the load cannot read from before it.
-  self->request(ctx->db.writer, timeout, flush_atom::value)
+  self->request(ctx->db.writer, persistence_wait, flush_atom::value)
       .then(
           [=](ok_atom) {
             read_job job = [ctx, id](store& db) {
               return caf::make_message(load_conversation(db, *ctx, id));
             };
-            self->request(ctx->db.readers, timeout, read_atom::value, std::move(job))
+            self->request(ctx->db.readers, persistence_wait, read_atom::value, std::move(job))
                 .then(
                     [=](loaded_conversation& loaded) {
                       auto& st = self->state;
@@ -292,16 +297,15 @@ void load_state(self_ptr self, std::function<void()> then,
 /// Commits `writes`; on success runs `then`. When another process changed the
 /// conversation meanwhile, reloads it and runs the operation again (its reply
 /// must be built on the history as it now is); on any other failure answers
-/// `rp` and abandons.
-void commit(self_ptr self, write_set writes, caf::response_promise rp, std::function<void()> then) {
-  auto timeout = milliseconds(self->state.ctx->cfg.database.timeout_ms);
-  self->request(self->state.ctx->db.writer, timeout, write_atom::value, std::move(writes))
+/// `caller` and abandons.
+void commit(self_ptr self, write_set writes, reply_slot caller, std::function<void()> then) {
+  self->request(self->state.ctx->db.writer, persistence_wait, write_atom::value, std::move(writes))
       .then([=](ok_atom) { then(); },
             [=](caf::error& e) mutable {
               auto f = to_failure(e, errc::db_unavailable);
               auto& st = self->state;
-              auto give_up = [=](const failure& why) mutable {
-                rp.deliver(make_caf_error(why));
+              auto give_up = [=](const failure& why) {
+                caller.fail(why);
                 abandon(self, why);
               };
               if (f.code != errc::conflict || !st.running ||
@@ -316,25 +320,24 @@ void commit(self_ptr self, write_set writes, caf::response_promise rp, std::func
             });
 }
 
-/// Runs `job` on a reader; on failure answers `rp`, ends the operation.
+/// Runs `job` on a reader; on failure answers `caller`, ends the operation.
 template <class T>
-void read(self_ptr self, std::function<T(store&)> job, caf::response_promise rp,
+void read(self_ptr self, std::function<T(store&)> job, reply_slot caller,
           std::function<void(T&)> then) {
-  auto timeout = milliseconds(self->state.ctx->cfg.database.timeout_ms);
   read_job wrapped = [job](store& db) { return caf::make_message(job(db)); };
-  self->request(self->state.ctx->db.readers, timeout, read_atom::value, std::move(wrapped))
+  self->request(self->state.ctx->db.readers, persistence_wait, read_atom::value, std::move(wrapped))
       .then([=](T& value) { then(value); },
-            [=](caf::error& e) mutable {
+            [=](caf::error& e) {
               // A new conversation that cannot go on is dropped, not left half-made.
               if (self->state.current == phase::creating) self->state.current = phase::gone;
-              rp.deliver(make_caf_error(to_failure(e, errc::db_unavailable)));
+              caller.fail(to_failure(e, errc::db_unavailable));
               finish_op(self);
             });
 }
 
 /// Reloads the window when older messages might fit again (an edit, a
 /// deletion, a larger budget), then runs `then`.
-void ensure_window(self_ptr self, caf::response_promise rp, std::function<void()> then) {
+void ensure_window(self_ptr self, const reply_slot& caller, std::function<void()> then) {
   auto& st = self->state;
   // The budget moves when the model's calibration does.
   if (auto budget = budget_for(*st.ctx, st.meta); budget != st.window.budget())
@@ -346,7 +349,7 @@ void ensure_window(self_ptr self, caf::response_promise rp, std::function<void()
   auto ctx = st.ctx;
   auto id = st.id;
   read<loaded_conversation>(
-      self, [ctx, id](store& db) { return load_conversation(db, *ctx, id); }, rp,
+      self, [ctx, id](store& db) { return load_conversation(db, *ctx, id); }, caller,
       [=](loaded_conversation& loaded) {
         auto& st = self->state;
         st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta), loaded.older_exist);
@@ -427,6 +430,7 @@ void complete_generation(self_ptr self, std::uint64_t gen, outcome<completion_re
 
 /// Everything one exchange will write, decided before the provider is asked.
 struct exchange_plan {
+  completion<exchange_result> caller;
   bool create = false;
   std::optional<message_record> user_message;
   std::optional<std::string> replaces;  ///< regenerate: the assistant message it replaces
@@ -440,7 +444,6 @@ struct exchange_plan {
   bool live = false;
   bool user_stored = false;  ///< the user message (and a new conversation) is committed
   std::optional<idempotency_claim> claim;
-  caf::response_promise rp;
 };
 
 message_record new_message(const conversation_record& meta, std::int64_t seq, std::string role,
@@ -493,7 +496,7 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
   result.message = plan.user_message;
   result.reply = reply;
   add_claim(writes, plan.claim, meta.user_id, result, plan.user_stored);
-  commit(self, std::move(writes), plan.rp, [=]() mutable {
+  commit(self, std::move(writes), plan.caller, [=]() mutable {
     auto& st = self->state;
     st.meta = meta;
     st.current = phase::ready;
@@ -506,7 +509,7 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
     using kind = conversation_event::kind;
     if (store_user) publish_message(self, kind::message, *plan.user_message, plan.stream);
     if (reply) publish_message(self, kind::done, *reply, plan.stream);
-    plan.rp.deliver(std::move(result));
+    plan.caller.complete(std::move(result));
     finish_op(self);
   });
 }
@@ -525,7 +528,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
   bool store_user = plan.user_message && !plan.user_stored;
   bool insert_conversation = plan.create && !plan.user_stored;
   if (!store_user && !insert_conversation && !plan.claim) {
-    plan.rp.deliver(make_caf_error(why));
+    plan.caller.fail(why);
     finish_op(self);
     return;
   }
@@ -541,7 +544,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
     writes.push_back(write::insert_conversation{meta});
   }
   add_claim(writes, plan.claim, meta.user_id, why, plan.user_stored);
-  commit(self, std::move(writes), plan.rp, [=]() mutable {
+  commit(self, std::move(writes), plan.caller, [=]() mutable {
     auto& st = self->state;
     st.meta = meta;
     st.current = phase::ready;
@@ -549,7 +552,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
       st.window.append(*plan.user_message);
       publish_message(self, conversation_event::kind::message, *plan.user_message, nullptr);
     }
-    plan.rp.deliver(make_caf_error(why));
+    plan.caller.fail(why);
     finish_op(self);
   });
 }
@@ -571,8 +574,8 @@ void store_user_message(self_ptr self, exchange_plan plan,
   failure interrupted{errc::provider_error, reply_interrupted_detail};
   interrupted.message_id = plan.user_message->id;
   add_claim(writes, plan.claim, meta.user_id, interrupted);
-  auto rp = plan.rp;
-  commit(self, std::move(writes), rp, [=]() mutable {
+  auto caller = plan.caller;
+  commit(self, std::move(writes), caller, [=]() mutable {
     auto& st = self->state;
     st.meta = meta;
     st.current = phase::ready;
@@ -585,9 +588,9 @@ void store_user_message(self_ptr self, exchange_plan plan,
   });
 }
 
-/// The tokens per day `user` may still use: answers `rp` with 429 and returns
-/// false when the limit is reached, runs `then` otherwise.
-void check_token_quota(self_ptr self, const std::string& user, caf::response_promise rp,
+/// The tokens per day `user` may still use: answers `caller` with 429 when
+/// the limit is reached, runs `then` otherwise.
+void check_token_quota(self_ptr self, const std::string& user, reply_slot caller,
                        std::function<void()> then) {
   auto& st = self->state;
   auto limit = static_cast<std::int64_t>(st.ctx->cfg.limits.tokens_per_day);
@@ -597,7 +600,7 @@ void check_token_quota(self_ptr self, const std::string& user, caf::response_pro
   }
   auto now = now_ms();
   auto day = format_day(now);
-  auto decide = [self, rp, then, limit, now, user, day]() mutable {
+  auto decide = [self, caller, then, limit, now, user, day]() mutable {
     auto used = self->state.ctx->meter.used(user, day).value_or(0);
     if (used < limit) {
       then();
@@ -608,7 +611,7 @@ void check_token_quota(self_ptr self, const std::string& user, caf::response_pro
                                       " tokens allowed per day"};
     f.retry_after_s = static_cast<unsigned>((day_ms - now % day_ms + 999) / 1000);
     if (self->state.current == phase::creating) self->state.current = phase::gone;
-    rp.deliver(make_caf_error(f));
+    caller.fail(std::move(f));
     finish_op(self);
   };
   if (st.ctx->meter.used(user, day)) {
@@ -623,7 +626,7 @@ void check_token_quota(self_ptr self, const std::string& user, caf::response_pro
           tokens += row.prompt_tokens + row.completion_tokens;
         return tokens;
       },
-      rp,
+      caller,
       [self, user, day, decide](std::int64_t& tokens) mutable {
         self->state.ctx->meter.seed(user, day, tokens);
         decide();
@@ -690,8 +693,8 @@ void run_exchange(self_ptr self, exchange_plan plan) {
     return;
   }
   auto user = st.meta.user_id;
-  auto rp = plan.rp;
-  check_token_quota(self, user, rp, [self, plan]() mutable {
+  auto caller = plan.caller;
+  check_token_quota(self, user, caller, [self, plan]() mutable {
     auto& st = self->state;
     auto deadline = steady_clock::now() + milliseconds(st.ctx->cfg.actors.generation_timeout_ms);
     auto ask = [self, deadline](exchange_plan plan) {
@@ -713,7 +716,7 @@ void run_exchange(self_ptr self, exchange_plan plan) {
 }
 
 void op_create(self_ptr self, new_conversation request, std::optional<idempotency_claim> claim,
-               caf::response_promise rp) {
+               const completion<exchange_result>& caller) {
   auto& st = self->state;
   auto now = now_ms();
   st.meta.id = st.id;
@@ -725,11 +728,10 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
   st.meta.created_at = now;
   st.meta.updated_at = now;
   st.window.reset({}, budget_for(*st.ctx, st.meta), false);
-  exchange_plan plan;
+  exchange_plan plan{.caller = caller};
   plan.create = true;
   plan.model = st.meta.model;
   plan.claim = std::move(claim);
-  plan.rp = rp;
   if (request.first_message) {
     auto& m = *request.first_message;
     plan.user_message = new_message(st.meta, 1, m.role, m.content);
@@ -742,52 +744,51 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
   run_exchange(self, std::move(plan));
 }
 
-void op_send(self_ptr self, std::string user, send_params p, std::optional<idempotency_claim> claim,
-             caf::response_promise rp) {
-  if (foreign(self, user, rp)) return;
-  ensure_window(self, rp, [=]() mutable {
+void op_send(self_ptr self, const std::string& user, const send_params& p,
+             const std::optional<idempotency_claim>& claim,
+             const completion<exchange_result>& caller) {
+  if (foreign(self, user, caller)) return;
+  ensure_window(self, caller, [=] {
     auto& st = self->state;
-    exchange_plan plan;
+    exchange_plan plan{.caller = caller};
     plan.user_message = new_message(st.meta, st.meta.last_seq + 1, p.role, p.content);
     plan.reply = p.reply;
     plan.model = p.model.value_or(st.meta.model);
     plan.params = {p.temperature, p.max_tokens};
     plan.cancel = p.cancel;
     plan.stream = p.stream;
-    plan.claim = std::move(claim);
-    plan.rp = rp;
+    plan.claim = claim;
     run_exchange(self, std::move(plan));
   });
 }
 
-void op_regenerate(self_ptr self, std::string user, regenerate_params p,
-                   std::optional<idempotency_claim> claim, caf::response_promise rp) {
-  if (foreign(self, user, rp)) return;
-  ensure_window(self, rp, [=]() mutable {
+void op_regenerate(self_ptr self, const std::string& user, const regenerate_params& p,
+                   const std::optional<idempotency_claim>& claim,
+                   const completion<exchange_result>& caller) {
+  if (foreign(self, user, caller)) return;
+  ensure_window(self, caller, [=] {
     auto& st = self->state;
     if (st.window.empty()) {
-      rp.deliver(make_caf_error(
-          failure{errc::conflict, "conversation " + st.id + " has no messages to reply to"}));
+      caller.fail({errc::conflict, "conversation " + st.id + " has no messages to reply to"});
       finish_op(self);
       return;
     }
-    exchange_plan plan;
+    exchange_plan plan{.caller = caller};
     if (auto last = st.window.back(); last.message.role == "assistant") plan.replaces = last.id;
     plan.reply = true;
     plan.model = p.model.value_or(st.meta.model);
     plan.cancel = p.cancel;
     plan.stream = p.stream;
-    plan.claim = std::move(claim);
-    plan.rp = rp;
+    plan.claim = claim;
     run_exchange(self, std::move(plan));
   });
 }
 
 // --- the other operations ----------------------------------------------------------
 
-void op_update(self_ptr self, std::string user, conversation_patch patch,
-               caf::response_promise rp) {
-  if (foreign(self, user, rp)) return;
+void op_update(self_ptr self, const std::string& user, const conversation_patch& patch,
+               const completion<conversation_record>& caller) {
+  if (foreign(self, user, caller)) return;
   auto meta = self->state.meta;
   if (patch.title) meta.title = *patch.title;
   if (patch.model) meta.model = *patch.model;
@@ -795,35 +796,34 @@ void op_update(self_ptr self, std::string user, conversation_patch patch,
   if (patch.metadata_json) meta.metadata_json = *patch.metadata_json;
   meta.updated_at = now_ms();
   write_set writes{next_version(meta)};
-  commit(self, std::move(writes), rp, [=]() mutable {
+  commit(self, std::move(writes), caller, [=] {
     auto& st = self->state;
     st.meta = meta;
     st.window.set_budget(budget_for(*st.ctx, meta));
-    rp.deliver(meta);
+    caller.complete(meta);
     finish_op(self);
   });
 }
 
-void op_delete(self_ptr self, std::string user, caf::response_promise rp) {
-  if (foreign(self, user, rp)) return;
-  commit(self, {write::delete_conversation{self->state.id}}, rp, [=]() mutable {
+void op_delete(self_ptr self, const std::string& user, const completion<done>& caller) {
+  if (foreign(self, user, caller)) return;
+  commit(self, {write::delete_conversation{self->state.id}}, caller, [=] {
     self->state.current = phase::gone;
     close_watchers(self, {errc::not_found, "conversation " + self->state.id + " was deleted"});
-    rp.deliver(done{});
+    caller.complete(done{});
     finish_op(self);  // answers whatever is queued with not_found and passivates
   });
 }
 
 /// Looks up `message_id` in this conversation, then runs `then` with it.
-void with_message(self_ptr self, const std::string& message_id, caf::response_promise rp,
+void with_message(self_ptr self, const std::string& message_id, const reply_slot& caller,
                   std::function<void(message_record&)> then) {
   auto id = self->state.id;
   read<std::optional<message_record>>(
-      self, [id, message_id](store& db) { return db.find_message(id, message_id); }, rp,
-      [=](std::optional<message_record>& found) mutable {
+      self, [id, message_id](store& db) { return db.find_message(id, message_id); }, caller,
+      [=](std::optional<message_record>& found) {
         if (!found) {
-          rp.deliver(
-              make_caf_error(failure{errc::not_found, "message " + message_id + " not found"}));
+          caller.fail({errc::not_found, "message " + message_id + " not found"});
           finish_op(self);
           return;
         }
@@ -831,10 +831,10 @@ void with_message(self_ptr self, const std::string& message_id, caf::response_pr
       });
 }
 
-void op_edit(self_ptr self, std::string user, std::string message_id, shared_text content,
-             caf::response_promise rp) {
-  if (foreign(self, user, rp)) return;
-  with_message(self, message_id, rp, [=](message_record& found) mutable {
+void op_edit(self_ptr self, const std::string& user, const std::string& message_id,
+             const shared_text& content, const completion<message_record>& caller) {
+  if (foreign(self, user, caller)) return;
+  with_message(self, message_id, caller, [=](message_record& found) {
     auto edited = found;
     edited.content = content;
     edited.edited_at = now_ms();
@@ -842,36 +842,37 @@ void op_edit(self_ptr self, std::string user, std::string message_id, shared_tex
     meta.updated_at = *edited.edited_at;
     write_set writes{write::update_message{edited.id, edited.content, *edited.edited_at},
                      next_version(meta)};
-    commit(self, std::move(writes), rp, [=]() mutable {
+    commit(self, std::move(writes), caller, [=] {
       auto& st = self->state;
       st.meta = meta;
       st.window.edit(edited.id, edited.content);
-      rp.deliver(edited);
+      caller.complete(edited);
       finish_op(self);
     });
   });
 }
 
-void op_remove(self_ptr self, std::string user, std::string message_id, caf::response_promise rp) {
-  if (foreign(self, user, rp)) return;
-  with_message(self, message_id, rp, [=](message_record& found) mutable {
+void op_remove(self_ptr self, const std::string& user, const std::string& message_id,
+               const completion<done>& caller) {
+  if (foreign(self, user, caller)) return;
+  with_message(self, message_id, caller, [=](message_record& found) {
     auto meta = self->state.meta;
     meta.updated_at = now_ms();
     meta.message_count -= 1;
     write_set writes{write::delete_message{found.id}, next_version(meta)};
     auto removed = found.id;
-    commit(self, std::move(writes), rp, [=]() mutable {
+    commit(self, std::move(writes), caller, [=] {
       auto& st = self->state;
       st.meta = meta;
       st.window.remove(removed);
-      rp.deliver(done{});
+      caller.complete(done{});
       finish_op(self);
     });
   });
 }
 
-/// A page of history, read on a reader job.
-read_job history_job(const std::string& id, const history_query& q) {
+/// Reads a page of history.
+std::function<message_page(store&)> history_read(const std::string& id, const history_query& q) {
   return [id, q](store& db) {
     message_page page;
     page.data = db.list_messages(id, q.after, q.before, q.limit + 1);
@@ -883,19 +884,20 @@ read_job history_job(const std::string& id, const history_query& q) {
       else
         page.data.pop_back();
     }
-    return caf::make_message(std::move(page));
+    return page;
   };
 }
 
 /// Answers a history request: the reader answers the requester directly. The
 /// database holds every acknowledged write, so this need not wait its turn.
 void answer_history(self_ptr self, const std::string& user, const history_query& q,
-                    caf::response_promise& rp) {
+                    const completion<message_page>& caller) {
   auto& st = self->state;
   if (st.meta.user_id != user)
-    rp.deliver(make_caf_error(conversation_not_found(st.id)));
+    caller.fail(conversation_not_found(st.id));
   else
-    rp.delegate(st.ctx->db.readers, read_atom::value, history_job(st.id, q));
+    caf::anon_send(st.ctx->db.readers, read_atom::value,
+                   read_completing(history_read(st.id, q), caller));
 }
 
 // --- behavior ------------------------------------------------------------------------
@@ -929,93 +931,79 @@ caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, b
   if (!fresh)
     load_state(
         self, [self] { start_next(self); }, [self](const failure& why) { abandon(self, why); });
-  // Every request handler queues its operation behind the ones before it.
-  auto queued = [self](auto op) {
-    return [self, op](auto&&... args) -> caf::response_promise {
-      auto rp = self->make_response_promise();
-      enqueue(self, rp, [=]() mutable { op(self, args..., rp); });
-      return rp;
-    };
-  };
   return {
-      // --- requests ---
-      [=](create_atom, new_conversation& request, std::optional<idempotency_claim>& claim) {
-        auto rp = self->make_response_promise();
+      // --- requests: each answers its caller, queued behind the operations before it ---
+      [=](create_atom, new_conversation& request, std::optional<idempotency_claim>& claim,
+          const completion<exchange_result>& caller) {
+        caller.accept();
         if (self->state.current != phase::creating) {
-          rp.deliver(make_caf_error(failure{errc::conflict, "conversation already exists"}));
-          return rp;
+          caller.fail({errc::conflict, "conversation already exists"});
+          return;
         }
-        op_create(self, std::move(request), std::move(claim), rp);
-        return rp;
+        op_create(self, std::move(request), std::move(claim), caller);
       },
-      [=](update_atom, const std::string& user, const conversation_patch& patch) {
-        return queued([](self_ptr s, std::string u, conversation_patch p,
-                         caf::response_promise rp) { op_update(s, u, p, rp); })(user, patch);
+      [=](update_atom, const std::string& user, const conversation_patch& patch,
+          const completion<conversation_record>& caller) {
+        enqueue(self, caller, [=] { op_update(self, user, patch, caller); });
       },
-      [=](delete_atom, const std::string& user) {
-        return queued(
-            [](self_ptr s, std::string u, caf::response_promise rp) { op_delete(s, u, rp); })(user);
+      [=](delete_atom, const std::string& user, const completion<done>& caller) {
+        enqueue(self, caller, [=] { op_delete(self, user, caller); });
       },
-      [=](history_atom, const std::string& user, const history_query& q) {
-        auto rp = self->make_response_promise();
+      [=](history_atom, const std::string& user, const history_query& q,
+          const completion<message_page>& caller) {
         auto& st = self->state;
-        st.last_active = std::chrono::steady_clock::now();
         if (st.current == phase::ready) {
-          answer_history(self, user, q, rp);
+          caller.accept();
+          st.last_active = std::chrono::steady_clock::now();
+          answer_history(self, user, q, caller);
         } else {
           // Still loading: the owner is not known yet.
-          enqueue(self, rp, [=]() mutable {
-            answer_history(self, user, q, rp);
+          enqueue(self, caller, [=] {
+            answer_history(self, user, q, caller);
             finish_op(self);
           });
         }
-        return rp;
       },
       [=](send_atom, const std::string& user, const send_params& p,
-          const std::optional<idempotency_claim>& claim) {
-        return queued([](self_ptr s, std::string u, send_params p,
-                         std::optional<idempotency_claim> c,
-                         caf::response_promise rp) { op_send(s, u, p, c, rp); })(user, p, claim);
+          const std::optional<idempotency_claim>& claim,
+          const completion<exchange_result>& caller) {
+        enqueue(self, caller, [=] { op_send(self, user, p, claim, caller); });
       },
       [=](edit_atom, const std::string& user, const std::string& message_id,
-          const shared_text& content) {
-        return queued([](self_ptr s, std::string u, std::string m, shared_text c,
-                         caf::response_promise rp) { op_edit(s, u, m, c, rp); })(user, message_id,
-                                                                                 content);
+          const shared_text& content, const completion<message_record>& caller) {
+        enqueue(self, caller, [=] { op_edit(self, user, message_id, content, caller); });
       },
-      [=](remove_atom, const std::string& user, const std::string& message_id) {
-        return queued([](self_ptr s, std::string u, std::string m, caf::response_promise rp) {
-          op_remove(s, u, m, rp);
-        })(user, message_id);
+      [=](remove_atom, const std::string& user, const std::string& message_id,
+          const completion<done>& caller) {
+        enqueue(self, caller, [=] { op_remove(self, user, message_id, caller); });
       },
       [=](regen_atom, const std::string& user, const regenerate_params& p,
-          const std::optional<idempotency_claim>& claim) {
-        return queued(
-            [](self_ptr s, std::string u, regenerate_params p, std::optional<idempotency_claim> c,
-               caf::response_promise rp) { op_regenerate(s, u, p, c, rp); })(user, p, claim);
+          const std::optional<idempotency_claim>& claim,
+          const completion<exchange_result>& caller) {
+        enqueue(self, caller, [=] { op_regenerate(self, user, p, claim, caller); });
       },
       // --- live subscribers ---
-      [=](watch_atom, const std::string& user, std::shared_ptr<conversation_subscriber>& s) {
-        auto rp = self->make_response_promise();
-        auto add = [self, user, s, rp]() mutable {
+      [=](watch_atom, const std::string& user, const std::shared_ptr<conversation_subscriber>& s,
+          const completion<done>& caller) {
+        auto add = [self, user, s, caller] {
           auto& st = self->state;
           if (st.meta.user_id != user) {
-            rp.deliver(make_caf_error(conversation_not_found(st.id)));
+            caller.fail(conversation_not_found(st.id));
             return;
           }
           st.watchers.push_back(s);
-          rp.deliver(done{});
+          caller.complete(done{});
         };
         if (self->state.current == phase::ready) {
+          caller.accept();
           add();
         } else {
           // Still loading: the owner is not known yet.
-          enqueue(self, rp, [self, add]() mutable {
+          enqueue(self, caller, [self, add] {
             add();
             finish_op(self);
           });
         }
-        return rp;
       },
       [=](unwatch_atom, const std::shared_ptr<conversation_subscriber>& s) {
         auto& w = self->state.watchers;
@@ -1095,14 +1083,18 @@ failure conversation_not_found(const std::string& id) {
   return {errc::not_found, "conversation " + id + " not found"};
 }
 
+// Lazily started: the actor begins (and a loading one starts its load) only
+// once the request it was spawned for is in its mailbox, so that request is
+// read even when the conversation turns out missing and the actor stops at once.
+
 caf::actor spawn_loading_conversation(caf::actor_system& sys, engine_context* ctx,
                                       const std::string& id) {
-  return sys.spawn(conversation, ctx, id, false);
+  return sys.spawn<caf::lazy_init>(conversation, ctx, id, false);
 }
 
 caf::actor spawn_new_conversation(caf::actor_system& sys, engine_context* ctx,
                                   const std::string& id) {
-  return sys.spawn(conversation, ctx, id, true);
+  return sys.spawn<caf::lazy_init>(conversation, ctx, id, true);
 }
 
 }  // namespace parley

@@ -7,12 +7,13 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <tuple>
 
 namespace parley {
 
@@ -20,8 +21,8 @@ namespace {
 
 using std::chrono::milliseconds;
 
-/// How often a request is re-sent when its conversation actor passivated
-/// between lookup and delivery (it quits without touching the request).
+/// How often a request is delivered again when its conversation actor
+/// passivated between lookup and delivery (it quits without reading it).
 constexpr int max_redeliveries = 3;
 
 class actor_engine final : public engine {
@@ -47,9 +48,12 @@ class actor_engine final : public engine {
     auto id = make_uuid_v7();
     auto actor = spawn_new_conversation(system_, &ctx_, id);
     ctx_.dir->insert_new(id, actor);
-    ask<exchange_result>([actor] { return actor; }, operation_timeout(), errc::overloaded,
-                         std::move(reply), create_atom::value, std::move(request),
-                         std::move(claim));
+    // The new actor reads its mailbox before it can stop: a request dropped
+    // from it failed there, and delivering it elsewhere would not create.
+    completion<exchange_result> caller(
+        answer_within(std::move(reply), operation_timeout(), errc::overloaded), nullptr);
+    caf::anon_send(actor, create_atom::value, std::move(request), std::move(claim),
+                   std::move(caller));
   }
 
   void get_conversation(std::string user_id, std::string id,
@@ -154,8 +158,7 @@ class actor_engine final : public engine {
   std::size_t live_conversations() const override { return ctx_.dir->size(); }
 
   void shutdown() override {
-    if (stopped_) return;
-    stopped_ = true;
+    if (stopped_.exchange(true)) return;
     {
       // Everything handed to the writer so far is committed before we stop.
       caf::scoped_actor self{system_};
@@ -194,52 +197,60 @@ class actor_engine final : public engine {
     return milliseconds(static_cast<std::int64_t>(one) * (ctx_.cfg.limits.conversation_queue + 1));
   }
 
-  template <class T, class... Ts>
-  void ask_conversation(const std::string& id, reply_fn<T> reply, Ts&&... args) {
-    auto dir = ctx_.dir.get();
-    ask<T>([dir, id] { return dir->find_or_spawn(id); }, operation_timeout(), errc::overloaded,
-           std::move(reply), std::forward<Ts>(args)...);
+  /// An answer for `reply`, failed with `on_timeout` unless given within `timeout`.
+  template <class T>
+  std::shared_ptr<typed_answer<T>> answer_within(reply_fn<T> reply, milliseconds timeout,
+                                                 errc on_timeout) {
+    auto answer = std::make_shared<typed_answer<T>>(&sweeper_, std::move(reply));
+    sweeper_.add(answer, timeout, on_timeout);
+    return answer;
   }
 
-  /// Runs `job` on a reader and hands its result to `reply`.
+  /// Hands a request straight to the conversation's actor; the actor answers
+  /// `reply` itself.
+  template <class T, class... Ts>
+  void ask_conversation(std::string id, reply_fn<T> reply, Ts... args) {
+    auto answer = answer_within(std::move(reply), operation_timeout(), errc::overloaded);
+    deliver(std::move(answer), std::make_shared<const std::tuple<Ts...>>(std::move(args)...),
+            std::move(id), 0);
+  }
+
+  /// Sends `request` to the conversation's live actor (or a new one). An
+  /// actor that passivated between the lookup and the delivery drops the
+  /// request unread; it is then delivered again, to the actor now live.
+  template <class T, class... Ts>
+  void deliver(std::shared_ptr<typed_answer<T>> answer,
+               std::shared_ptr<const std::tuple<Ts...>> request, std::string id, int tries) {
+    auto target = ctx_.dir->find_or_spawn(id);
+    completion<T> caller(
+        std::move(answer),
+        [this, request, id, tries](const std::shared_ptr<pending_answer>& dropped, bool accepted) {
+          if (accepted || tries >= max_redeliveries || stopped_) {
+            dropped->fail({errc::internal, "the conversation stopped before it could answer"});
+            return;
+          }
+          deliver(std::static_pointer_cast<typed_answer<T>>(dropped), request, id, tries + 1);
+        });
+    std::apply([&](const auto&... args) { caf::anon_send(target, args..., std::move(caller)); },
+               *request);
+  }
+
+  /// Runs `job` on a reader, which answers `reply` itself.
   template <class T>
   void read(std::function<T(store&)> job, reply_fn<T> reply) {
-    read_job wrapped = [job = std::move(job)](store& db) { return caf::make_message(job(db)); };
-    auto readers = ctx_.db.readers;
-    ask<T>([readers] { return readers; }, milliseconds(ctx_.cfg.database.timeout_ms),
-           errc::db_unavailable, std::move(reply), read_atom::value, std::move(wrapped));
+    completion<T> caller(answer_within(std::move(reply), milliseconds(ctx_.cfg.database.timeout_ms),
+                                       errc::db_unavailable),
+                         nullptr);
+    caf::anon_send(ctx_.db.readers, read_atom::value,
+                   read_completing(std::move(job), std::move(caller)));
   }
 
-  /// Sends a request from a short-lived bridge actor and hands the answer (or
-  /// the error) to `reply`: the caller's thread never waits.
-  template <class T, class... Ts>
-  void ask(std::function<caf::actor()> target, milliseconds timeout, errc on_timeout,
-           reply_fn<T> reply, Ts&&... args) {
-    auto msg = caf::make_message(std::forward<Ts>(args)...);
-    system_.spawn([=](caf::event_based_actor* self) {
-      attempt<T>(self, target, timeout, on_timeout, reply, msg, 0);
-    });
-  }
-
-  template <class T>
-  static void attempt(caf::event_based_actor* self, std::function<caf::actor()> target,
-                      milliseconds timeout, errc on_timeout, reply_fn<T> reply, caf::message msg,
-                      int tries) {
-    self->request(target(), timeout, msg)
-        .then([reply](T& value) { reply(std::move(value)); },
-              [=](caf::error& e) {
-                if (e == caf::sec::request_receiver_down && tries < max_redeliveries) {
-                  attempt<T>(self, target, timeout, on_timeout, reply, msg, tries + 1);
-                  return;
-                }
-                reply(to_failure(e, on_timeout));
-              });
-  }
-
+  // Outlives the actor system: actors answer through it until they are gone.
+  deadline_sweeper sweeper_;
   caf::actor_system_config system_cfg_;
   caf::actor_system system_;
   engine_context ctx_;
-  bool stopped_ = false;
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/completion.hpp"
 #include "actors/requests.hpp"
 #include "config/settings.hpp"
 #include "providers/model_registry.hpp"
@@ -9,14 +10,10 @@
 
 namespace parley {
 
-/// Where an answer goes. Called exactly once, from an actor thread: it must
-/// not block (the HTTP layer only queues the response on its connection).
-template <class T>
-using reply_fn = std::function<void(outcome<T>)>;
-
 /// The conversation engine behind a plain C++ interface, so callers (the HTTP
 /// layer, tests, benchmarks) need no CAF headers. Every call returns at once;
-/// the work runs on actors and the answer arrives through the callback.
+/// the work runs on actors and the answer arrives through the callback
+/// (reply_fn: once, from any thread, possibly before the call returns).
 /// All methods are thread-safe. `user_id` is the caller: another user's
 /// conversation is answered exactly as a missing one (errc::not_found).
 class engine {

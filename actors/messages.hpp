@@ -3,6 +3,7 @@
 // The conversation protocol: atoms and the in-process types its messages carry.
 // Included only by the actors' .cpp files.
 
+#include "actors/completion.hpp"
 #include "actors/requests.hpp"
 #include "persistence/messages.hpp"
 #include "providers/provider.hpp"
@@ -41,6 +42,20 @@ struct loaded_conversation {
   bool older_exist = false;
 };
 
+/// A read whose result completes `caller` directly from the reader.
+template <class T>
+std::shared_ptr<read_request> read_completing(std::function<T(store&)> job, completion<T> caller) {
+  struct completing final : read_request {
+    completing(std::function<T(store&)> j, completion<T> c)
+        : job(std::move(j)), caller(std::move(c)) {}
+    void run(store& db) override { caller.complete(job(db)); }
+    void fail(failure why) override { caller.fail(std::move(why)); }
+    std::function<T(store&)> job;
+    completion<T> caller;
+  };
+  return std::make_shared<completing>(std::move(job), std::move(caller));
+}
+
 }  // namespace parley
 
 // These only travel between actors of one process.
@@ -65,3 +80,8 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::outcome<parley::completion_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::conversation_cursor>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::done)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<parley::conversation_subscriber>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::exchange_result>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::conversation_record>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::message_record>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::message_page>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::done>)

@@ -32,4 +32,12 @@ const char* to_string(errc code) {
   return "internal";
 }
 
+failure timed_out(errc code) {
+  failure f;
+  f.code = code;
+  f.detail = "the operation did not finish in time";
+  if (code == errc::db_unavailable || code == errc::overloaded) f.retry_after_s = 1;
+  return f;
+}
+
 }  // namespace parley

@@ -57,4 +57,8 @@ struct done {};
 
 const char* to_string(errc code);
 
+/// The failure of an operation that did not finish within its deadline;
+/// `code` says what the caller reports (a busy engine, a silent database).
+failure timed_out(errc code);
+
 }  // namespace parley

@@ -31,12 +31,7 @@ failure to_failure(const caf::error& e, errc on_timeout) {
     }
     return f;
   }
-  if (e == caf::sec::request_timeout) {
-    f.code = on_timeout;
-    f.detail = "the operation did not finish in time";
-    if (on_timeout == errc::db_unavailable || on_timeout == errc::overloaded) f.retry_after_s = 1;
-    return f;
-  }
+  if (e == caf::sec::request_timeout) return timed_out(on_timeout);
   // Not ours and not a timeout: a bug or a dying actor. Say what it was in the log.
   spdlog::error("unexpected actor error: {}", caf::to_string(e));
   f.code = errc::internal;

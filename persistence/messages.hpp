@@ -26,8 +26,18 @@ using ok_atom = caf::atom_constant<caf::atom("ok")>;
 /// It may throw store_error, which the reader turns into an error response.
 using read_job = std::function<caf::message(store&)>;
 
+/// A read that answers its requester itself, so no response message travels
+/// back: `run` on a reader's connection; a store_error it throws goes to `fail`.
+class read_request {
+ public:
+  virtual ~read_request() = default;
+  virtual void run(store& db) = 0;
+  virtual void fail(failure why) = 0;
+};
+
 }  // namespace parley
 
 // Write sets and read jobs only travel between actors of one process.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::write_set)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::read_job)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<parley::read_request>)

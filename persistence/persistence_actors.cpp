@@ -184,6 +184,14 @@ caf::behavior reader(caf::stateful_actor<reader_state>* self, std::shared_ptr<st
           return make_caf_error(store_failure(e));
         }
       },
+      [=](read_atom, const std::shared_ptr<read_request>& request) {
+        try {
+          request->run(*self->state.db);
+        } catch (const store_error& e) {
+          spdlog::warn("reader: {}", e.what());
+          request->fail(store_failure(e));
+        }
+      },
   };
 }
 

@@ -16,7 +16,8 @@ struct persistence_actors {
   /// write received before it is committed. Sets are grouped into batches of up
   /// to `batch_max_requests`, one transaction each, at most `batch_delay_ms` late.
   caf::actor writer;
-  /// Protocol: (read_atom, read_job) -> whatever the job returns, or an error.
+  /// Protocol: (read_atom, read_job) -> whatever the job returns, or an error;
+  /// (read_atom, shared_ptr<read_request>) runs the request, which answers itself.
   /// A round-robin pool of `read_pool_size` readers, so reads never wait behind
   /// a batch.
   caf::actor readers;

@@ -385,7 +385,15 @@ class sql_store final : public store {
     });
   }
 
-  void set_call_timeout(std::chrono::milliseconds timeout) override { call_timeout_ = timeout; }
+  void set_call_timeout(std::chrono::milliseconds timeout) override {
+    call_timeout_ = timeout;
+    // SQLite's one long wait is for a lock another connection holds: it is
+    // bounded the same, so that a caller waiting for this store need not
+    // keep a timer of its own.
+    if (dialect_ == sql_dialect::sqlite && timeout.count() > 0)
+      translate_errors(
+          [&] { session_ << "PRAGMA busy_timeout=" + std::to_string(timeout.count()); });
+  }
 
  private:
   /// Every SQLite write statement, prepared once and bound to the variables

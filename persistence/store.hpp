@@ -67,8 +67,9 @@ class store {
   /// store_error(db_unavailable). A cancelled statement's transaction is
   /// rolled back and the connection stays usable; when the cancel did not
   /// take, the connection is given up (what it sent may still commit, should
-  /// the server resume) and opened again by the next call. Zero (the default) bounds nothing. A
-  /// store that cannot hang ignores it (SQLite gives up a lock after its busy timeout).
+  /// the server resume) and opened again by the next call. Zero (the default) bounds nothing.
+  /// SQLite takes it as its busy timeout: a lock held elsewhere for longer fails the call
+  /// with db_unavailable.
   virtual void set_call_timeout(std::chrono::milliseconds timeout) { (void)timeout; }
 };
 

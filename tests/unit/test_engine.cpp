@@ -142,7 +142,7 @@ BOOST_AUTO_TEST_CASE(foreign_and_missing_conversations_are_not_found) {
   BOOST_TEST((foreign.error().code == errc::not_found));
   auto missing = f.send("alice", "01a20421-86a4-75e1-b9c5-9c9695ddd071", "hi");
   BOOST_REQUIRE(!missing);
-  BOOST_TEST((missing.error().code == errc::not_found));
+  BOOST_TEST((missing.error().code == errc::not_found), missing.error().detail);
   BOOST_TEST(f.history("alice", id).data.empty());
 }
 
@@ -338,7 +338,7 @@ BOOST_AUTO_TEST_CASE(only_the_owner_may_watch) {
   BOOST_TEST((foreign.error().code == errc::not_found));
   auto missing = watch(f, "alice", "01900000-0000-7000-8000-000000000000", s);
   BOOST_REQUIRE(!missing);
-  BOOST_TEST((missing.error().code == errc::not_found));
+  BOOST_TEST((missing.error().code == errc::not_found), missing.error().detail);
 }
 
 BOOST_AUTO_TEST_CASE(a_streamed_exchange_stores_its_message_before_the_reply) {

@@ -1,0 +1,108 @@
+#include "actors/completion.hpp"
+
+namespace parley {
+
+bool pending_answer::claim() {
+  if (answered_.exchange(true, std::memory_order_acq_rel)) return false;
+  if (sweeper_) sweeper_->remove(*this);
+  return true;
+}
+
+reply_slot::hold::~hold() {
+  if (answer->answered()) return;
+  if (on_dropped)
+    on_dropped(answer, accepted.load(std::memory_order_relaxed));
+  else
+    answer->fail({errc::internal, "the request was dropped before it was answered"});
+}
+
+deadline_sweeper::deadline_sweeper() : thread_([this] { run(); }) {}
+
+deadline_sweeper::~deadline_sweeper() {
+  std::vector<std::shared_ptr<pending_answer>> left;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    for (auto& l : lanes_)
+      while (l.head) left.push_back(unlink(*l.head));
+  }
+  wake_.notify_one();
+  thread_.join();
+  for (auto& answer : left)
+    answer->fail({errc::overloaded, "the server is shutting down", {}, {}, 1});
+}
+
+void deadline_sweeper::add(const std::shared_ptr<pending_answer>& answer, clock::duration timeout,
+                           errc on_timeout) {
+  bool earlier;
+  {
+    std::lock_guard lock(mutex_);
+    std::size_t i = 0;
+    while (i < lanes_.size() && lanes_[i].timeout != timeout) ++i;
+    if (i == lanes_.size()) lanes_.push_back({timeout});
+    auto& l = lanes_[i];
+    auto& a = *answer;
+    // Taken under the lock, so that each lane stays in deadline order.
+    a.deadline_ = clock::now() + timeout;
+    a.on_timeout_ = on_timeout;
+    a.lane_ = i;
+    a.keep_ = answer;
+    a.prev_ = l.tail;
+    a.next_ = nullptr;
+    (l.tail ? l.tail->next_ : l.head) = &a;
+    l.tail = &a;
+    ++pending_;
+    earlier = a.deadline_ < wake_at_;
+    if (earlier) wake_at_ = a.deadline_;
+  }
+  // Under steady load every lane has a head, so this is rare.
+  if (earlier) wake_.notify_one();
+}
+
+std::size_t deadline_sweeper::pending() const {
+  std::lock_guard lock(mutex_);
+  return pending_;
+}
+
+void deadline_sweeper::remove(pending_answer& answer) {
+  std::shared_ptr<pending_answer> released;
+  std::lock_guard lock(mutex_);
+  released = unlink(answer);
+}
+
+std::shared_ptr<pending_answer> deadline_sweeper::unlink(pending_answer& a) {
+  if (!a.keep_) return nullptr;
+  auto& l = lanes_[a.lane_];
+  (a.prev_ ? a.prev_->next_ : l.head) = a.next_;
+  (a.next_ ? a.next_->prev_ : l.tail) = a.prev_;
+  a.prev_ = a.next_ = nullptr;
+  --pending_;
+  return std::move(a.keep_);
+}
+
+void deadline_sweeper::run() {
+  std::unique_lock lock(mutex_);
+  std::vector<std::shared_ptr<pending_answer>> expired;
+  while (!stopping_) {
+    auto now = clock::now();
+    auto next = clock::time_point::max();
+    for (auto& l : lanes_) {
+      while (l.head && l.head->deadline_ <= now) expired.push_back(unlink(*l.head));
+      if (l.head) next = std::min(next, l.head->deadline_);
+    }
+    wake_at_ = next;
+    if (!expired.empty()) {
+      lock.unlock();
+      for (auto& answer : expired) answer->fail(timed_out(answer->on_timeout_));
+      expired.clear();
+      lock.lock();
+      continue;
+    }
+    if (next == clock::time_point::max())
+      wake_.wait(lock);
+    else
+      wake_.wait_until(lock, next);
+  }
+}
+
+}  // namespace parley

@@ -1,0 +1,162 @@
+#pragma once
+
+// A request's answer, given once from whichever thread finishes the request:
+// no actor per request to receive it and no timer per request to bound it.
+// No CAF here.
+
+#include "config/errors.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace parley {
+
+/// Where an answer goes. Called exactly once, from any thread (an actor's, a
+/// reader's, the sweeper's, or the caller's own when the request could not be
+/// handed in): it must not block.
+template <class T>
+using reply_fn = std::function<void(outcome<T>)>;
+
+class deadline_sweeper;
+
+/// The answer a request waits for, given at most once. Thread-safe.
+class pending_answer {
+ public:
+  explicit pending_answer(deadline_sweeper* sweeper) : sweeper_(sweeper) {}
+  virtual ~pending_answer() = default;
+  pending_answer(const pending_answer&) = delete;
+  pending_answer& operator=(const pending_answer&) = delete;
+
+  /// Answers with `why` unless the request was answered already.
+  void fail(failure why) {
+    if (claim()) deliver_failure(std::move(why));
+  }
+  bool answered() const { return answered_.load(std::memory_order_acquire); }
+
+ protected:
+  /// True for the one caller that may answer; it also takes the answer off the sweeper.
+  bool claim();
+
+ private:
+  friend class deadline_sweeper;
+  virtual void deliver_failure(failure why) = 0;
+
+  std::atomic<bool> answered_{false};
+  deadline_sweeper* const sweeper_;
+  // Guarded by the sweeper's mutex. While the answer waits on the sweeper,
+  // `keep_` is the sweeper's reference to it.
+  std::shared_ptr<pending_answer> keep_;
+  pending_answer* prev_ = nullptr;
+  pending_answer* next_ = nullptr;
+  std::chrono::steady_clock::time_point deadline_;
+  std::size_t lane_ = 0;
+  errc on_timeout_ = errc::overloaded;
+};
+
+template <class T>
+class typed_answer final : public pending_answer {
+ public:
+  typed_answer(deadline_sweeper* sweeper, reply_fn<T> reply)
+      : pending_answer(sweeper), reply_(std::move(reply)) {}
+
+  void succeed(T value) {
+    if (claim()) std::exchange(reply_, nullptr)(std::move(value));
+  }
+
+ private:
+  void deliver_failure(failure why) override { std::exchange(reply_, nullptr)(std::move(why)); }
+
+  reply_fn<T> reply_;
+};
+
+/// Fails every answer still pending when its deadline passes, from one thread
+/// that sleeps until the earliest deadline. Answers with the same timeout sit
+/// in one list in deadline order, so adding and removing one is O(1).
+class deadline_sweeper {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  deadline_sweeper();
+  /// Fails what is still pending (the process is stopping) and joins the thread.
+  ~deadline_sweeper();
+  deadline_sweeper(const deadline_sweeper&) = delete;
+  deadline_sweeper& operator=(const deadline_sweeper&) = delete;
+
+  /// Fails `answer` with `on_timeout` unless it is answered within `timeout`.
+  void add(const std::shared_ptr<pending_answer>& answer, clock::duration timeout, errc on_timeout);
+
+  /// Answers waiting now (for tests and metrics).
+  std::size_t pending() const;
+
+ private:
+  friend class pending_answer;
+  struct lane {
+    clock::duration timeout;
+    pending_answer* head = nullptr;
+    pending_answer* tail = nullptr;
+  };
+
+  /// Takes `answer` off its lane if it is still on one.
+  void remove(pending_answer& answer);
+  /// Requires the lock. Returns the sweeper's reference to `answer`.
+  std::shared_ptr<pending_answer> unlink(pending_answer& answer);
+  void run();
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<lane> lanes_;                               // guarded by mutex_
+  std::size_t pending_ = 0;                               // guarded by mutex_
+  clock::time_point wake_at_ = clock::time_point::max();  // guarded by mutex_
+  bool stopping_ = false;                                 // guarded by mutex_
+  std::thread thread_;
+};
+
+/// A request's hold on its answer, carried inside the request's message and
+/// copied into whatever continues the work. When the last copy goes away
+/// unanswered, `on_dropped` decides: `accepted` tells whether the request
+/// reached the code serving it (then it failed there) or was dropped before
+/// (its actor had stopped, so it may be delivered again).
+class reply_slot {
+ public:
+  using dropped_fn = std::function<void(const std::shared_ptr<pending_answer>&, bool accepted)>;
+
+  reply_slot(std::shared_ptr<pending_answer> answer, dropped_fn on_dropped)
+      : hold_(std::make_shared<hold>(std::move(answer), std::move(on_dropped))) {}
+
+  void fail(failure why) const { hold_->answer->fail(std::move(why)); }
+  /// The request reached the code that serves it: dropping it from now on
+  /// means it failed, not that it should be delivered again.
+  void accept() const { hold_->accepted.store(true, std::memory_order_relaxed); }
+
+ protected:
+  struct hold {
+    hold(std::shared_ptr<pending_answer> a, dropped_fn d)
+        : answer(std::move(a)), on_dropped(std::move(d)) {}
+    ~hold();
+    std::shared_ptr<pending_answer> answer;
+    dropped_fn on_dropped;
+    std::atomic<bool> accepted{false};
+  };
+  std::shared_ptr<hold> hold_;
+};
+
+/// A reply_slot that can also be answered with a T.
+template <class T>
+class completion : public reply_slot {
+ public:
+  completion(std::shared_ptr<typed_answer<T>> answer, dropped_fn on_dropped)
+      : reply_slot(std::move(answer), std::move(on_dropped)) {}
+
+  void complete(T value) const {
+    static_cast<typed_answer<T>&>(*hold_->answer).succeed(std::move(value));
+  }
+};
+
+}  // namespace parley

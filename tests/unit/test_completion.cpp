@@ -1,0 +1,185 @@
+#define BOOST_TEST_MODULE completion
+#include <boost/test/unit_test.hpp>
+
+#include "actors/completion.hpp"
+
+#include <future>
+#include <string>
+
+using namespace parley;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Records every answer a reply_fn gets.
+struct recorder {
+  std::mutex mutex;
+  std::vector<outcome<std::string>> answers;
+  std::promise<void> first;
+
+  reply_fn<std::string> fn() {
+    return [this](outcome<std::string> r) {
+      std::lock_guard lock(mutex);
+      answers.push_back(std::move(r));
+      if (answers.size() == 1) first.set_value();
+    };
+  }
+  bool wait(std::chrono::seconds limit = 10s) {
+    return first.get_future().wait_for(limit) == std::future_status::ready;
+  }
+  std::size_t count() {
+    std::lock_guard lock(mutex);
+    return answers.size();
+  }
+};
+
+std::shared_ptr<typed_answer<std::string>> answer_for(deadline_sweeper* sweeper, recorder& r) {
+  return std::make_shared<typed_answer<std::string>>(sweeper, r.fn());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_completion_answers_once) {
+  recorder r;
+  completion<std::string> c(answer_for(nullptr, r), nullptr);
+  auto copy = c;
+  c.complete("first");
+  copy.complete("second");
+  copy.fail({errc::internal, "late"});
+  BOOST_REQUIRE(r.count() == 1);
+  BOOST_TEST(bool(r.answers[0]));
+  BOOST_TEST(*r.answers[0] == "first");
+}
+
+BOOST_AUTO_TEST_CASE(a_failure_first_wins_over_a_later_value) {
+  recorder r;
+  completion<std::string> c(answer_for(nullptr, r), nullptr);
+  c.fail({errc::conflict, "no"});
+  c.complete("too late");
+  BOOST_REQUIRE(r.count() == 1);
+  BOOST_TEST(!r.answers[0]);
+  BOOST_TEST((r.answers[0].error().code == errc::conflict));
+}
+
+BOOST_AUTO_TEST_CASE(a_dropped_request_tells_whether_it_had_been_accepted) {
+  for (bool accept : {false, true}) {
+    recorder r;
+    std::optional<bool> seen;
+    {
+      completion<std::string> c(answer_for(nullptr, r),
+                                [&](const std::shared_ptr<pending_answer>& a, bool accepted) {
+                                  seen = accepted;
+                                  a->fail({errc::internal, "dropped"});
+                                });
+      auto copy = c;
+      if (accept) copy.accept();
+    }
+    BOOST_REQUIRE(seen.has_value());
+    BOOST_TEST(*seen == accept);
+    BOOST_REQUIRE(r.count() == 1);
+    BOOST_TEST((r.answers[0].error().code == errc::internal));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_dropped_request_can_be_handed_on_with_the_same_answer) {
+  recorder r;
+  std::optional<completion<std::string>> again;
+  {
+    completion<std::string> c(
+        answer_for(nullptr, r), [&](const std::shared_ptr<pending_answer>& a, bool) {
+          again.emplace(std::static_pointer_cast<typed_answer<std::string>>(a), nullptr);
+        });
+  }
+  BOOST_TEST(r.count() == 0);
+  BOOST_REQUIRE(again.has_value());
+  again->complete("delivered the second time");
+  BOOST_REQUIRE(r.count() == 1);
+  BOOST_TEST(*r.answers[0] == "delivered the second time");
+}
+
+BOOST_AUTO_TEST_CASE(an_answered_request_dropped_later_is_not_answered_again) {
+  recorder r;
+  bool dropped_called = false;
+  {
+    completion<std::string> c(answer_for(nullptr, r), [&](const std::shared_ptr<pending_answer>&,
+                                                          bool) { dropped_called = true; });
+    c.complete("done");
+  }
+  BOOST_TEST(!dropped_called);
+  BOOST_TEST(r.count() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(without_a_drop_handler_a_dropped_request_fails_as_internal) {
+  recorder r;
+  { completion<std::string> c(answer_for(nullptr, r), nullptr); }
+  BOOST_REQUIRE(r.count() == 1);
+  BOOST_TEST((r.answers[0].error().code == errc::internal));
+}
+
+BOOST_AUTO_TEST_CASE(the_sweeper_fails_what_is_not_answered_in_time) {
+  deadline_sweeper sweeper;
+  recorder r;
+  auto a = answer_for(&sweeper, r);
+  sweeper.add(a, 50ms, errc::db_unavailable);
+  BOOST_TEST(sweeper.pending() == 1);
+  BOOST_REQUIRE(r.wait());
+  BOOST_TEST(r.count() == 1);
+  BOOST_TEST((r.answers[0].error().code == errc::db_unavailable));
+  BOOST_TEST(r.answers[0].error().retry_after_s.value_or(0) == 1u);
+  BOOST_TEST(sweeper.pending() == 0);
+  // The caller's late answer goes nowhere.
+  a->succeed("late");
+  BOOST_TEST(r.count() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(an_answer_in_time_leaves_the_sweeper_at_once) {
+  deadline_sweeper sweeper;
+  recorder r;
+  auto a = answer_for(&sweeper, r);
+  sweeper.add(a, 1h, errc::overloaded);
+  BOOST_TEST(sweeper.pending() == 1);
+  a->succeed("in time");
+  BOOST_TEST(sweeper.pending() == 0);
+  BOOST_TEST(a.use_count() == 1);  // the sweeper holds no reference any more
+  BOOST_TEST(*r.answers[0] == "in time");
+}
+
+BOOST_AUTO_TEST_CASE(a_short_deadline_added_after_a_long_one_still_fires_first) {
+  deadline_sweeper sweeper;
+  recorder slow, quick;
+  auto long_wait = answer_for(&sweeper, slow);
+  sweeper.add(long_wait, 1h, errc::overloaded);
+  // Let the sweeper go to sleep until the hour is up.
+  std::this_thread::sleep_for(20ms);
+  auto short_wait = answer_for(&sweeper, quick);
+  sweeper.add(short_wait, 30ms, errc::db_unavailable);
+  BOOST_REQUIRE(quick.wait());
+  BOOST_TEST((quick.answers[0].error().code == errc::db_unavailable));
+  BOOST_TEST(slow.count() == 0);
+  BOOST_TEST(sweeper.pending() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(answers_leave_a_lane_in_any_order) {
+  deadline_sweeper sweeper;
+  std::vector<recorder> rs(5);
+  std::vector<std::shared_ptr<typed_answer<std::string>>> as;
+  for (auto& r : rs) {
+    as.push_back(answer_for(&sweeper, r));
+    sweeper.add(as.back(), 1h, errc::overloaded);
+  }
+  for (std::size_t i : {2u, 0u, 4u, 1u}) as[i]->succeed("answered");
+  BOOST_TEST(sweeper.pending() == 1);
+  as[3]->fail({errc::conflict, "no"});
+  BOOST_TEST(sweeper.pending() == 0);
+  for (auto& r : rs) BOOST_TEST(r.count() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_stopping_sweeper_fails_what_still_waits) {
+  recorder r;
+  {
+    deadline_sweeper sweeper;
+    sweeper.add(answer_for(&sweeper, r), 1h, errc::overloaded);
+  }
+  BOOST_REQUIRE(r.count() == 1);
+  BOOST_TEST((r.answers[0].error().code == errc::overloaded));
+}

@@ -57,7 +57,7 @@ profiled() {
     return 1
   }
   mkdir -p "$PARLEY_BENCH_PERF"
-  perf record -g -q -o "$PARLEY_BENCH_PERF/$name.data" -p "$server_pid" 2> /dev/null &
+  perf record ${PARLEY_BENCH_PERF_CALL_GRAPH:+--call-graph "$PARLEY_BENCH_PERF_CALL_GRAPH"} -g -q -o "$PARLEY_BENCH_PERF/$name.data" -p "$server_pid" 2> /dev/null &
   local perf_pid=$!
   local status=0
   "$@" || status=$?

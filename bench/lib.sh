@@ -45,6 +45,8 @@ start_server() {
 # profiled NAME COMMAND…: runs COMMAND; with PARLEY_BENCH_PERF=DIR set, the
 # server is sampled meanwhile (`perf record -g`) into DIR/NAME.data, for
 # `perf report -i DIR/NAME.data`. The scenarios wrap their measured load in it.
+# PARLEY_BENCH_PERF_CALL_GRAPH=dwarf,16384 unwinds stacks through code built
+# without frame pointers (libc's malloc), at the price of far larger files.
 profiled() {
   local name="$1"
   shift
@@ -57,7 +59,7 @@ profiled() {
     return 1
   }
   mkdir -p "$PARLEY_BENCH_PERF"
-  perf record ${PARLEY_BENCH_PERF_CALL_GRAPH:+--call-graph "$PARLEY_BENCH_PERF_CALL_GRAPH"} -g -q -o "$PARLEY_BENCH_PERF/$name.data" -p "$server_pid" 2> /dev/null &
+  perf record -g ${PARLEY_BENCH_PERF_CALL_GRAPH:+--call-graph "$PARLEY_BENCH_PERF_CALL_GRAPH"} -q -o "$PARLEY_BENCH_PERF/$name.data" -p "$server_pid" 2> /dev/null &
   local perf_pid=$!
   local status=0
   "$@" || status=$?

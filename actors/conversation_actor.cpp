@@ -1,6 +1,7 @@
 #include "actors/conversation_actor.hpp"
 
 #include "actors/context_window.hpp"
+#include "actors/exchange_writes.hpp"
 #include "actors/messages.hpp"
 #include "config/uuid.hpp"
 #include "persistence/caf_errors.hpp"
@@ -124,12 +125,6 @@ loaded_conversation load_conversation(store& db, const engine_context& ctx, cons
   out.recent.assign(std::make_move_iterator(newest_first.rbegin()),
                     std::make_move_iterator(newest_first.rend()));
   return out;
-}
-
-/// The update that commits `meta` as the conversation's next version.
-write_op next_version(conversation_record& meta) {
-  ++meta.version;
-  return write::update_conversation{meta};
 }
 
 /// The idempotency record to commit with an operation, if it claimed a key;
@@ -458,60 +453,37 @@ message_record new_message(const conversation_record& meta, std::int64_t seq, st
   return m;
 }
 
+exchange_facts facts_of(const exchange_plan& plan) {
+  return {plan.create, plan.user_message ? &*plan.user_message : nullptr, plan.user_stored,
+          plan.replaces ? &*plan.replaces : nullptr};
+}
+
 /// Commits the exchange (with the reply, if any) and answers.
 void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_record> reply,
                        const completion_usage& usage) {
   auto& st = self->state;
-  auto meta = st.meta;
   auto now = now_ms();
-  meta.updated_at = now;
-  bool store_user = plan.user_message && !plan.user_stored;
-  if (store_user) {
-    meta.message_count += 1;
-    meta.last_seq = plan.user_message->seq;
-  }
-  if (plan.replaces) meta.message_count -= 1;
-  write_set writes;
-  if (reply) {
-    meta.message_count += 1;
-    meta.last_seq = reply->seq;
-    auto& model = model_of(*st.ctx, plan.model);
-    auto cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
-    meta.usage.prompt_tokens += usage.prompt_tokens;
-    meta.usage.completion_tokens += usage.completion_tokens;
-    meta.usage.cost_usd += cost;
-    writes.push_back(write::add_usage{
-        meta.user_id, format_day(now),
-        usage_row{model.id, 1, usage.prompt_tokens, usage.completion_tokens, cost}});
-  }
-  if (plan.create && !plan.user_stored)
-    writes.insert(writes.begin(), write::insert_conversation{meta});
-  else
-    writes.push_back(next_version(meta));
-  if (plan.replaces) writes.push_back(write::delete_message{*plan.replaces});
-  if (store_user) writes.push_back(write::insert_message{*plan.user_message});
-  if (reply) writes.push_back(write::insert_message{*reply});
-  exchange_result result;
-  if (plan.create) result.conversation = meta;
-  result.message = plan.user_message;
-  result.reply = reply;
-  add_claim(writes, plan.claim, meta.user_id, result, plan.user_stored);
-  commit(self, std::move(writes), plan.caller, [=]() mutable {
-    auto& st = self->state;
-    st.meta = meta;
-    st.current = phase::ready;
-    if (reply)
-      st.ctx->meter.add(meta.user_id, format_day(now),
-                        usage.prompt_tokens + usage.completion_tokens);
-    if (plan.replaces) st.window.remove(*plan.replaces);
-    if (store_user) st.window.append(*plan.user_message);
-    if (reply) st.window.append(*reply);
-    using kind = conversation_event::kind;
-    if (store_user) publish_message(self, kind::message, *plan.user_message, plan.stream);
-    if (reply) publish_message(self, kind::done, *reply, plan.stream);
-    plan.caller.complete(std::move(result));
-    finish_op(self);
-  });
+  auto c =
+      commit_exchange(st.meta, facts_of(plan), reply, usage, model_of(*st.ctx, plan.model), now);
+  add_claim(c.writes, plan.claim, c.meta.user_id, c.result, plan.user_stored);
+  commit(self, std::move(c.writes), plan.caller,
+         [=, meta = std::move(c.meta), result = std::move(c.result)]() mutable {
+           auto& st = self->state;
+           st.meta = meta;
+           st.current = phase::ready;
+           if (reply)
+             st.ctx->meter.add(meta.user_id, format_day(now),
+                               usage.prompt_tokens + usage.completion_tokens);
+           bool store_user = plan.user_message && !plan.user_stored;
+           if (plan.replaces) st.window.remove(*plan.replaces);
+           if (store_user) st.window.append(*plan.user_message);
+           if (reply) st.window.append(*reply);
+           using kind = conversation_event::kind;
+           if (store_user) publish_message(self, kind::message, *plan.user_message, plan.stream);
+           if (reply) publish_message(self, kind::done, *reply, plan.stream);
+           plan.caller.complete(std::move(result));
+           finish_op(self);
+         });
 }
 
 /// The provider failed: keep the user message (and a new conversation), answer the failure.
@@ -525,26 +497,15 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
         why.message_id = e.id;
         break;
       }
-  bool store_user = plan.user_message && !plan.user_stored;
-  bool insert_conversation = plan.create && !plan.user_stored;
-  if (!store_user && !insert_conversation && !plan.claim) {
+  auto c = commit_failed_exchange(st.meta, facts_of(plan), now_ms());
+  if (c.writes.empty() && !plan.claim) {
     plan.caller.fail(why);
     finish_op(self);
     return;
   }
-  auto meta = st.meta;
-  write_set writes;
-  if (store_user) {
-    meta.updated_at = now_ms();
-    meta.message_count += 1;
-    meta.last_seq = plan.user_message->seq;
-    writes.push_back(plan.create ? write_op{write::insert_conversation{meta}} : next_version(meta));
-    writes.push_back(write::insert_message{*plan.user_message});
-  } else if (insert_conversation) {
-    writes.push_back(write::insert_conversation{meta});
-  }
-  add_claim(writes, plan.claim, meta.user_id, why, plan.user_stored);
-  commit(self, std::move(writes), plan.caller, [=]() mutable {
+  bool store_user = plan.user_message && !plan.user_stored;
+  add_claim(c.writes, plan.claim, c.meta.user_id, why, plan.user_stored);
+  commit(self, std::move(c.writes), plan.caller, [=, meta = std::move(c.meta)]() mutable {
     auto& st = self->state;
     st.meta = meta;
     st.current = phase::ready;
@@ -562,20 +523,14 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
 /// reply is committed when it is complete.
 void store_user_message(self_ptr self, exchange_plan plan,
                         std::function<void(exchange_plan)> then) {
-  auto meta = self->state.meta;
-  meta.updated_at = now_ms();
-  meta.message_count += 1;
-  meta.last_seq = plan.user_message->seq;
-  write_set writes;
-  writes.push_back(plan.create ? write_op{write::insert_conversation{meta}} : next_version(meta));
-  writes.push_back(write::insert_message{*plan.user_message});
+  auto c = commit_user_message(self->state.meta, *plan.user_message, plan.create, now_ms());
   // Until the reply is stored, a repeat of the request gets what a failed
   // provider would have answered, never a second copy of the message.
   failure interrupted{errc::provider_error, reply_interrupted_detail};
   interrupted.message_id = plan.user_message->id;
-  add_claim(writes, plan.claim, meta.user_id, interrupted);
+  add_claim(c.writes, plan.claim, c.meta.user_id, interrupted);
   auto caller = plan.caller;
-  commit(self, std::move(writes), caller, [=]() mutable {
+  commit(self, std::move(c.writes), caller, [=, meta = std::move(c.meta)]() mutable {
     auto& st = self->state;
     st.meta = meta;
     st.current = phase::ready;

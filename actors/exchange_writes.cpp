@@ -1,0 +1,75 @@
+#include "actors/exchange_writes.hpp"
+
+#include "config/clock.hpp"
+
+namespace parley {
+
+write_op next_version(conversation_record& meta) {
+  ++meta.version;
+  return write::update_conversation{meta};
+}
+
+exchange_commit commit_exchange(conversation_record meta, const exchange_facts& facts,
+                                const std::optional<message_record>& reply,
+                                const completion_usage& usage, const model_info& model,
+                                unix_ms now) {
+  meta.updated_at = now;
+  bool store_user = facts.user_message && !facts.user_stored;
+  if (store_user) {
+    meta.message_count += 1;
+    meta.last_seq = facts.user_message->seq;
+  }
+  if (facts.replaces) meta.message_count -= 1;
+  write_set writes;
+  if (reply) {
+    meta.message_count += 1;
+    meta.last_seq = reply->seq;
+    auto cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
+    meta.usage.prompt_tokens += usage.prompt_tokens;
+    meta.usage.completion_tokens += usage.completion_tokens;
+    meta.usage.cost_usd += cost;
+    writes.push_back(write::add_usage{
+        meta.user_id, format_day(now),
+        usage_row{model.id, 1, usage.prompt_tokens, usage.completion_tokens, cost}});
+  }
+  // The row goes first when it is new: the messages refer to it.
+  if (facts.create && !facts.user_stored)
+    writes.insert(writes.begin(), write::insert_conversation{meta});
+  else
+    writes.push_back(next_version(meta));
+  if (facts.replaces) writes.push_back(write::delete_message{*facts.replaces});
+  if (store_user) writes.push_back(write::insert_message{*facts.user_message});
+  if (reply) writes.push_back(write::insert_message{*reply});
+  exchange_commit out;
+  if (facts.create) out.result.conversation = meta;
+  if (facts.user_message) out.result.message = *facts.user_message;
+  out.result.reply = reply;
+  out.meta = std::move(meta);
+  out.writes = std::move(writes);
+  return out;
+}
+
+conversation_commit commit_failed_exchange(conversation_record meta, const exchange_facts& facts,
+                                           unix_ms now) {
+  if (facts.user_message && !facts.user_stored)
+    return commit_user_message(std::move(meta), *facts.user_message, facts.create, now);
+  conversation_commit out;
+  if (facts.create && !facts.user_stored) out.writes.push_back(write::insert_conversation{meta});
+  out.meta = std::move(meta);
+  return out;
+}
+
+conversation_commit commit_user_message(conversation_record meta,
+                                        const message_record& user_message, bool create,
+                                        unix_ms now) {
+  meta.updated_at = now;
+  meta.message_count += 1;
+  meta.last_seq = user_message.seq;
+  conversation_commit out;
+  out.writes.push_back(create ? write_op{write::insert_conversation{meta}} : next_version(meta));
+  out.writes.push_back(write::insert_message{user_message});
+  out.meta = std::move(meta);
+  return out;
+}
+
+}  // namespace parley

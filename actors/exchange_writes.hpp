@@ -1,0 +1,56 @@
+#pragma once
+
+// What an exchange writes, as pure functions of the conversation's row and
+// the exchange's outcome: no actor, no clock, no database. The conversation
+// actor commits what they return and keeps the row they leave.
+
+#include "actors/requests.hpp"
+#include "persistence/records.hpp"
+#include "providers/model_registry.hpp"
+
+#include <optional>
+#include <string>
+
+namespace parley {
+
+/// The update that commits `meta` as the conversation's next version.
+write_op next_version(conversation_record& meta);
+
+/// What an exchange brings to its commit besides the conversation's row.
+struct exchange_facts {
+  bool create = false;                           ///< the conversation is new
+  const message_record* user_message = nullptr;  ///< the message sent, if any
+  bool user_stored = false;               ///< it (and a new conversation) is committed already
+  const std::string* replaces = nullptr;  ///< regenerate: the assistant message replaced
+};
+
+/// A commit: the row it leaves and its writes, in order.
+struct conversation_commit {
+  conversation_record meta;
+  write_set writes;
+};
+
+/// The commit of a finished exchange and its answer. `reply` is the model's
+/// message (none when no reply was asked), its `usage` priced by `model` and
+/// counted for the day of `now`, which also stamps the row.
+struct exchange_commit : conversation_commit {
+  exchange_result result;
+};
+exchange_commit commit_exchange(conversation_record meta, const exchange_facts& facts,
+                                const std::optional<message_record>& reply,
+                                const completion_usage& usage, const model_info& model,
+                                unix_ms now);
+
+/// The commit of an exchange whose model failed: the user message and a new
+/// conversation are kept; nothing to write (empty `writes`) when both are
+/// stored already.
+conversation_commit commit_failed_exchange(conversation_record meta, const exchange_facts& facts,
+                                           unix_ms now);
+
+/// The commit of a streamed exchange's user message (and a new conversation),
+/// made before the model is asked.
+conversation_commit commit_user_message(conversation_record meta,
+                                        const message_record& user_message, bool create,
+                                        unix_ms now);
+
+}  // namespace parley

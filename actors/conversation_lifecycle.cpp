@@ -1,0 +1,108 @@
+#include "actors/conversation_state.hpp"
+
+#include <algorithm>
+
+namespace parley::conversation_detail {
+
+// --- live subscribers -----------------------------------------------------------
+
+bool publish(self_ptr self, const conversation_event& e,
+             const std::shared_ptr<conversation_subscriber>& own) {
+  auto& w = self->state.watchers;
+  w.erase(std::remove_if(w.begin(), w.end(), [&](auto& s) { return !s->deliver(e); }), w.end());
+  return !own || own->deliver(e);
+}
+
+void publish_message(self_ptr self, conversation_event::kind type, const message_record& m,
+                     const std::shared_ptr<conversation_subscriber>& own) {
+  conversation_event e;
+  e.type = type;
+  e.message = &m;
+  publish(self, e, own);
+}
+
+void close_watchers(self_ptr self, const failure& why) {
+  conversation_event e;
+  e.type = conversation_event::kind::closed;
+  e.reason = why;
+  for (auto& w : self->state.watchers) w->deliver(e);
+  self->state.watchers.clear();
+}
+
+// --- lifecycle ----------------------------------------------------------------
+
+void passivate(self_ptr self) {
+  self->state.ctx->dir->remove(self->state.id, self->address());
+  self->quit();
+}
+
+void abandon(self_ptr self, const failure& why) {
+  auto& st = self->state;
+  st.current = phase::gone;
+  for (auto& op : st.queue) op.caller.fail(why);
+  st.queue.clear();
+  if (st.generation && st.generation->handle) st.generation->handle->cancel();
+  close_watchers(self, why);
+  passivate(self);
+}
+
+
+void finish_op(self_ptr self) {
+  auto& st = self->state;
+  st.running = nullptr;
+  st.conflict_retries = 0;
+  if (st.current == phase::gone) {
+    abandon(self, conversation_not_found(st.id));
+    return;
+  }
+  if (st.queue.empty()) {
+    st.busy = false;
+    return;
+  }
+  self->send(self, idle_atom::value, true);  // "run next", see the idle handler
+}
+
+void start_next(self_ptr self) {
+  auto& st = self->state;
+  if (st.queue.empty()) {
+    st.busy = false;
+    return;
+  }
+  auto op = std::move(st.queue.front());
+  st.queue.pop_front();
+  st.busy = true;
+  st.running = op.run;
+  op.run();
+}
+
+void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run) {
+  auto& st = self->state;
+  caller.accept();
+  st.last_active = std::chrono::steady_clock::now();
+  if (st.current == phase::gone) {
+    caller.fail(conversation_not_found(st.id));
+    return;
+  }
+  if (!st.busy) {
+    st.busy = true;
+    st.running = run;
+    run();
+    return;
+  }
+  if (st.queue.size() >= st.ctx->cfg.limits.conversation_queue) {
+    failure f{errc::queue_full, "conversation " + st.id + " has too many operations waiting"};
+    f.retry_after_s = 1;
+    caller.fail(std::move(f));
+    return;
+  }
+  st.queue.push_back({std::move(run), caller});
+}
+
+bool foreign(self_ptr self, const std::string& user, const reply_slot& caller) {
+  if (self->state.meta.user_id == user) return false;
+  caller.fail(conversation_not_found(self->state.id));
+  finish_op(self);
+  return true;
+}
+
+}  // namespace parley::conversation_detail

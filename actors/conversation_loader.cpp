@@ -1,0 +1,133 @@
+#include "actors/conversation_state.hpp"
+
+#include "providers/token_estimator.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <limits>
+
+namespace parley::conversation_detail {
+
+namespace {
+
+/// Reads a conversation and the most recent messages that fit its budget, a
+/// page at a time from the newest. Runs on a reader.
+loaded_conversation load_conversation(store& db, const engine_context& ctx, const std::string& id) {
+  constexpr unsigned page_size = 64;
+  loaded_conversation out;
+  out.row = db.find_conversation(id);
+  if (!out.row) return out;
+  auto budget = budget_for(ctx, *out.row);
+  std::vector<message_record> newest_first;
+  std::int64_t tokens = 0;
+  std::int64_t before = std::numeric_limits<std::int64_t>::max();
+  for (;;) {
+    auto page = db.list_messages(id, 0, before, page_size);
+    for (auto m = page.rbegin(); m != page.rend(); ++m) {
+      auto t = estimate_message_tokens(m->content);
+      if (!newest_first.empty() && tokens + t > budget) {
+        out.older_exist = true;
+        page.clear();
+        break;
+      }
+      tokens += t;
+      newest_first.push_back(std::move(*m));
+    }
+    if (page.size() < page_size) break;
+    before = page.front().seq;
+  }
+  out.recent.assign(std::make_move_iterator(newest_first.rbegin()),
+                    std::make_move_iterator(newest_first.rend()));
+  return out;
+}
+
+}  // namespace
+
+const model_info& model_of(const engine_context& ctx, const std::string& alias) {
+  auto m = ctx.models->find(alias);
+  return m ? *m : ctx.models->default_model();
+}
+
+std::int64_t budget_for(const engine_context& ctx, const conversation_record& meta) {
+  return message_budget(model_of(ctx, meta.model).context_budget(), meta.system_prompt);
+}
+
+// --- database access ------------------------------------------------------------
+
+void load_state(self_ptr self, std::function<void()> then,
+                std::function<void(const failure&)> failed) {
+  auto ctx = self->state.ctx;
+  auto id = self->state.id;
+  auto on_error = [=](caf::error& e) { failed(to_failure(e, errc::db_unavailable)); };
+  // Flush the writer first: it works through its mailbox in order, so once it
+  // answers, every write handed to it before (perhaps by this conversation's
+  // previous actor, which gave up waiting for it) is committed or failed, and
+  // the load cannot read from before it.
+  self->request(ctx->db.writer, persistence_wait, flush_atom::value)
+      .then(
+          [=](ok_atom) {
+            read_job job = [ctx, id](store& db) {
+              return caf::make_message(load_conversation(db, *ctx, id));
+            };
+            self->request(ctx->db.readers, persistence_wait, read_atom::value, std::move(job))
+                .then(
+                    [=](loaded_conversation& loaded) {
+                      auto& st = self->state;
+                      if (!loaded.row) {
+                        failed(conversation_not_found(st.id));
+                        return;
+                      }
+                      st.meta = std::move(*loaded.row);
+                      st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta),
+                                      loaded.older_exist);
+                      st.current = phase::ready;
+                      then();
+                    },
+                    on_error);
+          },
+          on_error);
+}
+
+void commit(self_ptr self, write_set writes, reply_slot caller, std::function<void()> then) {
+  self->request(self->state.ctx->db.writer, persistence_wait, write_atom::value, std::move(writes))
+      .then([=](ok_atom) { then(); },
+            [=](caf::error& e) mutable {
+              auto f = to_failure(e, errc::db_unavailable);
+              auto& st = self->state;
+              auto give_up = [=](const failure& why) {
+                caller.fail(why);
+                abandon(self, why);
+              };
+              if (f.code != errc::conflict || !st.running ||
+                  st.conflict_retries >= max_conflict_retries) {
+                give_up(f);
+                return;
+              }
+              ++st.conflict_retries;
+              spdlog::info("conversation {} changed in the database meanwhile; reloading", st.id);
+              load_state(
+                  self, [self] { std::function<void()>(self->state.running)(); }, give_up);
+            });
+}
+
+void ensure_window(self_ptr self, const reply_slot& caller, std::function<void()> then) {
+  auto& st = self->state;
+  // The budget moves when the model's calibration does.
+  if (auto budget = budget_for(*st.ctx, st.meta); budget != st.window.budget())
+    st.window.set_budget(budget);
+  if (!st.window.needs_refill()) {
+    then();
+    return;
+  }
+  auto ctx = st.ctx;
+  auto id = st.id;
+  read<loaded_conversation>(
+      self, [ctx, id](store& db) { return load_conversation(db, *ctx, id); }, caller,
+      [=](loaded_conversation& loaded) {
+        auto& st = self->state;
+        st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta), loaded.older_exist);
+        then();
+      });
+}
+
+}  // namespace parley::conversation_detail

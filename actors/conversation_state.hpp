@@ -1,0 +1,188 @@
+#pragma once
+
+// The conversation actor's parts, shared by its source files (conversation_*.cpp,
+// generation.cpp, exchange.cpp) and by nothing else: the state it keeps and
+// the steps its operations are made of. See conversation_actor.hpp for the protocol.
+
+#include "actors/context_window.hpp"
+#include "actors/conversation_actor.hpp"
+#include "actors/messages.hpp"
+#include "persistence/caf_errors.hpp"
+
+#include <caf/duration.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <optional>
+
+namespace parley::conversation_detail {
+
+using steady_time = std::chrono::steady_clock::time_point;
+
+// --- state --------------------------------------------------------------------
+
+enum class phase {
+  loading,   ///< reading the conversation from the database
+  creating,  ///< new: waiting for its create request
+  ready,
+  gone,  ///< deleted, missing, or its state can no longer be trusted
+};
+
+/// An operation waiting its turn, with the caller to fail if it never runs.
+struct queued_op {
+  std::function<void()> run;
+  reply_slot caller;
+};
+
+/// The generation in progress (one at a time: operations are serialized).
+struct active_generation {
+  std::uint64_t id = 0;
+  std::string text;
+  std::shared_ptr<completion_handle> handle;
+  std::shared_ptr<conversation_subscriber> stream;  ///< the exchange's own, if it streams
+  bool live = false;  ///< deltas go to the stream and the watchers as they come
+  std::function<void(outcome<completion_result>, std::string)> then;
+};
+
+struct conversation_state {
+  static inline const char* name = "parley.conversation";
+  engine_context* ctx = nullptr;
+  std::string id;
+  phase current = phase::loading;
+  conversation_record meta;
+  context_window window;
+  bool busy = false;  ///< an operation is running (or the actor is loading)
+  std::deque<queued_op> queue;
+  /// The operation running now, kept so that it can run again after a reload
+  /// when another Parley process changed the conversation meanwhile.
+  std::function<void()> running;
+  unsigned conflict_retries = 0;
+  std::optional<active_generation> generation;
+  std::uint64_t generations_started = 0;
+  std::chrono::steady_clock::time_point last_active;
+  /// Clients watching every exchange (WebSockets). While there are any the
+  /// actor is not passivated.
+  std::vector<std::shared_ptr<conversation_subscriber>> watchers;
+};
+
+using self_ptr = caf::stateful_actor<conversation_state>*;
+
+/// How long the actor waits for the persistence actors: they bound each store
+/// call by database.timeout_ms and always answer, so no timer of its own
+/// (one per write would wake CAF's clock thread for every send).
+const caf::duration persistence_wait = caf::infinite;
+
+/// How often an operation is reloaded and run again when its write finds the
+/// conversation changed by another process, before the conflict is answered.
+constexpr unsigned max_conflict_retries = 3;
+
+// --- the conversation's model (conversation_loader.cpp) ---------------------------
+
+const model_info& model_of(const engine_context& ctx, const std::string& alias);
+/// The tokens of history that fit the conversation's model next to its system prompt.
+std::int64_t budget_for(const engine_context& ctx, const conversation_record& meta);
+
+// --- the operation queue and passivation (conversation_lifecycle.cpp) -------------
+
+/// Tells every watcher, and the exchange's own stream if any, about `e`;
+/// watchers that are gone are forgotten. False when the own stream refused
+/// `e`: its client is gone or was cut off for reading too slowly.
+bool publish(self_ptr self, const conversation_event& e,
+             const std::shared_ptr<conversation_subscriber>& own);
+void publish_message(self_ptr self, conversation_event::kind type, const message_record& m,
+                     const std::shared_ptr<conversation_subscriber>& own);
+/// Ends every watcher's subscription, telling it why.
+void close_watchers(self_ptr self, const failure& why);
+
+void passivate(self_ptr self);
+/// Gives up on the conversation's state (a write failed, so memory and database
+/// may disagree): fails everything queued and passivates; the next request
+/// loads the truth from the database.
+void abandon(self_ptr self, const failure& why);
+/// Ends the running operation; the next queued one starts from the mailbox so
+/// that deep chains of synchronous operations cannot recurse.
+void finish_op(self_ptr self);
+void start_next(self_ptr self);
+/// Runs `run` now if nothing else is running, else queues it (up to the limit).
+void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run);
+/// True (and answers not_found) when `user` may not see this conversation.
+bool foreign(self_ptr self, const std::string& user, const reply_slot& caller);
+
+// --- the database (conversation_loader.cpp) ------------------------------------------
+
+/// (Re)reads the conversation and its window from the database, then runs
+/// `then`; `failed` gets what went wrong (not_found when it is gone).
+void load_state(self_ptr self, std::function<void()> then,
+                std::function<void(const failure&)> failed);
+/// Commits `writes`; on success runs `then`. When another process changed the
+/// conversation meanwhile, reloads it and runs the operation again (its reply
+/// must be built on the history as it now is); on any other failure answers
+/// `caller` and abandons.
+void commit(self_ptr self, write_set writes, reply_slot caller, std::function<void()> then);
+/// Reloads the window when older messages might fit again (an edit, a
+/// deletion, a larger budget), then runs `then`.
+void ensure_window(self_ptr self, const reply_slot& caller, std::function<void()> then);
+
+/// Runs `job` on a reader; on failure answers `caller`, ends the operation.
+template <class T>
+void read(self_ptr self, std::function<T(store&)> job, reply_slot caller,
+          std::function<void(T&)> then) {
+  read_job wrapped = [job](store& db) { return caf::make_message(job(db)); };
+  self->request(self->state.ctx->db.readers, persistence_wait, read_atom::value, std::move(wrapped))
+      .then([=](T& value) { then(value); },
+            [=](caf::error& e) {
+              // A new conversation that cannot go on is dropped, not left half-made.
+              if (self->state.current == phase::creating) self->state.current = phase::gone;
+              caller.fail(to_failure(e, errc::db_unavailable));
+              finish_op(self);
+            });
+}
+
+// --- generation (generation.cpp) -------------------------------------------------------
+
+struct sampling {
+  std::optional<double> temperature;
+  std::optional<std::uint32_t> max_tokens;
+};
+
+/// Asks `model` for a reply to `messages`; `then` gets the outcome and the text.
+/// The generation is given up at `deadline`.
+void generate(self_ptr self, const model_info& model, prompt messages, const sampling& params,
+              steady_time deadline, const std::shared_ptr<cancellation>& cancel,
+              const std::shared_ptr<conversation_subscriber>& stream, bool live,
+              std::function<void(outcome<completion_result>, std::string)> then);
+/// The provider's messages about generation `gen`: a piece of text, the end
+/// (with the text gathered where nobody read it live), the client hanging up,
+/// the deadline.
+void on_delta(self_ptr self, std::uint64_t gen, std::string& text);
+void on_generated(self_ptr self, std::uint64_t gen, outcome<completion_result>& result,
+                  std::string& gathered);
+void on_cancel(self_ptr self, std::uint64_t gen);
+void on_deadline(self_ptr self, std::uint64_t gen);
+
+// --- the operations (exchange.cpp, conversation_ops.cpp) ---------------------------------
+
+void op_create(self_ptr self, new_conversation request, std::optional<idempotency_claim> claim,
+               const completion<exchange_result>& caller);
+void op_send(self_ptr self, const std::string& user, const send_params& p,
+             const std::optional<idempotency_claim>& claim,
+             const completion<exchange_result>& caller);
+void op_regenerate(self_ptr self, const std::string& user, const regenerate_params& p,
+                   const std::optional<idempotency_claim>& claim,
+                   const completion<exchange_result>& caller);
+void op_update(self_ptr self, const std::string& user, const conversation_patch& patch,
+               const completion<conversation_record>& caller);
+void op_delete(self_ptr self, const std::string& user, const completion<done>& caller);
+void op_edit(self_ptr self, const std::string& user, const std::string& message_id,
+             const shared_text& content, const completion<message_record>& caller);
+void op_remove(self_ptr self, const std::string& user, const std::string& message_id,
+               const completion<done>& caller);
+/// Answers a history request: the reader answers the requester directly. The
+/// database holds every acknowledged write, so this need not wait its turn.
+void answer_history(self_ptr self, const std::string& user, const history_query& q,
+                    const completion<message_page>& caller);
+
+}  // namespace parley::conversation_detail

@@ -1,0 +1,346 @@
+#include "actors/conversation_state.hpp"
+
+#include "actors/exchange_writes.hpp"
+#include "config/uuid.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace parley::conversation_detail {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+namespace {
+
+/// The idempotency record to commit with an operation, if it claimed a key;
+/// `replace`: the operation stored a provisional answer for it before.
+void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
+               const std::string& user_id, const outcome<exchange_result>& result,
+               bool replace = false) {
+  if (!claim) return;
+  auto stored = claim->render(result);
+  writes.push_back(write::put_idempotency{
+      {user_id, claim->key, claim->request_hash, stored.status, stored.body, now_ms()}, replace});
+}
+
+// --- exchanges: create, send, regenerate ------------------------------------------
+
+/// Everything one exchange will write, decided before the provider is asked.
+struct exchange_plan {
+  completion<exchange_result> caller;
+  bool create = false;
+  std::optional<message_record> user_message;
+  std::optional<std::string> replaces;  ///< regenerate: the assistant message it replaces
+  bool reply = false;
+  std::string model;
+  sampling params;
+  std::shared_ptr<cancellation> cancel;             ///< the client's, if it may go away
+  std::shared_ptr<conversation_subscriber> stream;  ///< the client's, if it streams
+  /// Clients see the reply as it is written (it streams, or others watch):
+  /// the user message is then stored before the model is asked.
+  bool live = false;
+  bool user_stored = false;  ///< the user message (and a new conversation) is committed
+  std::optional<idempotency_claim> claim;
+};
+
+message_record new_message(const conversation_record& meta, std::int64_t seq, std::string role,
+                           shared_text content) {
+  message_record m;
+  m.id = make_uuid_v7();
+  m.conversation_id = meta.id;
+  m.seq = seq;
+  m.role = std::move(role);
+  m.content = std::move(content);
+  m.created_at = now_ms();
+  return m;
+}
+
+exchange_facts facts_of(const exchange_plan& plan) {
+  return {plan.create, plan.user_message ? &*plan.user_message : nullptr, plan.user_stored,
+          plan.replaces ? &*plan.replaces : nullptr};
+}
+
+/// Commits the exchange (with the reply, if any) and answers.
+void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_record> reply,
+                       const completion_usage& usage) {
+  auto& st = self->state;
+  auto now = now_ms();
+  auto c =
+      commit_exchange(st.meta, facts_of(plan), reply, usage, model_of(*st.ctx, plan.model), now);
+  add_claim(c.writes, plan.claim, c.meta.user_id, c.result, plan.user_stored);
+  commit(self, std::move(c.writes), plan.caller,
+         [=, meta = std::move(c.meta), result = std::move(c.result)]() mutable {
+           auto& st = self->state;
+           st.meta = meta;
+           st.current = phase::ready;
+           if (reply)
+             st.ctx->meter.add(meta.user_id, format_day(now),
+                               usage.prompt_tokens + usage.completion_tokens);
+           bool store_user = plan.user_message && !plan.user_stored;
+           if (plan.replaces) st.window.remove(*plan.replaces);
+           if (store_user) st.window.append(*plan.user_message);
+           if (reply) st.window.append(*reply);
+           using kind = conversation_event::kind;
+           if (store_user) publish_message(self, kind::message, *plan.user_message, plan.stream);
+           if (reply) publish_message(self, kind::done, *reply, plan.stream);
+           plan.caller.complete(std::move(result));
+           finish_op(self);
+         });
+}
+
+/// The provider failed: keep the user message (and a new conversation), answer the failure.
+void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
+  auto& st = self->state;
+  if (plan.user_message)
+    why.message_id = plan.user_message->id;
+  else
+    for (auto i = st.window.size(); i > 0; --i)
+      if (auto e = st.window.at(i - 1); e.message.role == "user") {
+        why.message_id = e.id;
+        break;
+      }
+  auto c = commit_failed_exchange(st.meta, facts_of(plan), now_ms());
+  if (c.writes.empty() && !plan.claim) {
+    plan.caller.fail(why);
+    finish_op(self);
+    return;
+  }
+  bool store_user = plan.user_message && !plan.user_stored;
+  add_claim(c.writes, plan.claim, c.meta.user_id, why, plan.user_stored);
+  commit(self, std::move(c.writes), plan.caller, [=, meta = std::move(c.meta)]() mutable {
+    auto& st = self->state;
+    st.meta = meta;
+    st.current = phase::ready;
+    if (store_user) {
+      st.window.append(*plan.user_message);
+      publish_message(self, conversation_event::kind::message, *plan.user_message, nullptr);
+    }
+    plan.caller.fail(why);
+    finish_op(self);
+  });
+}
+
+/// Commits the exchange's user message (and a new conversation) before the
+/// model is asked, so that live clients are told of a stored message; the
+/// reply is committed when it is complete.
+void store_user_message(self_ptr self, exchange_plan plan,
+                        std::function<void(exchange_plan)> then) {
+  auto c = commit_user_message(self->state.meta, *plan.user_message, plan.create, now_ms());
+  // Until the reply is stored, a repeat of the request gets what a failed
+  // provider would have answered, never a second copy of the message.
+  failure interrupted{errc::provider_error, reply_interrupted_detail};
+  interrupted.message_id = plan.user_message->id;
+  add_claim(c.writes, plan.claim, c.meta.user_id, interrupted);
+  auto caller = plan.caller;
+  commit(self, std::move(c.writes), caller, [=, meta = std::move(c.meta)]() mutable {
+    auto& st = self->state;
+    st.meta = meta;
+    st.current = phase::ready;
+    st.window.append(*plan.user_message);
+    // A conflict from here on must not run the operation again: its message is stored.
+    st.running = nullptr;
+    plan.user_stored = true;
+    publish_message(self, conversation_event::kind::message, *plan.user_message, plan.stream);
+    then(std::move(plan));
+  });
+}
+
+/// The tokens per day `user` may still use: answers `caller` with 429 when
+/// the limit is reached, runs `then` otherwise.
+void check_token_quota(self_ptr self, const std::string& user, reply_slot caller,
+                       std::function<void()> then) {
+  auto& st = self->state;
+  auto limit = static_cast<std::int64_t>(st.ctx->cfg.limits.tokens_per_day);
+  if (limit == 0) {
+    then();
+    return;
+  }
+  auto now = now_ms();
+  auto day = format_day(now);
+  auto decide = [self, caller, then, limit, now, user, day]() mutable {
+    auto used = self->state.ctx->meter.used(user, day).value_or(0);
+    if (used < limit) {
+      then();
+      return;
+    }
+    constexpr std::int64_t day_ms = 86400000;
+    failure f{errc::rate_limited, "user " + user + " has used the " + std::to_string(limit) +
+                                      " tokens allowed per day"};
+    f.retry_after_s = static_cast<unsigned>((day_ms - now % day_ms + 999) / 1000);
+    if (self->state.current == phase::creating) self->state.current = phase::gone;
+    caller.fail(std::move(f));
+    finish_op(self);
+  };
+  if (st.ctx->meter.used(user, day)) {
+    decide();
+    return;
+  }
+  read<std::int64_t>(
+      self,
+      [user, day](store& db) {
+        std::int64_t tokens = 0;
+        for (auto& row : db.usage(user, day, day))
+          tokens += row.prompt_tokens + row.completion_tokens;
+        return tokens;
+      },
+      caller,
+      [self, user, day, decide](std::int64_t& tokens) mutable {
+        self->state.ctx->meter.seed(user, day, tokens);
+        decide();
+      });
+}
+
+/// The prompt `model` gets for the exchange: the system prompt and as much of
+/// the window as fits the model's budget.
+prompt prompt_for(const conversation_state& st, const exchange_plan& plan,
+                  const model_info& model) {
+  auto budget = message_budget(model.context_budget(), st.meta.system_prompt);
+  bool pending = plan.user_message && !plan.user_stored;
+  return st.window.assemble_with(st.meta.system_prompt, pending ? &*plan.user_message : nullptr,
+                                 plan.replaces ? &*plan.replaces : nullptr, budget);
+}
+
+/// Asks `model`, then each model of its fallback chain in turn while the
+/// deadline allows, and finishes the exchange with the first answer or the
+/// last failure. `asked` counts the models asked before this one.
+void ask_model(self_ptr self, exchange_plan plan, const model_info& model, steady_time deadline,
+               std::size_t asked) {
+  auto& st = self->state;
+  generate(
+      self, model, prompt_for(st, plan, model), plan.params, deadline, plan.cancel, plan.stream,
+      plan.live, [=, &model](outcome<completion_result> result, std::string text) mutable {
+        auto& st = self->state;
+        if (result && result->reason == finish_reason::cancelled && text.empty()) {
+          // The client went away before any text: only its message is kept.
+          fail_exchange(self, std::move(plan),
+                        {errc::provider_error, "the client went away before the reply"});
+          return;
+        }
+        if (!result) {
+          auto fallback = model.fallback.empty() ? nullptr : st.ctx->models->find(model.fallback);
+          // Text that clients already saw cannot be taken back by another model's.
+          bool seen = plan.live && !text.empty();
+          if (fallback && !seen && asked + 1 < st.ctx->models->all().size() &&
+              steady_clock::now() < deadline) {
+            spdlog::warn("conversation {}: model {} failed ({}); trying {}", st.id, model.id,
+                         result.error().detail, fallback->id);
+            ask_model(self, std::move(plan), *fallback, deadline, asked + 1);
+            return;
+          }
+          fail_exchange(self, std::move(plan), result.error());
+          return;
+        }
+        plan.model = model.id;
+        auto next_seq = (plan.user_message ? plan.user_message->seq : st.meta.last_seq) + 1;
+        auto reply = new_message(st.meta, next_seq, "assistant", std::move(text));
+        reply.model = model.id;
+        reply.finish_reason = to_string(result->reason);
+        reply.prompt_tokens = result->usage.prompt_tokens;
+        reply.completion_tokens = result->usage.completion_tokens;
+        finalize_exchange(self, std::move(plan), std::move(reply), result->usage);
+      });
+}
+
+/// Runs an exchange: checks the user's token quota, asks the model if a reply
+/// is wanted, commits everything in one write set and answers.
+void run_exchange(self_ptr self, exchange_plan plan) {
+  auto& st = self->state;
+  if (!plan.reply) {
+    finalize_exchange(self, std::move(plan), std::nullopt, {});
+    return;
+  }
+  auto user = st.meta.user_id;
+  auto caller = plan.caller;
+  check_token_quota(self, user, caller, [self, plan]() mutable {
+    auto& st = self->state;
+    auto deadline = steady_clock::now() + milliseconds(st.ctx->cfg.actors.generation_timeout_ms);
+    auto ask = [self, deadline](exchange_plan plan) {
+      auto& model = model_of(*self->state.ctx, plan.model);
+      ask_model(self, std::move(plan), model, deadline, 0);
+    };
+    plan.live = plan.stream || !st.watchers.empty();
+    if (plan.live && plan.user_message) {
+      store_user_message(self, std::move(plan), ask);
+      return;
+    }
+    if (plan.stream) {
+      conversation_event started;
+      started.type = conversation_event::kind::started;
+      plan.stream->deliver(started);
+    }
+    ask(std::move(plan));
+  });
+}
+
+}  // namespace
+
+void op_create(self_ptr self, new_conversation request, std::optional<idempotency_claim> claim,
+               const completion<exchange_result>& caller) {
+  auto& st = self->state;
+  auto now = now_ms();
+  st.meta.id = st.id;
+  st.meta.user_id = request.user_id;
+  st.meta.title = request.title;
+  st.meta.model = request.model;
+  st.meta.system_prompt = request.system_prompt;
+  st.meta.metadata_json = request.metadata_json;
+  st.meta.created_at = now;
+  st.meta.updated_at = now;
+  st.window.reset({}, budget_for(*st.ctx, st.meta), false);
+  exchange_plan plan{.caller = caller};
+  plan.create = true;
+  plan.model = st.meta.model;
+  plan.claim = std::move(claim);
+  if (request.first_message) {
+    auto& m = *request.first_message;
+    plan.user_message = new_message(st.meta, 1, m.role, m.content);
+    plan.reply = m.reply;
+    if (m.model) plan.model = *m.model;
+    plan.params = {m.temperature, m.max_tokens};
+    plan.cancel = m.cancel;
+    plan.stream = m.stream;
+  }
+  run_exchange(self, std::move(plan));
+}
+
+void op_send(self_ptr self, const std::string& user, const send_params& p,
+             const std::optional<idempotency_claim>& claim,
+             const completion<exchange_result>& caller) {
+  if (foreign(self, user, caller)) return;
+  ensure_window(self, caller, [=] {
+    auto& st = self->state;
+    exchange_plan plan{.caller = caller};
+    plan.user_message = new_message(st.meta, st.meta.last_seq + 1, p.role, p.content);
+    plan.reply = p.reply;
+    plan.model = p.model.value_or(st.meta.model);
+    plan.params = {p.temperature, p.max_tokens};
+    plan.cancel = p.cancel;
+    plan.stream = p.stream;
+    plan.claim = claim;
+    run_exchange(self, std::move(plan));
+  });
+}
+
+void op_regenerate(self_ptr self, const std::string& user, const regenerate_params& p,
+                   const std::optional<idempotency_claim>& claim,
+                   const completion<exchange_result>& caller) {
+  if (foreign(self, user, caller)) return;
+  ensure_window(self, caller, [=] {
+    auto& st = self->state;
+    if (st.window.empty()) {
+      caller.fail({errc::conflict, "conversation " + st.id + " has no messages to reply to"});
+      finish_op(self);
+      return;
+    }
+    exchange_plan plan{.caller = caller};
+    if (auto last = st.window.back(); last.message.role == "assistant") plan.replaces = last.id;
+    plan.reply = true;
+    plan.model = p.model.value_or(st.meta.model);
+    plan.cancel = p.cancel;
+    plan.stream = p.stream;
+    plan.claim = claim;
+    run_exchange(self, std::move(plan));
+  });
+}
+
+}  // namespace parley::conversation_detail

@@ -1,13 +1,20 @@
 #pragma once
 
-// Checks of header values that the server's request prelude applies before a
-// handler runs (http/server.cpp). Pure functions, so that the unit tests and
-// tests/fuzz/fuzz_request_guard.cpp reach them; inline, so that parley_http
-// needs no new source.
+// What the server's request prelude checks before a handler runs
+// (http/server.cpp): the request id, header and body limits, CORS and the
+// caller's identity. Plain values in, a problem or a value out, no RESTinio,
+// so that the unit tests and tests/fuzz/fuzz_request_guard.cpp reach them.
+
+#include "http/problem.hpp"
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <optional>
+#include <string>
 #include <string_view>
+#include <variant>
+#include <vector>
 
 namespace parley {
 
@@ -27,5 +34,88 @@ inline bool is_header_name_list(std::string_view v) {
     if (!(std::isalnum(ch) || ch == '-' || ch == '_' || ch == ',' || ch == ' ')) return false;
   return true;
 }
+
+/// The request id every answer carries: the client's X-Request-Id when it is
+/// 1 to 200 visible ASCII characters, else a new UUIDv7.
+std::string request_id_from(std::optional<std::string_view> given);
+
+/// How large a request's head may be (server.max_header_bytes, max_header_count).
+struct header_limits {
+  std::size_t max_bytes = 0;
+  std::size_t max_count = 0;
+};
+
+/// 414 for a request target past the limit, 431 for too many headers or one
+/// (name and value) past it. An overlong Authorization is let through: it is
+/// bad credentials, which the authenticator answers with 401. `fields` is a
+/// range of header fields with name() and value().
+template <class Fields>
+std::optional<problem> oversized_header(std::string_view target, std::size_t field_count,
+                                        const Fields& fields, const header_limits& limits) {
+  if (target.size() > limits.max_bytes)
+    return make_problem(
+        414, "the request target is longer than " + std::to_string(limits.max_bytes) + " bytes");
+  if (field_count > limits.max_count)
+    return make_problem(
+        431, "a request may have at most " + std::to_string(limits.max_count) + " headers");
+  for (auto& f : fields) {
+    std::string_view name = f.name(), value = f.value();
+    if (name.size() + value.size() > limits.max_bytes &&
+        !equals_ignoring_case(name, "Authorization"))
+      return make_problem(431, "the " + std::string(name.substr(0, 64)) +
+                                   " header is longer than " + std::to_string(limits.max_bytes) +
+                                   " bytes");
+  }
+  return std::nullopt;
+}
+
+/// 413 for a body past `max_bytes`; 415 for a body whose Content-Type is not
+/// application/json (parameters such as charset aside). No body, no check of its type.
+std::optional<problem> body_problem(std::size_t body_bytes,
+                                    std::optional<std::string_view> content_type,
+                                    std::size_t max_bytes);
+
+/// Cross-origin access as server.cors_origins allows it.
+class cors_policy {
+ public:
+  explicit cors_policy(std::vector<std::string> origins) : origins_(std::move(origins)) {}
+
+  /// What Access-Control-Allow-Origin says to `origin`: the origin itself
+  /// when listed, "*" when "*" is; none for another origin or none at all.
+  std::optional<std::string> allowed_origin(std::optional<std::string_view> origin) const;
+  /// The CORS headers of an answer to a request from `origin`: none when
+  /// CORS is off or the request has no Origin; only Vary for a refused
+  /// origin, which a browser takes as the refusal.
+  header_list headers(std::optional<std::string_view> origin) const;
+
+ private:
+  std::vector<std::string> origins_;
+};
+
+class jwt_verifier;
+
+/// Who calls a /v1 route.
+class authenticator {
+ public:
+  /// `jwt` null: callers name themselves with X-User-Id.
+  explicit authenticator(const jwt_verifier* jwt) : jwt_(jwt) {}
+
+  struct credentials {
+    std::optional<std::string_view> authorization;
+    std::optional<std::string_view> user_id;  ///< X-User-Id
+    std::string_view query;                   ///< the raw query string
+  };
+
+  /// The caller, or the 401 to answer. With a verifier: the `sub` of a valid
+  /// `Authorization: Bearer` token, or of `?access_token=` when
+  /// `token_in_query_allowed` (a browser's WebSocket cannot send headers).
+  /// Without: X-User-Id, "default" when absent.
+  std::variant<std::string, problem> authenticate(const credentials& given,
+                                                  bool token_in_query_allowed,
+                                                  std::chrono::system_clock::time_point now) const;
+
+ private:
+  const jwt_verifier* jwt_;
+};
 
 }  // namespace parley

@@ -157,6 +157,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
       // RFC 7518 §3.2: an HS256 key should be at least as long as the hash.
       if (cfg.auth.jwt_public_key_file.empty() && cfg.auth.jwt_secret.size() < 32)
         spdlog::warn("auth.jwt_secret is shorter than 32 bytes, which makes tokens guessable");
+      authenticator_ = authenticator(jwt_.get());
     }
   }
 
@@ -256,7 +257,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
     auto c = context_of(req, route);
     header_list headers{{"Allow", allow + ", OPTIONS"}};
     auto& h = req->header();
-    if (allowed_origin(*req) && h.has_field("Access-Control-Request-Method")) {
+    if (cors_.allowed_origin(origin_of(*req)) && h.has_field("Access-Control-Request-Method")) {
       headers.emplace_back("Access-Control-Allow-Methods", allow);
       auto asked = h.opt_value_of("Access-Control-Request-Headers");
       headers.emplace_back("Access-Control-Allow-Headers",
@@ -272,99 +273,14 @@ class http_api : public std::enable_shared_from_this<http_api> {
   /// The request id and CORS headers every answer carries, and the record of
   /// the request on `route` (a template, so that metrics never see raw ids).
   call_context context_of(const request_handle_t& req, const char* route) const {
-    auto id = request_id_of(*req);
+    auto id = request_id_from(req->header().opt_value_of("X-Request-Id"));
     auto record = std::make_shared<request_record>(req->header().method().c_str(), route,
                                                    std::string(req->header().path()), id);
-    return call_context{req, std::move(id), {}, cors_headers(*req), std::move(record)};
+    return call_context{req, std::move(id), {}, cors_.headers(origin_of(*req)), std::move(record)};
   }
 
-  /// What Access-Control-Allow-Origin says to the request's Origin: the
-  /// origin itself when server.cors_origins lists it, "*" when that holds "*".
-  std::optional<std::string> allowed_origin(const restinio::request_t& req) const {
-    auto& allowed = cfg_.server.cors_origins;
-    auto origin = req.header().opt_value_of(restinio::http_field::origin);
-    if (!origin) return std::nullopt;
-    if (std::find(allowed.begin(), allowed.end(), "*") != allowed.end()) return "*";
-    if (std::find(allowed.begin(), allowed.end(), *origin) == allowed.end()) return std::nullopt;
-    return std::string(*origin);
-  }
-
-  /// CORS headers for an allowed Origin; none for another, which a browser
-  /// takes as a refusal.
-  header_list cors_headers(const restinio::request_t& req) const {
-    if (cfg_.server.cors_origins.empty() || !req.header().has_field(restinio::http_field::origin))
-      return {};
-    auto allowed = allowed_origin(req);
-    if (!allowed) return {{"Vary", "Origin"}};
-    return {{"Access-Control-Allow-Origin", *allowed},
-            {"Vary", "Origin"},
-            {"Access-Control-Expose-Headers",
-             "X-Request-Id, Location, Retry-After, Idempotent-Replayed"}};
-  }
-
-  /// The caller of a /v1 route: the verified `sub` of a bearer token in jwt
-  /// mode (`?access_token=` too, for WebSockets), else X-User-Id.
-  std::variant<std::string, problem> authenticate(const restinio::request_t& req,
-                                                  bool token_in_query_allowed) const {
-    if (!jwt_) {
-      auto user = req.header().opt_value_of("X-User-Id");
-      if (!user) return std::string("default");
-      if (is_valid_user_id(*user)) return std::string(*user);
-      return make_problem(401, "X-User-Id must be 1 to 128 characters of A-Z a-z 0-9 . _ @ : -");
-    }
-    std::string token;
-    if (auto given = req.header().opt_value_of(restinio::http_field::authorization)) {
-      auto space = given->find(' ');
-      if (space == std::string_view::npos ||
-          !equals_ignoring_case(given->substr(0, space), "bearer"))
-        return make_problem(401, "the Authorization header must be 'Bearer <token>'");
-      auto start = given->find_first_not_of(' ', space);
-      if (start != std::string_view::npos) token = std::string(given->substr(start));
-      while (!token.empty() && token.back() == ' ') token.pop_back();
-    } else if (token_in_query_allowed) {
-      auto q = restinio::try_parse_query<restinio::parse_query_traits::javascript_compatible>(
-          req.header().query());
-      if (q)
-        if (auto given = q->get_param("access_token")) token = std::string(*given);
-    }
-    if (token.empty())
-      return make_problem(401,
-                          token_in_query_allowed
-                              ? "an Authorization: Bearer token (or ?access_token=) is required"
-                              : "an Authorization: Bearer token is required");
-    auto subject = jwt_->verify(token, std::chrono::system_clock::now());
-    if (!subject) return to_problem(subject.error());
-    return *subject;
-  }
-
-  static std::string request_id_of(const restinio::request_t& req) {
-    auto given = req.header().opt_value_of("X-Request-Id");
-    if (given && !given->empty() && given->size() <= 200) {
-      bool printable = true;
-      for (unsigned char c : *given) printable = printable && c >= 0x21 && c <= 0x7e;
-      if (printable) return std::string(*given);
-    }
-    return make_uuid_v7();
-  }
-
-  /// 414 or 431 for a request line or headers past server.max_header_bytes
-  /// and max_header_count (RESTinio cuts off only far larger ones).
-  std::optional<problem> oversized_header(const restinio::request_t& req) const {
-    auto limit = cfg_.server.max_header_bytes;
-    auto& h = req.header();
-    if (h.request_target().size() > limit)
-      return make_problem(414,
-                          "the request target is longer than " + std::to_string(limit) + " bytes");
-    if (h.fields_count() > cfg_.server.max_header_count)
-      return make_problem(431, "a request may have at most " +
-                                   std::to_string(cfg_.server.max_header_count) + " headers");
-    for (auto& f : h)
-      // An overlong token is bad credentials: the verifier answers it with 401.
-      if (f.name().size() + f.value().size() > limit &&
-          !equals_ignoring_case(f.name(), "Authorization"))
-        return make_problem(431, "the " + f.name().substr(0, 64) + " header is longer than " +
-                                     std::to_string(limit) + " bytes");
-    return std::nullopt;
+  static std::optional<std::string_view> origin_of(const restinio::request_t& req) {
+    return req.header().opt_value_of(restinio::http_field::origin);
   }
 
   /// The prelude every route shares: request id, header limits, identity and
@@ -373,12 +289,17 @@ class http_api : public std::enable_shared_from_this<http_api> {
                                      handler_fn handler, const char* route) {
     auto c = context_of(req, route);
     if (cfg_.log.content && !req->body().empty()) c.record->set_body(req->body());
-    if (auto p = oversized_header(*req)) {
+    auto& h = req->header();
+    if (auto p = oversized_header(h.request_target(), h.fields_count(), h,
+                                  {cfg_.server.max_header_bytes, cfg_.server.max_header_count})) {
       send_problem(c, *p);
       return restinio::request_accepted();
     }
     if (req->header().path().starts_with("/v1/")) {
-      auto caller = authenticate(*req, handler == &http_api::open_websocket);
+      auto caller = authenticator_.authenticate(
+          {h.opt_value_of(restinio::http_field::authorization), h.opt_value_of("X-User-Id"),
+           h.query()},
+          handler == &http_api::open_websocket, std::chrono::system_clock::now());
       if (auto p = std::get_if<problem>(&caller)) {
         send_problem(c, *p);
         return restinio::request_accepted();
@@ -390,20 +311,11 @@ class http_api : public std::enable_shared_from_this<http_api> {
         return restinio::request_accepted();
       }
     }
-    auto& body = req->body();
-    if (body.size() > cfg_.server.max_body_bytes) {
-      send_problem(c, make_problem(413, "the body is larger than " +
-                                            std::to_string(cfg_.server.max_body_bytes) + " bytes"));
+    if (auto p =
+            body_problem(req->body().size(), h.opt_value_of(restinio::http_field::content_type),
+                         cfg_.server.max_body_bytes)) {
+      send_problem(c, *p);
       return restinio::request_accepted();
-    }
-    if (!body.empty()) {
-      auto type = req->header().opt_value_of(restinio::http_field::content_type);
-      auto media = type ? type->substr(0, type->find(';')) : std::string_view();
-      while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
-      if (!equals_ignoring_case(media, "application/json")) {
-        send_problem(c, make_problem(415, "request bodies must be application/json"));
-        return restinio::request_accepted();
-      }
     }
     try {
       (this->*handler)(c, params);
@@ -918,6 +830,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
   parse_limits limits_;
   std::shared_ptr<user_limits> per_user_;
   std::unique_ptr<jwt_verifier> jwt_;  ///< null unless auth.mode is jwt
+  authenticator authenticator_{nullptr};
+  const cors_policy cors_{cfg_.server.cors_origins};
   idempotency_locks locks_;
   /// Shared with the tokens of hold_in_flight(), which may outlive the API.
   std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);

@@ -1,12 +1,15 @@
 #define BOOST_TEST_MODULE request_guard
 #include <boost/test/unit_test.hpp>
 
+#include "config/settings.hpp"
+#include "config/uuid.hpp"
+#include "http/jwt_verifier.hpp"
 #include "http/request_guard.hpp"
+#include "support/jwt_signer.hpp"
 
 #include <string>
 
-using parley::equals_ignoring_case;
-using parley::is_header_name_list;
+using namespace parley;
 
 BOOST_AUTO_TEST_CASE(header_tokens_compare_ignoring_ascii_case) {
   BOOST_TEST(equals_ignoring_case("Bearer", "bearer"));
@@ -32,4 +35,129 @@ BOOST_AUTO_TEST_CASE(a_preflight_header_list_is_echoed_only_when_plain) {
   BOOST_TEST(!is_header_name_list("x-a: b"));
   BOOST_TEST(!is_header_name_list("x-\xc3\xa9"));
   BOOST_TEST(!is_header_name_list("a\tb"));
+}
+
+namespace {
+
+struct field {
+  std::string n, v;
+  const std::string& name() const { return n; }
+  const std::string& value() const { return v; }
+};
+
+const header_limits limits{64, 3};
+
+std::optional<problem> oversized(std::string_view target, const std::vector<field>& fields) {
+  return oversized_header(target, fields.size(), fields, limits);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_request_id_is_the_clients_when_it_is_plain) {
+  BOOST_TEST(request_id_from(std::string_view("req-42")) == "req-42");
+  BOOST_TEST(request_id_from(std::string_view(std::string(200, 'x'))) == std::string(200, 'x'));
+  for (std::optional<std::string_view> bad :
+       {std::optional<std::string_view>(), std::optional<std::string_view>(""),
+        std::optional<std::string_view>("has space"), std::optional<std::string_view>("tab\t"),
+        std::optional<std::string_view>("\xc3\xa9")}) {
+    auto id = request_id_from(bad);
+    BOOST_TEST(is_canonical_uuid(id), id);
+  }
+  BOOST_TEST(is_canonical_uuid(request_id_from(std::string(201, 'x'))));
+}
+
+BOOST_AUTO_TEST_CASE(an_oversized_head_is_414_or_431) {
+  BOOST_TEST(!oversized("/v1/x", {{"Host", "a"}, {"Accept", "b"}}));
+  BOOST_TEST(oversized(std::string(65, 'a'), {})->status == 414);
+  BOOST_TEST(!oversized(std::string(64, 'a'), {}));
+  BOOST_TEST(oversized("/", {{"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}})->status == 431);
+  auto long_one = oversized("/", {{"X-Long", std::string(60, 'v')}});
+  BOOST_REQUIRE(long_one.has_value());
+  BOOST_TEST(long_one->status == 431);
+  BOOST_TEST(long_one->detail.find("X-Long") != std::string::npos);
+  // Credentials too long are the authenticator's to refuse, with 401.
+  BOOST_TEST(!oversized("/", {{"authorization", std::string(100, 't')}}));
+  // A long header name is cut in the detail, which echoes it.
+  auto named = oversized("/", {{std::string(100, 'N'), ""}});
+  BOOST_TEST(named->detail.find(std::string(65, 'N')) == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_body_must_be_small_enough_and_json) {
+  BOOST_TEST(!body_problem(0, std::nullopt, 10));
+  BOOST_TEST(!body_problem(0, std::string_view("text/plain"), 10));
+  BOOST_TEST(!body_problem(5, std::string_view("application/json"), 10));
+  BOOST_TEST(!body_problem(5, std::string_view("Application/JSON; charset=utf-8"), 10));
+  BOOST_TEST(!body_problem(5, std::string_view("application/json ;charset=utf-8"), 10));
+  BOOST_TEST(body_problem(11, std::string_view("application/json"), 10)->status == 413);
+  BOOST_TEST(body_problem(5, std::nullopt, 10)->status == 415);
+  BOOST_TEST(body_problem(5, std::string_view("text/plain"), 10)->status == 415);
+  BOOST_TEST(body_problem(5, std::string_view("application/jsonx"), 10)->status == 415);
+}
+
+BOOST_AUTO_TEST_CASE(cors_answers_only_the_listed_origins) {
+  cors_policy off({});
+  BOOST_TEST(off.headers(std::string_view("https://a.example")).empty());
+  cors_policy some({"https://a.example"});
+  BOOST_TEST(some.headers(std::nullopt).empty());
+  BOOST_TEST(*some.allowed_origin(std::string_view("https://a.example")) == "https://a.example");
+  BOOST_TEST(!some.allowed_origin(std::string_view("https://b.example")));
+  auto refused = some.headers(std::string_view("https://b.example"));
+  BOOST_REQUIRE(refused.size() == 1u);
+  BOOST_TEST(refused[0].first == "Vary");
+  auto allowed = some.headers(std::string_view("https://a.example"));
+  BOOST_REQUIRE(allowed.size() == 3u);
+  BOOST_TEST(allowed[0].second == "https://a.example");
+  cors_policy any({"*"});
+  BOOST_TEST(*any.allowed_origin(std::string_view("https://c.example")) == "*");
+  BOOST_TEST(!any.allowed_origin(std::nullopt));
+}
+
+BOOST_AUTO_TEST_CASE(without_tokens_the_caller_names_itself) {
+  authenticator by_header(nullptr);
+  auto now = std::chrono::system_clock::now();
+  BOOST_TEST(std::get<std::string>(by_header.authenticate({}, false, now)) == "default");
+  BOOST_TEST(std::get<std::string>(by_header.authenticate(
+                 {std::nullopt, std::string_view("alice@example.com"), ""}, false, now)) ==
+             "alice@example.com");
+  auto bad = by_header.authenticate({std::nullopt, std::string_view("al ice"), ""}, false, now);
+  BOOST_REQUIRE(std::holds_alternative<problem>(bad));
+  BOOST_TEST(std::get<problem>(bad).status == 401);
+  // A token is no identity in this mode.
+  BOOST_TEST(std::get<std::string>(by_header.authenticate(
+                 {std::string_view("Bearer abc"), std::nullopt, ""}, false, now)) == "default");
+}
+
+BOOST_AUTO_TEST_CASE(with_tokens_the_caller_is_the_verified_subject) {
+  auth_settings a;
+  a.mode = "jwt";
+  a.jwt_secret = "a-test-secret-of-more-than-thirty-two-bytes";
+  jwt_verifier verifier(a);
+  authenticator by_token(&verifier);
+  auto now = std::chrono::system_clock::time_point(std::chrono::seconds(1'800'000'000));
+  auto token = testing::jwt_hs256({{"sub", "bob"}, {"exp", 1'800'000'600}}, a.jwt_secret);
+  auto subject = [&](authenticator::credentials c, bool query_allowed = false) {
+    auto r = by_token.authenticate(c, query_allowed, now);
+    return std::holds_alternative<std::string>(r) ? std::get<std::string>(r)
+                                                  : "401: " + std::get<problem>(r).detail;
+  };
+  auto bearer = "Bearer " + token;
+  BOOST_TEST(subject({bearer}) == "bob");
+  auto lower = "bearer   " + token + "  ";
+  BOOST_TEST(subject({lower}) == "bob");
+  // X-User-Id is no identity in this mode.
+  BOOST_TEST(subject({std::nullopt, std::string_view("alice"), ""}).starts_with("401: "));
+  BOOST_TEST(subject({std::string_view("Basic abc")}) ==
+             "401: the Authorization header must be 'Bearer <token>'");
+  BOOST_TEST(subject({std::string_view("Bearer")}) ==
+             "401: the Authorization header must be 'Bearer <token>'");
+  BOOST_TEST(subject({std::string_view("Bearer   ")}) ==
+             "401: an Authorization: Bearer token is required");
+  BOOST_TEST(subject({std::string_view("Bearer not.a.token")}).starts_with("401: "));
+  // ?access_token= only where a browser cannot send headers.
+  auto query = "x=1&access_token=" + token;
+  BOOST_TEST(subject({std::nullopt, std::nullopt, query}, true) == "bob");
+  BOOST_TEST(subject({std::nullopt, std::nullopt, query}) ==
+             "401: an Authorization: Bearer token is required");
+  BOOST_TEST(subject({std::nullopt, std::nullopt, ""}, true) ==
+             "401: an Authorization: Bearer token (or ?access_token=) is required");
 }

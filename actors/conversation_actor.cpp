@@ -16,7 +16,8 @@ void schedule_idle_check(self_ptr self, std::chrono::steady_clock::duration afte
   self->delayed_send(self, after, idle_atom::value, false);
 }
 
-caf::behavior conversation(self_ptr self, engine_context* ctx, std::string id, bool fresh) {
+conversation_actor::behavior_type conversation(self_ptr self, engine_context* ctx, std::string id,
+                                               bool fresh) {
   auto& st = self->state;
   st.ctx = ctx;
   st.id = id;
@@ -157,13 +158,13 @@ failure conversation_not_found(const std::string& id) {
 // once the request it was spawned for is in its mailbox, so that request is
 // read even when the conversation turns out missing and the actor stops at once.
 
-caf::actor spawn_loading_conversation(caf::actor_system& sys, engine_context* ctx,
-                                      const std::string& id) {
+conversation_actor spawn_loading_conversation(caf::actor_system& sys, engine_context* ctx,
+                                              const std::string& id) {
   return sys.spawn<caf::lazy_init>(conversation, ctx, id, false);
 }
 
-caf::actor spawn_new_conversation(caf::actor_system& sys, engine_context* ctx,
-                                  const std::string& id) {
+conversation_actor spawn_new_conversation(caf::actor_system& sys, engine_context* ctx,
+                                          const std::string& id) {
   return sys.spawn<caf::lazy_init>(conversation, ctx, id, true);
 }
 

@@ -46,7 +46,6 @@ void abandon(self_ptr self, const failure& why) {
   passivate(self);
 }
 
-
 void finish_op(self_ptr self) {
   auto& st = self->state;
   st.running = nullptr;

@@ -10,8 +10,8 @@
 #include "persistence/caf_errors.hpp"
 
 #include <caf/duration.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include <chrono>
 #include <deque>
@@ -68,7 +68,7 @@ struct conversation_state {
   std::vector<std::shared_ptr<conversation_subscriber>> watchers;
 };
 
-using self_ptr = caf::stateful_actor<conversation_state>*;
+using self_ptr = conversation_actor::stateful_pointer<conversation_state>;
 
 /// How long the actor waits for the persistence actors: they bound each store
 /// call by database.timeout_ms and always answer, so no timer of its own

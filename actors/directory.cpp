@@ -15,7 +15,7 @@ directory::shard& directory::shard_of(const std::string& id) {
   return shards_[std::hash<std::string>{}(id) % shard_count];
 }
 
-caf::actor directory::find_or_spawn(const std::string& id) {
+conversation_actor directory::find_or_spawn(const std::string& id) {
   auto& s = shard_of(id);
   std::lock_guard<std::mutex> guard(s.mutex);
   if (auto i = s.actors.find(id); i != s.actors.end()) {
@@ -30,14 +30,14 @@ caf::actor directory::find_or_spawn(const std::string& id) {
   return actor;
 }
 
-caf::actor directory::find(const std::string& id) {
+conversation_actor directory::find(const std::string& id) {
   auto& s = shard_of(id);
   std::lock_guard<std::mutex> guard(s.mutex);
   auto i = s.actors.find(id);
-  return i == s.actors.end() ? caf::actor{} : i->second.actor;
+  return i == s.actors.end() ? conversation_actor{} : i->second.actor;
 }
 
-void directory::insert_new(const std::string& id, const caf::actor& actor) {
+void directory::insert_new(const std::string& id, const conversation_actor& actor) {
   auto& s = shard_of(id);
   std::lock_guard<std::mutex> guard(s.mutex);
   s.lru.push_front(id);

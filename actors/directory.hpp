@@ -1,6 +1,7 @@
 #pragma once
 
-#include <caf/actor.hpp>
+#include "actors/messages.hpp"
+
 #include <caf/actor_addr.hpp>
 
 #include <array>
@@ -22,19 +23,19 @@ namespace parley {
 /// passivate (they do when idle, and then call remove()).
 class directory {
  public:
-  using spawn_fn = std::function<caf::actor(const std::string& id)>;
+  using spawn_fn = std::function<conversation_actor(const std::string& id)>;
 
   /// `spawn_loading` makes an actor that loads its conversation from the database.
   directory(std::size_t max_live, spawn_fn spawn_loading);
 
   /// The live actor for `id`, or a new loading one.
-  caf::actor find_or_spawn(const std::string& id);
+  conversation_actor find_or_spawn(const std::string& id);
 
   /// The live actor for `id`, or an invalid handle when there is none.
-  caf::actor find(const std::string& id);
+  conversation_actor find(const std::string& id);
 
   /// Registers `actor`, made for a conversation that does not exist yet.
-  void insert_new(const std::string& id, const caf::actor& actor);
+  void insert_new(const std::string& id, const conversation_actor& actor);
 
   /// Forgets `id` if it still maps to `who`; an actor calls this as it passivates.
   void remove(const std::string& id, const caf::actor_addr& who);
@@ -47,7 +48,7 @@ class directory {
  private:
   static constexpr std::size_t shard_count = 32;
   struct entry {
-    caf::actor actor;
+    conversation_actor actor;
     std::list<std::string>::iterator lru_position;
   };
   struct shard {

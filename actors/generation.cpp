@@ -40,7 +40,7 @@ void generate(self_ptr self, const model_info& model, prompt messages, const sam
   request.deadline = deadline;
   // Someone reads the reply as it is written: ask for it piece by piece.
   request.stream = live;
-  auto me = caf::actor_cast<caf::actor>(self);
+  auto me = caf::actor_cast<conversation_actor>(self);
   completion_callbacks callbacks;
   // Text nobody reads as it comes is gathered where the provider delivers it
   // and handed over whole with the result: one message, not one per piece.

@@ -1,7 +1,8 @@
 #pragma once
 
-// The conversation protocol: atoms and the in-process types its messages carry.
-// Included only by the actors' .cpp files.
+// The conversation protocol: its atoms, the in-process types its messages
+// carry, and the conversation actor's typed interface. Included only by the
+// actors' sources and the headers they alone include.
 
 #include "actors/completion.hpp"
 #include "actors/requests.hpp"
@@ -10,6 +11,8 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 
 namespace parley {
 
@@ -25,8 +28,7 @@ using regen_atom = caf::atom_constant<caf::atom("regen")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
 using unwatch_atom = caf::atom_constant<caf::atom("unwatch")>;
 
-// A conversation actor's messages to itself.
-using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
+// What a conversation actor's provider and timers send it.
 using delta_atom = caf::atom_constant<caf::atom("delta")>;
 using generated_atom = caf::atom_constant<caf::atom("generated")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
@@ -85,3 +87,30 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::conversation_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::message_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::message_page>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::done>)
+
+namespace parley {
+
+/// The conversation actor's interface, checked by the compiler: the requests
+/// it serves (user id first, the completion it answers last), then what its
+/// provider and its own timers send it.
+using conversation_actor = caf::typed_actor<
+    caf::reacts_to<create_atom, new_conversation, std::optional<idempotency_claim>,
+                   completion<exchange_result>>,
+    caf::reacts_to<update_atom, std::string, conversation_patch, completion<conversation_record>>,
+    caf::reacts_to<delete_atom, std::string, completion<done>>,
+    caf::reacts_to<history_atom, std::string, history_query, completion<message_page>>,
+    caf::reacts_to<send_atom, std::string, send_params, std::optional<idempotency_claim>,
+                   completion<exchange_result>>,
+    caf::reacts_to<edit_atom, std::string, std::string, shared_text, completion<message_record>>,
+    caf::reacts_to<remove_atom, std::string, std::string, completion<done>>,
+    caf::reacts_to<regen_atom, std::string, regenerate_params, std::optional<idempotency_claim>,
+                   completion<exchange_result>>,
+    caf::reacts_to<watch_atom, std::string, std::shared_ptr<conversation_subscriber>,
+                   completion<done>>,
+    caf::reacts_to<unwatch_atom, std::shared_ptr<conversation_subscriber>>,
+    caf::reacts_to<delta_atom, std::uint64_t, std::string>,
+    caf::reacts_to<generated_atom, std::uint64_t, outcome<completion_result>, std::string>,
+    caf::reacts_to<cancel_atom, std::uint64_t>, caf::reacts_to<deadline_atom, std::uint64_t>,
+    caf::reacts_to<idle_atom, bool>, caf::reacts_to<passivate_atom>>;
+
+}  // namespace parley

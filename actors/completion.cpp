@@ -1,6 +1,18 @@
 #include "actors/completion.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace parley {
+
+failure shutting_down() { return {errc::overloaded, "the server is shutting down", {}, {}, 1}; }
+
+void detail::log_reply_exception(const char* what) noexcept {
+  try {
+    spdlog::error("answering a request failed: {}", what);
+  } catch (...) {
+    // Nowhere left to say it.
+  }
+}
 
 bool pending_answer::claim() {
   if (answered_.exchange(true, std::memory_order_acq_rel)) return false;
@@ -10,33 +22,50 @@ bool pending_answer::claim() {
 
 reply_slot::hold::~hold() {
   if (answer->answered()) return;
-  if (on_dropped)
+  failure dropped{errc::internal, "the request was dropped before it was answered"};
+  if (!on_dropped) {
+    answer->fail(std::move(dropped));
+    return;
+  }
+  // Delivering again spawns and sends: what that throws must not leave a
+  // destructor, and the request is answered all the same.
+  try {
     on_dropped(answer, accepted.load(std::memory_order_relaxed));
-  else
-    answer->fail({errc::internal, "the request was dropped before it was answered"});
+  } catch (const std::exception& e) {
+    detail::log_reply_exception(e.what());
+    answer->fail(std::move(dropped));
+  } catch (...) {
+    detail::log_reply_exception("an unknown exception");
+    answer->fail(std::move(dropped));
+  }
 }
 
 deadline_sweeper::deadline_sweeper() : thread_([this] { run(); }) {}
 
-deadline_sweeper::~deadline_sweeper() {
+void deadline_sweeper::stop() {
   std::vector<std::shared_ptr<pending_answer>> left;
   {
     std::lock_guard lock(mutex_);
+    if (stopping_) return;
     stopping_ = true;
     for (auto& l : lanes_)
       while (l.head) left.push_back(unlink(*l.head));
   }
   wake_.notify_one();
   thread_.join();
-  for (auto& answer : left)
-    answer->fail({errc::overloaded, "the server is shutting down", {}, {}, 1});
+  for (auto& answer : left) answer->fail(shutting_down());
 }
 
 void deadline_sweeper::add(const std::shared_ptr<pending_answer>& answer, clock::duration timeout,
                            errc on_timeout) {
   bool earlier;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    if (stopping_) {
+      lock.unlock();
+      answer->fail(shutting_down());
+      return;
+    }
     std::size_t i = 0;
     while (i < lanes_.size() && lanes_[i].timeout != timeout) ++i;
     if (i == lanes_.size()) lanes_.push_back({timeout});

@@ -20,11 +20,31 @@ namespace parley {
 
 /// Where an answer goes. Called exactly once, from any thread (an actor's, a
 /// reader's, the sweeper's, or the caller's own when the request could not be
-/// handed in): it must not block.
+/// handed in): it must not block. What it throws is logged and dropped.
 template <class T>
 using reply_fn = std::function<void(outcome<T>)>;
 
 class deadline_sweeper;
+
+/// The failure of a request the engine can no longer serve: it is stopping.
+failure shutting_down();
+
+namespace detail {
+void log_reply_exception(const char* what) noexcept;
+
+/// Runs a reply so that what it throws cannot take down the thread that
+/// answers (an actor's, a reader's, the sweeper's).
+template <class F>
+void call_reply(F&& reply) noexcept {
+  try {
+    reply();
+  } catch (const std::exception& e) {
+    log_reply_exception(e.what());
+  } catch (...) {
+    log_reply_exception("an unknown exception");
+  }
+}
+}  // namespace detail
 
 /// The answer a request waits for, given at most once. Thread-safe.
 class pending_answer {
@@ -67,11 +87,16 @@ class typed_answer final : public pending_answer {
       : pending_answer(sweeper), reply_(std::move(reply)) {}
 
   void succeed(T value) {
-    if (claim()) std::exchange(reply_, nullptr)(std::move(value));
+    if (!claim()) return;
+    auto reply = std::exchange(reply_, nullptr);
+    detail::call_reply([&] { reply(std::move(value)); });
   }
 
  private:
-  void deliver_failure(failure why) override { std::exchange(reply_, nullptr)(std::move(why)); }
+  void deliver_failure(failure why) override {
+    auto reply = std::exchange(reply_, nullptr);
+    detail::call_reply([&] { reply(std::move(why)); });
+  }
 
   reply_fn<T> reply_;
 };
@@ -84,15 +109,20 @@ class deadline_sweeper {
   using clock = std::chrono::steady_clock;
 
   deadline_sweeper();
-  /// Fails what is still pending (the process is stopping) and joins the thread.
-  ~deadline_sweeper();
+  ~deadline_sweeper() { stop(); }
   deadline_sweeper(const deadline_sweeper&) = delete;
   deadline_sweeper& operator=(const deadline_sweeper&) = delete;
 
   /// Fails `answer` with `on_timeout` unless it is answered within `timeout`.
+  /// After stop(), fails it at once.
   void add(const std::shared_ptr<pending_answer>& answer, clock::duration timeout, errc on_timeout);
 
-  /// Answers waiting now (for tests and metrics).
+  /// Fails what is still pending (the process is stopping) and joins the
+  /// thread, so that no answer is given once whoever it goes to has stopped.
+  /// Idempotent.
+  void stop();
+
+  /// Answers waiting now (for tests).
   std::size_t pending() const;
 
  private:

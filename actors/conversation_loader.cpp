@@ -61,7 +61,7 @@ void load_state(self_ptr self, std::function<void()> then,
   auto on_error = [=](caf::error& e) { failed(to_failure(e, errc::db_unavailable)); };
   // Flush the writer first: it works through its mailbox in order, so once it
   // answers, every write handed to it before (perhaps by this conversation's
-  // previous actor, which gave up waiting for it) is committed or failed, and
+  // previous actor, which died before its answer came) is committed or failed, and
   // the load cannot read from before it.
   self->request(ctx->db.writer, persistence_wait, flush_atom::value)
       .then(

@@ -71,8 +71,10 @@ struct conversation_state {
 using self_ptr = conversation_actor::stateful_pointer<conversation_state>;
 
 /// How long the actor waits for the persistence actors: they bound each store
-/// call by database.timeout_ms and always answer, so no timer of its own
-/// (one per write would wake CAF's clock thread for every send).
+/// call by database.timeout_ms and answer every request (a write after the
+/// batches ahead of it), so no timer of its own (one per write would wake
+/// CAF's clock thread for every send). The request's deadline, in the
+/// sweeper, still bounds what its client waits.
 const caf::duration persistence_wait = caf::infinite;
 
 /// How often an operation is reloaded and run again when its write finds the

@@ -45,6 +45,10 @@ class actor_engine final : public engine {
 
   void create_conversation(new_conversation request, std::optional<idempotency_claim> claim,
                            reply_fn<exchange_result> reply) override {
+    if (stopped_) {
+      reply(shutting_down());
+      return;
+    }
     auto id = make_uuid_v7();
     auto actor = spawn_new_conversation(system_, &ctx_, id);
     ctx_.dir->insert_new(id, actor);
@@ -170,6 +174,8 @@ class actor_engine final : public engine {
     caf::anon_send_exit(ctx_.db.readers, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(ctx_.db.writer, caf::exit_reason::user_shutdown);
     system_.await_all_actors_done();
+    // Whatever still waits is answered now, while its connection can take it.
+    sweeper_.stop();
   }
 
  private:
@@ -210,6 +216,10 @@ class actor_engine final : public engine {
   /// `reply` itself.
   template <class T, class... Ts>
   void ask_conversation(std::string id, reply_fn<T> reply, Ts... args) {
+    if (stopped_) {
+      reply(shutting_down());
+      return;
+    }
     auto answer = answer_within(std::move(reply), operation_timeout(), errc::overloaded);
     deliver(std::move(answer), std::make_shared<const std::tuple<Ts...>>(std::move(args)...),
             std::move(id), 0);
@@ -238,6 +248,10 @@ class actor_engine final : public engine {
   /// Runs `job` on a reader, which answers `reply` itself.
   template <class T>
   void read(std::function<T(store&)> job, reply_fn<T> reply) {
+    if (stopped_) {
+      reply(shutting_down());
+      return;
+    }
     completion<T> caller(answer_within(std::move(reply), milliseconds(ctx_.cfg.database.timeout_ms),
                                        errc::db_unavailable),
                          nullptr);

@@ -20,6 +20,14 @@ namespace {
 constexpr auto idempotency_lifetime = std::chrono::hours(24);
 constexpr auto purge_interval = std::chrono::minutes(10);
 
+/// What the requesters of a store call that threw something other than a
+/// store_error are told: a bug, answered rather than left to kill the actor,
+/// since the conversation actors wait for every answer without a timer.
+failure unexpected_failure(const char* who, const std::exception& e) {
+  spdlog::error("{}: {}", who, e.what());
+  return {errc::internal, "the database call failed"};
+}
+
 failure store_failure(const store_error& e) {
   failure f;
   f.code = e.code;
@@ -99,6 +107,11 @@ void flush_pending(writer_state& st) {
       for (auto& p : batch) p.promise.deliver(make_caf_error(store_failure(e)));
       return;
     }
+  } catch (const std::exception& e) {
+    m.failed_batches.add();
+    auto f = unexpected_failure("writer", e);
+    for (auto& p : batch) p.promise.deliver(make_caf_error(f));
+    return;
   }
   // One request's writes took the whole batch down: commit each on its own
   // so only the offending one fails.
@@ -108,6 +121,8 @@ void flush_pending(writer_state& st) {
       p.promise.deliver(ok_atom::value);
     } catch (const store_error& e) {
       p.promise.deliver(make_caf_error(store_failure(e)));
+    } catch (const std::exception& e) {
+      p.promise.deliver(make_caf_error(unexpected_failure("writer", e)));
     }
   }
 }
@@ -182,6 +197,8 @@ caf::behavior reader(caf::stateful_actor<reader_state>* self, std::shared_ptr<st
         } catch (const store_error& e) {
           spdlog::warn("reader: {}", e.what());
           return make_caf_error(store_failure(e));
+        } catch (const std::exception& e) {
+          return make_caf_error(unexpected_failure("reader", e));
         }
       },
       [=](read_atom, const std::shared_ptr<read_request>& request) {
@@ -190,6 +207,8 @@ caf::behavior reader(caf::stateful_actor<reader_state>* self, std::shared_ptr<st
         } catch (const store_error& e) {
           spdlog::warn("reader: {}", e.what());
           request->fail(store_failure(e));
+        } catch (const std::exception& e) {
+          request->fail(unexpected_failure("reader", e));
         }
       },
   };
@@ -199,11 +218,13 @@ caf::behavior reader(caf::stateful_actor<reader_state>* self, std::shared_ptr<st
 
 persistence_actors spawn_persistence(caf::actor_system& sys, const database_settings& cfg,
                                      const store_factory& factory) {
-  // Every call of an actor's store is bounded by the deadline its callers
-  // wait, so that a hung statement cannot hold the writer or a reader for
-  // longer. The caller's clock starts earlier (batching, the queue), so it
-  // may give up first: a write it was told failed can still commit, as with
-  // any timeout; what is acknowledged is always committed.
+  // Every call of an actor's store is bounded by database.timeout_ms, so that
+  // a hung statement cannot hold the writer or a reader for longer, and every
+  // request is answered: the conversation actors wait for these answers
+  // without a timer of their own. A write waits for the batches ahead of it,
+  // each bounded the same. What is acknowledged is always committed; a write
+  // answered with a timeout was rolled back, unless the cancel did not take
+  // and a resuming server commits what it had been sent.
   auto call_timeout = std::chrono::milliseconds(cfg.timeout_ms);
   std::shared_ptr<store> writer_store = factory();
   writer_store->migrate();

@@ -196,11 +196,13 @@ class sql_store final : public store {
                                                            : sql_dialect::postgresql) {
     translate_errors([&] {
       if (dialect_ == sql_dialect::sqlite) {
-        // timeout: how long a statement waits for a lock held by another connection.
+        // timeout: how long a statement waits for a lock held by another
+        // connection, until set_call_timeout sets database.timeout_ms.
         session_.open(soci::sqlite3, "db=" + url.target + " timeout=5");
         if (url.target != ":memory:") {
-          // WAL lets readers run beside the writer; synchronous=FULL makes every
-          // committed batch survive a crash of the process and of the machine.
+          // WAL lets readers run beside the writer; with synchronous=NORMAL a
+          // committed batch survives a crash of the process (a power cut may
+          // take the last ones; the README says so).
           session_ << "PRAGMA journal_mode=WAL";
           session_ << "PRAGMA synchronous=NORMAL";
         }

@@ -161,16 +161,24 @@ BOOST_AUTO_TEST_CASE(a_short_deadline_added_after_a_long_one_still_fires_first) 
 
 BOOST_AUTO_TEST_CASE(answers_leave_a_lane_in_any_order) {
   deadline_sweeper sweeper;
-  std::vector<recorder> rs(5);
+  std::vector<recorder> rs(6);
   std::vector<std::shared_ptr<typed_answer<std::string>>> as;
   for (auto& r : rs) {
     as.push_back(answer_for(&sweeper, r));
-    sweeper.add(as.back(), 1h, errc::overloaded);
+    sweeper.add(as.back(), 200ms, errc::db_unavailable);
   }
-  for (std::size_t i : {2u, 0u, 4u, 1u}) as[i]->succeed("answered");
+  // Middle, head, tail, then the new head and a middle one again.
+  for (std::size_t i : {2u, 0u, 5u, 1u}) as[i]->succeed("answered");
+  as[4]->fail({errc::conflict, "no"});
   BOOST_TEST(sweeper.pending() == 1);
-  as[3]->fail({errc::conflict, "no"});
+  // The one left is still linked where the sweeper finds it: it expires.
+  BOOST_REQUIRE(rs[3].wait());
+  BOOST_TEST((rs[3].answers[0].error().code == errc::db_unavailable));
   BOOST_TEST(sweeper.pending() == 0);
+  // And the emptied lane takes new answers.
+  recorder late;
+  sweeper.add(answer_for(&sweeper, late), 20ms, errc::db_unavailable);
+  BOOST_REQUIRE(late.wait());
   for (auto& r : rs) BOOST_TEST(r.count() == 1);
 }
 
@@ -182,4 +190,15 @@ BOOST_AUTO_TEST_CASE(a_stopping_sweeper_fails_what_still_waits) {
   }
   BOOST_REQUIRE(r.count() == 1);
   BOOST_TEST((r.answers[0].error().code == errc::overloaded));
+}
+
+BOOST_AUTO_TEST_CASE(a_stopped_sweeper_fails_what_comes_after_at_once) {
+  deadline_sweeper sweeper;
+  sweeper.stop();
+  sweeper.stop();
+  recorder r;
+  sweeper.add(answer_for(&sweeper, r), 1h, errc::overloaded);
+  BOOST_REQUIRE(r.count() == 1);
+  BOOST_TEST((r.answers[0].error().code == errc::overloaded));
+  BOOST_TEST(sweeper.pending() == 0);
 }

@@ -165,6 +165,26 @@ BOOST_AUTO_TEST_CASE(a_streamed_exchange_writes_only_its_reply_at_the_end) {
   BOOST_TEST(c.result.message->id == "user-5");
 }
 
+BOOST_AUTO_TEST_CASE(a_streamed_new_conversation_gets_its_reply_as_a_next_version) {
+  // The row and the first message were committed before the model was asked.
+  auto stored = row(1, 1);
+  stored.usage = {};
+  stored.version = 1;
+  auto user = message(1, "user", "hello");
+  auto reply = message(2, "assistant", "Echo: hello");
+  exchange_facts facts;
+  facts.create = true;
+  facts.user_message = &user;
+  facts.user_stored = true;
+  auto c = commit_exchange(stored, facts, reply, {1, 1}, priced_model(), noon);
+  std::vector<std::string> expected{"add_usage", "update_conversation", "insert_message"};
+  BOOST_TEST(kinds(c.writes) == expected, boost::test_tools::per_element());
+  BOOST_TEST(op<write::update_conversation>(c.writes, 1).row.version == 2);
+  BOOST_REQUIRE(c.result.conversation.has_value());
+  BOOST_TEST(c.result.conversation->version == 2);
+  BOOST_TEST(c.result.conversation->message_count == 2);
+}
+
 BOOST_AUTO_TEST_CASE(a_streamed_user_message_is_committed_before_its_reply) {
   auto user = message(5, "user", "hi");
   auto c = commit_user_message(row(4, 4), user, false, noon);

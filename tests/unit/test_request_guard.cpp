@@ -79,6 +79,7 @@ BOOST_AUTO_TEST_CASE(an_oversized_head_is_414_or_431) {
   BOOST_TEST(!oversized("/", {{"authorization", std::string(100, 't')}}));
   // A long header name is cut in the detail, which echoes it.
   auto named = oversized("/", {{std::string(100, 'N'), ""}});
+  BOOST_REQUIRE(named.has_value());
   BOOST_TEST(named->detail.find(std::string(65, 'N')) == std::string::npos);
 }
 

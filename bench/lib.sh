@@ -38,7 +38,12 @@ start_server() {
     sleep 0.1
   done
   local port
-  port="$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$work/stdout" | grep -o '[0-9]*$')"
+  port="$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$work/stdout" | grep -o '[0-9]*$' || true)"
+  if [ -z "$port" ]; then
+    echo "$(basename "$0"): the server did not start listening within 10 s; its stderr:" >&2
+    cat "$work/stderr" >&2
+    exit 1
+  fi
   base="http://127.0.0.1:$port"
 }
 

@@ -30,6 +30,10 @@ start_server() {
   if [ -n "${PARLEY_BENCH_JWT_SECRET:-}" ]; then
     printf '[auth]\nmode = "jwt"\njwt_secret = "%s"\n' "$PARLEY_BENCH_JWT_SECRET" >> "$config"
   fi
+  # Emptied here, not by the redirection below: that runs in the child, which
+  # may get to it after the loop has read the previous server's line.
+  : > "$work/stdout"
+  : > "$work/stderr"
   "$bin" serve --port 0 --config "$config" --database-url "$1" \
     > "$work/stdout" 2> "$work/stderr" &
   server_pid=$!
@@ -40,8 +44,8 @@ start_server() {
   local port
   port="$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$work/stdout" | grep -o '[0-9]*$' || true)"
   if [ -z "$port" ]; then
-    echo "$(basename "$0"): the server did not start listening within 10 s; its stderr:" >&2
-    cat "$work/stderr" >&2
+    echo "$(basename "$0"): the server did not start listening within 10 s; its output:" >&2
+    cat "$work/stdout" "$work/stderr" >&2
     exit 1
   fi
   base="http://127.0.0.1:$port"

@@ -117,8 +117,8 @@ BOOST_AUTO_TEST_CASE(without_a_drop_handler_a_dropped_request_fails_as_internal)
 }
 
 BOOST_AUTO_TEST_CASE(the_sweeper_fails_what_is_not_answered_in_time) {
-  deadline_sweeper sweeper;
   recorder r;
+  deadline_sweeper sweeper;
   auto a = answer_for(&sweeper, r);
   sweeper.add(a, 50ms, errc::db_unavailable);
   BOOST_TEST(sweeper.pending() == 1);
@@ -133,8 +133,8 @@ BOOST_AUTO_TEST_CASE(the_sweeper_fails_what_is_not_answered_in_time) {
 }
 
 BOOST_AUTO_TEST_CASE(an_answer_in_time_leaves_the_sweeper_at_once) {
-  deadline_sweeper sweeper;
   recorder r;
+  deadline_sweeper sweeper;
   auto a = answer_for(&sweeper, r);
   sweeper.add(a, 1h, errc::overloaded);
   BOOST_TEST(sweeper.pending() == 1);
@@ -145,8 +145,8 @@ BOOST_AUTO_TEST_CASE(an_answer_in_time_leaves_the_sweeper_at_once) {
 }
 
 BOOST_AUTO_TEST_CASE(a_short_deadline_added_after_a_long_one_still_fires_first) {
+  recorder slow, quick;  // outlive the sweeper, which answers `slow` as it stops
   deadline_sweeper sweeper;
-  recorder slow, quick;
   auto long_wait = answer_for(&sweeper, slow);
   sweeper.add(long_wait, 1h, errc::overloaded);
   // Let the sweeper go to sleep until the hour is up.
@@ -160,8 +160,9 @@ BOOST_AUTO_TEST_CASE(a_short_deadline_added_after_a_long_one_still_fires_first) 
 }
 
 BOOST_AUTO_TEST_CASE(answers_leave_a_lane_in_any_order) {
-  deadline_sweeper sweeper;
   std::vector<recorder> rs(6);
+  recorder late;
+  deadline_sweeper sweeper;
   std::vector<std::shared_ptr<typed_answer<std::string>>> as;
   for (auto& r : rs) {
     as.push_back(answer_for(&sweeper, r));
@@ -176,7 +177,6 @@ BOOST_AUTO_TEST_CASE(answers_leave_a_lane_in_any_order) {
   BOOST_TEST((rs[3].answers[0].error().code == errc::db_unavailable));
   BOOST_TEST(sweeper.pending() == 0);
   // And the emptied lane takes new answers.
-  recorder late;
   sweeper.add(answer_for(&sweeper, late), 20ms, errc::db_unavailable);
   BOOST_REQUIRE(late.wait());
   for (auto& r : rs) BOOST_TEST(r.count() == 1);
@@ -193,10 +193,10 @@ BOOST_AUTO_TEST_CASE(a_stopping_sweeper_fails_what_still_waits) {
 }
 
 BOOST_AUTO_TEST_CASE(a_stopped_sweeper_fails_what_comes_after_at_once) {
+  recorder r;
   deadline_sweeper sweeper;
   sweeper.stop();
   sweeper.stop();
-  recorder r;
   sweeper.add(answer_for(&sweeper, r), 1h, errc::overloaded);
   BOOST_REQUIRE(r.count() == 1);
   BOOST_TEST((r.answers[0].error().code == errc::overloaded));

@@ -272,6 +272,18 @@ void run_exchange(self_ptr self, exchange_plan plan) {
   });
 }
 
+/// The user message `p` and how its reply is to be made; the model only
+/// when `p` names one.
+void take_message(exchange_plan& plan, const conversation_record& meta, std::int64_t seq,
+                  const send_params& p) {
+  plan.user_message = new_message(meta, seq, p.role, p.content);
+  plan.reply = p.reply;
+  if (p.model) plan.model = *p.model;
+  plan.params = {p.temperature, p.max_tokens};
+  plan.cancel = p.cancel;
+  plan.stream = p.stream;
+}
+
 }  // namespace
 
 void op_create(self_ptr self, new_conversation request, std::optional<idempotency_claim> claim,
@@ -292,13 +304,7 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
   plan.model = st.meta.model;
   plan.claim = std::move(claim);
   if (request.first_message) {
-    auto& m = *request.first_message;
-    plan.user_message = new_message(st.meta, 1, m.role, m.content);
-    plan.reply = m.reply;
-    if (m.model) plan.model = *m.model;
-    plan.params = {m.temperature, m.max_tokens};
-    plan.cancel = m.cancel;
-    plan.stream = m.stream;
+    take_message(plan, st.meta, 1, *request.first_message);
   }
   run_exchange(self, std::move(plan));
 }
@@ -310,12 +316,8 @@ void op_send(self_ptr self, const std::string& user, const send_params& p,
   ensure_window(self, caller, [=] {
     auto& st = self->state;
     exchange_plan plan{.caller = caller};
-    plan.user_message = new_message(st.meta, st.meta.last_seq + 1, p.role, p.content);
-    plan.reply = p.reply;
-    plan.model = p.model.value_or(st.meta.model);
-    plan.params = {p.temperature, p.max_tokens};
-    plan.cancel = p.cancel;
-    plan.stream = p.stream;
+    plan.model = st.meta.model;
+    take_message(plan, st.meta, st.meta.last_seq + 1, p);
     plan.claim = claim;
     run_exchange(self, std::move(plan));
   });

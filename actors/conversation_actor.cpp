@@ -45,7 +45,7 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
   return {
       // --- requests: each answers its caller, queued behind the operations before it ---
       [=](create_atom, new_conversation& request, std::optional<idempotency_claim>& claim,
-          const completion<exchange_result>& caller) {
+          const completion<exchange_answer>& caller) {
         caller.accept();
         if (self->state.current != phase::creating) {
           caller.fail({errc::conflict, "conversation already exists"});
@@ -77,7 +77,7 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
       },
       [=](send_atom, const std::string& user, const send_params& p,
           const std::optional<idempotency_claim>& claim,
-          const completion<exchange_result>& caller) {
+          const completion<exchange_answer>& caller) {
         enqueue(self, caller, [=] { op_send(self, user, p, claim, caller); });
       },
       [=](edit_atom, const std::string& user, const std::string& message_id,
@@ -90,7 +90,7 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
       },
       [=](regen_atom, const std::string& user, const regenerate_params& p,
           const std::optional<idempotency_claim>& claim,
-          const completion<exchange_result>& caller) {
+          const completion<exchange_answer>& caller) {
         enqueue(self, caller, [=] { op_regenerate(self, user, p, claim, caller); });
       },
       // --- live subscribers ---

@@ -168,13 +168,13 @@ void on_deadline(self_ptr self, std::uint64_t gen);
 // --- the operations (exchange.cpp, conversation_ops.cpp) ---------------------------------
 
 void op_create(self_ptr self, new_conversation request, std::optional<idempotency_claim> claim,
-               const completion<exchange_result>& caller);
+               const completion<exchange_answer>& caller);
 void op_send(self_ptr self, const std::string& user, const send_params& p,
              const std::optional<idempotency_claim>& claim,
-             const completion<exchange_result>& caller);
+             const completion<exchange_answer>& caller);
 void op_regenerate(self_ptr self, const std::string& user, const regenerate_params& p,
                    const std::optional<idempotency_claim>& claim,
-                   const completion<exchange_result>& caller);
+                   const completion<exchange_answer>& caller);
 void op_update(self_ptr self, const std::string& user, const conversation_patch& patch,
                const completion<conversation_record>& caller);
 void op_delete(self_ptr self, const std::string& user, const completion<done>& caller);

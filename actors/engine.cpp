@@ -44,7 +44,7 @@ class actor_engine final : public engine {
   const model_registry& models() const override { return *ctx_.models; }
 
   void create_conversation(new_conversation request, std::optional<idempotency_claim> claim,
-                           reply_fn<exchange_result> reply) override {
+                           reply_fn<exchange_answer> reply) override {
     if (stopped_) {
       reply(shutting_down());
       return;
@@ -54,7 +54,7 @@ class actor_engine final : public engine {
     ctx_.dir->insert_new(id, actor);
     // The new actor reads its mailbox before it can stop: a request dropped
     // from it failed there, and delivering it elsewhere would not create.
-    completion<exchange_result> caller(
+    completion<exchange_answer> caller(
         answer_within(std::move(reply), operation_timeout(), errc::overloaded), nullptr);
     caf::anon_send(actor, create_atom::value, std::move(request), std::move(claim),
                    std::move(caller));
@@ -102,8 +102,8 @@ class actor_engine final : public engine {
 
   void send_message(std::string user_id, std::string id, send_params params,
                     std::optional<idempotency_claim> claim,
-                    reply_fn<exchange_result> reply) override {
-    ask_conversation<exchange_result>(id, std::move(reply), send_atom::value, std::move(user_id),
+                    reply_fn<exchange_answer> reply) override {
+    ask_conversation<exchange_answer>(id, std::move(reply), send_atom::value, std::move(user_id),
                                       std::move(params), std::move(claim));
   }
 
@@ -121,8 +121,8 @@ class actor_engine final : public engine {
 
   void regenerate(std::string user_id, std::string id, regenerate_params params,
                   std::optional<idempotency_claim> claim,
-                  reply_fn<exchange_result> reply) override {
-    ask_conversation<exchange_result>(id, std::move(reply), regen_atom::value, std::move(user_id),
+                  reply_fn<exchange_answer> reply) override {
+    ask_conversation<exchange_answer>(id, std::move(reply), regen_atom::value, std::move(user_id),
                                       std::move(params), std::move(claim));
   }
 

@@ -32,7 +32,7 @@ class engine {
 
   // --- conversations ---
   virtual void create_conversation(new_conversation request, std::optional<idempotency_claim> claim,
-                                   reply_fn<exchange_result> reply) = 0;
+                                   reply_fn<exchange_answer> reply) = 0;
   virtual void get_conversation(std::string user_id, std::string id,
                                 reply_fn<conversation_record> reply) = 0;
   virtual void list_conversations(std::string user_id, unsigned limit,
@@ -47,14 +47,14 @@ class engine {
                              reply_fn<message_page> reply) = 0;
   virtual void send_message(std::string user_id, std::string id, send_params params,
                             std::optional<idempotency_claim> claim,
-                            reply_fn<exchange_result> reply) = 0;
+                            reply_fn<exchange_answer> reply) = 0;
   virtual void edit_message(std::string user_id, std::string id, std::string message_id,
                             shared_text content, reply_fn<message_record> reply) = 0;
   virtual void delete_message(std::string user_id, std::string id, std::string message_id,
                               reply_fn<done> reply) = 0;
   virtual void regenerate(std::string user_id, std::string id, regenerate_params params,
                           std::optional<idempotency_claim> claim,
-                          reply_fn<exchange_result> reply) = 0;
+                          reply_fn<exchange_answer> reply) = 0;
 
   // --- live subscribers ---
   /// Adds `s` to the clients watching the conversation: from now on it gets
@@ -66,6 +66,9 @@ class engine {
   virtual void unwatch(const std::string& id, std::shared_ptr<conversation_subscriber> s) = 0;
 
   // --- everything else ---
+  /// What is stored for an Idempotency-Key. The exchanges look their key up
+  /// themselves; this serves a repeat that waits for a reply still being
+  /// written, or that lost a race with another process.
   virtual void find_idempotency(std::string user_id, std::string key,
                                 reply_fn<std::optional<idempotency_record>> reply) = 0;
   virtual void usage(std::string user_id, std::string from_day, std::string to_day,

@@ -18,16 +18,40 @@ void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
                const std::string& user_id, const outcome<exchange_result>& result,
                bool replace = false) {
   if (!claim) return;
-  auto stored = claim->render(result);
   writes.push_back(write::put_idempotency{
-      {user_id, claim->key, claim->request_hash, stored.status, stored.body, now_ms()}, replace});
+      {user_id, claim->key, claim->request_hash, result, now_ms()}, replace});
+}
+
+/// Looks the claimed key up in the operation's turn: runs `then` when the key
+/// is new, else answers `caller` with what is stored for it and ends the
+/// operation (a new conversation is dropped unmade).
+void check_key(self_ptr self, const std::string& user,
+               const std::optional<idempotency_claim>& claim,
+               const completion<exchange_answer>& caller, std::function<void()> then) {
+  if (!claim) {
+    then();
+    return;
+  }
+  read<std::optional<idempotency_record>>(
+      self, [user, key = claim->key](store& db) { return db.find_idempotency(user, key); }, caller,
+      [self, caller, then](std::optional<idempotency_record>& stored) {
+        if (!stored) {
+          then();
+          return;
+        }
+        if (self->state.current == phase::creating) self->state.current = phase::gone;
+        exchange_answer replay;
+        replay.replayed = std::move(stored);
+        caller.complete(std::move(replay));
+        finish_op(self);
+      });
 }
 
 // --- exchanges: create, send, regenerate ------------------------------------------
 
 /// Everything one exchange will write, decided before the provider is asked.
 struct exchange_plan {
-  completion<exchange_result> caller;
+  completion<exchange_answer> caller;
   bool create = false;
   std::optional<message_record> user_message;
   std::optional<std::string> replaces;  ///< regenerate: the assistant message it replaces
@@ -83,7 +107,7 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
            using kind = conversation_event::kind;
            if (store_user) publish_message(self, kind::message, *plan.user_message, plan.stream);
            if (reply) publish_message(self, kind::done, *reply, plan.stream);
-           plan.caller.complete(std::move(result));
+           plan.caller.complete(exchange_answer{std::move(result)});
            finish_op(self);
          });
 }
@@ -287,7 +311,7 @@ void take_message(exchange_plan& plan, const conversation_record& meta, std::int
 }  // namespace
 
 void op_create(self_ptr self, new_conversation request, std::optional<idempotency_claim> claim,
-               const completion<exchange_result>& caller) {
+               const completion<exchange_answer>& caller) {
   auto& st = self->state;
   auto now = now_ms();
   st.meta.id = st.id;
@@ -306,42 +330,47 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
   if (request.first_message) {
     take_message(plan, st.meta, 1, *request.first_message);
   }
-  run_exchange(self, std::move(plan));
+  check_key(self, st.meta.user_id, plan.claim, caller,
+            [self, plan = std::move(plan)]() mutable { run_exchange(self, std::move(plan)); });
 }
 
 void op_send(self_ptr self, const std::string& user, const send_params& p,
              const std::optional<idempotency_claim>& claim,
-             const completion<exchange_result>& caller) {
+             const completion<exchange_answer>& caller) {
   if (foreign(self, user, caller)) return;
-  ensure_window(self, caller, [=] {
-    auto& st = self->state;
-    exchange_plan plan{.caller = caller};
-    plan.model = st.meta.model;
-    take_message(plan, st.meta, st.meta.last_seq + 1, p);
-    plan.claim = claim;
-    run_exchange(self, std::move(plan));
+  check_key(self, user, claim, caller, [=] {
+    ensure_window(self, caller, [=] {
+      auto& st = self->state;
+      exchange_plan plan{.caller = caller};
+      plan.model = st.meta.model;
+      take_message(plan, st.meta, st.meta.last_seq + 1, p);
+      plan.claim = claim;
+      run_exchange(self, std::move(plan));
+    });
   });
 }
 
 void op_regenerate(self_ptr self, const std::string& user, const regenerate_params& p,
                    const std::optional<idempotency_claim>& claim,
-                   const completion<exchange_result>& caller) {
+                   const completion<exchange_answer>& caller) {
   if (foreign(self, user, caller)) return;
-  ensure_window(self, caller, [=] {
-    auto& st = self->state;
-    if (st.window.empty()) {
-      caller.fail({errc::conflict, "conversation " + st.id + " has no messages to reply to"});
-      finish_op(self);
-      return;
-    }
-    exchange_plan plan{.caller = caller};
-    if (auto last = st.window.back(); last.message.role == "assistant") plan.replaces = last.id;
-    plan.reply = true;
-    plan.model = p.model.value_or(st.meta.model);
-    plan.cancel = p.cancel;
-    plan.stream = p.stream;
-    plan.claim = claim;
-    run_exchange(self, std::move(plan));
+  check_key(self, user, claim, caller, [=] {
+    ensure_window(self, caller, [=] {
+      auto& st = self->state;
+      if (st.window.empty()) {
+        caller.fail({errc::conflict, "conversation " + st.id + " has no messages to reply to"});
+        finish_op(self);
+        return;
+      }
+      exchange_plan plan{.caller = caller};
+      if (auto last = st.window.back(); last.message.role == "assistant") plan.replaces = last.id;
+      plan.reply = true;
+      plan.model = p.model.value_or(st.meta.model);
+      plan.cancel = p.cancel;
+      plan.stream = p.stream;
+      plan.claim = claim;
+      run_exchange(self, std::move(plan));
+    });
   });
 }
 

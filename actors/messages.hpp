@@ -68,7 +68,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::send_params)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::regenerate_params)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::history_query)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::message_page)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::exchange_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::exchange_answer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::idempotency_claim>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::conversation_record)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::conversation_record>)
@@ -82,7 +82,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::outcome<parley::completion_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::conversation_cursor>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::done)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<parley::conversation_subscriber>)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::exchange_result>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::exchange_answer>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::conversation_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::message_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::message_page>)
@@ -95,16 +95,16 @@ namespace parley {
 /// provider and its own timers send it.
 using conversation_actor = caf::typed_actor<
     caf::reacts_to<create_atom, new_conversation, std::optional<idempotency_claim>,
-                   completion<exchange_result>>,
+                   completion<exchange_answer>>,
     caf::reacts_to<update_atom, std::string, conversation_patch, completion<conversation_record>>,
     caf::reacts_to<delete_atom, std::string, completion<done>>,
     caf::reacts_to<history_atom, std::string, history_query, completion<message_page>>,
     caf::reacts_to<send_atom, std::string, send_params, std::optional<idempotency_claim>,
-                   completion<exchange_result>>,
+                   completion<exchange_answer>>,
     caf::reacts_to<edit_atom, std::string, std::string, shared_text, completion<message_record>>,
     caf::reacts_to<remove_atom, std::string, std::string, completion<done>>,
     caf::reacts_to<regen_atom, std::string, regenerate_params, std::optional<idempotency_claim>,
-                   completion<exchange_result>>,
+                   completion<exchange_answer>>,
     caf::reacts_to<watch_atom, std::string, std::shared_ptr<conversation_subscriber>,
                    completion<done>>,
     caf::reacts_to<unwatch_atom, std::shared_ptr<conversation_subscriber>>,

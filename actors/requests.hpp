@@ -100,19 +100,11 @@ struct message_page {
   bool has_more = false;
 };
 
-/// What a POST that adds messages produced. Each op fills what it made:
-/// create fills conversation (and message/reply when a first message was
-/// sent), send fills message (and reply), regenerate fills reply.
-struct exchange_result {
-  std::optional<conversation_record> conversation;
-  std::optional<message_record> message;
-  std::optional<message_record> reply;
-};
-
-/// An HTTP answer as stored for idempotent replay.
-struct stored_response {
-  int status = 0;
-  std::string body;
+/// What an exchange's caller gets: what the exchange produced or, when its
+/// Idempotency-Key was used before, what is stored for the key (and then the
+/// exchange did not run).
+struct exchange_answer : exchange_result {
+  std::optional<idempotency_record> replayed;
 };
 
 /// The detail of the answer stored with a user message until its reply is
@@ -121,15 +113,12 @@ struct stored_response {
 inline constexpr const char* reply_interrupted_detail =
     "the reply was interrupted before it was stored; regenerate to try again";
 
-/// Turns an operation's outcome into the HTTP answer to store with it.
-using response_renderer = std::function<stored_response(const outcome<exchange_result>&)>;
-
-/// An Idempotency-Key claimed by a POST: the answer is stored in the same
-/// transaction as the operation's own writes, so a repeat finds exactly it.
+/// An Idempotency-Key claimed by a POST. The conversation looks the key up in
+/// its turn; the outcome is stored in the same transaction as the operation's
+/// own writes, so a repeat finds exactly it.
 struct idempotency_claim {
   std::string key;
-  std::string request_hash;
-  response_renderer render;
+  std::string request_hash;  ///< tells a repeat from another request with the key
 };
 
 }  // namespace parley

@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     }
     send_params p;
     p.content = "message number " + std::to_string(left) + " of a benchmark conversation";
-    eng->send_message("bench", id, p, std::nullopt, [&, id, left](outcome<exchange_result> r) {
+    eng->send_message("bench", id, p, std::nullopt, [&, id, left](outcome<exchange_answer> r) {
       if (!r) ++failures;
       exchange(id, left - 1);
     });
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
     c.model = "echo";
     c.first_message = send_params{};
     c.first_message->content = "first message of a benchmark conversation";
-    eng->create_conversation(c, std::nullopt, [&](outcome<exchange_result> r) {
+    eng->create_conversation(c, std::nullopt, [&](outcome<exchange_answer> r) {
       if (!r) {
         ++failures;
         gate.release();

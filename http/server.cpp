@@ -127,11 +127,13 @@ void send_no_content(const call_context& c, const header_list& headers = {}) {
 
 std::string conversation_location(const std::string& id) { return "/v1/conversations/" + id; }
 
-/// The answer to an exchange (create, send, regenerate), also as stored for replay.
-stored_response render_exchange(const outcome<exchange_result>& r, const std::string& request_id) {
-  if (r) return {201, dump(to_json(*r))};
-  auto p = to_problem(r.error());
-  return {p.status, render_problem(p, request_id)};
+/// The answer to an exchange (create, send, regenerate) that succeeded; a
+/// replay carries `headers` of its own.
+void send_exchange(const call_context& c, const exchange_result& r, bool is_create,
+                   header_list headers = {}) {
+  if (is_create && r.conversation)
+    headers.emplace_back("Location", conversation_location(r.conversation->id));
+  send_json(c, 201, to_json(r), headers);
 }
 
 // --- the API ------------------------------------------------------------------------
@@ -433,7 +435,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
   }
 
   using exchange_starter =
-      std::function<void(std::optional<idempotency_claim>, reply_fn<exchange_result>)>;
+      std::function<void(std::optional<idempotency_claim>, reply_fn<exchange_answer>)>;
 
   /// One of the caller's generation slots (limits.concurrent_generations),
   /// or nullopt after answering 429.
@@ -446,24 +448,23 @@ class http_api : public std::enable_shared_from_this<http_api> {
     return *slot;
   }
 
-  /// Runs an exchange, honouring Idempotency-Key: a repeat gets the stored
-  /// answer. `slot` (a generation slot, or null) is held until it is answered.
+  /// Runs an exchange, honouring Idempotency-Key: the conversation looks the
+  /// key up in its turn, and a repeat gets the stored answer. `slot` (a
+  /// generation slot, or null) is held until it is answered.
   void run_exchange(const call_context& c, const nlohmann::json& body, bool is_create,
                     const std::shared_ptr<sse_stream>& stream, std::shared_ptr<void> slot,
                     exchange_starter start) {
     auto key_header = c.req->header().opt_value_of("Idempotency-Key");
-    auto finish = [c, is_create, stream, slot](const outcome<exchange_result>& r) {
+    auto finish = [c, is_create, stream, slot](const outcome<exchange_answer>& r) {
       if (stream && stream->finish(r)) return;
       if (!r) {
         send_problem(c, to_problem(r.error()));
         return;
       }
-      std::vector<std::pair<std::string, std::string>> headers;
-      if (is_create) headers.emplace_back("Location", conversation_location(r->conversation->id));
-      send_json(c, 201, to_json(*r), headers);
+      send_exchange(c, *r, is_create);
     };
     if (!key_header) {
-      start(std::nullopt, tracked<exchange_result>(finish));
+      start(std::nullopt, tracked<exchange_answer>(finish));
       return;
     }
     std::string key(*key_header);
@@ -478,47 +479,44 @@ class http_api : public std::enable_shared_from_this<http_api> {
     }
     auto fingerprint =
         request_fingerprint(c.req->header().method().c_str(), c.req->header().path(), dump(body));
+    // The key stays locked in this process until the exchange is answered.
     auto self = shared_from_this();
-    auto release = [self, user = c.user_id, key] { self->locks_.unlock(user, key); };
-    // The key stays locked in this process until the exchange is answered
-    // (or, when an answer is stored already, until it is replayed).
-    // Another process may store an answer for the same key first: our commit
-    // then conflicts with it, and its answer is the one to replay.
-    auto run = [self, c, key, fingerprint, is_create, stream, start, finish, release] {
-      auto request_id = c.request_id;
-      idempotency_claim claim{
-          key, fingerprint, [request_id](const auto& r) { return render_exchange(r, request_id); }};
-      start(std::move(claim),
-            self->tracked<exchange_result>([self, c, key, fingerprint, is_create, stream, finish,
-                                            release](const outcome<exchange_result>& r) {
-              release();
-              if (r || r.error().code != errc::conflict) {
-                finish(r);
-                return;
-              }
-              // A stream that began has told its client already.
-              if (stream && stream->finish(r)) return;
-              self->replay_stored(c, key, fingerprint, is_create, [finish, r] { finish(r); });
-            }));
-    };
-    replay_stored(c, key, fingerprint, is_create, run, release);
+    start(idempotency_claim{key, fingerprint},
+          tracked<exchange_answer>([self, c, key, fingerprint, is_create, stream,
+                                    finish](const outcome<exchange_answer>& r) {
+            self->locks_.unlock(c.user_id, key);
+            if (r && r->replayed) {
+              self->answer_stored(c, *r->replayed, key, fingerprint, is_create);
+              return;
+            }
+            // Another process stored an answer for the key between the
+            // lookup and our commit (which then conflicts), or the
+            // conversation is gone since the first request: what is stored,
+            // if anything, is the answer.
+            bool may_be_stored =
+                !r && (r.error().code == errc::conflict || r.error().code == errc::not_found);
+            if (!may_be_stored) {
+              finish(r);
+              return;
+            }
+            // A stream that began has told its client already.
+            if (stream && stream->finish(r)) return;
+            self->replay_stored(c, key, fingerprint, is_create, [finish, r] { finish(r); });
+          }));
   }
 
-  /// Replays what is stored for `key`, or runs `absent` when nothing is;
-  /// `answering` runs first when it is replayed (or the lookup failed).
-  void replay_stored(
-      const call_context& c, const std::string& key, const std::string& fingerprint, bool is_create,
-      std::function<void()> absent, std::function<void()> answering = [] {}) {
+  /// Replays what is stored for `key`, or runs `absent` when nothing is.
+  void replay_stored(const call_context& c, const std::string& key, const std::string& fingerprint,
+                     bool is_create, std::function<void()> absent) {
     auto self = shared_from_this();
     engine_.find_idempotency(c.user_id, key,
                              tracked<std::optional<idempotency_record>>(
-                                 [self, c, key, fingerprint, is_create, absent,
-                                  answering](outcome<std::optional<idempotency_record>> found) {
+                                 [self, c, key, fingerprint, is_create,
+                                  absent](outcome<std::optional<idempotency_record>> found) {
                                    if (found && !*found) {
                                      absent();
                                      return;
                                    }
-                                   answering();
                                    if (!found) {
                                      send_problem(c, to_problem(found.error()));
                                      return;
@@ -557,9 +555,10 @@ class http_api : public std::enable_shared_from_this<http_api> {
   /// runs alone) and replayed at once: waiting out its generation deadline
   /// would hold every retry after a restart for minutes.
   bool reply_may_still_come(const idempotency_record& stored) const {
-    if (stored.status != 502 || stored.created_at < started_at_) return false;
-    auto body = nlohmann::json::parse(stored.body, nullptr, false);
-    if (!body.is_object() || body.value("detail", "") != reply_interrupted_detail) return false;
+    auto& answer = stored.answer;
+    if (answer || answer.error().code != errc::provider_error ||
+        answer.error().detail != reply_interrupted_detail || stored.created_at < started_at_)
+      return false;
     auto longest = std::int64_t{cfg_.actors.generation_timeout_ms} + 2 * cfg_.database.timeout_ms;
     return now_ms() < stored.created_at + longest;
   }
@@ -571,14 +570,14 @@ class http_api : public std::enable_shared_from_this<http_api> {
                    invalid_field("Idempotency-Key", "was already used with a different request"));
       return;
     }
-    std::vector<std::pair<std::string, std::string>> headers{{"Idempotent-Replayed", "true"}};
-    if (is_create && stored.status == 201) {
-      auto j = nlohmann::json::parse(stored.body, nullptr, false);
-      if (j.is_object() && j.contains("id") && j["id"].is_string())
-        headers.emplace_back("Location", conversation_location(j["id"].get<std::string>()));
+    header_list replayed{{"Idempotent-Replayed", "true"}};
+    if (stored.answer) {
+      send_exchange(c, *stored.answer, is_create, std::move(replayed));
+      return;
     }
-    send(c, stored.status, stored.body,
-         stored.status >= 400 ? "application/problem+json" : "application/json", headers);
+    auto p = to_problem(stored.answer.error());
+    p.headers = std::move(replayed);
+    send_problem(c, p);
   }
 
   // --- handlers -------------------------------------------------------------------------

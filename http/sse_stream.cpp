@@ -56,7 +56,7 @@ bool sse_stream::deliver(const conversation_event& e) {
   return true;
 }
 
-bool sse_stream::finish(const outcome<exchange_result>& r) {
+bool sse_stream::finish(const outcome<exchange_answer>& r) {
   std::lock_guard lock(mutex_);
   if (phase_ == phase::waiting) {
     phase_ = phase::ended;

@@ -43,7 +43,7 @@ class sse_stream final : public conversation_subscriber,
 
   /// The exchange is over. Returns false, doing nothing, when the stream never
   /// began: the caller answers the request the ordinary way.
-  bool finish(const outcome<exchange_result>& r);
+  bool finish(const outcome<exchange_answer>& r);
 
   /// Sends a comment line when nothing was written for `idle`. Returns false
   /// once the stream has ended (the ticker then forgets it).

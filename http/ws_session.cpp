@@ -137,7 +137,7 @@ void ws_session::on_text(const std::string& payload) {
   // The exchange's events come through the watch; only a failure is answered here.
   std::weak_ptr<ws_session> weak = shared_from_this();
   engine_.send_message(user_id_, conversation_id_, std::move(send), std::nullopt,
-                       [weak, slot](outcome<exchange_result> r) {
+                       [weak, slot](outcome<exchange_answer> r) {
                          if (auto self = weak.lock(); self && !r)
                            self->send_error(to_problem(r.error()));
                        });

@@ -1,6 +1,7 @@
 #include "persistence/postgresql_batch.hpp"
 
 #include "persistence/store.hpp"
+#include "persistence/stored_answer.hpp"
 
 #include <libpq-fe.h>
 
@@ -262,27 +263,24 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
             });
 
   send_rows(out,
-            "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, body,"
-            " created_at)",
-            {"text", "text", "text", "bigint", "text", "bigint"}, "", plan.idempotency_keys,
+            "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, answer, created_at)",
+            {"text", "text", "text", "text", "bigint"}, "", plan.idempotency_keys,
             [](parameters& p, const idempotency_record* k) {
               p.text(k->user_id);
               p.text(k->key);
               p.text(k->request_hash);
-              p.number(std::int64_t{k->status});
-              p.text(k->body);
+              p.text(encode_answer(k->answer));
               p.number(k->created_at);
             });
 
-  send_rows(out, "UPDATE idempotency_keys AS k SET status = v.status, body = v.body FROM (",
-            {"text", "text", "bigint", "text"},
-            ") AS v(user_id, idem_key, status, body)"
+  send_rows(out, "UPDATE idempotency_keys AS k SET answer = v.answer FROM (",
+            {"text", "text", "text"},
+            ") AS v(user_id, idem_key, answer)"
             " WHERE k.user_id = v.user_id AND k.idem_key = v.idem_key",
             plan.idempotency_answers, [](parameters& p, const idempotency_record* k) {
               p.text(k->user_id);
               p.text(k->key);
-              p.number(std::int64_t{k->status});
-              p.text(k->body);
+              p.text(encode_answer(k->answer));
             });
   out.commit(conn);
 }

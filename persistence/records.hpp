@@ -1,6 +1,7 @@
 #pragma once
 
 #include "config/clock.hpp"
+#include "config/errors.hpp"
 #include "config/shared_text.hpp"
 
 #include <cstdint>
@@ -52,13 +53,22 @@ struct message_record {
   std::optional<std::int64_t> completion_tokens;
 };
 
-/// The first answer to an idempotent request, replayed for repeats.
+/// What a POST that adds messages produced. Each operation fills what it
+/// made: create fills conversation (and message/reply when a first message
+/// was sent), send fills message (and reply), regenerate fills reply.
+struct exchange_result {
+  std::optional<conversation_record> conversation;
+  std::optional<message_record> message;
+  std::optional<message_record> reply;
+};
+
+/// The first answer to an idempotent request, replayed for repeats: the
+/// outcome itself, not a rendering of it (http/ renders it each time).
 struct idempotency_record {
   std::string user_id;
   std::string key;
   std::string request_hash;
-  int status = 0;
-  std::string body;
+  outcome<exchange_result> answer = failure{};
   unix_ms created_at = 0;
 };
 

@@ -73,6 +73,12 @@ std::vector<migration> build(sql_dialect dialect) {
                                          " 'a conversation was changed or deleted meanwhile'"
                                          " USING ERRCODE = 'serialization_failure'; END IF; END $$"}
               : std::vector<std::string>{}},
+      // Idempotent answers are stored as outcomes (stored_answer.hpp) that
+      // http/ renders, no longer as a status and a rendered body. Keys stored
+      // in the old form are forgotten: a repeat across the upgrade runs again.
+      {4,
+       {"DELETE FROM idempotency_keys", "ALTER TABLE idempotency_keys DROP COLUMN status",
+        "ALTER TABLE idempotency_keys RENAME COLUMN body TO answer"}},
   };
 }
 

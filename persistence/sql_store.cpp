@@ -3,6 +3,7 @@
 #include "persistence/schema.hpp"
 #include "persistence/statement_watchdog.hpp"
 #include "persistence/store.hpp"
+#include "persistence/stored_answer.hpp"
 #include "persistence/write_plan.hpp"
 
 #include <libpq-fe.h>
@@ -63,13 +64,13 @@ constexpr const char* add_usage_sql =
     " completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,"
     " cost_usd = usage_daily.cost_usd + excluded.cost_usd";
 constexpr const char* put_idempotency_sql =
-    "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, body, created_at)"
-    " VALUES (:user_id, :idem_key, :request_hash, :status, :body, :created_at)";
+    "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, answer, created_at)"
+    " VALUES (:user_id, :idem_key, :request_hash, :answer, :created_at)";
 constexpr const char* replace_idempotency_sql =
-    "UPDATE idempotency_keys SET status = :status, body = :body"
+    "UPDATE idempotency_keys SET answer = :answer"
     " WHERE user_id = :user_id AND idem_key = :idem_key";
 constexpr const char* find_idempotency_sql =
-    "SELECT user_id, idem_key, request_hash, status, body, created_at FROM idempotency_keys"
+    "SELECT user_id, idem_key, request_hash, answer, created_at FROM idempotency_keys"
     " WHERE user_id = :user_id AND idem_key = :idem_key";
 constexpr const char* purge_idempotency_sql =
     "DELETE FROM idempotency_keys WHERE created_at < :cutoff";
@@ -352,8 +353,8 @@ class sql_store final : public store {
           (session_.prepare << find_idempotency_sql, soci::use(user_id), soci::use(key));
       for (auto& r : rows)
         return idempotency_record{r.get<std::string>(0), r.get<std::string>(1),
-                                  r.get<std::string>(2), static_cast<int>(get_int(r, 3)),
-                                  r.get<std::string>(4), get_int(r, 5)};
+                                  r.get<std::string>(2), decode_answer(r.get<std::string>(3)),
+                                  get_int(r, 4)};
       return std::nullopt;
     });
   }
@@ -484,15 +485,13 @@ class sql_store final : public store {
       put_idempotency.alloc();
       put_idempotency.prepare(put_idempotency_sql);
       for (auto* v : {&k.user_id, &k.key, &k.request_hash}) put_idempotency.exchange(use(*v));
-      put_idempotency.exchange(use(k.status));
-      put_idempotency.exchange(use(k.body));
+      put_idempotency.exchange(use(k.answer));
       put_idempotency.exchange(use(k.created_at));
       put_idempotency.define_and_bind();
 
       replace_idempotency.alloc();
       replace_idempotency.prepare(replace_idempotency_sql);
-      replace_idempotency.exchange(use(k.status));
-      replace_idempotency.exchange(use(k.body));
+      replace_idempotency.exchange(use(k.answer));
       replace_idempotency.exchange(use(k.user_id));
       replace_idempotency.exchange(use(k.key));
       replace_idempotency.define_and_bind();
@@ -526,8 +525,8 @@ class sql_store final : public store {
       double cost_usd = 0;
     } usage;
     struct {
-      std::string user_id, key, request_hash, body;
-      long long status = 0, created_at = 0;
+      std::string user_id, key, request_hash, answer;
+      long long created_at = 0;
     } idempotency;
     std::string id;
 
@@ -616,8 +615,7 @@ class sql_store final : public store {
       b.user_id = k->user_id;
       b.key = k->key;
       b.request_hash = k->request_hash;
-      b.status = k->status;
-      b.body = k->body;
+      b.answer = encode_answer(k->answer);
       b.created_at = k->created_at;
       w.put_idempotency.execute(true);
     }
@@ -625,8 +623,7 @@ class sql_store final : public store {
       auto& b = w.idempotency;
       b.user_id = k->user_id;
       b.key = k->key;
-      b.status = k->status;
-      b.body = k->body;
+      b.answer = encode_answer(k->answer);
       w.replace_idempotency.execute(true);
     }
   }

@@ -227,6 +227,27 @@ BOOST_AUTO_TEST_CASE(provider_errors_are_502_with_the_user_message_kept) {
   BOOST_TEST(created.json()["message_id"].is_string());
 }
 
+BOOST_AUTO_TEST_CASE(a_repeated_key_replays_a_provider_failure_without_asking_again) {
+  auto c = client("fail-repeat");
+  auto id = create_conversation(c, {{"model", "gpt"}});
+  auto path = "/v1/conversations/" + id + "/messages";
+  mock().push_behaviors(json::array({{{"status", 400}}}));
+  auto first = c.post(path, {{"content", "doomed"}}, {"Idempotency-Key: doomed-1"});
+  expect_provider_failure(c, id, first, 502);
+  auto asked = mock().requests().size();
+  auto repeat = c.post(path, {{"content", "doomed"}}, {"Idempotency-Key: doomed-1"});
+  BOOST_TEST(repeat.status == 502);
+  BOOST_TEST(repeat.header("content-type") == "application/problem+json");
+  BOOST_TEST(repeat.header("idempotent-replayed") == "true");
+  auto replayed = repeat.json();
+  BOOST_TEST(replayed["message_id"] == first.json()["message_id"]);
+  BOOST_TEST(replayed["detail"] == first.json()["detail"]);
+  // The problem names the request it answers, as its header does.
+  BOOST_TEST(replayed["request_id"] == repeat.header("x-request-id"));
+  BOOST_TEST(mock().requests().size() == asked);  // the provider was not asked again
+  BOOST_TEST(all_messages(c, id).size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(timeouts_are_504_and_free_the_upstream) {
   auto c = client("slow-user");
   auto id = create_conversation(c, {{"model", "gpt"}});

@@ -325,7 +325,8 @@ BOOST_AUTO_TEST_CASE(idempotent_retries_return_the_first_answer) {
   auto base = "/v1/conversations/" + first.json()["id"].get<std::string>();
   auto sent = c.post(base + "/messages", {{"content", "pay"}}, {"Idempotency-Key: pay-1"});
   auto repeat = c.post(base + "/messages", {{"content", "pay"}}, {"Idempotency-Key: pay-1"});
-  BOOST_TEST(repeat.json()["message"]["id"] == sent.json()["message"]["id"]);
+  BOOST_TEST(repeat.json() == sent.json());
+  BOOST_TEST(repeat.header("idempotent-replayed") == "true");
   BOOST_TEST(c.get(base).json()["message_count"] == 4);
   expect_problem(c.post(base + "/messages", {{"content", "other"}}, {"Idempotency-Key: pay-1"}),
                  422);
@@ -338,4 +339,17 @@ BOOST_AUTO_TEST_CASE(idempotent_retries_return_the_first_answer) {
   auto regen_again = c.post(base + "/regenerate", json::object(), {"Idempotency-Key: regen-1"});
   BOOST_TEST(regen_again.json()["reply"]["id"] == regen.json()["reply"]["id"]);
   BOOST_TEST(c.get(base + "/messages").json()["data"].size() == 4u);
+
+  // Deleting the conversation does not change the answer a repeat gets.
+  BOOST_REQUIRE_EQUAL(c.del(base).status, 204);
+  auto after_delete = c.post(base + "/messages", {{"content", "pay"}}, {"Idempotency-Key: pay-1"});
+  BOOST_TEST(after_delete.status == 201);
+  BOOST_TEST(after_delete.header("idempotent-replayed") == "true");
+  BOOST_TEST(after_delete.json() == sent.json());
+  auto create_again =
+      c.post("/v1/conversations", {{"message", "once"}}, {"Idempotency-Key: create-1"});
+  BOOST_TEST(create_again.json() == first.json());
+  BOOST_TEST(create_again.header("location") == first.header("location"));
+  // A key never used on a conversation that is gone is just a 404.
+  expect_problem(c.post(base + "/messages", {{"content", "pay"}}, {"Idempotency-Key: new-1"}), 404);
 }

@@ -60,18 +60,18 @@ struct engine_fixture {
       c.first_message = send_params{};
       c.first_message->content = *first;
     }
-    waiter<exchange_result> w;
+    waiter<exchange_answer> w;
     eng->create_conversation(c, std::nullopt, w.fn());
     auto r = w.get();
     BOOST_REQUIRE(bool(r));
     return *r;
   }
 
-  outcome<exchange_result> send(const std::string& user, const std::string& id,
+  outcome<exchange_answer> send(const std::string& user, const std::string& id,
                                 const std::string& text) {
     send_params p;
     p.content = text;
-    waiter<exchange_result> w;
+    waiter<exchange_answer> w;
     eng->send_message(user, id, p, std::nullopt, w.fn());
     return w.get();
   }
@@ -153,9 +153,9 @@ BOOST_AUTO_TEST_CASE(a_full_queue_answers_queue_full) {
     s.providers.push_back(slow_builtin(300));
   });
   auto id = f.create("alice").conversation->id;
-  std::vector<std::unique_ptr<waiter<exchange_result>>> waits;
+  std::vector<std::unique_ptr<waiter<exchange_answer>>> waits;
   for (int i = 0; i < 4; ++i) {
-    waits.push_back(std::make_unique<waiter<exchange_result>>());
+    waits.push_back(std::make_unique<waiter<exchange_answer>>());
     send_params p;
     p.content = "m" + std::to_string(i);
     f.eng->send_message("alice", id, p, std::nullopt, waits.back()->fn());
@@ -181,7 +181,7 @@ BOOST_AUTO_TEST_CASE(edits_and_deletes_are_reflected_in_the_next_reply) {
   auto edited = edit.get();
   BOOST_REQUIRE(bool(edited));
   BOOST_TEST(edited->edited_at.has_value());
-  waiter<exchange_result> regen;
+  waiter<exchange_answer> regen;
   f.eng->regenerate("alice", id, {}, std::nullopt, regen.fn());
   auto r = regen.get();
   BOOST_REQUIRE(bool(r));
@@ -197,7 +197,7 @@ BOOST_AUTO_TEST_CASE(edits_and_deletes_are_reflected_in_the_next_reply) {
   waiter<done> del_user;
   f.eng->delete_message("alice", id, created.message->id, del_user.fn());
   BOOST_TEST(bool(del_user.get()));
-  waiter<exchange_result> empty;
+  waiter<exchange_answer> empty;
   f.eng->regenerate("alice", id, {}, std::nullopt, empty.fn());
   auto nothing = empty.get();
   BOOST_REQUIRE(!nothing);
@@ -211,7 +211,7 @@ BOOST_AUTO_TEST_CASE(context_leaves_out_old_messages_and_refills_after_deletes) 
   new_conversation c;
   c.user_id = "alice";
   c.model = "tiny";
-  waiter<exchange_result> w;
+  waiter<exchange_answer> w;
   f.eng->create_conversation(c, std::nullopt, w.fn());
   auto id = (*w.get()).conversation->id;
   std::vector<std::int64_t> prompt_tokens;
@@ -244,10 +244,10 @@ BOOST_AUTO_TEST_CASE(history_does_not_wait_behind_a_generation) {
   send_params p;
   p.content = "slow";
   p.reply = false;
-  waiter<exchange_result> note;
+  waiter<exchange_answer> note;
   f.eng->send_message("alice", id, p, std::nullopt, note.fn());
   BOOST_REQUIRE(bool(note.get()));
-  waiter<exchange_result> slow;
+  waiter<exchange_answer> slow;
   p.reply = true;
   f.eng->send_message("alice", id, p, std::nullopt, slow.fn());
   auto page = f.history("alice", id);  // answered while the reply is being generated
@@ -349,7 +349,7 @@ BOOST_AUTO_TEST_CASE(a_streamed_exchange_stores_its_message_before_the_reply) {
   send_params p;
   p.content = "stream me";
   p.stream = stream;
-  waiter<exchange_result> w;
+  waiter<exchange_answer> w;
   f.eng->send_message("alice", id, p, std::nullopt, w.fn());
   auto r = w.get();
   BOOST_REQUIRE(bool(r));
@@ -367,7 +367,7 @@ BOOST_AUTO_TEST_CASE(a_streamed_exchange_stores_its_message_before_the_reply) {
   auto regen_stream = std::make_shared<recording_subscriber>();
   regenerate_params rp;
   rp.stream = regen_stream;
-  waiter<exchange_result> rw;
+  waiter<exchange_answer> rw;
   f.eng->regenerate("alice", id, rp, std::nullopt, rw.fn());
   BOOST_REQUIRE(bool(rw.get()));
   BOOST_TEST(regen_stream->events().front() == "started");
@@ -419,7 +419,7 @@ BOOST_AUTO_TEST_CASE(a_stream_cut_off_calls_its_generation_off_and_keeps_the_tex
   send_params p;
   p.content = "one two three four five six seven eight";
   p.stream = stream;
-  waiter<exchange_result> w;
+  waiter<exchange_answer> w;
   auto began = std::chrono::steady_clock::now();
   f.eng->send_message("alice", id, p, std::nullopt, w.fn());
   auto r = w.get();
@@ -450,7 +450,7 @@ BOOST_AUTO_TEST_CASE(a_client_gone_from_a_reply_nobody_streams_keeps_the_text_so
   send_params p;
   p.content = "one two three four five six seven eight";
   p.cancel = std::make_shared<cancellation>();
-  waiter<exchange_result> w;
+  waiter<exchange_answer> w;
   f.eng->send_message("alice", id, p, std::nullopt, w.fn());
   std::this_thread::sleep_for(std::chrono::milliseconds(450));  // "Echo:" and " one" came
   p.cancel->cancel();

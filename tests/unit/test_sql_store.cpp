@@ -149,26 +149,39 @@ BOOST_AUTO_TEST_CASE(usage_accumulates_per_day_and_model) {
 }
 
 BOOST_AUTO_TEST_CASE(a_provisional_idempotency_answer_is_replaced) {
-  commit(*db, {write::put_idempotency{{"alice", "p1", "h", 502, "interrupted", 100}}});
-  commit(*db, {write::put_idempotency{{"alice", "p1", "h", 201, "{\"done\":1}", 200}, true}});
+  failure interrupted{errc::provider_error, "interrupted"};
+  interrupted.message_id = "m1";
+  exchange_result sent;
+  sent.message = message("c1", 1);
+  sent.reply = message("c1", 2);
+  commit(*db, {write::put_idempotency{{"alice", "p1", "h", interrupted, 100}}});
   auto found = db->find_idempotency("alice", "p1");
   BOOST_REQUIRE(found.has_value());
-  BOOST_TEST(found->status == 201);
-  BOOST_TEST(found->body == "{\"done\":1}");
+  BOOST_REQUIRE(!found->answer);
+  BOOST_TEST(found->answer.error().message_id == "m1");
+  commit(*db, {write::put_idempotency{{"alice", "p1", "h", sent, 200}, true}});
+  found = db->find_idempotency("alice", "p1");
+  BOOST_REQUIRE(found.has_value());
+  BOOST_REQUIRE(bool(found->answer));
+  BOOST_TEST(found->answer->message->id == sent.message->id);
+  BOOST_TEST(found->answer->reply->content.view() == sent.reply->content.view());
+  BOOST_TEST(!found->answer->conversation.has_value());
+  BOOST_TEST(found->request_hash == "h");
   BOOST_TEST(found->created_at == 100);  // the key's age counts from its first use
   // Both in one batch: the insert goes first.
-  commit(*db, {write::put_idempotency{{"alice", "p2", "h", 502, "interrupted", 100}},
-               write::put_idempotency{{"alice", "p2", "h", 502, "failed", 200}, true}});
-  BOOST_TEST(db->find_idempotency("alice", "p2")->body == "failed");
+  commit(*db, {write::put_idempotency{{"alice", "p2", "h", interrupted, 100}},
+               write::put_idempotency{
+                   {"alice", "p2", "h", failure{errc::provider_error, "failed"}, 200}, true}});
+  BOOST_TEST(db->find_idempotency("alice", "p2")->answer.error().detail == "failed");
   // A new key still refuses a duplicate.
-  BOOST_CHECK_THROW(commit(*db, {write::put_idempotency{{"alice", "p1", "h", 201, "again", 300}}}),
+  BOOST_CHECK_THROW(commit(*db, {write::put_idempotency{{"alice", "p1", "h", sent, 300}}}),
                     store_error);
 }
 
 BOOST_AUTO_TEST_CASE(idempotency_records_and_purge) {
-  commit(*db, {write::put_idempotency{{"alice", "k1", "h", 201, "{}", 100}},
-               write::put_idempotency{{"alice", "k2", "h", 201, "{}", 900}}});
-  BOOST_TEST(db->find_idempotency("alice", "k1")->status == 201);
+  commit(*db, {write::put_idempotency{{"alice", "k1", "h", exchange_result{}, 100}},
+               write::put_idempotency{{"alice", "k2", "h", exchange_result{}, 900}}});
+  BOOST_TEST(bool(db->find_idempotency("alice", "k1")->answer));
   BOOST_TEST(!db->find_idempotency("bob", "k1").has_value());
   BOOST_TEST(db->purge_idempotency(500) == 1);
   BOOST_TEST(!db->find_idempotency("alice", "k1").has_value());
@@ -228,7 +241,7 @@ BOOST_AUTO_TEST_CASE(big_batches_of_many_sets_commit_whole) {
     sets.push_back({write::insert_conversation{c}, write::insert_message{message(id, 1)},
                     write::insert_message{message(id, 2)},
                     write::add_usage{"alice", "2026-11-22", {"echo", 1, 2, 3, 0.125}},
-                    write::put_idempotency{{"alice", id, "h", 201, "{}", 5}}});
+                    write::put_idempotency{{"alice", id, "h", exchange_result{}, 5}}});
   }
   std::vector<const write_set*> batch;
   for (auto& s : sets) batch.push_back(&s);

@@ -20,7 +20,7 @@ conversation_record at_version(const std::string& id, std::int64_t version, std:
 BOOST_AUTO_TEST_CASE(each_kind_gets_its_own_list_in_arrival_order) {
   write_set a{write::insert_conversation{testing::sample_conversation("c1")},
               write::insert_message{testing::sample_message("c1", 1)},
-              write::put_idempotency{{"u", "k1", "h", 201, "{}", 1}}};
+              write::put_idempotency{{"u", "k1", "h", exchange_result{}, 1}}};
   write_set b{write::insert_message{testing::sample_message("c2", 7)},
               write::delete_message{"c2-m3"}, write::delete_conversation{"c3"}};
   auto plan = make_write_plan({&a, &b});
@@ -68,14 +68,19 @@ BOOST_AUTO_TEST_CASE(edits_keep_the_last_and_usage_adds_up_per_user_day_and_mode
 }
 
 BOOST_AUTO_TEST_CASE(replaced_answers_come_apart_from_new_keys_the_last_per_key) {
-  write_set provisional{write::put_idempotency{{"u", "k1", "h", 502, "interrupted", 1}}};
-  write_set first{write::put_idempotency{{"u", "k1", "h", 502, "failed", 2}, true}};
-  write_set second{write::put_idempotency{{"u", "k1", "h", 201, "answer", 3}, true},
-                   write::put_idempotency{{"v", "k1", "h", 201, "other user", 3}, true}};
+  // Told apart by their detail.
+  auto answer = [](const char* user, const char* detail, unix_ms at) {
+    return idempotency_record{user, "k1", "h", failure{errc::provider_error, detail}, at};
+  };
+  auto detail = [](const idempotency_record* r) { return r->answer.error().detail; };
+  write_set provisional{write::put_idempotency{answer("u", "interrupted", 1)}};
+  write_set first{write::put_idempotency{answer("u", "failed", 2), true}};
+  write_set second{write::put_idempotency{answer("u", "answer", 3), true},
+                   write::put_idempotency{answer("v", "other user", 3), true}};
   auto plan = make_write_plan({&provisional, &first, &second});
   BOOST_REQUIRE(plan.idempotency_keys.size() == 1u);
-  BOOST_TEST(plan.idempotency_keys[0]->body == "interrupted");
+  BOOST_TEST(detail(plan.idempotency_keys[0]) == "interrupted");
   BOOST_REQUIRE(plan.idempotency_answers.size() == 2u);
-  BOOST_TEST(plan.idempotency_answers[0]->body == "answer");
-  BOOST_TEST(plan.idempotency_answers[1]->body == "other user");
+  BOOST_TEST(detail(plan.idempotency_answers[0]) == "answer");
+  BOOST_TEST(detail(plan.idempotency_answers[1]) == "other user");
 }

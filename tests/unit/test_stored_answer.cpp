@@ -1,0 +1,137 @@
+#define BOOST_TEST_MODULE stored_answer
+#include <boost/test/unit_test.hpp>
+
+#include "persistence/store.hpp"
+#include "persistence/stored_answer.hpp"
+
+using namespace parley;
+
+namespace {
+
+conversation_record full_conversation() {
+  conversation_record c;
+  c.id = "c1";
+  c.user_id = "alice";
+  c.title = "Ünïcode \"quoted\"";
+  c.model = "echo";
+  c.system_prompt = "be brief";
+  c.metadata_json = R"({"team":"blue"})";
+  c.created_at = 1;
+  c.updated_at = 2;
+  c.message_count = 2;
+  c.last_seq = 5;
+  c.usage = {10, 20, 0.125};
+  c.version = 7;
+  return c;
+}
+
+message_record full_reply() {
+  message_record m;
+  m.id = "m2";
+  m.conversation_id = "c1";
+  m.seq = 5;
+  m.role = "assistant";
+  m.content = "line one\nline two \xF0\x9F\x99\x82";
+  m.created_at = 3;
+  m.edited_at = 4;
+  m.model = "echo";
+  m.finish_reason = "stop";
+  m.prompt_tokens = 11;
+  m.completion_tokens = 12;
+  return m;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_result_comes_back_field_for_field) {
+  exchange_result r;
+  r.conversation = full_conversation();
+  message_record user;
+  user.id = "m1";
+  user.conversation_id = "c1";
+  user.seq = 4;
+  user.role = "user";
+  user.content = "hi";
+  r.message = user;
+  r.reply = full_reply();
+  auto back = decode_answer(encode_answer(r));
+  BOOST_REQUIRE(bool(back));
+  auto& c = *back->conversation;
+  auto want = full_conversation();
+  BOOST_TEST(c.id == want.id);
+  BOOST_TEST(c.user_id == want.user_id);
+  BOOST_TEST(*c.title == *want.title);
+  BOOST_TEST(c.model == want.model);
+  BOOST_TEST(*c.system_prompt == *want.system_prompt);
+  BOOST_TEST(c.metadata_json == want.metadata_json);
+  BOOST_TEST(c.created_at == 1);
+  BOOST_TEST(c.updated_at == 2);
+  BOOST_TEST(c.message_count == 2);
+  BOOST_TEST(c.last_seq == 5);
+  BOOST_TEST(c.usage.prompt_tokens == 10);
+  BOOST_TEST(c.usage.completion_tokens == 20);
+  BOOST_TEST(c.usage.cost_usd == 0.125);
+  BOOST_TEST(c.version == 7);
+  // Unset optionals stay unset.
+  BOOST_TEST(!back->message->edited_at.has_value());
+  BOOST_TEST(!back->message->model.has_value());
+  BOOST_TEST(back->message->content.view() == "hi");
+  auto& m = *back->reply;
+  auto reply = full_reply();
+  BOOST_TEST(m.id == reply.id);
+  BOOST_TEST(m.conversation_id == "c1");
+  BOOST_TEST(m.seq == 5);
+  BOOST_TEST(m.role == "assistant");
+  BOOST_TEST(m.content.view() == reply.content.view());
+  BOOST_TEST(m.created_at == 3);
+  BOOST_TEST(*m.edited_at == 4);
+  BOOST_TEST(*m.model == "echo");
+  BOOST_TEST(*m.finish_reason == "stop");
+  BOOST_TEST(*m.prompt_tokens == 11);
+  BOOST_TEST(*m.completion_tokens == 12);
+}
+
+BOOST_AUTO_TEST_CASE(an_empty_result_stays_empty) {
+  auto back = decode_answer(encode_answer(exchange_result{}));
+  BOOST_REQUIRE(bool(back));
+  BOOST_TEST(!back->conversation.has_value());
+  BOOST_TEST(!back->message.has_value());
+  BOOST_TEST(!back->reply.has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_failure_comes_back_with_its_context) {
+  failure f{errc::provider_timeout, "the model took too long"};
+  f.message_id = "m1";
+  auto back = decode_answer(encode_answer(f));
+  BOOST_REQUIRE(!back);
+  BOOST_TEST((back.error().code == errc::provider_timeout));
+  BOOST_TEST(back.error().detail == f.detail);
+  BOOST_TEST(back.error().message_id == "m1");
+  BOOST_TEST(back.error().field.empty());
+  BOOST_TEST(!back.error().retry_after_s.has_value());
+
+  failure limited{errc::rate_limited, "slow down"};
+  limited.retry_after_s = 30;
+  limited.field = "content";
+  back = decode_answer(encode_answer(limited));
+  BOOST_TEST((back.error().code == errc::rate_limited));
+  BOOST_TEST(*back.error().retry_after_s == 30u);
+  BOOST_TEST(back.error().field == "content");
+}
+
+BOOST_AUTO_TEST_CASE(every_error_code_keeps_its_name) {
+  for (auto code :
+       {errc::none, errc::not_found, errc::unauthenticated, errc::invalid_argument, errc::conflict,
+        errc::queue_full, errc::rate_limited, errc::db_unavailable, errc::provider_error,
+        errc::provider_timeout, errc::overloaded, errc::internal}) {
+    auto back = decode_answer(encode_answer(failure{code, "x"}));
+    BOOST_TEST((back.error().code == code));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(text_it_did_not_write_is_a_store_error) {
+  for (auto text : {"", "not json", "{}", R"({"result": 3})", R"({"failure": {"code": "nope",
+                    "detail": "x"}})",
+                    R"({"failure": {"detail": "x"}})", R"({"result": {"message": {"id": 1}}})"})
+    BOOST_CHECK_THROW(decode_answer(text), store_error);
+}

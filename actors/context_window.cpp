@@ -13,6 +13,14 @@ namespace {
 /// this many and at least as many as are kept.
 constexpr std::size_t compact_after = 32;
 
+/// Grows a full vector by a quarter rather than doubling it: a window grows a
+/// message or two per turn, and doubling left a live conversation holding up
+/// to as much slack as messages. Still geometric, so appends stay amortized O(1).
+template <class Vector>
+void make_room_for_one(Vector& v) {
+  if (v.size() == v.capacity()) v.reserve(v.size() + v.size() / 4 + 2);
+}
+
 }  // namespace
 
 std::int64_t message_budget(std::int64_t context_budget,
@@ -49,7 +57,10 @@ std::optional<std::size_t> context_window::find(const std::string& id) const {
 }
 
 void context_window::push(const message_record& m) {
-  own_messages().emplace_back(m.role, m.content);
+  auto& messages = own_messages();
+  make_room_for_one(messages);
+  messages.emplace_back(m.role, m.content);
+  make_room_for_one(keys_);
   keys_.push_back({m.id, m.seq});
   tokens_ += messages_->back().tokens;
 }

@@ -14,8 +14,8 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include <chrono>
-#include <deque>
 #include <functional>
+#include <list>
 #include <optional>
 
 namespace parley::conversation_detail {
@@ -55,7 +55,9 @@ struct conversation_state {
   conversation_record meta;
   context_window window;
   bool busy = false;  ///< an operation is running (or the actor is loading)
-  std::deque<queued_op> queue;
+  /// A list, not a deque: most actors never queue, and an empty libstdc++
+  /// deque still holds about 0.6 KiB.
+  std::list<queued_op> queue;
   /// The operation running now, kept so that it can run again after a reload
   /// when another Parley process changed the conversation meanwhile.
   std::function<void()> running;

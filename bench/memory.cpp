@@ -6,6 +6,7 @@
 #include "actors/engine.hpp"
 #include "config/load_settings.hpp"
 
+#include <malloc.h>
 #include <unistd.h>
 #include <atomic>
 #include <chrono>
@@ -23,6 +24,13 @@ long resident_kib() {
   long pages_total = 0, pages_resident = 0;
   statm >> pages_total >> pages_resident;
   return pages_resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/// Bytes malloc has handed out and not had back: what the process holds,
+/// without the freed memory it keeps for reuse.
+long heap_in_use() {
+  auto info = mallinfo2();
+  return static_cast<long>(info.uordblks + info.hblkhd);
 }
 
 /// Keeps at most `limit` operations in flight.
@@ -70,6 +78,7 @@ int main(int argc, char** argv) {
   cfg.actors.idle_timeout_s = 86400;
   auto eng = engine::start(cfg, model_registry::build(cfg));
   long before = resident_kib();
+  long heap_before = heap_in_use();
   auto started = std::chrono::steady_clock::now();
 
   throttle gate(in_flight);
@@ -107,11 +116,13 @@ int main(int argc, char** argv) {
   gate.drain(in_flight);
   auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   long after = resident_kib();
+  long heap_after = heap_in_use();
   std::printf(
       "conversations=%ld live_actors=%zu failures=%ld seconds=%.1f exchanges_per_s=%.0f "
-      "rss_before_mib=%.1f rss_after_mib=%.1f per_conversation_kib=%.2f\n",
+      "rss_before_mib=%.1f rss_after_mib=%.1f per_conversation_kib=%.2f "
+      "heap_per_conversation_kib=%.2f\n",
       n, eng->live_conversations(), failures.load(), seconds, n * 5 / seconds, before / 1024.0,
-      after / 1024.0, double(after - before) / n);
+      after / 1024.0, double(after - before) / n, double(heap_after - heap_before) / 1024.0 / n);
   eng->shutdown();
   eng.reset();
   std::filesystem::remove_all(path);

@@ -1,0 +1,302 @@
+#include "http/http_api.hpp"
+
+#include "config/metrics.hpp"
+#include "config/uuid.hpp"
+#include "http/api_docs.hpp"
+#include "http/json_mapping.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace parley {
+
+namespace {
+
+/// Often enough for the shortest keep-alive interval, at most once a second.
+keepalive_ticker::clock::duration ticker_period(const server_settings& s) {
+  auto shortest = std::chrono::milliseconds(std::min(s.sse_keepalive_ms, s.ws_ping_interval_ms));
+  return std::min<keepalive_ticker::clock::duration>(shortest / 4, std::chrono::seconds(1));
+}
+
+}  // namespace
+
+http_api::http_api(const settings& cfg, engine& eng)
+    : cfg_(cfg),
+      engine_(eng),
+      ticker_(std::make_shared<keepalive_ticker>(ticker_period(cfg.server))),
+      per_user_(std::make_shared<user_limits>(cfg.limits.requests_per_minute,
+                                              cfg.limits.concurrent_generations)),
+      exchanges_(std::make_shared<idempotent_exchanges>(cfg, eng, ticker_, in_flight_)) {
+  limits_.max_message_chars = cfg.limits.max_message_chars;
+  limits_.models = &eng.models();
+  if (cfg.auth.mode == "jwt") {
+    jwt_ = std::make_unique<jwt_verifier>(cfg.auth);
+    // RFC 7518 §3.2: an HS256 key should be at least as long as the hash.
+    if (cfg.auth.jwt_public_key_file.empty() && cfg.auth.jwt_secret.size() < 32)
+      spdlog::warn("auth.jwt_secret is shorter than 32 bytes, which makes tokens guessable");
+    authenticator_ = authenticator(jwt_.get());
+  }
+}
+
+std::optional<nlohmann::json> http_api::json_body(const call_context& c) {
+  auto parsed_body = parse_json_object(c.req->body());
+  if (auto p = std::get_if<problem>(&parsed_body)) {
+    send_problem(c, *p);
+    return std::nullopt;
+  }
+  return std::get<nlohmann::json>(std::move(parsed_body));
+}
+
+std::optional<query_params> http_api::query(const call_context& c) {
+  auto q = restinio::try_parse_query<restinio::parse_query_traits::javascript_compatible>(
+      c.req->header().query());
+  if (!q) {
+    send_problem(c, make_problem(400, "the query string is malformed"));
+    return std::nullopt;
+  }
+  query_params out;
+  for (auto& [k, v] : *q) out.emplace(std::string(k), std::string(v));
+  return out;
+}
+
+std::optional<std::string> http_api::path_id(const call_context& c, const route_params& params,
+                                             const char* name, const char* noun) {
+  auto id = std::string(params[name]);
+  if (!is_canonical_uuid(id)) {
+    send_problem(c, make_problem(404, std::string(noun) + " " + id + " not found"));
+    return std::nullopt;
+  }
+  return id;
+}
+
+std::optional<std::string> http_api::conversation_id(const call_context& c,
+                                                     const route_params& params) {
+  return path_id(c, params, "id", "conversation");
+}
+
+std::optional<std::string> http_api::message_id(const call_context& c, const route_params& params) {
+  return path_id(c, params, "message_id", "message");
+}
+
+std::shared_ptr<sse_stream> http_api::stream_if_wanted(const call_context& c, bool stream_field) {
+  auto accept = c.req->header().opt_value_of(restinio::http_field::accept);
+  if (!stream_field && !(accept && accept->find("text/event-stream") != std::string_view::npos))
+    return nullptr;
+  auto stream =
+      std::make_shared<sse_stream>(c.req, c.request_id, cfg_.server.stream_queue_bytes, c.cors);
+  c.record->set_status(200);
+  auto idle = std::chrono::milliseconds(cfg_.server.sse_keepalive_ms);
+  ticker_->add([weak = std::weak_ptr<sse_stream>(stream), idle](auto now) {
+    auto s = weak.lock();
+    return s && s->keep_alive(now, idle);
+  });
+  return stream;
+}
+
+std::shared_ptr<cancellation> http_api::cancelled_when_gone(const call_context& c) {
+  auto cancel = std::make_shared<cancellation>();
+  watch_->watch(c.req->connection_id(), cancel);
+  return cancel;
+}
+
+std::optional<std::shared_ptr<void>> http_api::generation_slot(const call_context& c) {
+  auto slot = per_user_->claim_generation(c.user_id);
+  if (!slot) {
+    send_problem(c, to_problem(slot.error()));
+    return std::nullopt;
+  }
+  return *slot;
+}
+
+void http_api::health(const call_context& c, const route_params&) {
+  send_json(c, 200, {{"status", "ok"}});
+}
+
+void http_api::ready(const call_context& c, const route_params&) {
+  engine_.check_ready(tracked<done>([c](outcome<done> r) {
+    if (r) {
+      send_json(c, 200, {{"status", "ready"}});
+      return;
+    }
+    auto p = make_problem(503, "the database is not answering");
+    p.retry_after_s = 1;
+    send_problem(c, p);
+  }));
+}
+
+void http_api::get_metrics(const call_context& c, const route_params&) {
+  auto& r = metrics::default_registry();
+  metrics::sample_process_metrics(r);
+  r.gauge_named("parley_conversation_actors", "Conversation actors alive now.")
+      .set(static_cast<double>(engine_.live_conversations()));
+  r.gauge_named("parley_http_requests_in_flight", "Requests accepted and not yet answered.")
+      .set(in_flight());
+  send(c, 200, r.render(), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+void http_api::get_openapi(const call_context& c, const route_params&) {
+  send(c, 200, openapi_json(), "application/json");
+}
+
+void http_api::get_swagger_ui(const call_context& c, const route_params&) {
+  send(c, 200, swagger_ui_page(), "text/html; charset=utf-8");
+}
+
+void http_api::get_redoc(const call_context& c, const route_params&) {
+  send(c, 200, redoc_page(), "text/html; charset=utf-8");
+}
+
+void http_api::list_models(const call_context& c, const route_params&) {
+  send_json(c, 200, to_json(engine_.models()));
+}
+
+void http_api::get_usage(const call_context& c, const route_params&) {
+  auto q = query(c);
+  if (!q) return;
+  auto range = valid(c, parse_usage_query(*q));
+  if (!range) return;
+  auto user = c.user_id;
+  auto from = range->from, to = range->to;
+  engine_.usage(c.user_id, from, to,
+                respond<std::vector<usage_row>>(c, 200, [user, from, to](auto& rows) {
+                  return usage_to_json(user, from, to, rows);
+                }));
+}
+
+void http_api::list_conversations(const call_context& c, const route_params&) {
+  auto q = query(c);
+  if (!q) return;
+  auto page = valid(c, parse_list_query(*q));
+  if (!page) return;
+  engine_.list_conversations(
+      c.user_id, page->limit, page->cursor,
+      respond<conversation_page>(c, 200, [](auto& p) { return to_json(p); }));
+}
+
+void http_api::create_conversation(const call_context& c, const route_params&) {
+  auto body = json_body(c);
+  if (!body) return;
+  auto request = valid(c, parse_create_conversation(*body, c.user_id, limits_));
+  if (!request) return;
+  std::shared_ptr<sse_stream> stream;
+  std::shared_ptr<void> slot;
+  if (auto& first = request->first_message) {
+    if (first->reply) {
+      auto claimed = generation_slot(c);
+      if (!claimed) return;
+      slot = *claimed;
+    }
+    bool stream_field = false;
+    if (auto m = body->find("message"); m != body->end() && m->is_object())
+      if (auto s = m->find("stream"); s != m->end() && s->is_boolean())
+        stream_field = s->get<bool>();
+    stream = stream_if_wanted(c, stream_field);
+    first->stream = stream;
+    if (first->reply) first->cancel = cancelled_when_gone(c);
+  }
+  exchanges_->run(c, *body, true, stream, slot, [this, request = *request](auto claim, auto reply) {
+    engine_.create_conversation(request, std::move(claim), std::move(reply));
+  });
+}
+
+void http_api::get_conversation(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  engine_.get_conversation(
+      c.user_id, *id, respond<conversation_record>(c, 200, [](auto& r) { return to_json(r); }));
+}
+
+void http_api::update_conversation(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  auto body = json_body(c);
+  if (!body) return;
+  auto patch = valid(c, parse_conversation_patch(*body, limits_));
+  if (!patch) return;
+  engine_.update_conversation(
+      c.user_id, *id, *patch,
+      respond<conversation_record>(c, 200, [](auto& r) { return to_json(r); }));
+}
+
+void http_api::delete_conversation(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  engine_.delete_conversation(c.user_id, *id,
+                              respond<done>(c, 204, [](auto&) { return nlohmann::json(); }));
+}
+
+void http_api::list_messages(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  auto q = query(c);
+  if (!q) return;
+  auto history = valid(c, parse_history_query(*q));
+  if (!history) return;
+  engine_.list_messages(c.user_id, *id, *history,
+                        respond<message_page>(c, 200, [](auto& p) { return to_json(p); }));
+}
+
+void http_api::send_message(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  auto body = json_body(c);
+  if (!body) return;
+  bool stream = false;
+  auto message = valid(c, parse_send_message(*body, limits_, stream));
+  if (!message) return;
+  std::shared_ptr<void> slot;
+  if (message->reply) {
+    auto claimed = generation_slot(c);
+    if (!claimed) return;
+    slot = *claimed;
+  }
+  auto sse = stream_if_wanted(c, stream);
+  message->stream = sse;
+  if (message->reply) message->cancel = cancelled_when_gone(c);
+  exchanges_->run(c, *body, false, sse, slot,
+                  [this, user = c.user_id, id = *id, p = *message](auto claim, auto reply) {
+                    engine_.send_message(user, id, p, std::move(claim), std::move(reply));
+                  });
+}
+
+void http_api::edit_message(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  auto mid = message_id(c, params);
+  if (!mid) return;
+  auto body = json_body(c);
+  if (!body) return;
+  auto content = valid(c, parse_message_edit(*body, limits_));
+  if (!content) return;
+  engine_.edit_message(c.user_id, *id, *mid, *content,
+                       respond<message_record>(c, 200, [](auto& m) { return to_json(m); }));
+}
+
+void http_api::delete_message(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  auto mid = message_id(c, params);
+  if (!mid) return;
+  engine_.delete_message(c.user_id, *id, *mid,
+                         respond<done>(c, 204, [](auto&) { return nlohmann::json(); }));
+}
+
+void http_api::regenerate(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  auto body = json_body(c);
+  if (!body) return;
+  bool stream = false;
+  auto request = valid(c, parse_regenerate(*body, limits_, stream));
+  if (!request) return;
+  auto slot = generation_slot(c);
+  if (!slot) return;
+  auto sse = stream_if_wanted(c, stream);
+  request->stream = sse;
+  request->cancel = cancelled_when_gone(c);
+  exchanges_->run(c, *body, false, sse, *slot,
+                  [this, user = c.user_id, id = *id, p = *request](auto claim, auto reply) {
+                    engine_.regenerate(user, id, p, std::move(claim), std::move(reply));
+                  });
+}
+
+}  // namespace parley

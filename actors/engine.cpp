@@ -27,11 +27,12 @@ constexpr int max_redeliveries = 3;
 
 class actor_engine final : public engine {
  public:
-  actor_engine(const settings& cfg, std::shared_ptr<const model_registry> models)
+  actor_engine(const settings& cfg, std::shared_ptr<const model_registry> models,
+               const store_factory& stores)
       : system_(configure(system_cfg_, cfg)) {
     ctx_.cfg = cfg;
     ctx_.models = std::move(models);
-    ctx_.db = spawn_persistence(system_, cfg.database, make_store_factory(cfg.database.url));
+    ctx_.db = spawn_persistence(system_, cfg.database, stores);
     ctx_.dir = std::make_unique<directory>(cfg.actors.max_live, [this](const std::string& id) {
       return spawn_loading_conversation(system_, &ctx_, id);
     });
@@ -270,8 +271,10 @@ class actor_engine final : public engine {
 }  // namespace
 
 std::unique_ptr<engine> engine::start(const settings& cfg,
-                                      std::shared_ptr<const model_registry> models) {
-  return std::make_unique<actor_engine>(cfg, std::move(models));
+                                      std::shared_ptr<const model_registry> models,
+                                      store_factory stores) {
+  if (!stores) stores = make_store_factory(cfg.database.url);
+  return std::make_unique<actor_engine>(cfg, std::move(models), std::move(stores));
 }
 
 void engine::migrate(const settings& cfg) { make_store_factory(cfg.database.url)()->migrate(); }

@@ -3,6 +3,7 @@
 #include "actors/completion.hpp"
 #include "actors/requests.hpp"
 #include "config/settings.hpp"
+#include "persistence/store.hpp"
 #include "providers/model_registry.hpp"
 
 #include <functional>
@@ -20,8 +21,11 @@ class engine {
  public:
   /// Starts the actor system, connects and migrates the database, spawns the
   /// persistence actors. Throws store_error when the database is unreachable.
+  /// `stores` gives the persistence actors their connections: by default the
+  /// database at cfg.database.url (tests pass one that fails on purpose).
   static std::unique_ptr<engine> start(const settings& cfg,
-                                       std::shared_ptr<const model_registry> models);
+                                       std::shared_ptr<const model_registry> models,
+                                       store_factory stores = {});
 
   /// Applies the schema and returns (`parley migrate`). Throws store_error.
   static void migrate(const settings& cfg);

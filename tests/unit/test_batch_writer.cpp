@@ -5,6 +5,7 @@
 #include "persistence/caf_errors.hpp"
 #include "persistence/messages.hpp"
 #include "persistence/persistence_actors.hpp"
+#include "support/forwarding_store.hpp"
 #include "support/sample_records.hpp"
 #include "support/scratch_database.hpp"
 #include "support/server_process.hpp"
@@ -27,42 +28,16 @@ using namespace parley;
 namespace {
 
 /// Counts batches by wrapping the real store.
-class counting_store final : public store {
+class counting_store final : public testing::forwarding_store {
  public:
   counting_store(std::unique_ptr<store> inner, std::atomic<int>& batches)
-      : inner_(std::move(inner)), batches_(batches) {}
-  void migrate() override { inner_->migrate(); }
+      : forwarding_store(std::move(inner)), batches_(batches) {}
   void commit(const std::vector<const write_set*>& sets) override {
     ++batches_;
-    inner_->commit(sets);
+    forwarding_store::commit(sets);
   }
-  std::optional<conversation_record> find_conversation(const std::string& id) override {
-    return inner_->find_conversation(id);
-  }
-  conversation_page list_conversations(const std::string& u, unsigned n,
-                                       const std::optional<conversation_cursor>& a) override {
-    return inner_->list_conversations(u, n, a);
-  }
-  std::vector<message_record> list_messages(const std::string& c, std::int64_t a,
-                                            std::optional<std::int64_t> b, unsigned n) override {
-    return inner_->list_messages(c, a, b, n);
-  }
-  std::optional<message_record> find_message(const std::string& c, const std::string& m) override {
-    return inner_->find_message(c, m);
-  }
-  std::optional<idempotency_record> find_idempotency(const std::string& u,
-                                                     const std::string& k) override {
-    return inner_->find_idempotency(u, k);
-  }
-  std::int64_t purge_idempotency(unix_ms c) override { return inner_->purge_idempotency(c); }
-  std::vector<usage_row> usage(const std::string& u, const std::string& f,
-                               const std::string& t) override {
-    return inner_->usage(u, f, t);
-  }
-  void ping() override { inner_->ping(); }
 
  private:
-  std::unique_ptr<store> inner_;
   std::atomic<int>& batches_;
 };
 

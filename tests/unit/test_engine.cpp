@@ -3,6 +3,7 @@
 
 #include "actors/engine.hpp"
 #include "config/load_settings.hpp"
+#include "support/forwarding_store.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -50,7 +51,7 @@ struct engine_fixture {
     eng.reset();
     std::filesystem::remove_all(path);
   }
-  void start() { eng = engine::start(cfg, model_registry::build(cfg)); }
+  void start() { eng = engine::start(cfg, model_registry::build(cfg), stores); }
 
   exchange_result create(const std::string& user, std::optional<std::string> first = {}) {
     new_conversation c;
@@ -86,6 +87,7 @@ struct engine_fixture {
 
   std::string path;
   settings cfg;
+  store_factory stores;  ///< empty: the database at cfg.database.url
   std::unique_ptr<engine> eng;
 };
 
@@ -490,4 +492,121 @@ BOOST_AUTO_TEST_CASE(requests_under_constant_passivation_are_all_answered) {
     stored += page.size();
   }
   BOOST_TEST(stored == std::size_t(2 * senders * sends));
+}
+
+namespace {
+
+/// What the faulty stores of one engine do; set by the test as it goes.
+struct store_faults {
+  std::atomic<bool> commit_throws{false};  ///< something other than a store_error
+  std::atomic<bool> reads_throw{false};    ///< likewise, from find_conversation
+  std::atomic<int> reads_stall_ms{0};      ///< find_conversation takes this long
+};
+
+class faulty_store final : public testing::forwarding_store {
+ public:
+  faulty_store(std::unique_ptr<store> inner, store_faults& faults)
+      : forwarding_store(std::move(inner)), faults_(faults) {}
+  void commit(const std::vector<const write_set*>& sets) override {
+    if (faults_.commit_throws) throw std::logic_error("a bug in the store");
+    forwarding_store::commit(sets);
+  }
+  std::optional<conversation_record> find_conversation(const std::string& id) override {
+    if (faults_.reads_throw) throw std::logic_error("a bug in the store");
+    if (auto ms = faults_.reads_stall_ms.load())
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return forwarding_store::find_conversation(id);
+  }
+
+ private:
+  store_faults& faults_;
+};
+
+struct with_faults {
+  store_faults faults;
+};
+
+/// An engine whose stores fail as `faults` say. The faults come first, as a
+/// base: the engine_fixture base starts the engine, whose stores use them.
+struct faulty_engine : with_faults, engine_fixture {
+  explicit faulty_engine(std::function<void(settings&)> tweak = {})
+      : engine_fixture([&](settings& s) {
+          if (tweak) tweak(s);
+          stores = [real = make_store_factory(s.database.url), this] {
+            return std::make_unique<faulty_store>(real(), faults);
+          };
+        }) {}
+};
+
+outcome<conversation_record> get(engine_fixture& f, const std::string& id) {
+  waiter<conversation_record> w;
+  f.eng->get_conversation("alice", id, w.fn());
+  return w.get();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_writer_that_throws_answers_503_and_the_conversation_recovers) {
+  faulty_engine f;
+  auto id = f.create("alice").conversation->id;
+  f.faults.commit_throws = true;
+  auto failed = f.send("alice", id, "lost");
+  BOOST_REQUIRE(!failed);
+  BOOST_TEST((failed.error().code == errc::internal));  // answered 503, never a 500
+  f.faults.commit_throws = false;
+  // The actor gave its state up; the next request reads the truth back.
+  auto sent = f.send("alice", id, "kept");
+  BOOST_REQUIRE(bool(sent));
+  BOOST_TEST(sent->message->seq == 1);
+  auto stored = f.history("alice", id).data;
+  BOOST_REQUIRE(stored.size() == 2u);
+  BOOST_TEST(stored[0].content == "kept");
+}
+
+BOOST_AUTO_TEST_CASE(a_reader_that_throws_answers_503_and_keeps_serving) {
+  faulty_engine f;
+  auto id = f.create("alice").conversation->id;
+  f.faults.reads_throw = true;
+  auto failed = get(f, id);
+  BOOST_REQUIRE(!failed);
+  BOOST_TEST((failed.error().code == errc::internal));
+  f.faults.reads_throw = false;
+  BOOST_TEST(bool(get(f, id)));
+}
+
+BOOST_AUTO_TEST_CASE(a_read_stuck_past_its_deadline_is_answered_by_the_sweeper) {
+  faulty_engine f([](settings& s) { s.database.timeout_ms = 100; });
+  auto id = f.create("alice").conversation->id;
+  f.faults.reads_stall_ms = 1500;
+  auto asked = std::chrono::steady_clock::now();
+  auto stuck = get(f, id);
+  auto waited = std::chrono::steady_clock::now() - asked;
+  BOOST_REQUIRE(!stuck);
+  BOOST_TEST((stuck.error().code == errc::db_unavailable));
+  BOOST_TEST((waited < std::chrono::milliseconds(1200)));  // the store had not answered yet
+  f.faults.reads_stall_ms = 0;
+}
+
+BOOST_AUTO_TEST_CASE(an_operation_stuck_past_its_deadline_is_answered_by_the_sweeper) {
+  // The operation deadline: (generation + twice the database timeout) for
+  // each place in the queue and the operation itself, here (100 + 100) * 2.
+  faulty_engine f([](settings& s) {
+    s.actors.generation_timeout_ms = 100;
+    s.database.timeout_ms = 50;
+    s.limits.conversation_queue = 1;
+  });
+  auto id = f.create("alice").conversation->id;
+  // A new engine on the same database: the conversation must be loaded.
+  f.eng.reset();
+  f.start();
+  f.faults.reads_stall_ms = 1500;
+  auto asked = std::chrono::steady_clock::now();
+  auto stuck = f.send("alice", id, "hello");
+  auto waited = std::chrono::steady_clock::now() - asked;
+  BOOST_REQUIRE(!stuck);
+  BOOST_TEST((stuck.error().code == errc::overloaded));  // answered 503 with Retry-After
+  BOOST_TEST((waited < std::chrono::milliseconds(1200)));
+  f.faults.reads_stall_ms = 0;
+  // Once the load ends the conversation serves again.
+  BOOST_TEST(eventually([&] { return bool(f.send("alice", id, "again")); }));
 }

@@ -1,0 +1,54 @@
+#pragma once
+
+#include "persistence/store.hpp"
+
+#include <memory>
+
+namespace parley::testing {
+
+/// A store that passes every call to a real one: tests derive from it and
+/// override the calls they want to count, slow down or break.
+class forwarding_store : public store {
+ public:
+  explicit forwarding_store(std::unique_ptr<store> inner) : inner_(std::move(inner)) {}
+
+  void migrate() override { inner_->migrate(); }
+  void commit(const std::vector<const write_set*>& sets) override { inner_->commit(sets); }
+  std::optional<conversation_record> find_conversation(const std::string& id) override {
+    return inner_->find_conversation(id);
+  }
+  conversation_page list_conversations(const std::string& user_id, unsigned limit,
+                                       const std::optional<conversation_cursor>& after) override {
+    return inner_->list_conversations(user_id, limit, after);
+  }
+  std::vector<message_record> list_messages(const std::string& conversation_id,
+                                            std::int64_t after_seq,
+                                            std::optional<std::int64_t> before_seq,
+                                            unsigned limit) override {
+    return inner_->list_messages(conversation_id, after_seq, before_seq, limit);
+  }
+  std::optional<message_record> find_message(const std::string& conversation_id,
+                                             const std::string& message_id) override {
+    return inner_->find_message(conversation_id, message_id);
+  }
+  std::optional<idempotency_record> find_idempotency(const std::string& user_id,
+                                                     const std::string& key) override {
+    return inner_->find_idempotency(user_id, key);
+  }
+  std::int64_t purge_idempotency(unix_ms cutoff) override {
+    return inner_->purge_idempotency(cutoff);
+  }
+  std::vector<usage_row> usage(const std::string& user_id, const std::string& from_day,
+                               const std::string& to_day) override {
+    return inner_->usage(user_id, from_day, to_day);
+  }
+  void ping() override { inner_->ping(); }
+  void set_call_timeout(std::chrono::milliseconds timeout) override {
+    inner_->set_call_timeout(timeout);
+  }
+
+ private:
+  std::unique_ptr<store> inner_;
+};
+
+}  // namespace parley::testing

@@ -161,6 +161,8 @@ class reply_slot {
       : hold_(std::make_shared<hold>(std::move(answer), std::move(on_dropped))) {}
 
   void fail(failure why) const { hold_->answer->fail(std::move(why)); }
+  /// Answered already: by the code serving it, or by its deadline.
+  bool answered() const { return hold_->answer->answered(); }
   /// The request reached the code that serves it: dropping it from now on
   /// means it failed, not that it should be delivered again.
   void accept() const { hold_->accepted.store(true, std::memory_order_relaxed); }

@@ -63,6 +63,9 @@ void finish_op(self_ptr self) {
 
 void start_next(self_ptr self) {
   auto& st = self->state;
+  // A request its deadline answered while it waited does not run: its client
+  // was told to try again, and would find its message stored twice.
+  while (!st.queue.empty() && st.queue.front().caller.answered()) st.queue.pop_front();
   if (st.queue.empty()) {
     st.busy = false;
     return;
@@ -77,6 +80,7 @@ void start_next(self_ptr self) {
 void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run) {
   auto& st = self->state;
   caller.accept();
+  if (caller.answered()) return;  // its deadline passed on the way here
   st.last_active = std::chrono::steady_clock::now();
   if (st.current == phase::gone) {
     caller.fail(conversation_not_found(st.id));

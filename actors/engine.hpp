@@ -72,7 +72,8 @@ class engine {
   // --- everything else ---
   /// What is stored for an Idempotency-Key. The exchanges look their key up
   /// themselves; this serves a repeat that waits for a reply still being
-  /// written, or that lost a race with another process.
+  /// written, one that lost a race with another process, and one whose
+  /// conversation is gone.
   virtual void find_idempotency(std::string user_id, std::string key,
                                 reply_fn<std::optional<idempotency_record>> reply) = 0;
   virtual void usage(std::string user_id, std::string from_day, std::string to_day,

@@ -24,16 +24,19 @@ void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
 
 /// Looks the claimed key up in the operation's turn: runs `then` when the key
 /// is new, else answers `caller` with what is stored for it and ends the
-/// operation (a new conversation is dropped unmade).
-void check_key(self_ptr self, const std::string& user,
-               const std::optional<idempotency_claim>& claim,
-               const completion<exchange_answer>& caller, std::function<void()> then) {
+/// operation (a new conversation is dropped unmade). `claim` is taken by
+/// value: callers move the plan that holds it into `then`.
+void replay_if_key_used(self_ptr self, const std::string& user,
+                        std::optional<idempotency_claim> claim,
+                        const completion<exchange_answer>& caller, std::function<void()> then) {
   if (!claim) {
     then();
     return;
   }
   read<std::optional<idempotency_record>>(
-      self, [user, key = claim->key](store& db) { return db.find_idempotency(user, key); }, caller,
+      self,
+      [user, key = std::move(claim->key)](store& db) { return db.find_idempotency(user, key); },
+      caller,
       [self, caller, then](std::optional<idempotency_record>& stored) {
         if (!stored) {
           then();
@@ -330,15 +333,17 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
   if (request.first_message) {
     take_message(plan, st.meta, 1, *request.first_message);
   }
-  check_key(self, st.meta.user_id, plan.claim, caller,
-            [self, plan = std::move(plan)]() mutable { run_exchange(self, std::move(plan)); });
+  auto claim_now = plan.claim;
+  replay_if_key_used(
+      self, st.meta.user_id, std::move(claim_now), caller,
+      [self, plan = std::move(plan)]() mutable { run_exchange(self, std::move(plan)); });
 }
 
 void op_send(self_ptr self, const std::string& user, const send_params& p,
              const std::optional<idempotency_claim>& claim,
              const completion<exchange_answer>& caller) {
   if (foreign(self, user, caller)) return;
-  check_key(self, user, claim, caller, [=] {
+  replay_if_key_used(self, user, claim, caller, [=] {
     ensure_window(self, caller, [=] {
       auto& st = self->state;
       exchange_plan plan{.caller = caller};
@@ -354,7 +359,7 @@ void op_regenerate(self_ptr self, const std::string& user, const regenerate_para
                    const std::optional<idempotency_claim>& claim,
                    const completion<exchange_answer>& caller) {
   if (foreign(self, user, caller)) return;
-  check_key(self, user, claim, caller, [=] {
+  replay_if_key_used(self, user, claim, caller, [=] {
     ensure_window(self, caller, [=] {
       auto& st = self->state;
       if (st.window.empty()) {

@@ -20,7 +20,7 @@ enum class errc : std::uint8_t {
   provider_error,
   provider_timeout,
   overloaded,
-  internal,
+  internal,  ///< stays last: stored answers are decoded by walking the codes up to it
 };
 
 /// A failure as a value: what went wrong, for whom it is meant, and context the

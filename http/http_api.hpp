@@ -8,7 +8,7 @@
 #include "actors/engine.hpp"
 #include "config/settings.hpp"
 #include "http/connection_watch.hpp"
-#include "http/idempotent_exchange.hpp"
+#include "http/idempotent_exchanges.hpp"
 #include "http/in_flight.hpp"
 #include "http/jwt_verifier.hpp"
 #include "http/keepalive_ticker.hpp"

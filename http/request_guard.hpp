@@ -1,7 +1,7 @@
 #pragma once
 
 // What the server's request prelude checks before a handler runs
-// (http/server.cpp): the request id, header and body limits, CORS and the
+// (http/routes.cpp): the request id, header and body limits, CORS and the
 // caller's identity. Plain values in, a problem or a value out, no RESTinio,
 // so that unit tests reach them (and tests/fuzz/fuzz_request_guard.cpp the
 // header checks above the request id).

@@ -34,7 +34,7 @@ failure store_failure(const store_error& e) {
   if (e.code == errc::conflict) {
     f.detail = "the write conflicts with data written meanwhile";
   } else if (e.code == errc::internal) {
-    f.detail = "the database refused the write";  // answered 503 (problem.cpp)
+    f.detail = "the database refused the request";  // answered 503 (problem.cpp)
   } else {
     f.code = errc::db_unavailable;
     f.detail = "the database is unavailable";

@@ -62,6 +62,13 @@ struct exchange_result {
   std::optional<message_record> reply;
 };
 
+/// An answer stored before schema 4, as it was sent then; replayed as it is.
+/// None is left a day after the upgrade, when the last such key has expired.
+struct legacy_answer {
+  int status = 0;
+  std::string body;
+};
+
 /// The first answer to an idempotent request, replayed for repeats: the
 /// outcome itself, not a rendering of it (http/ renders it each time).
 struct idempotency_record {
@@ -70,6 +77,7 @@ struct idempotency_record {
   std::string request_hash;
   outcome<exchange_result> answer = failure{};
   unix_ms created_at = 0;
+  std::optional<legacy_answer> legacy;  ///< set instead of `answer` for a key stored before
 };
 
 /// One user's usage of one model on one UTC day.

@@ -75,10 +75,16 @@ std::vector<migration> build(sql_dialect dialect) {
               : std::vector<std::string>{}},
       // Idempotent answers are stored as outcomes (stored_answer.hpp) that
       // http/ renders, no longer as a status and a rendered body. Keys stored
-      // in the old form are forgotten: a repeat across the upgrade runs again.
+      // the old way keep their answer, as sent, under "legacy".
       {4,
-       {"DELETE FROM idempotency_keys", "ALTER TABLE idempotency_keys DROP COLUMN status",
-        "ALTER TABLE idempotency_keys RENAME COLUMN body TO answer"}},
+       {"ALTER TABLE idempotency_keys ADD COLUMN answer TEXT",
+        dialect == sql_dialect::postgresql
+            ? "UPDATE idempotency_keys SET answer = json_build_object('legacy',"
+              " json_build_object('status', status, 'body', body))::text"
+            : "UPDATE idempotency_keys SET answer = json_object('legacy',"
+              " json_object('status', status, 'body', body))",
+        "ALTER TABLE idempotency_keys DROP COLUMN status",
+        "ALTER TABLE idempotency_keys DROP COLUMN body"}},
   };
 }
 

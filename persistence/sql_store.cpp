@@ -351,10 +351,12 @@ class sql_store final : public store {
     return guarded([&]() -> std::optional<idempotency_record> {
       soci::rowset<soci::row> rows =
           (session_.prepare << find_idempotency_sql, soci::use(user_id), soci::use(key));
-      for (auto& r : rows)
+      for (auto& r : rows) {
+        auto stored = decode_answer(r.get<std::string>(3));
         return idempotency_record{r.get<std::string>(0), r.get<std::string>(1),
-                                  r.get<std::string>(2), decode_answer(r.get<std::string>(3)),
-                                  get_int(r, 4)};
+                                  r.get<std::string>(2), std::move(stored.answer),
+                                  get_int(r, 4),         std::move(stored.legacy)};
+      }
       return std::nullopt;
     });
   }

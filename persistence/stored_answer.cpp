@@ -4,8 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <array>
-#include <utility>
+#include <cstdint>
 
 namespace parley {
 
@@ -13,34 +12,16 @@ namespace {
 
 using nlohmann::json;
 
-// Stable names, not the enum's numbers: a stored answer outlives the build
-// that wrote it (for a day), and errc may be reordered meanwhile.
-constexpr std::array<std::pair<errc, const char*>, 12> errc_names{{
-    {errc::none, "none"},
-    {errc::not_found, "not_found"},
-    {errc::unauthenticated, "unauthenticated"},
-    {errc::invalid_argument, "invalid_argument"},
-    {errc::conflict, "conflict"},
-    {errc::queue_full, "queue_full"},
-    {errc::rate_limited, "rate_limited"},
-    {errc::db_unavailable, "db_unavailable"},
-    {errc::provider_error, "provider_error"},
-    {errc::provider_timeout, "provider_timeout"},
-    {errc::overloaded, "overloaded"},
-    {errc::internal, "internal"},
-}};
-
-const char* name_of(errc code) {
-  for (auto& [c, name] : errc_names)
-    if (c == code) return name;
-  return "internal";
-}
-
+/// The code named `name` (to_string's names, which are stable: a stored answer
+/// outlives the build that wrote it by a day, and errc may be reordered meanwhile).
 errc code_named(const std::string& name) {
-  for (auto& [c, n] : errc_names)
-    if (name == n) return c;
+  for (auto c = std::uint8_t{0}; c <= static_cast<std::uint8_t>(errc::internal); ++c)
+    if (name == to_string(static_cast<errc>(c))) return static_cast<errc>(c);
   throw store_error(errc::internal, "a stored answer names an unknown error: " + name);
 }
+
+/// Text as it came, invalid UTF-8 included, must not make the write throw.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 template <class T>
 void put_optional(json& j, const char* name, const std::optional<T>& value) {
@@ -123,28 +104,31 @@ message_record decode_message(const json& j) {
 std::string encode_answer(const outcome<exchange_result>& answer) {
   if (!answer) {
     auto& f = answer.error();
-    json j{{"code", name_of(f.code)}, {"detail", f.detail}};
+    json j{{"code", to_string(f.code)}, {"detail", f.detail}};
     if (!f.field.empty()) j["field"] = f.field;
     if (!f.message_id.empty()) j["message_id"] = f.message_id;
     put_optional(j, "retry_after_s", f.retry_after_s);
-    return json{{"failure", std::move(j)}}.dump();
+    return dump(json{{"failure", std::move(j)}});
   }
   json j = json::object();
   if (answer->conversation) j["conversation"] = encode(*answer->conversation);
   if (answer->message) j["message"] = encode(*answer->message);
   if (answer->reply) j["reply"] = encode(*answer->reply);
-  return json{{"result", std::move(j)}}.dump();
+  return dump(json{{"result", std::move(j)}});
 }
 
-outcome<exchange_result> decode_answer(std::string_view text) {
+decoded_answer decode_answer(std::string_view text) {
   try {
     auto j = json::parse(text);
+    if (auto l = j.find("legacy"); l != j.end())
+      return {failure{},
+              legacy_answer{l->at("status").get<int>(), l->at("body").get<std::string>()}};
     if (auto f = j.find("failure"); f != j.end()) {
       failure why{code_named(f->at("code").get<std::string>()), f->at("detail").get<std::string>()};
       why.field = f->value("field", "");
       why.message_id = f->value("message_id", "");
       why.retry_after_s = get_optional<unsigned>(*f, "retry_after_s");
-      return why;
+      return {why, std::nullopt};
     }
     auto& r = j.at("result");
     if (!r.is_object()) throw store_error(errc::internal, "a stored answer's result is no object");
@@ -152,7 +136,7 @@ outcome<exchange_result> decode_answer(std::string_view text) {
     if (auto c = r.find("conversation"); c != r.end()) out.conversation = decode_conversation(*c);
     if (auto m = r.find("message"); m != r.end()) out.message = decode_message(*m);
     if (auto m = r.find("reply"); m != r.end()) out.reply = decode_message(*m);
-    return out;
+    return {out, std::nullopt};
   } catch (const json::exception& e) {
     throw store_error(errc::internal, std::string("a stored answer cannot be read: ") + e.what());
   }

@@ -13,8 +13,15 @@ namespace parley {
 /// for each repeat.
 std::string encode_answer(const outcome<exchange_result>& answer);
 
-/// Reads what encode_answer wrote. Throws store_error(internal) for text it
-/// did not write, so a damaged row fails the repeat instead of replaying junk.
-outcome<exchange_result> decode_answer(std::string_view text);
+/// What a stored answer says: an outcome, or (for a key stored before schema
+/// 4, converted by its migration) the answer as it was sent.
+struct decoded_answer {
+  outcome<exchange_result> answer = failure{};
+  std::optional<legacy_answer> legacy;
+};
+
+/// Reads what encode_answer (or migration 4) wrote. Throws store_error(internal)
+/// for other text, so a damaged row fails the repeat instead of replaying junk.
+decoded_answer decode_answer(std::string_view text);
 
 }  // namespace parley

@@ -1,8 +1,9 @@
 // libFuzzer target: what guards a request before its handler runs
-// (http/server.cpp): the X-User-Id check of authenticate, the path ids of
-// path_id, the Idempotency-Key check and fingerprint of run_exchange, the
-// header comparisons and the preflight's header list, and query strings as
-// RESTinio splits them into the history, list and usage parsers (and the
+// (http/routes.cpp, http/handlers.cpp): the X-User-Id check of authenticate,
+// the path ids of path_id, the Idempotency-Key check and fingerprint of
+// idempotent_exchanges::run, the header comparisons and the preflight's
+// header list, and query strings as RESTinio splits them into the history,
+// list and usage parsers (and the
 // ?access_token= of a WebSocket). Besides crashes and sanitizer reports it
 // traps when a check departs from its documented contract, when what passes
 // could not be echoed into a header or a problem+json body as it is, or

@@ -248,6 +248,19 @@ BOOST_AUTO_TEST_CASE(a_repeated_key_replays_a_provider_failure_without_asking_ag
   BOOST_TEST(all_messages(c, id).size() == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(a_repeated_create_does_not_ask_the_model_again) {
+  auto c = client("create-repeat");
+  json body{{"model", "gpt"}, {"message", {{"content", "once"}}}};
+  auto first = c.post("/v1/conversations", body, {"Idempotency-Key: create-once"});
+  BOOST_REQUIRE_EQUAL(first.status, 201);
+  auto asked = mock().requests().size();
+  auto again = c.post("/v1/conversations", body, {"Idempotency-Key: create-once"});
+  BOOST_TEST(again.status == 201);
+  BOOST_TEST(again.header("idempotent-replayed") == "true");
+  BOOST_TEST(again.json() == first.json());
+  BOOST_TEST(mock().requests().size() == asked);
+}
+
 BOOST_AUTO_TEST_CASE(timeouts_are_504_and_free_the_upstream) {
   auto c = client("slow-user");
   auto id = create_conversation(c, {{"model", "gpt"}});

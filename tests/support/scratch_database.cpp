@@ -2,6 +2,8 @@
 
 #include <libpq-fe.h>
 #include <signal.h>
+#include <soci/soci.h>
+#include <soci/sqlite3/soci-sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -65,6 +67,20 @@ scratch_database::~scratch_database() {
   } catch (const std::exception& e) {
     std::cerr << "leaving test database " << postgresql_name_ << ": " << e.what() << "\n";
   }
+}
+
+void scratch_database::execute(const std::string& sql) const {
+  if (postgresql_name_.empty()) {
+    soci::session session(soci::sqlite3, "db=" + url_.substr(std::string("sqlite://").size()));
+    session << sql;
+    return;
+  }
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url_.c_str()), &PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK)
+    throw std::runtime_error("cannot reach " + url_ + ": " + PQerrorMessage(conn.get()));
+  std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), sql.c_str()), &PQclear);
+  if (PQresultStatus(res.get()) != PGRES_COMMAND_OK)
+    throw std::runtime_error(sql + ": " + PQresultErrorMessage(res.get()));
 }
 
 void scratch_database::terminate_connections() {

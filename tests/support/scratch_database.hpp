@@ -38,6 +38,10 @@ class scratch_database {
   /// The database.url to give Parley.
   const std::string& url() const { return url_; }
 
+  /// Runs one SQL statement on the database, outside Parley (to set up a
+  /// state Parley would not make, such as an older schema). Throws on error.
+  void execute(const std::string& sql) const;
+
   /// PostgreSQL only: ends every other connection to this database, as a
   /// server restart or a network failure would.
   void terminate_connections();

@@ -607,6 +607,58 @@ BOOST_AUTO_TEST_CASE(an_operation_stuck_past_its_deadline_is_answered_by_the_swe
   BOOST_TEST((stuck.error().code == errc::overloaded));  // answered 503 with Retry-After
   BOOST_TEST((waited < std::chrono::milliseconds(1200)));
   f.faults.reads_stall_ms = 0;
-  // Once the load ends the conversation serves again.
+  // Once the load ends the conversation serves again, and the request that
+  // was answered 503 did not run after all: a retry must not store it twice.
   BOOST_TEST(eventually([&] { return bool(f.send("alice", id, "again")); }));
+  auto stored = f.history("alice", id).data;
+  BOOST_REQUIRE(stored.size() == 2u);
+  BOOST_TEST(stored[0].content == "again");
+}
+
+BOOST_AUTO_TEST_CASE(a_repeated_key_is_answered_from_the_store_in_the_operations_turn) {
+  engine_fixture f;
+  auto create = [&](const std::string& key) {
+    new_conversation c;
+    c.user_id = "alice";
+    c.model = "echo";
+    c.first_message = send_params{};
+    c.first_message->content = "once";
+    waiter<exchange_answer> w;
+    f.eng->create_conversation(c, idempotency_claim{key, "hash-1"}, w.fn());
+    return w.get();
+  };
+  auto first = create("create-key");
+  BOOST_REQUIRE(bool(first));
+  BOOST_TEST(!first->replayed.has_value());
+  auto again = create("create-key");
+  BOOST_REQUIRE(bool(again));
+  // Nothing ran: no conversation was made, the stored outcome came back.
+  BOOST_REQUIRE(again->replayed.has_value());
+  BOOST_TEST(!again->conversation.has_value());
+  auto& stored = again->replayed->answer;
+  BOOST_REQUIRE(bool(stored));
+  BOOST_TEST(stored->conversation->id == first->conversation->id);
+  BOOST_TEST(stored->reply->id == first->reply->id);
+  BOOST_TEST(again->replayed->request_hash == "hash-1");
+  waiter<conversation_page> listed;
+  f.eng->list_conversations("alice", 10, std::nullopt, listed.fn());
+  BOOST_TEST(listed.get()->rows.size() == 1u);
+
+  auto id = first->conversation->id;
+  auto send = [&](const std::string& text) {
+    send_params p;
+    p.content = text;
+    waiter<exchange_answer> w;
+    f.eng->send_message("alice", id, p, idempotency_claim{"send-key", "hash-2"}, w.fn());
+    return w.get();
+  };
+  auto sent = send("pay");
+  BOOST_REQUIRE(bool(sent));
+  // Another body with the key: the stored answer comes back with its own
+  // fingerprint, for the caller to refuse.
+  auto other = send("something else");
+  BOOST_REQUIRE(bool(other));
+  BOOST_REQUIRE(other->replayed.has_value());
+  BOOST_TEST(other->replayed->answer->message->id == sent->message->id);
+  BOOST_TEST(f.history("alice", id).data.size() == 4u);
 }

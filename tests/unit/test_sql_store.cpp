@@ -2,6 +2,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "config/load_settings.hpp"
+#include "persistence/schema.hpp"
 #include "persistence/store.hpp"
 #include "support/sample_records.hpp"
 #include "support/scratch_database.hpp"
@@ -176,6 +177,37 @@ BOOST_AUTO_TEST_CASE(a_provisional_idempotency_answer_is_replaced) {
   // A new key still refuses a duplicate.
   BOOST_CHECK_THROW(commit(*db, {write::put_idempotency{{"alice", "p1", "h", sent, 300}}}),
                     store_error);
+}
+
+BOOST_AUTO_TEST_CASE(schema_4_keeps_the_answers_stored_before_it) {
+  // A database at schema 3, with a key as the versions before stored it.
+  testing::temp_dir old_dir;
+  testing::scratch_database old(old_dir.path());
+  auto dialect = testing::testing_postgresql() ? sql_dialect::postgresql : sql_dialect::sqlite;
+  old.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)");
+  for (auto& m : migrations(dialect)) {
+    if (m.version > 3) break;
+    for (auto& statement : m.statements) old.execute(statement);
+    old.execute("INSERT INTO schema_version (version) VALUES (" + std::to_string(m.version) + ")");
+  }
+  old.execute(
+      "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, body, created_at)"
+      " VALUES ('alice', 'old-key', 'h', 201, '{\"id\":\"c1\",\"title\":\"it''s\"}', 5)");
+  auto upgraded = make_store_factory(parse_database_url(old.url()))();
+  upgraded->migrate();
+  auto found = upgraded->find_idempotency("alice", "old-key");
+  BOOST_REQUIRE(found.has_value());
+  BOOST_REQUIRE(found->legacy.has_value());
+  BOOST_TEST(found->legacy->status == 201);
+  BOOST_TEST(found->legacy->body == R"({"id":"c1","title":"it's"})");
+  BOOST_TEST(found->request_hash == "h");
+  BOOST_TEST(found->created_at == 5);
+  // New keys go in the new form beside it.
+  commit(*upgraded, {write::put_idempotency{{"alice", "new-key", "h", exchange_result{}, 6}}});
+  auto added = upgraded->find_idempotency("alice", "new-key");
+  BOOST_REQUIRE(added.has_value());
+  BOOST_TEST(!added->legacy.has_value());
+  BOOST_TEST(bool(added->answer));
 }
 
 BOOST_AUTO_TEST_CASE(idempotency_records_and_purge) {

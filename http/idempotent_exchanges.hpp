@@ -40,9 +40,10 @@ class idempotent_exchanges : public std::enable_shared_from_this<idempotent_exch
            const std::shared_ptr<sse_stream>& stream, std::shared_ptr<void> slot, starter start);
 
  private:
-  /// Replays what is stored for `key`, or runs `absent` when nothing is.
-  void replay_stored(const call_context& c, const std::string& key, const std::string& fingerprint,
-                     bool is_create, std::function<void()> absent);
+  /// Looks `key` up: replays what is stored for it, or runs `absent` when nothing is.
+  void look_up_and_replay(const call_context& c, const std::string& key,
+                          const std::string& fingerprint, bool is_create,
+                          std::function<void()> absent);
   /// Replays `stored`; while it is the provisional answer of a reply that another
   /// request (in this process or another) may still store, looks again at
   /// the ticker's next sweep.

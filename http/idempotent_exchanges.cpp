@@ -1,4 +1,4 @@
-#include "http/idempotent_exchange.hpp"
+#include "http/idempotent_exchanges.hpp"
 
 #include "http/json_mapping.hpp"
 #include "http/problem.hpp"
@@ -59,13 +59,13 @@ void idempotent_exchanges::run(const call_context& c, const nlohmann::json& body
           }
           // A stream that began has told its client already.
           if (stream && stream->finish(r)) return;
-          self->replay_stored(c, key, fingerprint, is_create, [finish, r] { finish(r); });
+          self->look_up_and_replay(c, key, fingerprint, is_create, [finish, r] { finish(r); });
         }));
 }
 
-void idempotent_exchanges::replay_stored(const call_context& c, const std::string& key,
-                                         const std::string& fingerprint, bool is_create,
-                                         std::function<void()> absent) {
+void idempotent_exchanges::look_up_and_replay(const call_context& c, const std::string& key,
+                                              const std::string& fingerprint, bool is_create,
+                                              std::function<void()> absent) {
   auto self = shared_from_this();
   engine_.find_idempotency(c.user_id, key,
                            in_flight_.tracked<std::optional<idempotency_record>>(
@@ -90,13 +90,13 @@ void idempotent_exchanges::answer_stored(const call_context& c, const idempotenc
     replay(c, stored, fingerprint, is_create);
     return;
   }
-  // Weak: a wait must not keep the exchanges (and the engine they call) alive;
+  // Weak: a wait must not keep the exchanges alive past the API that owns them;
   // the token keeps the request counted while it waits.
   ticker_->add(
       [weak = weak_from_this(), held = in_flight_.hold(), c, key, fingerprint, is_create](auto) {
         auto self = weak.lock();
         if (!self) return false;
-        self->replay_stored(c, key, fingerprint, is_create, [c] {
+        self->look_up_and_replay(c, key, fingerprint, is_create, [c] {
           send_problem(c, make_problem(409,
                                        "the request with this Idempotency-Key ended without "
                                        "a stored answer; send it again"));
@@ -109,7 +109,8 @@ void idempotent_exchanges::answer_stored(const call_context& c, const idempotenc
 /// the reply can still come. One stored before this process started is
 /// taken as left by a crash (no process lives to replace it, when Parley
 /// runs alone) and replayed at once: waiting out its generation deadline
-/// would hold every retry after a restart for minutes.
+/// would hold every retry after a restart for minutes. (So is every legacy
+/// answer: the migration that made it ran as this process started.)
 bool idempotent_exchanges::reply_may_still_come(const idempotency_record& stored) const {
   auto& answer = stored.answer;
   if (answer || answer.error().code != errc::provider_error ||
@@ -126,6 +127,16 @@ void idempotent_exchanges::replay(const call_context& c, const idempotency_recor
     return;
   }
   header_list replayed{{"Idempotent-Replayed", "true"}};
+  if (auto& legacy = stored.legacy) {
+    if (is_create && legacy->status == 201) {
+      auto j = nlohmann::json::parse(legacy->body, nullptr, false);
+      if (j.is_object() && j.contains("id") && j["id"].is_string())
+        replayed.emplace_back("Location", conversation_location(j["id"].get<std::string>()));
+    }
+    send(c, legacy->status, legacy->body,
+         legacy->status >= 400 ? "application/problem+json" : "application/json", replayed);
+    return;
+  }
   if (stored.answer) {
     send_exchange(c, *stored.answer, is_create, std::move(replayed));
     return;

@@ -58,6 +58,17 @@ void deadline_sweeper::stop() {
 
 void deadline_sweeper::add(const std::shared_ptr<pending_answer>& answer, clock::duration timeout,
                            errc on_timeout) {
+  insert(answer, timeout, {}, on_timeout);
+}
+
+void deadline_sweeper::add_at(const std::shared_ptr<pending_answer>& answer,
+                              clock::time_point deadline, errc on_timeout) {
+  insert(answer, clock::duration::max(), deadline, on_timeout);
+}
+
+void deadline_sweeper::insert(const std::shared_ptr<pending_answer>& answer,
+                              clock::duration timeout, clock::time_point deadline,
+                              errc on_timeout) {
   bool earlier;
   {
     std::unique_lock lock(mutex_);
@@ -71,15 +82,17 @@ void deadline_sweeper::add(const std::shared_ptr<pending_answer>& answer, clock:
     if (i == lanes_.size()) lanes_.push_back({timeout});
     auto& l = lanes_[i];
     auto& a = *answer;
-    // Taken under the lock, so that each lane stays in deadline order.
-    a.deadline_ = clock::now() + timeout;
+    // Taken under the lock, so that a lane of one timeout stays in deadline order.
+    a.deadline_ = timeout == clock::duration::max() ? deadline : clock::now() + timeout;
     a.on_timeout_ = on_timeout;
     a.lane_ = i;
     a.keep_ = answer;
-    a.prev_ = l.tail;
-    a.next_ = nullptr;
-    (l.tail ? l.tail->next_ : l.head) = &a;
-    l.tail = &a;
+    auto* after = l.tail;
+    while (after && after->deadline_ > a.deadline_) after = after->prev_;
+    a.prev_ = after;
+    a.next_ = after ? after->next_ : l.head;
+    (a.next_ ? a.next_->prev_ : l.tail) = &a;
+    (after ? after->next_ : l.head) = &a;
     ++pending_;
     earlier = a.deadline_ < wake_at_;
     if (earlier) wake_at_ = a.deadline_;

@@ -59,6 +59,9 @@ class pending_answer {
     if (claim()) deliver_failure(std::move(why));
   }
   bool answered() const { return answered_.load(std::memory_order_acquire); }
+  /// Settles it without an answer (it is not needed any more): the sweeper
+  /// lets go of it and will not fail it.
+  void withdraw() { claim(); }
 
  protected:
   /// True for the one caller that may answer; it also takes the answer off the sweeper.
@@ -116,6 +119,11 @@ class deadline_sweeper {
   /// Fails `answer` with `on_timeout` unless it is answered within `timeout`.
   /// After stop(), fails it at once.
   void add(const std::shared_ptr<pending_answer>& answer, clock::duration timeout, errc on_timeout);
+  /// The same with a deadline of its own rather than a timeout shared with
+  /// others: its lane is kept in order by walking back from the tail, which
+  /// costs nothing while deadlines come in order.
+  void add_at(const std::shared_ptr<pending_answer>& answer, clock::time_point deadline,
+              errc on_timeout);
 
   /// Fails what is still pending (the process is stopping) and joins the
   /// thread, so that no answer is given once whoever it goes to has stopped.
@@ -133,6 +141,10 @@ class deadline_sweeper {
     pending_answer* tail = nullptr;
   };
 
+  /// Puts `answer` on the lane of `timeout` (clock::duration::max() for the
+  /// lane of answers with deadlines of their own), in deadline order.
+  void insert(const std::shared_ptr<pending_answer>& answer, clock::duration timeout,
+              clock::time_point deadline, errc on_timeout);
   /// Takes `answer` off its lane if it is still on one.
   void remove(pending_answer& answer);
   /// Requires the lock. Returns the sweeper's reference to `answer`.

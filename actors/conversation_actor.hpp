@@ -19,6 +19,8 @@ namespace parley {
 /// all actors; read-only after start except `dir` and `meter`, which are thread-safe.
 struct engine_context {
   settings cfg;
+  /// Keeps the generations' deadlines (one thread for all, no CAF timer each).
+  deadline_sweeper* deadlines = nullptr;
   std::shared_ptr<const model_registry> models;
   persistence_actors db;
   std::unique_ptr<directory> dir;

@@ -45,6 +45,7 @@ struct active_generation {
   std::shared_ptr<conversation_subscriber> stream;  ///< the exchange's own, if it streams
   bool live = false;  ///< deltas go to the stream and the watchers as they come
   std::function<void(outcome<completion_result>, std::string)> then;
+  std::shared_ptr<pending_answer> alarm;  ///< its deadline, on the engine's sweeper
 };
 
 struct conversation_state {

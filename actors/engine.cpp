@@ -31,6 +31,7 @@ class actor_engine final : public engine {
                const store_factory& stores)
       : system_(configure(system_cfg_, cfg)) {
     ctx_.cfg = cfg;
+    ctx_.deadlines = &sweeper_;
     ctx_.models = std::move(models);
     ctx_.db = spawn_persistence(system_, cfg.database, stores);
     ctx_.dir = std::make_unique<directory>(cfg.actors.max_live, [this](const std::string& id) {

@@ -2,6 +2,8 @@
 
 #include <caf/send.hpp>
 
+#include <caf/actor_cast.hpp>
+
 #include <algorithm>
 #include <atomic>
 
@@ -18,8 +20,30 @@ void complete_generation(self_ptr self, std::uint64_t gen, outcome<completion_re
     return;  // a late answer to a generation already given up on
   auto done = std::move(*st.generation);
   st.generation.reset();
+  if (done.alarm) done.alarm->withdraw();
   done.then(std::move(result), std::move(done.text));
 }
+
+/// Tells the conversation when generation `gen` passes its deadline. Kept by
+/// the engine's deadline sweeper: a CAF timer would wake CAF's clock thread
+/// twice per reply, when set and when it fires long after the reply came.
+class generation_alarm final : public pending_answer {
+ public:
+  generation_alarm(deadline_sweeper* sweeper, caf::actor_addr conversation, std::uint64_t gen)
+      : pending_answer(sweeper), conversation_(std::move(conversation)), gen_(gen) {}
+
+ private:
+  void deliver_failure(failure why) override {
+    // The sweeper also fails what it holds when the engine stops; the
+    // conversation is stopping then too.
+    if (why.code != errc::provider_timeout) return;
+    if (auto me = caf::actor_cast<conversation_actor>(conversation_))
+      caf::anon_send(me, deadline_atom::value, gen_);
+  }
+
+  caf::actor_addr conversation_;  ///< weak: the alarm does not keep the actor alive
+  std::uint64_t gen_;
+};
 
 }  // namespace
 
@@ -66,11 +90,12 @@ void generate(self_ptr self, const model_info& model, prompt messages, const sam
   };
   st.generation->handle = model.impl->start(std::move(request), std::move(callbacks));
   if (cancel) cancel->on_cancel([me, gen] { caf::anon_send(me, cancel_atom::value, gen); });
-  // A provider that answered within start() needs no deadline; a timer per
-  // request is not free (it wakes CAF's clock thread).
-  if (!finished->load())
-    self->delayed_send(self, std::max(deadline - steady_clock::now(), steady_clock::duration(0)),
-                       deadline_atom::value, gen);
+  // A provider that answered within start() needs no deadline.
+  if (!finished->load() && st.generation && st.generation->id == gen) {
+    auto alarm = std::make_shared<generation_alarm>(st.ctx->deadlines, self->address(), gen);
+    st.ctx->deadlines->add_at(alarm, deadline, errc::provider_timeout);
+    st.generation->alarm = std::move(alarm);
+  }
 }
 
 void on_delta(self_ptr self, std::uint64_t gen, std::string& text) {

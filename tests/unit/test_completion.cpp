@@ -202,3 +202,34 @@ BOOST_AUTO_TEST_CASE(a_stopped_sweeper_fails_what_comes_after_at_once) {
   BOOST_TEST((r.answers[0].error().code == errc::overloaded));
   BOOST_TEST(sweeper.pending() == 0);
 }
+
+BOOST_AUTO_TEST_CASE(deadlines_of_their_own_fire_in_deadline_order_whatever_the_order_added) {
+  using clock = deadline_sweeper::clock;
+  // One recorder collects the order: each answer says which it is.
+  std::mutex mutex;
+  std::vector<std::string> fired;
+  std::promise<void> all;
+  auto answer = [&](std::string name) {
+    return std::make_shared<typed_answer<std::string>>(nullptr, [&, name](outcome<std::string>) {
+      std::lock_guard lock(mutex);
+      fired.push_back(name);
+      if (fired.size() == 3) all.set_value();
+    });
+  };
+  recorder withdrawn;
+  deadline_sweeper sweeper;
+  auto now = clock::now();
+  auto third = answer("third"), first = answer("first"), second = answer("second");
+  sweeper.add_at(third, now + 150ms, errc::provider_timeout);
+  sweeper.add_at(first, now + 30ms, errc::provider_timeout);   // before the head
+  sweeper.add_at(second, now + 90ms, errc::provider_timeout);  // between the two
+  auto gone = answer_for(&sweeper, withdrawn);
+  sweeper.add_at(gone, now + 60ms, errc::provider_timeout);
+  gone->withdraw();  // settled without an answer: never fired
+  BOOST_TEST(sweeper.pending() == 3);
+  BOOST_REQUIRE(all.get_future().wait_for(10s) == std::future_status::ready);
+  BOOST_TEST(fired == (std::vector<std::string>{"first", "second", "third"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(withdrawn.count() == 0);
+  BOOST_TEST(sweeper.pending() == 0);
+}

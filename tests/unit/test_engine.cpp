@@ -662,3 +662,21 @@ BOOST_AUTO_TEST_CASE(a_repeated_key_is_answered_from_the_store_in_the_operations
   BOOST_TEST(other->replayed->answer->message->id == sent->message->id);
   BOOST_TEST(f.history("alice", id).data.size() == 4u);
 }
+
+BOOST_AUTO_TEST_CASE(a_model_past_the_generation_deadline_is_given_up_on) {
+  // The built-in model keeps no deadline of its own: the conversation's does.
+  engine_fixture f([](settings& s) {
+    s.providers.push_back(slow_builtin(5000));
+    s.actors.generation_timeout_ms = 200;
+  });
+  auto id = f.create("alice").conversation->id;
+  auto asked = std::chrono::steady_clock::now();
+  auto late = f.send("alice", id, "hello?");
+  BOOST_REQUIRE(!late);
+  BOOST_TEST((late.error().code == errc::provider_timeout));
+  BOOST_TEST((std::chrono::steady_clock::now() - asked < std::chrono::seconds(3)));
+  // The user message is kept, as after any provider failure, and the
+  // conversation goes on.
+  BOOST_TEST(late.error().message_id.size() > 0u);
+  BOOST_TEST(f.history("alice", id).data.size() == 1u);
+}

@@ -6,6 +6,7 @@
 # the same run).
 # Usage: bench/providers.sh [connections=256] [seconds=20] [ttft_ms=500] [conversations=4096]
 # Needs a built tree (scripts/build.sh parley parley-mock-upstream) and wrk.
+# PARLEY_BENCH_PERF=DIR profiles the server during the send run (bench/lib.sh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${PARLEY_BUILD_DIR:-$root/build}"
@@ -57,7 +58,8 @@ echo "== the mock alone: POST /v1/chat/completions, $connections connections, ${
 wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$work/direct.lua" "$mock_base/v1/chat/completions" \
   | tee "$work/direct.txt"
 echo "== Parley send-message through the mock, $connections connections, ${seconds}s, $conversations conversations"
-wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$work/send.lua" "$base" | tee "$work/send.txt"
+profiled send wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$work/send.lua" "$base" \
+  | tee "$work/send.txt"
 
 ms() {  # wrk latency ("512.34ms", "1.02s", "900.00us") in milliseconds
   awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.1f", v}' <<< "$1"

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 namespace parley {
 
 namespace {
@@ -9,6 +11,22 @@ namespace {
 using nlohmann::json;
 
 constexpr std::size_t max_error_message_chars = 300;
+
+/// Appends `text` as a JSON string, as json's dump with error_handler_t::replace
+/// writes it. Most text needs no escaping and is copied once, as it is.
+void append_json_string(std::string& out, std::string_view text) {
+  bool plain = std::all_of(text.begin(), text.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+  });
+  if (!plain) {
+    out += json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace);
+    return;
+  }
+  out += '"';
+  out += text;
+  out += '"';
+}
 
 failure malformed(std::string_view what) {
   return {errc::provider_error, "the provider answered with " + std::string(what)};
@@ -70,16 +88,38 @@ class openai_protocol final : public chat_protocol {
   }
 
   std::string request_body(const completion_request& r) const override {
-    json messages = json::array();
-    for (auto& m : r.messages) messages.push_back({{"role", m.role}, {"content", m.content.str()}});
-    json body{{"model", r.upstream_model}, {"messages", std::move(messages)}};
-    if (r.max_tokens > 0) body["max_tokens"] = r.max_tokens;
-    if (r.temperature) body["temperature"] = *r.temperature;
-    if (r.stream) {
-      body["stream"] = true;
-      body["stream_options"] = {{"include_usage", true}};
+    // Written out directly, not built as a json tree: the prompt may be a long
+    // history, and a tree copies each message's text into nodes of its own.
+    // The keys come in json's (sorted) order, so the bytes are what a tree
+    // would dump.
+    std::size_t size = 128 + r.upstream_model.size();
+    for (auto& m : r.messages) size += m.content.size() + m.role.size() + 32;
+    std::string out;
+    out.reserve(size);
+    out += '{';
+    if (r.max_tokens > 0) {
+      out += "\"max_tokens\":";
+      out += std::to_string(r.max_tokens);
+      out += ',';
     }
-    return body.dump(-1, ' ', false, json::error_handler_t::replace);
+    out += "\"messages\":[";
+    for (auto& m : r.messages) {
+      if (out.back() != '[') out += ',';
+      out += "{\"content\":";
+      append_json_string(out, m.content.view());
+      out += ",\"role\":";
+      append_json_string(out, m.role);
+      out += '}';
+    }
+    out += "],\"model\":";
+    append_json_string(out, r.upstream_model);
+    if (r.stream) out += ",\"stream\":true,\"stream_options\":{\"include_usage\":true}";
+    if (r.temperature) {
+      out += ",\"temperature\":";
+      out += json(*r.temperature).dump();
+    }
+    out += '}';
+    return out;
   }
 
   outcome<decoded_piece> decode_answer(std::string_view body) const override {

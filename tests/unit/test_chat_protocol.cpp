@@ -1,6 +1,8 @@
 #define BOOST_TEST_MODULE chat_protocol
 #include <boost/test/unit_test.hpp>
 
+#include <random>
+
 #include "providers/chat_protocol.hpp"
 
 #include <nlohmann/json.hpp>
@@ -75,6 +77,50 @@ BOOST_AUTO_TEST_CASE(openai_request) {
   auto streamed = json::parse(p->request_body(conversation(true)));
   BOOST_TEST(streamed["stream"] == true);
   BOOST_TEST(streamed["stream_options"]["include_usage"] == true);
+}
+
+/// The body as a json tree dumps it: how request_body wrote it before it
+/// wrote the text out directly, and the standard it is held to.
+std::string openai_body_as_a_tree(const completion_request& r) {
+  json messages = json::array();
+  for (auto& m : r.messages) messages.push_back({{"role", m.role}, {"content", m.content.str()}});
+  json body{{"model", r.upstream_model}, {"messages", std::move(messages)}};
+  if (r.max_tokens > 0) body["max_tokens"] = r.max_tokens;
+  if (r.temperature) body["temperature"] = *r.temperature;
+  if (r.stream) {
+    body["stream"] = true;
+    body["stream_options"] = {{"include_usage", true}};
+  }
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+BOOST_AUTO_TEST_CASE(openai_request_bytes_are_what_a_json_tree_dumps) {
+  // Text of every kind: plain, quotes and backslashes, control characters,
+  // DEL, valid multi-byte UTF-8, and invalid or cut-off sequences.
+  const std::vector<std::string> pieces{
+      "a", "Lisbon ", "\"",   "\\",   "\n",       "\t",           "\x01", "\x1f",        "\x7f",
+      "é", "🙂",    "\xff", "\xc3", "\xe2\x82", "\xf0\x9f\x99", "\x80", "\xed\xa0\x80"};
+  auto p = make_openai_protocol();
+  std::mt19937 random(20261206);
+  for (int round = 0; round < 2000; ++round) {
+    completion_request r;
+    r.upstream_model = round % 7 == 0 ? "m\"odd\xff" : "m-1";
+    auto history = std::make_shared<prompt::history>();
+    for (int m = 0, n = static_cast<int>(random() % 6); m < n; ++m) {
+      std::string text;
+      for (int k = 0, len = static_cast<int>(random() % 12); k < len; ++k)
+        text += pieces[random() % pieces.size()];
+      history->emplace_back(m % 2 ? "assistant" : "user", text);
+    }
+    std::optional<chat_message> system;
+    if (round % 5 == 0) system.emplace("system", "Be \"terse\".");
+    auto n = history->size();
+    r.messages = prompt(system, history, 0, n, 0, std::nullopt);
+    r.max_tokens = round % 3 == 0 ? 0 : static_cast<std::uint32_t>(random() % 5000);
+    if (round % 4 == 0) r.temperature = (random() % 200) / 100.0;
+    r.stream = round % 2 == 0;
+    BOOST_TEST(p->request_body(r) == openai_body_as_a_tree(r), "round " << round);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(openai_answer) {

@@ -2,6 +2,7 @@
 
 #include "actors/exchange_writes.hpp"
 #include "config/uuid.hpp"
+#include "persistence/stored_answer.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -19,7 +20,7 @@ void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
                bool replace = false) {
   if (!claim) return;
   writes.push_back(write::put_idempotency{
-      {user_id, claim->key, claim->request_hash, result, now_ms()}, replace});
+      {user_id, claim->key, claim->request_hash, encode_answer(result), now_ms()}, replace});
 }
 
 /// Looks the claimed key up in the operation's turn: runs `then` when the key

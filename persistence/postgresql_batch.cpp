@@ -1,7 +1,6 @@
 #include "persistence/postgresql_batch.hpp"
 
 #include "persistence/store.hpp"
-#include "persistence/stored_answer.hpp"
 
 #include <libpq-fe.h>
 
@@ -265,11 +264,11 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
   send_rows(out,
             "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, answer, created_at)",
             {"text", "text", "text", "text", "bigint"}, "", plan.idempotency_keys,
-            [](parameters& p, const idempotency_record* k) {
+            [](parameters& p, const idempotency_row* k) {
               p.text(k->user_id);
               p.text(k->key);
               p.text(k->request_hash);
-              p.text(encode_answer(k->answer));
+              p.text(k->answer);
               p.number(k->created_at);
             });
 
@@ -277,10 +276,10 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
             {"text", "text", "text"},
             ") AS v(user_id, idem_key, answer)"
             " WHERE k.user_id = v.user_id AND k.idem_key = v.idem_key",
-            plan.idempotency_answers, [](parameters& p, const idempotency_record* k) {
+            plan.idempotency_answers, [](parameters& p, const idempotency_row* k) {
               p.text(k->user_id);
               p.text(k->key);
-              p.text(encode_answer(k->answer));
+              p.text(k->answer);
             });
   out.commit(conn);
 }

@@ -80,6 +80,15 @@ struct idempotency_record {
   std::optional<legacy_answer> legacy;  ///< set instead of `answer` for a key stored before
 };
 
+/// An idempotency key and its encoded answer, as a write stores them.
+struct idempotency_row {
+  std::string user_id;
+  std::string key;
+  std::string request_hash;
+  std::string answer;  ///< encode_answer's text
+  unix_ms created_at = 0;
+};
+
 /// One user's usage of one model on one UTC day.
 struct usage_row {
   std::string model;
@@ -130,8 +139,11 @@ struct add_usage {
   std::string day;
   usage_row usage;
 };
+/// Stores an idempotency key with its answer, already encoded (encode_answer
+/// in stored_answer.hpp, on the requester's thread): a write stays small, and
+/// the writer only binds text.
 struct put_idempotency {
-  idempotency_record row;
+  idempotency_row row;
   /// Replaces the answer stored for the key earlier (a provisional one, by
   /// the same exchange) instead of adding the key.
   bool replace = false;

@@ -617,7 +617,7 @@ class sql_store final : public store {
       b.user_id = k->user_id;
       b.key = k->key;
       b.request_hash = k->request_hash;
-      b.answer = encode_answer(k->answer);
+      b.answer = k->answer;
       b.created_at = k->created_at;
       w.put_idempotency.execute(true);
     }
@@ -625,7 +625,7 @@ class sql_store final : public store {
       auto& b = w.idempotency;
       b.user_id = k->user_id;
       b.key = k->key;
-      b.answer = encode_answer(k->answer);
+      b.answer = k->answer;
       w.replace_idempotency.execute(true);
     }
   }

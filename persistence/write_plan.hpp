@@ -33,9 +33,9 @@ struct write_plan {
   std::vector<conversation_update> conversation_updates;
   std::vector<const std::string*> deleted_conversations;
   std::vector<usage_total> usage;
-  std::vector<const idempotency_record*> idempotency_keys;
+  std::vector<const idempotency_row*> idempotency_keys;
   /// Answers replacing those stored earlier, the last per key (after the inserts).
-  std::vector<const idempotency_record*> idempotency_answers;
+  std::vector<const idempotency_row*> idempotency_answers;
 };
 
 write_plan make_write_plan(const std::vector<const write_set*>& sets);

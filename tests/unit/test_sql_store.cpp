@@ -4,6 +4,7 @@
 #include "config/load_settings.hpp"
 #include "persistence/schema.hpp"
 #include "persistence/store.hpp"
+#include "persistence/stored_answer.hpp"
 #include "support/sample_records.hpp"
 #include "support/scratch_database.hpp"
 #include "support/server_process.hpp"
@@ -155,12 +156,12 @@ BOOST_AUTO_TEST_CASE(a_provisional_idempotency_answer_is_replaced) {
   exchange_result sent;
   sent.message = message("c1", 1);
   sent.reply = message("c1", 2);
-  commit(*db, {write::put_idempotency{{"alice", "p1", "h", interrupted, 100}}});
+  commit(*db, {write::put_idempotency{{"alice", "p1", "h", encode_answer(interrupted), 100}}});
   auto found = db->find_idempotency("alice", "p1");
   BOOST_REQUIRE(found.has_value());
   BOOST_REQUIRE(!found->answer);
   BOOST_TEST(found->answer.error().message_id == "m1");
-  commit(*db, {write::put_idempotency{{"alice", "p1", "h", sent, 200}, true}});
+  commit(*db, {write::put_idempotency{{"alice", "p1", "h", encode_answer(sent), 200}, true}});
   found = db->find_idempotency("alice", "p1");
   BOOST_REQUIRE(found.has_value());
   BOOST_REQUIRE(bool(found->answer));
@@ -170,13 +171,15 @@ BOOST_AUTO_TEST_CASE(a_provisional_idempotency_answer_is_replaced) {
   BOOST_TEST(found->request_hash == "h");
   BOOST_TEST(found->created_at == 100);  // the key's age counts from its first use
   // Both in one batch: the insert goes first.
-  commit(*db, {write::put_idempotency{{"alice", "p2", "h", interrupted, 100}},
-               write::put_idempotency{
-                   {"alice", "p2", "h", failure{errc::provider_error, "failed"}, 200}, true}});
+  commit(*db, {write::put_idempotency{{"alice", "p2", "h", encode_answer(interrupted), 100}},
+               write::put_idempotency{{"alice", "p2", "h",
+                                       encode_answer(failure{errc::provider_error, "failed"}), 200},
+                                      true}});
   BOOST_TEST(db->find_idempotency("alice", "p2")->answer.error().detail == "failed");
   // A new key still refuses a duplicate.
-  BOOST_CHECK_THROW(commit(*db, {write::put_idempotency{{"alice", "p1", "h", sent, 300}}}),
-                    store_error);
+  BOOST_CHECK_THROW(
+      commit(*db, {write::put_idempotency{{"alice", "p1", "h", encode_answer(sent), 300}}}),
+      store_error);
 }
 
 BOOST_AUTO_TEST_CASE(schema_4_keeps_the_answers_stored_before_it) {
@@ -203,7 +206,8 @@ BOOST_AUTO_TEST_CASE(schema_4_keeps_the_answers_stored_before_it) {
   BOOST_TEST(found->request_hash == "h");
   BOOST_TEST(found->created_at == 5);
   // New keys go in the new form beside it.
-  commit(*upgraded, {write::put_idempotency{{"alice", "new-key", "h", exchange_result{}, 6}}});
+  commit(*upgraded,
+         {write::put_idempotency{{"alice", "new-key", "h", encode_answer(exchange_result{}), 6}}});
   auto added = upgraded->find_idempotency("alice", "new-key");
   BOOST_REQUIRE(added.has_value());
   BOOST_TEST(!added->legacy.has_value());
@@ -211,8 +215,9 @@ BOOST_AUTO_TEST_CASE(schema_4_keeps_the_answers_stored_before_it) {
 }
 
 BOOST_AUTO_TEST_CASE(idempotency_records_and_purge) {
-  commit(*db, {write::put_idempotency{{"alice", "k1", "h", exchange_result{}, 100}},
-               write::put_idempotency{{"alice", "k2", "h", exchange_result{}, 900}}});
+  commit(*db,
+         {write::put_idempotency{{"alice", "k1", "h", encode_answer(exchange_result{}), 100}},
+          write::put_idempotency{{"alice", "k2", "h", encode_answer(exchange_result{}), 900}}});
   BOOST_TEST(bool(db->find_idempotency("alice", "k1")->answer));
   BOOST_TEST(!db->find_idempotency("bob", "k1").has_value());
   BOOST_TEST(db->purge_idempotency(500) == 1);
@@ -270,10 +275,11 @@ BOOST_AUTO_TEST_CASE(big_batches_of_many_sets_commit_whole) {
   for (int i = 0; i < conversations; ++i) {
     auto id = "c" + std::to_string(i);
     auto c = conversation(id, "alice", 1);
-    sets.push_back({write::insert_conversation{c}, write::insert_message{message(id, 1)},
-                    write::insert_message{message(id, 2)},
-                    write::add_usage{"alice", "2026-11-22", {"echo", 1, 2, 3, 0.125}},
-                    write::put_idempotency{{"alice", id, "h", exchange_result{}, 5}}});
+    sets.push_back(
+        {write::insert_conversation{c}, write::insert_message{message(id, 1)},
+         write::insert_message{message(id, 2)},
+         write::add_usage{"alice", "2026-11-22", {"echo", 1, 2, 3, 0.125}},
+         write::put_idempotency{{"alice", id, "h", encode_answer(exchange_result{}), 5}}});
   }
   std::vector<const write_set*> batch;
   for (auto& s : sets) batch.push_back(&s);

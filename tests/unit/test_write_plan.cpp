@@ -20,7 +20,7 @@ conversation_record at_version(const std::string& id, std::int64_t version, std:
 BOOST_AUTO_TEST_CASE(each_kind_gets_its_own_list_in_arrival_order) {
   write_set a{write::insert_conversation{testing::sample_conversation("c1")},
               write::insert_message{testing::sample_message("c1", 1)},
-              write::put_idempotency{{"u", "k1", "h", exchange_result{}, 1}}};
+              write::put_idempotency{{"u", "k1", "h", "{}", 1}}};
   write_set b{write::insert_message{testing::sample_message("c2", 7)},
               write::delete_message{"c2-m3"}, write::delete_conversation{"c3"}};
   auto plan = make_write_plan({&a, &b});
@@ -68,11 +68,11 @@ BOOST_AUTO_TEST_CASE(edits_keep_the_last_and_usage_adds_up_per_user_day_and_mode
 }
 
 BOOST_AUTO_TEST_CASE(replaced_answers_come_apart_from_new_keys_the_last_per_key) {
-  // Told apart by their detail.
-  auto answer = [](const char* user, const char* detail, unix_ms at) {
-    return idempotency_record{user, "k1", "h", failure{errc::provider_error, detail}, at};
+  // Told apart by their answers.
+  auto answer = [](const char* user, const char* text, unix_ms at) {
+    return idempotency_row{user, "k1", "h", text, at};
   };
-  auto detail = [](const idempotency_record* r) { return r->answer.error().detail; };
+  auto detail = [](const idempotency_row* r) { return r->answer; };
   write_set provisional{write::put_idempotency{answer("u", "interrupted", 1)}};
   write_set first{write::put_idempotency{answer("u", "failed", 2), true}};
   write_set second{write::put_idempotency{answer("u", "answer", 3), true},

@@ -58,16 +58,16 @@ void deadline_sweeper::stop() {
 
 void deadline_sweeper::add(const std::shared_ptr<pending_answer>& answer, clock::duration timeout,
                            errc on_timeout) {
-  insert(answer, timeout, {}, on_timeout);
+  insert(answer, timeout, std::nullopt, on_timeout);
 }
 
 void deadline_sweeper::add_at(const std::shared_ptr<pending_answer>& answer,
                               clock::time_point deadline, errc on_timeout) {
-  insert(answer, clock::duration::max(), deadline, on_timeout);
+  insert(answer, {}, deadline, on_timeout);
 }
 
 void deadline_sweeper::insert(const std::shared_ptr<pending_answer>& answer,
-                              clock::duration timeout, clock::time_point deadline,
+                              clock::duration timeout, std::optional<clock::time_point> at,
                               errc on_timeout) {
   bool earlier;
   {
@@ -77,13 +77,18 @@ void deadline_sweeper::insert(const std::shared_ptr<pending_answer>& answer,
       answer->fail(shutting_down());
       return;
     }
+    // Settled already (withdrawn before it was added): nothing to keep.
+    if (answer->answered()) return;
+    bool own = at.has_value();
     std::size_t i = 0;
-    while (i < lanes_.size() && lanes_[i].timeout != timeout) ++i;
-    if (i == lanes_.size()) lanes_.push_back({timeout});
+    while (i < lanes_.size() &&
+           (lanes_[i].own_deadlines != own || (!own && lanes_[i].timeout != timeout)))
+      ++i;
+    if (i == lanes_.size()) lanes_.push_back({timeout, own});
     auto& l = lanes_[i];
     auto& a = *answer;
     // Taken under the lock, so that a lane of one timeout stays in deadline order.
-    a.deadline_ = timeout == clock::duration::max() ? deadline : clock::now() + timeout;
+    a.deadline_ = own ? *at : clock::now() + timeout;
     a.on_timeout_ = on_timeout;
     a.lane_ = i;
     a.keep_ = answer;

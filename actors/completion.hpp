@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -106,7 +107,9 @@ class typed_answer final : public pending_answer {
 
 /// Fails every answer still pending when its deadline passes, from one thread
 /// that sleeps until the earliest deadline. Answers with the same timeout sit
-/// in one list in deadline order, so adding and removing one is O(1).
+/// in one list in deadline order, so adding and removing one is O(1); those
+/// with deadlines of their own share one list, kept in order by walking back
+/// from its tail (O(1) while they come in deadline order).
 class deadline_sweeper {
  public:
   using clock = std::chrono::steady_clock;
@@ -119,9 +122,7 @@ class deadline_sweeper {
   /// Fails `answer` with `on_timeout` unless it is answered within `timeout`.
   /// After stop(), fails it at once.
   void add(const std::shared_ptr<pending_answer>& answer, clock::duration timeout, errc on_timeout);
-  /// The same with a deadline of its own rather than a timeout shared with
-  /// others: its lane is kept in order by walking back from the tail, which
-  /// costs nothing while deadlines come in order.
+  /// The same with a deadline of its own rather than a timeout shared with others.
   void add_at(const std::shared_ptr<pending_answer>& answer, clock::time_point deadline,
               errc on_timeout);
 
@@ -136,15 +137,16 @@ class deadline_sweeper {
  private:
   friend class pending_answer;
   struct lane {
-    clock::duration timeout;
+    clock::duration timeout;  ///< unused on the lane of deadlines of their own
+    bool own_deadlines = false;
     pending_answer* head = nullptr;
     pending_answer* tail = nullptr;
   };
 
-  /// Puts `answer` on the lane of `timeout` (clock::duration::max() for the
-  /// lane of answers with deadlines of their own), in deadline order.
+  /// Puts `answer` on the lane of `timeout`, or with `at` on the lane of
+  /// answers with deadlines of their own, in deadline order.
   void insert(const std::shared_ptr<pending_answer>& answer, clock::duration timeout,
-              clock::time_point deadline, errc on_timeout);
+              std::optional<clock::time_point> at, errc on_timeout);
   /// Takes `answer` off its lane if it is still on one.
   void remove(pending_answer& answer);
   /// Requires the lock. Returns the sweeper's reference to `answer`.

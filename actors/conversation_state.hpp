@@ -37,6 +37,27 @@ struct queued_op {
   reply_slot caller;
 };
 
+/// A generation's deadline on the engine's sweeper, withdrawn when the
+/// generation ends, however it ends (completed, abandoned, its actor gone).
+class deadline_alarm {
+ public:
+  deadline_alarm() = default;
+  explicit deadline_alarm(std::shared_ptr<pending_answer> alarm) : alarm_(std::move(alarm)) {}
+  deadline_alarm(deadline_alarm&&) noexcept = default;
+  deadline_alarm& operator=(deadline_alarm&& other) noexcept {
+    reset();
+    alarm_ = std::move(other.alarm_);
+    return *this;
+  }
+  ~deadline_alarm() { reset(); }
+  void reset() {
+    if (alarm_) std::exchange(alarm_, nullptr)->withdraw();
+  }
+
+ private:
+  std::shared_ptr<pending_answer> alarm_;
+};
+
 /// The generation in progress (one at a time: operations are serialized).
 struct active_generation {
   std::uint64_t id = 0;
@@ -45,7 +66,7 @@ struct active_generation {
   std::shared_ptr<conversation_subscriber> stream;  ///< the exchange's own, if it streams
   bool live = false;  ///< deltas go to the stream and the watchers as they come
   std::function<void(outcome<completion_result>, std::string)> then;
-  std::shared_ptr<pending_answer> alarm;  ///< its deadline, on the engine's sweeper
+  deadline_alarm alarm;
 };
 
 struct conversation_state {

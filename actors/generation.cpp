@@ -1,15 +1,13 @@
 #include "actors/conversation_state.hpp"
 
-#include <caf/send.hpp>
-
 #include <caf/actor_cast.hpp>
+#include <caf/send.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 
 namespace parley::conversation_detail {
-
-using std::chrono::steady_clock;
 
 namespace {
 
@@ -20,7 +18,7 @@ void complete_generation(self_ptr self, std::uint64_t gen, outcome<completion_re
     return;  // a late answer to a generation already given up on
   auto done = std::move(*st.generation);
   st.generation.reset();
-  if (done.alarm) done.alarm->withdraw();
+  done.alarm.reset();  // its deadline is no longer needed
   done.then(std::move(result), std::move(done.text));
 }
 
@@ -33,12 +31,14 @@ class generation_alarm final : public pending_answer {
       : pending_answer(sweeper), conversation_(std::move(conversation)), gen_(gen) {}
 
  private:
-  void deliver_failure(failure why) override {
-    // The sweeper also fails what it holds when the engine stops; the
-    // conversation is stopping then too.
-    if (why.code != errc::provider_timeout) return;
-    if (auto me = caf::actor_cast<conversation_actor>(conversation_))
-      caf::anon_send(me, deadline_atom::value, gen_);
+  void deliver_failure(failure) override {
+    // Also when the sweeper stops with the engine (or had stopped when the
+    // alarm was set): a generation must not go on without a deadline, and a
+    // conversation that is gone is simply not found.
+    detail::call_reply([&] {
+      if (auto me = caf::actor_cast<conversation_actor>(conversation_))
+        caf::anon_send(me, deadline_atom::value, gen_);
+    });
   }
 
   caf::actor_addr conversation_;  ///< weak: the alarm does not keep the actor alive
@@ -91,10 +91,11 @@ void generate(self_ptr self, const model_info& model, prompt messages, const sam
   st.generation->handle = model.impl->start(std::move(request), std::move(callbacks));
   if (cancel) cancel->on_cancel([me, gen] { caf::anon_send(me, cancel_atom::value, gen); });
   // A provider that answered within start() needs no deadline.
-  if (!finished->load() && st.generation && st.generation->id == gen) {
+  if (!finished->load()) {
+    assert(st.ctx->deadlines);
     auto alarm = std::make_shared<generation_alarm>(st.ctx->deadlines, self->address(), gen);
     st.ctx->deadlines->add_at(alarm, deadline, errc::provider_timeout);
-    st.generation->alarm = std::move(alarm);
+    st.generation->alarm = deadline_alarm(std::move(alarm));
   }
 }
 

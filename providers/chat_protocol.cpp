@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <utility>
 
 namespace parley {
 
@@ -103,8 +104,9 @@ class openai_protocol final : public chat_protocol {
       out += ',';
     }
     out += "\"messages\":[";
+    bool first = true;
     for (auto& m : r.messages) {
-      if (out.back() != '[') out += ',';
+      if (!std::exchange(first, false)) out += ',';
       out += "{\"content\":";
       append_json_string(out, m.content.view());
       out += ",\"role\":";

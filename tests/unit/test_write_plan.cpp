@@ -72,15 +72,15 @@ BOOST_AUTO_TEST_CASE(replaced_answers_come_apart_from_new_keys_the_last_per_key)
   auto answer = [](const char* user, const char* text, unix_ms at) {
     return idempotency_row{user, "k1", "h", text, at};
   };
-  auto detail = [](const idempotency_row* r) { return r->answer; };
+  auto answer_of = [](const idempotency_row* r) { return r->answer; };
   write_set provisional{write::put_idempotency{answer("u", "interrupted", 1)}};
   write_set first{write::put_idempotency{answer("u", "failed", 2), true}};
   write_set second{write::put_idempotency{answer("u", "answer", 3), true},
                    write::put_idempotency{answer("v", "other user", 3), true}};
   auto plan = make_write_plan({&provisional, &first, &second});
   BOOST_REQUIRE(plan.idempotency_keys.size() == 1u);
-  BOOST_TEST(detail(plan.idempotency_keys[0]) == "interrupted");
+  BOOST_TEST(answer_of(plan.idempotency_keys[0]) == "interrupted");
   BOOST_REQUIRE(plan.idempotency_answers.size() == 2u);
-  BOOST_TEST(detail(plan.idempotency_answers[0]) == "answer");
-  BOOST_TEST(detail(plan.idempotency_answers[1]) == "other user");
+  BOOST_TEST(answer_of(plan.idempotency_answers[0]) == "answer");
+  BOOST_TEST(answer_of(plan.idempotency_answers[1]) == "other user");
 }

@@ -232,7 +232,7 @@ void http_api::list_messages(const call_context& c, const route_params& params) 
   auto history = valid(c, parse_history_query(*q));
   if (!history) return;
   engine_.list_messages(c.user_id, *id, *history,
-                        respond<message_page>(c, 200, [](auto& p) { return to_json(p); }));
+                        respond<message_page>(c, 200, [](auto& p) { return page_json(p); }));
 }
 
 void http_api::send_message(const call_context& c, const route_params& params) {
@@ -268,7 +268,7 @@ void http_api::edit_message(const call_context& c, const route_params& params) {
   auto content = valid(c, parse_message_edit(*body, limits_));
   if (!content) return;
   engine_.edit_message(c.user_id, *id, *mid, *content,
-                       respond<message_record>(c, 200, [](auto& m) { return to_json(m); }));
+                       respond<message_record>(c, 200, [](auto& m) { return message_json(m); }));
 }
 
 void http_api::delete_message(const call_context& c, const route_params& params) {

@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace parley {
@@ -83,6 +84,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
         send_problem(c, to_problem(r.error()));
       else if (status == 204)
         send_no_content(c);
+      else if constexpr (std::is_same_v<decltype(render(*r)), std::string>)
+        send(c, status, render(*r), "application/json");  // written out already
       else
         send_json(c, status, render(*r));
     });

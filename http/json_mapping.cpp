@@ -1,8 +1,10 @@
 #include "http/json_mapping.hpp"
 
+#include "config/json_text.hpp"
 #include "config/uuid.hpp"
 
 #include <charconv>
+#include <utility>
 
 namespace parley {
 
@@ -37,36 +39,102 @@ json to_json(const conversation_record& c) {
   };
 }
 
-json to_json(const message_record& m) {
-  json j = {
-      {"id", m.id},
-      {"conversation_id", m.conversation_id},
-      {"seq", m.seq},
-      {"role", m.role},
-      {"content", m.content.str()},
-      {"created_at", format_rfc3339(m.created_at)},
-      {"edited_at", m.edited_at ? json(format_rfc3339(*m.edited_at)) : json(nullptr)},
-  };
-  if (m.model) {
-    j["model"] = *m.model;
-    j["finish_reason"] = optional_string(m.finish_reason);
-    j["usage"] = {{"prompt_tokens", m.prompt_tokens.value_or(0)},
-                  {"completion_tokens", m.completion_tokens.value_or(0)}};
+namespace {
+
+/// A message as the API shows it, appended to `out`; the keys in json's
+/// (sorted) order, as a tree of the same would dump them.
+void append_message_json(std::string& out, const message_record& m) {
+  out += "{\"content\":";
+  append_json_string(out, m.content.view());
+  out += ",\"conversation_id\":";
+  append_json_string(out, m.conversation_id);
+  out += ",\"created_at\":\"";
+  out += format_rfc3339(m.created_at);
+  out += "\",\"edited_at\":";
+  if (m.edited_at) {
+    out += '"';
+    out += format_rfc3339(*m.edited_at);
+    out += '"';
+  } else {
+    out += "null";
   }
-  return j;
+  if (m.model) {
+    out += ",\"finish_reason\":";
+    if (m.finish_reason)
+      append_json_string(out, *m.finish_reason);
+    else
+      out += "null";
+  }
+  out += ",\"id\":";
+  append_json_string(out, m.id);
+  if (m.model) {
+    out += ",\"model\":";
+    append_json_string(out, *m.model);
+  }
+  out += ",\"role\":";
+  append_json_string(out, m.role);
+  out += ",\"seq\":";
+  out += std::to_string(m.seq);
+  if (m.model) {
+    out += ",\"usage\":{\"completion_tokens\":";
+    out += std::to_string(m.completion_tokens.value_or(0));
+    out += ",\"prompt_tokens\":";
+    out += std::to_string(m.prompt_tokens.value_or(0));
+    out += '}';
+  }
+  out += '}';
 }
 
-json to_json(const exchange_result& r) {
-  json j = r.conversation ? to_json(*r.conversation) : json::object();
-  if (r.message) j["message"] = to_json(*r.message);
-  if (r.reply) j["reply"] = to_json(*r.reply);
-  return j;
+}  // namespace
+
+std::string message_json(const message_record& m) {
+  std::string out;
+  out.reserve(m.content.size() + 320);
+  append_message_json(out, m);
+  return out;
 }
 
-json to_json(const message_page& page) {
-  json data = json::array();
-  for (auto& m : page.data) data.push_back(to_json(m));
-  return {{"data", std::move(data)}, {"has_more", page.has_more}};
+json to_json(const message_record& m) { return json::parse(message_json(m)); }
+
+std::string exchange_json(const exchange_result& r) {
+  if (r.conversation) {
+    // A new conversation's fields and the messages share one object.
+    json j = to_json(*r.conversation);
+    if (r.message) j["message"] = to_json(*r.message);
+    if (r.reply) j["reply"] = to_json(*r.reply);
+    return dump(j);
+  }
+  std::string out;
+  out.reserve((r.message ? r.message->content.size() : 0) +
+              (r.reply ? r.reply->content.size() : 0) + 700);
+  out += '{';
+  if (r.message) {
+    out += "\"message\":";
+    append_message_json(out, *r.message);
+  }
+  if (r.reply) {
+    out += r.message ? ",\"reply\":" : "\"reply\":";
+    append_message_json(out, *r.reply);
+  }
+  out += '}';
+  return out;
+}
+
+std::string page_json(const message_page& page) {
+  std::size_t size = 32;
+  for (auto& m : page.data) size += m.content.size() + 320;
+  std::string out;
+  out.reserve(size);
+  out += "{\"data\":[";
+  bool first = true;
+  for (auto& m : page.data) {
+    if (!std::exchange(first, false)) out += ',';
+    append_message_json(out, m);
+  }
+  out += "],\"has_more\":";
+  out += page.has_more ? "true" : "false";
+  out += '}';
+  return out;
 }
 
 json to_json(const conversation_page& page) {

@@ -12,8 +12,14 @@ namespace parley {
 
 nlohmann::json to_json(const conversation_record& c);
 nlohmann::json to_json(const message_record& m);
-nlohmann::json to_json(const exchange_result& r);
-nlohmann::json to_json(const message_page& page);
+
+// The hot answers, written out as text rather than built as a tree (a tree
+// copies each message's text into nodes of its own); the bytes are those a
+// tree of the same would dump.
+std::string message_json(const message_record& m);
+/// The answer to create, send or regenerate.
+std::string exchange_json(const exchange_result& r);
+std::string page_json(const message_page& page);
 nlohmann::json to_json(const conversation_page& page);
 nlohmann::json to_json(const model_registry& models);
 nlohmann::json usage_to_json(const std::string& user_id, const std::string& from,

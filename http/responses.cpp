@@ -44,7 +44,7 @@ void send_exchange(const call_context& c, const exchange_result& r, bool is_crea
                    header_list headers) {
   if (is_create && r.conversation)
     headers.emplace_back("Location", conversation_location(r.conversation->id));
-  send_json(c, 201, to_json(r), headers);
+  send(c, 201, exchange_json(r), "application/json", headers);
 }
 
 }  // namespace parley

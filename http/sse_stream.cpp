@@ -29,13 +29,13 @@ bool sse_stream::deliver(const conversation_event& e) {
     case kind::started:
       break;  // the headers (sent by open()) are all it needs
     case kind::message:
-      bytes = sse_event("message", dump(to_json(*e.message)));
+      bytes = sse_event("message", message_json(*e.message));
       break;
     case kind::delta:
       bytes = sse_event("delta", dump(nlohmann::json{{"content", e.text}}));
       break;
     case kind::done:
-      bytes = sse_event("done", dump(to_json(*e.message)));
+      bytes = sse_event("done", message_json(*e.message));
       break;
     case kind::closed:
       end_with_error(render_problem(to_problem(*e.reason), request_id_));

@@ -151,13 +151,14 @@ bool ws_session::deliver(const conversation_event& e) {
     case kind::started:
       break;
     case kind::message:
-      send_json({{"type", "message"}, {"message", to_json(*e.message)}});
+      // Keys in json's sorted order, as everywhere: "message" before "type".
+      send_text("{\"message\":" + message_json(*e.message) + ",\"type\":\"message\"}");
       break;
     case kind::delta:
       send_json({{"type", "delta"}, {"content", e.text}});
       break;
     case kind::done:
-      send_json({{"type", "done"}, {"reply", to_json(*e.message)}});
+      send_text("{\"reply\":" + message_json(*e.message) + ",\"type\":\"done\"}");
       break;
     case kind::closed: {
       auto p = to_problem(*e.reason);

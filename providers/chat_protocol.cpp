@@ -1,5 +1,7 @@
 #include "providers/chat_protocol.hpp"
 
+#include "config/json_text.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -12,22 +14,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::size_t max_error_message_chars = 300;
-
-/// Appends `text` as a JSON string, as json's dump with error_handler_t::replace
-/// writes it. Most text needs no escaping and is copied once, as it is.
-void append_json_string(std::string& out, std::string_view text) {
-  bool plain = std::all_of(text.begin(), text.end(), [](char ch) {
-    auto c = static_cast<unsigned char>(ch);
-    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
-  });
-  if (!plain) {
-    out += json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace);
-    return;
-  }
-  out += '"';
-  out += text;
-  out += '"';
-}
 
 failure malformed(std::string_view what) {
   return {errc::provider_error, "the provider answered with " + std::string(what)};

@@ -1,0 +1,14 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace parley {
+
+/// Appends `text` as a JSON string literal, byte for byte as nlohmann::json's
+/// dump with error_handler_t::replace writes it (invalid UTF-8 becomes U+FFFD).
+/// For JSON written out directly rather than built as a tree: text that needs
+/// no escaping, most of it, is copied once as it is.
+void append_json_string(std::string& out, std::string_view text);
+
+}  // namespace parley

@@ -1,0 +1,120 @@
+#define BOOST_TEST_MODULE json_text
+#include <boost/test/unit_test.hpp>
+
+#include "config/json_text.hpp"
+#include "http/json_mapping.hpp"
+
+#include <random>
+
+using namespace parley;
+using nlohmann::json;
+
+namespace {
+
+// Text of every kind: plain, quotes and backslashes, control characters,
+// DEL, valid multi-byte UTF-8, and invalid or cut-off sequences.
+const std::vector<std::string> pieces{
+    "a", "Lisbon ", "\"",   "\\",   "\n",       "\t",           "\x01", "\x1f",        "\x7f",
+    "é", "🙂",    "\xff", "\xc3", "\xe2\x82", "\xf0\x9f\x99", "\x80", "\xed\xa0\x80"};
+
+std::string random_text(std::mt19937& random) {
+  std::string text;
+  for (int k = 0, len = static_cast<int>(random() % 12); k < len; ++k)
+    text += pieces[random() % pieces.size()];
+  return text;
+}
+
+std::string reference_dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+/// A message as a json tree dumps it: how the API rendered messages before
+/// they were written out directly, and the standard they are held to.
+json message_as_a_tree(const message_record& m) {
+  json j = {
+      {"id", m.id},
+      {"conversation_id", m.conversation_id},
+      {"seq", m.seq},
+      {"role", m.role},
+      {"content", m.content.str()},
+      {"created_at", format_rfc3339(m.created_at)},
+      {"edited_at", m.edited_at ? json(format_rfc3339(*m.edited_at)) : json(nullptr)},
+  };
+  if (m.model) {
+    j["model"] = *m.model;
+    j["finish_reason"] = m.finish_reason ? json(*m.finish_reason) : json(nullptr);
+    j["usage"] = {{"prompt_tokens", m.prompt_tokens.value_or(0)},
+                  {"completion_tokens", m.completion_tokens.value_or(0)}};
+  }
+  return j;
+}
+
+message_record random_message(std::mt19937& random, int round) {
+  message_record m;
+  m.id = round % 9 == 0 ? random_text(random)
+                        : "0193c3a0-0000-7000-8000-00000000000" + std::to_string(round % 10);
+  m.conversation_id = "0193c3a0-0000-7000-8000-000000000001";
+  m.seq = static_cast<std::int64_t>(random()) - (round % 5 == 0 ? 1'000'000'000 : 0);
+  m.role = round % 2 ? "assistant" : "user";
+  m.content = random_text(random);
+  m.created_at = 1'764'979'200'000 + static_cast<std::int64_t>(random() % 1'000'000);
+  if (round % 3 == 0) m.edited_at = m.created_at + 5;
+  if (round % 2) {
+    m.model = round % 7 == 0 ? random_text(random) : "echo";
+    if (round % 4 != 1) m.finish_reason = "stop";
+    if (round % 6 != 1) m.prompt_tokens = static_cast<std::int64_t>(random() % 100000);
+    m.completion_tokens = static_cast<std::int64_t>(random() % 100000);
+  }
+  return m;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_json_string_is_what_json_dumps) {
+  std::mt19937 random(7);
+  for (int round = 0; round < 5000; ++round) {
+    auto text = round == 0 ? std::string() : random_text(random);
+    std::string out = "prefix";
+    append_json_string(out, text);
+    BOOST_TEST(out == "prefix" + reference_dump(json(text)), "round " << round);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(messages_pages_and_exchanges_are_what_a_tree_dumps) {
+  std::mt19937 random(20261206);
+  for (int round = 0; round < 2000; ++round) {
+    auto m = random_message(random, round);
+    BOOST_TEST(message_json(m) == reference_dump(message_as_a_tree(m)), "round " << round);
+
+    message_page page;
+    for (int i = 0, n = static_cast<int>(random() % 4); i < n; ++i)
+      page.data.push_back(random_message(random, round + i));
+    page.has_more = round % 2;
+    json data = json::array();
+    for (auto& p : page.data) data.push_back(message_as_a_tree(p));
+    BOOST_TEST(page_json(page) == reference_dump({{"data", data}, {"has_more", page.has_more}}),
+               "round " << round);
+
+    exchange_result r;
+    json tree = json::object();
+    if (round % 3 != 2) {
+      r.message = random_message(random, 2 * round);
+      tree["message"] = message_as_a_tree(*r.message);
+    }
+    if (round % 3 != 1) {
+      r.reply = random_message(random, 2 * round + 1);
+      tree["reply"] = message_as_a_tree(*r.reply);
+    }
+    if (round % 10 == 0) {
+      conversation_record c;
+      c.id = "0193c3a0-0000-7000-8000-000000000001";
+      c.user_id = "alice";
+      c.model = "echo";
+      r.conversation = c;
+      auto with = to_json(c);
+      for (auto& [k, v] : tree.items()) with[k] = v;
+      tree = with;
+    }
+    BOOST_TEST(exchange_json(r) == reference_dump(tree), "round " << round);
+  }
+}

@@ -7,8 +7,9 @@ namespace parley {
 
 /// Appends `text` as a JSON string literal, byte for byte as nlohmann::json's
 /// dump with error_handler_t::replace writes it (invalid UTF-8 becomes U+FFFD).
-/// For JSON written out directly rather than built as a tree: text that needs
-/// no escaping, most of it, is copied once as it is.
+/// For JSON written out directly rather than built as a tree: valid text is
+/// escaped in one pass into `out`; only text with invalid UTF-8 is handed to
+/// json, whose replacement rules then apply.
 void append_json_string(std::string& out, std::string_view text);
 
 }  // namespace parley

@@ -231,8 +231,9 @@ void http_api::list_messages(const call_context& c, const route_params& params) 
   if (!q) return;
   auto history = valid(c, parse_history_query(*q));
   if (!history) return;
-  engine_.list_messages(c.user_id, *id, *history,
-                        respond<message_page>(c, 200, [](auto& p) { return page_json(p); }));
+  engine_.list_messages(c.user_id, *id, *history, respond<message_page>(c, 200, [](auto& p) {
+                          return rendered_json{page_json(p)};
+                        }));
 }
 
 void http_api::send_message(const call_context& c, const route_params& params) {
@@ -267,8 +268,9 @@ void http_api::edit_message(const call_context& c, const route_params& params) {
   if (!body) return;
   auto content = valid(c, parse_message_edit(*body, limits_));
   if (!content) return;
-  engine_.edit_message(c.user_id, *id, *mid, *content,
-                       respond<message_record>(c, 200, [](auto& m) { return message_json(m); }));
+  engine_.edit_message(c.user_id, *id, *mid, *content, respond<message_record>(c, 200, [](auto& m) {
+                         return rendered_json{message_json(m)};
+                       }));
 }
 
 void http_api::delete_message(const call_context& c, const route_params& params) {

@@ -10,6 +10,7 @@
 #include "http/connection_watch.hpp"
 #include "http/idempotent_exchanges.hpp"
 #include "http/in_flight.hpp"
+#include "http/json_mapping.hpp"
 #include "http/jwt_verifier.hpp"
 #include "http/keepalive_ticker.hpp"
 #include "http/request_guard.hpp"
@@ -76,7 +77,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
     return in_flight_.tracked<T>(std::move(fn));
   }
 
-  /// Sends the JSON of a successful outcome with `status`, or its problem.
+  /// Sends the JSON of a successful outcome with `status` (`render` gives a
+  /// json tree, or rendered_json to send as it is), or its problem.
   template <class T, class Render>
   reply_fn<T> respond(const call_context& c, int status, Render render) {
     return tracked<T>([c, status, render](outcome<T> r) {
@@ -84,8 +86,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
         send_problem(c, to_problem(r.error()));
       else if (status == 204)
         send_no_content(c);
-      else if constexpr (std::is_same_v<decltype(render(*r)), std::string>)
-        send(c, status, render(*r), "application/json");  // written out already
+      else if constexpr (std::is_same_v<std::remove_cvref_t<decltype(render(*r))>, rendered_json>)
+        send(c, status, render(*r).text, "application/json");
       else
         send_json(c, status, render(*r));
     });

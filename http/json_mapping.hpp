@@ -1,6 +1,6 @@
 #pragma once
 
-// Resources as JSON, exactly as API.md shows them. Pure functions.
+// Resources as JSON, exactly as docs/openapi.json shows them. Pure functions.
 
 #include "actors/requests.hpp"
 #include "persistence/records.hpp"
@@ -11,14 +11,22 @@
 namespace parley {
 
 nlohmann::json to_json(const conversation_record& c);
+/// A message as a tree: message_json parsed back, for the few places that
+/// need to put one inside a tree (a create's answer). Not for hot paths.
 nlohmann::json to_json(const message_record& m);
 
-// The hot answers, written out as text rather than built as a tree (a tree
-// copies each message's text into nodes of its own); the bytes are those a
-// tree of the same would dump.
+/// JSON written out already, sent as it is.
+struct rendered_json {
+  std::string text;
+};
+
+/// The hot answers, written out as text rather than built as a tree (a tree
+/// copies each message's text into nodes of its own); the bytes are those a
+/// tree of the same would dump.
 std::string message_json(const message_record& m);
 /// The answer to create, send or regenerate.
 std::string exchange_json(const exchange_result& r);
+/// A page of history.
 std::string page_json(const message_page& page);
 nlohmann::json to_json(const conversation_page& page);
 nlohmann::json to_json(const model_registry& models);

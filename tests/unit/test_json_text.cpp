@@ -4,6 +4,7 @@
 #include "config/json_text.hpp"
 #include "http/json_mapping.hpp"
 
+#include <limits>
 #include <random>
 
 using namespace parley;
@@ -13,9 +14,29 @@ namespace {
 
 // Text of every kind: plain, quotes and backslashes, control characters,
 // DEL, valid multi-byte UTF-8, and invalid or cut-off sequences.
-const std::vector<std::string> pieces{
-    "a", "Lisbon ", "\"",   "\\",   "\n",       "\t",           "\x01", "\x1f",        "\x7f",
-    "é", "🙂",    "\xff", "\xc3", "\xe2\x82", "\xf0\x9f\x99", "\x80", "\xed\xa0\x80"};
+const std::vector<std::string> pieces{"a",
+                                      "Lisbon ",
+                                      "\"",
+                                      "\\",
+                                      "\n",
+                                      "\t",
+                                      "\x01",
+                                      "\x1f",
+                                      "\x7f",
+                                      "é",
+                                      "🙂",
+                                      "\xff",
+                                      "\xc3",
+                                      "\xe2\x82",
+                                      "\xf0\x9f\x99",
+                                      "\x80",
+                                      "\xed\xa0\x80",
+                                      std::string("\0", 1),
+                                      "\xe2\x82\xac",
+                                      "\xf4\x8f\xbf\xbf",
+                                      "\xf4\x90\x80\x80",
+                                      "\xc0\xaf",
+                                      "\xef\xbf\xbf"};
 
 std::string random_text(std::mt19937& random) {
   std::string text;
@@ -55,20 +76,46 @@ message_record random_message(std::mt19937& random, int round) {
                         : "0193c3a0-0000-7000-8000-00000000000" + std::to_string(round % 10);
   m.conversation_id = "0193c3a0-0000-7000-8000-000000000001";
   m.seq = static_cast<std::int64_t>(random()) - (round % 5 == 0 ? 1'000'000'000 : 0);
-  m.role = round % 2 ? "assistant" : "user";
+  if (round % 11 == 0) m.seq = std::numeric_limits<std::int64_t>::min();
+  if (round % 13 == 0) m.seq = std::numeric_limits<std::int64_t>::max();
+  m.role = round % 17 == 0 ? random_text(random) : round % 2 ? "assistant" : "user";
   m.content = random_text(random);
   m.created_at = 1'764'979'200'000 + static_cast<std::int64_t>(random() % 1'000'000);
   if (round % 3 == 0) m.edited_at = m.created_at + 5;
   if (round % 2) {
     m.model = round % 7 == 0 ? random_text(random) : "echo";
-    if (round % 4 != 1) m.finish_reason = "stop";
+    if (round % 4 != 1) m.finish_reason = round % 8 == 3 ? random_text(random) : "stop";
     if (round % 6 != 1) m.prompt_tokens = static_cast<std::int64_t>(random() % 100000);
-    m.completion_tokens = static_cast<std::int64_t>(random() % 100000);
+    if (round % 10 != 3) m.completion_tokens = static_cast<std::int64_t>(random()) * 4096 - 99;
+  } else if (round % 4 == 0) {
+    // Token counts and a finish reason without a model are not shown.
+    m.finish_reason = "stop";
+    m.completion_tokens = 5;
   }
   return m;
 }
 
 }  // namespace
+
+BOOST_AUTO_TEST_CASE(escapes_as_json_writes_them) {
+  auto quoted = [](std::string_view text) {
+    std::string out;
+    append_json_string(out, text);
+    return out;
+  };
+  BOOST_TEST(quoted("") == R"("")");
+  BOOST_TEST(quoted("a/b") == R"("a/b")");
+  BOOST_TEST(quoted("\x01\x1f") == R"("\u0001\u001f")");
+  BOOST_TEST(quoted(std::string("a\0b", 3)) == R"("a\u0000b")");
+  BOOST_TEST(quoted("\b\f\n\r\t\"\\") == R"("\b\f\n\r\t\"\\")");
+  BOOST_TEST(quoted("\x7f") == "\"\x7f\"");          // DEL stays as it is
+  BOOST_TEST(quoted("é🙂") == "\"é🙂\"");      // valid UTF-8 too
+  BOOST_TEST(quoted("\xff") == "\"\xef\xbf\xbd\"");  // invalid: U+FFFD
+  // Invalid forms json replaces its own way: a surrogate, an overlong form,
+  // a code point above U+10FFFF.
+  for (auto bad : {"\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80"})
+    BOOST_TEST(quoted(bad) == reference_dump(json(bad)));
+}
 
 BOOST_AUTO_TEST_CASE(a_json_string_is_what_json_dumps) {
   std::mt19937 random(7);

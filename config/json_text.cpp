@@ -38,6 +38,10 @@ std::size_t utf8_sequence(std::string_view text) {
 
 }  // namespace
 
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 void append_json_string(std::string& out, std::string_view text) {
   auto start = out.size();
   out.reserve(start + text.size() + 2);
@@ -58,8 +62,7 @@ void append_json_string(std::string& out, std::string_view text) {
       if (length == 0) {
         // Invalid UTF-8: json's own rules say what replaces what.
         out.resize(start);
-        out += nlohmann::json(std::string(text))
-                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        out += dump(nlohmann::json(std::string(text)));
         return;
       }
       out.append(text.substr(i, length));

@@ -1,10 +1,10 @@
 #include "config/logging.hpp"
 
 #include "config/clock.hpp"
+#include "config/json_text.hpp"
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
-#include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
@@ -136,8 +136,9 @@ std::shared_ptr<line_writer>& the_line_writer() {
 }  // namespace
 
 std::string json_quoted(std::string_view text) {
-  return nlohmann::json(std::string(text))
-      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string out;
+  append_json_string(out, text);
+  return out;
 }
 
 void configure_logging(const log_settings& cfg) {

@@ -16,8 +16,6 @@ json optional_string(const std::optional<std::string>& s) { return s ? json(*s) 
 
 }  // namespace
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 json to_json(const conversation_record& c) {
   auto metadata = json::parse(c.metadata_json, nullptr, false);
   if (!metadata.is_object()) metadata = json::object();

@@ -3,6 +3,7 @@
 // Resources as JSON, exactly as docs/openapi.json shows them. Pure functions.
 
 #include "actors/requests.hpp"
+#include "config/json_text.hpp"
 #include "persistence/records.hpp"
 #include "providers/model_registry.hpp"
 
@@ -37,8 +38,5 @@ nlohmann::json usage_to_json(const std::string& user_id, const std::string& from
 /// for text that is not a cursor).
 std::string encode_cursor(const conversation_cursor& c);
 std::optional<conversation_cursor> decode_cursor(const std::string& text);
-
-/// Serializes without throwing, whatever the strings hold.
-std::string dump(const nlohmann::json& j);
 
 }  // namespace parley

@@ -1,5 +1,7 @@
 #include "http/problem.hpp"
 
+#include "config/json_text.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace parley {
@@ -121,7 +123,7 @@ nlohmann::json problem_json(const problem& p, const std::string& request_id) {
 }
 
 std::string render_problem(const problem& p, const std::string& request_id) {
-  return problem_json(p, request_id).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return dump(problem_json(p, request_id));
 }
 
 }  // namespace parley

@@ -1,5 +1,6 @@
 #include "persistence/stored_answer.hpp"
 
+#include "config/json_text.hpp"
 #include "persistence/store.hpp"
 
 #include <nlohmann/json.hpp>
@@ -19,9 +20,6 @@ errc code_named(const std::string& name) {
     if (name == to_string(static_cast<errc>(c))) return static_cast<errc>(c);
   throw store_error(errc::internal, "a stored answer names an unknown error: " + name);
 }
-
-/// Text as it came, invalid UTF-8 included, must not make the write throw.
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 template <class T>
 void put_optional(json& j, const char* name, const std::optional<T>& value) {

@@ -208,7 +208,7 @@ class anthropic_protocol final : public chat_protocol {
     // Anthropic's temperature range is 0–1; Parley accepts 0–2.
     if (r.temperature) body["temperature"] = std::min(*r.temperature, 1.0);
     if (r.stream) body["stream"] = true;
-    return body.dump(-1, ' ', false, json::error_handler_t::replace);
+    return dump(body);
   }
 
   outcome<decoded_piece> decode_answer(std::string_view body) const override {

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Scenario "send-floor": Parley's send path beside the thinnest durable send
+# path on the same libraries (parley-bench-reference-send, ../shared/PERF.md's
+# reference), each next to its own GET /health, servers taking turns so that
+# both see the same machine. Each user sends to its one conversation (the
+# long-conversation workload of bench/scenarios/throughput.sh). Prints a
+# Markdown table; with PARLEY_BENCH_PERF=DIR, each send run is profiled into
+# DIR/ROUND-SERVER.data (bench/lib.sh).
+# Usage: bench/scenarios/send-floor.sh [seconds=8] [concurrency=64] [rounds=2]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+. "$root/bench/lib.sh"
+scenario_setup
+seconds="${1:-8}"
+concurrency="${2:-64}"
+rounds="${3:-2}"
+reference="$build/bench/parley-bench-reference-send"
+
+start_reference() {
+  : > "$work/stdout"
+  "$reference" --port 0 --database "$work/reference-$1.db" > "$work/stdout" 2> "$work/stderr" &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    grep -q "listening on" "$work/stdout" 2>/dev/null && break
+    sleep 0.1
+  done
+  base="http://127.0.0.1:$(grep -o '[0-9]*$' "$work/stdout")"
+}
+
+measure() {  # measure ROUND SERVER
+  "$load" --url "$base" --route health --concurrency "$concurrency" --seconds "$seconds" \
+    --quiet --json "$out/health-$1-$2.json" > /dev/null
+  profiled "$1-$2" "$load" --url "$base" --route message --concurrency "$concurrency" \
+    --seconds "$seconds" --quiet --json "$out/message-$1-$2.json" > /dev/null
+  strict_check "$out/message-$1-$2.json" '.errors == {} and .ok > 0'
+  jq -r --arg server "$2" --slurpfile h "$out/health-$1-$2.json" \
+    '"| \($server) | \($h[0].requests_per_s | floor) | \(.requests_per_s | floor) | \(.requests_per_s / $h[0].requests_per_s * 100 | round / 100) | \(.latency.whole.p50_ms * 10 | round / 10) | \(.latency.whole.p99_ms * 10 | round / 10) |"' \
+    "$out/message-$1-$2.json"
+}
+
+echo "| server | GET /health req/s | send req/s | ratio | p50 ms | p99 ms |"
+echo "|---|---|---|---|---|---|"
+for round in $(seq 1 "$rounds"); do
+  start_server "sqlite://$work/parley-$round.db" ""
+  measure "$round" parley
+  stop_server
+  start_reference "$round"
+  measure "$round" reference
+  stop_server
+done

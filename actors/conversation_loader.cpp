@@ -89,8 +89,11 @@ void load_state(self_ptr self, std::function<void()> then,
 }
 
 void commit(self_ptr self, write_set writes, reply_slot caller, std::function<void()> then) {
+  // Held once: `then` carries the operation's records, which copies of it
+  // into each handler below would copy string by string.
+  auto committed = std::make_shared<std::function<void()>>(std::move(then));
   self->request(self->state.ctx->db.writer, persistence_wait, write_atom::value, std::move(writes))
-      .then([=](ok_atom) { then(); },
+      .then([committed](ok_atom) { (*committed)(); },
             [=](caf::error& e) mutable {
               auto f = to_failure(e, errc::db_unavailable);
               auto& st = self->state;

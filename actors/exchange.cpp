@@ -93,23 +93,27 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
                        const completion_usage& usage) {
   auto& st = self->state;
   auto now = now_ms();
-  auto c =
-      commit_exchange(st.meta, facts_of(plan), reply, usage, model_of(*st.ctx, plan.model), now);
+  auto c = commit_exchange(st.meta, facts_of(plan), std::move(reply), usage,
+                           model_of(*st.ctx, plan.model), now);
   add_claim(c.writes, plan.claim, c.meta.user_id, c.result, plan.user_stored);
-  commit(self, std::move(c.writes), plan.caller,
-         [=, meta = std::move(c.meta), result = std::move(c.result)]() mutable {
+  auto caller = plan.caller;
+  // The answer's records are the ones the window and the watchers get.
+  commit(self, std::move(c.writes), std::move(caller),
+         [self, now, usage, plan = std::move(plan), meta = std::move(c.meta),
+          result = std::move(c.result)]() mutable {
            auto& st = self->state;
-           st.meta = meta;
+           st.meta = std::move(meta);
            st.current = phase::ready;
+           auto& reply = result.reply;
            if (reply)
-             st.ctx->meter.add(meta.user_id, format_day(now),
+             st.ctx->meter.add(st.meta.user_id, format_day(now),
                                usage.prompt_tokens + usage.completion_tokens);
            bool store_user = plan.user_message && !plan.user_stored;
            if (plan.replaces) st.window.remove(*plan.replaces);
-           if (store_user) st.window.append(*plan.user_message);
+           if (store_user) st.window.append(*result.message);
            if (reply) st.window.append(*reply);
            using kind = conversation_event::kind;
-           if (store_user) publish_message(self, kind::message, *plan.user_message, plan.stream);
+           if (store_user) publish_message(self, kind::message, *result.message, plan.stream);
            if (reply) publish_message(self, kind::done, *reply, plan.stream);
            plan.caller.complete(exchange_answer{std::move(result)});
            finish_op(self);

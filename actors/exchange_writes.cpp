@@ -10,9 +10,8 @@ write_op next_version(conversation_record& meta) {
 }
 
 exchange_commit commit_exchange(conversation_record meta, const exchange_facts& facts,
-                                const std::optional<message_record>& reply,
-                                const completion_usage& usage, const model_info& model,
-                                unix_ms now) {
+                                std::optional<message_record> reply, const completion_usage& usage,
+                                const model_info& model, unix_ms now) {
   meta.updated_at = now;
   bool store_user = facts.user_message && !facts.user_stored;
   if (store_user) {
@@ -43,7 +42,7 @@ exchange_commit commit_exchange(conversation_record meta, const exchange_facts& 
   exchange_commit out;
   if (facts.create) out.result.conversation = meta;
   if (facts.user_message) out.result.message = *facts.user_message;
-  out.result.reply = reply;
+  out.result.reply = std::move(reply);
   out.meta = std::move(meta);
   out.writes = std::move(writes);
   return out;

@@ -37,9 +37,8 @@ struct exchange_commit : conversation_commit {
   exchange_result result;
 };
 exchange_commit commit_exchange(conversation_record meta, const exchange_facts& facts,
-                                const std::optional<message_record>& reply,
-                                const completion_usage& usage, const model_info& model,
-                                unix_ms now);
+                                std::optional<message_record> reply, const completion_usage& usage,
+                                const model_info& model, unix_ms now);
 
 /// The commit of an exchange whose model failed: the user message and a new
 /// conversation are kept; nothing to write (empty `writes`) when both are

@@ -6,15 +6,15 @@
 
 #include "config/metrics.hpp"
 #include "http/connection_watch.hpp"
+#include "http/route_regex_engine.hpp"
 #include "http/screened_socket.hpp"
 
 #include <restinio/all.hpp>
-#include <restinio/router/pcre2_regex_engine.hpp>
 
 namespace parley {
 
 // PCRE2 matches routes several times faster than std::regex.
-using router_t = restinio::router::express_router_t<restinio::router::pcre2_regex_engine_t<>>;
+using router_t = restinio::router::express_router_t<route_regex_engine>;
 using route_params = restinio::router::route_params_t;
 
 /// Tells the connection watch when a client connection closes, and keeps

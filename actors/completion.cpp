@@ -40,7 +40,8 @@ reply_slot::hold::~hold() {
   }
 }
 
-deadline_sweeper::deadline_sweeper() : thread_([this] { run(); }) {}
+deadline_sweeper::deadline_sweeper(std::shared_ptr<const engine_clock> clock)
+    : clock_(std::move(clock)), thread_([this] { run(); }) {}
 
 void deadline_sweeper::stop() {
   std::vector<std::shared_ptr<pending_answer>> left;
@@ -88,7 +89,7 @@ void deadline_sweeper::insert(const std::shared_ptr<pending_answer>& answer,
     auto& l = lanes_[i];
     auto& a = *answer;
     // Taken under the lock, so that a lane of one timeout stays in deadline order.
-    a.deadline_ = own ? *at : clock::now() + timeout;
+    a.deadline_ = own ? *at : clock_->now() + timeout;
     a.on_timeout_ = on_timeout;
     a.lane_ = i;
     a.keep_ = answer;
@@ -131,7 +132,7 @@ void deadline_sweeper::run() {
   std::unique_lock lock(mutex_);
   std::vector<std::shared_ptr<pending_answer>> expired;
   while (!stopping_) {
-    auto now = clock::now();
+    auto now = clock_->now();
     auto next = clock::time_point::max();
     for (auto& l : lanes_) {
       while (l.head && l.head->deadline_ <= now) expired.push_back(unlink(*l.head));
@@ -145,10 +146,7 @@ void deadline_sweeper::run() {
       lock.lock();
       continue;
     }
-    if (next == clock::time_point::max())
-      wake_.wait(lock);
-    else
-      wake_.wait_until(lock, next);
+    clock_->wait_until(wake_, lock, next);
   }
 }
 

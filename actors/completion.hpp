@@ -4,6 +4,7 @@
 // no actor per request to receive it and no timer per request to bound it.
 // No CAF here.
 
+#include "actors/engine_clock.hpp"
 #include "config/errors.hpp"
 
 #include <atomic>
@@ -114,7 +115,8 @@ class deadline_sweeper {
  public:
   using clock = std::chrono::steady_clock;
 
-  deadline_sweeper();
+  /// Reads the time from `clock` (the engine's).
+  explicit deadline_sweeper(std::shared_ptr<const engine_clock> clock = machine_clock());
   ~deadline_sweeper() { stop(); }
   deadline_sweeper(const deadline_sweeper&) = delete;
   deadline_sweeper& operator=(const deadline_sweeper&) = delete;
@@ -159,6 +161,7 @@ class deadline_sweeper {
   std::size_t pending_ = 0;                               // guarded by mutex_
   clock::time_point wake_at_ = clock::time_point::max();  // guarded by mutex_
   bool stopping_ = false;                                 // guarded by mutex_
+  const std::shared_ptr<const engine_clock> clock_;
   std::thread thread_;
 };
 

@@ -12,8 +12,17 @@ using namespace conversation_detail;
 
 // --- behavior ------------------------------------------------------------------------
 
-void schedule_idle_check(self_ptr self, std::chrono::steady_clock::duration after) {
-  self->delayed_send(self, after, idle_atom::value, false);
+/// How often an actor checks whether it has been idle long enough: a quarter
+/// of the idle timeout, so that one lane of the sweeper holds every actor's
+/// check (O(1) to add) and an actor outlives its timeout by at most a quarter.
+std::chrono::milliseconds idle_check_interval(const engine_context& ctx) {
+  return std::max(std::chrono::milliseconds(ctx.cfg.actors.idle_timeout_s * 1000 / 4),
+                  std::chrono::milliseconds(1));
+}
+
+void schedule_idle_check(self_ptr self) {
+  self->state.idle_check = alarm_after(self, idle_check_interval(*self->state.ctx),
+                                       caf::make_message(idle_atom::value, false));
 }
 
 conversation_actor::behavior_type conversation(self_ptr self, engine_context* ctx, std::string id,
@@ -21,10 +30,10 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
   auto& st = self->state;
   st.ctx = ctx;
   st.id = id;
-  st.last_active = std::chrono::steady_clock::now();
+  st.last_active = self->state.ctx->clock->now();
   st.busy = true;
   st.current = fresh ? phase::creating : phase::loading;
-  schedule_idle_check(self, std::chrono::seconds(ctx->cfg.actors.idle_timeout_s));
+  schedule_idle_check(self);
   // A bug must not take the process down: log it, drop this actor's state
   // (the next request reloads it), and let waiting requesters see an error.
   self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
@@ -65,7 +74,7 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
         auto& st = self->state;
         if (st.current == phase::ready) {
           caller.accept();
-          st.last_active = std::chrono::steady_clock::now();
+          st.last_active = self->state.ctx->clock->now();
           answer_history(self, user, q, caller);
         } else {
           // Still loading: the owner is not known yet.
@@ -119,7 +128,7 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
       [=](unwatch_atom, const std::shared_ptr<conversation_subscriber>& s) {
         auto& w = self->state.watchers;
         w.erase(std::remove(w.begin(), w.end(), s), w.end());
-        self->state.last_active = std::chrono::steady_clock::now();
+        self->state.last_active = self->state.ctx->clock->now();
       },
       // --- the provider's answers ---
       [=](delta_atom, std::uint64_t gen, std::string& text) { on_delta(self, gen, text); },
@@ -135,11 +144,11 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
         }
         auto& st = self->state;
         auto idle_for = std::chrono::seconds(st.ctx->cfg.actors.idle_timeout_s);
-        auto quiet = std::chrono::steady_clock::now() - st.last_active;
+        auto quiet = self->state.ctx->clock->now() - st.last_active;
         if (!st.busy && st.queue.empty() && st.watchers.empty() && quiet >= idle_for)
           passivate(self);
         else
-          schedule_idle_check(self, quiet >= idle_for ? idle_for : idle_for - quiet);
+          schedule_idle_check(self);
       },
       [=](passivate_atom) {
         auto& st = self->state;

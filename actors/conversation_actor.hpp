@@ -19,7 +19,10 @@ namespace parley {
 /// all actors; read-only after start except `dir` and `meter`, which are thread-safe.
 struct engine_context {
   settings cfg;
-  /// Keeps the generations' deadlines (one thread for all, no CAF timer each).
+  /// The time: every reading of it in the engine comes from here.
+  std::shared_ptr<const engine_clock> clock;
+  /// Keeps the generations' deadlines and the idle checks (one thread for
+  /// all, no CAF timer each).
   deadline_sweeper* deadlines = nullptr;
   std::shared_ptr<const model_registry> models;
   persistence_actors db;

@@ -1,8 +1,49 @@
 #include "actors/conversation_state.hpp"
 
+#include <caf/actor_cast.hpp>
+#include <caf/send.hpp>
+
 #include <algorithm>
 
 namespace parley::conversation_detail {
+
+// --- alarms ----------------------------------------------------------------------
+
+namespace {
+
+class actor_alarm final : public pending_answer {
+ public:
+  actor_alarm(deadline_sweeper* sweeper, caf::actor_addr conversation, caf::message message)
+      : pending_answer(sweeper),
+        conversation_(std::move(conversation)),
+        message_(std::move(message)) {}
+
+ private:
+  void deliver_failure(failure) override {
+    detail::call_reply([&] {
+      if (auto me = caf::actor_cast<caf::actor>(conversation_)) caf::anon_send(me, message_);
+    });
+  }
+
+  caf::actor_addr conversation_;  ///< weak: the alarm does not keep the actor alive
+  caf::message message_;
+};
+
+}  // namespace
+
+deadline_alarm alarm_at(self_ptr self, steady_time at, caf::message message) {
+  auto* sweeper = self->state.ctx->deadlines;
+  auto alarm = std::make_shared<actor_alarm>(sweeper, self->address(), std::move(message));
+  sweeper->add_at(alarm, at, errc::overloaded);
+  return deadline_alarm(std::move(alarm));
+}
+
+deadline_alarm alarm_after(self_ptr self, std::chrono::milliseconds delay, caf::message message) {
+  auto* sweeper = self->state.ctx->deadlines;
+  auto alarm = std::make_shared<actor_alarm>(sweeper, self->address(), std::move(message));
+  sweeper->add(alarm, delay, errc::overloaded);
+  return deadline_alarm(std::move(alarm));
+}
 
 // --- live subscribers -----------------------------------------------------------
 
@@ -81,7 +122,7 @@ void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run)
   auto& st = self->state;
   caller.accept();
   if (caller.answered()) return;  // its deadline passed on the way here
-  st.last_active = std::chrono::steady_clock::now();
+  st.last_active = self->state.ctx->clock->now();
   if (st.current == phase::gone) {
     caller.fail(conversation_not_found(st.id));
     return;

@@ -53,7 +53,7 @@ void op_update(self_ptr self, const std::string& user, const conversation_patch&
   if (patch.model) meta.model = *patch.model;
   if (patch.system_prompt) meta.system_prompt = *patch.system_prompt;
   if (patch.metadata_json) meta.metadata_json = *patch.metadata_json;
-  meta.updated_at = now_ms();
+  meta.updated_at = self->state.ctx->clock->wall_ms();
   write_set writes{next_version(meta)};
   commit(self, std::move(writes), caller, [=] {
     auto& st = self->state;
@@ -80,7 +80,7 @@ void op_edit(self_ptr self, const std::string& user, const std::string& message_
   with_message(self, message_id, caller, [=](message_record& found) {
     auto edited = found;
     edited.content = content;
-    edited.edited_at = now_ms();
+    edited.edited_at = self->state.ctx->clock->wall_ms();
     auto meta = self->state.meta;
     meta.updated_at = *edited.edited_at;
     write_set writes{write::update_message{edited.id, edited.content, *edited.edited_at},
@@ -100,7 +100,7 @@ void op_remove(self_ptr self, const std::string& user, const std::string& messag
   if (foreign(self, user, caller)) return;
   with_message(self, message_id, caller, [=](message_record& found) {
     auto meta = self->state.meta;
-    meta.updated_at = now_ms();
+    meta.updated_at = self->state.ctx->clock->wall_ms();
     meta.message_count -= 1;
     write_set writes{write::delete_message{found.id}, next_version(meta)};
     auto removed = found.id;

@@ -37,8 +37,10 @@ struct queued_op {
   reply_slot caller;
 };
 
-/// A generation's deadline on the engine's sweeper, withdrawn when the
-/// generation ends, however it ends (completed, abandoned, its actor gone).
+/// A message the actor sends itself at a time, kept by the engine's deadline
+/// sweeper: a CAF timer would wake CAF's clock thread twice, when set and
+/// when it fires. Withdrawn when dropped (its occasion passed, the actor is
+/// gone). Made by alarm_at and alarm_after.
 class deadline_alarm {
  public:
   deadline_alarm() = default;
@@ -86,7 +88,8 @@ struct conversation_state {
   unsigned conflict_retries = 0;
   std::optional<active_generation> generation;
   std::uint64_t generations_started = 0;
-  std::chrono::steady_clock::time_point last_active;
+  steady_time last_active;
+  deadline_alarm idle_check;
   /// Clients watching every exchange (WebSockets). While there are any the
   /// actor is not passivated.
   std::vector<std::shared_ptr<conversation_subscriber>> watchers;
@@ -122,6 +125,13 @@ void publish_message(self_ptr self, conversation_event::kind type, const message
                      const std::shared_ptr<conversation_subscriber>& own);
 /// Ends every watcher's subscription, telling it why.
 void close_watchers(self_ptr self, const failure& why);
+
+/// Sends the actor `message` once the engine's clock reads `at` (or the
+/// engine stops: nothing that waits on an alarm may wait forever).
+deadline_alarm alarm_at(self_ptr self, steady_time at, caf::message message);
+/// The same after `delay`, for alarms that all wait as long (one list in the
+/// sweeper, O(1) to add).
+deadline_alarm alarm_after(self_ptr self, std::chrono::milliseconds delay, caf::message message);
 
 void passivate(self_ptr self);
 /// Gives up on the conversation's state (a write failed, so memory and database

@@ -28,9 +28,10 @@ constexpr int max_redeliveries = 3;
 class actor_engine final : public engine {
  public:
   actor_engine(const settings& cfg, std::shared_ptr<const model_registry> models,
-               const store_factory& stores)
-      : system_(configure(system_cfg_, cfg)) {
+               const store_factory& stores, std::shared_ptr<const engine_clock> clock)
+      : sweeper_(clock), system_(configure(system_cfg_, cfg)) {
     ctx_.cfg = cfg;
+    ctx_.clock = std::move(clock);
     ctx_.deadlines = &sweeper_;
     ctx_.models = std::move(models);
     ctx_.db = spawn_persistence(system_, cfg.database, stores);
@@ -273,9 +274,12 @@ class actor_engine final : public engine {
 
 std::unique_ptr<engine> engine::start(const settings& cfg,
                                       std::shared_ptr<const model_registry> models,
-                                      store_factory stores) {
+                                      store_factory stores,
+                                      std::shared_ptr<const engine_clock> clock) {
   if (!stores) stores = make_store_factory(cfg.database.url);
-  return std::make_unique<actor_engine>(cfg, std::move(models), std::move(stores));
+  if (!clock) clock = machine_clock();
+  return std::make_unique<actor_engine>(cfg, std::move(models), std::move(stores),
+                                        std::move(clock));
 }
 
 void engine::migrate(const settings& cfg) { make_store_factory(cfg.database.url)()->migrate(); }

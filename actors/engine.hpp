@@ -23,9 +23,12 @@ class engine {
   /// persistence actors. Throws store_error when the database is unreachable.
   /// `stores` gives the persistence actors their connections: by default the
   /// database at cfg.database.url (tests pass one that fails on purpose).
+  /// `clock` is the only time the engine reads: by default the machine's
+  /// (tests pass a manual_clock and move it themselves).
   static std::unique_ptr<engine> start(const settings& cfg,
                                        std::shared_ptr<const model_registry> models,
-                                       store_factory stores = {});
+                                       store_factory stores = {},
+                                       std::shared_ptr<const engine_clock> clock = {});
 
   /// Applies the schema and returns (`parley migrate`). Throws store_error.
   static void migrate(const settings& cfg);

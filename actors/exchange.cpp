@@ -9,18 +9,17 @@
 namespace parley::conversation_detail {
 
 using std::chrono::milliseconds;
-using std::chrono::steady_clock;
 
 namespace {
 
 /// The idempotency record to commit with an operation, if it claimed a key;
 /// `replace`: the operation stored a provisional answer for it before.
 void add_claim(write_set& writes, const std::optional<idempotency_claim>& claim,
-               const std::string& user_id, const outcome<exchange_result>& result,
+               const std::string& user_id, const outcome<exchange_result>& result, unix_ms now,
                bool replace = false) {
   if (!claim) return;
   writes.push_back(write::put_idempotency{
-      {user_id, claim->key, claim->request_hash, encode_answer(result), now_ms()}, replace});
+      {user_id, claim->key, claim->request_hash, encode_answer(result), now}, replace});
 }
 
 /// Looks the claimed key up in the operation's turn: runs `then` when the key
@@ -72,14 +71,14 @@ struct exchange_plan {
 };
 
 message_record new_message(const conversation_record& meta, std::int64_t seq, std::string role,
-                           shared_text content) {
+                           shared_text content, unix_ms now) {
   message_record m;
   m.id = make_uuid_v7();
   m.conversation_id = meta.id;
   m.seq = seq;
   m.role = std::move(role);
   m.content = std::move(content);
-  m.created_at = now_ms();
+  m.created_at = now;
   return m;
 }
 
@@ -92,10 +91,10 @@ exchange_facts facts_of(const exchange_plan& plan) {
 void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_record> reply,
                        const completion_usage& usage) {
   auto& st = self->state;
-  auto now = now_ms();
+  auto now = st.ctx->clock->wall_ms();
   auto c = commit_exchange(st.meta, facts_of(plan), std::move(reply), usage,
                            model_of(*st.ctx, plan.model), now);
-  add_claim(c.writes, plan.claim, c.meta.user_id, c.result, plan.user_stored);
+  add_claim(c.writes, plan.claim, c.meta.user_id, c.result, now, plan.user_stored);
   auto caller = plan.caller;
   // The answer's records are the ones the window and the watchers get.
   commit(self, std::move(c.writes), std::move(caller),
@@ -131,14 +130,15 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
         why.message_id = e.id;
         break;
       }
-  auto c = commit_failed_exchange(st.meta, facts_of(plan), now_ms());
+  auto now = st.ctx->clock->wall_ms();
+  auto c = commit_failed_exchange(st.meta, facts_of(plan), now);
   if (c.writes.empty() && !plan.claim) {
     plan.caller.fail(why);
     finish_op(self);
     return;
   }
   bool store_user = plan.user_message && !plan.user_stored;
-  add_claim(c.writes, plan.claim, c.meta.user_id, why, plan.user_stored);
+  add_claim(c.writes, plan.claim, c.meta.user_id, why, now, plan.user_stored);
   commit(self, std::move(c.writes), plan.caller, [=, meta = std::move(c.meta)]() mutable {
     auto& st = self->state;
     st.meta = meta;
@@ -157,12 +157,13 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
 /// reply is committed when it is complete.
 void store_user_message(self_ptr self, exchange_plan plan,
                         std::function<void(exchange_plan)> then) {
-  auto c = commit_user_message(self->state.meta, *plan.user_message, plan.create, now_ms());
+  auto now = self->state.ctx->clock->wall_ms();
+  auto c = commit_user_message(self->state.meta, *plan.user_message, plan.create, now);
   // Until the reply is stored, a repeat of the request gets what a failed
   // provider would have answered, never a second copy of the message.
   failure interrupted{errc::provider_error, reply_interrupted_detail};
   interrupted.message_id = plan.user_message->id;
-  add_claim(c.writes, plan.claim, c.meta.user_id, interrupted);
+  add_claim(c.writes, plan.claim, c.meta.user_id, interrupted, now);
   auto caller = plan.caller;
   commit(self, std::move(c.writes), caller, [=, meta = std::move(c.meta)]() mutable {
     auto& st = self->state;
@@ -187,7 +188,7 @@ void check_token_quota(self_ptr self, const std::string& user, reply_slot caller
     then();
     return;
   }
-  auto now = now_ms();
+  auto now = st.ctx->clock->wall_ms();
   auto day = format_day(now);
   auto decide = [self, caller, then, limit, now, user, day]() mutable {
     auto used = self->state.ctx->meter.used(user, day).value_or(0);
@@ -253,7 +254,7 @@ void ask_model(self_ptr self, exchange_plan plan, const model_info& model, stead
           // Text that clients already saw cannot be taken back by another model's.
           bool seen = plan.live && !text.empty();
           if (fallback && !seen && asked + 1 < st.ctx->models->all().size() &&
-              steady_clock::now() < deadline) {
+              st.ctx->clock->now() < deadline) {
             spdlog::warn("conversation {}: model {} failed ({}); trying {}", st.id, model.id,
                          result.error().detail, fallback->id);
             ask_model(self, std::move(plan), *fallback, deadline, asked + 1);
@@ -264,7 +265,8 @@ void ask_model(self_ptr self, exchange_plan plan, const model_info& model, stead
         }
         plan.model = model.id;
         auto next_seq = (plan.user_message ? plan.user_message->seq : st.meta.last_seq) + 1;
-        auto reply = new_message(st.meta, next_seq, "assistant", std::move(text));
+        auto reply =
+            new_message(st.meta, next_seq, "assistant", std::move(text), st.ctx->clock->wall_ms());
         reply.model = model.id;
         reply.finish_reason = to_string(result->reason);
         reply.prompt_tokens = result->usage.prompt_tokens;
@@ -285,7 +287,7 @@ void run_exchange(self_ptr self, exchange_plan plan) {
   auto caller = plan.caller;
   check_token_quota(self, user, caller, [self, plan]() mutable {
     auto& st = self->state;
-    auto deadline = steady_clock::now() + milliseconds(st.ctx->cfg.actors.generation_timeout_ms);
+    auto deadline = st.ctx->clock->now() + milliseconds(st.ctx->cfg.actors.generation_timeout_ms);
     auto ask = [self, deadline](exchange_plan plan) {
       auto& model = model_of(*self->state.ctx, plan.model);
       ask_model(self, std::move(plan), model, deadline, 0);
@@ -307,8 +309,8 @@ void run_exchange(self_ptr self, exchange_plan plan) {
 /// The user message `p` and how its reply is to be made; the model only
 /// when `p` names one.
 void take_message(exchange_plan& plan, const conversation_record& meta, std::int64_t seq,
-                  const send_params& p) {
-  plan.user_message = new_message(meta, seq, p.role, p.content);
+                  const send_params& p, unix_ms now) {
+  plan.user_message = new_message(meta, seq, p.role, p.content, now);
   plan.reply = p.reply;
   if (p.model) plan.model = *p.model;
   plan.params = {p.temperature, p.max_tokens};
@@ -321,7 +323,7 @@ void take_message(exchange_plan& plan, const conversation_record& meta, std::int
 void op_create(self_ptr self, new_conversation request, std::optional<idempotency_claim> claim,
                const completion<exchange_answer>& caller) {
   auto& st = self->state;
-  auto now = now_ms();
+  auto now = st.ctx->clock->wall_ms();
   st.meta.id = st.id;
   st.meta.user_id = request.user_id;
   st.meta.title = request.title;
@@ -336,7 +338,7 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
   plan.model = st.meta.model;
   plan.claim = std::move(claim);
   if (request.first_message) {
-    take_message(plan, st.meta, 1, *request.first_message);
+    take_message(plan, st.meta, 1, *request.first_message, now);
   }
   auto claim_now = plan.claim;
   replay_if_key_used(
@@ -353,7 +355,7 @@ void op_send(self_ptr self, const std::string& user, const send_params& p,
       auto& st = self->state;
       exchange_plan plan{.caller = caller};
       plan.model = st.meta.model;
-      take_message(plan, st.meta, st.meta.last_seq + 1, p);
+      take_message(plan, st.meta, st.meta.last_seq + 1, p, st.ctx->clock->wall_ms());
       plan.claim = claim;
       run_exchange(self, std::move(plan));
     });

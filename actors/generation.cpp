@@ -22,29 +22,6 @@ void complete_generation(self_ptr self, std::uint64_t gen, outcome<completion_re
   done.then(std::move(result), std::move(done.text));
 }
 
-/// Tells the conversation when generation `gen` passes its deadline. Kept by
-/// the engine's deadline sweeper: a CAF timer would wake CAF's clock thread
-/// twice per reply, when set and when it fires long after the reply came.
-class generation_alarm final : public pending_answer {
- public:
-  generation_alarm(deadline_sweeper* sweeper, caf::actor_addr conversation, std::uint64_t gen)
-      : pending_answer(sweeper), conversation_(std::move(conversation)), gen_(gen) {}
-
- private:
-  void deliver_failure(failure) override {
-    // Also when the sweeper stops with the engine (or had stopped when the
-    // alarm was set): a generation must not go on without a deadline, and a
-    // conversation that is gone is simply not found.
-    detail::call_reply([&] {
-      if (auto me = caf::actor_cast<conversation_actor>(conversation_))
-        caf::anon_send(me, deadline_atom::value, gen_);
-    });
-  }
-
-  caf::actor_addr conversation_;  ///< weak: the alarm does not keep the actor alive
-  std::uint64_t gen_;
-};
-
 }  // namespace
 
 void generate(self_ptr self, const model_info& model, prompt messages, const sampling& params,
@@ -92,10 +69,9 @@ void generate(self_ptr self, const model_info& model, prompt messages, const sam
   if (cancel) cancel->on_cancel([me, gen] { caf::anon_send(me, cancel_atom::value, gen); });
   // A provider that answered within start() needs no deadline.
   if (!finished->load()) {
-    assert(st.ctx->deadlines);
-    auto alarm = std::make_shared<generation_alarm>(st.ctx->deadlines, self->address(), gen);
-    st.ctx->deadlines->add_at(alarm, deadline, errc::provider_timeout);
-    st.generation->alarm = deadline_alarm(std::move(alarm));
+    // Also when the engine stops: a generation must not go on without a
+    // deadline, and a conversation that is gone is simply not found.
+    st.generation->alarm = alarm_at(self, deadline, caf::make_message(deadline_atom::value, gen));
   }
 }
 

@@ -16,6 +16,7 @@ struct recorder {
   std::mutex mutex;
   std::vector<outcome<std::string>> answers;
   std::promise<void> first;
+  std::shared_future<void> answered = first.get_future().share();
 
   reply_fn<std::string> fn() {
     return [this](outcome<std::string> r) {
@@ -25,7 +26,7 @@ struct recorder {
     };
   }
   bool wait(std::chrono::seconds limit = 10s) {
-    return first.get_future().wait_for(limit) == std::future_status::ready;
+    return answered.wait_for(limit) == std::future_status::ready;
   }
   std::size_t count() {
     std::lock_guard lock(mutex);
@@ -232,4 +233,34 @@ BOOST_AUTO_TEST_CASE(deadlines_of_their_own_fire_in_deadline_order_whatever_the_
              boost::test_tools::per_element());
   BOOST_TEST(withdrawn.count() == 0);
   BOOST_TEST(sweeper.pending() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(on_a_manual_clock_deadlines_pass_when_the_clock_is_moved) {
+  recorder first, second;
+  auto clock = std::make_shared<manual_clock>(0);
+  deadline_sweeper sweeper(clock);
+  auto a = answer_for(&sweeper, first);
+  auto b = answer_for(&sweeper, second);
+  sweeper.add(a, 50ms, errc::db_unavailable);
+  sweeper.add_at(b, clock->now() + 80ms, errc::provider_timeout);
+  clock->advance(49ms);
+  // The sweeper keeps looking at the clock; a real second changes nothing.
+  BOOST_TEST(!first.wait(1s));
+  clock->advance(1ms);
+  BOOST_REQUIRE(first.wait());
+  BOOST_TEST((first.answers[0].error().code == errc::db_unavailable));
+  BOOST_TEST(second.count() == 0);
+  clock->advance(30ms);
+  BOOST_REQUIRE(second.wait());
+  BOOST_TEST((second.answers[0].error().code == errc::provider_timeout));
+  BOOST_TEST(sweeper.pending() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_manual_clocks_readings_move_together) {
+  manual_clock clock(1772409540000);
+  auto start = clock.now();
+  clock.advance(61s);
+  BOOST_TEST((clock.now() - start == 61s));
+  BOOST_TEST(clock.wall_ms() == 1772409601000);
+  BOOST_TEST(format_day(clock.wall_ms()) == "2026-03-02");
 }

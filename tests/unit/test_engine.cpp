@@ -2,6 +2,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "actors/engine.hpp"
+#include "actors/engine_clock.hpp"
 #include "config/load_settings.hpp"
 #include "support/forwarding_store.hpp"
 
@@ -51,7 +52,7 @@ struct engine_fixture {
     eng.reset();
     std::filesystem::remove_all(path);
   }
-  void start() { eng = engine::start(cfg, model_registry::build(cfg), stores); }
+  void start() { eng = engine::start(cfg, model_registry::build(cfg), stores, clock); }
 
   exchange_result create(const std::string& user, std::optional<std::string> first = {}) {
     new_conversation c;
@@ -88,6 +89,9 @@ struct engine_fixture {
   std::string path;
   settings cfg;
   store_factory stores;  ///< empty: the database at cfg.database.url
+  /// The engine's time, which moves only when a test moves it (from
+  /// 2026-03-01T23:59:00Z): deadlines and idleness need no waiting.
+  std::shared_ptr<manual_clock> clock = std::make_shared<manual_clock>(1772409540000);
   std::unique_ptr<engine> eng;
 };
 
@@ -100,13 +104,32 @@ bool eventually(std::function<bool()> condition) {
   return false;
 }
 
+/// Moves the engine's clock on in `step`s until `condition` holds (checked
+/// for a little while after each step: the engine's threads act on the new
+/// time). False if it never does within `steps`.
+bool advance_until(engine_fixture& f, std::chrono::milliseconds step,
+                   const std::function<bool()>& condition, int steps = 40) {
+  for (int i = 0; i < steps; ++i) {
+    f.clock->advance(step);
+    for (int look = 0; look < 50; ++look) {
+      if (condition()) return true;
+      std::this_thread::yield();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  return condition();
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(idle_actors_passivate_and_come_back) {
   engine_fixture f([](settings& s) { s.actors.idle_timeout_s = 1; });
   auto id = f.create("alice", "first").conversation->id;
+  f.clock->advance(std::chrono::milliseconds(900));
   BOOST_TEST(f.eng->live_conversations() == 1u);
-  BOOST_TEST(eventually([&] { return f.eng->live_conversations() == 0; }));
+  // A check a quarter of the timeout later sees it idle.
+  BOOST_TEST(advance_until(
+      f, std::chrono::milliseconds(250), [&] { return f.eng->live_conversations() == 0; }, 4));
   auto again = f.send("alice", id, "second");
   BOOST_REQUIRE(bool(again));
   BOOST_TEST(again->message->seq == 3);  // seq continues from the database
@@ -382,7 +405,15 @@ BOOST_AUTO_TEST_CASE(a_watched_actor_stays_live_and_deletion_closes_its_watchers
   auto id = f.create("alice").conversation->id;
   auto s = std::make_shared<recording_subscriber>();
   BOOST_REQUIRE(bool(watch(f, "alice", id, s)));
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // Ten idle checks pass, each answered before the next: a request queues
+  // behind the check in the actor's mailbox.
+  for (int i = 0; i < 10; ++i) {
+    f.clock->advance(std::chrono::milliseconds(250));
+    BOOST_REQUIRE(eventually([&] { return f.eng->live_conversations() == 1u; }));
+    waiter<conversation_record> seen;
+    f.eng->get_conversation("alice", id, seen.fn());
+    BOOST_REQUIRE(bool(seen.get()));
+  }
   BOOST_TEST(f.eng->live_conversations() == 1u);
   waiter<done> w;
   f.eng->delete_conversation("alice", id, w.fn());
@@ -394,7 +425,8 @@ BOOST_AUTO_TEST_CASE(a_watched_actor_stays_live_and_deletion_closes_its_watchers
   auto t = std::make_shared<recording_subscriber>();
   BOOST_REQUIRE(bool(watch(f, "alice", other, t)));
   f.eng->unwatch(other, t);
-  BOOST_TEST(eventually([&] { return f.eng->live_conversations() == 0; }));
+  BOOST_TEST(advance_until(f, std::chrono::milliseconds(250),
+                           [&] { return f.eng->live_conversations() == 0; }));
 }
 
 namespace {
@@ -500,7 +532,7 @@ namespace {
 struct store_faults {
   std::atomic<bool> commit_throws{false};  ///< something other than a store_error
   std::atomic<bool> reads_throw{false};    ///< likewise, from find_conversation
-  std::atomic<int> reads_stall_ms{0};      ///< find_conversation takes this long
+  std::atomic<bool> reads_held{false};     ///< find_conversation waits while set
 };
 
 class faulty_store final : public testing::forwarding_store {
@@ -513,8 +545,7 @@ class faulty_store final : public testing::forwarding_store {
   }
   std::optional<conversation_record> find_conversation(const std::string& id) override {
     if (faults_.reads_throw) throw std::logic_error("a bug in the store");
-    if (auto ms = faults_.reads_stall_ms.load())
-      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    while (faults_.reads_held) std::this_thread::yield();
     return forwarding_store::find_conversation(id);
   }
 
@@ -577,14 +608,14 @@ BOOST_AUTO_TEST_CASE(a_reader_that_throws_answers_503_and_keeps_serving) {
 BOOST_AUTO_TEST_CASE(a_read_stuck_past_its_deadline_is_answered_by_the_sweeper) {
   faulty_engine f([](settings& s) { s.database.timeout_ms = 100; });
   auto id = f.create("alice").conversation->id;
-  f.faults.reads_stall_ms = 1500;
-  auto asked = std::chrono::steady_clock::now();
-  auto stuck = get(f, id);
-  auto waited = std::chrono::steady_clock::now() - asked;
+  f.faults.reads_held = true;
+  waiter<conversation_record> w;
+  f.eng->get_conversation("alice", id, w.fn());
+  f.clock->advance(std::chrono::milliseconds(101));
+  auto stuck = w.get();  // while the store still holds the read
   BOOST_REQUIRE(!stuck);
   BOOST_TEST((stuck.error().code == errc::db_unavailable));
-  BOOST_TEST((waited < std::chrono::milliseconds(1200)));  // the store had not answered yet
-  f.faults.reads_stall_ms = 0;
+  f.faults.reads_held = false;
 }
 
 BOOST_AUTO_TEST_CASE(an_operation_stuck_past_its_deadline_is_answered_by_the_sweeper) {
@@ -599,14 +630,16 @@ BOOST_AUTO_TEST_CASE(an_operation_stuck_past_its_deadline_is_answered_by_the_swe
   // A new engine on the same database: the conversation must be loaded.
   f.eng.reset();
   f.start();
-  f.faults.reads_stall_ms = 1500;
-  auto asked = std::chrono::steady_clock::now();
-  auto stuck = f.send("alice", id, "hello");
-  auto waited = std::chrono::steady_clock::now() - asked;
+  f.faults.reads_held = true;
+  send_params p;
+  p.content = "hello";
+  waiter<exchange_answer> w;
+  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
+  f.clock->advance(std::chrono::milliseconds(401));
+  auto stuck = w.get();  // while the store still holds the load
   BOOST_REQUIRE(!stuck);
   BOOST_TEST((stuck.error().code == errc::overloaded));  // answered 503 with Retry-After
-  BOOST_TEST((waited < std::chrono::milliseconds(1200)));
-  f.faults.reads_stall_ms = 0;
+  f.faults.reads_held = false;
   // Once the load ends the conversation serves again, and the request that
   // was answered 503 did not run after all: a retry must not store it twice.
   BOOST_TEST(eventually([&] { return bool(f.send("alice", id, "again")); }));
@@ -670,13 +703,40 @@ BOOST_AUTO_TEST_CASE(a_model_past_the_generation_deadline_is_given_up_on) {
     s.actors.generation_timeout_ms = 200;
   });
   auto id = f.create("alice").conversation->id;
-  auto asked = std::chrono::steady_clock::now();
-  auto late = f.send("alice", id, "hello?");
+  send_params p;
+  p.content = "hello?";
+  waiter<exchange_answer> w;
+  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
+  // The deadline is set when the model is asked, which the test cannot see:
+  // time moves on in steps until the answer comes, long before the model's.
+  auto answered = w.promise.get_future();
+  for (int step = 0; step < 100; ++step) {
+    if (answered.wait_for(std::chrono::milliseconds(10)) == std::future_status::ready) break;
+    f.clock->advance(std::chrono::milliseconds(50));
+  }
+  BOOST_REQUIRE(answered.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+  auto late = answered.get();
   BOOST_REQUIRE(!late);
   BOOST_TEST((late.error().code == errc::provider_timeout));
-  BOOST_TEST((std::chrono::steady_clock::now() - asked < std::chrono::seconds(3)));
   // The user message is kept, as after any provider failure, and the
   // conversation goes on.
   BOOST_TEST(late.error().message_id.size() > 0u);
   BOOST_TEST(f.history("alice", id).data.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(the_daily_token_allowance_renews_at_midnight_utc) {
+  engine_fixture f([](settings& s) { s.limits.tokens_per_day = 1; });  // one exchange a day
+  auto id = f.create("alice").conversation->id;
+  BOOST_REQUIRE(bool(f.send("alice", id, "today")));
+  auto refused = f.send("alice", id, "again");
+  BOOST_REQUIRE(!refused);
+  BOOST_TEST((refused.error().code == errc::rate_limited));
+  BOOST_REQUIRE(refused.error().retry_after_s.has_value());
+  BOOST_TEST(*refused.error().retry_after_s == 60u);  // the clock reads 23:59:00 UTC
+  f.clock->advance(std::chrono::seconds(59));
+  BOOST_TEST(!f.send("alice", id, "still today"));
+  f.clock->advance(std::chrono::seconds(1));
+  auto tomorrow = f.send("alice", id, "tomorrow");
+  BOOST_REQUIRE(bool(tomorrow));
+  BOOST_TEST(tomorrow->message->created_at == 1772409600000);  // 2026-03-02T00:00:00Z
 }

@@ -152,6 +152,8 @@ caf::behavior writer(caf::stateful_actor<writer_state>* self, std::shared_ptr<st
         recorded_writer_metrics().mailbox_backlog.set(static_cast<double>(self->mailbox().size()));
         auto& st = self->state;
         st.pending.push_back({std::move(set), self->make_response_promise()});
+        // Taken now: a full batch is flushed below, which empties `pending`.
+        auto promise = st.pending.back().promise;
         if (st.pending.size() >= st.cfg.batch_max_requests) {
           flush_pending(st);
         } else if (!st.flush_scheduled) {
@@ -164,7 +166,7 @@ caf::behavior writer(caf::stateful_actor<writer_state>* self, std::shared_ptr<st
             self->delayed_send(self, std::chrono::milliseconds(st.cfg.batch_delay_ms),
                                tick_atom::value);
         }
-        return st.pending.back().promise;
+        return promise;
       },
       [=](tick_atom) {
         self->state.flush_scheduled = false;

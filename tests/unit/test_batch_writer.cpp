@@ -180,6 +180,28 @@ BOOST_FIXTURE_TEST_CASE(one_bad_request_fails_alone, writer_fixture) {
   caf::anon_send_exit(db.readers, caf::exit_reason::user_shutdown);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_full_batch_commits_at_once_and_answers_every_write, writer_fixture) {
+  cfg.batch_delay_ms = 60000;  // only a full batch flushes
+  cfg.batch_max_requests = 4;
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys{sys_cfg};
+  auto db = spawn_persistence(sys, cfg, factory);
+  caf::scoped_actor self{sys};
+  constexpr int writes = 8;  // two full batches
+  for (int i = 0; i < writes; ++i)
+    self->send(db.writer, write_atom::value,
+               write_set{write::insert_conversation{conversation("full-" + std::to_string(i))}});
+  int answered = 0;
+  self->receive_for(answered, writes)(
+      [](ok_atom) {}, [](caf::error&) { BOOST_FAIL("a write of a full batch failed"); },
+      caf::after(std::chrono::seconds(10)) >> [] { BOOST_FAIL("a full batch was not answered"); });
+  BOOST_TEST(answered == writes);
+  BOOST_TEST(batches.load() == 2);
+  BOOST_TEST(checker->find_conversation("full-7").has_value());
+  caf::anon_send_exit(db.writer, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(db.readers, caf::exit_reason::user_shutdown);
+}
+
 BOOST_FIXTURE_TEST_CASE(shutdown_commits_what_is_pending, writer_fixture) {
   cfg.batch_delay_ms = 60000;  // nothing would flush on its own for a minute
   cfg.batch_max_requests = 1000;

@@ -3,7 +3,8 @@
 # (OpenAI protocol) answering after a fixed time to first token, against the
 # ideal of connections / ttft requests/s, and the latency Parley adds on top
 # of the mock's own (the mock loaded directly with the same concurrency, in
-# the same run).
+# the same run), and the send rate beside the same load on `echo`. Every
+# run is measured warm; the p99 of Parley's first seconds is reported apart.
 # Usage: bench/providers.sh [connections=256] [seconds=20] [ttft_ms=500] [conversations=4096]
 # Needs a built tree (scripts/build.sh parley parley-mock-upstream) and wrk.
 # PARLEY_BENCH_PERF=DIR profiles the server during the send run (bench/lib.sh).
@@ -22,7 +23,7 @@ work="$(mktemp -d)"
 mock_pid=""
 trap 'stop_server; [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null; rm -rf "$work"' EXIT
 
-"$mock_bin" --port 0 --ttft-ms "$ttft_ms" --words 20 > "$work/mock.out" 2> "$work/mock.err" &
+"$mock_bin" --port 0 --ttft-ms "$ttft_ms" --words 20 --no-request-log > "$work/mock.out" 2> "$work/mock.err" &
 mock_pid=$!
 for _ in $(seq 1 100); do
   grep -q "listening on" "$work/mock.out" 2>/dev/null && break
@@ -54,12 +55,29 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"model":"mock-model","messages":[{"role":"user","content":"hello world, how are you today?"}]}'
 LUA
 
+# Each measured run follows a warm-up of the same load (3 s): the first
+# requests open every connection at once (for Parley, to the client and to
+# the upstream), whose tail the warm-up of Parley's send reports apart.
+warm_up() {  # warm_up SCRIPT URL [OUT]
+  wrk -t2 -c"$connections" -d3s --latency -s "$1" "$2" > "${3:-/dev/null}"
+}
 echo "== the mock alone: POST /v1/chat/completions, $connections connections, ${seconds}s"
+warm_up "$work/direct.lua" "$mock_base/v1/chat/completions"
 wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$work/direct.lua" "$mock_base/v1/chat/completions" \
   | tee "$work/direct.txt"
 echo "== Parley send-message through the mock, $connections connections, ${seconds}s, $conversations conversations"
+warm_up "$work/send.lua" "$base" "$work/cold.txt"
 profiled send wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$work/send.lua" "$base" \
   | tee "$work/send.txt"
+
+# The same load on the built-in echo model, which asks no upstream: what the
+# upstream's round trip costs, in the same run.
+stop_server
+start_server "sqlite://$work/echo.db" "$(printf '[limits]\nconversation_queue = 64\n')"
+make_send_script "$conversations"
+echo "== Parley send-message with echo (no upstream), $connections connections, ${seconds}s"
+warm_up "$work/send.lua" "$base"
+profiled echo wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$work/send.lua" "$base" | tee "$work/echo.txt"
 
 ms() {  # wrk latency ("512.34ms", "1.02s", "900.00us") in milliseconds
   awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.1f", v}' <<< "$1"
@@ -71,4 +89,6 @@ p99=$(ms "$(wrk_field "$work/send.txt" 99%)")
 mock50=$(ms "$(wrk_field "$work/direct.txt" 50%)")
 mock99=$(ms "$(wrk_field "$work/direct.txt" 99%)")
 errors=$(grep -E 'Non-2xx|Socket errors' "$work/send.txt" || echo "none")
-echo "== summary: ${send} req/s of an ideal ${ideal} ($(awk -v s="$send" -v i="$ideal" 'BEGIN{printf "%.2f", s/i}')); p50 ${p50} ms (mock alone ${mock50}, added $(awk -v a="$p50" -v b="$mock50" 'BEGIN{printf "%.1f", a-b}')), p99 ${p99} ms (mock alone ${mock99}, added $(awk -v a="$p99" -v b="$mock99" 'BEGIN{printf "%.1f", a-b}')); errors: ${errors}"
+echo_rps=$(wrk_field "$work/echo.txt" rps)
+cold99=$(ms "$(wrk_field "$work/cold.txt" 99%)")
+echo "== summary: ${send} req/s of an ideal ${ideal} ($(awk -v s="$send" -v i="$ideal" 'BEGIN{printf "%.2f", s/i}')), $(awk -v s="$send" -v e="$echo_rps" 'BEGIN{printf "%.2f", s/e}') of echo's ${echo_rps}; p50 ${p50} ms (mock alone ${mock50}, added $(awk -v a="$p50" -v b="$mock50" 'BEGIN{printf "%.1f", a-b}')), p99 ${p99} ms (mock alone ${mock99}, added $(awk -v a="$p99" -v b="$mock99" 'BEGIN{printf "%.1f", a-b}'); in the first 3 s ${cold99}); errors: ${errors}"

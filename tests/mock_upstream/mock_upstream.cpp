@@ -664,7 +664,8 @@ class exchange : public std::enable_shared_from_this<exchange> {
 /// from every I/O thread; shared state is guarded by one mutex.
 class mock_server {
  public:
-  explicit mock_server(behavior defaults) : defaults_(defaults) {}
+  mock_server(behavior defaults, bool keep_requests)
+      : defaults_(defaults), keep_requests_(keep_requests) {}
 
   restinio::request_handling_status_t handle(request_handle_t req, asio::io_context& io) {
     auto path = std::string(req->header().path());
@@ -682,6 +683,8 @@ class mock_server {
       return reply(req, 204, nullptr);
     }
     if (get && path == "/_mock/requests") {
+      if (!keep_requests_)
+        return reply(req, 409, {{"error", "requests are not kept (--no-request-log)"}});
       std::lock_guard lock(mutex_);
       return reply(req, 200, received_);
     }
@@ -756,15 +759,17 @@ class mock_server {
                                                  protocol p) {
     auto body = json::parse(req->body(), nullptr, false);
     json headers = json::object();
-    for (auto name : {"authorization", "x-api-key", "anthropic-version", "content-type"})
-      if (auto v = req->header().opt_value_of(name)) headers[name] = std::string(*v);
+    if (keep_requests_)
+      for (auto name : {"authorization", "x-api-key", "anthropic-version", "content-type"})
+        if (auto v = req->header().opt_value_of(name)) headers[name] = std::string(*v);
     behavior b = defaults_;
     std::int64_t number = 0;
     {
       std::lock_guard lock(mutex_);
-      received_.push_back({{"path", std::string(req->header().path())},
-                           {"headers", headers},
-                           {"body", body.is_discarded() ? json(req->body()) : body}});
+      if (keep_requests_)
+        received_.push_back({{"path", std::string(req->header().path())},
+                             {"headers", headers},
+                             {"body", body.is_discarded() ? json(req->body()) : body}});
       number = ++requests_;
       if (!queued_.empty()) {
         b = queued_.front();
@@ -792,6 +797,8 @@ class mock_server {
   }
 
   const behavior defaults_;
+  /// Off for benchmarks: the log would grow by every request's body.
+  const bool keep_requests_;
   std::mutex mutex_;
   std::deque<behavior> queued_;                                // guarded by mutex_
   json received_ = json::array();                              // guarded by mutex_
@@ -831,12 +838,15 @@ int main(int argc, char** argv) {
   std::uint16_t port = 0;
   unsigned threads = 2;
   behavior defaults;
+  bool no_request_log = false;
   app.add_option("--host", host, "address to listen on");
   app.add_option("--port", port, "port (0: a free one)");
   app.add_option("--threads", threads, "I/O threads")->check(CLI::Range(1u, 64u));
   app.add_option("--ttft-ms", defaults.ttft_ms, "default time to the first piece");
   app.add_option("--itl-ms", defaults.itl_ms, "default time between pieces");
   app.add_option("--words", defaults.words, "default reply length in words (0: echo)");
+  app.add_flag("--no-request-log", no_request_log,
+               "keep no log of the requests (GET /_mock/requests answers 409): for benchmarks");
   CLI11_PARSE(app, argc, argv);
 
   // Every thread started from here on inherits the blocked signals; this one
@@ -847,7 +857,7 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  mock_server mock(defaults);
+  mock_server mock(defaults, !no_request_log);
   std::atomic<std::uint16_t> bound{0};
   using server_t = restinio::http_server_t<mock_traits>;
   std::unique_ptr<server_t> server;

@@ -70,6 +70,15 @@ warm_up "$work/send.lua" "$base" "$work/cold.txt"
 profiled send wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$work/send.lua" "$base" \
   | tee "$work/send.txt"
 
+# The same model at nine tenths of the ideal rate, with the requests spread
+# evenly in time (open loop) rather than sent by clients that all started at
+# once and so arrive in waves of `connections` every ttft_ms.
+rate=$(awk -v c="$connections" -v t="$ttft_ms" 'BEGIN{r = (t > 0 ? c * 1000 / t : 1000) * 0.9; printf "%.0f", r < 1 ? 1 : r}')
+echo "== Parley send-message through the mock, open loop at ${rate}/s, ${seconds}s"
+"$build/bench/parley-load" --url "$base" --route message --rate "$rate" \
+  --connections $((connections * 2)) --users 64 --conversations-per-user $(((conversations + 63) / 64)) \
+  --seconds "$seconds" --quiet --json "$work/open.json" > /dev/null
+
 # The same load on the built-in echo model, which asks no upstream: what the
 # upstream's round trip costs, in the same run.
 stop_server
@@ -91,4 +100,6 @@ mock99=$(ms "$(wrk_field "$work/direct.txt" 99%)")
 errors=$(grep -E 'Non-2xx|Socket errors' "$work/send.txt" || echo "none")
 echo_rps=$(wrk_field "$work/echo.txt" rps)
 cold99=$(ms "$(wrk_field "$work/cold.txt" 99%)")
+open_line=$(jq -r --arg t "$ttft_ms" '"\(.requests_per_s | floor) req/s, p50 \(.latency.whole.p50_ms * 10 | round / 10) ms, p99 \(.latency.whole.p99_ms * 10 | round / 10) ms (\(.latency.whole.p99_ms - ($t | tonumber) | . * 10 | round / 10) over the model), errors \(.errors | length)"' "$work/open.json")
 echo "== summary: ${send} req/s of an ideal ${ideal} ($(awk -v s="$send" -v i="$ideal" 'BEGIN{printf "%.2f", s/i}')), $(awk -v s="$send" -v e="$echo_rps" 'BEGIN{printf "%.2f", s/e}') of echo's ${echo_rps}; p50 ${p50} ms (mock alone ${mock50}, added $(awk -v a="$p50" -v b="$mock50" 'BEGIN{printf "%.1f", a-b}')), p99 ${p99} ms (mock alone ${mock99}, added $(awk -v a="$p99" -v b="$mock99" 'BEGIN{printf "%.1f", a-b}'); in the first 3 s ${cold99}); errors: ${errors}"
+echo "== open loop (evenly spread arrivals): ${open_line}"

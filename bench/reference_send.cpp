@@ -17,6 +17,7 @@
 #include "config/json_text.hpp"
 #include "config/uuid.hpp"
 
+#include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
 #include <caf/all.hpp>
@@ -50,17 +51,23 @@ struct writer_job {
   bool create = false;  ///< a new conversation: one insert, answered 201
 };
 
-/// One thread, one SQLite session: commits whatever is queued in one
-/// transaction, then answers each request of it.
+/// One thread, one database session: commits whatever is queued in one
+/// transaction, then answers each request of it. SQLite as Parley runs it
+/// (WAL, synchronous=NORMAL), or PostgreSQL given libpq's key=value string.
 class writer {
  public:
-  explicit writer(const std::string& path) : db_(soci::sqlite3, "db=" + path) {
-    db_ << "PRAGMA journal_mode=WAL";
-    db_ << "PRAGMA synchronous=NORMAL";
-    db_ << "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, last_seq INTEGER, "
-           "updated_at INTEGER)";
+  writer(const std::string& sqlite_path, const std::string& postgresql) {
+    if (postgresql.empty()) {
+      db_.open(soci::sqlite3, "db=" + sqlite_path);
+      db_ << "PRAGMA journal_mode=WAL";
+      db_ << "PRAGMA synchronous=NORMAL";
+    } else {
+      db_.open(soci::postgresql, postgresql);
+    }
+    db_ << "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, last_seq BIGINT, "
+           "updated_at BIGINT)";
     db_ << "CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, conversation_id TEXT, "
-           "seq INTEGER, role TEXT, content TEXT, created_at INTEGER, "
+           "seq BIGINT, role TEXT, content TEXT, created_at BIGINT, "
            "UNIQUE (conversation_id, seq))";
     thread_ = std::thread([this] { run(); });
   }
@@ -219,6 +226,7 @@ restinio::request_handling_status_t problem(const restinio::request_handle_t& re
 int main(int argc, char** argv) {
   std::uint16_t port = 0;
   std::string database = "reference.db";
+  std::string postgresql;
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
@@ -226,11 +234,13 @@ int main(int argc, char** argv) {
       port = static_cast<std::uint16_t>(std::stoi(argv[i + 1]));
     else if (flag == "--database")
       database = argv[i + 1];
+    else if (flag == "--postgresql")
+      postgresql = argv[i + 1];
     else if (flag == "--threads")
       threads = static_cast<unsigned>(std::stoi(argv[i + 1]));
     else {
-      std::cerr << "usage: parley-bench-reference-send [--port N] [--database FILE] "
-                   "[--threads N]\n";
+      std::cerr << "usage: parley-bench-reference-send [--port N] [--database SQLITE_FILE | "
+                   "--postgresql 'host=... port=... user=... dbname=...'] [--threads N]\n";
       return 2;
     }
   }
@@ -245,7 +255,7 @@ int main(int argc, char** argv) {
   cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
   cfg.set("scheduler.policy", caf::atom("sharing"));
   caf::actor_system sys{cfg};
-  writer w(database);
+  writer w(database, postgresql);
   directory conversations(sys, w);
 
   auto handler = [&](restinio::request_handle_t req) -> restinio::request_handling_status_t {

@@ -5,7 +5,10 @@
 # both see the same machine. Each user sends to its one conversation (the
 # long-conversation workload of bench/scenarios/throughput.sh). Prints a
 # Markdown table; with PARLEY_BENCH_PERF=DIR, each send run is profiled into
-# DIR/ROUND-SERVER.data (bench/lib.sh).
+# DIR/ROUND-SERVER.data (bench/lib.sh). With PARLEY_FLOOR_DB=postgresql both
+# write to a throwaway PostgreSQL cluster (scripts/test-postgres.sh, fsync
+# on) instead of SQLite files; there the reference is no floor: it runs a
+# statement (a round trip) per row, where Parley pipelines multi-row ones.
 # Usage: bench/scenarios/send-floor.sh [seconds=8] [concurrency=64] [rounds=2]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -15,10 +18,40 @@ seconds="${1:-8}"
 concurrency="${2:-64}"
 rounds="${3:-2}"
 reference="$build/bench/parley-bench-reference-send"
+database="${PARLEY_FLOOR_DB:-sqlite}"
+if [ "$database" = postgresql ]; then
+  pg_dir="$(mktemp -d "${TMPDIR:-/tmp}/parley-pg-XXXXXX")"  # beside $work: its owner must reach it
+  trap 'stop_server; "$root/scripts/test-postgres.sh" "$pg_dir" destroy > /dev/null; rm -rf "$work"' EXIT
+  "$root/scripts/test-postgres.sh" "$pg_dir" init > /dev/null
+  pg_port="$(cat "$pg_dir/port")"
+fi
+
+# database_for NAME: the database URL Parley gets (a new database on the
+# cluster, or a SQLite file); database_args NAME: the same for the reference.
+database_for() {
+  if [ "$database" = postgresql ]; then
+    psql -q "postgresql://parley@127.0.0.1:$pg_port/postgres" -c "CREATE DATABASE $1"
+    echo "postgresql://parley@127.0.0.1:$pg_port/$1"
+  else
+    echo "sqlite://$work/$1.db"
+  fi
+}
+database_args() {
+  if [ "$database" = postgresql ]; then
+    psql -q "postgresql://parley@127.0.0.1:$pg_port/postgres" -c "CREATE DATABASE $1"
+    echo "--postgresql"
+    echo "host=127.0.0.1 port=$pg_port user=parley dbname=$1"
+  else
+    echo "--database"
+    echo "$work/$1.db"
+  fi
+}
 
 start_reference() {
   : > "$work/stdout"
-  "$reference" --port 0 --database "$work/reference-$1.db" > "$work/stdout" 2> "$work/stderr" &
+  local args
+  mapfile -t args < <(database_args "reference_$1")
+  "$reference" --port 0 "${args[@]}" > "$work/stdout" 2> "$work/stderr" &
   server_pid=$!
   for _ in $(seq 1 100); do
     grep -q "listening on" "$work/stdout" 2>/dev/null && break
@@ -41,7 +74,9 @@ measure() {  # measure ROUND SERVER
 echo "| server | GET /health req/s | send req/s | ratio | p50 ms | p99 ms |"
 echo "|---|---|---|---|---|---|"
 for round in $(seq 1 "$rounds"); do
-  start_server "sqlite://$work/parley-$round.db" ""
+  url="$(database_for "parley_$round")"
+  "$bin" migrate --database-url "$url" > /dev/null
+  start_server "$url" ""
   measure "$round" parley
   stop_server
   start_reference "$round"

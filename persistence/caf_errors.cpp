@@ -9,8 +9,6 @@
 
 namespace parley {
 
-caf::error make_error(errc code) { return {static_cast<std::uint8_t>(code), errc_category}; }
-
 caf::error make_caf_error(const failure& f) {
   return {static_cast<std::uint8_t>(f.code), errc_category,
           caf::make_message(f.detail, f.field, f.message_id,

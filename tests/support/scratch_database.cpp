@@ -69,6 +69,25 @@ scratch_database::~scratch_database() {
   }
 }
 
+long long scratch_database::query_int(const std::string& sql) const {
+  if (postgresql_name_.empty()) {
+    soci::session session(soci::sqlite3, "db=" + url_.substr(std::string("sqlite://").size()));
+    long long value = 0;
+    soci::indicator ind = soci::i_null;
+    session << sql, soci::into(value, ind);
+    if (ind != soci::i_ok) throw std::runtime_error(sql + ": no value");
+    return value;
+  }
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url_.c_str()), &PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK)
+    throw std::runtime_error("cannot reach " + url_ + ": " + PQerrorMessage(conn.get()));
+  std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), sql.c_str()), &PQclear);
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK || PQntuples(res.get()) < 1 ||
+      PQgetisnull(res.get(), 0, 0))
+    throw std::runtime_error(sql + ": " + PQresultErrorMessage(res.get()));
+  return std::stoll(PQgetvalue(res.get(), 0, 0));
+}
+
 void scratch_database::execute(const std::string& sql) const {
   if (postgresql_name_.empty()) {
     soci::session session(soci::sqlite3, "db=" + url_.substr(std::string("sqlite://").size()));

@@ -42,6 +42,10 @@ class scratch_database {
   /// state Parley would not make, such as an older schema). Throws on error.
   void execute(const std::string& sql) const;
 
+  /// Runs one query on the database, outside Parley, and returns its first
+  /// row's first column, an integer. Throws on error or an empty result.
+  long long query_int(const std::string& sql) const;
+
   /// PostgreSQL only: ends every other connection to this database, as a
   /// server restart or a network failure would.
   void terminate_connections();

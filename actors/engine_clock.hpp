@@ -13,6 +13,9 @@ namespace parley {
 /// The engine's time, given to it: how long things take (deadlines, idleness)
 /// and what time it is (the timestamps it stores, the day usage counts in).
 /// The engine reads the time only from here, so tests can move it at will.
+/// (Below and around it the machine's clock still rules: the providers'
+/// timeouts, the writer's purge of day-old idempotency keys, the time inside
+/// a UUID v7, the HTTP layer's limits.)
 class engine_clock {
  public:
   using time_point = std::chrono::steady_clock::time_point;

@@ -38,7 +38,9 @@ void generate(self_ptr self, const model_info& model, prompt messages, const sam
   request.temperature = params.temperature;
   request.max_tokens = std::min<std::uint32_t>(params.max_tokens.value_or(model.max_output_tokens),
                                                model.max_output_tokens);
-  request.deadline = deadline;
+  // Providers keep time by the machine's clock: the deadline goes to them as
+  // what is left of it.
+  request.deadline = std::chrono::steady_clock::now() + (deadline - st.ctx->clock->now());
   // Someone reads the reply as it is written: ask for it piece by piece.
   request.stream = live;
   auto me = caf::actor_cast<conversation_actor>(self);

@@ -100,6 +100,6 @@ mock99=$(ms "$(wrk_field "$work/direct.txt" 99%)")
 errors=$(grep -E 'Non-2xx|Socket errors' "$work/send.txt" || echo "none")
 echo_rps=$(wrk_field "$work/echo.txt" rps)
 cold99=$(ms "$(wrk_field "$work/cold.txt" 99%)")
-open_line=$(jq -r --arg t "$ttft_ms" '"\(.requests_per_s | floor) req/s, p50 \(.latency.whole.p50_ms * 10 | round / 10) ms, p99 \(.latency.whole.p99_ms * 10 | round / 10) ms (\(.latency.whole.p99_ms - ($t | tonumber) | . * 10 | round / 10) over the model), errors \(.errors | length)"' "$work/open.json")
+open_line=$(jq -r --arg t "$ttft_ms" '"\(.requests_per_s | floor) req/s, p50 \(.latency.whole.p50_ms * 10 | round / 10) ms, p99 \(.latency.whole.p99_ms * 10 | round / 10) ms (\(.latency.whole.p99_ms - ($t | tonumber) | . * 10 | round / 10) over the model), errors \([.errors[]] | add // 0)"' "$work/open.json")
 echo "== summary: ${send} req/s of an ideal ${ideal} ($(awk -v s="$send" -v i="$ideal" 'BEGIN{printf "%.2f", s/i}')), $(awk -v s="$send" -v e="$echo_rps" 'BEGIN{printf "%.2f", s/e}') of echo's ${echo_rps}; p50 ${p50} ms (mock alone ${mock50}, added $(awk -v a="$p50" -v b="$mock50" 'BEGIN{printf "%.1f", a-b}')), p99 ${p99} ms (mock alone ${mock99}, added $(awk -v a="$p99" -v b="$mock99" 'BEGIN{printf "%.1f", a-b}'); in the first 3 s ${cold99}); errors: ${errors}"
 echo "== open loop (evenly spread arrivals): ${open_line}"

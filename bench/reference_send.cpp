@@ -40,6 +40,16 @@ namespace {
 
 using text_ptr = std::shared_ptr<const std::string>;
 
+/// A problem+json answer with `title`.
+restinio::request_handling_status_t problem(const restinio::request_handle_t& req,
+                                            restinio::http_status_line_t status,
+                                            const char* title) {
+  return req->create_response(status)
+      .append_header(restinio::http_field::content_type, "application/problem+json")
+      .set_body(std::string(R"({"title":")") + title + "\"}")
+      .done();
+}
+
 struct writer_job {
   restinio::request_handle_t request;
   std::string conversation_id;
@@ -114,27 +124,39 @@ class writer {
           queue_.pop_front();
         }
       }
-      soci::transaction tx(db_);
-      for (auto& job : batch) {
-        conversation = job.conversation_id;
-        at = job.at;
-        if (!job.create) {
-          id = job.user_id, seq = job.seq, role = "user", content = *job.user_text;
-          insert_message.execute(true);
-          id = job.reply_id, seq = job.seq + 1, role = "assistant", content = *job.reply_text;
-          insert_message.execute(true);
-        } else {
-          seq = 0;
+      bool committed = false;
+      try {
+        soci::transaction tx(db_);
+        for (auto& job : batch) {
+          conversation = job.conversation_id;
+          at = job.at;
+          if (!job.create) {
+            id = job.user_id, seq = job.seq, role = "user", content = *job.user_text;
+            insert_message.execute(true);
+            id = job.reply_id, seq = job.seq + 1, role = "assistant", content = *job.reply_text;
+            insert_message.execute(true);
+          } else {
+            seq = 0;
+          }
+          upsert_conversation.execute(true);
         }
-        upsert_conversation.execute(true);
+        tx.commit();
+        committed = true;
+      } catch (const std::exception& e) {
+        // The transaction rolled back; every request of the batch hears so.
+        std::cerr << "parley-bench-reference-send: " << e.what() << "\n";
       }
-      tx.commit();
-      for (auto& job : batch)
+      for (auto& job : batch) {
+        if (!committed) {
+          problem(job.request, restinio::status_service_unavailable(), "the commit failed");
+          continue;
+        }
         job.request
             ->create_response(job.create ? restinio::status_created() : restinio::status_ok())
             .append_header(restinio::http_field::content_type, "application/json")
             .set_body(std::move(job.answer))
             .done();
+      }
       batch.clear();
     }
   }
@@ -213,14 +235,6 @@ class directory {
   std::unordered_map<std::string, caf::actor> actors_;
 };
 
-restinio::request_handling_status_t problem(const restinio::request_handle_t& req,
-                                            restinio::http_status_line_t status) {
-  return req->create_response(status)
-      .append_header(restinio::http_field::content_type, "application/problem+json")
-      .set_body(R"({"title":"not served by the reference"})")
-      .done();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -251,11 +265,12 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // The writer outlives the actor system: actors push to it until they stop.
+  writer w(database, postgresql);
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
   cfg.set("scheduler.policy", caf::atom("sharing"));
   caf::actor_system sys{cfg};
-  writer w(database, postgresql);
   directory conversations(sys, w);
 
   auto handler = [&](restinio::request_handle_t req) -> restinio::request_handling_status_t {
@@ -266,7 +281,8 @@ int main(int argc, char** argv) {
           .append_header(restinio::http_field::content_type, "application/json")
           .set_body(R"({"status":"ok"})")
           .done();
-    if (method != restinio::http_method_post()) return problem(req, restinio::status_not_found());
+    if (method != restinio::http_method_post())
+      return problem(req, restinio::status_not_found(), "not served by the reference");
     if (target == "/v1/conversations") {
       writer_job job;
       job.request = req;
@@ -281,12 +297,12 @@ int main(int argc, char** argv) {
     if (target.size() <= prefix.size() + suffix.size() ||
         target.substr(0, prefix.size()) != prefix ||
         target.substr(target.size() - suffix.size()) != suffix)
-      return problem(req, restinio::status_not_found());
+      return problem(req, restinio::status_not_found(), "not served by the reference");
     auto id =
         std::string(target.substr(prefix.size(), target.size() - prefix.size() - suffix.size()));
     auto body = nlohmann::json::parse(req->body(), nullptr, false);
     if (!body.is_object() || !body["content"].is_string())
-      return problem(req, restinio::status_bad_request());
+      return problem(req, restinio::status_bad_request(), "no content");
     auto text = std::make_shared<const std::string>(body["content"].get<std::string>());
     caf::anon_send(conversations.find_or_spawn(id), req, std::move(text));
     return restinio::request_accepted();

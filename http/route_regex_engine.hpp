@@ -5,6 +5,7 @@
 #include <restinio/router/pcre2_regex_engine.hpp>
 
 #include <memory>
+#include <new>
 
 namespace parley {
 
@@ -34,8 +35,9 @@ struct route_regex_engine {
       struct release {
         void operator()(pcre2_match_data* d) const { pcre2_match_data_free(d); }
       };
-      thread_local std::unique_ptr<pcre2_match_data, release> block{
-          pcre2_match_data_create(stock::max_capture_groups(), nullptr)};
+      thread_local std::unique_ptr<pcre2_match_data, release> block;
+      if (!block) block.reset(pcre2_match_data_create(stock::max_capture_groups(), nullptr));
+      if (!block) throw std::bad_alloc{};  // tried again on the thread's next match
       return block.get();
     }
   };

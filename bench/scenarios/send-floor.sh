@@ -57,7 +57,14 @@ start_reference() {
     grep -q "listening on" "$work/stdout" 2>/dev/null && break
     sleep 0.1
   done
-  base="http://127.0.0.1:$(grep -o '[0-9]*$' "$work/stdout")"
+  local port
+  port="$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$work/stdout" | grep -o '[0-9]*$' || true)"
+  if [ -z "$port" ]; then
+    echo "$(basename "$0"): the reference did not start listening within 10 s; its output:" >&2
+    cat "$work/stdout" "$work/stderr" >&2
+    exit 1
+  fi
+  base="http://127.0.0.1:$port"
 }
 
 measure() {  # measure ROUND SERVER

@@ -1,6 +1,5 @@
 // parley-bench-reference-send: the thinnest durable send path this stack
-// allows, as ../shared/PERF.md describes it, so that Parley's send path can be
-// put beside it in the same run (bench/scenarios/send-floor.sh). It speaks
+// allows, so that Parley's send path can be put beside it in the same run (bench/scenarios/send-floor.sh). It speaks
 // just enough of the API for parley-load: GET /health, POST /v1/conversations
 // and POST /v1/conversations/{id}/messages (echo reply). No authentication,
 // limits, idempotency, history or passivation: it is a floor, not a server.

@@ -508,7 +508,7 @@ class user_worker {
   void regenerate(live_conversation& c, bool streamed) {
     if (c.messages.empty()) return;
     auto kind = streamed ? "regenerate-sse" : "regenerate";
-    // The last message goes when it is an assistant's (API.md, regenerate).
+    // The last message goes when it is an assistant's (docs/openapi.json, regenerate).
     std::string removes = c.messages.back().role == "assistant" ? c.messages.back().id : "";
     auto n = next_n();
     json body = json::object();

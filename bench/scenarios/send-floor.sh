@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Scenario "send-floor": Parley's send path beside the thinnest durable send
-# path on the same libraries (parley-bench-reference-send, ../shared/PERF.md's
-# reference), each next to its own GET /health, servers taking turns so that
-# both see the same machine. Each user sends to its one conversation (the
-# long-conversation workload of bench/scenarios/throughput.sh). Prints a
-# Markdown table; with PARLEY_BENCH_PERF=DIR, each send run is profiled into
+# path on the same libraries (parley-bench-reference-send), each next to its
+# own GET /health, servers taking turns so that both see the same machine.
+# Each user sends to its one conversation (the long-conversation workload of
+# bench/scenarios/throughput.sh). Prints a Markdown table; with PARLEY_BENCH_PERF=DIR, each send run is profiled into
 # DIR/ROUND-SERVER.data (bench/lib.sh). With PARLEY_FLOOR_DB=postgresql both
 # write to a throwaway PostgreSQL cluster (scripts/test-postgres.sh, fsync
 # on) instead of SQLite files; there the reference is no floor: it runs a

@@ -39,9 +39,12 @@ fi
 
 # The layout the README documents; nothing but the server in bin/.
 for f in bin/parley share/parley/parley.toml share/parley/parley.service \
-  share/parley/nginx.conf share/doc/parley/README.md; do
+  share/parley/nginx.conf share/doc/parley/README.md share/doc/parley/docs/architecture.md; do
   [ -f "$prefix/$f" ] || fail "$f is not installed"
 done
+# The installed documents link only to one another.
+"$(dirname "$0")/check-links.sh" "$prefix/share/doc/parley" 2> "$work/links.log" ||
+  { show "$work/links.log"; fail "the installed documents have broken links"; }
 [ -x "$prefix/bin/parley" ] || fail "bin/parley is not executable"
 installed_bins=$(ls -A "$prefix/bin" | tr '\n' ' ')
 [ "$installed_bins" = "parley " ] || fail "bin/ holds more than parley: $installed_bins"

@@ -33,23 +33,25 @@ struct failure {
   std::optional<unsigned> retry_after_s;  ///< set for 429 and 503
 };
 
-/// Either a value or a failure, like std::expected (C++23) without the wait.
-template <class T>
+/// Either a value or why there is none, like std::expected (C++23) without
+/// the wait: the one way the code says "a value or an error". The error is a
+/// failure, or for the HTTP layer's checks the problem to answer.
+template <class T, class E = failure>
 class outcome {
  public:
   outcome(T value) : value_(std::move(value)) {}
-  outcome(failure f) : failure_(std::move(f)) {}
+  outcome(E why) : error_(std::move(why)) {}
 
   explicit operator bool() const { return value_.has_value(); }
   T& operator*() { return *value_; }
   const T& operator*() const { return *value_; }
   T* operator->() { return &*value_; }
   const T* operator->() const { return &*value_; }
-  const failure& error() const { return *failure_; }
+  const E& error() const { return *error_; }
 
  private:
   std::optional<T> value_;
-  std::optional<failure> failure_;
+  std::optional<E> error_;
 };
 
 /// A value-less result.

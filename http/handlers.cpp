@@ -39,11 +39,11 @@ http_api::http_api(const settings& cfg, engine& eng)
 
 std::optional<nlohmann::json> http_api::json_body(const call_context& c) {
   auto parsed_body = parse_json_object(c.req->body());
-  if (auto p = std::get_if<problem>(&parsed_body)) {
-    send_problem(c, *p);
+  if (!parsed_body) {
+    send_problem(c, parsed_body.error());
     return std::nullopt;
   }
-  return std::get<nlohmann::json>(std::move(parsed_body));
+  return std::move(*parsed_body);
 }
 
 std::optional<query_params> http_api::query(const call_context& c) {
@@ -241,20 +241,20 @@ void http_api::send_message(const call_context& c, const route_params& params) {
   if (!id) return;
   auto body = json_body(c);
   if (!body) return;
-  bool stream = false;
-  auto message = valid(c, parse_send_message(*body, limits_, stream));
-  if (!message) return;
+  auto request = valid(c, parse_send_message(*body, limits_));
+  if (!request) return;
+  auto& message = request->params;
   std::shared_ptr<void> slot;
-  if (message->reply) {
+  if (message.reply) {
     auto claimed = generation_slot(c);
     if (!claimed) return;
     slot = *claimed;
   }
-  auto sse = stream_if_wanted(c, stream);
-  message->stream = sse;
-  if (message->reply) message->cancel = cancelled_when_gone(c);
+  auto sse = stream_if_wanted(c, request->stream);
+  message.stream = sse;
+  if (message.reply) message.cancel = cancelled_when_gone(c);
   exchanges_->run(c, *body, false, sse, slot,
-                  [this, user = c.user_id, id = *id, p = *message](auto claim, auto reply) {
+                  [this, user = c.user_id, id = *id, p = message](auto claim, auto reply) {
                     engine_.send_message(user, id, p, std::move(claim), std::move(reply));
                   });
 }
@@ -287,16 +287,16 @@ void http_api::regenerate(const call_context& c, const route_params& params) {
   if (!id) return;
   auto body = json_body(c);
   if (!body) return;
-  bool stream = false;
-  auto request = valid(c, parse_regenerate(*body, limits_, stream));
+  auto request = valid(c, parse_regenerate(*body, limits_));
   if (!request) return;
   auto slot = generation_slot(c);
   if (!slot) return;
-  auto sse = stream_if_wanted(c, stream);
-  request->stream = sse;
-  request->cancel = cancelled_when_gone(c);
+  auto sse = stream_if_wanted(c, request->stream);
+  auto& asked = request->params;
+  asked.stream = sse;
+  asked.cancel = cancelled_when_gone(c);
   exchanges_->run(c, *body, false, sse, *slot,
-                  [this, user = c.user_id, id = *id, p = *request](auto claim, auto reply) {
+                  [this, user = c.user_id, id = *id, p = asked](auto claim, auto reply) {
                     engine_.regenerate(user, id, p, std::move(claim), std::move(reply));
                   });
 }

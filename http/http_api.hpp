@@ -96,11 +96,11 @@ class http_api : public std::enable_shared_from_this<http_api> {
   /// The parsed value, or nullopt after answering its problem.
   template <class T>
   std::optional<T> valid(const call_context& c, parsed<T> value) {
-    if (auto p = std::get_if<problem>(&value)) {
-      send_problem(c, *p);
+    if (!value) {
+      send_problem(c, value.error());
       return std::nullopt;
     }
-    return std::get<T>(std::move(value));
+    return std::move(*value);
   }
 
   std::optional<nlohmann::json> json_body(const call_context& c);

@@ -47,7 +47,7 @@ header_list cors_policy::headers(std::optional<std::string_view> origin) const {
            "X-Request-Id, Location, Retry-After, Idempotent-Replayed"}};
 }
 
-std::variant<std::string, problem> authenticator::authenticate(
+outcome<std::string, problem> authenticator::authenticate(
     const credentials& given, bool token_in_query_allowed,
     std::chrono::system_clock::time_point now) const {
   if (!jwt_) {

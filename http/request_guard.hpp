@@ -111,9 +111,8 @@ class authenticator {
   /// `Authorization: Bearer` token, or of `?access_token=` when
   /// `token_in_query_allowed` (a browser's WebSocket cannot send headers).
   /// Without: X-User-Id, "default" when absent.
-  std::variant<std::string, problem> authenticate(const credentials& given,
-                                                  bool token_in_query_allowed,
-                                                  std::chrono::system_clock::time_point now) const;
+  outcome<std::string, problem> authenticate(const credentials& given, bool token_in_query_allowed,
+                                             std::chrono::system_clock::time_point now) const;
 
  private:
   const jwt_verifier* jwt_;

@@ -224,19 +224,16 @@ bool parse_integer(const std::string& text, Int& out) {
   return ec == std::errc{} && end == text.data() + text.size();
 }
 
-/// An integer query parameter in [lo, hi]; absent keeps `out`.
-bool query_integer(const query_params& q, const char* name, std::int64_t lo, std::int64_t hi,
-                   std::int64_t& out, problem& error) {
+/// An integer query parameter in [lo, hi]; `absent` when it is not given.
+parsed<std::int64_t> query_integer(const query_params& q, const char* name, std::int64_t lo,
+                                   std::int64_t hi, std::int64_t absent) {
   auto i = q.find(name);
-  if (i == q.end()) return true;
+  if (i == q.end()) return absent;
   std::int64_t v = 0;
-  if (!parse_integer(i->second, v) || v < lo || v > hi) {
-    error = invalid_field(
+  if (!parse_integer(i->second, v) || v < lo || v > hi)
+    return invalid_field(
         name, "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
-    return false;
-  }
-  out = v;
-  return true;
+  return v;
 }
 
 }  // namespace
@@ -274,11 +271,11 @@ parsed<new_conversation> parse_create_conversation(const json& body, const std::
   return check.result(std::move(c));
 }
 
-parsed<send_params> parse_send_message(const json& body, const parse_limits& limits, bool& stream) {
+parsed<streamable<send_params>> parse_send_message(const json& body, const parse_limits& limits) {
   field_checker check(body, limits);
-  auto p = check.message_fields(body, "");
-  stream = check.flag("stream").value_or(false);
-  return check.result(std::move(p));
+  streamable<send_params> request{check.message_fields(body, "")};
+  request.stream = check.flag("stream").value_or(false);
+  return check.result(std::move(request));
 }
 
 parsed<send_params> parse_ws_message(const json& frame, const parse_limits& limits) {
@@ -288,8 +285,9 @@ parsed<send_params> parse_ws_message(const json& frame, const parse_limits& limi
   // Over a WebSocket the client only sends user messages, each with a reply.
   auto body = frame;
   for (auto name : {"role", "reply", "stream"}) body.erase(name);
-  bool stream = false;
-  return parse_send_message(body, limits, stream);
+  auto request = parse_send_message(body, limits);
+  if (!request) return request.error();
+  return std::move(request->params);
 }
 
 parsed<conversation_patch> parse_conversation_patch(const json& body, const parse_limits& limits) {
@@ -313,38 +311,37 @@ parsed<std::string> parse_message_edit(const json& body, const parse_limits& lim
   return check.result(content.value_or(""));
 }
 
-parsed<regenerate_params> parse_regenerate(const json& body, const parse_limits& limits,
-                                           bool& stream) {
+parsed<streamable<regenerate_params>> parse_regenerate(const json& body,
+                                                       const parse_limits& limits) {
   field_checker check(body, limits);
-  regenerate_params p;
-  p.model = check.model("model");
-  stream = check.flag("stream").value_or(false);
-  return check.result(std::move(p));
+  streamable<regenerate_params> request;
+  request.params.model = check.model("model");
+  request.stream = check.flag("stream").value_or(false);
+  return check.result(std::move(request));
 }
 
 parsed<history_query> parse_history_query(const query_params& q) {
   history_query out;
-  problem error;
-  std::int64_t limit = out.limit, after = 0, before = -1;
   constexpr auto max_seq = std::numeric_limits<std::int64_t>::max();
-  if (!query_integer(q, "limit", 1, 200, limit, error) ||
-      !query_integer(q, "after", 0, max_seq, after, error) ||
-      !query_integer(q, "before", 1, max_seq, before, error))
-    return error;
+  auto limit = query_integer(q, "limit", 1, 200, out.limit);
+  if (!limit) return limit.error();
+  auto after = query_integer(q, "after", 0, max_seq, 0);
+  if (!after) return after.error();
+  auto before = query_integer(q, "before", 1, max_seq, -1);
+  if (!before) return before.error();
   if (q.count("after") && q.count("before"))
     return invalid_field("before", "cannot be combined with after");
-  out.limit = static_cast<unsigned>(limit);
-  out.after = after;
-  if (before > 0) out.before = before;
+  out.limit = static_cast<unsigned>(*limit);
+  out.after = *after;
+  if (*before > 0) out.before = *before;
   return out;
 }
 
 parsed<list_query> parse_list_query(const query_params& q) {
   list_query out;
-  problem error;
-  std::int64_t limit = out.limit;
-  if (!query_integer(q, "limit", 1, 100, limit, error)) return error;
-  out.limit = static_cast<unsigned>(limit);
+  auto limit = query_integer(q, "limit", 1, 100, out.limit);
+  if (!limit) return limit.error();
+  out.limit = static_cast<unsigned>(*limit);
   if (auto i = q.find("cursor"); i != q.end() && !i->second.empty()) {
     out.cursor = decode_cursor(i->second);
     if (!out.cursor) return invalid_field("cursor", "is not a cursor this server returned");

@@ -12,12 +12,19 @@
 #include <map>
 #include <string>
 #include <string_view>
-#include <variant>
 
 namespace parley {
 
+/// A request's part as a plain struct, or the problem to answer.
 template <class T>
-using parsed = std::variant<T, problem>;
+using parsed = outcome<T, problem>;
+
+/// A request that may ask for its reply as a stream (`"stream": true`).
+template <class T>
+struct streamable {
+  T params;
+  bool stream = false;
+};
 
 /// What validation needs to know of the configuration.
 struct parse_limits {
@@ -39,9 +46,9 @@ parsed<new_conversation> parse_create_conversation(const nlohmann::json& body,
                                                    const std::string& user_id,
                                                    const parse_limits& limits);
 
-/// POST …/messages; `stream` is set from the body's `stream` field.
-parsed<send_params> parse_send_message(const nlohmann::json& body, const parse_limits& limits,
-                                       bool& stream);
+/// POST …/messages.
+parsed<streamable<send_params>> parse_send_message(const nlohmann::json& body,
+                                                   const parse_limits& limits);
 
 /// A WebSocket client's frame: `{"type": "message", "content": …}` with
 /// optional `model`, `temperature`, `max_tokens`; always a user message with a reply.
@@ -53,8 +60,8 @@ parsed<conversation_patch> parse_conversation_patch(const nlohmann::json& body,
 /// PATCH …/messages/{id}: the new content.
 parsed<std::string> parse_message_edit(const nlohmann::json& body, const parse_limits& limits);
 
-parsed<regenerate_params> parse_regenerate(const nlohmann::json& body, const parse_limits& limits,
-                                           bool& stream);
+parsed<streamable<regenerate_params>> parse_regenerate(const nlohmann::json& body,
+                                                       const parse_limits& limits);
 
 using query_params = std::map<std::string, std::string>;
 

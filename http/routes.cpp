@@ -126,14 +126,14 @@ request_handling_status_t http_api::dispatch(request_handle_t req, const route_p
                                                h.opt_value_of("X-User-Id"), h.query()},
                                               handler == &http_api::open_websocket,
                                               std::chrono::system_clock::now());
-    if (auto p = std::get_if<problem>(&caller)) {
-      send_problem(c, *p);
+    if (!caller) {
+      send_problem(c, caller.error());
       return restinio::request_accepted();
     }
-    c.user_id = std::get<std::string>(std::move(caller));
+    c.user_id = std::move(*caller);
     c.record->set_user(c.user_id);
-    if (auto over = per_user_->take_request(c.user_id, user_limits::clock::now())) {
-      send_problem(c, to_problem(*over));
+    if (auto taken = per_user_->take_request(c.user_id, user_limits::clock::now()); !taken) {
+      send_problem(c, to_problem(taken.error()));
       return restinio::request_accepted();
     }
   }

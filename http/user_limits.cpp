@@ -26,8 +26,8 @@ void user_limits::sweep_full_buckets(shard& s, clock::time_point now) const {
   s.sweep_at = std::max<std::size_t>(1024, s.buckets.size() * 2);
 }
 
-std::optional<failure> user_limits::take_request(const std::string& user, clock::time_point now) {
-  if (capacity_ == 0) return std::nullopt;
+outcome<done> user_limits::take_request(const std::string& user, clock::time_point now) {
+  if (capacity_ == 0) return done{};
   auto& s = shard_of(user);
   std::lock_guard lock(s.mutex);
   auto found = s.buckets.find(user);
@@ -40,7 +40,7 @@ std::optional<failure> user_limits::take_request(const std::string& user, clock:
   b.updated = std::max(b.updated, now);
   if (b.tokens >= 1) {
     b.tokens -= 1;
-    return std::nullopt;
+    return done{};
   }
   failure f{errc::rate_limited, "user " + user + " has used its " +
                                     std::to_string(static_cast<std::uint64_t>(capacity_)) +

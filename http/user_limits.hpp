@@ -25,10 +25,9 @@ class user_limits {
   /// 0 turns a limit off.
   user_limits(std::uint32_t requests_per_minute, std::uint32_t concurrent_generations);
 
-  /// Spends one request of `user`'s bucket: nullopt when it may go ahead,
-  /// else a rate_limited failure whose retry_after_s is when the bucket holds
-  /// one again.
-  std::optional<failure> take_request(const std::string& user, clock::time_point now);
+  /// Spends one request of `user`'s bucket when it holds one; else a
+  /// rate_limited failure whose retry_after_s is when it will again.
+  outcome<done> take_request(const std::string& user, clock::time_point now);
 
   /// One of `user`'s generation slots, held until the returned handle's last
   /// copy is gone; a rate_limited failure when all of them are taken.

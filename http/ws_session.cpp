@@ -110,20 +110,20 @@ void ws_session::take_text(const std::string& message) {
 
 void ws_session::on_text(const std::string& payload) {
   auto parsed_frame = parse_json_object(payload);
-  if (auto p = std::get_if<problem>(&parsed_frame)) {
-    send_error(*p);
+  if (!parsed_frame) {
+    send_error(parsed_frame.error());
     return;
   }
-  auto params = parse_ws_message(std::get<nlohmann::json>(parsed_frame), parsing_);
-  if (auto p = std::get_if<problem>(&params)) {
-    send_error(*p);
+  auto params = parse_ws_message(*parsed_frame, parsing_);
+  if (!params) {
+    send_error(params.error());
     return;
   }
-  if (auto over = per_user_->take_request(user_id_, clock::now())) {
-    send_error(to_problem(*over));
+  if (auto taken = per_user_->take_request(user_id_, clock::now()); !taken) {
+    send_error(to_problem(taken.error()));
     return;
   }
-  auto& send = std::get<send_params>(params);
+  auto& send = *params;
   std::shared_ptr<void> slot;
   if (send.reply) {
     auto claimed = per_user_->claim_generation(user_id_);

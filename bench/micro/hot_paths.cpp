@@ -51,8 +51,7 @@ void parse_and_validate_send(benchmark::State& state) {
       R"( "model": "echo", "temperature": 0.7, "max_tokens": 256})";
   for (auto _ : state) {
     auto j = parse_json_object(body);
-    bool stream = false;
-    auto p = parse_send_message(std::get<nlohmann::json>(j), limits, stream);
+    auto p = parse_send_message(*j, limits);
     benchmark::DoNotOptimize(p);
   }
 }

@@ -43,15 +43,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)is_valid_user_id(input);
 
   auto body = parse_json_object(input);
-  auto* json = std::get_if<nlohmann::json>(&body);
-  if (!json) return 0;
-  bool stream = false;
+  if (!body) return 0;
+  auto* json = &*body;
   (void)parse_create_conversation(*json, "fuzzer", limits());
-  (void)parse_send_message(*json, limits(), stream);
+  (void)parse_send_message(*json, limits());
   (void)parse_ws_message(*json, limits());
   (void)parse_conversation_patch(*json, limits());
   (void)parse_message_edit(*json, limits());
-  (void)parse_regenerate(*json, limits(), stream);
+  (void)parse_regenerate(*json, limits());
   // Whatever was accepted must also serialize (invalid UTF-8 would throw here).
   (void)json->dump();
   return 0;

@@ -118,18 +118,18 @@ void check_query(std::string_view text) {
   for (auto& [k, v] : *q) params.emplace(std::string(k), std::string(v));
 
   auto history = parse_history_query(params);
-  if (auto h = std::get_if<history_query>(&history)) {
+  if (auto* h = history ? &*history : nullptr) {
     check(h->limit >= 1 && h->limit <= 200 && h->after >= 0);
     check(!h->before || *h->before >= 1);
     check(!(params.count("after") && params.count("before")));
   } else {
-    auto& p = std::get<problem>(history);
+    auto& p = history.error();
     check(p.status == 422 && p.errors.size() == 1);
     check_renders(p);
   }
 
   auto list = parse_list_query(params);
-  if (auto l = std::get_if<list_query>(&list)) {
+  if (auto* l = list ? &*list : nullptr) {
     check(l->limit >= 1 && l->limit <= 100);
     auto cursor = params.find("cursor");
     check(l->cursor.has_value() == (cursor != params.end() && !cursor->second.empty()));
@@ -139,16 +139,16 @@ void check_query(std::string_view text) {
       check(again && again->updated_at == l->cursor->updated_at && again->id == l->cursor->id);
     }
   } else {
-    auto& p = std::get<problem>(list);
+    auto& p = list.error();
     check(p.status == 422 && p.errors.size() == 1);
     check_renders(p);
   }
 
   auto usage = parse_usage_query(params);
-  if (auto u = std::get_if<usage_query>(&usage)) {
+  if (auto* u = usage ? &*usage : nullptr) {
     check(is_day(u->from) && is_day(u->to) && u->from <= u->to);
   } else {
-    auto& p = std::get<problem>(usage);
+    auto& p = usage.error();
     check(p.status == 422 && p.errors.size() == 1);
     check_renders(p);
   }

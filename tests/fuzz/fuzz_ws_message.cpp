@@ -50,20 +50,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   using namespace parley;
   std::string_view text(reinterpret_cast<const char*>(data), size);
   auto frame = parse_json_object(text);
-  if (auto p = std::get_if<problem>(&frame)) {
-    check(p->status == 400);
-    check_error_event(*p);
+  if (!frame) {
+    check(frame.error().status == 400);
+    check_error_event(frame.error());
     return 0;
   }
-  auto& object = std::get<json>(frame);
+  auto& object = *frame;
   auto params = parse_ws_message(object, limits());
-  if (auto p = std::get_if<problem>(&params)) {
-    check(p->status == 422 && !p->errors.empty());
-    for (auto& e : p->errors) check(!e.field.empty() && !e.message.empty());
-    check_error_event(*p);
+  if (!params) {
+    auto& p = params.error();
+    check(p.status == 422 && !p.errors.empty());
+    for (auto& e : p.errors) check(!e.field.empty() && !e.message.empty());
+    check_error_event(p);
     return 0;
   }
-  auto& m = std::get<send_params>(params);
+  auto& m = *params;
   check(object.value("type", json()) == "message");
   check(m.role == "user" && m.reply);
   // The content is the client's, unaltered, within the limits.

@@ -20,8 +20,15 @@ parse_limits limits(std::uint32_t max_chars = 10) { return {max_chars, registry(
 
 template <class T>
 const problem& problem_of(const parsed<T>& p) {
-  BOOST_REQUIRE(std::holds_alternative<problem>(p));
-  return std::get<problem>(p);
+  BOOST_REQUIRE(!p);
+  return p.error();
+}
+
+/// The value of a parse that must succeed.
+template <class T>
+T value_of(parsed<T> p) {
+  BOOST_REQUIRE(bool(p));
+  return std::move(*p);
 }
 
 template <class T>
@@ -34,64 +41,62 @@ std::string first_field(const parsed<T>& p) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(json_bodies) {
-  BOOST_TEST(std::get<json>(parse_json_object("")).is_object());
-  BOOST_TEST(std::get<json>(parse_json_object(" {\"a\":1} "))["a"] == 1);
+  BOOST_TEST(value_of(parse_json_object("")).is_object());
+  BOOST_TEST(value_of(parse_json_object(" {\"a\":1} "))["a"] == 1);
   BOOST_TEST(problem_of(parse_json_object("{")).status == 400);
   BOOST_TEST(problem_of(parse_json_object("[1,2]")).status == 400);
   BOOST_TEST(problem_of(parse_json_object("\"text\"")).status == 400);
   BOOST_TEST(problem_of(parse_json_object(std::string(100000, '['))).status == 400);
   BOOST_TEST(problem_of(parse_json_object("{\"a\":\"\xff\xfe\"}")).status == 400);  // bad UTF-8
   // Brackets inside strings do not count as nesting.
-  BOOST_TEST(
-      std::get<json>(parse_json_object("{\"a\":\"" + std::string(100, '[') + "\"}")).is_object());
+  BOOST_TEST(value_of(parse_json_object("{\"a\":\"" + std::string(100, '[') + "\"}")).is_object());
 }
 
 BOOST_AUTO_TEST_CASE(send_message_fields) {
-  bool stream = true;
-  auto ok = parse_send_message({{"content", "héllo"}, {"temperature", 1.5}, {"max_tokens", 7}},
-                               limits(), stream);
-  auto& p = std::get<send_params>(ok);
+  auto ok = value_of(parse_send_message(
+      {{"content", "héllo"}, {"temperature", 1.5}, {"max_tokens", 7}}, limits()));
+  auto& p = ok.params;
   BOOST_TEST(p.content == "héllo");
   BOOST_TEST(p.role == "user");
   BOOST_TEST(p.reply);
-  BOOST_TEST(!stream);
+  BOOST_TEST(!ok.stream);
   BOOST_TEST(*p.temperature == 1.5);
   BOOST_TEST(*p.max_tokens == 7u);
 
-  auto system = std::get<send_params>(
-      parse_send_message({{"content", "x"}, {"role", "system"}}, limits(), stream));
+  auto system =
+      value_of(parse_send_message({{"content", "x"}, {"role", "system"}}, limits())).params;
   BOOST_TEST(!system.reply);  // reply defaults to false for other roles
 
-  BOOST_TEST(first_field(parse_send_message(json::object(), limits(), stream)) == "content");
-  BOOST_TEST(problem_of(parse_send_message(json::object(), limits(), stream)).status == 422);
-  BOOST_TEST(first_field(parse_send_message({{"content", ""}}, limits(), stream)) == "content");
-  BOOST_TEST(first_field(parse_send_message({{"content", 5}}, limits(), stream)) == "content");
+  BOOST_TEST(first_field(parse_send_message(json::object(), limits())) == "content");
+  BOOST_TEST(problem_of(parse_send_message(json::object(), limits())).status == 422);
+  BOOST_TEST(first_field(parse_send_message({{"content", ""}}, limits())) == "content");
+  BOOST_TEST(first_field(parse_send_message({{"content", 5}}, limits())) == "content");
   // Exactly the limit in code points is fine, one more is not.
-  BOOST_TEST(std::holds_alternative<send_params>(
-      parse_send_message({{"content", "ééééééééé\xc3\xa9"}}, limits(10), stream)));
-  BOOST_TEST(first_field(parse_send_message({{"content", "ééééééééééé"}}, limits(10), stream)) ==
+  BOOST_TEST(bool(parse_send_message({{"content", "ééééééééé\xc3\xa9"}}, limits(10))));
+  BOOST_TEST(first_field(parse_send_message({{"content", "ééééééééééé"}}, limits(10))) ==
              "content");
-  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"role", "robot"}}, limits(),
-                                            stream)) == "role");
-  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"temperature", 2.5}}, limits(),
-                                            stream)) == "temperature");
-  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"max_tokens", 0}}, limits(),
-                                            stream)) == "max_tokens");
-  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"max_tokens", 1.5}}, limits(),
-                                            stream)) == "max_tokens");
-  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"model", "gpt-9"}}, limits(),
-                                            stream)) == "model");
-  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"reply", "yes"}}, limits(),
-                                            stream)) == "reply");
-  parse_send_message({{"content", "x"}, {"stream", true}, {"unknown", 1}}, limits(), stream);
-  BOOST_TEST(stream);
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"role", "robot"}}, limits())) ==
+             "role");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"temperature", 2.5}}, limits())) ==
+             "temperature");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"max_tokens", 0}}, limits())) ==
+             "max_tokens");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"max_tokens", 1.5}}, limits())) ==
+             "max_tokens");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"model", "gpt-9"}}, limits())) ==
+             "model");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"reply", "yes"}}, limits())) ==
+             "reply");
+  BOOST_TEST(
+      value_of(parse_send_message({{"content", "x"}, {"stream", true}, {"unknown", 1}}, limits()))
+          .stream);
   // Every bad field is reported, not just the first.
-  auto many = problem_of(parse_send_message({{"temperature", "hot"}}, limits(), stream));
+  auto many = problem_of(parse_send_message({{"temperature", "hot"}}, limits()));
   BOOST_TEST(many.errors.size() == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(create_conversation_fields) {
-  auto c = std::get<new_conversation>(parse_create_conversation(
+  auto c = value_of(parse_create_conversation(
       {{"title", "Trip"}, {"metadata", {{"k", "v"}}}, {"message", "hi"}}, "alice", limits()));
   BOOST_TEST(c.user_id == "alice");
   BOOST_TEST(*c.title == "Trip");
@@ -116,7 +121,7 @@ BOOST_AUTO_TEST_CASE(create_conversation_fields) {
 }
 
 BOOST_AUTO_TEST_CASE(patch_fields) {
-  auto p = std::get<conversation_patch>(
+  auto p = value_of(
       parse_conversation_patch({{"title", nullptr}, {"system_prompt", "terse"}}, limits()));
   BOOST_REQUIRE(p.title.has_value());
   BOOST_TEST(!p.title->has_value());  // null clears
@@ -127,25 +132,25 @@ BOOST_AUTO_TEST_CASE(patch_fields) {
 }
 
 BOOST_AUTO_TEST_CASE(query_strings) {
-  auto h = std::get<history_query>(parse_history_query({{"limit", "5"}, {"before", "9"}}));
+  auto h = value_of(parse_history_query({{"limit", "5"}, {"before", "9"}}));
   BOOST_TEST(h.limit == 5u);
   BOOST_TEST(*h.before == 9);
-  BOOST_TEST(std::get<history_query>(parse_history_query({})).limit == 50u);
+  BOOST_TEST(value_of(parse_history_query({})).limit == 50u);
   BOOST_TEST(first_field(parse_history_query({{"limit", "0"}})) == "limit");
   BOOST_TEST(first_field(parse_history_query({{"limit", "201"}})) == "limit");
   BOOST_TEST(first_field(parse_history_query({{"limit", "ten"}})) == "limit");
   BOOST_TEST(first_field(parse_history_query({{"after", "-1"}})) == "after");
   BOOST_TEST(first_field(parse_history_query({{"after", "1"}, {"before", "5"}})) == "before");
 
-  BOOST_TEST(std::get<list_query>(parse_list_query({})).limit == 20u);
+  BOOST_TEST(value_of(parse_list_query({})).limit == 20u);
   BOOST_TEST(first_field(parse_list_query({{"limit", "101"}})) == "limit");
   BOOST_TEST(first_field(parse_list_query({{"cursor", "garbage"}})) == "cursor");
   conversation_cursor c{1795352707123, "01a20421-86a4-75e1-b9c5-9c9695ddd071"};
-  auto round = std::get<list_query>(parse_list_query({{"cursor", encode_cursor(c)}}));
+  auto round = value_of(parse_list_query({{"cursor", encode_cursor(c)}}));
   BOOST_TEST(round.cursor->updated_at == c.updated_at);
   BOOST_TEST(round.cursor->id == c.id);
 
-  BOOST_TEST(std::get<usage_query>(parse_usage_query({{"from", "2026-01-01"}})).to == "9999-12-31");
+  BOOST_TEST(value_of(parse_usage_query({{"from", "2026-01-01"}})).to == "9999-12-31");
   BOOST_TEST(first_field(parse_usage_query({{"from", "2026-13-01"}})) == "from");
   BOOST_TEST(first_field(parse_usage_query({{"from", "2026-02-01"}, {"to", "2026-01-01"}})) ==
              "from");
@@ -244,24 +249,21 @@ BOOST_AUTO_TEST_CASE(text_a_database_cannot_store_is_refused_by_field) {
              "message.content");
   BOOST_TEST(first_field(parse_conversation_patch({{"system_prompt", nul}}, limits())) ==
              "system_prompt");
-  bool stream = false;
-  BOOST_TEST(first_field(parse_send_message({{"content", nul}}, limits(), stream)) == "content");
+  BOOST_TEST(first_field(parse_send_message({{"content", nul}}, limits())) == "content");
   BOOST_TEST(first_field(parse_message_edit({{"content", nul}}, limits())) == "content");
   // Metadata is stored as JSON text, where U+0000 is the escape \u0000.
-  auto c = std::get<new_conversation>(
-      parse_create_conversation({{"metadata", {{"k", nul}}}}, "a", limits()));
+  auto c = value_of(parse_create_conversation({{"metadata", {{"k", nul}}}}, "a", limits()));
   BOOST_TEST(c.metadata_json == "{\"k\":\"a\\u0000b\"}");
 }
 
 BOOST_AUTO_TEST_CASE(websocket_messages) {
-  auto ok = parse_ws_message(
-      {{"type", "message"}, {"content", "hi"}, {"model", "echo"}, {"max_tokens", 5}}, limits());
-  auto& p = std::get<send_params>(ok);
+  auto p = value_of(parse_ws_message(
+      {{"type", "message"}, {"content", "hi"}, {"model", "echo"}, {"max_tokens", 5}}, limits()));
   BOOST_TEST(p.content == "hi");
   BOOST_TEST(*p.model == "echo");
   BOOST_TEST(*p.max_tokens == 5u);
   // Always a user message with a reply, whatever the frame says.
-  auto forced = std::get<send_params>(parse_ws_message(
+  auto forced = value_of(parse_ws_message(
       {{"type", "message"}, {"content", "x"}, {"role", "system"}, {"reply", false}}, limits()));
   BOOST_TEST(forced.role == "user");
   BOOST_TEST(forced.reply);

@@ -107,11 +107,6 @@ void deadline_sweeper::insert(const std::shared_ptr<pending_answer>& answer,
   if (earlier) wake_.notify_one();
 }
 
-bool deadline_sweeper::stopping() const {
-  std::lock_guard lock(mutex_);
-  return stopping_;
-}
-
 std::size_t deadline_sweeper::pending() const {
   std::lock_guard lock(mutex_);
   return pending_;

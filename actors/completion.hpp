@@ -135,8 +135,6 @@ class deadline_sweeper {
 
   /// Answers waiting now (for tests).
   std::size_t pending() const;
-  /// stop() has begun: whatever is added from now on fails at once.
-  bool stopping() const;
 
  private:
   friend class pending_answer;

@@ -21,8 +21,8 @@ std::chrono::milliseconds idle_check_interval(const engine_context& ctx) {
 }
 
 void schedule_idle_check(self_ptr self) {
-  // A stopped sweeper would fire the check at once, and the check set another.
-  if (self->state.ctx->deadlines->stopping()) return;
+  // The engine stops its sweeper only once every actor is done, so a check
+  // is never set on a stopped sweeper (which would fire it at once).
   self->state.idle_check = alarm_after(self, idle_check_interval(*self->state.ctx),
                                        caf::make_message(idle_atom::value, false));
 }

@@ -29,20 +29,28 @@ class actor_alarm final : public pending_answer {
   caf::message message_;
 };
 
-}  // namespace
-
-deadline_alarm alarm_at(self_ptr self, steady_time at, caf::message message) {
+/// An alarm sending `message` to the actor, put on the sweeper by `add`.
+/// (The errc it is added with is not read: an alarm only sends its message.)
+template <class Add>
+deadline_alarm set_alarm(self_ptr self, caf::message message, Add add) {
   auto* sweeper = self->state.ctx->deadlines;
   auto alarm = std::make_shared<actor_alarm>(sweeper, self->address(), std::move(message));
-  sweeper->add_at(alarm, at, errc::overloaded);
+  add(*sweeper, alarm);
   return deadline_alarm(std::move(alarm));
 }
 
+}  // namespace
+
+deadline_alarm alarm_at(self_ptr self, steady_time at, caf::message message) {
+  return set_alarm(self, std::move(message), [at](deadline_sweeper& s, const auto& alarm) {
+    s.add_at(alarm, at, errc::overloaded);
+  });
+}
+
 deadline_alarm alarm_after(self_ptr self, std::chrono::milliseconds delay, caf::message message) {
-  auto* sweeper = self->state.ctx->deadlines;
-  auto alarm = std::make_shared<actor_alarm>(sweeper, self->address(), std::move(message));
-  sweeper->add(alarm, delay, errc::overloaded);
-  return deadline_alarm(std::move(alarm));
+  return set_alarm(self, std::move(message), [delay](deadline_sweeper& s, const auto& alarm) {
+    s.add(alarm, delay, errc::overloaded);
+  });
 }
 
 // --- live subscribers -----------------------------------------------------------

@@ -37,6 +37,14 @@ start_server() {
   "$bin" serve --port 0 --config "$config" --database-url "$1" \
     > "$work/stdout" 2> "$work/stderr" &
   server_pid=$!
+  await_listening server
+}
+
+# await_listening WHAT: waits up to 10 s for the process started last (its
+# output in $work/stdout and $work/stderr, emptied before it started) to
+# print "listening on http://HOST:PORT"; sets $base, or shows the output and
+# exits.
+await_listening() {
   for _ in $(seq 1 100); do
     grep -q "listening on" "$work/stdout" 2>/dev/null && break
     sleep 0.1
@@ -44,7 +52,7 @@ start_server() {
   local port
   port="$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$work/stdout" | grep -o '[0-9]*$' || true)"
   if [ -z "$port" ]; then
-    echo "$(basename "$0"): the server did not start listening within 10 s; its output:" >&2
+    echo "$(basename "$0"): the $1 did not start listening within 10 s; its output:" >&2
     cat "$work/stdout" "$work/stderr" >&2
     exit 1
   fi

@@ -48,22 +48,12 @@ database_args() {
 
 start_reference() {
   : > "$work/stdout"
+  : > "$work/stderr"
   local args
   mapfile -t args < <(database_args "reference_$1")
   "$reference" --port 0 "${args[@]}" > "$work/stdout" 2> "$work/stderr" &
   server_pid=$!
-  for _ in $(seq 1 100); do
-    grep -q "listening on" "$work/stdout" 2>/dev/null && break
-    sleep 0.1
-  done
-  local port
-  port="$(grep -o 'listening on http://[0-9.]*:[0-9]*' "$work/stdout" | grep -o '[0-9]*$' || true)"
-  if [ -z "$port" ]; then
-    echo "$(basename "$0"): the reference did not start listening within 10 s; its output:" >&2
-    cat "$work/stdout" "$work/stderr" >&2
-    exit 1
-  fi
-  base="http://127.0.0.1:$port"
+  await_listening reference
 }
 
 measure() {  # measure ROUND SERVER

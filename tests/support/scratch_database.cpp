@@ -69,37 +69,52 @@ scratch_database::~scratch_database() {
   }
 }
 
+namespace {
+
+using pg_result = std::unique_ptr<PGresult, decltype(&PQclear)>;
+
+/// Runs `sql` on the PostgreSQL database at `url`, on a connection of its
+/// own; throws unless the result has status `expected`.
+pg_result run_on_postgresql(const std::string& url, const std::string& sql,
+                            ExecStatusType expected) {
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url.c_str()), &PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK)
+    throw std::runtime_error("cannot reach " + url + ": " + PQerrorMessage(conn.get()));
+  pg_result res(PQexec(conn.get(), sql.c_str()), &PQclear);
+  if (PQresultStatus(res.get()) != expected)
+    throw std::runtime_error(sql + ": " + PQresultErrorMessage(res.get()));
+  return res;
+}
+
+/// SOCI's connect string for the SQLite database at `url`.
+std::string sqlite_connect_string(const std::string& url) {
+  return "db=" + url.substr(std::string("sqlite://").size());
+}
+
+}  // namespace
+
 long long scratch_database::query_int(const std::string& sql) const {
   if (postgresql_name_.empty()) {
-    soci::session session(soci::sqlite3, "db=" + url_.substr(std::string("sqlite://").size()));
+    soci::session session(soci::sqlite3, sqlite_connect_string(url_));
     long long value = 0;
     soci::indicator ind = soci::i_null;
     session << sql, soci::into(value, ind);
     if (ind != soci::i_ok) throw std::runtime_error(sql + ": no value");
     return value;
   }
-  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url_.c_str()), &PQfinish);
-  if (PQstatus(conn.get()) != CONNECTION_OK)
-    throw std::runtime_error("cannot reach " + url_ + ": " + PQerrorMessage(conn.get()));
-  std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), sql.c_str()), &PQclear);
-  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK || PQntuples(res.get()) < 1 ||
-      PQgetisnull(res.get(), 0, 0))
-    throw std::runtime_error(sql + ": " + PQresultErrorMessage(res.get()));
+  auto res = run_on_postgresql(url_, sql, PGRES_TUPLES_OK);
+  if (PQntuples(res.get()) < 1 || PQgetisnull(res.get(), 0, 0))
+    throw std::runtime_error(sql + ": no value");
   return std::stoll(PQgetvalue(res.get(), 0, 0));
 }
 
 void scratch_database::execute(const std::string& sql) const {
   if (postgresql_name_.empty()) {
-    soci::session session(soci::sqlite3, "db=" + url_.substr(std::string("sqlite://").size()));
+    soci::session session(soci::sqlite3, sqlite_connect_string(url_));
     session << sql;
     return;
   }
-  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url_.c_str()), &PQfinish);
-  if (PQstatus(conn.get()) != CONNECTION_OK)
-    throw std::runtime_error("cannot reach " + url_ + ": " + PQerrorMessage(conn.get()));
-  std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), sql.c_str()), &PQclear);
-  if (PQresultStatus(res.get()) != PGRES_COMMAND_OK)
-    throw std::runtime_error(sql + ": " + PQresultErrorMessage(res.get()));
+  run_on_postgresql(url_, sql, PGRES_COMMAND_OK);
 }
 
 void scratch_database::terminate_connections() {

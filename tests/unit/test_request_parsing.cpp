@@ -131,6 +131,19 @@ BOOST_AUTO_TEST_CASE(patch_fields) {
   BOOST_TEST(first_field(parse_message_edit(json::object(), limits())) == "content");
 }
 
+BOOST_AUTO_TEST_CASE(regenerate_fields) {
+  auto plain = value_of(parse_regenerate(json::object(), limits()));
+  BOOST_TEST(!plain.stream);
+  BOOST_TEST(!plain.params.model.has_value());
+  auto streamed = value_of(parse_regenerate({{"stream", true}, {"model", "echo"}}, limits()));
+  BOOST_TEST(streamed.stream);
+  BOOST_TEST(*streamed.params.model == "echo");
+  BOOST_TEST(first_field(parse_regenerate({{"model", "gpt-9"}}, limits())) == "model");
+  BOOST_TEST(first_field(parse_regenerate({{"stream", "yes"}}, limits())) == "stream");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"stream", 1}}, limits())) ==
+             "stream");
+}
+
 BOOST_AUTO_TEST_CASE(query_strings) {
   auto h = value_of(parse_history_query({{"limit", "5"}, {"before", "9"}}));
   BOOST_TEST(h.limit == 5u);
@@ -141,6 +154,8 @@ BOOST_AUTO_TEST_CASE(query_strings) {
   BOOST_TEST(first_field(parse_history_query({{"limit", "ten"}})) == "limit");
   BOOST_TEST(first_field(parse_history_query({{"after", "-1"}})) == "after");
   BOOST_TEST(first_field(parse_history_query({{"after", "1"}, {"before", "5"}})) == "before");
+  BOOST_TEST(first_field(parse_history_query({{"before", "0"}})) == "before");
+  BOOST_TEST(first_field(parse_history_query({{"before", "abc"}})) == "before");
 
   BOOST_TEST(value_of(parse_list_query({})).limit == 20u);
   BOOST_TEST(first_field(parse_list_query({{"limit", "101"}})) == "limit");

@@ -15,13 +15,12 @@ const std::string& openapi_json() {
   return document;
 }
 
-namespace {
+const char* const viewer_page_policy =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-// Pinned major versions, as FastAPI pins them; the pages need the network
-// for the viewer only, /openapi.json comes from this server.
-constexpr const char* swagger_ui_cdn = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5";
-constexpr const char* redoc_cdn =
-    "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js";
+namespace {
 
 /// A viewer page: `head` and `body` inside the markup both pages share.
 std::string html_page(const char* viewer, const std::string& head, const std::string& body) {
@@ -41,29 +40,24 @@ std::string html_page(const char* viewer, const std::string& head, const std::st
 }  // namespace
 
 std::string swagger_ui_page() {
-  return html_page(
-      "Swagger UI",
-      std::string("<link rel=\"stylesheet\" href=\"") + swagger_ui_cdn + "/swagger-ui.css\">\n",
-      std::string("<div id=\"swagger-ui\"></div>\n<script src=\"") + swagger_ui_cdn +
-          R"(/swagger-ui-bundle.js"></script>
-<script>
-window.ui = SwaggerUIBundle({
-  url: "/openapi.json",
-  dom_id: "#swagger-ui",
-  deepLinking: true,
-  showExtensions: true,
-  showCommonExtensions: true,
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
-  layout: "BaseLayout"
-});
-</script>
+  return html_page("Swagger UI", "<link rel=\"stylesheet\" href=\"/docs/assets/swagger-ui.css\">\n",
+                   R"(<div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/docs/assets/swagger-initializer.js"></script>
 )");
 }
 
 std::string redoc_page() {
   return html_page("ReDoc", "<style>body { margin: 0; padding: 0; }</style>\n",
-                   std::string("<redoc spec-url=\"/openapi.json\"></redoc>\n<script src=\"") +
-                       redoc_cdn + "\"></script>\n");
+                   R"(<redoc spec-url="/openapi.json"></redoc>
+<script src="/docs/assets/redoc.standalone.js"></script>
+)");
+}
+
+const viewer_asset* find_viewer_asset(std::string_view name) {
+  for (auto& asset : viewer_assets())
+    if (asset.name == name) return &asset;
+  return nullptr;
 }
 
 }  // namespace parley

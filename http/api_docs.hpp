@@ -1,6 +1,8 @@
 #pragma once
 
+#include <span>
 #include <string>
+#include <string_view>
 
 namespace parley {
 
@@ -12,8 +14,24 @@ const char* openapi_source();
 const std::string& openapi_json();
 
 /// The Swagger UI page of GET /docs and the Redoc page of GET /redoc. Both load
-/// the viewer from its public CDN and the document from /openapi.json.
+/// the viewer from /docs/assets/ and the document from /openapi.json: nothing
+/// from another host, so they work where the network ends at this server.
 std::string swagger_ui_page();
 std::string redoc_page();
+
+/// The Content-Security-Policy both pages are served with: this server only,
+/// no inline script (the viewers add inline styles, Redoc a worker from a blob).
+extern const char* const viewer_page_policy;
+
+/// A file of the viewers, compiled into the binary (viewer_assets.cpp.in).
+struct viewer_asset {
+  std::string_view name;  ///< as in /docs/assets/{name}
+  const char* content_type;
+  std::string_view bytes;
+};
+std::span<const viewer_asset> viewer_assets();
+
+/// The asset GET /docs/assets/{name} serves, or nullptr.
+const viewer_asset* find_viewer_asset(std::string_view name);
 
 }  // namespace parley

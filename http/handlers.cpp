@@ -138,11 +138,26 @@ void http_api::get_openapi(const call_context& c, const route_params&) {
 }
 
 void http_api::get_swagger_ui(const call_context& c, const route_params&) {
-  send(c, 200, swagger_ui_page(), "text/html; charset=utf-8");
+  send(c, 200, swagger_ui_page(), "text/html; charset=utf-8",
+       {{"Content-Security-Policy", viewer_page_policy}});
 }
 
 void http_api::get_redoc(const call_context& c, const route_params&) {
-  send(c, 200, redoc_page(), "text/html; charset=utf-8");
+  send(c, 200, redoc_page(), "text/html; charset=utf-8",
+       {{"Content-Security-Policy", viewer_page_policy}});
+}
+
+void http_api::get_viewer_asset(const call_context& c, const route_params& params) {
+  auto name = params["name"];
+  auto* asset = find_viewer_asset(name);
+  if (!asset) {
+    send_problem(c, make_problem(404, "no viewer file named " + std::string(name)));
+    return;
+  }
+  // The files change only with the binary: a day in caches is safe.
+  send(c, 200, restinio::const_buffer(asset->bytes.data(), asset->bytes.size()),
+       asset->content_type,
+       {{"Cache-Control", "public, max-age=86400"}, {"X-Content-Type-Options", "nosniff"}});
 }
 
 void http_api::list_models(const call_context& c, const route_params&) {

@@ -127,6 +127,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
   void get_openapi(const call_context& c, const route_params&);
   void get_swagger_ui(const call_context& c, const route_params&);
   void get_redoc(const call_context& c, const route_params&);
+  void get_viewer_asset(const call_context& c, const route_params& params);
   void list_models(const call_context& c, const route_params&);
   void get_usage(const call_context& c, const route_params&);
   void list_conversations(const call_context& c, const route_params&);

@@ -4,8 +4,8 @@
 
 namespace parley {
 
-void send(const call_context& c, int status, std::string body, const char* content_type,
-          const header_list& headers) {
+void send(const call_context& c, int status, restinio::writable_item_t body,
+          const char* content_type, const header_list& headers) {
   auto resp = c.req->create_response(restinio::http_status_line_t{
       restinio::http_status_code_t{static_cast<std::uint16_t>(status)}, reason_phrase(status)});
   resp.append_header("X-Request-Id", c.request_id);

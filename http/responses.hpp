@@ -25,8 +25,8 @@ struct call_context {
   std::shared_ptr<request_record> record;
 };
 
-void send(const call_context& c, int status, std::string body, const char* content_type,
-          const header_list& headers = {});
+void send(const call_context& c, int status, restinio::writable_item_t body,
+          const char* content_type, const header_list& headers = {});
 void send_json(const call_context& c, int status, const nlohmann::json& body,
                const header_list& headers = {});
 void send_problem(const call_context& c, const problem& p);

@@ -37,6 +37,7 @@ const std::vector<http_api::route_entry>& http_api::route_table() {
       {"/openapi.json", {{http_method_get(), &http_api::get_openapi}}},
       {"/docs", {{http_method_get(), &http_api::get_swagger_ui}}},
       {"/redoc", {{http_method_get(), &http_api::get_redoc}}},
+      {"/docs/assets/:name", {{http_method_get(), &http_api::get_viewer_asset}}},
       {"/v1/models", {{http_method_get(), &http_api::list_models}}},
       {"/v1/usage", {{http_method_get(), &http_api::get_usage}}},
       {"/v1/conversations",

@@ -35,6 +35,7 @@ else
     nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libpcre2-dev
     libcurl4-openssl-dev libssl-dev libboost-test-dev libboost-dev libbenchmark-dev
     postgresql wrk procps jq gnuplot-nox
+    chromium
   )
 fi
 
@@ -44,7 +45,8 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-# The tests validate docs/openapi.json with a validator from npm. A machine
+# The build takes the API viewers from npm, and the tests a validator and a
+# browser driver (chromium above is the browser). A machine
 # with Node.js from elsewhere (its own npm inside) keeps it; Debian's
 # otherwise, as a dpkg check for the name npm would clash with such a one.
 if [ "$mode" = all ] && { ! command -v node >/dev/null || ! command -v npm >/dev/null; }; then

@@ -9,9 +9,13 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build_dir="${PARLEY_BUILD_DIR:-$root/build}"
 "$root/scripts/install-deps.sh"
-# The OpenAPI validator (tests/openapi/, pinned by its package-lock.json).
+# The OpenAPI validator (tests/openapi/) and the browser driver
+# (tests/browser/), each pinned by its package-lock.json.
 if [ ! -d "$root/tests/openapi/node_modules/@seriousme/openapi-schema-validator" ]; then
   npm ci --prefix "$root/tests/openapi" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
+  npm ci --prefix "$root/tests/browser" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 "$root/scripts/build.sh"
 

@@ -9,6 +9,7 @@
 #include "support/sse_client.hpp"
 
 #include <ctime>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -190,6 +191,45 @@ BOOST_AUTO_TEST_CASE(the_openapi_document_and_its_viewers_are_served_openly) {
   BOOST_TEST(c.get("/docs").body.find("swagger-ui") != std::string::npos);
   BOOST_TEST(c.get("/redoc").body.find("redoc") != std::string::npos);
   expect_problem(c.post("/openapi.json", json::object()), 405);
+}
+
+BOOST_AUTO_TEST_CASE(the_viewers_load_every_file_from_this_server) {
+  http_client c(open_server().base_url());
+  const std::regex reference(R"re((?:src|href)="([^"]*)")re");
+  for (auto page : {"/docs", "/redoc"}) {
+    auto r = c.get(page);
+    BOOST_REQUIRE_EQUAL(r.status, 200);
+    BOOST_TEST(
+        r.header("content-security-policy").starts_with("default-src 'self'; script-src 'self';"));
+    // Neither an absolute URL nor inline script: only paths on this server.
+    BOOST_TEST(r.body.find("://") == std::string::npos);
+    BOOST_TEST(r.body.find("<script>") == std::string::npos);
+    int scripts = 0;
+    for (std::sregex_iterator it(r.body.begin(), r.body.end(), reference), end; it != end; ++it) {
+      auto path = (*it)[1].str();
+      BOOST_TEST_CONTEXT(page << " references " << path) {
+        BOOST_TEST((path.starts_with("/") && !path.starts_with("//")));
+        auto file = c.get(path);
+        BOOST_TEST(file.status == 200);
+        BOOST_TEST(file.body.size() > 0u);
+        if (path.ends_with(".js")) {
+          ++scripts;
+          BOOST_TEST(file.header("content-type") == "text/javascript; charset=utf-8");
+          BOOST_TEST(file.header("cache-control") == "public, max-age=86400");
+        }
+      }
+    }
+    BOOST_TEST(scripts >= 1);
+  }
+  // The bundles' license notices are served where their comments point.
+  for (auto notice : {"swagger-ui-bundle.js.LICENSE.txt", "redoc.standalone.js.LICENSE.txt"}) {
+    auto r = c.get(std::string("/docs/assets/") + notice);
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.header("content-type") == "text/plain; charset=utf-8");
+  }
+  expect_problem(c.get("/docs/assets/nothing.js"), 404);
+  expect_problem(c.get("/docs/assets/..%2Fopenapi.json"), 404);
+  expect_problem(c.del("/docs/assets/swagger-ui.css"), 405);
 }
 
 BOOST_AUTO_TEST_CASE(request_logs_are_json_lines_without_secrets_or_content) {

@@ -100,6 +100,26 @@ BOOST_AUTO_TEST_CASE(the_viewer_pages_load_the_served_document) {
     BOOST_TEST(page.rfind("<!DOCTYPE html>", 0) == 0u);
     BOOST_TEST(page.find("\"/openapi.json\"") != std::string::npos);
   }
-  BOOST_TEST(swagger_ui_page().find("SwaggerUIBundle") != std::string::npos);
   BOOST_TEST(redoc_page().find("<redoc spec-url=\"/openapi.json\">") != std::string::npos);
+  auto* init = find_viewer_asset("swagger-initializer.js");
+  BOOST_REQUIRE(init);
+  BOOST_TEST(init->bytes.find("SwaggerUIBundle({\n  url: \"/openapi.json\"") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(every_file_a_viewer_page_names_is_compiled_in) {
+  const std::string prefix = "=\"/docs/assets/";
+  for (auto page : {swagger_ui_page(), redoc_page()}) {
+    int named = 0;
+    for (auto at = page.find(prefix); at != std::string::npos; at = page.find(prefix, at + 1)) {
+      auto start = at + prefix.size();
+      auto name = page.substr(start, page.find('"', start) - start);
+      auto* asset = find_viewer_asset(name);
+      BOOST_TEST_REQUIRE(asset, name << " is not compiled in");
+      BOOST_TEST(asset->bytes.size() > 100u);
+      ++named;
+    }
+    BOOST_TEST(named >= 1);
+  }
+  BOOST_TEST(!find_viewer_asset(""));
+  BOOST_TEST(!find_viewer_asset("package.json"));
 }

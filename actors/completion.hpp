@@ -5,7 +5,7 @@
 // No CAF here.
 
 #include "actors/engine_clock.hpp"
-#include "config/errors.hpp"
+#include "base/errors.hpp"
 
 #include <atomic>
 #include <chrono>

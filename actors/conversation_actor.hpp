@@ -3,7 +3,7 @@
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
 #include "actors/usage_meter.hpp"
-#include "config/errors.hpp"
+#include "base/errors.hpp"
 #include "config/settings.hpp"
 #include "persistence/persistence_actors.hpp"
 #include "providers/model_registry.hpp"

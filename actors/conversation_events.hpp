@@ -3,7 +3,7 @@
 // What a conversation tells the clients that watch it live. No CAF here: the
 // HTTP layer implements the subscribers (an SSE stream, a WebSocket).
 
-#include "config/errors.hpp"
+#include "base/errors.hpp"
 #include "persistence/records.hpp"
 
 #include <optional>

@@ -2,7 +2,7 @@
 
 #include "actors/conversation_actor.hpp"
 #include "actors/messages.hpp"
-#include "config/uuid.hpp"
+#include "base/uuid.hpp"
 #include "persistence/caf_errors.hpp"
 
 #include <caf/actor_system.hpp>

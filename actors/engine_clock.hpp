@@ -1,6 +1,6 @@
 #pragma once
 
-#include "config/clock.hpp"
+#include "base/clock.hpp"
 
 #include <atomic>
 #include <chrono>

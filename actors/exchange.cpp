@@ -1,7 +1,7 @@
 #include "actors/conversation_state.hpp"
 
 #include "actors/exchange_writes.hpp"
-#include "config/uuid.hpp"
+#include "base/uuid.hpp"
 #include "persistence/stored_answer.hpp"
 
 #include <spdlog/spdlog.h>

@@ -1,6 +1,6 @@
 #include "actors/exchange_writes.hpp"
 
-#include "config/clock.hpp"
+#include "base/clock.hpp"
 
 namespace parley {
 

@@ -3,7 +3,7 @@
 // Plain values the HTTP layer hands to the engine and gets back. No CAF here.
 
 #include "actors/conversation_events.hpp"
-#include "config/errors.hpp"
+#include "base/errors.hpp"
 #include "persistence/records.hpp"
 
 #include <cstdint>

@@ -1,12 +1,12 @@
 // parley: wires configuration, engine and HTTP server together. Nothing else.
 
 #include "actors/engine.hpp"
+#include "base/version.hpp"
 #include "config/load_settings.hpp"
-#include "config/logging.hpp"
-#include "config/version.hpp"
 #include "http/server.hpp"
 #include "persistence/store.hpp"
 #include "providers/model_registry.hpp"
+#include "telemetry/logging.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -1,7 +1,7 @@
 // parley-bench-reference-send: the thinnest durable send path this stack
-// allows, so that Parley's send path can be put beside it in the same run (bench/scenarios/send-floor.sh). It speaks
-// just enough of the API for parley-load: GET /health, POST /v1/conversations
-// and POST /v1/conversations/{id}/messages (echo reply). No authentication,
+// allows, so that Parley's send path can be put beside it in the same run
+// (bench/scenarios/send-floor.sh). It speaks just enough of the API for parley-load: GET /health,
+// POST /v1/conversations and POST /v1/conversations/{id}/messages (echo reply). No authentication,
 // limits, idempotency, history or passivation: it is a floor, not a server.
 //
 // Three threads touch a send:
@@ -12,9 +12,9 @@
 // 3. the writer takes everything queued, commits it in one transaction
 //    (prepared statements) and answers each request from its own thread.
 
-#include "config/clock.hpp"
-#include "config/json_text.hpp"
-#include "config/uuid.hpp"
+#include "base/clock.hpp"
+#include "base/json_text.hpp"
+#include "base/uuid.hpp"
 
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>

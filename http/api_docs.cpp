@@ -1,6 +1,6 @@
 #include "http/api_docs.hpp"
 
-#include "config/version.hpp"
+#include "base/version.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,9 +1,9 @@
 #include "http/http_api.hpp"
 
-#include "config/metrics.hpp"
-#include "config/uuid.hpp"
+#include "base/uuid.hpp"
 #include "http/api_docs.hpp"
 #include "http/json_mapping.hpp"
+#include "telemetry/metrics.hpp"
 
 #include <spdlog/spdlog.h>
 

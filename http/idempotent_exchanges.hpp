@@ -6,7 +6,7 @@
 // answer is rendered here.
 
 #include "actors/engine.hpp"
-#include "config/clock.hpp"
+#include "base/clock.hpp"
 #include "config/settings.hpp"
 #include "http/idempotency.hpp"
 #include "http/in_flight.hpp"

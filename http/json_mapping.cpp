@@ -1,7 +1,7 @@
 #include "http/json_mapping.hpp"
 
-#include "config/json_text.hpp"
-#include "config/uuid.hpp"
+#include "base/json_text.hpp"
+#include "base/uuid.hpp"
 
 #include <charconv>
 #include <utility>

@@ -3,7 +3,7 @@
 // Resources as JSON, exactly as docs/openapi.json shows them. Pure functions.
 
 #include "actors/requests.hpp"
-#include "config/json_text.hpp"
+#include "base/json_text.hpp"
 #include "persistence/records.hpp"
 #include "providers/model_registry.hpp"
 

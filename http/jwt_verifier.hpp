@@ -1,6 +1,6 @@
 #pragma once
 
-#include "config/errors.hpp"
+#include "base/errors.hpp"
 #include "config/settings.hpp"
 
 #include <chrono>

@@ -1,6 +1,6 @@
 #include "http/problem.hpp"
 
-#include "config/json_text.hpp"
+#include "base/json_text.hpp"
 
 #include <nlohmann/json.hpp>
 

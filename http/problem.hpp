@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config/errors.hpp"
+#include "base/errors.hpp"
 
 #include <optional>
 #include <string>

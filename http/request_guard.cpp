@@ -1,6 +1,6 @@
 #include "http/request_guard.hpp"
 
-#include "config/uuid.hpp"
+#include "base/uuid.hpp"
 #include "http/jwt_verifier.hpp"
 #include "http/request_parsing.hpp"
 

@@ -1,7 +1,7 @@
 #include "http/request_log.hpp"
 
-#include "config/logging.hpp"
-#include "config/metrics.hpp"
+#include "telemetry/logging.hpp"
+#include "telemetry/metrics.hpp"
 
 namespace parley {
 

@@ -1,6 +1,6 @@
 #include "http/request_parsing.hpp"
 
-#include "config/clock.hpp"
+#include "base/clock.hpp"
 #include "http/json_mapping.hpp"
 #include "providers/token_estimator.hpp"
 

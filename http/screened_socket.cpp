@@ -1,7 +1,7 @@
 #include "http/screened_socket.hpp"
 
-#include "config/metrics.hpp"
-#include "config/uuid.hpp"
+#include "base/uuid.hpp"
+#include "telemetry/metrics.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -4,10 +4,10 @@
 // the router, the socket that screens what comes in, and the listener that
 // tells the connection watch about closed connections.
 
-#include "config/metrics.hpp"
 #include "http/connection_watch.hpp"
 #include "http/route_regex_engine.hpp"
 #include "http/screened_socket.hpp"
+#include "telemetry/metrics.hpp"
 
 #include <restinio/all.hpp>
 

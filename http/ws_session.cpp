@@ -1,8 +1,8 @@
 #include "http/ws_session.hpp"
 
-#include "config/metrics.hpp"
 #include "http/json_mapping.hpp"
 #include "http/problem.hpp"
+#include "telemetry/metrics.hpp"
 
 namespace parley {
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "config/errors.hpp"
+#include "base/errors.hpp"
 
 #include <caf/atom.hpp>
 #include <caf/error.hpp>

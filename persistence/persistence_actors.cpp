@@ -1,8 +1,8 @@
 #include "persistence/persistence_actors.hpp"
 
-#include "config/metrics.hpp"
 #include "persistence/caf_errors.hpp"
 #include "persistence/messages.hpp"
+#include "telemetry/metrics.hpp"
 
 #include <spdlog/spdlog.h>
 #include <caf/actor_pool.hpp>

@@ -1,8 +1,8 @@
 #pragma once
 
-#include "config/clock.hpp"
-#include "config/errors.hpp"
-#include "config/shared_text.hpp"
+#include "base/clock.hpp"
+#include "base/errors.hpp"
+#include "base/shared_text.hpp"
 
 #include <cstdint>
 #include <optional>

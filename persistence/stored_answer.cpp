@@ -1,6 +1,6 @@
 #include "persistence/stored_answer.hpp"
 
-#include "config/json_text.hpp"
+#include "base/json_text.hpp"
 #include "persistence/store.hpp"
 
 #include <nlohmann/json.hpp>

@@ -1,6 +1,6 @@
 #include "providers/chat_protocol.hpp"
 
-#include "config/json_text.hpp"
+#include "base/json_text.hpp"
 
 #include <nlohmann/json.hpp>
 

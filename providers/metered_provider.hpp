@@ -1,7 +1,7 @@
 #pragma once
 
-#include "config/metrics.hpp"
 #include "providers/provider.hpp"
+#include "telemetry/metrics.hpp"
 
 #include <memory>
 #include <string>

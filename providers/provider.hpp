@@ -1,7 +1,7 @@
 #pragma once
 
-#include "config/errors.hpp"
-#include "config/shared_text.hpp"
+#include "base/errors.hpp"
+#include "base/shared_text.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -12,7 +12,7 @@
 // Input: the whole input is tried as each value; the checks of two values
 // take it split at its first newline.
 
-#include "config/uuid.hpp"
+#include "base/uuid.hpp"
 #include "http/idempotency.hpp"
 #include "http/json_mapping.hpp"
 #include "http/problem.hpp"

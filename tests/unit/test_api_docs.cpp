@@ -1,5 +1,5 @@
 #define BOOST_TEST_MODULE api_docs
-#include "config/version.hpp"
+#include "base/version.hpp"
 #include "http/api_docs.hpp"
 #include "http/server.hpp"
 

@@ -1,10 +1,10 @@
 #define BOOST_TEST_MODULE config
 #include <boost/test/unit_test.hpp>
 
-#include "config/clock.hpp"
+#include "base/clock.hpp"
+#include "base/shared_text.hpp"
+#include "base/uuid.hpp"
 #include "config/load_settings.hpp"
-#include "config/shared_text.hpp"
-#include "config/uuid.hpp"
 
 #include <cstdio>
 #include <fstream>

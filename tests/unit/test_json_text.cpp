@@ -1,7 +1,7 @@
 #define BOOST_TEST_MODULE json_text
 #include <boost/test/unit_test.hpp>
 
-#include "config/json_text.hpp"
+#include "base/json_text.hpp"
 #include "http/json_mapping.hpp"
 
 #include <limits>

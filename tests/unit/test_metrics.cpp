@@ -1,6 +1,6 @@
 #define BOOST_TEST_MODULE metrics
-#include "config/metrics.hpp"
 #include "support/prometheus_text.hpp"
+#include "telemetry/metrics.hpp"
 
 #include <boost/test/unit_test.hpp>
 

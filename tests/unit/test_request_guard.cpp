@@ -1,8 +1,8 @@
 #define BOOST_TEST_MODULE request_guard
 #include <boost/test/unit_test.hpp>
 
+#include "base/uuid.hpp"
 #include "config/settings.hpp"
-#include "config/uuid.hpp"
 #include "http/jwt_verifier.hpp"
 #include "http/request_guard.hpp"
 #include "support/jwt_signer.hpp"

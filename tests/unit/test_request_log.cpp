@@ -1,8 +1,8 @@
 #define BOOST_TEST_MODULE request_log
-#include "config/logging.hpp"
-#include "config/metrics.hpp"
 #include "http/request_log.hpp"
 #include "support/prometheus_text.hpp"
+#include "telemetry/logging.hpp"
+#include "telemetry/metrics.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/test/unit_test.hpp>

@@ -1,6 +1,6 @@
-#include "config/uuid.hpp"
+#include "base/uuid.hpp"
 
-#include "config/clock.hpp"
+#include "base/clock.hpp"
 
 #include <cstdint>
 #include <random>

@@ -1,7 +1,7 @@
-#include "config/logging.hpp"
+#include "telemetry/logging.hpp"
 
-#include "config/clock.hpp"
-#include "config/json_text.hpp"
+#include "base/clock.hpp"
+#include "base/json_text.hpp"
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>

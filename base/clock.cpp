@@ -1,4 +1,4 @@
-#include "config/clock.hpp"
+#include "base/clock.hpp"
 
 #include <cctype>
 #include <chrono>

@@ -1,4 +1,4 @@
-#include "config/metrics.hpp"
+#include "telemetry/metrics.hpp"
 
 #include <algorithm>
 #include <charconv>

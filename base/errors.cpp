@@ -1,4 +1,4 @@
-#include "config/errors.hpp"
+#include "base/errors.hpp"
 
 namespace parley {
 

@@ -4,12 +4,15 @@
 //
 //   parley-bench-insert-ceiling DATABASE_URL [seconds=5] [batch_rows=1000]
 //
-// The database must have Parley's schema (`parley migrate`). SQLite runs with
-// Parley's pragmas and a prepared row-at-a-time statement (no round trips to
-// save); PostgreSQL gets one multi-row INSERT of scalar binds per batch (SOCI
+// The database must have Parley's schema (`parley migrate`). The statements
+// are the store's own (persistence/sql_statements.hpp), so that the ceiling
+// inserts what Parley inserts. SQLite runs with Parley's pragmas and its
+// prepared row-at-a-time INSERT (no round trips to save); PostgreSQL gets the
+// batch writer's multi-row INSERT, with scalar binds, once per batch (SOCI
 // sends it as one round trip; its vector binds go row by row).
 
 #include "config/load_settings.hpp"
+#include "persistence/sql_statements.hpp"
 
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
@@ -18,19 +21,20 @@
 #include <chrono>
 #include <cstdio>
 #include <deque>
+#include <iterator>
 #include <string>
 
 namespace {
 
-/// The bound values of one row; a deque keeps their addresses stable.
-struct row_values {
-  std::string id, conversation_id, role, content, model;
-  long long seq = 0, created_at = 0, prompt_tokens = 0, completion_tokens = 0;
-};
+namespace sql = parley::sql;
 
-constexpr const char* columns =
-    "INSERT INTO messages (id, conversation_id, seq, role, content, created_at, model,"
-    " prompt_tokens, completion_tokens) VALUES ";
+/// The bound values of one row; a deque keeps their addresses stable.
+/// edited_at and finish_reason stay NULL, as in a message just sent.
+struct row_values {
+  std::string id, conversation_id, role, content, model, finish_reason;
+  long long seq = 0, created_at = 0, edited_at = 0, prompt_tokens = 0, completion_tokens = 0;
+  soci::indicator null = soci::i_null;
+};
 
 void fill(row_values& r, long long n) {
   // Two rows per conversation, like an exchange: the user message and the reply.
@@ -45,6 +49,7 @@ void fill(row_values& r, long long n) {
   r.completion_tokens = 7;
 }
 
+/// Binds one row, in the order of sql::message_columns.
 void bind(soci::statement& st, row_values& r) {
   using soci::use;
   st.exchange(use(r.id));
@@ -53,14 +58,19 @@ void bind(soci::statement& st, row_values& r) {
   st.exchange(use(r.role));
   st.exchange(use(r.content));
   st.exchange(use(r.created_at));
+  st.exchange(use(r.edited_at, r.null));
   st.exchange(use(r.model));
+  st.exchange(use(r.finish_reason, r.null));
   st.exchange(use(r.prompt_tokens));
   st.exchange(use(r.completion_tokens));
 }
 
+/// SOCI's markers for the `row`th row of a multi-row INSERT: `(:p0, :p1, ...)`.
 std::string bind_markers(std::size_t row) {
+  constexpr auto columns = std::size(sql::message_columns);
   std::string out = "(";
-  for (int c = 0; c < 9; ++c) out += (c ? ", :p" : ":p") + std::to_string(row * 9 + c);
+  for (std::size_t c = 0; c < columns; ++c)
+    out += (c ? ", :p" : ":p") + std::to_string(row * columns + c);
   return out + ")";
 }
 
@@ -84,20 +94,22 @@ int main(int argc, char** argv) {
     session.open(soci::postgresql, target);
   } else {
     session.open(soci::sqlite3, "db=" + url.target);
-    session << "PRAGMA journal_mode=WAL";
-    session << "PRAGMA synchronous=NORMAL";
+    session << sql::sqlite::journal_mode_wal;
+    session << sql::sqlite::synchronous_normal;
   }
 
   std::deque<row_values> rows(postgresql ? batch_rows : 1);
   soci::statement insert(session);
   insert.alloc();
   if (postgresql) {
-    std::string sql = columns;
-    for (std::size_t i = 0; i < batch_rows; ++i) sql += (i ? ", " : "") + bind_markers(i);
-    insert.prepare(sql);
+    // The batch writer's head, with SOCI's markers where it sends `$n::type`.
+    auto& statement = sql::postgresql::insert_messages;
+    std::string text = statement.head;
+    for (std::size_t i = 0; i < batch_rows; ++i) text += (i ? ", " : "") + bind_markers(i);
+    insert.prepare(text + statement.tail);
     for (auto& r : rows) bind(insert, r);
   } else {
-    insert.prepare(std::string(columns) + bind_markers(0));
+    insert.prepare(sql::insert_message);
     bind(insert, rows[0]);
   }
   insert.define_and_bind();

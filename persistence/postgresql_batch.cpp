@@ -1,9 +1,11 @@
 #include "persistence/postgresql_batch.hpp"
 
+#include "persistence/sql_statements.hpp"
 #include "persistence/store.hpp"
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <charconv>
 #include <memory>
 #include <optional>
@@ -124,42 +126,36 @@ class pipeline {
   std::vector<statement> statements_;
 };
 
-/// Sends `head VALUES (...), (...) tail` for `rows`, in chunks; each row's
-/// columns are cast to `types` (the VALUES list of an UPDATE ... FROM has no
-/// target columns to infer them from). `bind` adds one row's parameters.
+/// Sends `statement` for `rows`, in chunks; each row's values are text
+/// parameters cast to the types of `statement.row`. `bind` adds one row's
+/// parameters, in the order of `statement.row`.
 template <class Row, class Bind>
-void send_rows(pipeline& out, const std::string& head, const std::vector<const char*>& types,
-               const std::string& tail, const std::vector<Row>& rows, Bind bind) {
-  auto per_statement = std::min(max_rows, max_params / types.size());
+void send_rows(pipeline& out, const sql::postgresql::multi_row& statement,
+               const std::vector<Row>& rows, Bind bind) {
+  auto& columns = statement.row;
+  auto per_statement = std::min(max_rows, max_params / columns.size());
   for (std::size_t first = 0; first < rows.size(); first += per_statement) {
     auto last = std::min(rows.size(), first + per_statement);
-    std::string sql = head;
+    std::string sql = statement.head;
     parameters params;
     for (auto i = first; i < last; ++i) {
-      sql += i == first ? " VALUES (" : ", (";
-      for (std::size_t c = 0; c < types.size(); ++c) {
+      sql += i == first ? "(" : ", (";
+      for (std::size_t c = 0; c < columns.size(); ++c) {
         if (c) sql += ", ";
         sql += '$';
         sql += std::to_string(params.size() + c + 1);
         sql += "::";
-        sql += types[c];
+        sql += columns[c].pg_type;
       }
       sql += ")";
       bind(params, rows[i]);
     }
-    sql += tail;
+    sql += statement.tail;
     out.add(std::move(sql), std::move(params));
   }
 }
 
-/// Every column of a conversation row, as bind_conversation adds them.
-const std::string conversation_columns =
-    "id, user_id, title, model, system_prompt, metadata, created_at, updated_at, message_count,"
-    " last_seq, prompt_tokens, completion_tokens, cost_usd, version";
-const std::vector<const char*> conversation_types{"text",   "text",   "text",   "text",   "text",
-                                                  "text",   "bigint", "bigint", "bigint", "bigint",
-                                                  "bigint", "bigint", "float8", "bigint"};
-
+/// Binds sql::conversation_columns.
 void bind_conversation(parameters& p, const conversation_record& c) {
   p.text(c.id);
   p.text(c.user_id);
@@ -177,27 +173,20 @@ void bind_conversation(parameters& p, const conversation_record& c) {
   p.number(c.version);
 }
 
-/// `DELETE FROM table WHERE column IN (ids)`, in chunks.
-void delete_where_in(pipeline& out, const std::string& table, const std::string& column,
-                     const std::vector<const std::string*>& ids) {
-  send_rows(out, "DELETE FROM " + table + " WHERE " + column + " IN (SELECT v.id FROM (", {"text"},
-            ") AS v(id))", ids, [](parameters& p, const std::string* id) { p.text(*id); });
-}
+/// Binds sql::id_column.
+void bind_id(parameters& p, const std::string* id) { p.text(*id); }
 
 }  // namespace
 
 void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
+  // Each bind adds a row's values in the order of its statement's `row`.
+  namespace statements = sql::postgresql;
   pipeline out;
-  send_rows(out, "INSERT INTO conversations (" + conversation_columns + ")", conversation_types, "",
-            plan.inserted_conversations,
+  send_rows(out, statements::insert_conversations, plan.inserted_conversations,
             [](parameters& p, const conversation_record* c) { bind_conversation(p, *c); });
 
-  send_rows(out,
-            "INSERT INTO messages (id, conversation_id, seq, role, content, created_at, edited_at,"
-            " model, finish_reason, prompt_tokens, completion_tokens)",
-            {"text", "text", "bigint", "text", "text", "bigint", "bigint", "text", "text", "bigint",
-             "bigint"},
-            "", plan.inserted_messages, [](parameters& p, const message_record* m) {
+  send_rows(out, statements::insert_messages, plan.inserted_messages,
+            [](parameters& p, const message_record* m) {
               p.text(m->id);
               p.text(m->conversation_id);
               p.number(m->seq);
@@ -211,47 +200,27 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.number(m->completion_tokens);
             });
 
-  send_rows(out, "UPDATE messages AS m SET content = v.content, edited_at = v.edited_at FROM (",
-            {"text", "text", "bigint"}, ") AS v(id, content, edited_at) WHERE m.id = v.id",
-            plan.message_edits, [](parameters& p, const write::update_message* e) {
+  send_rows(out, statements::update_messages, plan.message_edits,
+            [](parameters& p, const write::update_message* e) {
               p.text(e->id);
               p.text(e->content);
               p.number(e->edited_at);
             });
 
-  delete_where_in(out, "messages", "id", plan.deleted_messages);
+  send_rows(out, statements::delete_messages, plan.deleted_messages, bind_id);
 
-  // The version check has to fail inside the transaction, before its
-  // commit is on the wire: parley_expect_updated (schema.cpp) raises a
-  // serialization failure when fewer rows matched than were sent.
-  auto with_expected = conversation_types;
-  with_expected.push_back("bigint");
-  send_rows(
-      out, "WITH v(" + conversation_columns + ", expected) AS (", with_expected,
-      "), updated AS (UPDATE conversations AS c SET title = v.title, model = v.model,"
-      " system_prompt = v.system_prompt, metadata = v.metadata, updated_at = v.updated_at,"
-      " message_count = v.message_count, last_seq = v.last_seq, prompt_tokens = v.prompt_tokens,"
-      " completion_tokens = v.completion_tokens, cost_usd = v.cost_usd, version = v.version"
-      " FROM v WHERE c.id = v.id AND c.version = v.expected RETURNING 1)"
-      " SELECT parley_expect_updated((SELECT count(*) FROM updated), (SELECT count(*) FROM v))",
-      plan.conversation_updates, [](parameters& p, const write_plan::conversation_update& u) {
-        bind_conversation(p, *u.row);
-        p.number(u.expected_version);
-      });
+  // A stale version fails the whole transaction (see update_conversations).
+  send_rows(out, statements::update_conversations, plan.conversation_updates,
+            [](parameters& p, const write_plan::conversation_update& u) {
+              bind_conversation(p, *u.row);
+              p.number(u.expected_version);
+            });
 
-  delete_where_in(out, "messages", "conversation_id", plan.deleted_conversations);
-  delete_where_in(out, "conversations", "id", plan.deleted_conversations);
+  send_rows(out, statements::delete_conversation_messages, plan.deleted_conversations, bind_id);
+  send_rows(out, statements::delete_conversations, plan.deleted_conversations, bind_id);
 
-  send_rows(out,
-            "INSERT INTO usage_daily (user_id, day, model, requests, prompt_tokens,"
-            " completion_tokens, cost_usd)",
-            {"text", "text", "text", "bigint", "bigint", "bigint", "float8"},
-            " ON CONFLICT (user_id, day, model) DO UPDATE SET"
-            " requests = usage_daily.requests + excluded.requests,"
-            " prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,"
-            " completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,"
-            " cost_usd = usage_daily.cost_usd + excluded.cost_usd",
-            plan.usage, [](parameters& p, const write_plan::usage_total& u) {
+  send_rows(out, statements::add_usage, plan.usage,
+            [](parameters& p, const write_plan::usage_total& u) {
               p.text(*u.user_id);
               p.text(*u.day);
               p.text(u.sum.model);
@@ -261,9 +230,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.number(u.sum.cost_usd);
             });
 
-  send_rows(out,
-            "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, answer, created_at)",
-            {"text", "text", "text", "text", "bigint"}, "", plan.idempotency_keys,
+  send_rows(out, statements::insert_idempotency, plan.idempotency_keys,
             [](parameters& p, const idempotency_row* k) {
               p.text(k->user_id);
               p.text(k->key);
@@ -272,11 +239,8 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.number(k->created_at);
             });
 
-  send_rows(out, "UPDATE idempotency_keys AS k SET answer = v.answer FROM (",
-            {"text", "text", "text"},
-            ") AS v(user_id, idem_key, answer)"
-            " WHERE k.user_id = v.user_id AND k.idem_key = v.idem_key",
-            plan.idempotency_answers, [](parameters& p, const idempotency_row* k) {
+  send_rows(out, statements::replace_idempotency_answers, plan.idempotency_answers,
+            [](parameters& p, const idempotency_row* k) {
               p.text(k->user_id);
               p.text(k->key);
               p.text(k->answer);

@@ -1,6 +1,7 @@
 #include "persistence/postgresql_batch.hpp"
 #include "persistence/postgresql_interrupt.hpp"
 #include "persistence/schema.hpp"
+#include "persistence/sql_statements.hpp"
 #include "persistence/statement_watchdog.hpp"
 #include "persistence/store.hpp"
 #include "persistence/stored_answer.hpp"
@@ -16,68 +17,13 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
 namespace parley {
 
 namespace {
-
-// --- SQL ----------------------------------------------------------------------
-
-constexpr const char* conversation_columns =
-    "id, user_id, title, model, system_prompt, metadata, created_at, updated_at,"
-    " message_count, last_seq, prompt_tokens, completion_tokens, cost_usd, version";
-constexpr const char* message_columns =
-    "id, conversation_id, seq, role, content, created_at, edited_at, model, finish_reason,"
-    " prompt_tokens, completion_tokens";
-
-constexpr const char* insert_conversation_sql =
-    "INSERT INTO conversations (id, user_id, title, model, system_prompt, metadata, created_at,"
-    " updated_at, message_count, last_seq, prompt_tokens, completion_tokens, cost_usd, version)"
-    " VALUES (:id, :user_id, :title, :model, :system_prompt, :metadata, :created_at,"
-    " :updated_at, :message_count, :last_seq, :prompt_tokens, :completion_tokens, :cost_usd,"
-    " :version)";
-constexpr const char* update_conversation_sql =
-    "UPDATE conversations SET title = :title, model = :model, system_prompt = :system_prompt,"
-    " metadata = :metadata, updated_at = :updated_at, message_count = :message_count,"
-    " last_seq = :last_seq, prompt_tokens = :prompt_tokens,"
-    " completion_tokens = :completion_tokens, cost_usd = :cost_usd, version = :version"
-    " WHERE id = :id AND version = :expected";
-constexpr const char* delete_messages_of_conversation_sql =
-    "DELETE FROM messages WHERE conversation_id = :id";
-constexpr const char* delete_conversation_sql = "DELETE FROM conversations WHERE id = :id";
-constexpr const char* insert_message_sql =
-    "INSERT INTO messages (id, conversation_id, seq, role, content, created_at, edited_at, model,"
-    " finish_reason, prompt_tokens, completion_tokens) VALUES (:id, :conversation_id, :seq,"
-    " :role, :content, :created_at, :edited_at, :model, :finish_reason, :prompt_tokens,"
-    " :completion_tokens)";
-constexpr const char* update_message_sql =
-    "UPDATE messages SET content = :content, edited_at = :edited_at WHERE id = :id";
-constexpr const char* delete_message_sql = "DELETE FROM messages WHERE id = :id";
-constexpr const char* add_usage_sql =
-    "INSERT INTO usage_daily (user_id, day, model, requests, prompt_tokens, completion_tokens,"
-    " cost_usd) VALUES (:user_id, :day, :model, :requests, :prompt_tokens, :completion_tokens,"
-    " :cost_usd) ON CONFLICT (user_id, day, model) DO UPDATE SET"
-    " requests = usage_daily.requests + excluded.requests,"
-    " prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,"
-    " completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,"
-    " cost_usd = usage_daily.cost_usd + excluded.cost_usd";
-constexpr const char* put_idempotency_sql =
-    "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, answer, created_at)"
-    " VALUES (:user_id, :idem_key, :request_hash, :answer, :created_at)";
-constexpr const char* replace_idempotency_sql =
-    "UPDATE idempotency_keys SET answer = :answer"
-    " WHERE user_id = :user_id AND idem_key = :idem_key";
-constexpr const char* find_idempotency_sql =
-    "SELECT user_id, idem_key, request_hash, answer, created_at FROM idempotency_keys"
-    " WHERE user_id = :user_id AND idem_key = :idem_key";
-constexpr const char* purge_idempotency_sql =
-    "DELETE FROM idempotency_keys WHERE created_at < :cutoff";
-constexpr const char* usage_sql =
-    "SELECT model, SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd)"
-    " FROM usage_daily WHERE user_id = :user_id AND day >= :from_day AND day <= :to_day"
-    " GROUP BY model ORDER BY model";
 
 // --- row access that works whatever type the backend reports ------------------
 
@@ -204,8 +150,8 @@ class sql_store final : public store {
           // WAL lets readers run beside the writer; with synchronous=NORMAL a
           // committed batch survives a crash of the process (a power cut may
           // take the last ones; the README says so).
-          session_ << "PRAGMA journal_mode=WAL";
-          session_ << "PRAGMA synchronous=NORMAL";
+          session_ << sql::sqlite::journal_mode_wal;
+          session_ << sql::sqlite::synchronous_normal;
         }
       } else {
         session_.open(soci::postgresql, postgresql_connect_string(url.target));
@@ -222,24 +168,21 @@ class sql_store final : public store {
     guarded(call_bound::none, [&] {
       // Parley processes starting together on one PostgreSQL database take
       // turns (SQLite's write lock does the same for it).
-      constexpr const char* migration_lock = "7263827761";  // any fixed number
-      if (dialect_ == sql_dialect::postgresql)
-        session_ << "SELECT pg_advisory_lock(" << migration_lock << ")";
-      session_ << "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
+      if (dialect_ == sql_dialect::postgresql) session_ << sql::postgresql::lock_migrations;
+      session_ << sql::create_schema_version;
       long long current = 0;
       soci::indicator ind = soci::i_null;
-      session_ << "SELECT MAX(version) FROM schema_version", soci::into(current, ind);
+      session_ << sql::select_schema_version, soci::into(current, ind);
       if (ind == soci::i_null) current = 0;
       for (auto& m : migrations(dialect_)) {
         if (m.version <= current) continue;
         soci::transaction tx(session_);
         for (auto& statement : m.statements) session_ << statement;
         int version = m.version;
-        session_ << "INSERT INTO schema_version (version) VALUES (:v)", soci::use(version);
+        session_ << sql::insert_schema_version, soci::use(version);
         tx.commit();
       }
-      if (dialect_ == sql_dialect::postgresql)
-        session_ << "SELECT pg_advisory_unlock(" << migration_lock << ")";
+      if (dialect_ == sql_dialect::postgresql) session_ << sql::postgresql::unlock_migrations;
     });
   }
 
@@ -261,9 +204,7 @@ class sql_store final : public store {
 
   std::optional<conversation_record> find_conversation(const std::string& id) override {
     return guarded([&]() -> std::optional<conversation_record> {
-      soci::rowset<soci::row> rows = (session_.prepare << "SELECT " << conversation_columns
-                                                       << " FROM conversations WHERE id = :id",
-                                      soci::use(id));
+      soci::rowset<soci::row> rows = (session_.prepare << sql::select_conversation, soci::use(id));
       for (auto& r : rows) return to_conversation(r);
       return std::nullopt;
     });
@@ -280,21 +221,12 @@ class sql_store final : public store {
       if (after) {
         long long at = after->updated_at;
         soci::rowset<soci::row> rows =
-            (session_.prepare << "SELECT "
-                              << conversation_columns
-                              // A row comparison: one range on the index, in
-                              // its order, for both dialects (see EXPLAIN in bench/).
-                              << " FROM conversations WHERE user_id = :u"
-                                 " AND (updated_at, id) < (:t, :id)"
-                                 " ORDER BY updated_at DESC, id DESC LIMIT :n",
-             soci::use(user_id), soci::use(at), soci::use(after->id), soci::use(fetch));
+            (session_.prepare << sql::list_conversations_after, soci::use(user_id), soci::use(at),
+             soci::use(after->id), soci::use(fetch));
         collect(rows);
       } else {
         soci::rowset<soci::row> rows =
-            (session_.prepare << "SELECT " << conversation_columns
-                              << " FROM conversations WHERE user_id = :u"
-                                 " ORDER BY updated_at DESC, id DESC LIMIT :n",
-             soci::use(user_id), soci::use(fetch));
+            (session_.prepare << sql::list_conversations, soci::use(user_id), soci::use(fetch));
         collect(rows);
       }
       if (page.rows.size() > limit) {
@@ -315,19 +247,14 @@ class sql_store final : public store {
       if (before_seq) {
         long long before = *before_seq;
         soci::rowset<soci::row> rows =
-            (session_.prepare << "SELECT " << message_columns
-                              << " FROM messages WHERE conversation_id = :c AND seq < :b"
-                                 " ORDER BY seq DESC LIMIT :n",
-             soci::use(conversation_id), soci::use(before), soci::use(n));
+            (session_.prepare << sql::select_messages_before, soci::use(conversation_id),
+             soci::use(before), soci::use(n));
         for (auto& r : rows) out.push_back(to_message(r));
         std::reverse(out.begin(), out.end());
       } else {
         long long after = after_seq;
-        soci::rowset<soci::row> rows =
-            (session_.prepare << "SELECT " << message_columns
-                              << " FROM messages WHERE conversation_id = :c AND seq > :a"
-                                 " ORDER BY seq ASC LIMIT :n",
-             soci::use(conversation_id), soci::use(after), soci::use(n));
+        soci::rowset<soci::row> rows = (session_.prepare << sql::select_messages_after,
+                                        soci::use(conversation_id), soci::use(after), soci::use(n));
         for (auto& r : rows) out.push_back(to_message(r));
       }
       return out;
@@ -337,10 +264,8 @@ class sql_store final : public store {
   std::optional<message_record> find_message(const std::string& conversation_id,
                                              const std::string& message_id) override {
     return guarded([&]() -> std::optional<message_record> {
-      soci::rowset<soci::row> rows =
-          (session_.prepare << "SELECT " << message_columns
-                            << " FROM messages WHERE id = :id AND conversation_id = :c",
-           soci::use(message_id), soci::use(conversation_id));
+      soci::rowset<soci::row> rows = (session_.prepare << sql::select_message,
+                                      soci::use(message_id), soci::use(conversation_id));
       for (auto& r : rows) return to_message(r);
       return std::nullopt;
     });
@@ -350,7 +275,7 @@ class sql_store final : public store {
                                                      const std::string& key) override {
     return guarded([&]() -> std::optional<idempotency_record> {
       soci::rowset<soci::row> rows =
-          (session_.prepare << find_idempotency_sql, soci::use(user_id), soci::use(key));
+          (session_.prepare << sql::select_idempotency, soci::use(user_id), soci::use(key));
       for (auto& r : rows) {
         auto stored = decode_answer(r.get<std::string>(3));
         return idempotency_record{r.get<std::string>(0), r.get<std::string>(1),
@@ -364,7 +289,7 @@ class sql_store final : public store {
   std::int64_t purge_idempotency(unix_ms cutoff) override {
     return guarded([&] {
       long long c = cutoff;
-      soci::statement st = (session_.prepare << purge_idempotency_sql, soci::use(c));
+      soci::statement st = (session_.prepare << sql::purge_idempotency, soci::use(c));
       st.execute(true);
       return static_cast<std::int64_t>(st.get_affected_rows());
     });
@@ -374,7 +299,7 @@ class sql_store final : public store {
                                const std::string& to_day) override {
     return guarded([&] {
       std::vector<usage_row> out;
-      soci::rowset<soci::row> rows = (session_.prepare << usage_sql, soci::use(user_id),
+      soci::rowset<soci::row> rows = (session_.prepare << sql::select_usage, soci::use(user_id),
                                       soci::use(from_day), soci::use(to_day));
       for (auto& r : rows)
         out.push_back(usage_row{r.get<std::string>(0), get_int(r, 1), get_int(r, 2), get_int(r, 3),
@@ -386,7 +311,7 @@ class sql_store final : public store {
   void ping() override {
     guarded([&] {
       int one = 0;
-      session_ << "SELECT 1", soci::into(one);
+      session_ << sql::ping, soci::into(one);
     });
   }
 
@@ -396,8 +321,7 @@ class sql_store final : public store {
     // bounded the same, so that a caller waiting for this store need not
     // keep a timer of its own.
     if (dialect_ == sql_dialect::sqlite && timeout.count() > 0)
-      translate_errors(
-          [&] { session_ << "PRAGMA busy_timeout=" + std::to_string(timeout.count()); });
+      translate_errors([&] { session_ << sql::sqlite::busy_timeout(timeout.count()); });
   }
 
  private:
@@ -419,7 +343,7 @@ class sql_store final : public store {
       using soci::use;
       auto& c = conversation;
       insert_conversation.alloc();
-      insert_conversation.prepare(insert_conversation_sql);
+      insert_conversation.prepare(sql::insert_conversation);
       for (auto* u : {&c.id, &c.user_id}) insert_conversation.exchange(use(*u));
       insert_conversation.exchange(use(c.title, c.title_ind));
       insert_conversation.exchange(use(c.model));
@@ -433,7 +357,7 @@ class sql_store final : public store {
       insert_conversation.define_and_bind();
 
       update_conversation.alloc();
-      update_conversation.prepare(update_conversation_sql);
+      update_conversation.prepare(sql::update_conversation);
       update_conversation.exchange(use(c.title, c.title_ind));
       update_conversation.exchange(use(c.model));
       update_conversation.exchange(use(c.system_prompt, c.system_prompt_ind));
@@ -447,12 +371,12 @@ class sql_store final : public store {
       update_conversation.exchange(use(c.expected));
       update_conversation.define_and_bind();
 
-      bind_one(delete_conversation_messages, delete_messages_of_conversation_sql, id);
-      bind_one(delete_conversation, delete_conversation_sql, id);
+      bind_one(delete_conversation_messages, sql::delete_conversation_messages, id);
+      bind_one(delete_conversation, sql::delete_conversation, id);
 
       auto& m = message;
       insert_message.alloc();
-      insert_message.prepare(insert_message_sql);
+      insert_message.prepare(sql::insert_message);
       insert_message.exchange(use(m.id));
       insert_message.exchange(use(m.conversation_id));
       insert_message.exchange(use(m.seq));
@@ -467,16 +391,16 @@ class sql_store final : public store {
       insert_message.define_and_bind();
 
       update_message.alloc();
-      update_message.prepare(update_message_sql);
+      update_message.prepare(sql::update_message);
       update_message.exchange(use(m.content));
       update_message.exchange(use(m.edited_at));
       update_message.exchange(use(m.id));
       update_message.define_and_bind();
 
-      bind_one(delete_message, delete_message_sql, id);
+      bind_one(delete_message, sql::delete_message, id);
 
       add_usage.alloc();
-      add_usage.prepare(add_usage_sql);
+      add_usage.prepare(sql::add_usage);
       for (auto* v : {&usage.user_id, &usage.day, &usage.model}) add_usage.exchange(use(*v));
       for (auto* v : {&usage.requests, &usage.prompt_tokens, &usage.completion_tokens})
         add_usage.exchange(use(*v));
@@ -485,23 +409,23 @@ class sql_store final : public store {
 
       auto& k = idempotency;
       put_idempotency.alloc();
-      put_idempotency.prepare(put_idempotency_sql);
+      put_idempotency.prepare(sql::insert_idempotency);
       for (auto* v : {&k.user_id, &k.key, &k.request_hash}) put_idempotency.exchange(use(*v));
       put_idempotency.exchange(use(k.answer));
       put_idempotency.exchange(use(k.created_at));
       put_idempotency.define_and_bind();
 
       replace_idempotency.alloc();
-      replace_idempotency.prepare(replace_idempotency_sql);
+      replace_idempotency.prepare(sql::replace_idempotency_answer);
       replace_idempotency.exchange(use(k.answer));
       replace_idempotency.exchange(use(k.user_id));
       replace_idempotency.exchange(use(k.key));
       replace_idempotency.define_and_bind();
     }
 
-    static void bind_one(soci::statement& st, const char* sql, std::string& value) {
+    static void bind_one(soci::statement& st, std::string_view sql, std::string& value) {
       st.alloc();
-      st.prepare(sql);
+      st.prepare(std::string(sql));
       st.exchange(soci::use(value));
       st.define_and_bind();
     }

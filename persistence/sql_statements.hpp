@@ -1,0 +1,413 @@
+#pragma once
+
+// Every SQL statement Parley sends, apart from the schema's migrations
+// (schema.cpp), in one place per dialect:
+//
+//   parley::sql              portable: the SOCI store's statements, the same
+//                            text on SQLite and PostgreSQL
+//   parley::sql::sqlite      SQLite only: the connection's pragmas
+//   parley::sql::postgresql  PostgreSQL only: the migration lock and the
+//                            batch writer's multi-row statements
+//
+// Each row's columns are listed once, in the tables below, and every
+// statement that names them is built from those tables, so that a column
+// added or moved changes every statement together. The statements are
+// built once, when the program starts (so another file's static initializer
+// must not use them). Only the standard library is included: the benchmarks
+// use these statements without the store.
+
+#include <cstddef>
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace parley::sql {
+
+/// One column of a row Parley writes or reads: its name, and the type the
+/// PostgreSQL batch casts its text parameter to (the VALUES list of an
+/// UPDATE ... FROM has no target column to infer a type from).
+struct column {
+  std::string_view name;
+  std::string_view pg_type;
+};
+
+namespace detail {
+
+/// `pattern` once per column, every `@` in it replaced by the column's name,
+/// joined by `separator`: names, bind markers and assignments all come from
+/// one table.
+inline std::string each(std::span<const column> columns, std::string_view pattern,
+                        std::string_view separator = ", ") {
+  std::string out;
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    if (i) out += separator;
+    for (char c : pattern) {
+      if (c == '@')
+        out += columns[i].name;
+      else
+        out += c;
+    }
+  }
+  return out;
+}
+
+/// `a, b, c`
+inline std::string names(std::span<const column> columns) { return each(columns, "@"); }
+
+/// `:a, :b, :c`: SOCI's named markers, bound by position in this order.
+inline std::string markers(std::span<const column> columns) { return each(columns, ":@"); }
+
+/// The parts, one after the other (std::string has no operator+ for string_view in C++20).
+inline std::string cat(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (auto part : parts) out += part;
+  return out;
+}
+
+/// The tables' columns, one table after the other.
+inline std::vector<column> join(std::initializer_list<std::span<const column>> tables) {
+  std::vector<column> out;
+  for (auto table : tables) out.insert(out.end(), table.begin(), table.end());
+  return out;
+}
+
+/// `INSERT INTO table (columns) VALUES `, to be followed by the rows.
+inline std::string insert_head(std::string_view table, std::span<const column> columns) {
+  return cat({"INSERT INTO ", table, " (", names(columns), ") VALUES "});
+}
+
+/// `SELECT columns FROM table`
+inline std::string select_from(std::string_view table, std::span<const column> columns) {
+  return cat({"SELECT ", names(columns), " FROM ", table});
+}
+
+}  // namespace detail
+
+// --- the rows -----------------------------------------------------------------
+// The order of each table is the order its values are bound and read in
+// (sql_store.cpp's to_conversation and to_message read by index).
+
+/// A row of `conversations`.
+inline constexpr column conversation_columns[] = {
+    {"id", "text"},           {"user_id", "text"},         {"title", "text"},
+    {"model", "text"},        {"system_prompt", "text"},   {"metadata", "text"},
+    {"created_at", "bigint"}, {"updated_at", "bigint"},    {"message_count", "bigint"},
+    {"last_seq", "bigint"},   {"prompt_tokens", "bigint"}, {"completion_tokens", "bigint"},
+    {"cost_usd", "float8"},   {"version", "bigint"},
+};
+
+/// What an update of a conversation sets: every column but those fixed when
+/// it was created (id, user_id, created_at), in conversation_columns' order.
+inline constexpr column conversation_updated_columns[] = {
+    {"title", "text"},      {"model", "text"},           {"system_prompt", "text"},
+    {"metadata", "text"},   {"updated_at", "bigint"},    {"message_count", "bigint"},
+    {"last_seq", "bigint"}, {"prompt_tokens", "bigint"}, {"completion_tokens", "bigint"},
+    {"cost_usd", "float8"}, {"version", "bigint"},
+};
+
+/// A row of `messages`.
+inline constexpr column message_columns[] = {
+    {"id", "text"},
+    {"conversation_id", "text"},
+    {"seq", "bigint"},
+    {"role", "text"},
+    {"content", "text"},
+    {"created_at", "bigint"},
+    {"edited_at", "bigint"},
+    {"model", "text"},
+    {"finish_reason", "text"},
+    {"prompt_tokens", "bigint"},
+    {"completion_tokens", "bigint"},
+};
+
+/// What an edit of a message sets.
+inline constexpr column message_edit_columns[] = {{"content", "text"}, {"edited_at", "bigint"}};
+
+/// What identifies a row of `usage_daily`: one row per user, day and model.
+inline constexpr column usage_key_columns[] = {
+    {"user_id", "text"},
+    {"day", "text"},
+    {"model", "text"},
+};
+
+/// What a row of `usage_daily` adds up.
+inline constexpr column usage_total_columns[] = {
+    {"requests", "bigint"},
+    {"prompt_tokens", "bigint"},
+    {"completion_tokens", "bigint"},
+    {"cost_usd", "float8"},
+};
+
+/// A row of `usage_daily`: its key, then its totals.
+inline const std::vector<column> usage_columns =
+    detail::join({usage_key_columns, usage_total_columns});
+
+/// What identifies a row of `idempotency_keys`.
+inline constexpr column idempotency_key_columns[] = {{"user_id", "text"}, {"idem_key", "text"}};
+
+/// A row of `idempotency_keys`.
+inline constexpr column idempotency_columns[] = {
+    {"user_id", "text"}, {"idem_key", "text"},     {"request_hash", "text"},
+    {"answer", "text"},  {"created_at", "bigint"},
+};
+
+/// The stored answer of an idempotency key, which a finished request replaces.
+inline constexpr column idempotency_answer_column[] = {{"answer", "text"}};
+
+/// The id of a conversation or a message.
+inline constexpr column id_column[] = {{"id", "text"}};
+
+/// The version a conversation update expects to replace (optimistic concurrency).
+inline constexpr column expected_version_column[] = {{"expected", "bigint"}};
+
+/// `ON CONFLICT ...`: a usage row for a key already stored adds to its totals.
+inline const std::string usage_accumulate =
+    detail::cat({" ON CONFLICT (", detail::names(usage_key_columns), ") DO UPDATE SET ",
+                 detail::each(usage_total_columns, "@ = usage_daily.@ + excluded.@")});
+
+// --- portable: the SOCI store, on SQLite and PostgreSQL --------------------------
+// SOCI binds by position, in the order the markers appear; the names only
+// document them.
+
+// conversations
+
+/// Binds :id.
+inline const std::string select_conversation =
+    detail::cat({detail::select_from("conversations", conversation_columns), " WHERE id = :id"});
+
+/// The first page of a user's conversations, most recently updated first.
+/// Binds :u (user), :n (rows).
+inline const std::string list_conversations =
+    detail::cat({detail::select_from("conversations", conversation_columns),
+                 " WHERE user_id = :u ORDER BY updated_at DESC, id DESC LIMIT :n"});
+
+/// The page after a cursor. A row comparison: one range on the index, in its
+/// order, for both dialects (see EXPLAIN in bench/). Binds :u (user), :t and
+/// :id (the cursor), :n (rows).
+inline const std::string list_conversations_after =
+    detail::cat({detail::select_from("conversations", conversation_columns),
+                 " WHERE user_id = :u AND (updated_at, id) < (:t, :id)"
+                 " ORDER BY updated_at DESC, id DESC LIMIT :n"});
+
+/// Binds conversation_columns.
+inline const std::string insert_conversation =
+    detail::cat({detail::insert_head("conversations", conversation_columns), "(",
+                 detail::markers(conversation_columns), ")"});
+
+/// Binds conversation_updated_columns, then :id and :expected (the version
+/// replaced); affects no row when another process changed it meanwhile.
+inline const std::string update_conversation =
+    detail::cat({"UPDATE conversations SET ", detail::each(conversation_updated_columns, "@ = :@"),
+                 " WHERE id = :id AND version = :expected"});
+
+/// Binds :id (the conversation).
+inline constexpr std::string_view delete_conversation_messages =
+    "DELETE FROM messages WHERE conversation_id = :id";
+
+/// Binds :id.
+inline constexpr std::string_view delete_conversation = "DELETE FROM conversations WHERE id = :id";
+
+// messages
+
+/// Up to :n messages of a conversation before a seq, last first.
+/// Binds :c (conversation), :b (seq), :n.
+inline const std::string select_messages_before =
+    detail::cat({detail::select_from("messages", message_columns),
+                 " WHERE conversation_id = :c AND seq < :b ORDER BY seq DESC LIMIT :n"});
+
+/// Up to :n messages of a conversation after a seq, first first.
+/// Binds :c (conversation), :a (seq), :n.
+inline const std::string select_messages_after =
+    detail::cat({detail::select_from("messages", message_columns),
+                 " WHERE conversation_id = :c AND seq > :a ORDER BY seq ASC LIMIT :n"});
+
+/// Binds :id (the message), :c (its conversation).
+inline const std::string select_message = detail::cat(
+    {detail::select_from("messages", message_columns), " WHERE id = :id AND conversation_id = :c"});
+
+/// Binds message_columns.
+inline const std::string insert_message = detail::cat(
+    {detail::insert_head("messages", message_columns), "(", detail::markers(message_columns), ")"});
+
+/// Binds message_edit_columns, then :id.
+inline const std::string update_message = detail::cat(
+    {"UPDATE messages SET ", detail::each(message_edit_columns, "@ = :@"), " WHERE id = :id"});
+
+/// Binds :id.
+inline constexpr std::string_view delete_message = "DELETE FROM messages WHERE id = :id";
+
+// usage
+
+/// Binds usage_columns; adds to the totals of a row already there.
+inline const std::string add_usage =
+    detail::cat({detail::insert_head("usage_daily", usage_columns), "(",
+                 detail::markers(usage_columns), ")", usage_accumulate});
+
+/// A user's totals per model over a range of days: model, then
+/// usage_total_columns summed. Binds :user_id, :from_day, :to_day.
+inline const std::string select_usage =
+    detail::cat({"SELECT model, ", detail::each(usage_total_columns, "SUM(@)"),
+                 " FROM usage_daily WHERE user_id = :user_id AND day >= :from_day"
+                 " AND day <= :to_day GROUP BY model ORDER BY model"});
+
+// idempotency keys
+
+/// Binds idempotency_key_columns.
+inline const std::string select_idempotency =
+    detail::cat({detail::select_from("idempotency_keys", idempotency_columns), " WHERE ",
+                 detail::each(idempotency_key_columns, "@ = :@", " AND ")});
+
+/// Binds idempotency_columns.
+inline const std::string insert_idempotency =
+    detail::cat({detail::insert_head("idempotency_keys", idempotency_columns), "(",
+                 detail::markers(idempotency_columns), ")"});
+
+/// Binds :answer, then idempotency_key_columns.
+inline const std::string replace_idempotency_answer =
+    detail::cat({"UPDATE idempotency_keys SET ", detail::each(idempotency_answer_column, "@ = :@"),
+                 " WHERE ", detail::each(idempotency_key_columns, "@ = :@", " AND ")});
+
+/// Binds :cutoff (Unix milliseconds); keys created before it go.
+inline constexpr std::string_view purge_idempotency =
+    "DELETE FROM idempotency_keys WHERE created_at < :cutoff";
+
+// the connection and the schema's version
+
+/// Whether the database answers.
+inline constexpr std::string_view ping = "SELECT 1";
+
+/// The table migrate() keeps the schema's version in; made before anything
+/// else so that a new database starts at version 0.
+inline constexpr std::string_view create_schema_version =
+    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
+
+/// The latest migration applied; NULL on a new database.
+inline constexpr std::string_view select_schema_version = "SELECT MAX(version) FROM schema_version";
+
+/// Binds :v, the migration just applied.
+inline constexpr std::string_view insert_schema_version =
+    "INSERT INTO schema_version (version) VALUES (:v)";
+
+// --- SQLite only ----------------------------------------------------------------
+
+namespace sqlite {
+
+/// WAL lets readers run beside the writer.
+inline constexpr std::string_view journal_mode_wal = "PRAGMA journal_mode=WAL";
+
+/// With WAL, a committed batch survives a crash of the process (a power cut
+/// may take the last ones; docs/architecture.md says so).
+inline constexpr std::string_view synchronous_normal = "PRAGMA synchronous=NORMAL";
+
+/// How long a statement waits for a lock another connection holds. A pragma
+/// takes no bind, so the value is part of the text.
+inline std::string busy_timeout(long long milliseconds) {
+  return "PRAGMA busy_timeout=" + std::to_string(milliseconds);
+}
+
+}  // namespace sqlite
+
+// --- PostgreSQL only ------------------------------------------------------------
+
+namespace postgresql {
+
+/// Parley processes starting together on one database take turns to
+/// migrate it (SQLite's write lock does the same there). Any fixed number.
+inline constexpr std::string_view lock_migrations = "SELECT pg_advisory_lock(7263827761)";
+
+/// Ends lock_migrations' turn.
+inline constexpr std::string_view unlock_migrations = "SELECT pg_advisory_unlock(7263827761)";
+
+/// A statement for any number of rows, sent by the batch writer
+/// (postgresql_batch.cpp): `head`, then `(...)` for each row, separated by
+/// ", ", then `tail`. A row binds `row`'s columns in order, each a text
+/// parameter cast to the column's pg_type.
+struct multi_row {
+  std::string head;
+  std::vector<column> row;
+  std::string tail;
+};
+
+namespace detail {
+
+using sql::detail::cat;
+using sql::detail::each;
+using sql::detail::names;
+
+/// `INSERT INTO table (columns) VALUES (...), (...)`.
+inline multi_row insert(std::string_view table, std::span<const column> columns) {
+  return {sql::detail::insert_head(table, columns), sql::detail::join({columns}), ""};
+}
+
+/// Deletes the rows of `table` whose `key` is one of the ids sent.
+inline multi_row delete_where_in(std::string_view table, std::string_view key) {
+  return {cat({"DELETE FROM ", table, " WHERE ", key, " IN (SELECT v.id FROM (VALUES "}),
+          sql::detail::join({id_column}), ") AS v(id))"};
+}
+
+}  // namespace detail
+
+/// Rows of conversation_columns.
+inline const multi_row insert_conversations = detail::insert("conversations", conversation_columns);
+
+/// Rows of conversation_columns and the version each replaces.
+/// The version check has to fail inside the transaction, before its commit
+/// is on the wire: parley_expect_updated (schema.cpp) raises a serialization
+/// failure when fewer rows matched than were sent.
+inline const multi_row update_conversations = [] {
+  auto row = sql::detail::join({conversation_columns, expected_version_column});
+  return multi_row{detail::cat({"WITH v(", detail::names(row), ") AS (VALUES "}), row,
+                   detail::cat({"), updated AS (UPDATE conversations AS c SET ",
+                                detail::each(conversation_updated_columns, "@ = v.@"),
+                                " FROM v WHERE c.id = v.id AND c.version = v.expected RETURNING 1)"
+                                " SELECT parley_expect_updated((SELECT count(*) FROM updated),"
+                                " (SELECT count(*) FROM v))"})};
+}();
+
+/// Rows of id_column: the conversations' messages go.
+inline const multi_row delete_conversation_messages =
+    detail::delete_where_in("messages", "conversation_id");
+
+/// Rows of id_column.
+inline const multi_row delete_conversations = detail::delete_where_in("conversations", "id");
+
+/// Rows of message_columns.
+inline const multi_row insert_messages = detail::insert("messages", message_columns);
+
+/// Rows of id_column, then message_edit_columns.
+inline const multi_row update_messages = [] {
+  auto row = sql::detail::join({id_column, message_edit_columns});
+  return multi_row{detail::cat({"UPDATE messages AS m SET ",
+                                detail::each(message_edit_columns, "@ = v.@"), " FROM (VALUES "}),
+                   row, detail::cat({") AS v(", detail::names(row), ") WHERE m.id = v.id"})};
+}();
+
+/// Rows of id_column.
+inline const multi_row delete_messages = detail::delete_where_in("messages", "id");
+
+/// Rows of usage_columns; each adds to the totals of a row already there.
+inline const multi_row add_usage = [] {
+  auto statement = detail::insert("usage_daily", usage_columns);
+  statement.tail = usage_accumulate;
+  return statement;
+}();
+
+/// Rows of idempotency_columns.
+inline const multi_row insert_idempotency = detail::insert("idempotency_keys", idempotency_columns);
+
+/// Rows of idempotency_key_columns, then the answer.
+inline const multi_row replace_idempotency_answers = [] {
+  auto row = sql::detail::join({idempotency_key_columns, idempotency_answer_column});
+  return multi_row{
+      detail::cat({"UPDATE idempotency_keys AS k SET ",
+                   detail::each(idempotency_answer_column, "@ = v.@"), " FROM (VALUES "}),
+      row,
+      detail::cat({") AS v(", detail::names(row), ") WHERE ",
+                   detail::each(idempotency_key_columns, "k.@ = v.@", " AND ")})};
+}();
+
+}  // namespace postgresql
+
+}  // namespace parley::sql

@@ -46,7 +46,7 @@ deadline_sweeper::deadline_sweeper(std::shared_ptr<const engine_clock> clock)
 void deadline_sweeper::stop() {
   std::vector<std::shared_ptr<pending_answer>> left;
   {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
     for (auto& l : lanes_)
@@ -72,7 +72,7 @@ void deadline_sweeper::insert(const std::shared_ptr<pending_answer>& answer,
                               errc on_timeout) {
   bool earlier;
   {
-    std::unique_lock lock(mutex_);
+    mutex_lock lock(mutex_);
     if (stopping_) {
       lock.unlock();
       answer->fail(shutting_down());
@@ -108,13 +108,13 @@ void deadline_sweeper::insert(const std::shared_ptr<pending_answer>& answer,
 }
 
 std::size_t deadline_sweeper::pending() const {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   return pending_;
 }
 
 void deadline_sweeper::remove(pending_answer& answer) {
   std::shared_ptr<pending_answer> released;
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   released = unlink(answer);
 }
 
@@ -129,7 +129,7 @@ std::shared_ptr<pending_answer> deadline_sweeper::unlink(pending_answer& a) {
 }
 
 void deadline_sweeper::run() {
-  std::unique_lock lock(mutex_);
+  mutex_lock lock(mutex_);
   std::vector<std::shared_ptr<pending_answer>> expired;
   while (!stopping_) {
     auto now = clock_->now();
@@ -146,7 +146,7 @@ void deadline_sweeper::run() {
       lock.lock();
       continue;
     }
-    clock_->wait_until(wake_, lock, next);
+    clock_->wait_until(wake_, mutex_, next);
   }
 }
 

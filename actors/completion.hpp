@@ -6,10 +6,10 @@
 
 #include "actors/engine_clock.hpp"
 #include "base/errors.hpp"
+#include "base/mutex.hpp"
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -75,8 +75,9 @@ class pending_answer {
 
   std::atomic<bool> answered_{false};
   deadline_sweeper* const sweeper_;
-  // Guarded by the sweeper's mutex. While the answer waits on the sweeper,
-  // `keep_` is the sweeper's reference to it.
+  // Read and written only by the sweeper, under its mutex_ (its functions
+  // that touch them say REQUIRES(mutex_)). While the answer waits on the
+  // sweeper, `keep_` is the sweeper's reference to it.
   std::shared_ptr<pending_answer> keep_;
   pending_answer* prev_ = nullptr;
   pending_answer* next_ = nullptr;
@@ -151,16 +152,16 @@ class deadline_sweeper {
               std::optional<clock::time_point> at, errc on_timeout);
   /// Takes `answer` off its lane if it is still on one.
   void remove(pending_answer& answer);
-  /// Requires the lock. Returns the sweeper's reference to `answer`.
-  std::shared_ptr<pending_answer> unlink(pending_answer& answer);
-  void run();
+  /// Returns the sweeper's reference to `answer`.
+  std::shared_ptr<pending_answer> unlink(pending_answer& answer) REQUIRES(mutex_);
+  void run() EXCLUDES(mutex_);
 
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::vector<lane> lanes_;                               // guarded by mutex_
-  std::size_t pending_ = 0;                               // guarded by mutex_
-  clock::time_point wake_at_ = clock::time_point::max();  // guarded by mutex_
-  bool stopping_ = false;                                 // guarded by mutex_
+  mutable mutex mutex_;
+  condition wake_;
+  std::vector<lane> lanes_ GUARDED_BY(mutex_);
+  std::size_t pending_ GUARDED_BY(mutex_) = 0;
+  clock::time_point wake_at_ GUARDED_BY(mutex_) = clock::time_point::max();
+  bool stopping_ GUARDED_BY(mutex_) = false;
   const std::shared_ptr<const engine_clock> clock_;
   std::thread thread_;
 };

@@ -17,7 +17,7 @@ directory::shard& directory::shard_of(const std::string& id) {
 
 conversation_actor directory::find_or_spawn(const std::string& id) {
   auto& s = shard_of(id);
-  std::lock_guard<std::mutex> guard(s.mutex);
+  mutex_lock guard(s.mutex);
   if (auto i = s.actors.find(id); i != s.actors.end()) {
     s.lru.splice(s.lru.begin(), s.lru, i->second.lru_position);
     return i->second.actor;
@@ -32,14 +32,14 @@ conversation_actor directory::find_or_spawn(const std::string& id) {
 
 conversation_actor directory::find(const std::string& id) {
   auto& s = shard_of(id);
-  std::lock_guard<std::mutex> guard(s.mutex);
+  mutex_lock guard(s.mutex);
   auto i = s.actors.find(id);
   return i == s.actors.end() ? conversation_actor{} : i->second.actor;
 }
 
 void directory::insert_new(const std::string& id, const conversation_actor& actor) {
   auto& s = shard_of(id);
-  std::lock_guard<std::mutex> guard(s.mutex);
+  mutex_lock guard(s.mutex);
   s.lru.push_front(id);
   s.actors.emplace(id, entry{actor, s.lru.begin()});
   live_.fetch_add(1, std::memory_order_relaxed);
@@ -48,7 +48,7 @@ void directory::insert_new(const std::string& id, const conversation_actor& acto
 
 void directory::remove(const std::string& id, const caf::actor_addr& who) {
   auto& s = shard_of(id);
-  std::lock_guard<std::mutex> guard(s.mutex);
+  mutex_lock guard(s.mutex);
   auto i = s.actors.find(id);
   if (i == s.actors.end() || i->second.actor.address() != who) return;
   s.lru.erase(i->second.lru_position);
@@ -71,7 +71,7 @@ namespace parley {
 
 void directory::stop_all() {
   for (auto& s : shards_) {
-    std::lock_guard<std::mutex> guard(s.mutex);
+    mutex_lock guard(s.mutex);
     for (auto& [id, e] : s.actors) caf::anon_send_exit(e.actor, caf::exit_reason::user_shutdown);
   }
 }

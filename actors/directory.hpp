@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/messages.hpp"
+#include "base/mutex.hpp"
 
 #include <caf/actor_addr.hpp>
 
@@ -52,14 +53,14 @@ class directory {
     std::list<std::string>::iterator lru_position;
   };
   struct shard {
-    std::mutex mutex;
-    std::unordered_map<std::string, entry> actors;  // GUARDED_BY(mutex)
-    std::list<std::string> lru;                     // GUARDED_BY(mutex), most recent first
+    parley::mutex mutex;
+    std::unordered_map<std::string, entry> actors GUARDED_BY(mutex);
+    std::list<std::string> lru GUARDED_BY(mutex);  // most recent first
   };
 
   shard& shard_of(const std::string& id);
-  /// Asks the least recently used actors of a full shard to passivate. Requires the lock.
-  void evict_if_full(shard& s);
+  /// Asks the least recently used actors of a full shard to passivate.
+  void evict_if_full(shard& s) REQUIRES(s.mutex);
 
   std::size_t max_per_shard_;
   spawn_fn spawn_loading_;

@@ -8,12 +8,11 @@ class machine final : public engine_clock {
  public:
   time_point now() const override { return std::chrono::steady_clock::now(); }
   unix_ms wall_ms() const override { return now_ms(); }
-  void wait_until(std::condition_variable& wake, std::unique_lock<std::mutex>& lock,
-                  time_point at) const override {
+  void wait_until(condition& wake, mutex& m, time_point at) const REQUIRES(m) override {
     if (at == time_point::max())
-      wake.wait(lock);
+      wake.wait(m);
     else
-      wake.wait_until(lock, at);
+      wake.wait_until(m, at);
   }
 };
 
@@ -24,9 +23,8 @@ std::shared_ptr<const engine_clock> machine_clock() {
   return clock;
 }
 
-void manual_clock::wait_until(std::condition_variable& wake, std::unique_lock<std::mutex>& lock,
-                              time_point at) const {
-  if (now() < at) wake.wait_for(lock, std::chrono::milliseconds(1));
+void manual_clock::wait_until(condition& wake, mutex& m, time_point at) const {
+  if (now() < at) wake.wait_for(m, std::chrono::milliseconds(1));
 }
 
 }  // namespace parley

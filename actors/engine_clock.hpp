@@ -1,12 +1,11 @@
 #pragma once
 
 #include "base/clock.hpp"
+#include "base/mutex.hpp"
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 
 namespace parley {
 
@@ -25,10 +24,9 @@ class engine_clock {
   virtual time_point now() const = 0;
   /// Milliseconds since the Unix epoch.
   virtual unix_ms wall_ms() const = 0;
-  /// Waits on `wake` (its mutex held by `lock`) until `at` has passed by this
-  /// clock or `wake` is notified. May return early: callers check again.
-  virtual void wait_until(std::condition_variable& wake, std::unique_lock<std::mutex>& lock,
-                          time_point at) const = 0;
+  /// Waits on `wake` (with `m` held) until `at` has passed by this clock or
+  /// `wake` is notified. May return early: callers check again.
+  virtual void wait_until(condition& wake, mutex& m, time_point at) const REQUIRES(m) = 0;
 };
 
 /// The machine's clocks.
@@ -45,8 +43,7 @@ class manual_clock final : public engine_clock {
   }
   /// Checks again every millisecond of real time: nothing tells a waiter that
   /// the clock moved, and tests need no more.
-  void wait_until(std::condition_variable& wake, std::unique_lock<std::mutex>& lock,
-                  time_point at) const override;
+  void wait_until(condition& wake, mutex& m, time_point at) const REQUIRES(m) override;
 
   void advance(std::chrono::steady_clock::duration by) { elapsed_ns_ += by.count(); }
 

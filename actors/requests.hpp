@@ -4,6 +4,7 @@
 
 #include "actors/conversation_events.hpp"
 #include "base/errors.hpp"
+#include "base/mutex.hpp"
 #include "persistence/records.hpp"
 
 #include <cstdint>
@@ -24,7 +25,7 @@ class cancellation {
   void cancel() {
     std::function<void()> run;
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       if (cancelled_) return;
       cancelled_ = true;
       run = std::move(handler_);
@@ -34,7 +35,7 @@ class cancellation {
   /// Replaces the handler; runs it at once if cancel() came first.
   void on_cancel(std::function<void()> handler) {
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       if (!cancelled_) {
         handler_ = std::move(handler);
         return;
@@ -44,9 +45,9 @@ class cancellation {
   }
 
  private:
-  std::mutex mutex_;
-  bool cancelled_ = false;         // guarded by mutex_
-  std::function<void()> handler_;  // guarded by mutex_
+  mutex mutex_;
+  bool cancelled_ GUARDED_BY(mutex_) = false;
+  std::function<void()> handler_ GUARDED_BY(mutex_);
 };
 
 /// A message to add to a conversation, validated by the HTTP layer.

@@ -19,7 +19,7 @@ usage_meter::entry& usage_meter::entry_for(shard& s, const std::string& user,
 std::optional<std::int64_t> usage_meter::used(const std::string& user,
                                               const std::string& day) const {
   auto& s = shard_of(user);
-  std::lock_guard lock(s.mutex);
+  mutex_lock lock(s.mutex);
   auto i = s.users.find(user);
   if (i == s.users.end() || i->second.day != day || !i->second.seeded) return std::nullopt;
   return i->second.tokens;
@@ -27,7 +27,7 @@ std::optional<std::int64_t> usage_meter::used(const std::string& user,
 
 void usage_meter::seed(const std::string& user, const std::string& day, std::int64_t tokens) {
   auto& s = shard_of(user);
-  std::lock_guard lock(s.mutex);
+  mutex_lock lock(s.mutex);
   auto& e = entry_for(s, user, day);
   e.tokens = std::max(e.tokens, tokens);
   e.seeded = true;
@@ -35,7 +35,7 @@ void usage_meter::seed(const std::string& user, const std::string& day, std::int
 
 void usage_meter::add(const std::string& user, const std::string& day, std::int64_t tokens) {
   auto& s = shard_of(user);
-  std::lock_guard lock(s.mutex);
+  mutex_lock lock(s.mutex);
   entry_for(s, user, day).tokens += tokens;
 }
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "base/mutex.hpp"
+
 #include <array>
 #include <cstdint>
 #include <mutex>
@@ -35,14 +37,15 @@ class usage_meter {
     bool seeded = false;
   };
   struct shard {
-    mutable std::mutex mutex;
-    std::unordered_map<std::string, entry> users;  // guarded by mutex
+    mutable parley::mutex mutex;
+    std::unordered_map<std::string, entry> users GUARDED_BY(mutex);
   };
   static constexpr std::size_t shard_count = 16;
 
   shard& shard_of(const std::string& user) const;
   /// The user's entry for `day`, started afresh when it held another day.
-  static entry& entry_for(shard& s, const std::string& user, const std::string& day);
+  static entry& entry_for(shard& s, const std::string& user, const std::string& day)
+      REQUIRES(s.mutex);
 
   mutable std::array<shard, shard_count> shards_;
 };

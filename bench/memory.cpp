@@ -4,17 +4,16 @@
 // keeps no per-conversation state) on a temporary SQLite file.
 
 #include "actors/engine.hpp"
+#include "base/mutex.hpp"
 #include "config/load_settings.hpp"
 
 #include <malloc.h>
 #include <unistd.h>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <string>
 
 namespace {
@@ -38,24 +37,24 @@ class throttle {
  public:
   explicit throttle(int limit) : free_(limit) {}
   void acquire() {
-    std::unique_lock<std::mutex> g(m_);
-    cv_.wait(g, [&] { return free_ > 0; });
+    parley::mutex_lock g(m_);
+    while (free_ <= 0) cv_.wait(m_);
     --free_;
   }
   void release() {
-    std::lock_guard<std::mutex> g(m_);
+    parley::mutex_lock g(m_);
     ++free_;
     cv_.notify_one();
   }
   void drain(int limit) {
-    std::unique_lock<std::mutex> g(m_);
-    cv_.wait(g, [&] { return free_ == limit; });
+    parley::mutex_lock g(m_);
+    while (free_ != limit) cv_.wait(m_);
   }
 
  private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  int free_;
+  parley::mutex m_;
+  parley::condition cv_;
+  int free_ GUARDED_BY(m_);
 };
 
 }  // namespace

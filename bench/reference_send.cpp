@@ -14,6 +14,7 @@
 
 #include "base/clock.hpp"
 #include "base/json_text.hpp"
+#include "base/mutex.hpp"
 #include "base/uuid.hpp"
 
 #include <soci/postgresql/soci-postgresql.h>
@@ -24,12 +25,10 @@
 #include <restinio/all.hpp>
 
 #include <atomic>
-#include <condition_variable>
 #include <csignal>
 #include <deque>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -83,7 +82,7 @@ class writer {
 
   ~writer() {
     {
-      std::lock_guard lock(mutex_);
+      parley::mutex_lock lock(mutex_);
       stopping_ = true;
     }
     wake_.notify_one();
@@ -92,7 +91,7 @@ class writer {
 
   void push(writer_job job) {
     {
-      std::lock_guard lock(mutex_);
+      parley::mutex_lock lock(mutex_);
       queue_.push_back(std::move(job));
     }
     wake_.notify_one();
@@ -115,8 +114,8 @@ class writer {
     std::vector<writer_job> batch;
     for (;;) {
       {
-        std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        parley::mutex_lock lock(mutex_);
+        while (!stopping_ && queue_.empty()) wake_.wait(mutex_);
         if (queue_.empty()) return;
         while (!queue_.empty() && batch.size() < 512) {
           batch.push_back(std::move(queue_.front()));
@@ -161,10 +160,10 @@ class writer {
   }
 
   soci::session db_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<writer_job> queue_;
-  bool stopping_ = false;
+  parley::mutex mutex_;
+  parley::condition wake_;
+  std::deque<writer_job> queue_ GUARDED_BY(mutex_);
+  bool stopping_ GUARDED_BY(mutex_) = false;
   std::thread thread_;
 };
 
@@ -221,7 +220,7 @@ class directory {
   directory(caf::actor_system& sys, writer& w) : sys_(sys), writer_(w) {}
 
   caf::actor find_or_spawn(const std::string& id) {
-    std::lock_guard lock(mutex_);
+    parley::mutex_lock lock(mutex_);
     auto& a = actors_[id];
     if (!a) a = sys_.spawn(conversation, id, &writer_);
     return a;
@@ -230,8 +229,8 @@ class directory {
  private:
   caf::actor_system& sys_;
   writer& writer_;
-  std::mutex mutex_;
-  std::unordered_map<std::string, caf::actor> actors_;
+  parley::mutex mutex_;
+  std::unordered_map<std::string, caf::actor> actors_ GUARDED_BY(mutex_);
 };
 
 }  // namespace

@@ -6,7 +6,7 @@ namespace parley {
 
 void connection_watch::watch(std::uint64_t connection_id, const std::shared_ptr<cancellation>& c) {
   auto& s = shards_[connection_id % shard_count];
-  std::lock_guard lock(s.mutex);
+  mutex_lock lock(s.mutex);
   auto& list = s.waiting[connection_id];
   // A keep-alive connection runs many requests: drop the finished ones.
   std::erase_if(list, [](auto& w) { return w.expired(); });
@@ -17,7 +17,7 @@ void connection_watch::closed(std::uint64_t connection_id) {
   std::vector<std::weak_ptr<cancellation>> list;
   {
     auto& s = shards_[connection_id % shard_count];
-    std::lock_guard lock(s.mutex);
+    mutex_lock lock(s.mutex);
     auto i = s.waiting.find(connection_id);
     if (i == s.waiting.end()) return;
     list = std::move(i->second);
@@ -30,7 +30,7 @@ void connection_watch::closed(std::uint64_t connection_id) {
 std::size_t connection_watch::size() const {
   std::size_t n = 0;
   for (auto& s : shards_) {
-    std::lock_guard lock(s.mutex);
+    mutex_lock lock(s.mutex);
     n += s.waiting.size();
   }
   return n;

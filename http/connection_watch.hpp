@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/requests.hpp"
+#include "base/mutex.hpp"
 
 #include <array>
 #include <cstdint>
@@ -27,10 +28,10 @@ class connection_watch {
 
  private:
   struct shard {
-    mutable std::mutex mutex;
+    mutable parley::mutex mutex;
     // Weak: a finished request releases its cancellation and is pruned later.
-    std::unordered_map<std::uint64_t, std::vector<std::weak_ptr<cancellation>>>
-        waiting;  // guarded by mutex
+    std::unordered_map<std::uint64_t, std::vector<std::weak_ptr<cancellation>>> waiting
+        GUARDED_BY(mutex);
   };
   static constexpr std::size_t shard_count = 16;
   std::array<shard, shard_count> shards_;

@@ -33,12 +33,12 @@ bool is_valid_idempotency_key(std::string_view key) {
 }
 
 bool idempotency_locks::try_lock(const std::string& user_id, const std::string& key) {
-  std::lock_guard<std::mutex> guard(mutex_);
+  mutex_lock guard(mutex_);
   return held_.insert(user_id + '\n' + key).second;
 }
 
 void idempotency_locks::unlock(const std::string& user_id, const std::string& key) {
-  std::lock_guard<std::mutex> guard(mutex_);
+  mutex_lock guard(mutex_);
   held_.erase(user_id + '\n' + key);
 }
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "base/mutex.hpp"
+
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -23,8 +25,8 @@ class idempotency_locks {
   void unlock(const std::string& user_id, const std::string& key);
 
  private:
-  std::mutex mutex_;
-  std::unordered_set<std::string> held_;  // GUARDED_BY(mutex_)
+  mutex mutex_;
+  std::unordered_set<std::string> held_ GUARDED_BY(mutex_);
 };
 
 }  // namespace parley

@@ -9,7 +9,7 @@ keepalive_ticker::~keepalive_ticker() { stop(); }
 
 void keepalive_ticker::stop() {
   {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
@@ -17,26 +17,29 @@ void keepalive_ticker::stop() {
   // Dropped outside the lock: a task's captures may add() as they go.
   std::vector<task> dropped, dropped_added;
   {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     dropped.swap(tasks_);
     dropped_added.swap(added_);
   }
 }
 
 void keepalive_ticker::add(task t) {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   if (!stopping_) added_.push_back(std::move(t));
 }
 
 std::size_t keepalive_ticker::size() const {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   return tasks_.size() + added_.size();
 }
 
 void keepalive_ticker::run() {
-  std::unique_lock lock(mutex_);
+  mutex_lock lock(mutex_);
   for (;;) {
-    if (wake_.wait_for(lock, period_, [this] { return stopping_; })) return;
+    auto until = clock::now() + period_;
+    while (!stopping_ && wake_.wait_until(mutex_, until)) {
+    }
+    if (stopping_) return;
     for (auto& t : added_) tasks_.push_back(std::move(t));
     added_.clear();
     // The sweep runs without the lock, so add() never waits for it.

@@ -1,7 +1,8 @@
 #pragma once
 
+#include "base/mutex.hpp"
+
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -40,11 +41,11 @@ class keepalive_ticker {
   void run();
 
   const clock::duration period_;
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::vector<task> tasks_;  // guarded by mutex_
-  std::vector<task> added_;  // guarded by mutex_: joins tasks_ on the next sweep
-  bool stopping_ = false;    // guarded by mutex_
+  mutable mutex mutex_;
+  condition wake_;
+  std::vector<task> tasks_ GUARDED_BY(mutex_);
+  std::vector<task> added_ GUARDED_BY(mutex_);  // joins tasks_ on the next sweep
+  bool stopping_ GUARDED_BY(mutex_) = false;
   std::thread thread_;
 };
 

@@ -21,7 +21,7 @@ sse_stream::sse_stream(restinio::request_handle_t req, std::string request_id,
 
 bool sse_stream::deliver(const conversation_event& e) {
   using kind = conversation_event::kind;
-  std::lock_guard lock(mutex_);
+  recursive_mutex_lock lock(mutex_);
   if (phase_ == phase::ended) return false;
   if (phase_ == phase::waiting) open();
   std::string bytes;
@@ -57,7 +57,7 @@ bool sse_stream::deliver(const conversation_event& e) {
 }
 
 bool sse_stream::finish(const outcome<exchange_answer>& r) {
-  std::lock_guard lock(mutex_);
+  recursive_mutex_lock lock(mutex_);
   if (phase_ == phase::waiting) {
     phase_ = phase::ended;
     return false;
@@ -73,7 +73,7 @@ bool sse_stream::finish(const outcome<exchange_answer>& r) {
 }
 
 bool sse_stream::keep_alive(clock::time_point now, clock::duration idle) {
-  std::lock_guard lock(mutex_);
+  recursive_mutex_lock lock(mutex_);
   if (phase_ == phase::ended) return false;
   if (phase_ == phase::open && now - last_write_ >= idle) write(": keep-alive\n\n");
   return true;
@@ -110,7 +110,7 @@ void sse_stream::start_flush() {
 }
 
 void sse_stream::written() {
-  std::lock_guard lock(mutex_);
+  recursive_mutex_lock lock(mutex_);
   flushing_ = false;
   flushing_bytes_ = 0;
   // After done() RESTinio sends what is left by itself.

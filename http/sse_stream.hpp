@@ -4,6 +4,7 @@
 
 #include "actors/conversation_events.hpp"
 #include "actors/requests.hpp"
+#include "base/mutex.hpp"
 #include "http/problem.hpp"
 
 #include <restinio/all.hpp>
@@ -53,28 +54,27 @@ class sse_stream final : public conversation_subscriber,
   enum class phase { waiting, open, ended };
   using builder_t = restinio::response_builder_t<restinio::chunked_output_t>;
 
-  // Each requires mutex_.
-  void open();
-  void write(std::string bytes);
-  void start_flush();
-  void end_with_error(const std::string& problem_json);
+  void open() REQUIRES(mutex_);
+  void write(std::string bytes) REQUIRES(mutex_);
+  void start_flush() REQUIRES(mutex_);
+  void end_with_error(const std::string& problem_json) REQUIRES(mutex_);
 
   /// The last flush reached the socket (or failed); flushes what came meanwhile.
   void written();
 
   // Recursive: a flush on a connection that has closed may call written()
   // on the same thread, inside flush().
-  std::recursive_mutex mutex_;
+  recursive_mutex mutex_;
   restinio::request_handle_t req_;
   const std::string request_id_;
   const std::uint64_t max_queued_bytes_;
   const header_list headers_;
-  phase phase_ = phase::waiting;       // guarded by mutex_
-  std::optional<builder_t> response_;  // guarded by mutex_
-  clock::time_point last_write_;       // guarded by mutex_
-  bool flushing_ = false;              // guarded by mutex_: a flush is in flight
-  std::uint64_t flushing_bytes_ = 0;   // guarded by mutex_: what it carries
-  std::uint64_t unflushed_bytes_ = 0;  // guarded by mutex_: appended since
+  phase phase_ GUARDED_BY(mutex_) = phase::waiting;
+  std::optional<builder_t> response_ GUARDED_BY(mutex_);
+  clock::time_point last_write_ GUARDED_BY(mutex_);
+  bool flushing_ GUARDED_BY(mutex_) = false;              // a flush is in flight
+  std::uint64_t flushing_bytes_ GUARDED_BY(mutex_) = 0;   // what it carries
+  std::uint64_t unflushed_bytes_ GUARDED_BY(mutex_) = 0;  // appended since
 };
 
 /// One event in the text/event-stream format: `event: NAME`, `data: JSON`.

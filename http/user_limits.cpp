@@ -29,7 +29,7 @@ void user_limits::sweep_full_buckets(shard& s, clock::time_point now) const {
 outcome<done> user_limits::take_request(const std::string& user, clock::time_point now) {
   if (capacity_ == 0) return done{};
   auto& s = shard_of(user);
-  std::lock_guard lock(s.mutex);
+  mutex_lock lock(s.mutex);
   auto found = s.buckets.find(user);
   if (found == s.buckets.end()) {
     if (s.buckets.size() >= s.sweep_at) sweep_full_buckets(s, now);
@@ -55,7 +55,7 @@ outcome<std::shared_ptr<void>> user_limits::claim_generation(const std::string& 
   if (concurrent_generations_ == 0) return std::shared_ptr<void>(std::make_shared<int>(0));
   auto& s = shard_of(user);
   {
-    std::lock_guard lock(s.mutex);
+    mutex_lock lock(s.mutex);
     auto& count = s.generating[user];
     if (count >= concurrent_generations_) {
       failure f{errc::rate_limited, "user " + user + " already has " +
@@ -68,7 +68,7 @@ outcome<std::shared_ptr<void>> user_limits::claim_generation(const std::string& 
   }
   // Points at the shard (never deleted) so that the handle tests true.
   return std::shared_ptr<void>(&s, [&s, user](void*) {
-    std::lock_guard lock(s.mutex);
+    mutex_lock lock(s.mutex);
     auto found = s.generating.find(user);
     if (found != s.generating.end() && --found->second == 0) s.generating.erase(found);
   });
@@ -77,7 +77,7 @@ outcome<std::shared_ptr<void>> user_limits::claim_generation(const std::string& 
 std::size_t user_limits::tracked_users() const {
   std::size_t n = 0;
   for (auto& s : shards_) {
-    std::lock_guard lock(s.mutex);
+    mutex_lock lock(s.mutex);
     n += s.buckets.size() + s.generating.size();
   }
   return n;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "base/errors.hpp"
+#include "base/mutex.hpp"
 
 #include <array>
 #include <chrono>
@@ -42,16 +43,16 @@ class user_limits {
     clock::time_point updated;
   };
   struct shard {
-    mutable std::mutex mutex;
-    std::unordered_map<std::string, bucket> buckets;       // guarded by mutex
-    std::unordered_map<std::string, unsigned> generating;  // guarded by mutex
-    std::size_t sweep_at = 1024;                           // guarded by mutex
+    mutable parley::mutex mutex;
+    std::unordered_map<std::string, bucket> buckets GUARDED_BY(mutex);
+    std::unordered_map<std::string, unsigned> generating GUARDED_BY(mutex);
+    std::size_t sweep_at GUARDED_BY(mutex) = 1024;
   };
   static constexpr std::size_t shard_count = 64;
 
   shard& shard_of(const std::string& user);
   /// Drops the buckets that have filled up again: they hold nothing a fresh one would not.
-  void sweep_full_buckets(shard& s, clock::time_point now) const;
+  void sweep_full_buckets(shard& s, clock::time_point now) const REQUIRES(s.mutex);
   double refill(const bucket& b, clock::time_point now) const;
 
   const double capacity_;

@@ -36,7 +36,7 @@ ws_session::~ws_session() {
 }
 
 bool ws_session::attach(rws::ws_handle_t ws) {
-  std::lock_guard lock(mutex_);
+  recursive_mutex_lock lock(mutex_);
   if (phase_ != phase::upgrading) return false;
   ws_ = std::move(ws);
   phase_ = phase::open;
@@ -52,7 +52,7 @@ bool ws_session::attach(rws::ws_handle_t ws) {
 void ws_session::on_frame(const rws::message_handle_t& frame) {
   last_heard_ = clock::now().time_since_epoch().count();
   auto refuse = [this](status_code code, const std::string& why) {
-    std::lock_guard lock(mutex_);
+    recursive_mutex_lock lock(mutex_);
     close(code, why);
   };
   switch (frame->opcode()) {
@@ -82,7 +82,7 @@ void ws_session::on_frame(const rws::message_handle_t& frame) {
       }
       return;
     case rws::opcode_t::ping_frame: {
-      std::lock_guard lock(mutex_);
+      recursive_mutex_lock lock(mutex_);
       if (phase_ == phase::open)
         ws_->send_message(rws::final_frame, rws::opcode_t::pong_frame, frame->payload());
       return;
@@ -100,7 +100,7 @@ void ws_session::on_frame(const rws::message_handle_t& frame) {
 
 void ws_session::take_text(const std::string& message) {
   if (message.size() > limits_.max_frame_bytes) {
-    std::lock_guard lock(mutex_);
+    recursive_mutex_lock lock(mutex_);
     close(status_code::too_big_message,
           "messages are limited to " + std::to_string(limits_.max_frame_bytes) + " bytes");
     return;
@@ -145,7 +145,7 @@ void ws_session::on_text(const std::string& payload) {
 
 bool ws_session::deliver(const conversation_event& e) {
   using kind = conversation_event::kind;
-  std::lock_guard lock(mutex_);
+  recursive_mutex_lock lock(mutex_);
   if (phase_ == phase::closed) return false;
   switch (e.type) {
     case kind::started:
@@ -172,7 +172,7 @@ bool ws_session::deliver(const conversation_event& e) {
 }
 
 bool ws_session::keep_alive(clock::time_point now) {
-  std::lock_guard lock(mutex_);
+  recursive_mutex_lock lock(mutex_);
   if (phase_ == phase::closed) return false;
   if (phase_ == phase::upgrading) return true;
   auto heard = clock::time_point(clock::duration(last_heard_.load()));
@@ -208,7 +208,7 @@ void ws_session::send_text(std::string text) {
 }
 
 void ws_session::send_error(const problem& p) {
-  std::lock_guard lock(mutex_);
+  recursive_mutex_lock lock(mutex_);
   if (phase_ == phase::closed) return;
   send_json({{"type", "error"}, {"error", problem_json(p, request_id_)}});
 }

@@ -4,6 +4,7 @@
 
 #include "actors/conversation_events.hpp"
 #include "actors/engine.hpp"
+#include "base/mutex.hpp"
 #include "http/request_parsing.hpp"
 #include "http/user_limits.hpp"
 
@@ -66,13 +67,13 @@ class ws_session final : public conversation_subscriber,
   /// A whole text message: refused when too big, else handled by on_text().
   void take_text(const std::string& message);
   void on_text(const std::string& payload);
-  void send_json(const nlohmann::json& j);  // requires mutex_
-  /// Queues a text frame (before attach(), until then). Requires mutex_.
-  void send_text(std::string text);
+  void send_json(const nlohmann::json& j) REQUIRES(mutex_);
+  /// Queues a text frame (before attach(), until then).
+  void send_text(std::string text) REQUIRES(mutex_);
   void send_error(const problem& p);
   /// Sends a close frame and lets go of the WebSocket; stops watching and
-  /// calls off the generations its messages started. Requires mutex_.
-  void close(status_code code, const std::string& reason);
+  /// calls off the generations its messages started.
+  void close(status_code code, const std::string& reason) REQUIRES(mutex_);
 
   engine& engine_;
   const parse_limits parsing_;
@@ -83,13 +84,13 @@ class ws_session final : public conversation_subscriber,
   const std::string request_id_;
   // Recursive: on RESTinio's I/O thread a send can fail at once and hand a
   // close frame to on_frame() on the same thread, inside send_message().
-  std::recursive_mutex mutex_;
+  recursive_mutex mutex_;
   enum class phase { upgrading, open, closed };
-  phase phase_ = phase::upgrading;              // guarded by mutex_
-  std::vector<std::string> early_;              // guarded by mutex_: frames before attach()
-  restinio::websocket::basic::ws_handle_t ws_;  // guarded by mutex_; set while open
-  clock::time_point last_ping_;                 // guarded by mutex_
-  std::atomic<clock::rep> last_heard_;          ///< when the client last sent a frame
+  phase phase_ GUARDED_BY(mutex_) = phase::upgrading;
+  std::vector<std::string> early_ GUARDED_BY(mutex_);              // frames before attach()
+  restinio::websocket::basic::ws_handle_t ws_ GUARDED_BY(mutex_);  // set while open
+  clock::time_point last_ping_ GUARDED_BY(mutex_);
+  std::atomic<clock::rep> last_heard_;  ///< when the client last sent a frame
   // A fragmented message being put together; only on_frame (RESTinio's I/O
   // thread, one frame at a time) touches these.
   bool assembling_ = false;

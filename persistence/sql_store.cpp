@@ -1,3 +1,4 @@
+#include "base/mutex.hpp"
 #include "persistence/postgresql_batch.hpp"
 #include "persistence/postgresql_interrupt.hpp"
 #include "persistence/schema.hpp"
@@ -692,17 +693,23 @@ class sql_store final : public store {
   bool dropped_ = false;  ///< the watchdog gave the connection up: open a new one
 };
 
+/// One store that several users share, one call at a time.
+struct shared_store {
+  explicit shared_store(const database_url& url) : db(url) {}
+  parley::mutex mutex;
+  sql_store db GUARDED_BY(mutex);
+};
+
 /// Serializes access to one shared store (the in-memory SQLite database).
 class locked_store final : public store {
  public:
-  explicit locked_store(std::shared_ptr<std::pair<std::mutex, sql_store>> shared)
-      : shared_(std::move(shared)) {}
+  explicit locked_store(std::shared_ptr<shared_store> shared) : shared_(std::move(shared)) {}
 
  private:
   template <class Fn>
   auto with(Fn&& fn) {
-    std::lock_guard<std::mutex> guard(shared_->first);
-    return fn(shared_->second);
+    mutex_lock guard(shared_->mutex);
+    return fn(shared_->db);
   }
 
  public:
@@ -751,7 +758,7 @@ class locked_store final : public store {
   }
 
  private:
-  std::shared_ptr<std::pair<std::mutex, sql_store>> shared_;
+  std::shared_ptr<shared_store> shared_;
 };
 
 }  // namespace
@@ -761,14 +768,11 @@ store_factory make_store_factory(const database_url& url) {
     // Every copy of the factory must hand out the same connection.
     struct shared_memory_db {
       std::once_flag opened;
-      std::shared_ptr<std::pair<std::mutex, sql_store>> db;
+      std::shared_ptr<shared_store> db;
     };
     auto state = std::make_shared<shared_memory_db>();
     return [url, state]() -> std::unique_ptr<store> {
-      std::call_once(state->opened, [&] {
-        state->db = std::make_shared<std::pair<std::mutex, sql_store>>(
-            std::piecewise_construct, std::forward_as_tuple(), std::forward_as_tuple(url));
-      });
+      std::call_once(state->opened, [&] { state->db = std::make_shared<shared_store>(url); });
       return std::make_unique<locked_store>(state->db);
     };
   }

@@ -8,7 +8,7 @@ namespace parley {
 
 statement_watchdog::~statement_watchdog() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    mutex_lock lock(mutex_);
     stopping_ = true;
   }
   timer_wake_.notify_all();
@@ -27,7 +27,7 @@ statement_watchdog& statement_watchdog::shared() {
 statement_watchdog::ticket statement_watchdog::arm(std::shared_ptr<interruptible> target,
                                                    clock::time_point cancel_at,
                                                    clock::time_point drop_at) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  mutex_lock lock(mutex_);
   if (!started_) start();
   auto t = next_ticket_++;
   watches_.emplace(t, watch{std::move(target), cancel_at, std::max(cancel_at, drop_at)});
@@ -39,7 +39,7 @@ statement_watchdog::ticket statement_watchdog::arm(std::shared_ptr<interruptible
 }
 
 call_outcome statement_watchdog::disarm(ticket t) {
-  std::unique_lock<std::mutex> lock(mutex_);
+  mutex_lock lock(mutex_);
   auto it = watches_.find(t);
   if (it == watches_.end()) return call_outcome::finished;
   auto& w = it->second;
@@ -50,8 +50,9 @@ call_outcome statement_watchdog::disarm(ticket t) {
     // deadline the connection is given up instead, so a late cancel can
     // only reach a connection that is no longer used.
     std::erase_if(cancels_, [t](auto& queued) { return queued.first == t; });
-    if (!cancel_done_.wait_until(lock, w.drop_at, [&] { return cancelling_ != t; }) &&
-        w.stage == call_outcome::cancelled) {
+    while (cancelling_ == t && cancel_done_.wait_until(mutex_, w.drop_at)) {
+    }
+    if (cancelling_ == t && w.stage == call_outcome::cancelled) {
       w.stage = call_outcome::dropped;
       w.target->drop();
     }
@@ -68,7 +69,7 @@ void statement_watchdog::start() {
 }
 
 void statement_watchdog::run_timer() {
-  std::unique_lock<std::mutex> lock(mutex_);
+  mutex_lock lock(mutex_);
   while (!stopping_) {
     auto now = clock::now();
     auto next = clock::time_point::max();
@@ -104,16 +105,16 @@ void statement_watchdog::run_timer() {
     }
     wake_at_ = next;
     if (next == clock::time_point::max())
-      timer_wake_.wait(lock);
+      timer_wake_.wait(mutex_);
     else
-      timer_wake_.wait_until(lock, next);
+      timer_wake_.wait_until(mutex_, next);
   }
 }
 
 void statement_watchdog::run_canceller() {
-  std::unique_lock<std::mutex> lock(mutex_);
+  mutex_lock lock(mutex_);
   for (;;) {
-    cancel_wake_.wait(lock, [this] { return stopping_ || !cancels_.empty(); });
+    while (!stopping_ && cancels_.empty()) cancel_wake_.wait(mutex_);
     if (stopping_) return;
     auto [t, target] = std::move(cancels_.front());
     cancels_.pop_front();

@@ -1,7 +1,8 @@
 #pragma once
 
+#include "base/mutex.hpp"
+
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -82,22 +83,22 @@ class statement_watchdog {
   /// being woken by every arm(): a wakeup per call would cost more.
   static constexpr auto idle_tick = std::chrono::milliseconds(50);
 
-  void start();  // with mutex_ held
-  void run_timer();
-  void run_canceller();
+  void start() REQUIRES(mutex_);
+  void run_timer() EXCLUDES(mutex_);
+  void run_canceller() EXCLUDES(mutex_);
 
-  std::mutex mutex_;
-  std::condition_variable timer_wake_;   // the nearest deadline moved closer, or stop
-  std::condition_variable cancel_wake_;  // a cancel to send, or stop
-  std::condition_variable cancel_done_;  // the cancel under way returned
-  std::map<ticket, watch> watches_;      // guarded by mutex_
-  std::deque<std::pair<ticket, std::shared_ptr<interruptible>>> cancels_;  // guarded by mutex_
-  ticket next_ticket_ = 1;                                                 // guarded by mutex_
-  ticket cancelling_ = 0;  // guarded by mutex_: the call whose cancel() runs now, or 0
-  clock::time_point wake_at_ = clock::time_point::max();  // guarded by mutex_
-  bool armed_since_tick_ = false;                         // guarded by mutex_
-  bool started_ = false;                                  // guarded by mutex_
-  bool stopping_ = false;                                 // guarded by mutex_
+  mutex mutex_;
+  condition timer_wake_;   // the nearest deadline moved closer, or stop
+  condition cancel_wake_;  // a cancel to send, or stop
+  condition cancel_done_;  // the cancel under way returned
+  std::map<ticket, watch> watches_ GUARDED_BY(mutex_);
+  std::deque<std::pair<ticket, std::shared_ptr<interruptible>>> cancels_ GUARDED_BY(mutex_);
+  ticket next_ticket_ GUARDED_BY(mutex_) = 1;
+  ticket cancelling_ GUARDED_BY(mutex_) = 0;  // the call whose cancel() runs now, or 0
+  clock::time_point wake_at_ GUARDED_BY(mutex_) = clock::time_point::max();
+  bool armed_since_tick_ GUARDED_BY(mutex_) = false;
+  bool started_ GUARDED_BY(mutex_) = false;
+  bool stopping_ GUARDED_BY(mutex_) = false;
   std::thread timer_;
   std::thread canceller_;
 };

@@ -1,4 +1,5 @@
 #include "providers/upstream_client.hpp"
+#include "base/mutex.hpp"
 
 #include <curl/curl.h>
 
@@ -142,7 +143,7 @@ class upstream_client::impl {
     t->handlers = std::move(handlers);
     auto id = t->id;
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       incoming_.push_back(std::move(t));
     }
     curl_multi_wakeup(multi_);
@@ -151,7 +152,7 @@ class upstream_client::impl {
 
   void cancel(std::uint64_t id) {
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       cancels_.push_back(id);
     }
     curl_multi_wakeup(multi_);
@@ -185,7 +186,7 @@ class upstream_client::impl {
     std::vector<std::unique_ptr<transfer>> incoming;
     std::vector<std::uint64_t> cancels;
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       incoming.swap(incoming_);
       cancels.swap(cancels_);
     }
@@ -326,9 +327,9 @@ class upstream_client::impl {
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> last_id_{0};
 
-  std::mutex mutex_;
-  std::vector<std::unique_ptr<transfer>> incoming_;  // guarded by mutex_
-  std::vector<std::uint64_t> cancels_;               // guarded by mutex_
+  mutex mutex_;
+  std::vector<std::unique_ptr<transfer>> incoming_ GUARDED_BY(mutex_);
+  std::vector<std::uint64_t> cancels_ GUARDED_BY(mutex_);
 
   // The I/O thread's own.
   std::unordered_map<std::uint64_t, std::unique_ptr<transfer>> transfers_;

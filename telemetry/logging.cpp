@@ -2,6 +2,7 @@
 
 #include "base/clock.hpp"
 #include "base/json_text.hpp"
+#include "base/mutex.hpp"
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
@@ -10,7 +11,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -48,7 +48,7 @@ class line_writer {
 
   ~line_writer() {
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       stopping_ = true;
     }
     wake_.notify_one();
@@ -61,7 +61,7 @@ class line_writer {
   void add(std::string_view line, bool urgent) {
     bool wake;
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       if (pending_.size() + line.size() > max_pending_bytes) return;
       pending_.append(line);
       wake = urgent || pending_.size() >= batch_bytes;
@@ -79,9 +79,11 @@ class line_writer {
     std::string out;
     for (bool last = false; !last;) {
       {
-        std::unique_lock lock(mutex_);
-        wake_.wait_for(lock, linger,
-                       [&] { return stopping_ || urgent_ || pending_.size() >= batch_bytes; });
+        mutex_lock lock(mutex_);
+        auto until = std::chrono::steady_clock::now() + linger;
+        while (!stopping_ && !urgent_ && pending_.size() < batch_bytes &&
+               wake_.wait_until(mutex_, until)) {
+        }
         out.swap(pending_);
         urgent_ = false;
         last = stopping_;
@@ -102,12 +104,12 @@ class line_writer {
   }
 
   const int fd_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::string pending_;    // GUARDED_BY(mutex_)
-  bool urgent_ = false;    // GUARDED_BY(mutex_)
-  bool stopping_ = false;  // GUARDED_BY(mutex_)
-  std::thread thread_;     // last: starts once the rest is initialised
+  mutex mutex_;
+  condition wake_;
+  std::string pending_ GUARDED_BY(mutex_);
+  bool urgent_ GUARDED_BY(mutex_) = false;
+  bool stopping_ GUARDED_BY(mutex_) = false;
+  std::thread thread_;  // last: starts once the rest is initialised
 };
 
 /// spdlog's messages as JSON lines with "msg", through the line writer.

@@ -143,7 +143,7 @@ registry::~registry() = default;
 registry::entry& registry::find_or_add(const std::string& name, const std::string& help, int type,
                                        const std::vector<std::string>& label_names,
                                        const std::vector<double>& bounds) {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   auto& slot = families_[name];
   if (slot) {
     if (slot->type != type || slot->label_names != label_names || slot->bounds != bounds)
@@ -192,7 +192,7 @@ histogram& registry::histogram_named(const std::string& name, const std::string&
 }
 
 std::string registry::render() const {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   std::string out;
   for (auto& [name, e] : families_) e->render(name, out);
   return out;

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "base/mutex.hpp"
+
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -74,7 +76,7 @@ class family {
 
   /// The child for `values`, given in the order of the family's label names.
   Metric& with(const std::vector<std::string>& values) {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     auto& child = children_[values];
     if (!child) child = make_child();
     return *child;
@@ -85,7 +87,7 @@ class family {
   /// Calls `fn(label_values, metric)` for each child in label order.
   template <class Fn>
   void for_each(Fn fn) const {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     for (auto& [values, child] : children_) fn(values, *child);
   }
 
@@ -99,8 +101,8 @@ class family {
 
   std::vector<std::string> label_names_;
   std::vector<double> bounds_;
-  mutable std::mutex mutex_;
-  std::map<std::vector<std::string>, std::unique_ptr<Metric>> children_;  // GUARDED_BY(mutex_)
+  mutable mutex mutex_;
+  std::map<std::vector<std::string>, std::unique_ptr<Metric>> children_ GUARDED_BY(mutex_);
 };
 
 /// Named metric families, rendered in the Prometheus text exposition format
@@ -136,8 +138,8 @@ class registry {
                      const std::vector<std::string>& label_names,
                      const std::vector<double>& bounds);
 
-  mutable std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<entry>> families_;  // GUARDED_BY(mutex_)
+  mutable mutex mutex_;
+  std::map<std::string, std::unique_ptr<entry>> families_ GUARDED_BY(mutex_);
 };
 
 /// The process's registry, which every library records into and GET /metrics renders.

@@ -1,5 +1,6 @@
 #include "bench/load/crash_mix.hpp"
 
+#include "base/mutex.hpp"
 #include "support/http_client.hpp"
 #include "support/sse_client.hpp"
 #include "support/ws_client.hpp"
@@ -22,7 +23,6 @@
 #include <iostream>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -60,7 +60,7 @@ class journal_writer {
 
   void append(const json& line) {
     auto text = line.dump() + "\n";
-    std::lock_guard lock(mutex_);
+    parley::mutex_lock lock(mutex_);
     const char* p = text.data();
     auto left = text.size();
     while (left > 0) {
@@ -74,8 +74,8 @@ class journal_writer {
   }
 
  private:
-  int fd_ = -1;
-  std::mutex mutex_;
+  parley::mutex mutex_;  // one line at a time: append() may write in several pieces
+  int fd_ GUARDED_BY(mutex_) = -1;
 };
 
 std::vector<json> read_journal(const std::string& path) {

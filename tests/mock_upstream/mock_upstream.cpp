@@ -41,6 +41,8 @@
 //                    "error_event" (streams: an error event after the first
 //                    piece; whole: status 200 with an error body)
 
+#include "base/mutex.hpp"
+
 #include <restinio/all.hpp>
 
 #include <CLI/CLI.hpp>
@@ -56,7 +58,6 @@
 #include <future>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -678,23 +679,23 @@ class mock_server {
     if (post && path == "/v1/messages") return completion(std::move(req), io, protocol::anthropic);
     if (post && path == "/_mock/behaviors") return push_behaviors(req);
     if (del && path == "/_mock/behaviors") {
-      std::lock_guard lock(mutex_);
+      parley::mutex_lock lock(mutex_);
       queued_.clear();
       return reply(req, 204, nullptr);
     }
     if (get && path == "/_mock/requests") {
       if (!keep_requests_)
         return reply(req, 409, {{"error", "requests are not kept (--no-request-log)"}});
-      std::lock_guard lock(mutex_);
+      parley::mutex_lock lock(mutex_);
       return reply(req, 200, received_);
     }
     if (del && path == "/_mock/requests") {
-      std::lock_guard lock(mutex_);
+      parley::mutex_lock lock(mutex_);
       received_ = json::array();
       return reply(req, 204, nullptr);
     }
     if (get && path == "/_mock/stats") {
-      std::lock_guard lock(mutex_);
+      parley::mutex_lock lock(mutex_);
       return reply(req, 200,
                    {{"requests", requests_}, {"in_flight", in_flight_}, {"abandoned", abandoned_}});
     }
@@ -704,7 +705,7 @@ class mock_server {
   void connection_closed(std::uint64_t connection_id) {
     std::vector<std::shared_ptr<exchange>> open;
     {
-      std::lock_guard lock(mutex_);
+      parley::mutex_lock lock(mutex_);
       auto i = open_.find(connection_id);
       if (i == open_.end()) return;
       open = std::move(i->second);
@@ -715,7 +716,7 @@ class mock_server {
 
   /// An exchange ended: answered (or cut) in full, or abandoned by its client.
   void ended(const exchange* e, std::uint64_t connection_id, bool abandoned) {
-    std::lock_guard lock(mutex_);
+    parley::mutex_lock lock(mutex_);
     --in_flight_;
     if (abandoned) ++abandoned_;
     if (auto i = open_.find(connection_id); i != open_.end())
@@ -725,7 +726,7 @@ class mock_server {
   /// Lets go of every unfinished exchange; called once the I/O threads have
   /// stopped, so that none outlives the io_context its timer belongs to.
   void forget_all() {
-    std::lock_guard lock(mutex_);
+    parley::mutex_lock lock(mutex_);
     open_.clear();
   }
 
@@ -750,7 +751,7 @@ class mock_server {
     } catch (const std::invalid_argument& e) {
       return reply(req, 400, {{"error", e.what()}});
     }
-    std::lock_guard lock(mutex_);
+    parley::mutex_lock lock(mutex_);
     queued_.insert(queued_.end(), parsed.begin(), parsed.end());
     return reply(req, 204, nullptr);
   }
@@ -765,7 +766,7 @@ class mock_server {
     behavior b = defaults_;
     std::int64_t number = 0;
     {
-      std::lock_guard lock(mutex_);
+      parley::mutex_lock lock(mutex_);
       if (keep_requests_)
         received_.push_back({{"path", std::string(req->header().path())},
                              {"headers", headers},
@@ -788,7 +789,7 @@ class mock_server {
     }
     auto e = std::make_shared<exchange>(*this, io, req, answer_renderer(parsed, b, number).plan());
     {
-      std::lock_guard lock(mutex_);
+      parley::mutex_lock lock(mutex_);
       ++in_flight_;
       open_[req->connection_id()].push_back(e);
     }
@@ -799,13 +800,16 @@ class mock_server {
   const behavior defaults_;
   /// Off for benchmarks: the log would grow by every request's body.
   const bool keep_requests_;
-  std::mutex mutex_;
-  std::deque<behavior> queued_;                                // guarded by mutex_
-  json received_ = json::array();                              // guarded by mutex_
-  std::int64_t requests_ = 0, in_flight_ = 0, abandoned_ = 0;  // guarded by mutex_
+  parley::mutex mutex_;
+  std::deque<behavior> queued_ GUARDED_BY(mutex_);
+  json received_ GUARDED_BY(mutex_) = json::array();
+  std::int64_t requests_ GUARDED_BY(mutex_) = 0;
+  std::int64_t in_flight_ GUARDED_BY(mutex_) = 0;
+  std::int64_t abandoned_ GUARDED_BY(mutex_) = 0;
   // Every unfinished exchange by connection, including those that never
-  // answer (they have no timer to keep them alive). Guarded by mutex_.
-  std::unordered_map<std::uint64_t, std::vector<std::shared_ptr<exchange>>> open_;
+  // answer (they have no timer to keep them alive).
+  std::unordered_map<std::uint64_t, std::vector<std::shared_ptr<exchange>>> open_
+      GUARDED_BY(mutex_);
 };
 
 void exchange::end(bool abandoned) {

@@ -131,31 +131,35 @@ void scratch_database::terminate_connections() {
 postgresql_table_lock::postgresql_table_lock(const std::string& database_url,
                                              const std::string& table,
                                              std::chrono::seconds at_most) {
+  // Nothing else can reach the lock yet; held so that every use of conn_ is.
+  mutex_lock lock(mutex_);
   conn_ = PQconnectdb(database_url.c_str());
   if (PQstatus(conn_) != CONNECTION_OK) {
     std::string why = PQerrorMessage(conn_);
     PQfinish(conn_);
     throw std::runtime_error("cannot reach the test PostgreSQL: " + why);
   }
-  auto run = [&](const std::string& sql) {
+  const std::string statements[] = {
+      "SET idle_in_transaction_session_timeout = " +
+          std::to_string(std::chrono::milliseconds(at_most).count()),
+      "SET lock_timeout = 5000",  // it waits for transactions under way, but not for long
+      "BEGIN",
+      "LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE",
+  };
+  for (auto& sql : statements) {
     std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn_, sql.c_str()), &PQclear);
-    if (PQresultStatus(res.get()) == PGRES_COMMAND_OK) return;
+    if (PQresultStatus(res.get()) == PGRES_COMMAND_OK) continue;
     std::string why = PQresultErrorMessage(res.get());
     PQfinish(conn_);
     conn_ = nullptr;
     throw std::runtime_error(sql + ": " + why);
-  };
-  run("SET idle_in_transaction_session_timeout = " +
-      std::to_string(std::chrono::milliseconds(at_most).count()));
-  run("SET lock_timeout = 5000");  // it waits for transactions under way, but not for long
-  run("BEGIN");
-  run("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
+  }
 }
 
 postgresql_table_lock::~postgresql_table_lock() { release(); }
 
 void postgresql_table_lock::release() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  mutex_lock lock(mutex_);
   if (!conn_) return;
   // Rolled back before it returns, so the next statement finds no lock
   // (it fails harmlessly when the server ended the session at `at_most`).
@@ -190,15 +194,17 @@ postgresql_backend_pause::postgresql_backend_pause(const std::string& database_u
     pids_.push_back(pid);
   }
   resumer_ = std::thread([this, at_most] {
-    std::unique_lock<std::mutex> lock(mutex_);
-    ended_changed_.wait_for(lock, at_most, [this] { return ended_; });
+    mutex_lock lock(mutex_);
+    auto until = std::chrono::steady_clock::now() + at_most;
+    while (!ended_ && ended_changed_.wait_until(mutex_, until)) {
+    }
     for (int pid : pids_) ::kill(pid, SIGCONT);
   });
 }
 
 postgresql_backend_pause::~postgresql_backend_pause() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    mutex_lock lock(mutex_);
     ended_ = true;
   }
   ended_changed_.notify_all();

@@ -1,9 +1,9 @@
 #pragma once
 
+#include "base/mutex.hpp"
+
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,8 +74,8 @@ class postgresql_table_lock {
   void release();
 
  private:
-  std::mutex mutex_;
-  pg_conn* conn_ = nullptr;  ///< owned; null once released
+  parley::mutex mutex_;
+  pg_conn* conn_ GUARDED_BY(mutex_) = nullptr;  ///< owned; null once released
 };
 
 /// PostgreSQL only, with the server on this machine and ours to signal: a
@@ -99,9 +99,9 @@ class postgresql_backend_pause {
 
  private:
   std::vector<int> pids_;
-  std::mutex mutex_;
-  std::condition_variable ended_changed_;
-  bool ended_ = false;   ///< guarded by mutex_
+  parley::mutex mutex_;
+  condition ended_changed_;
+  bool ended_ GUARDED_BY(mutex_) = false;
   std::thread resumer_;  ///< sends the SIGCONTs
 };
 

@@ -49,22 +49,22 @@ BOOST_AUTO_TEST_CASE(zero_latency_answers_within_start) {
   auto p = make_builtin_provider(0, 0);
   collector c;
   p->start(ask("hello there"), c.callbacks());
-  BOOST_REQUIRE(c.result.has_value());
-  BOOST_REQUIRE(bool(*c.result));
+  BOOST_REQUIRE(c.seen().result.has_value());
+  BOOST_REQUIRE(bool(*c.seen().result));
   BOOST_TEST(c.text() == "Echo: hello there");
-  BOOST_TEST(c.deltas.size() == 3u);
-  BOOST_TEST(((**c.result).reason == finish_reason::stop));
-  BOOST_TEST((**c.result).usage.prompt_tokens > 0);
-  BOOST_TEST((**c.result).usage.completion_tokens == 5);  // 17 characters
+  BOOST_TEST(c.seen().deltas.size() == 3u);
+  BOOST_TEST(((**c.seen().result).reason == finish_reason::stop));
+  BOOST_TEST((**c.seen().result).usage.prompt_tokens > 0);
+  BOOST_TEST((**c.seen().result).usage.completion_tokens == 5);  // 17 characters
 }
 
 BOOST_AUTO_TEST_CASE(max_tokens_cuts_with_length) {
   auto p = make_builtin_provider(0, 0);
   collector c;
   p->start(ask("one two three four five six seven eight", 3), c.callbacks());
-  BOOST_REQUIRE(c.result.has_value());
-  BOOST_TEST(((**c.result).reason == finish_reason::length));
-  BOOST_TEST((**c.result).usage.completion_tokens <= 3);
+  BOOST_REQUIRE(c.seen().result.has_value());
+  BOOST_TEST(((**c.seen().result).reason == finish_reason::length));
+  BOOST_TEST((**c.seen().result).usage.completion_tokens <= 3);
   BOOST_TEST(c.text().rfind("Echo:", 0) == 0u);
   // The longest run of whole words within 3 tokens (12 characters): one more is over.
   BOOST_TEST(c.text() == "Echo: one");
@@ -80,9 +80,9 @@ BOOST_AUTO_TEST_CASE(usage_is_the_engines_estimate_of_prompt_and_reply) {
                        estimate_message_tokens("héllo wörld, this is a longer message");
   BOOST_TEST(request.messages.estimated_tokens() == prompt_tokens);
   p->start(std::move(request), c.callbacks());
-  BOOST_REQUIRE(c.result.has_value());
-  BOOST_TEST((**c.result).usage.prompt_tokens == prompt_tokens);
-  BOOST_TEST((**c.result).usage.completion_tokens == estimate_tokens(c.text()));
+  BOOST_REQUIRE(c.seen().result.has_value());
+  BOOST_TEST((**c.seen().result).usage.prompt_tokens == prompt_tokens);
+  BOOST_TEST((**c.seen().result).usage.completion_tokens == estimate_tokens(c.text()));
 }
 
 BOOST_AUTO_TEST_CASE(latency_uses_timers_and_streams_word_by_word) {
@@ -90,11 +90,11 @@ BOOST_AUTO_TEST_CASE(latency_uses_timers_and_streams_word_by_word) {
   collector c;
   auto start = std::chrono::steady_clock::now();
   p->start(ask("a b c d"), c.callbacks());
-  BOOST_TEST(c.deltas.empty());  // start returned before any word
+  BOOST_TEST(c.seen().deltas.empty());  // start returned before any word
   BOOST_REQUIRE(c.wait(std::chrono::seconds(5)));
   BOOST_TEST(c.text() == "Echo: a b c d");
-  BOOST_TEST(c.deltas.size() == 5u);
-  BOOST_TEST((c.first_delta - start) >= std::chrono::milliseconds(100));
+  BOOST_TEST(c.seen().deltas.size() == 5u);
+  BOOST_TEST((c.seen().first_delta - start) >= std::chrono::milliseconds(100));
 }
 
 BOOST_AUTO_TEST_CASE(cancel_finishes_with_cancelled_and_the_text_so_far) {
@@ -104,8 +104,8 @@ BOOST_AUTO_TEST_CASE(cancel_finishes_with_cancelled_and_the_text_so_far) {
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   handle->cancel();
   BOOST_REQUIRE(c.wait(std::chrono::seconds(5)));
-  BOOST_TEST(((**c.result).reason == finish_reason::cancelled));
-  BOOST_TEST(c.deltas.size() < 7u);
+  BOOST_TEST(((**c.seen().result).reason == finish_reason::cancelled));
+  BOOST_TEST(c.seen().deltas.size() < 7u);
   handle->cancel();  // a second cancel is harmless
 }
 

@@ -65,16 +65,16 @@ completion_collector& run(provider& p, completion_request r, completion_collecto
   return c;
 }
 
-const failure& failed(completion_collector& c) {
-  if (*c.result)
-    BOOST_FAIL("the completion succeeded (" + std::string(to_string((**c.result).reason)) +
+failure failed(completion_collector& c) {
+  if (*c.seen().result)
+    BOOST_FAIL("the completion succeeded (" + std::string(to_string((**c.seen().result).reason)) +
                "): " + c.text());
-  return c.result->error();
+  return c.seen().result->error();
 }
 
-const completion_result& succeeded(completion_collector& c) {
-  if (!*c.result) BOOST_FAIL("the completion failed: " + c.result->error().detail);
-  return **c.result;
+completion_result succeeded(completion_collector& c) {
+  if (!*c.seen().result) BOOST_FAIL("the completion failed: " + c.seen().result->error().detail);
+  return **c.seen().result;
 }
 
 /// A loopback port nothing listens on.
@@ -99,9 +99,9 @@ BOOST_AUTO_TEST_CASE(whole_answers_in_both_protocols) {
     mock.clear_requests();
     auto p = make(kind);
     completion_collector c;
-    auto& r = succeeded(run(*p, ask("hello there"), c));
+    auto r = succeeded(run(*p, ask("hello there"), c));
     BOOST_TEST(c.text() == "Mock: hello there");
-    BOOST_TEST(c.deltas.size() == 1u);  // a whole answer arrives at once
+    BOOST_TEST(c.seen().deltas.size() == 1u);  // a whole answer arrives at once
     BOOST_TEST((r.reason == finish_reason::stop));
     BOOST_TEST(r.usage_reported);
     BOOST_TEST(r.usage.prompt_tokens > 0);
@@ -134,12 +134,12 @@ BOOST_AUTO_TEST_CASE(streamed_answers_arrive_piece_by_piece) {
     auto start = clock_type::now();
     p->start(ask("x", true), c.callbacks());
     BOOST_REQUIRE(c.wait(std::chrono::seconds(20)));
-    auto& r = succeeded(c);
+    auto r = succeeded(c);
     BOOST_TEST(c.text() == "w1 w2 w3 w4 w5 w6");
-    BOOST_TEST(c.deltas.size() == 6u);
+    BOOST_TEST(c.seen().deltas.size() == 6u);
     // The first piece came well before the last (5 gaps of 150 ms).
-    BOOST_TEST(((c.finished - c.first_delta) >= milliseconds(500)));
-    BOOST_TEST((c.first_delta - start) < (c.finished - start));
+    BOOST_TEST(((c.seen().finished - c.seen().first_delta) >= milliseconds(500)));
+    BOOST_TEST((c.seen().first_delta - start) < (c.seen().finished - start));
     BOOST_TEST(r.usage_reported);
     BOOST_TEST(r.usage.completion_tokens == 6);
     auto body = mock.requests().back()["body"];
@@ -153,7 +153,7 @@ BOOST_AUTO_TEST_CASE(max_tokens_cut_is_length) {
   auto request = ask("x");
   request.max_tokens = 4;
   completion_collector c;
-  auto& r = succeeded(run(*p, request, c));
+  auto r = succeeded(run(*p, request, c));
   BOOST_TEST((r.reason == finish_reason::length));
   BOOST_TEST(c.text() == "w1 w2 w3 w4");
 }
@@ -174,7 +174,7 @@ BOOST_AUTO_TEST_CASE(server_errors_and_429_are_retried) {
   completion_collector c;
   auto start = clock_type::now();
   succeeded(run(*p, ask("later"), c));
-  BOOST_TEST(((c.finished - start) >= milliseconds(1000)));  // Retry-After honoured
+  BOOST_TEST(((c.seen().finished - start) >= milliseconds(1000)));  // Retry-After honoured
   BOOST_TEST(request_count() == 2u);
 }
 
@@ -182,7 +182,7 @@ BOOST_AUTO_TEST_CASE(retries_are_bounded) {
   mock.push_behaviors(json::array({{{"status", 503}}, {{"status", 503}}, {{"status", 503}}}));
   auto p = make(protocol::openai);
   completion_collector c;
-  auto& f = failed(run(*p, ask("x"), c));
+  auto f = failed(run(*p, ask("x"), c));
   BOOST_TEST((f.code == errc::provider_error));
   BOOST_TEST(f.detail.find("503") != std::string::npos);
   BOOST_TEST(f.detail.find("3 attempts") != std::string::npos);
@@ -193,7 +193,7 @@ BOOST_AUTO_TEST_CASE(retries_are_bounded) {
   mock.push_behaviors(json::array({{{"status", 429}, {"retry_after", 30}}}));
   auto quick = make(protocol::openai, [](provider_settings& s) { s.timeout_ms = 2000; });
   completion_collector c2;
-  auto& limited = failed(run(*quick, ask("x"), c2));
+  auto limited = failed(run(*quick, ask("x"), c2));
   BOOST_TEST((limited.code == errc::provider_error));
   BOOST_TEST(limited.retry_after_s.value_or(0) == 30u);
   BOOST_TEST(request_count() == 1u);
@@ -203,7 +203,7 @@ BOOST_AUTO_TEST_CASE(client_errors_are_not_retried) {
   mock.push_behaviors(json::array({{{"status", 401}}}));
   auto p = make(protocol::anthropic);
   completion_collector c;
-  auto& f = failed(run(*p, ask("x"), c));
+  auto f = failed(run(*p, ask("x"), c));
   BOOST_TEST((f.code == errc::provider_error));
   BOOST_TEST(f.detail.find("401") != std::string::npos);
   BOOST_TEST(f.detail.find("test-key-123") == std::string::npos);  // never the key
@@ -216,7 +216,7 @@ BOOST_AUTO_TEST_CASE(malformed_answers_fail) {
     mock.push_behaviors(json::array({{{"fault", "malformed"}}}));
     auto p = make(protocol::openai);
     completion_collector c;
-    auto& f = failed(run(*p, ask("x", stream), c));
+    auto f = failed(run(*p, ask("x", stream), c));
     BOOST_TEST((f.code == errc::provider_error));
     BOOST_TEST(f.detail.find("not JSON") != std::string::npos);
     BOOST_TEST(request_count() == 1u);
@@ -237,9 +237,9 @@ BOOST_AUTO_TEST_CASE(a_cut_answer_is_retried_unless_text_was_streamed) {
     mock.push_behaviors(json::array({{{"fault", "cut"}, {"words", 40}}, {{"words", 3}}}));
     auto sp = make(kind);
     completion_collector streamed;
-    auto& f = failed(run(*sp, ask("x", true), streamed));
+    auto f = failed(run(*sp, ask("x", true), streamed));
     BOOST_TEST((f.code == errc::provider_error));
-    BOOST_TEST(!streamed.deltas.empty());  // the caller saw text: no second attempt
+    BOOST_TEST(!streamed.seen().deltas.empty());  // the caller saw text: no second attempt
     BOOST_TEST(request_count() == 1u);
   }
 }
@@ -249,7 +249,7 @@ BOOST_AUTO_TEST_CASE(an_error_event_mid_stream_fails) {
     mock.push_behaviors(json::array({{{"fault", "error_event"}, {"words", 5}}}));
     auto p = make(kind);
     completion_collector c;
-    auto& f = failed(run(*p, ask("x", true), c));
+    auto f = failed(run(*p, ask("x", true), c));
     BOOST_TEST((f.code == errc::provider_error));
     BOOST_TEST(f.detail.find("reported an error") != std::string::npos);
   }
@@ -260,19 +260,19 @@ BOOST_AUTO_TEST_CASE(stalls_and_deadlines_time_out_and_free_the_upstream) {
   auto p = make(protocol::anthropic, [](provider_settings& s) { s.stall_timeout_ms = 300; });
   completion_collector stalled;
   auto start = clock_type::now();
-  auto& f = failed(run(*p, ask("x", true), stalled));
+  auto f = failed(run(*p, ask("x", true), stalled));
   BOOST_TEST((f.code == errc::provider_timeout));
   BOOST_TEST(f.detail.find("stalled") != std::string::npos);
-  BOOST_TEST(((stalled.finished - start) < milliseconds(3000)));
+  BOOST_TEST(((stalled.seen().finished - start) < milliseconds(3000)));
 
   mock.push_behaviors(json::array({{{"fault", "stall"}}}));
   auto q = make(protocol::openai, [](provider_settings& s) { s.timeout_ms = 500; });
   completion_collector silent;
   start = clock_type::now();
-  auto& t = failed(run(*q, ask("x"), silent));
+  auto t = failed(run(*q, ask("x"), silent));
   BOOST_TEST((t.code == errc::provider_timeout));
-  BOOST_TEST(((silent.finished - start) >= milliseconds(450)));
-  BOOST_TEST(((silent.finished - start) < milliseconds(3000)));
+  BOOST_TEST(((silent.seen().finished - start) >= milliseconds(450)));
+  BOOST_TEST(((silent.seen().finished - start) < milliseconds(3000)));
 
   // Both connections were closed: the mock sees the requests abandoned.
   for (int i = 0; i < 100 && mock.stats()["in_flight"] != 0; ++i)
@@ -290,10 +290,10 @@ BOOST_AUTO_TEST_CASE(a_slow_trickle_is_cut_at_the_deadline) {
   });
   completion_collector c;
   auto start = clock_type::now();
-  auto& f = failed(run(*p, ask("x", true), c));
+  auto f = failed(run(*p, ask("x", true), c));
   BOOST_TEST((f.code == errc::provider_timeout));
-  BOOST_TEST(!c.deltas.empty());
-  BOOST_TEST(((c.finished - start) < milliseconds(3000)));
+  BOOST_TEST(!c.seen().deltas.empty());
+  BOOST_TEST(((c.seen().finished - start) < milliseconds(3000)));
 }
 
 BOOST_AUTO_TEST_CASE(a_late_first_byte_times_out) {
@@ -301,17 +301,17 @@ BOOST_AUTO_TEST_CASE(a_late_first_byte_times_out) {
   auto p = make(protocol::anthropic, [](provider_settings& s) { s.first_byte_timeout_ms = 300; });
   completion_collector c;
   auto start = clock_type::now();
-  auto& f = failed(run(*p, ask("x"), c));
+  auto f = failed(run(*p, ask("x"), c));
   BOOST_TEST((f.code == errc::provider_timeout));
   BOOST_TEST(f.detail.find("no answer began") != std::string::npos);
-  BOOST_TEST(((c.finished - start) < milliseconds(2000)));
+  BOOST_TEST(((c.seen().finished - start) < milliseconds(2000)));
 }
 
 BOOST_AUTO_TEST_CASE(the_key_is_redacted_from_what_the_provider_says) {
   auto p = make(protocol::openai, [](provider_settings& s) { s.api_key = "401"; });
   mock.push_behaviors(json::array({{{"status", 401}}}));  // its error text says "mock failure 401"
   completion_collector c;
-  auto& f = failed(run(*p, ask("x"), c));
+  auto f = failed(run(*p, ask("x"), c));
   BOOST_TEST(f.detail.find("401") == std::string::npos);
   BOOST_TEST(f.detail.find("[redacted]") != std::string::npos);
 }
@@ -322,7 +322,7 @@ BOOST_AUTO_TEST_CASE(the_request_deadline_bounds_the_provider) {
   auto request = ask("x");
   request.deadline = clock_type::now() + milliseconds(400);
   completion_collector c;
-  auto& f = failed(run(*p, request, c));
+  auto f = failed(run(*p, request, c));
   BOOST_TEST((f.code == errc::provider_timeout));
 }
 
@@ -334,10 +334,10 @@ BOOST_AUTO_TEST_CASE(cancel_ends_with_the_text_so_far_and_frees_the_upstream) {
   BOOST_REQUIRE(c.wait_for_delta(std::chrono::seconds(10)));
   handle->cancel();
   BOOST_REQUIRE(c.wait(std::chrono::seconds(10)));
-  auto& r = succeeded(c);
+  auto r = succeeded(c);
   BOOST_TEST((r.reason == finish_reason::cancelled));
   BOOST_TEST(r.usage.completion_tokens > 0);
-  BOOST_TEST(c.deltas.size() < 50u);
+  BOOST_TEST(c.seen().deltas.size() < 50u);
   for (int i = 0; i < 100 && mock.stats()["abandoned"] != 1; ++i)
     std::this_thread::sleep_for(milliseconds(20));
   BOOST_TEST(mock.stats()["abandoned"] == 1);
@@ -350,7 +350,7 @@ BOOST_AUTO_TEST_CASE(an_unreachable_provider_fails_after_its_retries) {
   s.base_url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/v1";
   auto p = make_http_provider(s, make_openai_protocol());
   completion_collector c;
-  auto& f = failed(run(*p, ask("x"), c));
+  auto f = failed(run(*p, ask("x"), c));
   BOOST_TEST((f.code == errc::provider_error));
   BOOST_TEST(f.detail.find("could not reach the provider") != std::string::npos);
   BOOST_TEST(f.detail.find("3 attempts") != std::string::npos);

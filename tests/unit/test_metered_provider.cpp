@@ -46,7 +46,7 @@ BOOST_AUTO_TEST_CASE(finished_completions_are_counted_with_their_tokens) {
     testing::completion_collector c;
     echo->start(ask("echo", text), c.callbacks());
     BOOST_REQUIRE(c.wait(5s));
-    BOOST_REQUIRE(bool(*c.result));
+    BOOST_REQUIRE(bool(*c.seen().result));
   }
   auto s = prometheus_scrape::parse(r.render());
   std::map<std::string, std::string> echo_labels{{"provider", "builtin"}, {"model", "echo"}};
@@ -72,7 +72,7 @@ BOOST_AUTO_TEST_CASE(failures_are_counted_by_kind_and_the_caller_still_hears_the
     testing::completion_collector c;
     (*p)->start(ask("gpt-x", "hi"), c.callbacks());
     BOOST_REQUIRE(c.wait(1s));
-    BOOST_TEST(!bool(*c.result));
+    BOOST_TEST(!bool(*c.seen().result));
   }
   auto s = prometheus_scrape::parse(r.render());
   std::map<std::string, std::string> labels{{"provider", "upstream"}, {"model", "gpt-x"}};

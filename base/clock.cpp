@@ -39,19 +39,18 @@ std::string format_day(unix_ms t) {
   return buf;
 }
 
-bool parse_day(const std::string& text, unix_ms& day_start) {
+std::optional<unix_ms> parse_day(const std::string& text) {
   // Exactly YYYY-MM-DD: sscanf alone would also take signs and spaces
   // ("2026-+1-01"), and the day is compared as text in SQL.
-  if (text.size() != 10 || text[4] != '-' || text[7] != '-') return false;
+  if (text.size() != 10 || text[4] != '-' || text[7] != '-') return std::nullopt;
   for (std::size_t i : {0, 1, 2, 3, 5, 6, 8, 9})
-    if (!std::isdigit(static_cast<unsigned char>(text[i]))) return false;
+    if (!std::isdigit(static_cast<unsigned char>(text[i]))) return std::nullopt;
   int y = 0, m = 0, d = 0;
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2d", &y, &m, &d) != 3) return false;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2d", &y, &m, &d) != 3) return std::nullopt;
   using namespace std::chrono;
   year_month_day ymd{year{y}, month{static_cast<unsigned>(m)}, day{static_cast<unsigned>(d)}};
-  if (!ymd.ok()) return false;
-  day_start = duration_cast<milliseconds>(sys_days{ymd}.time_since_epoch()).count();
-  return true;
+  if (!ymd.ok()) return std::nullopt;
+  return duration_cast<milliseconds>(sys_days{ymd}.time_since_epoch()).count();
 }
 
 }  // namespace parley

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace parley {
@@ -16,7 +17,8 @@ std::string format_rfc3339(unix_ms t);
 /// The UTC day of a timestamp as YYYY-MM-DD.
 std::string format_day(unix_ms t);
 
-/// Parses YYYY-MM-DD; false when it is not a valid calendar date.
-bool parse_day(const std::string& text, unix_ms& day_start);
+/// The start (midnight UTC) of the day YYYY-MM-DD; nothing when `text` is
+/// not a valid calendar date.
+std::optional<unix_ms> parse_day(const std::string& text);
 
 }  // namespace parley

@@ -3,12 +3,14 @@
 #include <toml++/toml.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 extern char** environ;
 
@@ -50,30 +52,41 @@ std::vector<std::string> split_commas(const std::string& text) {
 
 // --- TOML access with the key named in every error ---------------------------
 
+/// Reads one table's settings. Every key asked for is remembered, so that
+/// reject_unknown() can refuse the rest (a misspelt key would otherwise be
+/// ignored in silence) and the settings a file may hold can be listed.
 class toml_reader {
  public:
-  toml_reader(const toml::table& table, std::string prefix)
-      : table_(table), prefix_(std::move(prefix)) {}
+  /// `prefix` names the keys in messages ("providers[1]."), `listed_as` in
+  /// `known` ("providers."), which collects every key asked for when given.
+  toml_reader(const toml::table& table, std::string prefix, std::vector<std::string>* known,
+              std::string listed_as)
+      : table_(table),
+        prefix_(std::move(prefix)),
+        known_(known),
+        listed_as_(std::move(listed_as)) {}
+  toml_reader(const toml::table& table, const std::string& prefix, std::vector<std::string>* known)
+      : toml_reader(table, prefix, known, prefix) {}
 
   template <class Int>
-  void get_int(const char* key, Int& out, Int lo, Int hi) const {
-    auto node = table_.get(key);
+  void get_int(const char* key, Int& out, Int lo, Int hi) {
+    auto node = find(key);
     if (!node) return;
     auto v = node->value_exact<int64_t>();
     if (!v) throw config_error(name(key) + ": expected an integer");
     out = parse_int<Int>(std::to_string(*v), name(key), lo, hi);
   }
 
-  void get_string(const char* key, std::string& out) const {
-    auto node = table_.get(key);
+  void get_string(const char* key, std::string& out) {
+    auto node = find(key);
     if (!node) return;
     auto v = node->value_exact<std::string>();
     if (!v) throw config_error(name(key) + ": expected a string");
     out = *v;
   }
 
-  void get_double(const char* key, double& out, double lo) const {
-    auto node = table_.get(key);
+  void get_double(const char* key, double& out, double lo) {
+    auto node = find(key);
     if (!node) return;
     auto v = node->value<double>();  // integers are accepted as well
     if (!v || *v < lo)
@@ -81,16 +94,16 @@ class toml_reader {
     out = *v;
   }
 
-  void get_bool(const char* key, bool& out) const {
-    auto node = table_.get(key);
+  void get_bool(const char* key, bool& out) {
+    auto node = find(key);
     if (!node) return;
     auto v = node->value_exact<bool>();
     if (!v) throw config_error(name(key) + ": expected true or false");
     out = *v;
   }
 
-  void get_strings(const char* key, std::vector<std::string>& out) const {
-    auto node = table_.get(key);
+  void get_strings(const char* key, std::vector<std::string>& out) {
+    auto node = find(key);
     if (!node) return;
     auto arr = node->as_array();
     if (!arr) throw config_error(name(key) + ": expected an array of strings");
@@ -102,10 +115,27 @@ class toml_reader {
     }
   }
 
+  /// Throws config_error naming a key of the table nothing asked for.
+  void reject_unknown() const {
+    for (auto& [key, node] : table_)
+      if (!asked_.contains(std::string(key.str())))
+        throw config_error(prefix_ + std::string(key.str()) +
+                           ": not a setting (see docs/configuration.md)");
+  }
+
  private:
+  const toml::node* find(const char* key) {
+    asked_.insert(key);
+    if (known_) known_->push_back(listed_as_ + key);
+    return table_.get(key);
+  }
   std::string name(const char* key) const { return prefix_ + key; }
+
   const toml::table& table_;
   std::string prefix_;
+  std::vector<std::string>* known_;
+  std::string listed_as_;
+  std::set<std::string> asked_;
 };
 
 const toml::table* sub_table(const toml::table& root, const char* key) {
@@ -115,8 +145,11 @@ const toml::table* sub_table(const toml::table& root, const char* key) {
   return node->as_table();
 }
 
+/// Calls `fn` with a reader of each table of the array `key`, then refuses
+/// what it did not read.
 template <class Fn>
-void for_each_table_in_array(const toml::table& root, const char* key, Fn fn) {
+void for_each_table_in_array(const toml::table& root, const char* key,
+                             std::vector<std::string>* known, Fn fn) {
   auto node = root.get(key);
   if (!node) return;
   auto arr = node->as_array();
@@ -127,30 +160,57 @@ void for_each_table_in_array(const toml::table& root, const char* key, Fn fn) {
     auto tbl = item.as_table();
     if (!tbl)
       throw config_error(std::string(key) + ": expected an array of tables ([[" + key + "]])");
-    fn(toml_reader(*tbl, std::string(key) + "[" + std::to_string(index++) + "]."));
+    toml_reader r(*tbl, std::string(key) + "[" + std::to_string(index++) + "].", known,
+                  std::string(key) + ".");
+    fn(r);
+    r.reject_unknown();
   }
 }
 
+/// An environment variable that overrides a setting of the file.
+struct env_variable {
+  const char* name;
+  const char* key;  ///< the setting, as the file names it
+  void (*apply)(settings& s, const std::string& value);
+};
+
+/// Every variable the loader reads, in the order it applies them (where two
+/// name one setting, the later wins).
+constexpr env_variable env_variables[] = {
+    {"HOST", "server.host", [](settings& s, const std::string& v) { s.server.host = v; }},
+    {"PORT", "server.port",
+     [](settings& s, const std::string& v) {
+       s.server.port = parse_int<std::uint16_t>(v, "PORT", 0, 65535);
+     }},
+    {"PARLEY_THREADS", "server.threads",
+     [](settings& s, const std::string& v) {
+       s.server.threads = parse_int<unsigned>(v, "PARLEY_THREADS", 1, 256);
+     }},
+    {"PARLEY_CORS_ORIGINS", "server.cors_origins",
+     [](settings& s, const std::string& v) { s.server.cors_origins = split_commas(v); }},
+    {"DATABASE_URL", "database.url",
+     [](settings& s, const std::string& v) { s.database.url = parse_database_url(v); }},
+    {"PARLEY_AUTH_MODE", "auth.mode", [](settings& s, const std::string& v) { s.auth.mode = v; }},
+    {"PARLEY_JWT_SECRET", "auth.jwt_secret",
+     [](settings& s, const std::string& v) { s.auth.jwt_secret = v; }},
+    {"PARLEY_JWT_PUBLIC_KEY_FILE", "auth.jwt_public_key_file",
+     [](settings& s, const std::string& v) { s.auth.jwt_public_key_file = v; }},
+    {"PARLEY_AUTH_ISSUER", "auth.issuer",
+     [](settings& s, const std::string& v) { s.auth.issuer = v; }},
+    {"PARLEY_JWT_ISSUER", "auth.issuer",
+     [](settings& s, const std::string& v) { s.auth.issuer = v; }},
+    {"PARLEY_AUTH_AUDIENCE", "auth.audience",
+     [](settings& s, const std::string& v) { s.auth.audience = v; }},
+    {"PARLEY_JWT_AUDIENCE", "auth.audience",
+     [](settings& s, const std::string& v) { s.auth.audience = v; }},
+    {"PARLEY_DEFAULT_MODEL", "defaults.model",
+     [](settings& s, const std::string& v) { s.default_model = v; }},
+    {"PARLEY_LOG_LEVEL", "log.level", [](settings& s, const std::string& v) { s.log.level = v; }},
+};
+
 void apply_env(settings& s, const environment& env) {
-  auto get = [&](const char* key) -> const std::string* {
-    auto i = env.find(key);
-    return i == env.end() ? nullptr : &i->second;
-  };
-  if (auto v = get("HOST")) s.server.host = *v;
-  if (auto v = get("PORT")) s.server.port = parse_int<std::uint16_t>(*v, "PORT", 0, 65535);
-  if (auto v = get("PARLEY_THREADS"))
-    s.server.threads = parse_int<unsigned>(*v, "PARLEY_THREADS", 1, 256);
-  if (auto v = get("PARLEY_CORS_ORIGINS")) s.server.cors_origins = split_commas(*v);
-  if (auto v = get("DATABASE_URL")) s.database.url = parse_database_url(*v);
-  if (auto v = get("PARLEY_AUTH_MODE")) s.auth.mode = *v;
-  if (auto v = get("PARLEY_JWT_SECRET")) s.auth.jwt_secret = *v;
-  if (auto v = get("PARLEY_JWT_PUBLIC_KEY_FILE")) s.auth.jwt_public_key_file = *v;
-  for (auto key : {"PARLEY_AUTH_ISSUER", "PARLEY_JWT_ISSUER"})
-    if (auto v = get(key)) s.auth.issuer = *v;
-  for (auto key : {"PARLEY_AUTH_AUDIENCE", "PARLEY_JWT_AUDIENCE"})
-    if (auto v = get(key)) s.auth.audience = *v;
-  if (auto v = get("PARLEY_DEFAULT_MODEL")) s.default_model = *v;
-  if (auto v = get("PARLEY_LOG_LEVEL")) s.log.level = *v;
+  for (auto& variable : env_variables)
+    if (auto i = env.find(variable.name); i != env.end()) variable.apply(s, i->second);
 }
 
 /// A provider and its one model, added by an environment shortcut.
@@ -370,18 +430,25 @@ database_url parse_database_url(const std::string& url) {
 
 // --- TOML ---------------------------------------------------------------------
 
-void apply_toml(settings& s, const std::string& toml_text, const std::string& origin) {
-  toml::table root;
-  try {
-    root = toml::parse(toml_text, origin);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream msg;
-    msg << origin << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
-        << e.description();
-    throw config_error(msg.str());
-  }
-  if (auto t = sub_table(root, "server")) {
-    toml_reader r(*t, "server.");
+namespace {
+
+/// Reads `root` over `s`, refusing any key that is not a setting; adds each
+/// key it asks for to `known` when given.
+void read_toml(settings& s, const toml::table& root, std::vector<std::string>* known) {
+  static const std::set<std::string> tables{"server", "limits",   "database",  "auth",  "actors",
+                                            "log",    "defaults", "providers", "models"};
+  for (auto& [key, node] : root)
+    if (!tables.contains(std::string(key.str())))
+      throw config_error(std::string(key.str()) + ": not a setting (see docs/configuration.md)");
+  // A table that is absent reads as empty, so that every key is asked for.
+  const toml::table none;
+  auto section = [&](const char* name, auto read) {
+    auto t = sub_table(root, name);
+    toml_reader r(t ? *t : none, std::string(name) + ".", known);
+    read(r);
+    r.reject_unknown();
+  };
+  section("server", [&](toml_reader& r) {
     r.get_string("host", s.server.host);
     r.get_int<std::uint16_t>("port", s.server.port, 0, 65535);
     r.get_int<unsigned>("threads", s.server.threads, 1, 256);
@@ -395,9 +462,8 @@ void apply_toml(settings& s, const std::string& toml_text, const std::string& or
     r.get_int<unsigned>("max_connections", s.server.max_connections, 1, 10000000);
     r.get_int<unsigned>("max_header_bytes", s.server.max_header_bytes, 256, 1u << 20);
     r.get_int<unsigned>("max_header_count", s.server.max_header_count, 8, 10000);
-  }
-  if (auto t = sub_table(root, "database")) {
-    toml_reader r(*t, "database.");
+  });
+  section("database", [&](toml_reader& r) {
     std::string url;
     r.get_string("url", url);
     if (!url.empty()) s.database.url = parse_database_url(url);
@@ -405,40 +471,33 @@ void apply_toml(settings& s, const std::string& toml_text, const std::string& or
     r.get_int<unsigned>("batch_delay_ms", s.database.batch_delay_ms, 0, 10000);
     r.get_int<unsigned>("read_pool_size", s.database.read_pool_size, 1, 64);
     r.get_int<unsigned>("timeout_ms", s.database.timeout_ms, 100, 600000);
-  }
-  if (auto t = sub_table(root, "auth")) {
-    toml_reader r(*t, "auth.");
+  });
+  section("auth", [&](toml_reader& r) {
     r.get_string("mode", s.auth.mode);
     r.get_string("jwt_secret", s.auth.jwt_secret);
     r.get_string("jwt_public_key_file", s.auth.jwt_public_key_file);
     r.get_string("issuer", s.auth.issuer);
     r.get_string("audience", s.auth.audience);
-  }
-  if (auto t = sub_table(root, "limits")) {
-    toml_reader r(*t, "limits.");
+  });
+  section("limits", [&](toml_reader& r) {
     r.get_int<std::uint32_t>("max_message_chars", s.limits.max_message_chars, 1, 10000000);
     r.get_int<std::uint32_t>("conversation_queue", s.limits.conversation_queue, 1, 100000);
     r.get_int<std::uint32_t>("requests_per_minute", s.limits.requests_per_minute, 0, 100000000);
     r.get_int<std::uint32_t>("concurrent_generations", s.limits.concurrent_generations, 0, 1000000);
     r.get_int<std::uint64_t>("tokens_per_day", s.limits.tokens_per_day, 0,
                              std::numeric_limits<std::int64_t>::max());
-  }
-  if (auto t = sub_table(root, "actors")) {
-    toml_reader r(*t, "actors.");
+  });
+  section("actors", [&](toml_reader& r) {
     r.get_int<unsigned>("idle_timeout_s", s.actors.idle_timeout_s, 1, 86400 * 7);
     r.get_int<std::uint64_t>("max_live", s.actors.max_live, 1, 100000000);
     r.get_int<unsigned>("generation_timeout_ms", s.actors.generation_timeout_ms, 100, 3600000);
-  }
-  if (auto t = sub_table(root, "log")) {
-    toml_reader r(*t, "log.");
+  });
+  section("log", [&](toml_reader& r) {
     r.get_string("level", s.log.level);
     r.get_bool("content", s.log.content);
-  }
-  if (auto t = sub_table(root, "defaults")) {
-    toml_reader r(*t, "defaults.");
-    r.get_string("model", s.default_model);
-  }
-  for_each_table_in_array(root, "providers", [&](const toml_reader& r) {
+  });
+  section("defaults", [&](toml_reader& r) { r.get_string("model", s.default_model); });
+  for_each_table_in_array(root, "providers", known, [&](toml_reader& r) {
     provider_settings p;
     r.get_string("name", p.name);
     r.get_string("kind", p.kind);
@@ -456,7 +515,7 @@ void apply_toml(settings& s, const std::string& toml_text, const std::string& or
       throw config_error("providers: every [[providers]] needs a name and a kind");
     s.providers.push_back(std::move(p));
   });
-  for_each_table_in_array(root, "models", [&](const toml_reader& r) {
+  for_each_table_in_array(root, "models", known, [&](toml_reader& r) {
     model_settings m;
     r.get_string("id", m.id);
     r.get_string("provider", m.provider);
@@ -472,6 +531,40 @@ void apply_toml(settings& s, const std::string& toml_text, const std::string& or
       throw config_error("models: '" + m.id + "' has max_output_tokens >= context_window");
     s.models.push_back(std::move(m));
   });
+}
+
+}  // namespace
+
+std::vector<setting_key> setting_keys() {
+  // One provider and one model, so that their tables are read too.
+  auto sample = toml::parse(
+      "[[providers]]\nname = \"p\"\nkind = \"builtin\"\n"
+      "[[models]]\nid = \"m\"\nprovider = \"p\"\n");
+  std::vector<std::string> keys;
+  settings ignored;
+  read_toml(ignored, sample, &keys);
+  std::vector<setting_key> out;
+  for (auto& key : keys) {
+    if (std::any_of(out.begin(), out.end(), [&](auto& k) { return k.key == key; })) continue;
+    setting_key k{key, {}};
+    for (auto& variable : env_variables)
+      if (variable.key == key) k.env.emplace_back(variable.name);
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
+void apply_toml(settings& s, const std::string& toml_text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << origin << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
+        << e.description();
+    throw config_error(msg.str());
+  }
+  read_toml(s, root, nullptr);
 }
 
 settings load_settings(const command_line& cli, const environment& env) {

@@ -6,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace parley {
 
@@ -42,8 +43,21 @@ environment parse_dotenv(const std::string& text);
 /// Defaults, then the TOML file, then `env`, then flags. Throws config_error.
 settings load_settings(const command_line& cli, const environment& env);
 
-/// Parses a TOML document (the file's contents) over `base`. Throws config_error.
+/// Parses a TOML document (the file's contents) over `base`. Throws config_error,
+/// also for a key that is not a setting.
 void apply_toml(settings& base, const std::string& toml_text, const std::string& origin);
+
+/// A setting a file may hold, as the file names it ("server.port"; the keys
+/// of each [[providers]] and [[models]] table as "providers.timeout_ms"), and
+/// the environment variables that override it.
+struct setting_key {
+  std::string key;
+  std::vector<std::string> env;
+};
+
+/// Every setting, in the order the loader reads them; docs/configuration.md
+/// is checked against this list.
+std::vector<setting_key> setting_keys();
 
 /// Accepts sqlite://REL.db, sqlite:///ABS.db, sqlite::memory:, postgresql://…,
 /// postgres://…. Throws config_error for anything else.

@@ -9,6 +9,7 @@ namespace parley {
 
 /// Where the database lives, parsed from `database.url`.
 struct database_url {
+  bool operator==(const database_url&) const = default;
   enum class backend { sqlite, postgresql };
   backend kind = backend::sqlite;
   /// sqlite: a file path or ":memory:"; postgresql: a libpq connection string.
@@ -17,6 +18,7 @@ struct database_url {
 };
 
 struct server_settings {
+  bool operator==(const server_settings&) const = default;
   std::string host = "127.0.0.1";
   std::uint16_t port = 8000;
   unsigned threads = 0;  ///< 0 until resolved; then the number of cores.
@@ -45,6 +47,7 @@ struct server_settings {
 };
 
 struct database_settings {
+  bool operator==(const database_settings&) const = default;
   database_url url;
   /// A batch is committed when it holds this many write requests...
   unsigned batch_max_requests = 256;
@@ -61,6 +64,7 @@ struct database_settings {
 };
 
 struct auth_settings {
+  bool operator==(const auth_settings&) const = default;
   std::string mode = "none";
   std::string jwt_secret;
   std::string jwt_public_key_file;
@@ -69,6 +73,7 @@ struct auth_settings {
 };
 
 struct limits_settings {
+  bool operator==(const limits_settings&) const = default;
   std::uint32_t max_message_chars = 32768;
   std::uint32_t conversation_queue = 16;
   std::uint32_t requests_per_minute = 0;
@@ -78,6 +83,7 @@ struct limits_settings {
 };
 
 struct log_settings {
+  bool operator==(const log_settings&) const = default;
   /// trace, debug, info, warn, error, critical or off.
   std::string level = "info";
   /// Whether request logs may carry message content (request bodies).
@@ -85,6 +91,7 @@ struct log_settings {
 };
 
 struct actor_settings {
+  bool operator==(const actor_settings&) const = default;
   /// A conversation actor idle this long is passivated.
   unsigned idle_timeout_s = 300;
   /// Most conversation actors alive at once; least recently used go first.
@@ -94,6 +101,7 @@ struct actor_settings {
 };
 
 struct provider_settings {
+  bool operator==(const provider_settings&) const = default;
   std::string name;
   std::string kind;  ///< builtin, openai, anthropic
   std::string base_url;
@@ -119,6 +127,7 @@ struct provider_settings {
 };
 
 struct model_settings {
+  bool operator==(const model_settings&) const = default;
   std::string id;
   std::string provider;
   std::string upstream;
@@ -131,6 +140,7 @@ struct model_settings {
 
 /// The whole configuration, after file, environment and flags are merged.
 struct settings {
+  bool operator==(const settings&) const = default;
   server_settings server;
   database_settings database;
   auth_settings auth;

@@ -351,11 +351,9 @@ parsed<list_query> parse_list_query(const query_params& q) {
 
 parsed<usage_query> parse_usage_query(const query_params& q) {
   usage_query out;
-  unix_ms ignored = 0;
   for (auto [name, target] : {std::pair{"from", &out.from}, std::pair{"to", &out.to}}) {
     if (auto i = q.find(name); i != q.end()) {
-      if (!parse_day(i->second, ignored))
-        return invalid_field(name, "must be a date as YYYY-MM-DD");
+      if (!parse_day(i->second)) return invalid_field(name, "must be a date as YYYY-MM-DD");
       *target = i->second;
     }
   }

@@ -1,9 +1,6 @@
 #define BOOST_TEST_MODULE config
 #include <boost/test/unit_test.hpp>
 
-#include "base/clock.hpp"
-#include "base/shared_text.hpp"
-#include "base/uuid.hpp"
 #include "config/load_settings.hpp"
 
 #include <cstdio>
@@ -134,6 +131,28 @@ BOOST_AUTO_TEST_CASE(bad_values_are_named) {
   BOOST_CHECK_THROW(cli_of({"serve", "--no-such-flag"}), config_error);
 }
 
+BOOST_AUTO_TEST_CASE(a_key_that_is_not_a_setting_is_refused_by_name) {
+  auto error_of = [](const std::string& toml) -> std::string {
+    try {
+      settings s;
+      apply_toml(s, toml, "test.toml");
+    } catch (const config_error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  BOOST_TEST(error_of("[server]\nprot = 80\n") ==
+             "server.prot: not a setting (see docs/configuration.md)");
+  BOOST_TEST(error_of("[serve]\nport = 80\n") ==
+             "serve: not a setting (see docs/configuration.md)");
+  BOOST_TEST(error_of("port = 80\n") == "port: not a setting (see docs/configuration.md)");
+  BOOST_TEST(error_of("[[providers]]\nname = \"a\"\nkind = \"builtin\"\n[[providers]]\n"
+                      "name = \"b\"\nkind = \"builtin\"\ntimeout = 5\n") ==
+             "providers[1].timeout: not a setting (see docs/configuration.md)");
+  BOOST_TEST(error_of("[[models]]\nid = \"m\"\nprovider = \"builtin\"\nwindow = 5\n") ==
+             "models[0].window: not a setting (see docs/configuration.md)");
+}
+
 BOOST_AUTO_TEST_CASE(log_settings_from_file_and_environment) {
   settings defaults;
   BOOST_TEST(defaults.log.level == "info");
@@ -194,45 +213,6 @@ BOOST_AUTO_TEST_CASE(command_line_commands) {
   BOOST_TEST((cli_of({"migrate"}).cmd == command_line::command::migrate));
   BOOST_TEST((cli_of({"serve"}).cmd == command_line::command::serve));
   BOOST_TEST((cli_of({}).cmd == command_line::command::help));
-}
-
-BOOST_AUTO_TEST_CASE(time_and_ids) {
-  BOOST_TEST(format_rfc3339(0) == "1970-01-01T00:00:00.000Z");
-  BOOST_TEST(format_rfc3339(1795352707123) == "2026-11-22T13:05:07.123Z");
-  BOOST_TEST(format_day(1795352707123) == "2026-11-22");
-  unix_ms day = 0;
-  BOOST_TEST(parse_day("2026-11-22", day));
-  BOOST_TEST(day == 1795305600000);
-  BOOST_TEST(!parse_day("2026-02-30", day));
-  BOOST_TEST(!parse_day("2026-1-5", day));
-  BOOST_TEST(!parse_day("yesterday", day));
-  BOOST_TEST(!parse_day("2026-+1-01", day));
-  BOOST_TEST(!parse_day("2026- 1-01", day));
-  BOOST_TEST(!parse_day(" 2026-1-01", day));
-  BOOST_TEST(!parse_day("+026-11-01", day));
-
-  auto a = make_uuid_v7(), b = make_uuid_v7();
-  BOOST_TEST(is_canonical_uuid(a));
-  BOOST_TEST(a != b);
-  BOOST_TEST(a[14] == '7');  // version
-  BOOST_TEST(!is_canonical_uuid("0193-not-a-uuid"));
-  BOOST_TEST(!is_canonical_uuid("01A20421-86A4-75E1-B9C5-9C9695DDD071"));
-}
-
-BOOST_AUTO_TEST_CASE(shared_text_is_one_copy_however_often_it_is_passed_on) {
-  shared_text none;
-  BOOST_TEST(none.empty());
-  BOOST_TEST(none == "");
-  shared_text hello(std::string("hello, world"));
-  auto copy = hello;
-  BOOST_TEST((copy.data() == hello.data()));  // the same characters, not a copy
-  BOOST_TEST(copy == hello);
-  BOOST_TEST(copy == std::string("hello, world"));
-  BOOST_TEST(std::string_view(copy).size() == 12u);
-  BOOST_TEST(!(copy == shared_text("hello")));
-  copy = "another";  // a new text: the first stays as it was
-  BOOST_TEST(hello == "hello, world");
-  BOOST_TEST(copy == "another");
 }
 
 BOOST_AUTO_TEST_CASE(provider_keys_come_from_the_named_variable) {

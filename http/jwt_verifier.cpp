@@ -67,16 +67,14 @@ std::optional<nlohmann::json> decode_json_object(std::string_view segment) {
   return j;
 }
 
-/// A NumericDate claim (seconds since the epoch), when present and numeric.
-std::optional<double> numeric_date(const nlohmann::json& claims, const char* name,
-                                   bool& malformed) {
+/// A NumericDate claim (seconds since the epoch): none when absent, refused
+/// when it is not a number.
+outcome<std::optional<double>> numeric_date(const nlohmann::json& claims, const char* name) {
   auto it = claims.find(name);
-  if (it == claims.end()) return std::nullopt;
-  if (!it->is_number()) {
-    malformed = true;
-    return std::nullopt;
-  }
-  return it->get<double>();
+  if (it == claims.end()) return std::optional<double>();
+  if (!it->is_number())
+    return refused(std::string("the bearer token's ") + name + " is not a number");
+  return std::optional<double>(it->get<double>());
 }
 
 bool is_acceptable_subject(const std::string& sub) {
@@ -157,14 +155,14 @@ outcome<std::string> jwt_verifier::verify(std::string_view token,
   if (!key_->signature_matches(token.substr(0, second_dot), *signature))
     return refused("the bearer token's signature does not verify");
 
-  bool malformed = false;
-  auto exp = numeric_date(*claims, "exp", malformed);
-  auto nbf = numeric_date(*claims, "nbf", malformed);
-  if (malformed) return refused("the bearer token's exp or nbf is not a number");
+  auto exp = numeric_date(*claims, "exp");
+  if (!exp) return exp.error();
+  auto nbf = numeric_date(*claims, "nbf");
+  if (!nbf) return nbf.error();
   double seconds = std::chrono::duration<double>(now.time_since_epoch()).count();
   double slack = static_cast<double>(leeway.count());
-  if (exp && seconds > *exp + slack) return refused("the bearer token has expired");
-  if (nbf && seconds + slack < *nbf) return refused("the bearer token is not valid yet");
+  if (*exp && seconds > **exp + slack) return refused("the bearer token has expired");
+  if (*nbf && seconds + slack < **nbf) return refused("the bearer token is not valid yet");
 
   if (!issuer_.empty()) {
     auto iss = claims->find("iss");

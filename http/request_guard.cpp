@@ -16,17 +16,17 @@ std::string request_id_from(std::optional<std::string_view> given) {
   return make_uuid_v7();
 }
 
-std::optional<problem> body_problem(std::size_t body_bytes,
-                                    std::optional<std::string_view> content_type,
-                                    std::size_t max_bytes) {
+outcome<done, problem> check_body(std::size_t body_bytes,
+                                  std::optional<std::string_view> content_type,
+                                  std::size_t max_bytes) {
   if (body_bytes > max_bytes)
     return make_problem(413, "the body is larger than " + std::to_string(max_bytes) + " bytes");
-  if (body_bytes == 0) return std::nullopt;
+  if (body_bytes == 0) return done{};
   auto media = content_type ? content_type->substr(0, content_type->find(';')) : std::string_view();
   while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
   if (!equals_ignoring_case(media, "application/json"))
     return make_problem(415, "request bodies must be application/json");
-  return std::nullopt;
+  return done{};
 }
 
 std::optional<std::string> cors_policy::allowed_origin(

@@ -51,8 +51,8 @@ struct header_limits {
 /// bad credentials, which the authenticator answers with 401. `fields` is a
 /// range of header fields with name() and value().
 template <class Fields>
-std::optional<problem> oversized_header(std::string_view target, std::size_t field_count,
-                                        const Fields& fields, const header_limits& limits) {
+outcome<done, problem> check_header_size(std::string_view target, std::size_t field_count,
+                                         const Fields& fields, const header_limits& limits) {
   if (target.size() > limits.max_bytes)
     return make_problem(
         414, "the request target is longer than " + std::to_string(limits.max_bytes) + " bytes");
@@ -67,14 +67,14 @@ std::optional<problem> oversized_header(std::string_view target, std::size_t fie
                                    " header is longer than " + std::to_string(limits.max_bytes) +
                                    " bytes");
   }
-  return std::nullopt;
+  return done{};
 }
 
 /// 413 for a body past `max_bytes`; 415 for a body whose Content-Type is not
 /// application/json (parameters such as charset aside). No body, no check of its type.
-std::optional<problem> body_problem(std::size_t body_bytes,
-                                    std::optional<std::string_view> content_type,
-                                    std::size_t max_bytes);
+outcome<done, problem> check_body(std::size_t body_bytes,
+                                  std::optional<std::string_view> content_type,
+                                  std::size_t max_bytes);
 
 /// Cross-origin access as server.cors_origins allows it.
 class cors_policy {

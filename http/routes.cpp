@@ -117,9 +117,10 @@ request_handling_status_t http_api::dispatch(request_handle_t req, const route_p
   auto c = context_of(req, route);
   if (cfg_.log.content && !req->body().empty()) c.record->set_body(req->body());
   auto& h = req->header();
-  if (auto p = oversized_header(h.request_target(), h.fields_count(), h,
-                                {cfg_.server.max_header_bytes, cfg_.server.max_header_count})) {
-    send_problem(c, *p);
+  if (auto head = check_header_size(h.request_target(), h.fields_count(), h,
+                                    {cfg_.server.max_header_bytes, cfg_.server.max_header_count});
+      !head) {
+    send_problem(c, head.error());
     return restinio::request_accepted();
   }
   if (req->header().path().starts_with("/v1/")) {
@@ -138,9 +139,10 @@ request_handling_status_t http_api::dispatch(request_handle_t req, const route_p
       return restinio::request_accepted();
     }
   }
-  if (auto p = body_problem(req->body().size(), h.opt_value_of(restinio::http_field::content_type),
-                            cfg_.server.max_body_bytes)) {
-    send_problem(c, *p);
+  if (auto body = check_body(req->body().size(), h.opt_value_of(restinio::http_field::content_type),
+                             cfg_.server.max_body_bytes);
+      !body) {
+    send_problem(c, body.error());
     return restinio::request_accepted();
   }
   try {

@@ -8,38 +8,28 @@
 
 namespace parley {
 
-/// std::mutex as a lock the compiler's thread-safety analysis knows: the
-/// members it protects say GUARDED_BY(its name), and clang checks every
-/// access (base/thread_annotations.hpp).
-class CAPABILITY("mutex") mutex {
+/// A std::mutex or std::recursive_mutex as a lock the compiler's
+/// thread-safety analysis knows: the members it protects say GUARDED_BY(its
+/// name), and clang checks every access (base/thread_annotations.hpp).
+template <class Native>
+class CAPABILITY("mutex") basic_mutex {
  public:
-  mutex() = default;
-  mutex(const mutex&) = delete;
-  mutex& operator=(const mutex&) = delete;
+  basic_mutex() = default;
+  basic_mutex(const basic_mutex&) = delete;
+  basic_mutex& operator=(const basic_mutex&) = delete;
 
   void lock() ACQUIRE() { native_.lock(); }
   void unlock() RELEASE() { native_.unlock(); }
 
  private:
   friend class condition;
-  std::mutex native_;
+  Native native_;
 };
 
-/// std::recursive_mutex as a lock the analysis knows, for an object whose
-/// callbacks may come back into it on the same thread (the analysis itself
-/// does not follow such calls).
-class CAPABILITY("mutex") recursive_mutex {
- public:
-  recursive_mutex() = default;
-  recursive_mutex(const recursive_mutex&) = delete;
-  recursive_mutex& operator=(const recursive_mutex&) = delete;
-
-  void lock() ACQUIRE() { native_.lock(); }
-  void unlock() RELEASE() { native_.unlock(); }
-
- private:
-  std::recursive_mutex native_;
-};
+using mutex = basic_mutex<std::mutex>;
+/// For an object whose callbacks may come back into it on the same thread
+/// (the analysis itself does not follow such calls).
+using recursive_mutex = basic_mutex<std::recursive_mutex>;
 
 /// Holds a mutex for its scope, as std::lock_guard does; unlock() and lock()
 /// let go of it and take it again inside the scope, as std::unique_lock's do.

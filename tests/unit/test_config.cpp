@@ -27,6 +27,17 @@ struct config_file {
   std::string path;
 };
 
+/// What apply_toml says of `toml`; empty when it takes it.
+std::string error_of(const std::string& toml) {
+  try {
+    settings s;
+    apply_toml(s, toml, "test.toml");
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(defaults_match_the_contract) {
@@ -104,15 +115,6 @@ BOOST_AUTO_TEST_CASE(database_urls) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_values_are_named) {
-  auto error_of = [](const std::string& toml) -> std::string {
-    try {
-      settings s;
-      apply_toml(s, toml, "test.toml");
-    } catch (const config_error& e) {
-      return e.what();
-    }
-    return "";
-  };
   BOOST_TEST(error_of("[server]\nport = 70000\n").find("server.port") != std::string::npos);
   BOOST_TEST(error_of("[server]\nport = \"80\"\n").find("server.port") != std::string::npos);
   BOOST_TEST(error_of("[limits]\nmax_message_chars = -1\n").find("limits.max_message_chars") !=
@@ -132,15 +134,6 @@ BOOST_AUTO_TEST_CASE(bad_values_are_named) {
 }
 
 BOOST_AUTO_TEST_CASE(a_key_that_is_not_a_setting_is_refused_by_name) {
-  auto error_of = [](const std::string& toml) -> std::string {
-    try {
-      settings s;
-      apply_toml(s, toml, "test.toml");
-    } catch (const config_error& e) {
-      return e.what();
-    }
-    return "";
-  };
   BOOST_TEST(error_of("[server]\nprot = 80\n") ==
              "server.prot: not a setting (see docs/configuration.md)");
   BOOST_TEST(error_of("[serve]\nport = 80\n") ==

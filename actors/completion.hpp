@@ -12,7 +12,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -75,8 +74,9 @@ class pending_answer {
 
   std::atomic<bool> answered_{false};
   deadline_sweeper* const sweeper_;
-  // Read and written only by the sweeper, under its mutex_ (its functions
-  // that touch them say REQUIRES(mutex_)). While the answer waits on the
+  // Read and written only by the sweeper, with its mutex_ held. They are
+  // another object's members, which the analysis cannot tie to that mutex,
+  // so this comment is all that says so. While the answer waits on the
   // sweeper, `keep_` is the sweeper's reference to it.
   std::shared_ptr<pending_answer> keep_;
   pending_answer* prev_ = nullptr;

@@ -17,8 +17,6 @@
 #define SCOPED_CAPABILITY PARLEY_THREAD_ANNOTATION(scoped_lockable)
 /// The member is read and written only with `m` held.
 #define GUARDED_BY(m) PARLEY_THREAD_ANNOTATION(guarded_by(m))
-/// What the pointer points to is read and written only with `m` held.
-#define PT_GUARDED_BY(m) PARLEY_THREAD_ANNOTATION(pt_guarded_by(m))
 /// Callers must hold the locks.
 #define REQUIRES(...) PARLEY_THREAD_ANNOTATION(requires_capability(__VA_ARGS__))
 /// Callers must not hold the locks (the function takes them).
@@ -27,8 +25,3 @@
 #define ACQUIRE(...) PARLEY_THREAD_ANNOTATION(acquire_capability(__VA_ARGS__))
 /// The function lets go of the locks (the object's own when none are named).
 #define RELEASE(...) PARLEY_THREAD_ANNOTATION(release_capability(__VA_ARGS__))
-/// The function checks that the calling thread holds the lock.
-#define ASSERT_CAPABILITY(x) PARLEY_THREAD_ANNOTATION(assert_capability(x))
-/// Turns the analysis off in one function, where it cannot follow the locking
-/// (say why beside each use).
-#define NO_THREAD_SAFETY_ANALYSIS PARLEY_THREAD_ANNOTATION(no_thread_safety_analysis)

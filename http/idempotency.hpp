@@ -2,7 +2,6 @@
 
 #include "base/mutex.hpp"
 
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_set>

@@ -2,8 +2,9 @@
 // same operations as an OpenAPI document: every operation (method and path)
 // has a `### METHOD /path` heading spelled as in the document's `paths`, every
 // such heading is an operation of the document, and each operation's section
-// (from its heading to the next `##` or `###` heading) mentions every response
-// status code the document lists for it.
+// (from its heading to the next `##` or `###` heading) lists the response
+// status codes the document lists for it, and no other: in the rows of its
+// status table (`| 404 | ... |`) and on its `Statuses:` or `Also` line.
 //
 //   node check-api-doc.mjs PATH_TO_OPENAPI_JSON PATH_TO_API_MD
 //
@@ -85,6 +86,19 @@ for (let i = 0; i < lines.length; i++) {
   headings.push({ line: i, level, key });
 }
 
+/// The statuses a route's section lists: the first cell of each status table
+/// row, and the numbers of its "Statuses:" or "Also" line (up to any link).
+function listedStatuses(text) {
+  const out = new Set();
+  for (const line of text.split("\n")) {
+    const row = /^\|\s*([1-5][0-9][0-9])\s*\|/.exec(line);
+    if (row) out.add(row[1]);
+    if (/^(Statuses:|Also )/.test(line))
+      for (const n of line.split(/[([]/)[0].match(/\b[1-5][0-9][0-9]\b/g) ?? []) out.add(n);
+  }
+  return out;
+}
+
 const sections = new Map(); // "METHOD /path" -> the section's text
 for (let k = 0; k < headings.length; k++) {
   const { line, key } = headings[k];
@@ -112,11 +126,13 @@ for (const [key, statuses] of operations) {
     problems.push(`${key} has no "### ${key}" heading in ${mdPath}`);
     continue;
   }
-  for (const status of statuses) {
-    const escaped = status.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-    if (!new RegExp(`(?<![0-9A-Za-z])${escaped}(?![0-9A-Za-z])`).test(section.text))
+  const listed = listedStatuses(section.text);
+  for (const status of statuses)
+    if (!listed.has(status))
       problems.push(`${key}: status ${status} is listed in ${openapiPath} but not in its section of ${mdPath}`);
-  }
+  for (const status of listed)
+    if (!statuses.includes(status))
+      problems.push(`${key}: status ${status} is listed in its section of ${mdPath} but not in ${openapiPath}`);
 }
 
 if (problems.length) {

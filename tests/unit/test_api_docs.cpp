@@ -96,11 +96,11 @@ BOOST_AUTO_TEST_CASE(every_operation_has_an_id_and_answers_and_every_ref_resolve
 }
 
 BOOST_AUTO_TEST_CASE(the_viewer_pages_load_the_served_document) {
-  for (auto page : {swagger_ui_page(), redoc_page()}) {
+  for (auto page : {swagger_ui_page(), redoc_page()})
     BOOST_TEST(page.rfind("<!DOCTYPE html>", 0) == 0u);
-    BOOST_TEST(page.find("\"/openapi.json\"") != std::string::npos);
-  }
   BOOST_TEST(redoc_page().find("<redoc spec-url=\"/openapi.json\">") != std::string::npos);
+  BOOST_TEST(swagger_ui_page().find("<script src=\"/docs/assets/swagger-initializer.js\">") !=
+             std::string::npos);
   auto* init = find_viewer_asset("swagger-initializer.js");
   BOOST_REQUIRE(init);
   BOOST_TEST(init->bytes.find("SwaggerUIBundle({\n  url: \"/openapi.json\"") != std::string::npos);

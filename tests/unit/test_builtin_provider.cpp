@@ -8,7 +8,6 @@
 #include "support/completion_collector.hpp"
 
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
 #include <thread>
 

@@ -121,11 +121,13 @@ settings load_file(const std::string& toml) {
   auto path = std::filesystem::temp_directory_path() /
               ("parley-configuration-doc-" + std::to_string(::getpid()) + ".toml");
   std::ofstream(path) << toml;
+  struct remover {
+    std::filesystem::path path;
+    ~remover() { std::filesystem::remove(path); }
+  } removed_after{path};
   command_line cli;
   cli.config_file = path.string();
-  auto s = load_settings(cli, {});
-  std::filesystem::remove(path);
-  return s;
+  return load_settings(cli, {});
 }
 
 /// A file setting `key` (as setting_keys() names it) to `value` ("" for

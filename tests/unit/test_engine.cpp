@@ -3,6 +3,7 @@
 
 #include "actors/engine.hpp"
 #include "actors/engine_clock.hpp"
+#include "base/mutex.hpp"
 #include "config/load_settings.hpp"
 #include "support/forwarding_store.hpp"
 
@@ -299,12 +300,13 @@ namespace {
 
 /// A subscriber that records what it is told, as a WebSocket would.
 struct recording_subscriber : conversation_subscriber {
-  std::mutex mutex;
-  std::vector<std::string> seen;  ///< "message:<content>", "delta:<text>", "done:<content>", …
-  bool accept = true;             ///< false: it is gone, the actor should forget it
+  parley::mutex mutex;
+  /// "message:<content>", "delta:<text>", "done:<content>", …
+  std::vector<std::string> seen GUARDED_BY(mutex);
+  bool accept GUARDED_BY(mutex) = true;  ///< false: it is gone, the actor should forget it
 
   bool deliver(const conversation_event& e) override {
-    std::lock_guard lock(mutex);
+    mutex_lock lock(mutex);
     using kind = conversation_event::kind;
     switch (e.type) {
       case kind::started:
@@ -326,8 +328,12 @@ struct recording_subscriber : conversation_subscriber {
     return accept;
   }
   std::vector<std::string> events() {
-    std::lock_guard lock(mutex);
+    mutex_lock lock(mutex);
     return seen;
+  }
+  void leave() {
+    mutex_lock lock(mutex);
+    accept = false;
   }
 };
 
@@ -353,7 +359,7 @@ BOOST_AUTO_TEST_CASE(watchers_see_each_exchange_in_order) {
   BOOST_TEST(a->events() == expected, boost::test_tools::per_element());
   BOOST_TEST(b->events() == expected, boost::test_tools::per_element());
   // One that went away is forgotten; unwatch forgets the other.
-  b->accept = false;
+  b->leave();
   BOOST_REQUIRE(bool(f.send("alice", id, "again")));
   auto b_count = b->events().size();
   f.eng->unwatch(id, a);

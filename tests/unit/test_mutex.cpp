@@ -71,9 +71,17 @@ BOOST_AUTO_TEST_CASE(a_wait_with_a_deadline_says_when_it_passed) {
   bool notified = true;
   while (notified) notified = c.changed.wait_for(c.mutex, 30ms);
   BOOST_TEST((std::chrono::steady_clock::now() - start >= 30ms));
-  // Waiting does not let go of the mutex for good: it is still held here.
-  c.value = 1;
-  BOOST_TEST(c.value == 1);
+  // The wait gave the mutex back: another thread cannot take it until here.
+  std::atomic<bool> taken{false};
+  std::thread other([&] {
+    mutex_lock inner(c.mutex);
+    taken = true;
+  });
+  std::this_thread::sleep_for(50ms);
+  BOOST_TEST(!taken);
+  lock.unlock();
+  other.join();
+  BOOST_TEST(taken);
 }
 
 namespace {

@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE statement_deadline
 #include <boost/test/unit_test.hpp>
 
+#include "base/mutex.hpp"
 #include "config/load_settings.hpp"
 #include "persistence/caf_errors.hpp"
 #include "persistence/messages.hpp"
@@ -19,10 +20,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -51,31 +50,35 @@ class made_up_call final : public interruptible {
 
   void cancel() override {
     ++cancels;
-    std::unique_lock<std::mutex> lock(mutex_);
+    mutex_lock lock(mutex_);
     if (behaviour_ == on_cancel::ends_the_call) {
       ended_ = true;
       changed_.notify_all();
     }
-    if (behaviour_ == on_cancel::never_returns) changed_.wait(lock, [this] { return unblocked_; });
+    if (behaviour_ == on_cancel::never_returns)
+      while (!unblocked_) changed_.wait(mutex_);
     ++cancels_returned;
   }
 
   void drop() override {
     ++drops;
-    std::lock_guard<std::mutex> lock(mutex_);
+    mutex_lock lock(mutex_);
     ended_ = true;
     changed_.notify_all();
   }
 
   /// Blocks until the call is ended; false if it still runs after `at_most`.
   bool run(std::chrono::milliseconds at_most) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    return changed_.wait_for(lock, at_most, [this] { return ended_; });
+    mutex_lock lock(mutex_);
+    auto until = std::chrono::steady_clock::now() + at_most;
+    while (!ended_ && changed_.wait_until(mutex_, until)) {
+    }
+    return ended_;
   }
 
   /// Lets a cancel that never returns return after all.
   void unblock() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    mutex_lock lock(mutex_);
     unblocked_ = true;
     changed_.notify_all();
   }
@@ -86,10 +89,10 @@ class made_up_call final : public interruptible {
 
  private:
   on_cancel behaviour_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool ended_ = false;
-  bool unblocked_ = false;
+  parley::mutex mutex_;
+  condition changed_;
+  bool ended_ GUARDED_BY(mutex_) = false;
+  bool unblocked_ GUARDED_BY(mutex_) = false;
 };
 
 using on_cancel = made_up_call::on_cancel;

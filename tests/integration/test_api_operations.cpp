@@ -7,8 +7,10 @@
 #include "support/prometheus_text.hpp"
 #include "support/server_process.hpp"
 #include "support/sse_client.hpp"
+#include "support/ws_client.hpp"
 
 #include <ctime>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -171,6 +173,25 @@ BOOST_AUTO_TEST_CASE(a_stream_whose_client_leaves_is_counted_once_with_its_statu
                .value_or(0) == 1;
   }));
   BOOST_TEST(counted(scrape(c)) == 1);
+}
+
+BOOST_AUTO_TEST_CASE(every_metric_family_is_documented) {
+  http_client c(open_server().base_url(), "docs-user");
+  // An exchange and a WebSocket, so that the families made on first use
+  // exist. (The refused connections' counter appears with the first refusal;
+  // test_api_hostile_input scrapes it.)
+  auto created = c.post("/v1/conversations", json{{"message", "hi"}});
+  BOOST_REQUIRE_EQUAL(created.status, 201);
+  ws_client ws(open_server().port(),
+               "/v1/conversations/" + created.json()["id"].get<std::string>() + "/ws", "docs-user");
+  std::ifstream file(PARLEY_SOURCE_DIR "/docs/operations.md");
+  std::stringstream page;
+  page << file.rdbuf();
+  auto families = scrape(c).types;
+  BOOST_TEST(families.size() >= 15u);
+  for (auto& [name, type] : families)
+    BOOST_TEST(page.str().find("`" + name + "`") != std::string::npos,
+               name << " (" << type << ") is not in docs/operations.md");
 }
 
 BOOST_AUTO_TEST_CASE(the_openapi_document_and_its_viewers_are_served_openly) {

@@ -92,26 +92,21 @@ std::string message_json(const message_record& m) {
   return out;
 }
 
-json to_json(const message_record& m) { return json::parse(message_json(m)); }
-
 std::string exchange_json(const exchange_result& r) {
-  if (r.conversation) {
-    // A new conversation's fields and the messages share one object.
-    json j = to_json(*r.conversation);
-    if (r.message) j["message"] = to_json(*r.message);
-    if (r.reply) j["reply"] = to_json(*r.reply);
-    return dump(j);
-  }
-  std::string out;
-  out.reserve((r.message ? r.message->content.size() : 0) +
+  // A new conversation's fields and the messages share one object: the
+  // messages are written in before its closing brace, as they are elsewhere.
+  std::string out = r.conversation ? dump(to_json(*r.conversation)) : std::string("{}");
+  out.pop_back();
+  out.reserve(out.size() + (r.message ? r.message->content.size() : 0) +
               (r.reply ? r.reply->content.size() : 0) + 700);
-  out += '{';
+  bool first = out.size() == 1;
   if (r.message) {
-    out += "\"message\":";
+    out += first ? "\"message\":" : ",\"message\":";
     append_message_json(out, *r.message);
+    first = false;
   }
   if (r.reply) {
-    out += r.message ? ",\"reply\":" : "\"reply\":";
+    out += first ? "\"reply\":" : ",\"reply\":";
     append_message_json(out, *r.reply);
   }
   out += '}';

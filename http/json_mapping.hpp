@@ -12,9 +12,6 @@
 namespace parley {
 
 nlohmann::json to_json(const conversation_record& c);
-/// A message as a tree: message_json parsed back, for the few places that
-/// need to put one inside a tree (a create's answer). Not for hot paths.
-nlohmann::json to_json(const message_record& m);
 
 /// JSON written out already, sent as it is.
 struct rendered_json {

@@ -160,7 +160,11 @@ BOOST_AUTO_TEST_CASE(messages_pages_and_exchanges_are_what_a_tree_dumps) {
       r.conversation = c;
       auto with = to_json(c);
       for (auto& [k, v] : tree.items()) with[k] = v;
-      tree = with;
+      // A create's answer puts the messages after the conversation's fields:
+      // the same object, in another key order.
+      BOOST_TEST((json::parse(exchange_json(r)) == json::parse(reference_dump(with))),
+                 "round " << round);
+      continue;
     }
     BOOST_TEST(exchange_json(r) == reference_dump(tree), "round " << round);
   }

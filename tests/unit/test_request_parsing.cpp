@@ -199,14 +199,14 @@ BOOST_AUTO_TEST_CASE(resources_render_as_the_contract_shows) {
   m.id = "m1";
   m.role = "user";
   m.content = "hi";
-  auto mj = to_json(m);
+  auto mj = nlohmann::json::parse(message_json(m));
   BOOST_TEST(mj["edited_at"].is_null());
   BOOST_TEST(!mj.contains("model"));  // only on provider replies
   m.model = "echo";
   m.finish_reason = "stop";
   m.prompt_tokens = 60;
   m.completion_tokens = 24;
-  mj = to_json(m);
+  mj = nlohmann::json::parse(message_json(m));
   BOOST_TEST(mj["usage"]["completion_tokens"] == 24);
   BOOST_TEST(mj["finish_reason"] == "stop");
 

@@ -29,28 +29,26 @@ class actor_alarm final : public pending_answer {
   caf::message message_;
 };
 
-/// An alarm sending `message` to the actor, put on the sweeper by `add`.
-/// (The errc it is added with is not read: an alarm only sends its message.)
-template <class Add>
-deadline_alarm set_alarm(self_ptr self, caf::message message, Add add) {
-  auto* sweeper = self->state.ctx->deadlines;
-  auto alarm = std::make_shared<actor_alarm>(sweeper, self->address(), std::move(message));
-  add(*sweeper, alarm);
-  return deadline_alarm(std::move(alarm));
+/// An alarm sending `message` to the actor, for the actor's sweeper.
+std::shared_ptr<actor_alarm> make_alarm(self_ptr self, caf::message message) {
+  return std::make_shared<actor_alarm>(self->state.ctx->deadlines, self->address(),
+                                       std::move(message));
 }
 
 }  // namespace
 
+// The errc an alarm is added with is not read: an alarm only sends its message.
+
 deadline_alarm alarm_at(self_ptr self, steady_time at, caf::message message) {
-  return set_alarm(self, std::move(message), [at](deadline_sweeper& s, const auto& alarm) {
-    s.add_at(alarm, at, errc::overloaded);
-  });
+  auto alarm = make_alarm(self, std::move(message));
+  self->state.ctx->deadlines->add_at(alarm, at, errc::overloaded);
+  return deadline_alarm(std::move(alarm));
 }
 
 deadline_alarm alarm_after(self_ptr self, std::chrono::milliseconds delay, caf::message message) {
-  return set_alarm(self, std::move(message), [delay](deadline_sweeper& s, const auto& alarm) {
-    s.add(alarm, delay, errc::overloaded);
-  });
+  auto alarm = make_alarm(self, std::move(message));
+  self->state.ctx->deadlines->add(alarm, delay, errc::overloaded);
+  return deadline_alarm(std::move(alarm));
 }
 
 // --- live subscribers -----------------------------------------------------------

@@ -174,10 +174,16 @@ struct env_variable {
   void (*apply)(settings& s, const std::string& value);
 };
 
+/// Sets a text setting of a section to the variable's value as it is.
+template <auto section, auto field>
+void assign_text(settings& s, const std::string& value) {
+  (s.*section).*field = value;
+}
+
 /// Every variable the loader reads, in the order it applies them (where two
 /// name one setting, the later wins).
 constexpr env_variable env_variables[] = {
-    {"HOST", "server.host", [](settings& s, const std::string& v) { s.server.host = v; }},
+    {"HOST", "server.host", assign_text<&settings::server, &server_settings::host>},
     {"PORT", "server.port",
      [](settings& s, const std::string& v) {
        s.server.port = parse_int<std::uint16_t>(v, "PORT", 0, 65535);
@@ -190,22 +196,20 @@ constexpr env_variable env_variables[] = {
      [](settings& s, const std::string& v) { s.server.cors_origins = split_commas(v); }},
     {"DATABASE_URL", "database.url",
      [](settings& s, const std::string& v) { s.database.url = parse_database_url(v); }},
-    {"PARLEY_AUTH_MODE", "auth.mode", [](settings& s, const std::string& v) { s.auth.mode = v; }},
+    {"PARLEY_AUTH_MODE", "auth.mode", assign_text<&settings::auth, &auth_settings::mode>},
     {"PARLEY_JWT_SECRET", "auth.jwt_secret",
-     [](settings& s, const std::string& v) { s.auth.jwt_secret = v; }},
+     assign_text<&settings::auth, &auth_settings::jwt_secret>},
     {"PARLEY_JWT_PUBLIC_KEY_FILE", "auth.jwt_public_key_file",
-     [](settings& s, const std::string& v) { s.auth.jwt_public_key_file = v; }},
-    {"PARLEY_AUTH_ISSUER", "auth.issuer",
-     [](settings& s, const std::string& v) { s.auth.issuer = v; }},
-    {"PARLEY_JWT_ISSUER", "auth.issuer",
-     [](settings& s, const std::string& v) { s.auth.issuer = v; }},
+     assign_text<&settings::auth, &auth_settings::jwt_public_key_file>},
+    {"PARLEY_AUTH_ISSUER", "auth.issuer", assign_text<&settings::auth, &auth_settings::issuer>},
+    {"PARLEY_JWT_ISSUER", "auth.issuer", assign_text<&settings::auth, &auth_settings::issuer>},
     {"PARLEY_AUTH_AUDIENCE", "auth.audience",
-     [](settings& s, const std::string& v) { s.auth.audience = v; }},
+     assign_text<&settings::auth, &auth_settings::audience>},
     {"PARLEY_JWT_AUDIENCE", "auth.audience",
-     [](settings& s, const std::string& v) { s.auth.audience = v; }},
+     assign_text<&settings::auth, &auth_settings::audience>},
     {"PARLEY_DEFAULT_MODEL", "defaults.model",
      [](settings& s, const std::string& v) { s.default_model = v; }},
-    {"PARLEY_LOG_LEVEL", "log.level", [](settings& s, const std::string& v) { s.log.level = v; }},
+    {"PARLEY_LOG_LEVEL", "log.level", assign_text<&settings::log, &log_settings::level>},
 };
 
 void apply_env(settings& s, const environment& env) {
@@ -435,14 +439,12 @@ namespace {
 /// Reads `root` over `s`, refusing any key that is not a setting; adds each
 /// key it asks for to `known` when given.
 void read_toml(settings& s, const toml::table& root, std::vector<std::string>* known) {
-  static const std::set<std::string> tables{"server", "limits",   "database",  "auth",  "actors",
-                                            "log",    "defaults", "providers", "models"};
-  for (auto& [key, node] : root)
-    if (!tables.contains(std::string(key.str())))
-      throw config_error(std::string(key.str()) + ": not a setting (see docs/configuration.md)");
+  // The tables read, so that any other top-level name is refused at the end.
+  std::set<std::string> tables{"providers", "models"};
   // A table that is absent reads as empty, so that every key is asked for.
   const toml::table none;
   auto section = [&](const char* name, auto read) {
+    tables.insert(name);
     auto t = sub_table(root, name);
     toml_reader r(t ? *t : none, std::string(name) + ".", known);
     read(r);
@@ -531,6 +533,9 @@ void read_toml(settings& s, const toml::table& root, std::vector<std::string>* k
       throw config_error("models: '" + m.id + "' has max_output_tokens >= context_window");
     s.models.push_back(std::move(m));
   });
+  for (auto& [key, node] : root)
+    if (!tables.contains(std::string(key.str())))
+      throw config_error(std::string(key.str()) + ": not a setting (see docs/configuration.md)");
 }
 
 }  // namespace
@@ -545,7 +550,6 @@ std::vector<setting_key> setting_keys() {
   read_toml(ignored, sample, &keys);
   std::vector<setting_key> out;
   for (auto& key : keys) {
-    if (std::any_of(out.begin(), out.end(), [&](auto& k) { return k.key == key; })) continue;
     setting_key k{key, {}};
     for (auto& variable : env_variables)
       if (variable.key == key) k.env.emplace_back(variable.name);

@@ -39,19 +39,23 @@ std::string html_page(const char* viewer, const std::string& head, const std::st
 
 }  // namespace
 
-std::string swagger_ui_page() {
-  return html_page("Swagger UI", "<link rel=\"stylesheet\" href=\"/docs/assets/swagger-ui.css\">\n",
-                   R"(<div id="swagger-ui"></div>
+const std::string& swagger_ui_page() {
+  static const std::string page =
+      html_page("Swagger UI", "<link rel=\"stylesheet\" href=\"/docs/assets/swagger-ui.css\">\n",
+                R"(<div id="swagger-ui"></div>
 <script src="/docs/assets/swagger-ui-bundle.js"></script>
 <script src="/docs/assets/swagger-initializer.js"></script>
 )");
+  return page;
 }
 
-std::string redoc_page() {
-  return html_page("ReDoc", "<style>body { margin: 0; padding: 0; }</style>\n",
-                   R"(<redoc spec-url="/openapi.json"></redoc>
+const std::string& redoc_page() {
+  static const std::string page =
+      html_page("ReDoc", "<style>body { margin: 0; padding: 0; }</style>\n",
+                R"(<redoc spec-url="/openapi.json"></redoc>
 <script src="/docs/assets/redoc.standalone.js"></script>
 )");
+  return page;
 }
 
 const viewer_asset* find_viewer_asset(std::string_view name) {

@@ -16,8 +16,9 @@ const std::string& openapi_json();
 /// The Swagger UI page of GET /docs and the Redoc page of GET /redoc. Both load
 /// the viewer from /docs/assets/ and the document from /openapi.json: nothing
 /// from another host, so they work where the network ends at this server.
-std::string swagger_ui_page();
-std::string redoc_page();
+/// Built once; thread-safe.
+const std::string& swagger_ui_page();
+const std::string& redoc_page();
 
 /// The Content-Security-Policy both pages are served with: this server only,
 /// no inline script (the viewers add inline styles, Redoc a worker from a blob).

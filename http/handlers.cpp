@@ -11,6 +11,17 @@ namespace parley {
 
 namespace {
 
+/// Bytes that live as long as the process (the API documents and their
+/// viewers), sent without a copy.
+restinio::const_buffer_t static_body(std::string_view bytes) {
+  return restinio::const_buffer(bytes.data(), bytes.size());
+}
+
+const header_list viewer_page_headers{{"Content-Security-Policy", viewer_page_policy}};
+// The files change only with the binary: a day in caches is safe.
+const header_list viewer_asset_headers{{"Cache-Control", "public, max-age=86400"},
+                                       {"X-Content-Type-Options", "nosniff"}};
+
 /// Often enough for the shortest keep-alive interval, at most once a second.
 keepalive_ticker::clock::duration ticker_period(const server_settings& s) {
   auto shortest = std::chrono::milliseconds(std::min(s.sse_keepalive_ms, s.ws_ping_interval_ms));
@@ -134,17 +145,15 @@ void http_api::get_metrics(const call_context& c, const route_params&) {
 }
 
 void http_api::get_openapi(const call_context& c, const route_params&) {
-  send(c, 200, openapi_json(), "application/json");
+  send(c, 200, static_body(openapi_json()), "application/json");
 }
 
 void http_api::get_swagger_ui(const call_context& c, const route_params&) {
-  send(c, 200, swagger_ui_page(), "text/html; charset=utf-8",
-       {{"Content-Security-Policy", viewer_page_policy}});
+  send(c, 200, static_body(swagger_ui_page()), "text/html; charset=utf-8", viewer_page_headers);
 }
 
 void http_api::get_redoc(const call_context& c, const route_params&) {
-  send(c, 200, redoc_page(), "text/html; charset=utf-8",
-       {{"Content-Security-Policy", viewer_page_policy}});
+  send(c, 200, static_body(redoc_page()), "text/html; charset=utf-8", viewer_page_headers);
 }
 
 void http_api::get_viewer_asset(const call_context& c, const route_params& params) {
@@ -154,10 +163,7 @@ void http_api::get_viewer_asset(const call_context& c, const route_params& param
     send_problem(c, make_problem(404, "no viewer file named " + std::string(name)));
     return;
   }
-  // The files change only with the binary: a day in caches is safe.
-  send(c, 200, restinio::const_buffer(asset->bytes.data(), asset->bytes.size()),
-       asset->content_type,
-       {{"Cache-Control", "public, max-age=86400"}, {"X-Content-Type-Options", "nosniff"}});
+  send(c, 200, static_body(asset->bytes), asset->content_type, viewer_asset_headers);
 }
 
 void http_api::list_models(const call_context& c, const route_params&) {

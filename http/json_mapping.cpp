@@ -99,16 +99,13 @@ std::string exchange_json(const exchange_result& r) {
   out.pop_back();
   out.reserve(out.size() + (r.message ? r.message->content.size() : 0) +
               (r.reply ? r.reply->content.size() : 0) + 700);
-  bool first = out.size() == 1;
-  if (r.message) {
-    out += first ? "\"message\":" : ",\"message\":";
-    append_message_json(out, *r.message);
-    first = false;
-  }
-  if (r.reply) {
-    out += first ? "\"reply\":" : ",\"reply\":";
-    append_message_json(out, *r.reply);
-  }
+  auto member = [&out](const char* name, const message_record& m) {
+    if (out.size() > 1) out += ',';
+    out.append("\"").append(name).append("\":");
+    append_message_json(out, m);
+  };
+  if (r.message) member("message", *r.message);
+  if (r.reply) member("reply", *r.reply);
   out += '}';
   return out;
 }

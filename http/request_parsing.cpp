@@ -218,22 +218,18 @@ int json_depth(std::string_view text, int limit) {
   return deepest;
 }
 
-template <class Int>
-bool parse_integer(const std::string& text, Int& out) {
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc{} && end == text.data() + text.size();
-}
-
-/// An integer query parameter in [lo, hi]; `absent` when it is not given.
-parsed<std::int64_t> query_integer(const query_params& q, const char* name, std::int64_t lo,
-                                   std::int64_t hi, std::int64_t absent) {
+/// An integer query parameter in [lo, hi]; none when it is not given.
+parsed<std::optional<std::int64_t>> query_integer(const query_params& q, const char* name,
+                                                  std::int64_t lo, std::int64_t hi) {
   auto i = q.find(name);
-  if (i == q.end()) return absent;
+  if (i == q.end()) return std::optional<std::int64_t>();
+  const auto& text = i->second;
   std::int64_t v = 0;
-  if (!parse_integer(i->second, v) || v < lo || v > hi)
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || end != text.data() + text.size() || v < lo || v > hi)
     return invalid_field(
         name, "must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
-  return v;
+  return std::optional<std::int64_t>(v);
 }
 
 }  // namespace
@@ -278,14 +274,13 @@ parsed<streamable<send_params>> parse_send_message(const json& body, const parse
   return check.result(std::move(request));
 }
 
-parsed<send_params> parse_ws_message(const json& frame, const parse_limits& limits) {
+parsed<send_params> parse_ws_message(json frame, const parse_limits& limits) {
   auto type = frame.find("type");
   if (type == frame.end()) return invalid_field("type", "is required");
   if (!type->is_string() || *type != "message") return invalid_field("type", "must be \"message\"");
   // Over a WebSocket the client only sends user messages, each with a reply.
-  auto body = frame;
-  for (auto name : {"role", "reply", "stream"}) body.erase(name);
-  auto request = parse_send_message(body, limits);
+  for (auto name : {"role", "reply", "stream"}) frame.erase(name);
+  auto request = parse_send_message(frame, limits);
   if (!request) return request.error();
   return std::move(request->params);
 }
@@ -323,25 +318,24 @@ parsed<streamable<regenerate_params>> parse_regenerate(const json& body,
 parsed<history_query> parse_history_query(const query_params& q) {
   history_query out;
   constexpr auto max_seq = std::numeric_limits<std::int64_t>::max();
-  auto limit = query_integer(q, "limit", 1, 200, out.limit);
+  auto limit = query_integer(q, "limit", 1, 200);
   if (!limit) return limit.error();
-  auto after = query_integer(q, "after", 0, max_seq, 0);
+  auto after = query_integer(q, "after", 0, max_seq);
   if (!after) return after.error();
-  auto before = query_integer(q, "before", 1, max_seq, -1);
+  auto before = query_integer(q, "before", 1, max_seq);
   if (!before) return before.error();
-  if (q.count("after") && q.count("before"))
-    return invalid_field("before", "cannot be combined with after");
-  out.limit = static_cast<unsigned>(*limit);
-  out.after = *after;
-  if (*before > 0) out.before = *before;
+  if (*after && *before) return invalid_field("before", "cannot be combined with after");
+  out.limit = static_cast<unsigned>(limit->value_or(out.limit));
+  out.after = after->value_or(0);
+  out.before = *before;
   return out;
 }
 
 parsed<list_query> parse_list_query(const query_params& q) {
   list_query out;
-  auto limit = query_integer(q, "limit", 1, 100, out.limit);
+  auto limit = query_integer(q, "limit", 1, 100);
   if (!limit) return limit.error();
-  out.limit = static_cast<unsigned>(*limit);
+  out.limit = static_cast<unsigned>(limit->value_or(out.limit));
   if (auto i = q.find("cursor"); i != q.end() && !i->second.empty()) {
     out.cursor = decode_cursor(i->second);
     if (!out.cursor) return invalid_field("cursor", "is not a cursor this server returned");

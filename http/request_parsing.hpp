@@ -52,7 +52,7 @@ parsed<streamable<send_params>> parse_send_message(const nlohmann::json& body,
 
 /// A WebSocket client's frame: `{"type": "message", "content": …}` with
 /// optional `model`, `temperature`, `max_tokens`; always a user message with a reply.
-parsed<send_params> parse_ws_message(const nlohmann::json& frame, const parse_limits& limits);
+parsed<send_params> parse_ws_message(nlohmann::json frame, const parse_limits& limits);
 
 parsed<conversation_patch> parse_conversation_patch(const nlohmann::json& body,
                                                     const parse_limits& limits);

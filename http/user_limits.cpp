@@ -29,24 +29,29 @@ void user_limits::sweep_full_buckets(shard& s, clock::time_point now) const {
 outcome<done> user_limits::take_request(const std::string& user, clock::time_point now) {
   if (capacity_ == 0) return done{};
   auto& s = shard_of(user);
-  mutex_lock lock(s.mutex);
-  auto found = s.buckets.find(user);
-  if (found == s.buckets.end()) {
-    if (s.buckets.size() >= s.sweep_at) sweep_full_buckets(s, now);
-    found = s.buckets.emplace(user, bucket{capacity_, now}).first;
+  double tokens;
+  {
+    mutex_lock lock(s.mutex);
+    auto found = s.buckets.find(user);
+    if (found == s.buckets.end()) {
+      if (s.buckets.size() >= s.sweep_at) sweep_full_buckets(s, now);
+      found = s.buckets.emplace(user, bucket{capacity_, now}).first;
+    }
+    auto& b = found->second;
+    b.tokens = refill(b, now);
+    b.updated = std::max(b.updated, now);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return done{};
+    }
+    tokens = b.tokens;
   }
-  auto& b = found->second;
-  b.tokens = refill(b, now);
-  b.updated = std::max(b.updated, now);
-  if (b.tokens >= 1) {
-    b.tokens -= 1;
-    return done{};
-  }
+  // The refusal is written with the shard free for the users that may pass.
   failure f{errc::rate_limited, "user " + user + " has used its " +
                                     std::to_string(static_cast<std::uint64_t>(capacity_)) +
                                     " requests per minute"};
   f.retry_after_s =
-      static_cast<unsigned>(std::max(1.0, std::ceil((1 - b.tokens) / tokens_per_second_ - 1e-9)));
+      static_cast<unsigned>(std::max(1.0, std::ceil((1 - tokens) / tokens_per_second_ - 1e-9)));
   return f;
 }
 

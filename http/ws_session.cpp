@@ -114,7 +114,7 @@ void ws_session::on_text(const std::string& payload) {
     send_error(parsed_frame.error());
     return;
   }
-  auto params = parse_ws_message(*parsed_frame, parsing_);
+  auto params = parse_ws_message(std::move(*parsed_frame), parsing_);
   if (!params) {
     send_error(params.error());
     return;

@@ -2,6 +2,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "support/api.hpp"
+#include "support/child_process.hpp"
 #include "support/http_client.hpp"
 #include "support/jwt_signer.hpp"
 #include "support/prometheus_text.hpp"
@@ -10,7 +11,6 @@
 #include "support/ws_client.hpp"
 
 #include <ctime>
-#include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -184,13 +184,12 @@ BOOST_AUTO_TEST_CASE(every_metric_family_is_documented) {
   BOOST_REQUIRE_EQUAL(created.status, 201);
   ws_client ws(open_server().port(),
                "/v1/conversations/" + created.json()["id"].get<std::string>() + "/ws", "docs-user");
-  std::ifstream file(PARLEY_SOURCE_DIR "/docs/operations.md");
-  std::stringstream page;
-  page << file.rdbuf();
+  const auto page = read_file(PARLEY_SOURCE_DIR "/docs/operations.md");
+  BOOST_REQUIRE(!page.empty());
   auto families = scrape(c).types;
   BOOST_TEST(families.size() >= 15u);
   for (auto& [name, type] : families)
-    BOOST_TEST(page.str().find("`" + name + "`") != std::string::npos,
+    BOOST_TEST(page.find("`" + name + "`") != std::string::npos,
                name << " (" << type << ") is not in docs/operations.md");
 }
 

@@ -30,16 +30,24 @@ std::string postgresql_server() {
   return server;
 }
 
-/// Runs one statement on the server's maintenance database.
-void admin(const std::string& sql) {
-  auto url = postgresql_server() + "/postgres";
+using pg_result = std::unique_ptr<PGresult, decltype(&PQclear)>;
+
+/// Runs `sql` on the PostgreSQL database at `url`, on a connection of its
+/// own; throws unless the result has status `expected`.
+pg_result run_on_postgresql(const std::string& url, const std::string& sql,
+                            ExecStatusType expected) {
   std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url.c_str()), &PQfinish);
   if (PQstatus(conn.get()) != CONNECTION_OK)
-    throw std::runtime_error("cannot reach the test PostgreSQL: " +
-                             std::string(PQerrorMessage(conn.get())));
-  std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), sql.c_str()), &PQclear);
-  if (PQresultStatus(res.get()) != PGRES_COMMAND_OK)
+    throw std::runtime_error("cannot reach " + url + ": " + PQerrorMessage(conn.get()));
+  pg_result res(PQexec(conn.get(), sql.c_str()), &PQclear);
+  if (PQresultStatus(res.get()) != expected)
     throw std::runtime_error(sql + ": " + PQresultErrorMessage(res.get()));
+  return res;
+}
+
+/// Runs one statement on the server's maintenance database.
+void admin(const std::string& sql) {
+  run_on_postgresql(postgresql_server() + "/postgres", sql, PGRES_COMMAND_OK);
 }
 
 }  // namespace
@@ -70,21 +78,6 @@ scratch_database::~scratch_database() {
 }
 
 namespace {
-
-using pg_result = std::unique_ptr<PGresult, decltype(&PQclear)>;
-
-/// Runs `sql` on the PostgreSQL database at `url`, on a connection of its
-/// own; throws unless the result has status `expected`.
-pg_result run_on_postgresql(const std::string& url, const std::string& sql,
-                            ExecStatusType expected) {
-  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url.c_str()), &PQfinish);
-  if (PQstatus(conn.get()) != CONNECTION_OK)
-    throw std::runtime_error("cannot reach " + url + ": " + PQerrorMessage(conn.get()));
-  pg_result res(PQexec(conn.get(), sql.c_str()), &PQclear);
-  if (PQresultStatus(res.get()) != expected)
-    throw std::runtime_error(sql + ": " + PQresultErrorMessage(res.get()));
-  return res;
-}
 
 /// SOCI's connect string for the SQLite database at `url`.
 std::string sqlite_connect_string(const std::string& url) {
@@ -119,13 +112,10 @@ void scratch_database::execute(const std::string& sql) const {
 
 void scratch_database::terminate_connections() {
   if (postgresql_name_.empty()) throw std::logic_error("not a PostgreSQL database");
-  auto url = postgresql_server() + "/postgres";
-  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url.c_str()), &PQfinish);
-  auto sql = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" +
-             postgresql_name_ + "'";
-  std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), sql.c_str()), &PQclear);
-  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK)
-    throw std::runtime_error(sql + ": " + PQresultErrorMessage(res.get()));
+  run_on_postgresql(postgresql_server() + "/postgres",
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" +
+                        postgresql_name_ + "'",
+                    PGRES_TUPLES_OK);
 }
 
 postgresql_table_lock::postgresql_table_lock(const std::string& database_url,

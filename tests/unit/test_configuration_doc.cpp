@@ -2,10 +2,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include "config/load_settings.hpp"
+#include "support/server_process.hpp"
 
-#include <unistd.h>
-
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -118,15 +116,11 @@ std::optional<std::string> as_toml_value(const std::string& text) {
 
 /// The settings a file holding `toml` loads to (no environment, no flags).
 settings load_file(const std::string& toml) {
-  auto path = std::filesystem::temp_directory_path() /
-              ("parley-configuration-doc-" + std::to_string(::getpid()) + ".toml");
-  std::ofstream(path) << toml;
-  struct remover {
-    std::filesystem::path path;
-    ~remover() { std::filesystem::remove(path); }
-  } removed_after{path};
+  // One file for every load: the settings name the file they came from.
+  static const testing::temp_dir dir;
   command_line cli;
-  cli.config_file = path.string();
+  cli.config_file = dir.path() + "/parley.toml";
+  std::ofstream(*cli.config_file) << toml;
   return load_settings(cli, {});
 }
 

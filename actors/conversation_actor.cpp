@@ -104,6 +104,11 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
           const completion<exchange_answer>& caller) {
         enqueue(self, caller, [=] { op_regenerate(self, user, p, claim, caller); });
       },
+      [=](fork_atom, const std::string& user, const fork_request& request,
+          const std::optional<idempotency_claim>& claim,
+          const completion<exchange_answer>& caller) {
+        enqueue(self, caller, [=] { op_fork(self, user, request, claim, caller); });
+      },
       // --- live subscribers ---
       [=](watch_atom, const std::string& user, const std::shared_ptr<conversation_subscriber>& s,
           const completion<done>& caller) {

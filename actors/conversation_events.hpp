@@ -17,11 +17,13 @@ struct conversation_event {
     message,  ///< a message was stored (`message`)
     delta,    ///< the next piece of the reply being generated (`text`)
     done,     ///< the reply was stored (`message`)
+    branch,   ///< another branch became the active one (`active_leaf_id`)
     closed,   ///< nothing more will come: deleted or dropped (`reason`)
   };
   kind type = kind::message;
   const message_record* message = nullptr;
   std::string text;
+  std::optional<std::string> active_leaf_id;  ///< none: the conversation is empty
   std::optional<failure> reason;
 };
 

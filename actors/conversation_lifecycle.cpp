@@ -68,6 +68,13 @@ void publish_message(self_ptr self, conversation_event::kind type, const message
   publish(self, e, own);
 }
 
+void publish_branch(self_ptr self) {
+  conversation_event e;
+  e.type = conversation_event::kind::branch;
+  e.active_leaf_id = self->state.meta.active_leaf_id;
+  publish(self, e, nullptr);
+}
+
 void close_watchers(self_ptr self, const failure& why) {
   conversation_event e;
   e.type = conversation_event::kind::closed;

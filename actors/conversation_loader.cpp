@@ -4,44 +4,51 @@
 
 #include <spdlog/spdlog.h>
 
-#include <limits>
-
 namespace parley::conversation_detail {
 
 namespace {
 
-/// Reads a conversation and the most recent messages that fit its budget, a
-/// page at a time from the newest. Runs on a reader.
+/// Reads a conversation and its active branch's most recent messages that
+/// fit its budget. Runs on a reader.
 loaded_conversation load_conversation(store& db, const engine_context& ctx, const std::string& id) {
-  constexpr unsigned page_size = 64;
   loaded_conversation out;
   out.row = db.find_conversation(id);
-  if (!out.row) return out;
-  auto budget = budget_for(ctx, *out.row);
-  std::vector<message_record> newest_first;
-  std::int64_t tokens = 0;
-  std::int64_t before = std::numeric_limits<std::int64_t>::max();
-  for (;;) {
-    auto page = db.list_messages(id, 0, before, page_size);
-    for (auto m = page.rbegin(); m != page.rend(); ++m) {
-      auto t = estimate_message_tokens(m->content);
-      if (!newest_first.empty() && tokens + t > budget) {
-        out.older_exist = true;
-        page.clear();
-        break;
-      }
-      tokens += t;
-      newest_first.push_back(std::move(*m));
-    }
-    if (page.size() < page_size) break;
-    before = page.front().seq;
-  }
-  out.recent.assign(std::make_move_iterator(newest_first.rbegin()),
-                    std::make_move_iterator(newest_first.rend()));
+  if (out.row)
+    out.branch = load_branch(db, id, out.row->active_leaf_id, budget_for(ctx, *out.row), false);
   return out;
 }
 
 }  // namespace
+
+loaded_branch load_branch(store& db, const std::string& conversation_id,
+                          const std::optional<std::string>& leaf, std::int64_t budget,
+                          bool count_length) {
+  constexpr unsigned page_size = 64;
+  loaded_branch out;
+  if (!leaf) return out;
+  std::vector<message_record> newest_first;
+  std::int64_t tokens = 0;
+  // A page at a time from the end, each walk starting where the last stopped.
+  for (auto from = *leaf;;) {
+    auto page = db.walk_branch(conversation_id, from, page_size);
+    for (auto& m : page) {
+      auto t = estimate_message_tokens(m.content);
+      if (!newest_first.empty() && tokens + t > budget) {
+        out.older_exist = true;
+        break;
+      }
+      tokens += t;
+      newest_first.push_back(std::move(m));
+    }
+    // A short page: the walk reached the root.
+    if (out.older_exist || page.size() < page_size || !newest_first.back().parent_id) break;
+    from = *newest_first.back().parent_id;
+  }
+  out.recent.assign(std::make_move_iterator(newest_first.rbegin()),
+                    std::make_move_iterator(newest_first.rend()));
+  if (count_length) out.length = db.branch_length(conversation_id, *leaf);
+  return out;
+}
 
 const model_info& model_of(const engine_context& ctx, const std::string& alias) {
   auto m = ctx.models->find(alias);
@@ -78,8 +85,8 @@ void load_state(self_ptr self, std::function<void()> then,
                         return;
                       }
                       st.meta = std::move(*loaded.row);
-                      st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta),
-                                      loaded.older_exist);
+                      st.window.reset(loaded.branch.recent, budget_for(*st.ctx, st.meta),
+                                      loaded.branch.older_exist);
                       st.current = phase::ready;
                       then();
                     },
@@ -128,7 +135,8 @@ void ensure_window(self_ptr self, const reply_slot& caller, std::function<void()
       self, [ctx, id](store& db) { return load_conversation(db, *ctx, id); }, caller,
       [=](loaded_conversation& loaded) {
         auto& st = self->state;
-        st.window.reset(loaded.recent, budget_for(*st.ctx, st.meta), loaded.older_exist);
+        st.window.reset(loaded.branch.recent, budget_for(*st.ctx, st.meta),
+                        loaded.branch.older_exist);
         then();
       });
 }

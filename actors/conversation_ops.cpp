@@ -24,11 +24,24 @@ void with_message(self_ptr self, const std::string& message_id, const reply_slot
       });
 }
 
-/// Reads a page of history.
-std::function<message_page(store&)> history_read(const std::string& id, const history_query& q) {
-  return [id, q](store& db) {
+/// Reads a page of history: of the whole tree, or of the branch that ends at
+/// q.leaf_id or else the stored active leaf (read with it: another process
+/// may have moved it since this one loaded the conversation). A q.leaf_id
+/// not in the conversation is named as the field at fault.
+std::function<outcome<message_page>(store&)> history_read(const std::string& id,
+                                                          const history_query& q) {
+  return [id, q](store& db) -> outcome<message_page> {
     message_page page;
-    page.data = db.list_messages(id, q.after, q.before, q.limit + 1);
+    auto leaf = q.leaf_id;
+    if (leaf && !db.find_message(id, *leaf))
+      return failure{errc::invalid_argument, "message " + *leaf + " is not in this conversation",
+                     "leaf_id"};
+    if (!leaf && !q.whole_tree)
+      if (auto row = db.find_conversation(id)) leaf = row->active_leaf_id;
+    if (q.whole_tree)
+      page.data = db.list_messages(id, q.after, q.before, q.limit + 1);
+    else if (leaf)
+      page.data = db.list_branch(id, *leaf, q.after, q.before, q.limit + 1);
     if (page.data.size() > q.limit) {
       page.has_more = true;
       // Ascending either way: `before` pages drop the oldest, `after` pages the newest.
@@ -39,6 +52,13 @@ std::function<message_page(store&)> history_read(const std::string& id, const hi
     }
     return page;
   };
+}
+
+/// Makes `branch` the active one in `meta`: its leaf and its length.
+void take_branch(conversation_record& meta, const loaded_branch& branch) {
+  meta.active_leaf_id =
+      branch.recent.empty() ? std::nullopt : std::optional<std::string>(branch.recent.back().id);
+  meta.message_count = branch.length;
 }
 
 }  // namespace
@@ -54,14 +74,48 @@ void op_update(self_ptr self, const std::string& user, const conversation_patch&
   if (patch.system_prompt) meta.system_prompt = *patch.system_prompt;
   if (patch.metadata_json) meta.metadata_json = *patch.metadata_json;
   meta.updated_at = self->state.ctx->clock->wall_ms();
-  write_set writes{next_version(meta)};
-  commit(self, std::move(writes), caller, [=] {
-    auto& st = self->state;
-    st.meta = meta;
-    st.window.set_budget(budget_for(*st.ctx, meta));
-    caller.complete(meta);
-    finish_op(self);
-  });
+  // Commits the row, with the branch that becomes active if one does.
+  auto finish = [self, caller, meta](std::optional<loaded_branch> branch) mutable {
+    auto previous_leaf = self->state.meta.active_leaf_id;
+    if (branch) take_branch(meta, *branch);
+    write_set writes{next_version(meta)};
+    commit(self, std::move(writes), caller, [=] {
+      auto& st = self->state;
+      st.meta = meta;
+      auto budget = budget_for(*st.ctx, meta);
+      if (branch)
+        st.window.reset(branch->recent, budget, branch->older_exist);
+      else
+        st.window.set_budget(budget);
+      if (st.meta.active_leaf_id != previous_leaf) publish_branch(self);
+      caller.complete(meta);
+      finish_op(self);
+    });
+  };
+  if (!patch.active_message_id) {
+    finish(std::nullopt);
+    return;
+  }
+  // The newest leaf under the message, read with its branch.
+  auto id = self->state.id;
+  auto target = *patch.active_message_id;
+  auto budget = budget_for(*self->state.ctx, meta);
+  read<std::optional<loaded_branch>>(
+      self,
+      [id, target, budget](store& db) -> std::optional<loaded_branch> {
+        if (!db.find_message(id, target)) return std::nullopt;
+        return load_branch(db, id, db.newest_leaf(id, target, ""), budget, true);
+      },
+      caller,
+      [=](std::optional<loaded_branch>& found) mutable {
+        if (!found) {
+          caller.fail({errc::invalid_argument, "message " + target + " is not in this conversation",
+                       "active_message_id"});
+          finish_op(self);
+          return;
+        }
+        finish(std::move(found));
+      });
 }
 
 void op_delete(self_ptr self, const std::string& user, const completion<done>& caller) {
@@ -99,18 +153,51 @@ void op_remove(self_ptr self, const std::string& user, const std::string& messag
                const completion<done>& caller) {
   if (foreign(self, user, caller)) return;
   with_message(self, message_id, caller, [=](message_record& found) {
-    auto meta = self->state.meta;
-    meta.updated_at = self->state.ctx->clock->wall_ms();
-    meta.message_count -= 1;
-    write_set writes{write::delete_message{found.id}, next_version(meta)};
-    auto removed = found.id;
-    commit(self, std::move(writes), caller, [=] {
-      auto& st = self->state;
-      st.meta = meta;
-      st.window.remove(removed);
-      caller.complete(done{});
-      finish_op(self);
-    });
+    auto& st = self->state;
+    auto id = st.id;
+    auto leaf = st.meta.active_leaf_id;
+    auto budget = budget_for(*st.ctx, st.meta);
+    // Whether the active branch loses it, and when it is the active leaf,
+    // which branch becomes active: the newest leaf under its parent.
+    read<removal>(
+        self,
+        [id, leaf, found, budget](store& db) {
+          removal out;
+          if (!leaf) return out;
+          if (found.id == *leaf) {
+            out.on_active_branch = true;
+            out.next_branch =
+                load_branch(db, id, db.newest_leaf(id, found.parent_id, found.id), budget, true);
+          } else {
+            out.on_active_branch = db.branch_contains(id, *leaf, found);
+          }
+          return out;
+        },
+        caller,
+        [=](removal& effect) {
+          auto meta = self->state.meta;
+          meta.updated_at = self->state.ctx->clock->wall_ms();
+          if (effect.next_branch)
+            take_branch(meta, *effect.next_branch);
+          else if (effect.on_active_branch)
+            meta.message_count -= 1;
+          // Its children take its parent as theirs.
+          write_set writes{write::delete_message{found.id, found.conversation_id, found.parent_id},
+                           next_version(meta)};
+          commit(self, std::move(writes), caller, [=] {
+            auto& st = self->state;
+            st.meta = meta;
+            if (effect.next_branch) {
+              st.window.reset(effect.next_branch->recent, budget_for(*st.ctx, meta),
+                              effect.next_branch->older_exist);
+              publish_branch(self);
+            } else {
+              st.window.remove(found.id);
+            }
+            caller.complete(done{});
+            finish_op(self);
+          });
+        });
   });
 }
 

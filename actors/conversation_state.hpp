@@ -123,6 +123,8 @@ bool publish(self_ptr self, const conversation_event& e,
              const std::shared_ptr<conversation_subscriber>& own);
 void publish_message(self_ptr self, conversation_event::kind type, const message_record& m,
                      const std::shared_ptr<conversation_subscriber>& own);
+/// Tells every watcher which branch is active now.
+void publish_branch(self_ptr self);
 /// Ends every watcher's subscription, telling it why.
 void close_watchers(self_ptr self, const failure& why);
 
@@ -148,6 +150,13 @@ void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run)
 bool foreign(self_ptr self, const std::string& user, const reply_slot& caller);
 
 // --- the database (conversation_loader.cpp) ------------------------------------------
+
+/// Reads the branch that ends at `leaf` (none: the empty conversation): its
+/// newest messages that fit `budget`, and its length when `count_length`
+/// (which walks the whole branch). Runs on a reader.
+loaded_branch load_branch(store& db, const std::string& conversation_id,
+                          const std::optional<std::string>& leaf, std::int64_t budget,
+                          bool count_length);
 
 /// (Re)reads the conversation and its window from the database, then runs
 /// `then`; `failed` gets what went wrong (not_found when it is gone).
@@ -209,6 +218,10 @@ void op_send(self_ptr self, const std::string& user, const send_params& p,
 void op_regenerate(self_ptr self, const std::string& user, const regenerate_params& p,
                    const std::optional<idempotency_claim>& claim,
                    const completion<exchange_answer>& caller);
+/// Copies the branch ending at request.message_id into a new conversation.
+void op_fork(self_ptr self, const std::string& user, const fork_request& request,
+             const std::optional<idempotency_claim>& claim,
+             const completion<exchange_answer>& caller);
 void op_update(self_ptr self, const std::string& user, const conversation_patch& patch,
                const completion<conversation_record>& caller);
 void op_delete(self_ptr self, const std::string& user, const completion<done>& caller);

@@ -129,6 +129,13 @@ class actor_engine final : public engine {
                                       std::move(params), std::move(claim));
   }
 
+  void fork_conversation(std::string user_id, std::string id, fork_request request,
+                         std::optional<idempotency_claim> claim,
+                         reply_fn<exchange_answer> reply) override {
+    ask_conversation<exchange_answer>(id, std::move(reply), fork_atom::value, std::move(user_id),
+                                      std::move(request), std::move(claim));
+  }
+
   void watch(std::string user_id, std::string id, std::shared_ptr<conversation_subscriber> s,
              reply_fn<done> reply) override {
     ask_conversation<done>(id, std::move(reply), watch_atom::value, std::move(user_id),
@@ -258,8 +265,11 @@ class actor_engine final : public engine {
     completion<T> caller(answer_within(std::move(reply), milliseconds(ctx_.cfg.database.timeout_ms),
                                        errc::db_unavailable),
                          nullptr);
+    std::function<outcome<T>(store&)> always = [job = std::move(job)](store& db) -> outcome<T> {
+      return job(db);
+    };
     caf::anon_send(ctx_.db.readers, read_atom::value,
-                   read_completing(std::move(job), std::move(caller)));
+                   read_completing(std::move(always), std::move(caller)));
   }
 
   // Outlives the actor system: actors answer through it until they are gone.

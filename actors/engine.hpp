@@ -62,6 +62,11 @@ class engine {
   virtual void regenerate(std::string user_id, std::string id, regenerate_params params,
                           std::optional<idempotency_claim> claim,
                           reply_fn<exchange_answer> reply) = 0;
+  /// A new conversation of the same user holding copies of the branch that
+  /// ends at request.message_id; the answer carries it as `conversation`.
+  virtual void fork_conversation(std::string user_id, std::string id, fork_request request,
+                                 std::optional<idempotency_claim> claim,
+                                 reply_fn<exchange_answer> reply) = 0;
 
   // --- live subscribers ---
   /// Adds `s` to the clients watching the conversation: from now on it gets

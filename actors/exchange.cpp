@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <limits>
+
 namespace parley::conversation_detail {
 
 using std::chrono::milliseconds;
@@ -52,12 +54,31 @@ void replay_if_key_used(self_ptr self, const std::string& user,
 
 // --- exchanges: create, send, regenerate ------------------------------------------
 
+/// Another branch than the active one, which an exchange continues: it
+/// becomes the active branch when the exchange commits.
+struct branch_base {
+  context_window window;
+  std::int64_t length = 0;  ///< its messages, from the root
+};
+
+branch_base base_from(const loaded_branch& branch, std::int64_t budget) {
+  branch_base base;
+  base.window.reset(branch.recent, budget, branch.older_exist);
+  base.length = branch.length;
+  return base;
+}
+
 /// Everything one exchange will write, decided before the provider is asked.
 struct exchange_plan {
   completion<exchange_answer> caller;
   bool create = false;
   std::optional<message_record> user_message;
-  std::optional<std::string> replaces;  ///< regenerate: the assistant message it replaces
+  std::optional<std::string> replaces;  ///< regenerate: the active leaf it replaces
+  std::optional<branch_base> base;      ///< set when continuing another branch
+  /// The message the reply follows when no user message is sent
+  /// (regenerate), and the reply's place among that message's children.
+  std::optional<std::string> reply_parent;
+  std::int64_t reply_sibling_index = 1;
   bool reply = false;
   std::string model;
   sampling params;
@@ -82,6 +103,27 @@ message_record new_message(const conversation_record& meta, std::int64_t seq, st
   return m;
 }
 
+/// The conversation's row as the exchange starts from it: on another
+/// branch, that branch's length is the number of messages shown.
+conversation_record meta_for(const conversation_state& st, const exchange_plan& plan) {
+  auto meta = st.meta;
+  if (plan.base) meta.message_count = plan.base->length;
+  return meta;
+}
+
+/// The window the exchange continues.
+const context_window& window_for(const conversation_state& st, const exchange_plan& plan) {
+  return plan.base ? plan.base->window : st.window;
+}
+
+/// Makes the exchange's branch the active one in memory, once its commit
+/// has made it so in the database.
+void adopt_branch(conversation_state& st, exchange_plan& plan) {
+  if (!plan.base) return;
+  st.window = std::move(plan.base->window);
+  plan.base.reset();
+}
+
 exchange_facts facts_of(const exchange_plan& plan) {
   return {plan.create, plan.user_message ? &*plan.user_message : nullptr, plan.user_stored,
           plan.replaces ? &*plan.replaces : nullptr};
@@ -92,7 +134,7 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
                        const completion_usage& usage) {
   auto& st = self->state;
   auto now = st.ctx->clock->wall_ms();
-  auto c = commit_exchange(st.meta, facts_of(plan), std::move(reply), usage,
+  auto c = commit_exchange(meta_for(st, plan), facts_of(plan), std::move(reply), usage,
                            model_of(*st.ctx, plan.model), now);
   add_claim(c.writes, plan.claim, c.meta.user_id, c.result, now, plan.user_stored);
   auto caller = plan.caller;
@@ -108,6 +150,7 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
              st.ctx->meter.add(st.meta.user_id, format_day(now),
                                usage.prompt_tokens + usage.completion_tokens);
            bool store_user = plan.user_message && !plan.user_stored;
+           adopt_branch(st, plan);
            if (plan.replaces) st.window.remove(*plan.replaces);
            if (store_user) st.window.append(*result.message);
            if (reply) st.window.append(*reply);
@@ -122,16 +165,17 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
 /// The provider failed: keep the user message (and a new conversation), answer the failure.
 void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
   auto& st = self->state;
+  auto& window = window_for(st, plan);
   if (plan.user_message)
     why.message_id = plan.user_message->id;
   else
-    for (auto i = st.window.size(); i > 0; --i)
-      if (auto e = st.window.at(i - 1); e.message.role == "user") {
+    for (auto i = window.size(); i > 0; --i)
+      if (auto e = window.at(i - 1); e.message.role == "user") {
         why.message_id = e.id;
         break;
       }
   auto now = st.ctx->clock->wall_ms();
-  auto c = commit_failed_exchange(st.meta, facts_of(plan), now);
+  auto c = commit_failed_exchange(meta_for(st, plan), facts_of(plan), now);
   if (c.writes.empty() && !plan.claim) {
     plan.caller.fail(why);
     finish_op(self);
@@ -144,6 +188,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
     st.meta = meta;
     st.current = phase::ready;
     if (store_user) {
+      adopt_branch(st, plan);
       st.window.append(*plan.user_message);
       publish_message(self, conversation_event::kind::message, *plan.user_message, nullptr);
     }
@@ -158,7 +203,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
 void store_user_message(self_ptr self, exchange_plan plan,
                         std::function<void(exchange_plan)> then) {
   auto now = self->state.ctx->clock->wall_ms();
-  auto c = commit_user_message(self->state.meta, *plan.user_message, plan.create, now);
+  auto c = commit_user_message(meta_for(self->state, plan), *plan.user_message, plan.create, now);
   // Until the reply is stored, a repeat of the request gets what a failed
   // provider would have answered, never a second copy of the message.
   failure interrupted{errc::provider_error, reply_interrupted_detail};
@@ -169,6 +214,7 @@ void store_user_message(self_ptr self, exchange_plan plan,
     auto& st = self->state;
     st.meta = meta;
     st.current = phase::ready;
+    adopt_branch(st, plan);
     st.window.append(*plan.user_message);
     // A conflict from here on must not run the operation again: its message is stored.
     st.running = nullptr;
@@ -229,8 +275,9 @@ prompt prompt_for(const conversation_state& st, const exchange_plan& plan,
                   const model_info& model) {
   auto budget = message_budget(model.context_budget(), st.meta.system_prompt);
   bool pending = plan.user_message && !plan.user_stored;
-  return st.window.assemble_with(st.meta.system_prompt, pending ? &*plan.user_message : nullptr,
-                                 plan.replaces ? &*plan.replaces : nullptr, budget);
+  return window_for(st, plan).assemble_with(st.meta.system_prompt,
+                                            pending ? &*plan.user_message : nullptr,
+                                            plan.replaces ? &*plan.replaces : nullptr, budget);
 }
 
 /// Asks `model`, then each model of its fallback chain in turn while the
@@ -271,6 +318,12 @@ void ask_model(self_ptr self, exchange_plan plan, const model_info& model, stead
         reply.finish_reason = to_string(result->reason);
         reply.prompt_tokens = result->usage.prompt_tokens;
         reply.completion_tokens = result->usage.completion_tokens;
+        if (plan.user_message) {
+          reply.parent_id = plan.user_message->id;  // new: it has no other children
+        } else {
+          reply.parent_id = plan.reply_parent;
+          reply.sibling_index = reply.sibling_count = plan.reply_sibling_index;
+        }
         finalize_exchange(self, std::move(plan), std::move(reply), result->usage);
       });
 }
@@ -351,14 +404,47 @@ void op_send(self_ptr self, const std::string& user, const send_params& p,
              const completion<exchange_answer>& caller) {
   if (foreign(self, user, caller)) return;
   replay_if_key_used(self, user, claim, caller, [=] {
-    ensure_window(self, caller, [=] {
+    auto& st = self->state;
+    auto start = [=](std::optional<branch_base> base, std::int64_t sibling_index) {
       auto& st = self->state;
       exchange_plan plan{.caller = caller};
       plan.model = st.meta.model;
       take_message(plan, st.meta, st.meta.last_seq + 1, p, st.ctx->clock->wall_ms());
+      plan.user_message->parent_id = p.parent_id ? *p.parent_id : st.meta.active_leaf_id;
+      plan.user_message->sibling_index = plan.user_message->sibling_count = sibling_index;
+      plan.base = std::move(base);
       plan.claim = claim;
       run_exchange(self, std::move(plan));
-    });
+    };
+    if (!p.parent_id || *p.parent_id == st.meta.active_leaf_id) {
+      // The active leaf has no children: the message is its first.
+      ensure_window(self, caller, [start] { start(std::nullopt, 1); });
+      return;
+    }
+    // A new branch from an earlier message (or a new root): its context is
+    // the branch that ends there.
+    auto id = st.id;
+    auto parent = *p.parent_id;
+    auto budget = budget_for(*st.ctx, st.meta);
+    read<std::optional<loaded_branch>>(
+        self,
+        [id, parent, budget](store& db) -> std::optional<loaded_branch> {
+          if (parent && !db.find_message(id, *parent)) return std::nullopt;
+          auto branch = load_branch(db, id, parent, budget, true);
+          branch.end_children = db.child_count(id, parent);
+          return branch;
+        },
+        caller,
+        [=](std::optional<loaded_branch>& found) {
+          if (!found) {
+            caller.fail({errc::invalid_argument,
+                         "message " + parent.value_or("") + " is not in this conversation",
+                         "parent_id"});
+            finish_op(self);
+            return;
+          }
+          start(base_from(*found, budget), found->end_children + 1);
+        });
   });
 }
 
@@ -367,22 +453,119 @@ void op_regenerate(self_ptr self, const std::string& user, const regenerate_para
                    const completion<exchange_answer>& caller) {
   if (foreign(self, user, caller)) return;
   replay_if_key_used(self, user, claim, caller, [=] {
-    ensure_window(self, caller, [=] {
-      auto& st = self->state;
-      if (st.window.empty()) {
-        caller.fail({errc::conflict, "conversation " + st.id + " has no messages to reply to"});
-        finish_op(self);
-        return;
-      }
-      exchange_plan plan{.caller = caller};
-      if (auto last = st.window.back(); last.message.role == "assistant") plan.replaces = last.id;
-      plan.reply = true;
-      plan.model = p.model.value_or(st.meta.model);
-      plan.cancel = p.cancel;
-      plan.stream = p.stream;
-      plan.claim = claim;
-      run_exchange(self, std::move(plan));
-    });
+    auto& st = self->state;
+    auto leaf = st.meta.active_leaf_id;
+    if (!p.message_id && !leaf) {
+      caller.fail({errc::conflict, "conversation " + st.id + " has no messages to reply to"});
+      finish_op(self);
+      return;
+    }
+    auto target = p.message_id.value_or(leaf.value_or(""));
+    bool at_leaf = target == leaf;
+    auto id = st.id;
+    auto budget = budget_for(*st.ctx, st.meta);
+    read<std::optional<regeneration>>(
+        self,
+        [id, target, at_leaf, budget](store& db) -> std::optional<regeneration> {
+          auto found = db.find_message(id, target);
+          if (!found) return std::nullopt;
+          regeneration out{std::move(*found), std::nullopt};
+          if (!at_leaf && out.target.role == "assistant")
+            out.base = load_branch(db, id, out.target.parent_id, budget, true);
+          return out;
+        },
+        caller,
+        [=](std::optional<regeneration>& found) {
+          if (!found || (p.message_id && found->target.role != "assistant")) {
+            caller.fail({errc::invalid_argument,
+                         "message " + target + " is not an assistant message of this conversation",
+                         "message_id"});
+            finish_op(self);
+            return;
+          }
+          ensure_window(self, caller, [=, found = std::move(*found)] {
+            exchange_plan plan{.caller = caller};
+            auto& t = found.target;
+            if (t.role != "assistant") {
+              // The active leaf awaits its reply (the last one failed).
+              plan.reply_parent = t.id;
+            } else {
+              // A sibling of the reply it replaces, the newest of its parent's children.
+              plan.reply_parent = t.parent_id;
+              plan.reply_sibling_index = t.sibling_count + 1;
+              if (found.base) {
+                plan.base = base_from(*found.base, budget);
+              } else {
+                plan.replaces = t.id;
+              }
+            }
+            plan.reply = true;
+            plan.model = p.model.value_or(self->state.meta.model);
+            plan.cancel = p.cancel;
+            plan.stream = p.stream;
+            plan.claim = claim;
+            run_exchange(self, std::move(plan));
+          });
+        });
+  });
+}
+
+void op_fork(self_ptr self, const std::string& user, const fork_request& request,
+             const std::optional<idempotency_claim>& claim,
+             const completion<exchange_answer>& caller) {
+  if (foreign(self, user, caller)) return;
+  replay_if_key_used(self, user, claim, caller, [=] {
+    auto id = self->state.id;
+    auto target = request.message_id;
+    read<std::vector<message_record>>(
+        self,
+        [id, target](store& db) {
+          return db.list_branch(id, target, 0, std::nullopt, std::numeric_limits<unsigned>::max());
+        },
+        caller,
+        [=](std::vector<message_record>& branch) {
+          auto& st = self->state;
+          if (branch.empty() || branch.back().id != target) {
+            caller.fail({errc::invalid_argument,
+                         "message " + target + " is not in this conversation", "message_id"});
+            finish_op(self);
+            return;
+          }
+          auto now = st.ctx->clock->wall_ms();
+          conversation_record copy;
+          copy.id = make_uuid_v7();
+          copy.user_id = st.meta.user_id;
+          copy.title = request.title ? request.title : st.meta.title;
+          copy.model = st.meta.model;
+          copy.system_prompt = st.meta.system_prompt;
+          copy.metadata_json = st.meta.metadata_json;
+          copy.created_at = copy.updated_at = now;
+          copy.forked_from_conversation_id = st.id;
+          copy.forked_from_message_id = target;
+          write_set writes{write::insert_conversation{}};
+          // Copies with ids and seqs of their own, one branch: each the only child.
+          std::optional<std::string> parent;
+          for (auto& m : branch) {
+            m.id = make_uuid_v7();
+            m.conversation_id = copy.id;
+            m.seq = ++copy.last_seq;
+            m.parent_id = std::exchange(parent, m.id);
+            m.sibling_index = m.sibling_count = 1;
+            writes.push_back(write::insert_message{std::move(m)});
+          }
+          copy.message_count = copy.last_seq;
+          copy.active_leaf_id = parent;
+          std::get<write::insert_conversation>(writes.front()).row = copy;
+          exchange_result result;
+          result.conversation = copy;
+          add_claim(writes, claim, copy.user_id, result, now);
+          commit(self, std::move(writes), caller, [self, caller, result] {
+            exchange_answer answer;
+            static_cast<exchange_result&>(answer) = result;
+            caller.complete(std::move(answer));
+            finish_op(self);
+          });
+        });
   });
 }
 

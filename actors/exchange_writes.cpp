@@ -18,11 +18,14 @@ exchange_commit commit_exchange(conversation_record meta, const exchange_facts& 
     meta.message_count += 1;
     meta.last_seq = facts.user_message->seq;
   }
+  // The replaced reply stays in the tree, off the active branch.
   if (facts.replaces) meta.message_count -= 1;
+  if (store_user) meta.active_leaf_id = facts.user_message->id;
   write_set writes;
   if (reply) {
     meta.message_count += 1;
     meta.last_seq = reply->seq;
+    meta.active_leaf_id = reply->id;
     auto cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
     meta.usage.prompt_tokens += usage.prompt_tokens;
     meta.usage.completion_tokens += usage.completion_tokens;
@@ -36,7 +39,6 @@ exchange_commit commit_exchange(conversation_record meta, const exchange_facts& 
     writes.insert(writes.begin(), write::insert_conversation{meta});
   else
     writes.push_back(next_version(meta));
-  if (facts.replaces) writes.push_back(write::delete_message{*facts.replaces});
   if (store_user) writes.push_back(write::insert_message{*facts.user_message});
   if (reply) writes.push_back(write::insert_message{*reply});
   exchange_commit out;
@@ -64,6 +66,7 @@ conversation_commit commit_user_message(conversation_record meta,
   meta.updated_at = now;
   meta.message_count += 1;
   meta.last_seq = user_message.seq;
+  meta.active_leaf_id = user_message.id;
   conversation_commit out;
   out.writes.push_back(create ? write_op{write::insert_conversation{meta}} : next_version(meta));
   out.writes.push_back(write::insert_message{user_message});

@@ -20,8 +20,9 @@ write_op next_version(conversation_record& meta);
 struct exchange_facts {
   bool create = false;                           ///< the conversation is new
   const message_record* user_message = nullptr;  ///< the message sent, if any
-  bool user_stored = false;               ///< it (and a new conversation) is committed already
-  const std::string* replaces = nullptr;  ///< regenerate: the assistant message replaced
+  bool user_stored = false;  ///< it (and a new conversation) is committed already
+  /// regenerate: the assistant message that leaves the active branch
+  const std::string* replaces = nullptr;
 };
 
 /// A commit: the row it leaves and its writes, in order.

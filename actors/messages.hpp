@@ -25,6 +25,7 @@ using send_atom = caf::atom_constant<caf::atom("send")>;
 using edit_atom = caf::atom_constant<caf::atom("edit")>;
 using remove_atom = caf::atom_constant<caf::atom("remove")>;
 using regen_atom = caf::atom_constant<caf::atom("regen")>;
+using fork_atom = caf::atom_constant<caf::atom("fork")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
 using unwatch_atom = caf::atom_constant<caf::atom("unwatch")>;
 
@@ -36,23 +37,52 @@ using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using idle_atom = caf::atom_constant<caf::atom("idle")>;
 using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 
-/// A conversation as loaded from the database: its row (none if it does not
-/// exist), its most recent messages and whether older ones exist.
-struct loaded_conversation {
-  std::optional<conversation_record> row;
-  std::vector<message_record> recent;
-  bool older_exist = false;
+/// The branch that ends at a message, as a conversation needs it to continue
+/// from there: its newest messages that fit a token budget, and its length.
+struct loaded_branch {
+  std::vector<message_record> recent;  ///< ascending seq, the branch's end last
+  bool older_exist = false;            ///< the branch has messages before `recent`
+  std::int64_t length = 0;             ///< messages from the root to the end
+  std::int64_t end_children = 0;       ///< children of its end: where a new message goes
 };
 
-/// A read whose result completes `caller` directly from the reader.
+/// A reply to produce again, as read: the message and, unless it ends the
+/// active branch, the branch that ends at its parent, which the new reply continues.
+struct regeneration {
+  message_record target;
+  std::optional<loaded_branch> base;
+};
+
+/// What deleting a message does to the active branch, as read before it.
+struct removal {
+  bool on_active_branch = false;
+  /// Set when the message is the active leaf: the branch that becomes active.
+  std::optional<loaded_branch> next_branch;
+};
+
+/// A conversation as loaded from the database: its row (none if it does not
+/// exist) and its active branch.
+struct loaded_conversation {
+  std::optional<conversation_record> row;
+  loaded_branch branch;
+};
+
+/// A read whose outcome completes `caller` directly from the reader.
 template <class T>
-std::shared_ptr<read_request> read_completing(std::function<T(store&)> job, completion<T> caller) {
+std::shared_ptr<read_request> read_completing(std::function<outcome<T>(store&)> job,
+                                              completion<T> caller) {
   struct completing final : read_request {
-    completing(std::function<T(store&)> j, completion<T> c)
+    completing(std::function<outcome<T>(store&)> j, completion<T> c)
         : job(std::move(j)), caller(std::move(c)) {}
-    void run(store& db) override { caller.complete(job(db)); }
+    void run(store& db) override {
+      auto result = job(db);
+      if (result)
+        caller.complete(std::move(*result));
+      else
+        caller.fail(result.error());
+    }
     void fail(failure why) override { caller.fail(std::move(why)); }
-    std::function<T(store&)> job;
+    std::function<outcome<T>(store&)> job;
     completion<T> caller;
   };
   return std::make_shared<completing>(std::move(job), std::move(caller));
@@ -78,6 +108,11 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::conversation_page)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::idempotency_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<parley::usage_row>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::loaded_conversation)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::loaded_branch>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::regeneration>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::removal)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::fork_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<parley::message_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::outcome<parley::completion_result>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::conversation_cursor>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::done)
@@ -104,6 +139,8 @@ using conversation_actor = caf::typed_actor<
     caf::reacts_to<edit_atom, std::string, std::string, shared_text, completion<message_record>>,
     caf::reacts_to<remove_atom, std::string, std::string, completion<done>>,
     caf::reacts_to<regen_atom, std::string, regenerate_params, std::optional<idempotency_claim>,
+                   completion<exchange_answer>>,
+    caf::reacts_to<fork_atom, std::string, fork_request, std::optional<idempotency_claim>,
                    completion<exchange_answer>>,
     caf::reacts_to<watch_atom, std::string, std::shared_ptr<conversation_subscriber>,
                    completion<done>>,

@@ -54,6 +54,9 @@ class cancellation {
 struct send_params {
   std::string role = "user";
   shared_text content;
+  /// The message to follow: absent, the active leaf; null, none (a new
+  /// root); another message, a new branch from it.
+  std::optional<std::optional<std::string>> parent_id;
   bool reply = true;
   std::optional<std::string> model;  ///< a known alias (checked before hand-off)
   std::optional<double> temperature;
@@ -80,10 +83,14 @@ struct conversation_patch {
   std::optional<std::string> model;
   std::optional<std::optional<std::string>> system_prompt;
   std::optional<std::string> metadata_json;
+  /// Switches branches: the active leaf becomes the newest leaf under it.
+  std::optional<std::string> active_message_id;
 };
 
 struct regenerate_params {
   std::optional<std::string> model;
+  /// The assistant message to produce again; by default the active leaf's.
+  std::optional<std::string> message_id;
   /// Set when the reply should stop if the client goes away.
   std::shared_ptr<cancellation> cancel;
   /// Set when the caller streams the reply (see send_params::stream).
@@ -94,6 +101,15 @@ struct history_query {
   std::int64_t after = 0;
   std::optional<std::int64_t> before;
   unsigned limit = 50;
+  /// The branch to list, by its last message; by default the active one.
+  std::optional<std::string> leaf_id;
+  bool whole_tree = false;  ///< every message of every branch instead
+};
+
+/// A new conversation holding copies of the branch from the root to `message_id`.
+struct fork_request {
+  std::string message_id;
+  std::optional<std::string> title;  ///< by default the source's
 };
 
 struct message_page {

@@ -29,9 +29,9 @@ namespace {
 namespace sql = parley::sql;
 
 /// The bound values of one row; a deque keeps their addresses stable.
-/// edited_at and finish_reason stay NULL, as in a message just sent.
+/// edited_at, finish_reason and parent_id stay NULL.
 struct row_values {
-  std::string id, conversation_id, role, content, model, finish_reason;
+  std::string id, conversation_id, role, content, model, finish_reason, parent_id;
   long long seq = 0, created_at = 0, edited_at = 0, prompt_tokens = 0, completion_tokens = 0;
   soci::indicator null = soci::i_null;
 };
@@ -63,6 +63,7 @@ void bind(soci::statement& st, row_values& r) {
   st.exchange(use(r.finish_reason, r.null));
   st.exchange(use(r.prompt_tokens));
   st.exchange(use(r.completion_tokens));
+  st.exchange(use(r.parent_id, r.null));
 }
 
 /// SOCI's markers for the `row`th row of a multi-row INSERT: `(:p0, :p1, ...)`.

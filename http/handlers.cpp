@@ -322,4 +322,17 @@ void http_api::regenerate(const call_context& c, const route_params& params) {
                   });
 }
 
+void http_api::fork_conversation(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  auto body = json_body(c);
+  if (!body) return;
+  auto request = valid(c, parse_fork(*body, limits_));
+  if (!request) return;
+  exchanges_->run(c, *body, true, nullptr, nullptr,
+                  [this, user = c.user_id, id = *id, r = *request](auto claim, auto reply) {
+                    engine_.fork_conversation(user, id, r, std::move(claim), std::move(reply));
+                  });
+}
+
 }  // namespace parley

@@ -29,12 +29,21 @@ json to_json(const conversation_record& c) {
       {"created_at", format_rfc3339(c.created_at)},
       {"updated_at", format_rfc3339(c.updated_at)},
       {"message_count", c.message_count},
+      {"active_leaf_id", optional_string(c.active_leaf_id)},
+      {"forked_from", c.forked_from_conversation_id
+                          ? json{{"conversation_id", *c.forked_from_conversation_id},
+                                 {"message_id", optional_string(c.forked_from_message_id)}}
+                          : json()},
       {"usage",
        {{"prompt_tokens", c.usage.prompt_tokens},
         {"completion_tokens", c.usage.completion_tokens},
         {"total_tokens", c.usage.prompt_tokens + c.usage.completion_tokens},
         {"cost_usd", c.usage.cost_usd}}},
   };
+}
+
+json branch_json(const std::optional<std::string>& active_leaf_id) {
+  return {{"active_leaf_id", optional_string(active_leaf_id)}};
 }
 
 namespace {
@@ -69,10 +78,19 @@ void append_message_json(std::string& out, const message_record& m) {
     out += ",\"model\":";
     append_json_string(out, *m.model);
   }
+  out += ",\"parent_id\":";
+  if (m.parent_id)
+    append_json_string(out, *m.parent_id);
+  else
+    out += "null";
   out += ",\"role\":";
   append_json_string(out, m.role);
   out += ",\"seq\":";
   out += std::to_string(m.seq);
+  out += ",\"sibling_count\":";
+  out += std::to_string(m.sibling_count);
+  out += ",\"sibling_index\":";
+  out += std::to_string(m.sibling_index);
   if (m.model) {
     out += ",\"usage\":{\"completion_tokens\":";
     out += std::to_string(m.completion_tokens.value_or(0));

@@ -13,6 +13,9 @@ namespace parley {
 
 nlohmann::json to_json(const conversation_record& c);
 
+/// `{"active_leaf_id": …}`: what watchers are told when the branch changes.
+nlohmann::json branch_json(const std::optional<std::string>& active_leaf_id);
+
 /// JSON written out already, sent as it is.
 struct rendered_json {
   std::string text;

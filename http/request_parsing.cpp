@@ -1,6 +1,7 @@
 #include "http/request_parsing.hpp"
 
 #include "base/clock.hpp"
+#include "base/uuid.hpp"
 #include "http/json_mapping.hpp"
 #include "providers/token_estimator.hpp"
 
@@ -48,6 +49,16 @@ class field_checker {
     if (s.find('\0') == std::string::npos) return s;
     fail(field, "must not contain the character U+0000");
     return std::nullopt;
+  }
+
+  /// A message id: a canonical UUID string (any other text names no message).
+  std::optional<std::string> message_id(const char* field) {
+    auto id = text(field);
+    if (id && !is_canonical_uuid(*id)) {
+      fail(field, "must be the id of a message of this conversation");
+      return std::nullopt;
+    }
+    return id;
   }
 
   std::optional<bool> flag(const char* field) {
@@ -271,6 +282,9 @@ parsed<streamable<send_params>> parse_send_message(const json& body, const parse
   field_checker check(body, limits);
   streamable<send_params> request{check.message_fields(body, "")};
   request.stream = check.flag("stream").value_or(false);
+  // null is meaningful here: a new root rather than the active leaf.
+  if (auto parent = check.find("parent_id"))
+    request.params.parent_id = parent->is_null() ? std::nullopt : check.message_id("parent_id");
   return check.result(std::move(request));
 }
 
@@ -297,6 +311,7 @@ parsed<conversation_patch> parse_conversation_patch(const json& body, const pars
   }
   if (check.find("system_prompt")) patch.system_prompt = check.system_prompt("system_prompt");
   patch.metadata_json = check.metadata("metadata");
+  patch.active_message_id = check.message_id("active_message_id");
   return check.result(std::move(patch));
 }
 
@@ -311,7 +326,19 @@ parsed<streamable<regenerate_params>> parse_regenerate(const json& body,
   field_checker check(body, limits);
   streamable<regenerate_params> request;
   request.params.model = check.model("model");
+  request.params.message_id = check.message_id("message_id");
   request.stream = check.flag("stream").value_or(false);
+  return check.result(std::move(request));
+}
+
+parsed<fork_request> parse_fork(const json& body, const parse_limits& limits) {
+  field_checker check(body, limits);
+  fork_request request;
+  if (auto id = check.message_id("message_id"))
+    request.message_id = std::move(*id);
+  else if (!check.find("message_id") || check.find("message_id")->is_null())
+    check.fail("message_id", "is required");
+  request.title = check.title("title");
   return check.result(std::move(request));
 }
 
@@ -328,6 +355,17 @@ parsed<history_query> parse_history_query(const query_params& q) {
   out.limit = static_cast<unsigned>(limit->value_or(out.limit));
   out.after = after->value_or(0);
   out.before = *before;
+  if (auto view = q.find("view"); view != q.end()) {
+    if (view->second != "all" && view->second != "branch")
+      return invalid_field("view", "must be all or branch");
+    out.whole_tree = view->second == "all";
+  }
+  if (auto leaf = q.find("leaf_id"); leaf != q.end()) {
+    if (!is_canonical_uuid(leaf->second))
+      return invalid_field("leaf_id", "must be the id of a message of this conversation");
+    if (out.whole_tree) return invalid_field("leaf_id", "cannot be combined with view=all");
+    out.leaf_id = leaf->second;
+  }
   return out;
 }
 

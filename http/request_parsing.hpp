@@ -60,12 +60,16 @@ parsed<conversation_patch> parse_conversation_patch(const nlohmann::json& body,
 /// PATCH …/messages/{id}: the new content.
 parsed<std::string> parse_message_edit(const nlohmann::json& body, const parse_limits& limits);
 
+/// POST …/regenerate: optional model, message_id, stream.
 parsed<streamable<regenerate_params>> parse_regenerate(const nlohmann::json& body,
                                                        const parse_limits& limits);
 
+/// POST …/fork: message_id (required), title.
+parsed<fork_request> parse_fork(const nlohmann::json& body, const parse_limits& limits);
+
 using query_params = std::map<std::string, std::string>;
 
-/// GET …/messages: limit 1–200 (default 50), after or before.
+/// GET …/messages: limit 1–200 (default 50), after or before; leaf_id or view.
 parsed<history_query> parse_history_query(const query_params& q);
 
 struct list_query {

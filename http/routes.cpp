@@ -54,6 +54,7 @@ const std::vector<http_api::route_entry>& http_api::route_table() {
        {{http_method_patch(), &http_api::edit_message},
         {http_method_delete(), &http_api::delete_message}}},
       {"/v1/conversations/:id/regenerate", {{http_method_post(), &http_api::regenerate}}},
+      {"/v1/conversations/:id/fork", {{http_method_post(), &http_api::fork_conversation}}},
       {"/v1/conversations/:id/ws", {{http_method_get(), &http_api::open_websocket}}},
   };
   return table;

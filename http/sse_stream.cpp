@@ -37,6 +37,9 @@ bool sse_stream::deliver(const conversation_event& e) {
     case kind::done:
       bytes = sse_event("done", message_json(*e.message));
       break;
+    case kind::branch:
+      bytes = sse_event("branch", dump(branch_json(e.active_leaf_id)));
+      break;
     case kind::closed:
       end_with_error(render_problem(to_problem(*e.reason), request_id_));
       return false;

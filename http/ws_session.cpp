@@ -160,6 +160,12 @@ bool ws_session::deliver(const conversation_event& e) {
     case kind::done:
       send_text("{\"reply\":" + message_json(*e.message) + ",\"type\":\"done\"}");
       break;
+    case kind::branch: {
+      auto frame = branch_json(e.active_leaf_id);
+      frame["type"] = "branch";
+      send_json(frame);
+      break;
+    }
     case kind::closed: {
       auto p = to_problem(*e.reason);
       send_json({{"type", "error"}, {"error", problem_json(p, request_id_)}});

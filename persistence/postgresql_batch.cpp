@@ -171,6 +171,9 @@ void bind_conversation(parameters& p, const conversation_record& c) {
   p.number(c.usage.completion_tokens);
   p.number(c.usage.cost_usd);
   p.number(c.version);
+  p.text(c.active_leaf_id);
+  p.text(c.forked_from_conversation_id);
+  p.text(c.forked_from_message_id);
 }
 
 /// Binds sql::id_column.
@@ -198,6 +201,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.text(m->finish_reason);
               p.number(m->prompt_tokens);
               p.number(m->completion_tokens);
+              p.text(m->parent_id);
             });
 
   send_rows(out, statements::update_messages, plan.message_edits,
@@ -207,7 +211,14 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.number(e->edited_at);
             });
 
-  send_rows(out, statements::delete_messages, plan.deleted_messages, bind_id);
+  send_rows(out, statements::reparent_children, plan.deleted_messages,
+            [](parameters& p, const write::delete_message* d) {
+              p.text(d->conversation_id);
+              p.text(d->id);
+              p.text(d->parent_id);
+            });
+  send_rows(out, statements::delete_messages, plan.deleted_messages,
+            [](parameters& p, const write::delete_message* d) { p.text(d->id); });
 
   // A stale version fails the whole transaction (see update_conversations).
   send_rows(out, statements::update_conversations, plan.conversation_updates,

@@ -35,6 +35,12 @@ struct conversation_record {
   /// Goes up by one with every committed change: a writer holding an older
   /// version (another process changed the row meanwhile) gets a conflict.
   std::int64_t version = 1;
+  /// The last message of the branch shown and continued; none while empty.
+  /// Always a leaf: every operation that moves it moves it to one.
+  std::optional<std::string> active_leaf_id;
+  /// Set on a conversation made by a fork: where it was forked from.
+  std::optional<std::string> forked_from_conversation_id;
+  std::optional<std::string> forked_from_message_id;
 };
 
 /// One row of `messages`.
@@ -51,6 +57,12 @@ struct message_record {
   std::optional<std::string> finish_reason;
   std::optional<std::int64_t> prompt_tokens;
   std::optional<std::int64_t> completion_tokens;
+  /// The message this one follows in the tree; none for a root.
+  std::optional<std::string> parent_id;
+  // Where the message stands among its parent's children (seq order), as
+  // read from the database or decided when it was made: not columns.
+  std::int64_t sibling_index = 1;  ///< 1-based
+  std::int64_t sibling_count = 1;
 };
 
 /// What a POST that adds messages produced. Each operation fills what it
@@ -131,8 +143,11 @@ struct update_message {
   shared_text content;
   unix_ms edited_at = 0;
 };
+/// Removes a message; its children take its parent (`parent_id`) as theirs.
 struct delete_message {
   std::string id;
+  std::string conversation_id;
+  std::optional<std::string> parent_id;
 };
 struct add_usage {
   std::string user_id;

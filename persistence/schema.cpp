@@ -85,6 +85,21 @@ std::vector<migration> build(sql_dialect dialect) {
               " json_object('status', status, 'body', body))",
         "ALTER TABLE idempotency_keys DROP COLUMN status",
         "ALTER TABLE idempotency_keys DROP COLUMN body"}},
+      // Messages form a tree. Existing ones become a single branch in seq
+      // order, ending at the newest, which becomes the active leaf.
+      {5,
+       {"ALTER TABLE messages ADD COLUMN parent_id TEXT",
+        "UPDATE messages SET parent_id = (SELECT p.id FROM messages p"
+        " WHERE p.conversation_id = messages.conversation_id AND p.seq < messages.seq"
+        " ORDER BY p.seq DESC LIMIT 1)",
+        // A parent's children in seq order: sibling positions, the newest
+        // child, re-parenting on delete.
+        "CREATE INDEX messages_by_parent ON messages (conversation_id, parent_id, seq)",
+        "ALTER TABLE conversations ADD COLUMN active_leaf_id TEXT",
+        "ALTER TABLE conversations ADD COLUMN forked_from_conversation_id TEXT",
+        "ALTER TABLE conversations ADD COLUMN forked_from_message_id TEXT",
+        "UPDATE conversations SET active_leaf_id = (SELECT m.id FROM messages m"
+        " WHERE m.conversation_id = conversations.id ORDER BY m.seq DESC LIMIT 1)"}},
   };
 }
 

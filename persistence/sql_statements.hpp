@@ -91,20 +91,33 @@ inline std::string select_from(std::string_view table, std::span<const column> c
 
 /// A row of `conversations`.
 inline constexpr column conversation_columns[] = {
-    {"id", "text"},           {"user_id", "text"},         {"title", "text"},
-    {"model", "text"},        {"system_prompt", "text"},   {"metadata", "text"},
-    {"created_at", "bigint"}, {"updated_at", "bigint"},    {"message_count", "bigint"},
-    {"last_seq", "bigint"},   {"prompt_tokens", "bigint"}, {"completion_tokens", "bigint"},
-    {"cost_usd", "float8"},   {"version", "bigint"},
+    {"id", "text"},
+    {"user_id", "text"},
+    {"title", "text"},
+    {"model", "text"},
+    {"system_prompt", "text"},
+    {"metadata", "text"},
+    {"created_at", "bigint"},
+    {"updated_at", "bigint"},
+    {"message_count", "bigint"},
+    {"last_seq", "bigint"},
+    {"prompt_tokens", "bigint"},
+    {"completion_tokens", "bigint"},
+    {"cost_usd", "float8"},
+    {"version", "bigint"},
+    {"active_leaf_id", "text"},
+    {"forked_from_conversation_id", "text"},
+    {"forked_from_message_id", "text"},
 };
 
 /// What an update of a conversation sets: every column but those fixed when
-/// it was created (id, user_id, created_at), in conversation_columns' order.
+/// it was created (id, user_id, created_at, forked_from_*), in
+/// conversation_columns' order.
 inline constexpr column conversation_updated_columns[] = {
     {"title", "text"},      {"model", "text"},           {"system_prompt", "text"},
     {"metadata", "text"},   {"updated_at", "bigint"},    {"message_count", "bigint"},
     {"last_seq", "bigint"}, {"prompt_tokens", "bigint"}, {"completion_tokens", "bigint"},
-    {"cost_usd", "float8"}, {"version", "bigint"},
+    {"cost_usd", "float8"}, {"version", "bigint"},       {"active_leaf_id", "text"},
 };
 
 /// A row of `messages`.
@@ -120,6 +133,7 @@ inline constexpr column message_columns[] = {
     {"finish_reason", "text"},
     {"prompt_tokens", "bigint"},
     {"completion_tokens", "bigint"},
+    {"parent_id", "text"},
 };
 
 /// What an edit of a message sets.
@@ -158,6 +172,10 @@ inline constexpr column idempotency_answer_column[] = {{"answer", "text"}};
 
 /// The id of a conversation or a message.
 inline constexpr column id_column[] = {{"id", "text"}};
+
+/// What a message's deletion needs: the message, and what its children are re-parented to.
+inline constexpr column reparent_columns[] = {
+    {"conversation_id", "text"}, {"id", "text"}, {"parent_id", "text"}};
 
 /// The version a conversation update expects to replace (optimistic concurrency).
 inline constexpr column expected_version_column[] = {{"expected", "bigint"}};
@@ -211,21 +229,109 @@ inline constexpr std::string_view delete_conversation = "DELETE FROM conversatio
 
 // messages
 
+namespace detail {
+
+/// The number of `m`'s siblings (itself included) `condition` selects. The
+/// two forms, for a root and for a child, each use messages_by_parent.
+inline std::string count_siblings(std::string_view condition) {
+  return cat(
+      {"CASE WHEN m.parent_id IS NULL THEN (SELECT COUNT(*) FROM messages s"
+       " WHERE s.conversation_id = m.conversation_id AND s.parent_id IS NULL",
+       condition,
+       ") ELSE (SELECT COUNT(*) FROM messages s"
+       " WHERE s.conversation_id = m.conversation_id AND s.parent_id = m.parent_id",
+       condition, ") END"});
+}
+
+/// `WITH RECURSIVE branch(...)`: the ids of the branch that ends at :leaf in
+/// conversation :c, walking up to the root while `more` holds for the next
+/// parent `p` (the walk's row is `b`, its depth `b.depth`, 1 at :leaf).
+/// Every step goes to a lower seq, so no data can make it loop.
+inline std::string walk_up(std::string_view more) {
+  return cat(
+      {"WITH RECURSIVE branch(id, parent_id, seq, depth) AS ("
+       "SELECT id, parent_id, seq, 1 FROM messages WHERE id = :leaf AND conversation_id = :c"
+       " UNION ALL SELECT p.id, p.parent_id, p.seq, b.depth + 1"
+       " FROM branch b JOIN messages p ON p.id = b.parent_id WHERE p.seq < b.seq",
+       more, ") "});
+}
+
+}  // namespace detail
+
+/// A message row as read: message_columns of `m`, then its position among
+/// its parent's children (sibling_index, 1-based, in seq order) and their number.
+inline const std::string select_message_rows =
+    detail::cat({"SELECT ", detail::each(message_columns, "m.@"), ", ",
+                 detail::count_siblings(" AND s.seq <= m.seq"), ", ", detail::count_siblings(""),
+                 " FROM messages m"});
+
 /// Up to :n messages of a conversation before a seq, last first.
 /// Binds :c (conversation), :b (seq), :n.
 inline const std::string select_messages_before =
-    detail::cat({detail::select_from("messages", message_columns),
-                 " WHERE conversation_id = :c AND seq < :b ORDER BY seq DESC LIMIT :n"});
+    detail::cat({select_message_rows,
+                 " WHERE m.conversation_id = :c AND m.seq < :b ORDER BY m.seq DESC LIMIT :n"});
 
 /// Up to :n messages of a conversation after a seq, first first.
 /// Binds :c (conversation), :a (seq), :n.
 inline const std::string select_messages_after =
-    detail::cat({detail::select_from("messages", message_columns),
-                 " WHERE conversation_id = :c AND seq > :a ORDER BY seq ASC LIMIT :n"});
+    detail::cat({select_message_rows,
+                 " WHERE m.conversation_id = :c AND m.seq > :a ORDER BY m.seq ASC LIMIT :n"});
 
 /// Binds :id (the message), :c (its conversation).
-inline const std::string select_message = detail::cat(
-    {detail::select_from("messages", message_columns), " WHERE id = :id AND conversation_id = :c"});
+inline const std::string select_message =
+    detail::cat({select_message_rows, " WHERE m.id = :id AND m.conversation_id = :c"});
+
+/// Up to :n messages of the branch ending at :leaf, from :leaf towards the
+/// root (newest first): reads no more of the branch than it returns.
+/// Binds :leaf, :c (its conversation), :n.
+inline const std::string walk_branch =
+    detail::cat({detail::walk_up(" AND b.depth < :n"), select_message_rows,
+                 " JOIN branch b ON m.id = b.id ORDER BY m.seq DESC"});
+
+/// The first :n messages after seq :a of the branch ending at :leaf, first
+/// first: walks no higher than :a. Binds :leaf, :c, :a, :a2 (the same), :n.
+inline const std::string select_branch_after =
+    detail::cat({detail::walk_up(" AND p.seq > :a"), select_message_rows,
+                 " JOIN branch b ON m.id = b.id WHERE m.seq > :a2 ORDER BY m.seq ASC LIMIT :n"});
+
+/// The last :n messages before seq :b of the branch ending at :leaf, last
+/// first. Binds :leaf, :c, :b, :n.
+inline const std::string select_branch_before =
+    detail::cat({detail::walk_up(""), select_message_rows,
+                 " JOIN branch b ON m.id = b.id WHERE m.seq < :b ORDER BY m.seq DESC LIMIT :n"});
+
+/// The number of messages from the root to :leaf. Binds :leaf, :c.
+inline const std::string count_branch =
+    detail::cat({detail::walk_up(""), "SELECT COUNT(*) FROM branch"});
+
+/// 1 when message :x (at seq :s) lies on the branch ending at :leaf, else 0;
+/// walks no higher than :x. Binds :leaf, :c, :s, :x.
+inline const std::string branch_contains =
+    detail::cat({detail::walk_up(" AND p.seq >= :s"), "SELECT COUNT(*) FROM branch WHERE id = :x"});
+
+/// The newest leaf under message :m (itself when it has no children),
+/// following the newest child at each step and never message :x. Binds :m,
+/// :c (its conversation), :c2 (the same), :x.
+inline constexpr std::string_view newest_leaf =
+    "WITH RECURSIVE down(id, seq) AS ("
+    "SELECT id, seq FROM messages WHERE id = :m AND conversation_id = :c"
+    " UNION ALL SELECT k.id, k.seq FROM down d JOIN messages k ON k.id = ("
+    "SELECT x.id FROM messages x WHERE x.conversation_id = :c2 AND x.parent_id = d.id"
+    " AND x.id <> :x ORDER BY x.seq DESC LIMIT 1) WHERE k.seq > d.seq)"
+    " SELECT id FROM down ORDER BY seq DESC LIMIT 1";
+
+/// The newest root of conversation :c other than message :x. Binds :c, :x.
+inline constexpr std::string_view newest_root =
+    "SELECT id FROM messages WHERE conversation_id = :c AND parent_id IS NULL AND id <> :x"
+    " ORDER BY seq DESC LIMIT 1";
+
+/// The number of children of message :p. Binds :c (its conversation), :p.
+inline constexpr std::string_view count_children =
+    "SELECT COUNT(*) FROM messages WHERE conversation_id = :c AND parent_id = :p";
+
+/// The number of roots of conversation :c. Binds :c.
+inline constexpr std::string_view count_roots =
+    "SELECT COUNT(*) FROM messages WHERE conversation_id = :c AND parent_id IS NULL";
 
 /// Binds message_columns.
 inline const std::string insert_message = detail::cat(
@@ -237,6 +343,12 @@ inline const std::string update_message = detail::cat(
 
 /// Binds :id.
 inline constexpr std::string_view delete_message = "DELETE FROM messages WHERE id = :id";
+
+/// A deleted message's children take its parent as theirs.
+/// Binds :parent_id, then :conversation_id and :id (the deleted message).
+inline constexpr std::string_view reparent_children =
+    "UPDATE messages SET parent_id = :parent_id WHERE conversation_id = :conversation_id"
+    " AND parent_id = :id";
 
 // usage
 
@@ -386,6 +498,15 @@ inline const multi_row update_messages = [] {
 
 /// Rows of id_column.
 inline const multi_row delete_messages = detail::delete_where_in("messages", "id");
+
+/// Rows of reparent_columns: each deleted message's children take its parent.
+inline const multi_row reparent_children = [] {
+  auto row = sql::detail::join({reparent_columns});
+  return multi_row{"UPDATE messages AS m SET parent_id = v.parent_id FROM (VALUES ", row,
+                   detail::cat({") AS v(", detail::names(row),
+                                ") WHERE m.conversation_id = v.conversation_id"
+                                " AND m.parent_id = v.id"})};
+}();
 
 /// Rows of usage_columns; each adds to the totals of a row already there.
 inline const multi_row add_usage = [] {

@@ -83,6 +83,9 @@ conversation_record to_conversation(const soci::row& r) {
   c.usage.completion_tokens = get_int(r, 11);
   c.usage.cost_usd = get_double(r, 12);
   c.version = get_int(r, 13);
+  c.active_leaf_id = get_opt_string(r, 14);
+  c.forked_from_conversation_id = get_opt_string(r, 15);
+  c.forked_from_message_id = get_opt_string(r, 16);
   return c;
 }
 
@@ -99,6 +102,9 @@ message_record to_message(const soci::row& r) {
   m.finish_reason = get_opt_string(r, 8);
   m.prompt_tokens = get_opt_int(r, 9);
   m.completion_tokens = get_opt_int(r, 10);
+  m.parent_id = get_opt_string(r, 11);
+  m.sibling_index = get_int(r, 12);
+  m.sibling_count = get_int(r, 13);
   return m;
 }
 
@@ -243,21 +249,13 @@ class sql_store final : public store {
                                             std::optional<std::int64_t> before_seq,
                                             unsigned limit) override {
     return guarded([&] {
-      std::vector<message_record> out;
       long long n = limit;
-      if (before_seq) {
-        long long before = *before_seq;
-        soci::rowset<soci::row> rows =
-            (session_.prepare << sql::select_messages_before, soci::use(conversation_id),
-             soci::use(before), soci::use(n));
-        for (auto& r : rows) out.push_back(to_message(r));
-        std::reverse(out.begin(), out.end());
-      } else {
-        long long after = after_seq;
-        soci::rowset<soci::row> rows = (session_.prepare << sql::select_messages_after,
-                                        soci::use(conversation_id), soci::use(after), soci::use(n));
-        for (auto& r : rows) out.push_back(to_message(r));
-      }
+      if (!before_seq)
+        return select_messages(sql::select_messages_after, conversation_id,
+                               static_cast<long long>(after_seq), n);
+      auto out = select_messages(sql::select_messages_before, conversation_id,
+                                 static_cast<long long>(*before_seq), n);
+      std::reverse(out.begin(), out.end());
       return out;
     });
   }
@@ -269,6 +267,82 @@ class sql_store final : public store {
                                       soci::use(message_id), soci::use(conversation_id));
       for (auto& r : rows) return to_message(r);
       return std::nullopt;
+    });
+  }
+
+  std::vector<message_record> walk_branch(const std::string& conversation_id,
+                                          const std::string& leaf_id, unsigned limit) override {
+    return guarded([&] {
+      return select_messages(sql::walk_branch, leaf_id, conversation_id,
+                             static_cast<long long>(limit));
+    });
+  }
+
+  std::vector<message_record> list_branch(const std::string& conversation_id,
+                                          const std::string& leaf_id, std::int64_t after_seq,
+                                          std::optional<std::int64_t> before_seq,
+                                          unsigned limit) override {
+    return guarded([&] {
+      long long n = limit, after = after_seq;
+      if (!before_seq)
+        return select_messages(sql::select_branch_after, leaf_id, conversation_id, after, after, n);
+      auto out = select_messages(sql::select_branch_before, leaf_id, conversation_id,
+                                 static_cast<long long>(*before_seq), n);
+      std::reverse(out.begin(), out.end());
+      return out;
+    });
+  }
+
+  std::int64_t branch_length(const std::string& conversation_id,
+                             const std::string& leaf_id) override {
+    return guarded([&] {
+      long long n = 0;
+      session_ << sql::count_branch, soci::use(leaf_id), soci::use(conversation_id), soci::into(n);
+      return static_cast<std::int64_t>(n);
+    });
+  }
+
+  bool branch_contains(const std::string& conversation_id, const std::string& leaf_id,
+                       const message_record& message) override {
+    return guarded([&] {
+      long long n = 0, seq = message.seq;
+      session_ << sql::branch_contains, soci::use(leaf_id), soci::use(conversation_id),
+          soci::use(seq), soci::use(message.id), soci::into(n);
+      return n > 0;
+    });
+  }
+
+  std::optional<std::string> newest_leaf(const std::string& conversation_id,
+                                         const std::optional<std::string>& from,
+                                         const std::string& excluded) override {
+    return guarded([&]() -> std::optional<std::string> {
+      std::string start, leaf;
+      soci::indicator ind = soci::i_null;
+      if (from) {
+        start = *from;
+      } else {
+        session_ << sql::newest_root, soci::use(conversation_id), soci::use(excluded),
+            soci::into(start, ind);
+        if (!session_.got_data() || ind == soci::i_null) return std::nullopt;
+      }
+      ind = soci::i_null;
+      session_ << sql::newest_leaf, soci::use(start), soci::use(conversation_id),
+          soci::use(conversation_id), soci::use(excluded), soci::into(leaf, ind);
+      if (!session_.got_data() || ind == soci::i_null) return std::nullopt;
+      return leaf;
+    });
+  }
+
+  std::int64_t child_count(const std::string& conversation_id,
+                           const std::optional<std::string>& parent_id) override {
+    return guarded([&] {
+      long long n = 0;
+      if (parent_id)
+        session_ << sql::count_children, soci::use(conversation_id), soci::use(*parent_id),
+            soci::into(n);
+      else
+        session_ << sql::count_roots, soci::use(conversation_id), soci::into(n);
+      return static_cast<std::int64_t>(n);
     });
   }
 
@@ -338,6 +412,7 @@ class sql_store final : public store {
           insert_message(s),
           update_message(s),
           delete_message(s),
+          reparent_children(s),
           add_usage(s),
           put_idempotency(s),
           replace_idempotency(s) {
@@ -355,6 +430,10 @@ class sql_store final : public store {
         insert_conversation.exchange(use(*v));
       insert_conversation.exchange(use(c.cost_usd));
       insert_conversation.exchange(use(c.version));
+      insert_conversation.exchange(use(c.active_leaf_id, c.active_leaf_id_ind));
+      insert_conversation.exchange(
+          use(c.forked_from_conversation_id, c.forked_from_conversation_ind));
+      insert_conversation.exchange(use(c.forked_from_message_id, c.forked_from_message_ind));
       insert_conversation.define_and_bind();
 
       update_conversation.alloc();
@@ -368,6 +447,7 @@ class sql_store final : public store {
         update_conversation.exchange(use(*v));
       update_conversation.exchange(use(c.cost_usd));
       update_conversation.exchange(use(c.version));
+      update_conversation.exchange(use(c.active_leaf_id, c.active_leaf_id_ind));
       update_conversation.exchange(use(c.id));
       update_conversation.exchange(use(c.expected));
       update_conversation.define_and_bind();
@@ -389,6 +469,7 @@ class sql_store final : public store {
       insert_message.exchange(use(m.finish_reason, m.finish_reason_ind));
       insert_message.exchange(use(m.prompt_tokens, m.prompt_tokens_ind));
       insert_message.exchange(use(m.completion_tokens, m.completion_tokens_ind));
+      insert_message.exchange(use(m.parent_id, m.parent_id_ind));
       insert_message.define_and_bind();
 
       update_message.alloc();
@@ -399,6 +480,13 @@ class sql_store final : public store {
       update_message.define_and_bind();
 
       bind_one(delete_message, sql::delete_message, id);
+
+      reparent_children.alloc();
+      reparent_children.prepare(std::string(sql::reparent_children));
+      reparent_children.exchange(use(m.parent_id, m.parent_id_ind));
+      reparent_children.exchange(use(m.conversation_id));
+      reparent_children.exchange(use(id));
+      reparent_children.define_and_bind();
 
       add_usage.alloc();
       add_usage.prepare(sql::add_usage);
@@ -433,18 +521,21 @@ class sql_store final : public store {
 
     // The bound variables.
     struct {
-      std::string id, user_id, title, model, system_prompt, metadata;
-      soci::indicator title_ind = soci::i_ok, system_prompt_ind = soci::i_ok;
+      std::string id, user_id, title, model, system_prompt, metadata, active_leaf_id,
+          forked_from_conversation_id, forked_from_message_id;
+      soci::indicator title_ind = soci::i_ok, system_prompt_ind = soci::i_ok,
+                      active_leaf_id_ind = soci::i_ok, forked_from_conversation_ind = soci::i_ok,
+                      forked_from_message_ind = soci::i_ok;
       long long created_at = 0, updated_at = 0, message_count = 0, last_seq = 0, prompt_tokens = 0,
                 completion_tokens = 0, version = 0, expected = 0;
       double cost_usd = 0;
     } conversation;
     struct {
-      std::string id, conversation_id, role, content, model, finish_reason;
+      std::string id, conversation_id, role, content, model, finish_reason, parent_id;
       long long seq = 0, created_at = 0, edited_at = 0, prompt_tokens = 0, completion_tokens = 0;
       soci::indicator edited_at_ind = soci::i_ok, model_ind = soci::i_ok,
                       finish_reason_ind = soci::i_ok, prompt_tokens_ind = soci::i_ok,
-                      completion_tokens_ind = soci::i_ok;
+                      completion_tokens_ind = soci::i_ok, parent_id_ind = soci::i_ok;
     } message;
     struct {
       std::string user_id, day, model;
@@ -458,8 +549,8 @@ class sql_store final : public store {
     std::string id;
 
     soci::statement insert_conversation, update_conversation, delete_conversation_messages,
-        delete_conversation, insert_message, update_message, delete_message, add_usage,
-        put_idempotency, replace_idempotency;
+        delete_conversation, insert_message, update_message, delete_message, reparent_children,
+        add_usage, put_idempotency, replace_idempotency;
   };
 
   prepared_writes& writes() {
@@ -489,6 +580,10 @@ class sql_store final : public store {
     b.completion_tokens = c.usage.completion_tokens;
     b.cost_usd = c.usage.cost_usd;
     b.version = c.version;
+    set(b.active_leaf_id, b.active_leaf_id_ind, c.active_leaf_id);
+    set(b.forked_from_conversation_id, b.forked_from_conversation_ind,
+        c.forked_from_conversation_id);
+    set(b.forked_from_message_id, b.forked_from_message_ind, c.forked_from_message_id);
   }
 
   /// Runs `plan` a row at a time through the prepared statements; each binds
@@ -509,8 +604,11 @@ class sql_store final : public store {
       w.message.id = e->id;
       w.update_message.execute(true);
     }
-    for (auto id : plan.deleted_messages) {
-      w.id = *id;
+    for (auto d : plan.deleted_messages) {
+      w.id = d->id;
+      w.message.conversation_id = d->conversation_id;
+      set(w.message.parent_id, w.message.parent_id_ind, d->parent_id);
+      w.reparent_children.execute(true);
       w.delete_message.execute(true);
     }
     for (auto& u : plan.conversation_updates) {
@@ -572,6 +670,17 @@ class sql_store final : public store {
     set(b.finish_reason, b.finish_reason_ind, m.finish_reason);
     set(b.prompt_tokens, b.prompt_tokens_ind, prompt);
     set(b.completion_tokens, b.completion_tokens_ind, completion);
+    set(b.parent_id, b.parent_id_ind, m.parent_id);
+  }
+
+  /// The messages `statement` selects, its markers bound to `values` in order.
+  template <class... Values>
+  std::vector<message_record> select_messages(const std::string& statement,
+                                              const Values&... values) {
+    std::vector<message_record> out;
+    soci::rowset<soci::row> rows = ((session_.prepare << statement), ..., soci::use(values));
+    for (auto& r : rows) out.push_back(to_message(r));
+    return out;
   }
 
   /// The libpq connection, or null while a reconnect has failed (SOCI then
@@ -738,6 +847,35 @@ class locked_store final : public store {
   std::optional<message_record> find_message(const std::string& conversation_id,
                                              const std::string& message_id) override {
     return with([&](store& s) { return s.find_message(conversation_id, message_id); });
+  }
+  std::vector<message_record> walk_branch(const std::string& conversation_id,
+                                          const std::string& leaf_id, unsigned limit) override {
+    return with([&](store& s) { return s.walk_branch(conversation_id, leaf_id, limit); });
+  }
+  std::vector<message_record> list_branch(const std::string& conversation_id,
+                                          const std::string& leaf_id, std::int64_t after_seq,
+                                          std::optional<std::int64_t> before_seq,
+                                          unsigned limit) override {
+    return with([&](store& s) {
+      return s.list_branch(conversation_id, leaf_id, after_seq, before_seq, limit);
+    });
+  }
+  std::int64_t branch_length(const std::string& conversation_id,
+                             const std::string& leaf_id) override {
+    return with([&](store& s) { return s.branch_length(conversation_id, leaf_id); });
+  }
+  bool branch_contains(const std::string& conversation_id, const std::string& leaf_id,
+                       const message_record& message) override {
+    return with([&](store& s) { return s.branch_contains(conversation_id, leaf_id, message); });
+  }
+  std::optional<std::string> newest_leaf(const std::string& conversation_id,
+                                         const std::optional<std::string>& from,
+                                         const std::string& excluded) override {
+    return with([&](store& s) { return s.newest_leaf(conversation_id, from, excluded); });
+  }
+  std::int64_t child_count(const std::string& conversation_id,
+                           const std::optional<std::string>& parent_id) override {
+    return with([&](store& s) { return s.child_count(conversation_id, parent_id); });
   }
   std::optional<idempotency_record> find_idempotency(const std::string& user_id,
                                                      const std::string& key) override {

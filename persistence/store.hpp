@@ -49,6 +49,40 @@ class store {
   virtual std::optional<message_record> find_message(const std::string& conversation_id,
                                                      const std::string& message_id) = 0;
 
+  // --- the message tree ---
+  // Each message read carries its parent and its place among its siblings.
+
+  /// Up to `limit` messages of the branch that ends at `leaf_id`, from it
+  /// towards the root (newest first). Reads no more than it returns.
+  virtual std::vector<message_record> walk_branch(const std::string& conversation_id,
+                                                  const std::string& leaf_id, unsigned limit) = 0;
+
+  /// list_messages' page, over the branch that ends at `leaf_id` only.
+  virtual std::vector<message_record> list_branch(const std::string& conversation_id,
+                                                  const std::string& leaf_id,
+                                                  std::int64_t after_seq,
+                                                  std::optional<std::int64_t> before_seq,
+                                                  unsigned limit) = 0;
+
+  /// The number of messages from the root to `leaf_id`.
+  virtual std::int64_t branch_length(const std::string& conversation_id,
+                                     const std::string& leaf_id) = 0;
+
+  /// Whether `message` lies on the branch that ends at `leaf_id`.
+  virtual bool branch_contains(const std::string& conversation_id, const std::string& leaf_id,
+                               const message_record& message) = 0;
+
+  /// The newest leaf under `from` (itself when it has no children), taking
+  /// the newest child at each step and never `excluded`; from the newest root
+  /// when `from` is none. None when there is no such message.
+  virtual std::optional<std::string> newest_leaf(const std::string& conversation_id,
+                                                 const std::optional<std::string>& from,
+                                                 const std::string& excluded) = 0;
+
+  /// The number of children of `parent_id`, or of roots when it is none.
+  virtual std::int64_t child_count(const std::string& conversation_id,
+                                   const std::optional<std::string>& parent_id) = 0;
+
   virtual std::optional<idempotency_record> find_idempotency(const std::string& user_id,
                                                              const std::string& key) = 0;
 

@@ -48,6 +48,9 @@ json encode(const conversation_record& c) {
          {"version", c.version}};
   put_optional(j, "title", c.title);
   put_optional(j, "system_prompt", c.system_prompt);
+  put_optional(j, "active_leaf_id", c.active_leaf_id);
+  put_optional(j, "forked_from_conversation_id", c.forked_from_conversation_id);
+  put_optional(j, "forked_from_message_id", c.forked_from_message_id);
   return j;
 }
 
@@ -67,6 +70,10 @@ conversation_record decode_conversation(const json& j) {
   c.usage.completion_tokens = j.at("completion_tokens").get<std::int64_t>();
   c.usage.cost_usd = j.at("cost_usd").get<double>();
   c.version = j.at("version").get<std::int64_t>();
+  // Absent from answers stored before messages formed a tree.
+  c.active_leaf_id = get_optional<std::string>(j, "active_leaf_id");
+  c.forked_from_conversation_id = get_optional<std::string>(j, "forked_from_conversation_id");
+  c.forked_from_message_id = get_optional<std::string>(j, "forked_from_message_id");
   return c;
 }
 
@@ -78,6 +85,9 @@ json encode(const message_record& m) {
   put_optional(j, "finish_reason", m.finish_reason);
   put_optional(j, "prompt_tokens", m.prompt_tokens);
   put_optional(j, "completion_tokens", m.completion_tokens);
+  put_optional(j, "parent_id", m.parent_id);
+  j["sibling_index"] = m.sibling_index;
+  j["sibling_count"] = m.sibling_count;
   return j;
 }
 
@@ -94,6 +104,9 @@ message_record decode_message(const json& j) {
   m.finish_reason = get_optional<std::string>(j, "finish_reason");
   m.prompt_tokens = get_optional<std::int64_t>(j, "prompt_tokens");
   m.completion_tokens = get_optional<std::int64_t>(j, "completion_tokens");
+  m.parent_id = get_optional<std::string>(j, "parent_id");
+  m.sibling_index = j.value("sibling_index", std::int64_t{1});
+  m.sibling_count = j.value("sibling_count", std::int64_t{1});
   return m;
 }
 

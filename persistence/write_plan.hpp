@@ -28,8 +28,8 @@ struct write_plan {
 
   std::vector<const conversation_record*> inserted_conversations;
   std::vector<const message_record*> inserted_messages;
-  std::vector<const write::update_message*> message_edits;  ///< the last per message
-  std::vector<const std::string*> deleted_messages;
+  std::vector<const write::update_message*> message_edits;     ///< the last per message
+  std::vector<const write::delete_message*> deleted_messages;  ///< children re-parented first
   std::vector<conversation_update> conversation_updates;
   std::vector<const std::string*> deleted_conversations;
   std::vector<usage_total> usage;

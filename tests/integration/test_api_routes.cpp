@@ -183,13 +183,16 @@ BOOST_AUTO_TEST_CASE(messages_send_list_edit_delete_regenerate) {
   BOOST_TEST(regen.json()["reply"]["seq"] == 7);  // seqs are never reused
   BOOST_TEST(c.get(base).json()["message_count"] == 6);
 
-  // Delete the newest message: the next one still gets a higher seq.
+  // Delete the newest message: the reply it replaced, kept as its sibling,
+  // ends the branch again, and the next message still gets a higher seq.
   auto newest = regen.json()["reply"]["id"].get<std::string>();
   BOOST_TEST(c.del(base + "/messages/" + newest).status == 204);
   expect_problem(c.del(base + "/messages/" + newest), 404);
+  BOOST_TEST(c.get(base).json()["message_count"] == 6);
   auto next = c.post(base + "/messages", {{"content", "three"}}).json();
   BOOST_TEST(next["message"]["seq"] == 8);
-  BOOST_TEST(c.get(base).json()["message_count"] == 7);
+  BOOST_TEST(next["message"]["parent_id"] == all["data"][5]["id"]);
+  BOOST_TEST(c.get(base).json()["message_count"] == 8);
 }
 
 BOOST_AUTO_TEST_CASE(context_window_leaves_out_old_messages) {

@@ -31,6 +31,33 @@ class forwarding_store : public store {
                                              const std::string& message_id) override {
     return inner_->find_message(conversation_id, message_id);
   }
+  std::vector<message_record> walk_branch(const std::string& conversation_id,
+                                          const std::string& leaf_id, unsigned limit) override {
+    return inner_->walk_branch(conversation_id, leaf_id, limit);
+  }
+  std::vector<message_record> list_branch(const std::string& conversation_id,
+                                          const std::string& leaf_id, std::int64_t after_seq,
+                                          std::optional<std::int64_t> before_seq,
+                                          unsigned limit) override {
+    return inner_->list_branch(conversation_id, leaf_id, after_seq, before_seq, limit);
+  }
+  std::int64_t branch_length(const std::string& conversation_id,
+                             const std::string& leaf_id) override {
+    return inner_->branch_length(conversation_id, leaf_id);
+  }
+  bool branch_contains(const std::string& conversation_id, const std::string& leaf_id,
+                       const message_record& message) override {
+    return inner_->branch_contains(conversation_id, leaf_id, message);
+  }
+  std::optional<std::string> newest_leaf(const std::string& conversation_id,
+                                         const std::optional<std::string>& from,
+                                         const std::string& excluded) override {
+    return inner_->newest_leaf(conversation_id, from, excluded);
+  }
+  std::int64_t child_count(const std::string& conversation_id,
+                           const std::optional<std::string>& parent_id) override {
+    return inner_->child_count(conversation_id, parent_id);
+  }
   std::optional<idempotency_record> find_idempotency(const std::string& user_id,
                                                      const std::string& key) override {
     return inner_->find_idempotency(user_id, key);

@@ -19,7 +19,8 @@ inline conversation_record sample_conversation(const std::string& id, const std:
   return c;
 }
 
-/// Message `seq` of `conversation`, id "<conversation>-m<seq>", odd seqs from the user.
+/// Message `seq` of `conversation`, id "<conversation>-m<seq>", odd seqs from
+/// the user; each follows the one before (one branch in seq order).
 inline message_record sample_message(const std::string& conversation, std::int64_t seq) {
   message_record m;
   m.id = conversation + "-m" + std::to_string(seq);
@@ -28,6 +29,7 @@ inline message_record sample_message(const std::string& conversation, std::int64
   m.role = seq % 2 ? "user" : "assistant";
   m.content = "message " + std::to_string(seq);
   m.created_at = 1000 + seq;
+  if (seq > 1) m.parent_id = conversation + "-m" + std::to_string(seq - 1);
   return m;
 }
 

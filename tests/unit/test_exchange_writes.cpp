@@ -76,6 +76,7 @@ BOOST_AUTO_TEST_CASE(a_send_with_a_reply_adds_two_messages_and_prices_the_reply)
   auto c = commit_exchange(row(4, 4), facts, reply, {1000, 500}, priced_model(), noon);
   BOOST_TEST(c.meta.message_count == 6);
   BOOST_TEST(c.meta.last_seq == 6);
+  BOOST_TEST(*c.meta.active_leaf_id == reply.id);  // the branch now ends at the reply
   BOOST_TEST(c.meta.version == 8);
   BOOST_TEST(c.meta.updated_at == noon);
   // 1,000 prompt tokens at $3 and 500 completion tokens at $15 a million.
@@ -134,18 +135,18 @@ BOOST_AUTO_TEST_CASE(a_new_conversation_is_inserted_first_as_it_ends_up) {
   BOOST_TEST(c.result.conversation->message_count == 2);
 }
 
-BOOST_AUTO_TEST_CASE(a_regenerated_reply_replaces_the_last_one) {
+BOOST_AUTO_TEST_CASE(a_regenerated_reply_takes_the_last_ones_place_on_the_branch) {
   auto reply = message(7, "assistant", "again");
   std::string replaced = "assistant-6";
   exchange_facts facts;
   facts.replaces = &replaced;
   auto c = commit_exchange(row(6, 6), facts, reply, {5, 5}, priced_model(), noon);
-  BOOST_TEST(c.meta.message_count == 6);  // one gone, one added
+  BOOST_TEST(c.meta.message_count == 6);  // one off the branch, one on it
   BOOST_TEST(c.meta.last_seq == 7);       // seqs are never given out twice
-  std::vector<std::string> expected{"add_usage", "update_conversation", "delete_message",
-                                    "insert_message"};
+  BOOST_TEST(*c.meta.active_leaf_id == reply.id);
+  // The replaced reply stays, a sibling of the new one.
+  std::vector<std::string> expected{"add_usage", "update_conversation", "insert_message"};
   BOOST_TEST(kinds(c.writes) == expected, boost::test_tools::per_element());
-  BOOST_TEST(op<write::delete_message>(c.writes, 2).id == "assistant-6");
   BOOST_TEST(!c.result.message);
 }
 
@@ -190,6 +191,7 @@ BOOST_AUTO_TEST_CASE(a_streamed_user_message_is_committed_before_its_reply) {
   auto c = commit_user_message(row(4, 4), user, false, noon);
   BOOST_TEST(c.meta.message_count == 5);
   BOOST_TEST(c.meta.last_seq == 5);
+  BOOST_TEST(*c.meta.active_leaf_id == user.id);
   BOOST_TEST(c.meta.version == 8);
   std::vector<std::string> expected{"update_conversation", "insert_message"};
   BOOST_TEST(kinds(c.writes) == expected, boost::test_tools::per_element());

@@ -60,6 +60,9 @@ json message_as_a_tree(const message_record& m) {
       {"content", m.content.str()},
       {"created_at", format_rfc3339(m.created_at)},
       {"edited_at", m.edited_at ? json(format_rfc3339(*m.edited_at)) : json(nullptr)},
+      {"parent_id", m.parent_id ? json(*m.parent_id) : json(nullptr)},
+      {"sibling_index", m.sibling_index},
+      {"sibling_count", m.sibling_count},
   };
   if (m.model) {
     j["model"] = *m.model;
@@ -82,6 +85,9 @@ message_record random_message(std::mt19937& random, int round) {
   m.content = random_text(random);
   m.created_at = 1'764'979'200'000 + static_cast<std::int64_t>(random() % 1'000'000);
   if (round % 3 == 0) m.edited_at = m.created_at + 5;
+  if (round % 4 != 0) m.parent_id = round % 19 == 0 ? random_text(random) : m.conversation_id;
+  m.sibling_count = static_cast<std::int64_t>(random() % 1000) + 1;
+  m.sibling_index = static_cast<std::int64_t>(random()) % m.sibling_count + 1;
   if (round % 2) {
     m.model = round % 7 == 0 ? random_text(random) : "echo";
     if (round % 4 != 1) m.finish_reason = round % 8 == 3 ? random_text(random) : "stop";

@@ -39,6 +39,17 @@ message_record message(const std::string& conv, std::int64_t seq) {
 
 void commit(store& db, write_set set) { db.commit({&set}); }
 
+/// Brings a new database to schema `version`, as an older release left it.
+void migrate_to(testing::scratch_database& db, int version) {
+  auto dialect = testing::testing_postgresql() ? sql_dialect::postgresql : sql_dialect::sqlite;
+  db.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)");
+  for (auto& m : migrations(dialect)) {
+    if (m.version > version) break;
+    for (auto& statement : m.statements) db.execute(statement);
+    db.execute("INSERT INTO schema_version (version) VALUES (" + std::to_string(m.version) + ")");
+  }
+}
+
 }  // namespace
 
 BOOST_FIXTURE_TEST_SUITE(store, fresh_store)
@@ -64,6 +75,9 @@ BOOST_AUTO_TEST_CASE(round_trips_every_column) {
   c.system_prompt = "terse";
   c.metadata_json = "{\"k\":\"v\"}";
   c.usage = {10, 20, 0.25};
+  c.active_leaf_id = "c1-m1";
+  c.forked_from_conversation_id = "c0";
+  c.forked_from_message_id = "c0-m9";
   auto m = message("c1", 1);
   m.model = "echo";
   m.finish_reason = "stop";
@@ -77,6 +91,9 @@ BOOST_AUTO_TEST_CASE(round_trips_every_column) {
   BOOST_TEST(back->metadata_json == "{\"k\":\"v\"}");
   BOOST_TEST(back->usage.completion_tokens == 20);
   BOOST_TEST(back->usage.cost_usd == 0.25);
+  BOOST_TEST(*back->active_leaf_id == "c1-m1");
+  BOOST_TEST(*back->forked_from_conversation_id == "c0");
+  BOOST_TEST(*back->forked_from_message_id == "c0-m9");
   auto msgs = db->list_messages("c1", 0, std::nullopt, 10);
   BOOST_REQUIRE(msgs.size() == 1u);
   BOOST_TEST(*msgs[0].model == "echo");
@@ -135,7 +152,7 @@ BOOST_AUTO_TEST_CASE(updates_and_deletes) {
   auto m1 = db->find_message("c1", "c1-m1");
   BOOST_TEST(m1->content == "edited");
   BOOST_TEST(*m1->edited_at == 77);
-  commit(*db, {write::delete_message{"c1-m2"}});
+  commit(*db, {write::delete_message{"c1-m2", "c1", std::string("c1-m1")}});
   BOOST_TEST(db->list_messages("c1", 0, std::nullopt, 10).size() == 1u);
   commit(*db, {write::delete_conversation{"c1"}});
   BOOST_TEST(!db->find_conversation("c1").has_value());
@@ -195,13 +212,7 @@ BOOST_AUTO_TEST_CASE(schema_4_keeps_the_answers_stored_before_it) {
   // A database at schema 3, with a key as the versions before stored it.
   testing::temp_dir old_dir;
   testing::scratch_database old(old_dir.path());
-  auto dialect = testing::testing_postgresql() ? sql_dialect::postgresql : sql_dialect::sqlite;
-  old.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)");
-  for (auto& m : migrations(dialect)) {
-    if (m.version > 3) break;
-    for (auto& statement : m.statements) old.execute(statement);
-    old.execute("INSERT INTO schema_version (version) VALUES (" + std::to_string(m.version) + ")");
-  }
+  migrate_to(old, 3);
   old.execute(
       "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, body, created_at)"
       " VALUES ('alice', 'old-key', 'h', 201, '{\"id\":\"c1\",\"title\":\"it''s\"}', 5)");
@@ -221,6 +232,125 @@ BOOST_AUTO_TEST_CASE(schema_4_keeps_the_answers_stored_before_it) {
   BOOST_REQUIRE(added.has_value());
   BOOST_TEST(!added->legacy.has_value());
   BOOST_TEST(bool(added->answer));
+}
+
+BOOST_AUTO_TEST_CASE(schema_5_makes_each_conversation_one_branch) {
+  // A database at schema 4 with messages stored before they had parents.
+  testing::temp_dir old_dir;
+  testing::scratch_database old(old_dir.path());
+  migrate_to(old, 4);
+  for (auto conv : {"a", "b"}) {
+    old.execute(std::string("INSERT INTO conversations (id, user_id, model, created_at,"
+                            " updated_at, message_count, last_seq) VALUES ('") +
+                conv + "', 'u', 'echo', 1, 1, 3, 9)");
+    // Seqs with gaps, as deletions leave them.
+    for (auto seq : {2, 5, 9})
+      old.execute(std::string("INSERT INTO messages (id, conversation_id, seq, role, content,"
+                              " created_at) VALUES ('") +
+                  conv + std::to_string(seq) + "', '" + conv + "', " + std::to_string(seq) +
+                  ", 'user', 'x', 1)");
+  }
+  old.execute(
+      "INSERT INTO conversations (id, user_id, model, created_at, updated_at)"
+      " VALUES ('empty', 'u', 'echo', 1, 1)");
+  auto upgraded = make_store_factory(parse_database_url(old.url()))();
+  upgraded->migrate();
+  for (std::string conv : {"a", "b"}) {
+    BOOST_TEST(*upgraded->find_conversation(conv)->active_leaf_id == conv + "9");
+    auto branch = upgraded->walk_branch(conv, conv + "9", 10);
+    BOOST_REQUIRE_EQUAL(branch.size(), 3u);
+    BOOST_TEST(*branch[0].parent_id == conv + "5");
+    BOOST_TEST(*branch[1].parent_id == conv + "2");
+    BOOST_TEST(!branch[2].parent_id.has_value());
+  }
+  BOOST_TEST(!upgraded->find_conversation("empty")->active_leaf_id.has_value());
+}
+
+/// c1's tree, by seq (each id "c1-m<seq>"):
+///   1 ─ 2 ─ 3 ─ 4
+///        └─ 5 ─ 6
+///   7 (a second root)
+/// and c2, one message whose id c1's walks must never reach.
+struct tree_store : fresh_store {
+  tree_store() {
+    write_set set{write::insert_conversation{conversation("c1", "alice", 1)},
+                  write::insert_conversation{conversation("c2", "alice", 1)},
+                  write::insert_message{message("c2", 1)}};
+    for (int seq = 1; seq <= 7; ++seq) {
+      auto m = message("c1", seq);
+      if (seq == 5) m.parent_id = "c1-m2";
+      if (seq == 7) m.parent_id.reset();
+      set.push_back(write::insert_message{m});
+    }
+    commit(*db, set);
+  }
+  std::vector<std::int64_t> seqs(const std::vector<message_record>& rows) {
+    std::vector<std::int64_t> out;
+    for (auto& r : rows) out.push_back(r.seq);
+    return out;
+  }
+};
+
+using seq_list = std::vector<std::int64_t>;
+
+BOOST_FIXTURE_TEST_CASE(messages_know_their_place_among_siblings, tree_store) {
+  auto place = [&](int seq) {
+    auto m = db->find_message("c1", "c1-m" + std::to_string(seq));
+    BOOST_REQUIRE(m.has_value());
+    return std::pair{m->sibling_index, m->sibling_count};
+  };
+  BOOST_TEST((place(3) == std::pair<std::int64_t, std::int64_t>{1, 2}));
+  BOOST_TEST((place(5) == std::pair<std::int64_t, std::int64_t>{2, 2}));
+  BOOST_TEST((place(1) == std::pair<std::int64_t, std::int64_t>{1, 2}));  // roots are siblings
+  BOOST_TEST((place(7) == std::pair<std::int64_t, std::int64_t>{2, 2}));
+  BOOST_TEST((place(4) == std::pair<std::int64_t, std::int64_t>{1, 1}));
+  auto all = db->list_messages("c1", 0, std::nullopt, 10);
+  BOOST_TEST(all[4].sibling_index == 2);
+  BOOST_TEST(db->child_count("c1", "c1-m2") == 2);
+  BOOST_TEST(db->child_count("c1", std::nullopt) == 2);
+  BOOST_TEST(db->child_count("c1", "c1-m4") == 0);
+  BOOST_TEST(db->child_count("c2", std::nullopt) == 1);
+}
+
+BOOST_FIXTURE_TEST_CASE(branches_are_walked_from_their_end, tree_store) {
+  BOOST_TEST(seqs(db->walk_branch("c1", "c1-m6", 2)) == (seq_list{6, 5}));
+  BOOST_TEST(seqs(db->walk_branch("c1", "c1-m6", 10)) == (seq_list{6, 5, 2, 1}));
+  BOOST_TEST(db->walk_branch("c2", "c1-m6", 10).empty());  // another conversation's
+  BOOST_TEST(seqs(db->list_branch("c1", "c1-m4", 0, std::nullopt, 10)) == (seq_list{1, 2, 3, 4}));
+  BOOST_TEST(seqs(db->list_branch("c1", "c1-m4", 2, std::nullopt, 10)) == (seq_list{3, 4}));
+  BOOST_TEST(seqs(db->list_branch("c1", "c1-m6", 1, std::nullopt, 1)) == (seq_list{2}));
+  BOOST_TEST(seqs(db->list_branch("c1", "c1-m6", 0, 6, 2)) == (seq_list{2, 5}));
+  BOOST_TEST(seqs(db->list_branch("c1", "c1-m7", 0, std::nullopt, 10)) == (seq_list{7}));
+  BOOST_TEST(db->branch_length("c1", "c1-m6") == 4);
+  BOOST_TEST(db->branch_length("c1", "c1-m7") == 1);
+  auto m2 = *db->find_message("c1", "c1-m2");
+  auto m5 = *db->find_message("c1", "c1-m5");
+  BOOST_TEST(db->branch_contains("c1", "c1-m4", m2));
+  BOOST_TEST(!db->branch_contains("c1", "c1-m4", m5));
+  BOOST_TEST(db->branch_contains("c1", "c1-m6", m5));
+}
+
+BOOST_FIXTURE_TEST_CASE(the_newest_leaf_follows_the_newest_child, tree_store) {
+  BOOST_TEST(*db->newest_leaf("c1", "c1-m2", "") == "c1-m6");
+  BOOST_TEST(*db->newest_leaf("c1", "c1-m2", "c1-m5") == "c1-m4");
+  BOOST_TEST(*db->newest_leaf("c1", "c1-m4", "") == "c1-m4");
+  BOOST_TEST(*db->newest_leaf("c1", std::nullopt, "") == "c1-m7");
+  BOOST_TEST(*db->newest_leaf("c1", std::nullopt, "c1-m7") == "c1-m6");
+  BOOST_TEST(!db->newest_leaf("c1", "c2-m1", "").has_value());
+  BOOST_TEST(!db->newest_leaf("c2", std::nullopt, "c2-m1").has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_deleted_messages_children_take_its_parent, tree_store) {
+  commit(*db, {write::delete_message{"c1-m2", "c1", std::string("c1-m1")}});
+  BOOST_TEST(*db->find_message("c1", "c1-m3")->parent_id == "c1-m1");
+  BOOST_TEST(*db->find_message("c1", "c1-m5")->parent_id == "c1-m1");
+  BOOST_TEST(db->find_message("c1", "c1-m5")->sibling_count == 2);
+  BOOST_TEST(seqs(db->walk_branch("c1", "c1-m6", 10)) == (seq_list{6, 5, 1}));
+  // A root's children become roots.
+  commit(*db, {write::delete_message{"c1-m1", "c1", std::nullopt}});
+  BOOST_TEST(!db->find_message("c1", "c1-m3")->parent_id.has_value());
+  BOOST_TEST(db->child_count("c1", std::nullopt) == 3);
+  BOOST_TEST(db->find_message("c2", "c2-m1").has_value());
 }
 
 BOOST_AUTO_TEST_CASE(idempotency_records_and_purge) {
@@ -299,7 +429,8 @@ BOOST_AUTO_TEST_CASE(big_batches_of_many_sets_commit_whole) {
     c.message_count = 2;
     c.last_seq = 2;
     c.version = 2;
-    updates.push_back({write::update_conversation{c}, write::delete_message{c.id + "-m1"},
+    updates.push_back({write::update_conversation{c},
+                       write::delete_message{c.id + "-m1", c.id, std::nullopt},
                        write::update_message{c.id + "-m2", "edited", 9}});
   }
   batch.clear();

@@ -22,6 +22,9 @@ conversation_record full_conversation() {
   c.last_seq = 5;
   c.usage = {10, 20, 0.125};
   c.version = 7;
+  c.active_leaf_id = "m2";
+  c.forked_from_conversation_id = "c0";
+  c.forked_from_message_id = "m0";
   return c;
 }
 
@@ -38,6 +41,9 @@ message_record full_reply() {
   m.finish_reason = "stop";
   m.prompt_tokens = 11;
   m.completion_tokens = 12;
+  m.parent_id = "m1";
+  m.sibling_index = 2;
+  m.sibling_count = 3;
   return m;
 }
 
@@ -72,8 +78,13 @@ BOOST_AUTO_TEST_CASE(a_result_comes_back_field_for_field) {
   BOOST_TEST(c.usage.completion_tokens == 20);
   BOOST_TEST(c.usage.cost_usd == 0.125);
   BOOST_TEST(c.version == 7);
+  BOOST_TEST(*c.active_leaf_id == "m2");
+  BOOST_TEST(*c.forked_from_conversation_id == "c0");
+  BOOST_TEST(*c.forked_from_message_id == "m0");
   // Unset optionals stay unset.
   BOOST_TEST(!back->message->edited_at.has_value());
+  BOOST_TEST(!back->message->parent_id.has_value());
+  BOOST_TEST(back->message->sibling_index == 1);
   BOOST_TEST(!back->message->model.has_value());
   BOOST_TEST(back->message->content.view() == "hi");
   auto& m = *back->reply;
@@ -89,6 +100,9 @@ BOOST_AUTO_TEST_CASE(a_result_comes_back_field_for_field) {
   BOOST_TEST(*m.finish_reason == "stop");
   BOOST_TEST(*m.prompt_tokens == 11);
   BOOST_TEST(*m.completion_tokens == 12);
+  BOOST_TEST(*m.parent_id == "m1");
+  BOOST_TEST(m.sibling_index == 2);
+  BOOST_TEST(m.sibling_count == 3);
 }
 
 BOOST_AUTO_TEST_CASE(an_empty_result_stays_empty) {

@@ -4,6 +4,7 @@
 #include "actors/messages.hpp"
 #include "base/uuid.hpp"
 #include "persistence/caf_errors.hpp"
+#include "telemetry/metrics.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -160,6 +161,18 @@ class actor_engine final : public engine {
         std::move(reply));
   }
 
+  void search(search_request request, reply_fn<search_page> reply) override {
+    read<search_page>(
+        [request = std::move(request), &seconds = search_seconds_](store& db) {
+          auto started = std::chrono::steady_clock::now();
+          auto page = db.search(request);
+          seconds.observe(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+          return page;
+        },
+        std::move(reply));
+  }
+
   void check_ready(reply_fn<done> reply) override {
     read<done>(
         [](store& db) {
@@ -278,6 +291,10 @@ class actor_engine final : public engine {
   caf::actor_system system_;
   engine_context ctx_;
   std::atomic<bool> stopped_{false};
+  // Registered when the engine starts, so that it is scraped before the first search.
+  metrics::histogram& search_seconds_ = metrics::default_registry().histogram_named(
+      "parley_search_duration_seconds",
+      "Time the database took to answer one search (GET /v1/search).", metrics::latency_buckets());
 };
 
 }  // namespace

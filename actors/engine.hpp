@@ -86,6 +86,8 @@ class engine {
                                 reply_fn<std::optional<idempotency_record>> reply) = 0;
   virtual void usage(std::string user_id, std::string from_day, std::string to_day,
                      reply_fn<std::vector<usage_row>> reply) = 0;
+  /// A page of request.user_id's messages and titles that match, best first.
+  virtual void search(search_request request, reply_fn<search_page> reply) = 0;
   /// Succeeds when the database answers.
   virtual void check_ready(reply_fn<done> reply) = 0;
 

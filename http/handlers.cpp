@@ -183,6 +183,16 @@ void http_api::get_usage(const call_context& c, const route_params&) {
                 }));
 }
 
+void http_api::search(const call_context& c, const route_params&) {
+  auto q = query(c);
+  if (!q) return;
+  auto request = valid(c, parse_search_query(*q));
+  if (!request) return;
+  request->user_id = c.user_id;
+  engine_.search(std::move(*request),
+                 respond<search_page>(c, 200, [](auto& page) { return to_json(page); }));
+}
+
 void http_api::list_conversations(const call_context& c, const route_params&) {
   auto q = query(c);
   if (!q) return;

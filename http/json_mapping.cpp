@@ -208,4 +208,129 @@ std::optional<conversation_cursor> decode_cursor(const std::string& text) {
   return c;
 }
 
+// A search cursor is "<score>_<key>": the keyset position of the last hit served.
+std::string encode_search_cursor(const search_cursor& c) {
+  return std::to_string(c.score) + "_" + c.key;
+}
+
+std::optional<search_cursor> decode_search_cursor(const std::string& text) {
+  auto sep = text.find('_');
+  if (sep == std::string::npos || sep == 0) return std::nullopt;
+  search_cursor c;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + sep, c.score);
+  if (ec != std::errc{} || end != text.data() + sep) return std::nullopt;
+  c.key = text.substr(sep + 1);
+  // A key is "m:" or "c:" and an id.
+  if (c.key.size() < 2 || (c.key[0] != 'm' && c.key[0] != 'c') || c.key[1] != ':' ||
+      !is_canonical_uuid(std::string_view(c.key).substr(2)))
+    return std::nullopt;
+  return c;
+}
+
+json to_json(const search_page& page) {
+  json data = json::array();
+  for (auto& h : page.hits)
+    data.push_back({{"type", h.title ? "conversation" : "message"},
+                    {"conversation_id", h.conversation_id},
+                    {"conversation_title", optional_string(h.conversation_title)},
+                    {"message_id", optional_string(h.message_id)},
+                    {"seq", h.seq ? json(*h.seq) : json()},
+                    {"role", optional_string(h.role)},
+                    {"created_at", format_rfc3339(h.created_at)},
+                    {"snippet", snippet_html(h.snippet)}});
+  return {{"data", std::move(data)},
+          {"next_cursor", page.next ? json(encode_search_cursor(*page.next)) : json()}};
+}
+
+namespace {
+
+/// The characters of a snippet: text (one code point, escaped as HTML) or a mark.
+struct snippet_piece {
+  enum { text, open, close } kind;
+  std::string html;
+};
+
+std::vector<snippet_piece> snippet_pieces(std::string_view raw) {
+  std::vector<snippet_piece> out;
+  for (std::size_t at = 0; at < raw.size();) {
+    auto rest = raw.substr(at);
+    if (rest.starts_with(search_mark_open) || rest.starts_with(search_mark_close)) {
+      out.push_back(
+          {rest.starts_with(search_mark_open) ? snippet_piece::open : snippet_piece::close, {}});
+      at += search_mark_open.size();
+      continue;
+    }
+    // One code point: its lead byte and what continues it.
+    auto n = std::size_t{1};
+    while (at + n < raw.size() && (static_cast<unsigned char>(raw[at + n]) & 0xC0) == 0x80) ++n;
+    std::string html;
+    switch (raw[at]) {
+      case '&':
+        html = "&amp;";
+        break;
+      case '<':
+        html = "&lt;";
+        break;
+      case '>':
+        html = "&gt;";
+        break;
+      case '"':
+        html = "&quot;";
+        break;
+      case '\'':
+        html = "&#39;";
+        break;
+      default:
+        html.assign(raw.substr(at, n));
+    }
+    out.push_back({snippet_piece::text, std::move(html)});
+    at += n;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string snippet_html(std::string_view raw, std::size_t max_chars) {
+  auto pieces = snippet_pieces(raw);
+  std::size_t chars = 0, first_mark = pieces.size();
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    if (pieces[i].kind == snippet_piece::text)
+      ++chars;
+    else if (first_mark == pieces.size())
+      first_mark = i;
+  }
+  // Too long: a window that starts a little before the first match.
+  std::size_t begin = 0, end = pieces.size();
+  if (chars > max_chars) {
+    std::size_t lead = 0;
+    begin = first_mark == pieces.size() ? 0 : first_mark;
+    while (begin > 0 && lead < max_chars / 4) {
+      --begin;
+      if (pieces[begin].kind == snippet_piece::text) ++lead;
+    }
+    std::size_t taken = 0;
+    for (end = begin; end < pieces.size() && taken < max_chars; ++end)
+      if (pieces[end].kind == snippet_piece::text) ++taken;
+  }
+  std::string out = begin > 0 ? "\u2026" : "";
+  bool marked = false;
+  // Marks are written only in pairs that open before they close.
+  for (auto i = begin; i < end; ++i) {
+    auto& p = pieces[i];
+    if (p.kind == snippet_piece::text) {
+      out += p.html;
+    } else if (p.kind == snippet_piece::open && !marked) {
+      out += "<mark>";
+      marked = true;
+    } else if (p.kind == snippet_piece::close && marked) {
+      out += "</mark>";
+      marked = false;
+    }
+  }
+  if (marked) out += "</mark>";
+  if (end < pieces.size()) out += "\u2026";
+  return out;
+}
+
 }  // namespace parley

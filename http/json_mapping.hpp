@@ -39,4 +39,15 @@ nlohmann::json usage_to_json(const std::string& user_id, const std::string& from
 std::string encode_cursor(const conversation_cursor& c);
 std::optional<conversation_cursor> decode_cursor(const std::string& text);
 
+/// The same for a search.
+std::string encode_search_cursor(const search_cursor& c);
+std::optional<search_cursor> decode_search_cursor(const std::string& text);
+
+/// A search page as GET /v1/search answers it.
+nlohmann::json to_json(const search_page& page);
+
+/// A stored snippet as HTML: the text escaped, each matched term in
+/// <mark>…</mark>, at most about `max_chars` characters around the first match.
+std::string snippet_html(std::string_view raw, std::size_t max_chars = 200);
+
 }  // namespace parley

@@ -393,6 +393,44 @@ parsed<usage_query> parse_usage_query(const query_params& q) {
   return out;
 }
 
+parsed<search_request> parse_search_query(const query_params& q) {
+  search_request out;
+  auto text = q.find("q");
+  if (text == q.end() || text->second.find_first_not_of(" \t\r\n\f\v") == std::string::npos)
+    return invalid_field("q", "is required and must not be blank");
+  out.expression = parse_search(text->second);
+  auto limit = query_integer(q, "limit", 1, 50);
+  if (!limit) return limit.error();
+  out.limit = static_cast<unsigned>(limit->value_or(out.limit));
+  if (auto c = q.find("conversation_id"); c != q.end()) {
+    if (!is_canonical_uuid(c->second))
+      return invalid_field("conversation_id", "must be a conversation id");
+    out.conversation_id = c->second;
+  }
+  if (auto r = q.find("role"); r != q.end()) {
+    if (r->second != "user" && r->second != "assistant" && r->second != "system")
+      return invalid_field("role", "must be one of user, assistant, system");
+    out.role = r->second;
+  }
+  constexpr unix_ms day_ms = 86'400'000;
+  if (auto f = q.find("from"); f != q.end()) {
+    auto day = parse_day(f->second);
+    if (!day) return invalid_field("from", "must be a date as YYYY-MM-DD");
+    out.from = *day;
+  }
+  if (auto t = q.find("to"); t != q.end()) {
+    auto day = parse_day(t->second);
+    if (!day) return invalid_field("to", "must be a date as YYYY-MM-DD");
+    out.until = *day + day_ms;  // inclusive: the whole day
+  }
+  if (out.from >= out.until) return invalid_field("from", "must not be after to");
+  if (auto c = q.find("cursor"); c != q.end() && !c->second.empty()) {
+    out.after = decode_search_cursor(c->second);
+    if (!out.after) return invalid_field("cursor", "is not a cursor this server returned");
+  }
+  return out;
+}
+
 bool is_valid_user_id(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id)

@@ -88,6 +88,11 @@ struct usage_query {
 /// GET /v1/usage: from/to as YYYY-MM-DD, inclusive.
 parsed<usage_query> parse_usage_query(const query_params& q);
 
+/// GET /v1/search: q (required, not blank), conversation_id, role,
+/// from/to (dates, inclusive), limit 1–50 (default 20), cursor. The user is
+/// left for the caller to fill in.
+parsed<search_request> parse_search_query(const query_params& q);
+
 /// True for a valid X-User-Id: 1–128 chars of [A-Za-z0-9._@:-].
 bool is_valid_user_id(std::string_view id);
 

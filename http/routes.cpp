@@ -40,6 +40,7 @@ const std::vector<http_api::route_entry>& http_api::route_table() {
       {"/docs/assets/:name", {{http_method_get(), &http_api::get_viewer_asset}}},
       {"/v1/models", {{http_method_get(), &http_api::list_models}}},
       {"/v1/usage", {{http_method_get(), &http_api::get_usage}}},
+      {"/v1/search", {{http_method_get(), &http_api::search}}},
       {"/v1/conversations",
        {{http_method_get(), &http_api::list_conversations},
         {http_method_post(), &http_api::create_conversation}}},

@@ -3,10 +3,13 @@
 #include "base/clock.hpp"
 #include "base/errors.hpp"
 #include "base/shared_text.hpp"
+#include "persistence/search_query.hpp"
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -119,6 +122,49 @@ struct conversation_cursor {
 struct conversation_page {
   std::vector<conversation_record> rows;
   std::optional<conversation_cursor> next;
+};
+
+/// Where a snippet's matched terms begin and end: private-use characters,
+/// which http/ turns into <mark> and </mark> after escaping the rest.
+inline constexpr std::string_view search_mark_open = "\xEE\x80\x80";   // U+E000
+inline constexpr std::string_view search_mark_close = "\xEE\x80\x81";  // U+E001
+
+/// A keyset position in search results: best first, ties in key order.
+struct search_cursor {
+  std::int64_t score = 0;  ///< the database's rank, scaled to an integer
+  std::string key;
+};
+
+/// A search of one user's messages and conversation titles.
+struct search_request {
+  std::string user_id;
+  search_expression expression;
+  std::optional<std::string> conversation_id;           ///< only this conversation
+  std::optional<std::string> role;                      ///< only messages of this role (no titles)
+  unix_ms from = 0;                                     ///< created at or after
+  unix_ms until = std::numeric_limits<unix_ms>::max();  ///< created before
+  unsigned limit = 20;
+  std::optional<search_cursor> after;
+};
+
+/// One match: a message, or a conversation's title.
+struct search_hit {
+  bool title = false;
+  std::string conversation_id;
+  std::optional<std::string> conversation_title;
+  std::optional<std::string> message_id;  ///< the rest: none for a title
+  std::optional<std::int64_t> seq;
+  std::optional<std::string> role;
+  unix_ms created_at = 0;
+  /// The text around the match, each matched term between search_mark_open
+  /// and search_mark_close; not escaped.
+  std::string snippet;
+  search_cursor position;
+};
+
+struct search_page {
+  std::vector<search_hit> hits;
+  std::optional<search_cursor> next;
 };
 
 /// The writes one requester needs committed together.

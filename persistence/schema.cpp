@@ -4,6 +4,85 @@ namespace parley {
 
 namespace {
 
+// SQLite: FTS5 tables over views of the rows they index, each row with its
+// owner as a token ('u' and the user id in hex: one token, which stemming
+// cannot turn into another user's), so that a search is limited to the
+// caller inside the index. A view cannot be written, so triggers keep the
+// index; FTS5 deletes need the values indexed, which the triggers pass.
+std::vector<std::string> sqlite_search() {
+  const std::string tokenizer = "tokenize = 'porter unicode61 remove_diacritics 2'";
+  const std::string owner_of_message =
+      "(SELECT 'u' || hex(user_id) FROM conversations WHERE id = @.conversation_id)";
+  auto owner = [&](const char* row) {
+    auto out = owner_of_message;
+    out.replace(out.find('@'), 1, row);
+    return out;
+  };
+  return {
+      "CREATE VIEW message_search_source AS SELECT m.rowid AS rid, m.content AS content,"
+      " 'u' || hex(c.user_id) AS owner FROM messages m JOIN conversations c"
+      " ON c.id = m.conversation_id",
+      "CREATE VIRTUAL TABLE messages_fts USING fts5(content, owner,"
+      " content = 'message_search_source', content_rowid = 'rid', " +
+          tokenizer + ")",
+      "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN"
+      " INSERT INTO messages_fts (rowid, content, owner) VALUES (new.rowid, new.content, " +
+          owner("new") + "); END",
+      "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN"
+      " INSERT INTO messages_fts (messages_fts, rowid, content, owner)"
+      " VALUES ('delete', old.rowid, old.content, " +
+          owner("old") + "); END",
+      "CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages"
+      " WHEN old.content IS NOT new.content BEGIN"
+      " INSERT INTO messages_fts (messages_fts, rowid, content, owner)"
+      " VALUES ('delete', old.rowid, old.content, " +
+          owner("old") +
+          ");"
+          " INSERT INTO messages_fts (rowid, content, owner) VALUES (new.rowid, new.content, " +
+          owner("new") + "); END",
+      "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')",
+      "CREATE VIEW conversation_search_source AS SELECT rowid AS rid, title,"
+      " 'u' || hex(user_id) AS owner FROM conversations",
+      "CREATE VIRTUAL TABLE conversations_fts USING fts5(title, owner,"
+      " content = 'conversation_search_source', content_rowid = 'rid', " +
+          tokenizer + ")",
+      "CREATE TRIGGER conversations_fts_insert AFTER INSERT ON conversations BEGIN"
+      " INSERT INTO conversations_fts (rowid, title, owner)"
+      " VALUES (new.rowid, new.title, 'u' || hex(new.user_id)); END",
+      "CREATE TRIGGER conversations_fts_delete AFTER DELETE ON conversations BEGIN"
+      " INSERT INTO conversations_fts (conversations_fts, rowid, title, owner)"
+      " VALUES ('delete', old.rowid, old.title, 'u' || hex(old.user_id)); END",
+      // Every update names the title; only a changed one is indexed again.
+      "CREATE TRIGGER conversations_fts_update AFTER UPDATE OF title ON conversations"
+      " WHEN old.title IS NOT new.title BEGIN"
+      " INSERT INTO conversations_fts (conversations_fts, rowid, title, owner)"
+      " VALUES ('delete', old.rowid, old.title, 'u' || hex(old.user_id));"
+      " INSERT INTO conversations_fts (rowid, title, owner)"
+      " VALUES (new.rowid, new.title, 'u' || hex(new.user_id)); END",
+      "INSERT INTO conversations_fts (conversations_fts) VALUES ('rebuild')",
+  };
+}
+
+// PostgreSQL: a tsvector column the database computes with every write, and
+// a GIN index on it. The configuration folds accents (unaccent, a trusted
+// extension) and stems English words, keeping stop words, as FTS5 does.
+std::vector<std::string> postgresql_search() {
+  return {
+      "CREATE EXTENSION IF NOT EXISTS unaccent",
+      "CREATE TEXT SEARCH DICTIONARY parley_stem (TEMPLATE = snowball, Language = english)",
+      "CREATE TEXT SEARCH CONFIGURATION parley_search (COPY = pg_catalog.simple)",
+      "ALTER TEXT SEARCH CONFIGURATION parley_search ALTER MAPPING FOR"
+      " asciiword, asciihword, hword_asciipart, word, hword, hword_part"
+      " WITH unaccent, parley_stem",
+      "ALTER TABLE messages ADD COLUMN search tsvector"
+      " GENERATED ALWAYS AS (to_tsvector('parley_search', content)) STORED",
+      "CREATE INDEX messages_search ON messages USING GIN (search)",
+      "ALTER TABLE conversations ADD COLUMN search tsvector"
+      " GENERATED ALWAYS AS (to_tsvector('parley_search', coalesce(title, ''))) STORED",
+      "CREATE INDEX conversations_search ON conversations USING GIN (search)",
+  };
+}
+
 // Written once for both dialects: BIGINT, TEXT and DOUBLE PRECISION mean the
 // same to SQLite (by affinity) and PostgreSQL. Timestamps are Unix milliseconds.
 std::vector<migration> build(sql_dialect dialect) {
@@ -100,6 +179,9 @@ std::vector<migration> build(sql_dialect dialect) {
         "ALTER TABLE conversations ADD COLUMN forked_from_message_id TEXT",
         "UPDATE conversations SET active_leaf_id = (SELECT m.id FROM messages m"
         " WHERE m.conversation_id = conversations.id ORDER BY m.seq DESC LIMIT 1)"}},
+      // Full-text search of messages and titles, kept in the same transaction
+      // as the writes: triggers on SQLite, generated columns on PostgreSQL.
+      {6, dialect == sql_dialect::postgresql ? postgresql_search() : sqlite_search()},
   };
 }
 

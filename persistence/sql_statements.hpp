@@ -413,11 +413,56 @@ inline constexpr std::string_view journal_mode_wal = "PRAGMA journal_mode=WAL";
 /// may take the last ones; docs/architecture.md says so).
 inline constexpr std::string_view synchronous_normal = "PRAGMA synchronous=NORMAL";
 
+/// A batch's transaction: the write lock is taken at its start.
+inline constexpr std::string_view begin_immediate = "BEGIN IMMEDIATE";
+inline constexpr std::string_view commit = "COMMIT";
+inline constexpr std::string_view rollback = "ROLLBACK";
+
 /// How long a statement waits for a lock another connection holds. A pragma
 /// takes no bind, so the value is part of the text.
 inline std::string busy_timeout(long long milliseconds) {
   return "PRAGMA busy_timeout=" + std::to_string(milliseconds);
 }
+
+/// A page of one user's search matches, best first: messages and titles
+/// together, each scored by bm25 (negated: higher is better; in millionths
+/// of a millionth, as an integer, which SOCI's text binds carry exactly),
+/// keyset-paged by (score, key). The index is asked for the caller's rows only (the match
+/// text names the owner). Binds, in order: the messages' :mq (match text),
+/// :mu (user), :mall (1: every conversation), :mc (the conversation),
+/// :many (1: every role), :mr (the role), :mfrom, :muntil (created_at
+/// range); the titles' :cq, :cu, :titles (1: titles too), :call, :cc,
+/// :cfrom, :cuntil; then the cursor's :s (score), :s2 (the same),
+/// :k (key), and :n (rows). Rows: key, score, conversation_id, title,
+/// message_id, seq, role, created_at, rid (the FTS rowid), kind (0 message, 1 title).
+inline constexpr std::string_view search =
+    "SELECT key, score, conversation_id, title, message_id, seq, role, created_at, rid, kind"
+    " FROM (SELECT 'm:' || m.id AS key, CAST(-bm25(messages_fts) * 1e12 AS INTEGER) AS score,"
+    " m.conversation_id AS conversation_id, c.title AS title, m.id AS message_id,"
+    " m.seq AS seq, m.role AS role, m.created_at AS created_at, messages_fts.rowid AS rid,"
+    " 0 AS kind FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid"
+    " JOIN conversations c ON c.id = m.conversation_id"
+    " WHERE messages_fts MATCH :mq AND c.user_id = :mu AND (:mall = 1 OR m.conversation_id = :mc)"
+    " AND (:many = 1 OR m.role = :mr) AND m.created_at >= :mfrom AND m.created_at < :muntil"
+    " UNION ALL SELECT 'c:' || c.id, CAST(-bm25(conversations_fts) * 1e12 AS INTEGER), c.id,"
+    " c.title, NULL, NULL, NULL,"
+    " c.created_at, conversations_fts.rowid, 1 FROM conversations_fts"
+    " JOIN conversations c ON c.rowid = conversations_fts.rowid"
+    " WHERE conversations_fts MATCH :cq AND c.user_id = :cu AND :titles = 1"
+    " AND (:call = 1 OR c.id = :cc) AND c.created_at >= :cfrom AND c.created_at < :cuntil)"
+    " WHERE score < CAST(:s AS INTEGER) OR (score = CAST(:s2 AS INTEGER) AND key > :k)"
+    " ORDER BY score DESC, key ASC LIMIT :n";
+
+/// The text around a message's match, the matched terms between U+E000 and
+/// U+E001, up to 24 words. Binds :q (the match text), :r (the FTS rowid).
+inline constexpr std::string_view message_snippet =
+    "SELECT snippet(messages_fts, 0, char(57344), char(57345), '\u2026', 24) FROM messages_fts"
+    " WHERE messages_fts MATCH :q AND rowid = :r";
+
+/// A title with its matched terms between U+E000 and U+E001. Binds :q, :r.
+inline constexpr std::string_view title_snippet =
+    "SELECT highlight(conversations_fts, 0, char(57344), char(57345)) FROM conversations_fts"
+    " WHERE conversations_fts MATCH :q AND rowid = :r";
 
 }  // namespace sqlite
 
@@ -528,6 +573,36 @@ inline const multi_row replace_idempotency_answers = [] {
       detail::cat({") AS v(", detail::names(row), ") WHERE ",
                    detail::each(idempotency_key_columns, "k.@ = v.@", " AND ")})};
 }();
+
+/// A page of one user's search matches, best first (ts_rank, as an integer
+/// like sqlite::search's), keyset-paged by (score, key), with snippets made for the page's rows
+/// only. Binds :q (websearch_to_tsquery text), then the messages' :mu, :mall, :mc, :many, :mr,
+/// :mfrom, :muntil, the titles' :cu, :titles, :call, :cc, :cfrom, :cuntil, the cursor's :s, :s2, :k
+/// and :n, as sqlite::search does. Rows as sqlite::search's, with the snippet in place of rid and
+/// no kind. ts_headline drops what looks like an HTML tag, so '<' and '>' go in as U+E002 and
+/// U+E003 with a space either side, so that the words beside them stay words
+/// (postgresql_snippet_text turns them back).
+inline constexpr std::string_view search =
+    "WITH q AS (SELECT websearch_to_tsquery('parley_search', :q) AS query),"
+    " hits AS (SELECT 'm:' || m.id AS key, (ts_rank(m.search, q.query) * 1e12)::bigint AS score,"
+    " m.conversation_id AS conversation_id, c.title AS title, m.id AS message_id,"
+    " m.seq AS seq, m.role AS role, m.created_at AS created_at, m.content AS body"
+    " FROM q, messages m JOIN conversations c ON c.id = m.conversation_id"
+    " WHERE m.search @@ q.query AND c.user_id = :mu AND (:mall = 1 OR m.conversation_id = :mc)"
+    " AND (:many = 1 OR m.role = :mr) AND m.created_at >= :mfrom AND m.created_at < :muntil"
+    " UNION ALL SELECT 'c:' || c.id, (ts_rank(c.search, q.query) * 1e12)::bigint, c.id, c.title, "
+    "NULL,"
+    " NULL, NULL, c.created_at, c.title FROM q, conversations c"
+    " WHERE c.search @@ q.query AND c.user_id = :cu AND :titles = 1"
+    " AND (:call = 1 OR c.id = :cc) AND c.created_at >= :cfrom AND c.created_at < :cuntil),"
+    " page AS (SELECT * FROM hits WHERE score < :s OR (score = :s2 AND key > :k)"
+    " ORDER BY score DESC, key LIMIT :n)"
+    " SELECT key, score, conversation_id, title, message_id, seq, role, created_at,"
+    " ts_headline('parley_search',"
+    " replace(replace(body, '<', ' ' || chr(57346) || ' '), '>', ' ' || chr(57347) || ' '),"
+    " (SELECT query FROM q), 'StartSel=' || chr(57344)"
+    " || ', StopSel=' || chr(57345) || ', MaxWords=30, MinWords=12, MaxFragments=1,"
+    " FragmentDelimiter=\" \u2026 \"') FROM page ORDER BY score DESC, key";
 
 }  // namespace postgresql
 

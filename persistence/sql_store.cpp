@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -106,6 +107,36 @@ message_record to_message(const soci::row& r) {
   m.sibling_index = get_int(r, 12);
   m.sibling_count = get_int(r, 13);
   return m;
+}
+
+// --- search -------------------------------------------------------------------
+
+/// The token a user's rows carry in SQLite's search index: 'u' and the id in
+/// hex, as schema.cpp's triggers write it (hex() is upper case).
+std::string owner_token(const std::string& user_id) {
+  static constexpr char digits[] = "0123456789ABCDEF";
+  std::string out = "u";
+  for (unsigned char c : user_id) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+/// The part of an FTS5 match that keeps to one owner's rows.
+std::string owner_match(const std::string& token) { return "owner : \"" + token + "\" AND "; }
+
+/// A ts_headline snippet with the '<' and '>' that sql::postgresql::search
+/// hid from it put back, with the spaces that came with them (a fragment's
+/// edge may have cut one).
+std::string postgresql_snippet_text(std::string text) {
+  for (auto [hidden, shown] : {std::pair<std::string_view, char>{" \xEE\x80\x82 ", '<'},
+                               {" \xEE\x80\x83 ", '>'},
+                               {"\xEE\x80\x82", '<'},
+                               {"\xEE\x80\x83", '>'}})
+    for (auto at = text.find(hidden); at != std::string::npos; at = text.find(hidden, at + 1))
+      text.replace(at, hidden.size(), 1, shown);
+  return text;
 }
 
 // --- errors -------------------------------------------------------------------
@@ -203,9 +234,22 @@ class sql_store final : public store {
         execute_on_postgresql(native_postgresql(), plan);
         return;
       }
-      soci::transaction tx(session_);
-      execute_row_by_row(plan);
-      tx.commit();
+      // IMMEDIATE: the write lock is taken (waiting the busy timeout for it)
+      // before the first statement. A deferred transaction whose first write
+      // reaches the FTS5 index can instead fail at once with "database is
+      // locked" while another process commits.
+      session_ << sql::sqlite::begin_immediate;
+      try {
+        execute_row_by_row(plan);
+        session_ << sql::sqlite::commit;
+      } catch (...) {
+        try {
+          session_ << sql::sqlite::rollback;
+        } catch (const soci::soci_error&) {
+          // SQLite rolled the transaction back itself (a full disk, say).
+        }
+        throw;
+      }
     });
   }
 
@@ -343,6 +387,82 @@ class sql_store final : public store {
       else
         session_ << sql::count_roots, soci::use(conversation_id), soci::into(n);
       return static_cast<std::int64_t>(n);
+    });
+  }
+
+  search_page search(const search_request& request) override {
+    if (request.expression.empty()) return {};
+    return guarded([&] {
+      search_page page;
+      // Every filter is bound, as a value or as "any", so each dialect has one statement.
+      auto owner = owner_token(request.user_id);
+      int every_conversation = request.conversation_id ? 0 : 1;
+      int every_role = request.role ? 0 : 1;
+      int titles = request.role ? 0 : 1;
+      auto conversation = request.conversation_id.value_or("");
+      auto role = request.role.value_or("");
+      long long from = request.from, until = request.until, n = request.limit + 1;
+      // Before the first page: past every score.
+      auto after = request.after.value_or(
+          search_cursor{std::numeric_limits<std::int64_t>::max(), std::string()});
+      long long score = after.score;
+      std::vector<long long> rids;
+      auto read_hit = [&](const soci::row& r) {
+        search_hit hit;
+        hit.position = {get_int(r, 1), r.get<std::string>(0)};
+        hit.conversation_id = r.get<std::string>(2);
+        hit.conversation_title = get_opt_string(r, 3);
+        hit.message_id = get_opt_string(r, 4);
+        hit.title = !hit.message_id;
+        hit.seq = get_opt_int(r, 5);
+        hit.role = get_opt_string(r, 6);
+        hit.created_at = get_int(r, 7);
+        return hit;
+      };
+      if (dialect_ == sql_dialect::postgresql) {
+        auto text = websearch_text(request.expression);
+        soci::rowset<soci::row> rows =
+            (session_.prepare << sql::postgresql::search, soci::use(text),
+             soci::use(request.user_id), soci::use(every_conversation), soci::use(conversation),
+             soci::use(every_role), soci::use(role), soci::use(from), soci::use(until),
+             soci::use(request.user_id), soci::use(titles), soci::use(every_conversation),
+             soci::use(conversation), soci::use(from), soci::use(until), soci::use(score),
+             soci::use(score), soci::use(after.key), soci::use(n));
+        for (auto& r : rows) {
+          page.hits.push_back(read_hit(r));
+          page.hits.back().snippet = postgresql_snippet_text(get_opt_string(r, 8).value_or(""));
+        }
+      } else {
+        auto in_messages = owner_match(owner) + fts5_match(request.expression, "content");
+        auto in_titles = owner_match(owner) + fts5_match(request.expression, "title");
+        soci::rowset<soci::row> rows =
+            (session_.prepare << sql::sqlite::search, soci::use(in_messages),
+             soci::use(request.user_id), soci::use(every_conversation), soci::use(conversation),
+             soci::use(every_role), soci::use(role), soci::use(from), soci::use(until),
+             soci::use(in_titles), soci::use(request.user_id), soci::use(titles),
+             soci::use(every_conversation), soci::use(conversation), soci::use(from),
+             soci::use(until), soci::use(score), soci::use(score), soci::use(after.key),
+             soci::use(n));
+        for (auto& r : rows) {
+          page.hits.push_back(read_hit(r));
+          rids.push_back(get_int(r, 8));
+        }
+        // Snippets for the page's rows only, not for every match ranked.
+        for (std::size_t i = 0; i < page.hits.size() && i < request.limit; ++i) {
+          auto& hit = page.hits[i];
+          std::string snippet;
+          soci::indicator ind = soci::i_null;
+          session_ << (hit.title ? sql::sqlite::title_snippet : sql::sqlite::message_snippet),
+              soci::use(hit.title ? in_titles : in_messages), soci::use(rids[i]),
+              soci::into(snippet, ind);
+          if (ind == soci::i_ok) hit.snippet = std::move(snippet);
+        }
+      }
+      if (page.hits.size() > request.limit) {
+        page.hits.pop_back();
+        page.next = page.hits.back().position;
+      }
+      return page;
     });
   }
 
@@ -876,6 +996,9 @@ class locked_store final : public store {
   std::int64_t child_count(const std::string& conversation_id,
                            const std::optional<std::string>& parent_id) override {
     return with([&](store& s) { return s.child_count(conversation_id, parent_id); });
+  }
+  search_page search(const search_request& request) override {
+    return with([&](store& s) { return s.search(request); });
   }
   std::optional<idempotency_record> find_idempotency(const std::string& user_id,
                                                      const std::string& key) override {

@@ -83,6 +83,9 @@ class store {
   virtual std::int64_t child_count(const std::string& conversation_id,
                                    const std::optional<std::string>& parent_id) = 0;
 
+  /// The page of `request`'s matches, best first.
+  virtual search_page search(const search_request& request) = 0;
+
   virtual std::optional<idempotency_record> find_idempotency(const std::string& user_id,
                                                              const std::string& key) = 0;
 

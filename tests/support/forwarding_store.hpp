@@ -58,6 +58,7 @@ class forwarding_store : public store {
                            const std::optional<std::string>& parent_id) override {
     return inner_->child_count(conversation_id, parent_id);
   }
+  search_page search(const search_request& request) override { return inner_->search(request); }
   std::optional<idempotency_record> find_idempotency(const std::string& user_id,
                                                      const std::string& key) override {
     return inner_->find_idempotency(user_id, key);

@@ -8,12 +8,16 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/blocking_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <deque>
+#include <iterator>
+#include <limits>
 #include <tuple>
 
 namespace parley {
@@ -25,6 +29,105 @@ using std::chrono::milliseconds;
 /// How often a request is delivered again when its conversation actor
 /// passivated between lookup and delivery (it quits without reading it).
 constexpr int max_redeliveries = 3;
+
+/// A conversation with every message of its tree, read a page at a time.
+conversation_export whole_tree_of(store& db, conversation_record row) {
+  constexpr unsigned page = 1000;
+  conversation_export out{std::move(row), {}};
+  for (std::int64_t after = 0;;) {
+    auto batch = db.list_messages(out.conversation.id, after, std::nullopt, page);
+    std::move(batch.begin(), batch.end(), std::back_inserter(out.messages));
+    if (batch.size() < page) return out;
+    after = out.messages.back().seq;
+  }
+}
+
+/// A conversation with the messages of its active branch.
+conversation_export active_branch_of(store& db, conversation_record row) {
+  conversation_export out{std::move(row), {}};
+  if (auto& leaf = out.conversation.active_leaf_id)
+    out.messages = db.list_branch(out.conversation.id, *leaf, 0, std::nullopt,
+                                  std::numeric_limits<unsigned>::max());
+  return out;
+}
+
+/// Conversations an import has sent the writer and not yet heard back about:
+/// enough for the writer to batch them, few enough to bound what is held.
+constexpr std::size_t import_window = 16;
+
+/// Stores what `next` reads (see engine::import_conversations), on a
+/// blocking actor of its own.
+void run_import(caf::blocking_actor* self, engine_context* ctx, const std::atomic<bool>* stopped,
+                metrics::family<metrics::counter>* counts, std::string user_id, import_reader next,
+                reply_fn<import_summary> reply) {
+  auto& counted = *counts;
+  import_summary summary;
+  std::optional<failure> stopped_by;
+  auto send = [&](write_set writes) {
+    return self->request(ctx->db.writer, caf::infinite, write_atom::value, std::move(writes));
+  };
+  struct pending {
+    std::string id;
+    decltype(send(write_set{})) answer;
+  };
+  std::deque<pending> in_flight;
+  auto settle_oldest = [&] {
+    auto p = std::move(in_flight.front());
+    in_flight.pop_front();
+    p.answer.receive(
+        [&](ok_atom) {
+          ++summary.imported;
+          summary.conversations.push_back(p.id);
+          counted.with({"imported"}).add();
+        },
+        [&](caf::error& e) {
+          auto f = to_failure(e, errc::db_unavailable);
+          if (f.code == errc::conflict) {  // its source was imported meanwhile
+            ++summary.skipped;
+            counted.with({"skipped"}).add();
+          } else if (!stopped_by) {
+            stopped_by = f;
+          }
+        });
+  };
+  for (std::size_t index = 0; !stopped_by; ++index) {
+    if (*stopped) {
+      stopped_by = failure{errc::overloaded, "the server is shutting down"};
+      break;
+    }
+    auto item = next();
+    if (!item) break;
+    if (!*item) {
+      summary.errors.emplace_back(index, item->error().detail);
+      counted.with({"failed"}).add();
+      continue;
+    }
+    auto& c = **item;
+    std::optional<std::string> known;
+    read_job find = [user = user_id, source = c.source](store& db) {
+      return caf::make_message(db.find_source(user, source));
+    };
+    self->request(ctx->db.readers, caf::infinite, read_atom::value, std::move(find))
+        .receive([&](std::optional<std::string>& found) { known = std::move(found); },
+                 [&](caf::error& e) { stopped_by = to_failure(e, errc::db_unavailable); });
+    if (stopped_by) break;
+    if (known) {
+      ++summary.skipped;
+      counted.with({"skipped"}).add();
+      continue;
+    }
+    write_set writes{write::insert_conversation{c.row}};
+    for (auto& m : c.messages) writes.push_back(write::insert_message{std::move(m)});
+    writes.push_back(write::record_source{user_id, c.source, c.row.id});
+    if (in_flight.size() >= import_window) settle_oldest();
+    in_flight.push_back({c.row.id, send(std::move(writes))});
+  }
+  while (!in_flight.empty()) settle_oldest();
+  if (stopped_by)
+    reply(*stopped_by);
+  else
+    reply(std::move(summary));
+}
 
 class actor_engine final : public engine {
  public:
@@ -173,6 +276,42 @@ class actor_engine final : public engine {
         std::move(reply));
   }
 
+  void export_conversation(std::string user_id, std::string id, bool whole_tree,
+                           reply_fn<conversation_export> reply) override {
+    read_outcome<conversation_export>(
+        [user_id, id, whole_tree](store& db) -> outcome<conversation_export> {
+          auto row = db.find_conversation(id);
+          if (!row || row->user_id != user_id) return conversation_not_found(id);
+          return whole_tree ? whole_tree_of(db, std::move(*row))
+                            : active_branch_of(db, std::move(*row));
+        },
+        std::move(reply));
+  }
+
+  void export_page(std::string user_id, std::string after, unsigned limit,
+                   reply_fn<std::vector<conversation_export>> reply) override {
+    read<std::vector<conversation_export>>(
+        [user_id, after, limit](store& db) {
+          std::vector<conversation_export> out;
+          for (auto& row : db.list_conversations_by_id(user_id, after, limit))
+            out.push_back(whole_tree_of(db, std::move(row)));
+          return out;
+        },
+        std::move(reply));
+  }
+
+  void import_conversations(std::string user_id, import_reader next,
+                            reply_fn<import_summary> reply) override {
+    if (stopped_) {
+      reply(shutting_down());
+      return;
+    }
+    // On an actor of its own thread: reading a large body takes long, and
+    // each conversation waits for the writer.
+    system_.spawn<caf::detached>(run_import, &ctx_, &stopped_, &import_counts_, std::move(user_id),
+                                 std::move(next), std::move(reply));
+  }
+
   void check_ready(reply_fn<done> reply) override {
     read<done>(
         [](store& db) {
@@ -271,6 +410,13 @@ class actor_engine final : public engine {
   /// Runs `job` on a reader, which answers `reply` itself.
   template <class T>
   void read(std::function<T(store&)> job, reply_fn<T> reply) {
+    read_outcome<T>([job = std::move(job)](store& db) -> outcome<T> { return job(db); },
+                    std::move(reply));
+  }
+
+  /// The same for a job that may answer a failure of its own.
+  template <class T>
+  void read_outcome(std::function<outcome<T>(store&)> job, reply_fn<T> reply) {
     if (stopped_) {
       reply(shutting_down());
       return;
@@ -278,11 +424,8 @@ class actor_engine final : public engine {
     completion<T> caller(answer_within(std::move(reply), milliseconds(ctx_.cfg.database.timeout_ms),
                                        errc::db_unavailable),
                          nullptr);
-    std::function<outcome<T>(store&)> always = [job = std::move(job)](store& db) -> outcome<T> {
-      return job(db);
-    };
     caf::anon_send(ctx_.db.readers, read_atom::value,
-                   read_completing(std::move(always), std::move(caller)));
+                   read_completing(std::move(job), std::move(caller)));
   }
 
   // Outlives the actor system: actors answer through it until they are gone.
@@ -291,10 +434,16 @@ class actor_engine final : public engine {
   caf::actor_system system_;
   engine_context ctx_;
   std::atomic<bool> stopped_{false};
-  // Registered when the engine starts, so that it is scraped before the first search.
+  // Registered when the engine starts, so that they are scraped before the
+  // first search or import.
   metrics::histogram& search_seconds_ = metrics::default_registry().histogram_named(
       "parley_search_duration_seconds",
       "Time the database took to answer one search (GET /v1/search).", metrics::latency_buckets());
+  metrics::family<metrics::counter>& import_counts_ = metrics::default_registry().counters(
+      "parley_import_conversations_total",
+      "Conversations imports read, by what became of them: imported, skipped (their source "
+      "was imported before) or failed.",
+      {"outcome"});
 };
 
 }  // namespace

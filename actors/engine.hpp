@@ -68,6 +68,22 @@ class engine {
                                  std::optional<idempotency_claim> claim,
                                  reply_fn<exchange_answer> reply) = 0;
 
+  // --- export and import ---
+  /// The conversation with every message of its tree (`whole_tree`) or of
+  /// its active branch, in seq order.
+  virtual void export_conversation(std::string user_id, std::string id, bool whole_tree,
+                                   reply_fn<conversation_export> reply) = 0;
+  /// Up to `limit` of the user's conversations with an id above `after` (all
+  /// when empty), in id order, each with its whole tree.
+  virtual void export_page(std::string user_id, std::string after, unsigned limit,
+                           reply_fn<std::vector<conversation_export>> reply) = 0;
+  /// Stores every conversation `next` reads, for the user, through the
+  /// writer: a source imported before is skipped, a conversation `next`
+  /// cannot read is counted as an error and the rest go on. Fails (with what
+  /// was committed so far kept) only when the database does.
+  virtual void import_conversations(std::string user_id, import_reader next,
+                                    reply_fn<import_summary> reply) = 0;
+
   // --- live subscribers ---
   /// Adds `s` to the clients watching the conversation: from now on it gets
   /// every exchange's message, delta and done events, whoever started it.

@@ -117,6 +117,35 @@ struct message_page {
   bool has_more = false;
 };
 
+/// One conversation read from an import, ready to store: new ids, the
+/// caller's, parents before children.
+struct imported_conversation {
+  std::string source;  ///< what identifies it where it came from; a second import skips it
+  conversation_record row;
+  std::vector<message_record> messages;  ///< in seq order
+};
+
+/// The conversations of an import, one per call, in order: the next one, or
+/// why it cannot be imported; none once all have been read. Called from
+/// one thread at a time, not the caller's.
+using import_reader = std::function<std::optional<outcome<imported_conversation>>()>;
+
+/// What an import did. `errors` names each conversation that failed by its
+/// position in the body (0-based) and why.
+struct import_summary {
+  std::int64_t imported = 0;
+  std::int64_t skipped = 0;
+  std::vector<std::string> conversations;  ///< the new conversations' ids
+  std::vector<std::pair<std::size_t, std::string>> errors;
+};
+
+/// A conversation as export gives it: its row and its messages (the whole
+/// tree, or one branch), in seq order.
+struct conversation_export {
+  conversation_record conversation;
+  std::vector<message_record> messages;
+};
+
 /// What an exchange's caller gets: what the exchange produced or, when its
 /// Idempotency-Key was used before, what is stored for the key (and then the
 /// exchange did not run).

@@ -53,4 +53,47 @@ std::optional<unix_ms> parse_day(const std::string& text) {
   return duration_cast<milliseconds>(sys_days{ymd}.time_since_epoch()).count();
 }
 
+std::optional<unix_ms> parse_rfc3339(const std::string& text) {
+  auto digits = [&](std::size_t at, std::size_t n) -> std::optional<int> {
+    if (at + n > text.size()) return std::nullopt;
+    int v = 0;
+    for (auto i = at; i < at + n; ++i) {
+      if (!std::isdigit(static_cast<unsigned char>(text[i]))) return std::nullopt;
+      v = v * 10 + (text[i] - '0');
+    }
+    return v;
+  };
+  if (text.size() < 20 || (text[10] != 'T' && text[10] != 't') || text[13] != ':' ||
+      text[16] != ':')
+    return std::nullopt;
+  auto day = parse_day(text.substr(0, 10));
+  auto h = digits(11, 2), m = digits(14, 2), sec = digits(17, 2);
+  if (!day || !h || !m || !sec || *h > 23 || *m > 59 || *sec > 60) return std::nullopt;
+  std::size_t at = 19;
+  int millis = 0;
+  if (text[at] == '.') {
+    auto start = ++at;
+    while (at < text.size() && std::isdigit(static_cast<unsigned char>(text[at]))) {
+      if (at - start < 3) millis = millis * 10 + (text[at] - '0');
+      ++at;
+    }
+    if (at == start) return std::nullopt;
+    for (auto n = at - start; n < 3; ++n) millis *= 10;
+  }
+  unix_ms offset = 0;
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
+    ++at;
+  } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+    auto oh = digits(at + 1, 2), om = digits(at + 4, 2);
+    if (!oh || !om || at + 3 >= text.size() || text[at + 3] != ':' || *oh > 23 || *om > 59)
+      return std::nullopt;
+    offset = (*oh * 60 + *om) * 60'000 * (text[at] == '+' ? 1 : -1);
+    at += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (at != text.size()) return std::nullopt;
+  return *day + ((*h * 60 + *m) * 60 + *sec) * 1000 + millis - offset;
+}
+
 }  // namespace parley

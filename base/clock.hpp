@@ -21,4 +21,9 @@ std::string format_day(unix_ms t);
 /// not a valid calendar date.
 std::optional<unix_ms> parse_day(const std::string& text);
 
+/// An RFC 3339 timestamp (`YYYY-MM-DDTHH:MM:SS`, an optional fraction of a
+/// second, then `Z` or `±HH:MM`), to the millisecond below; nothing for any
+/// other text.
+std::optional<unix_ms> parse_rfc3339(const std::string& text);
+
 }  // namespace parley

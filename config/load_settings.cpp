@@ -488,6 +488,7 @@ void read_toml(settings& s, const toml::table& root, std::vector<std::string>* k
     r.get_int<std::uint32_t>("concurrent_generations", s.limits.concurrent_generations, 0, 1000000);
     r.get_int<std::uint64_t>("tokens_per_day", s.limits.tokens_per_day, 0,
                              std::numeric_limits<std::int64_t>::max());
+    r.get_int<std::uint64_t>("max_import_bytes", s.limits.max_import_bytes, 1, 1ull << 32);
   });
   section("actors", [&](toml_reader& r) {
     r.get_int<unsigned>("idle_timeout_s", s.actors.idle_timeout_s, 1, 86400 * 7);

@@ -80,6 +80,8 @@ struct limits_settings {
   std::uint64_t tokens_per_day = 0;
   /// Replies one user may have in progress or waiting at once; 0 = no cap.
   std::uint32_t concurrent_generations = 0;
+  /// The largest body POST /v1/import reads (other routes: server.max_body_bytes).
+  std::uint64_t max_import_bytes = 64ull << 20;
 };
 
 struct log_settings {

@@ -2,6 +2,9 @@
 
 #include "base/uuid.hpp"
 #include "http/api_docs.hpp"
+#include "http/export_formats.hpp"
+#include "http/export_stream.hpp"
+#include "http/import_formats.hpp"
 #include "http/json_mapping.hpp"
 #include "telemetry/metrics.hpp"
 
@@ -191,6 +194,49 @@ void http_api::search(const call_context& c, const route_params&) {
   request->user_id = c.user_id;
   engine_.search(std::move(*request),
                  respond<search_page>(c, 200, [](auto& page) { return to_json(page); }));
+}
+
+void http_api::export_conversation(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  auto q = query(c);
+  if (!q) return;
+  auto format = q->count("format") ? q->at("format") : std::string("json");
+  if (format != "json" && format != "markdown") {
+    send_problem(c, invalid_field("format", "must be json or markdown"));
+    return;
+  }
+  bool markdown = format == "markdown";
+  // Markdown is the transcript of the branch shown; JSON carries the whole tree.
+  engine_.export_conversation(c.user_id, *id, !markdown,
+                              tracked<conversation_export>([c, markdown](auto r) {
+                                if (!r) {
+                                  send_problem(c, to_problem(r.error()));
+                                  return;
+                                }
+                                if (markdown)
+                                  send(c, 200, export_markdown(*r), "text/markdown; charset=utf-8");
+                                else
+                                  send(c, 200, export_json(*r), "application/json");
+                              }));
+}
+
+void http_api::export_all(const call_context& c, const route_params&) {
+  constexpr unsigned page_size = 16;
+  std::make_shared<export_stream>(c, engine_, page_size)->start();
+}
+
+void http_api::import_conversations(const call_context& c, const route_params&) {
+  auto media = c.req->header().opt_value_of(restinio::http_field::content_type);
+  bool ndjson = media && media->find("ndjson") != std::string_view::npos;
+  import_context ctx{c.user_id, now_ms(), &engine_.models(), cfg_.limits.max_message_chars};
+  // The reader runs on the engine's import actor; the request (and with it
+  // the body the reader reads) lives as long as the reader.
+  auto reader = read_import(c.req->body(), ndjson, ctx);
+  import_reader keeping_body = [reader, req = c.req] { return reader(); };
+  engine_.import_conversations(
+      c.user_id, std::move(keeping_body),
+      respond<import_summary>(c, 200, [](auto& summary) { return to_json(summary); }));
 }
 
 void http_api::list_conversations(const call_context& c, const route_params&) {

@@ -142,6 +142,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
   void regenerate(const call_context& c, const route_params& params);
   void fork_conversation(const call_context& c, const route_params& params);
   void search(const call_context& c, const route_params& params);
+  void export_conversation(const call_context& c, const route_params& params);
+  void export_all(const call_context& c, const route_params& params);
+  void import_conversations(const call_context& c, const route_params& params);
   /// GET …/ws: after the ownership check (404 otherwise, as plain HTTP) the
   /// connection becomes a WebSocket that watches the conversation
   /// (websocket_route.cpp).

@@ -32,6 +32,7 @@ void inbound_screen::start_message() {
   http_parser_init(&parser_, HTTP_REQUEST);
   parser_.data = this;
   url_bytes_ = field_name_bytes_ = field_value_bytes_ = field_count_ = body_bytes_ = 0;
+  path_head_.clear();
   last_was_value_ = true;
   message_complete_ = false;
 }
@@ -49,6 +50,13 @@ void inbound_screen::follow_frames() {
   upgrade_requested_ = false;
   frame_header_size_ = 0;
   payload_left_ = 0;
+}
+
+std::uint64_t inbound_screen::body_limit() const {
+  auto& path = limits_.large_body_path;
+  bool large = !path.empty() && parser_.method == HTTP_POST && path_head_.starts_with(path) &&
+               (path_head_.size() == path.size() || path_head_[path.size()] == '?');
+  return large ? limits_.max_large_body_bytes : limits_.max_body_bytes;
 }
 
 void inbound_screen::refuse(int code, std::string detail) {
@@ -96,6 +104,10 @@ std::optional<inbound_refusal> inbound_screen::take_http(const char* data, std::
 int inbound_screen::on_url(http_parser* p, const char* at, std::size_t n) {
   auto& s = screen_of(p);
   s.url_bytes_ += n;
+  // Enough of the target to tell the large-body path from any other.
+  auto wanted = s.limits_.large_body_path.size() + 1;
+  if (s.path_head_.size() < wanted)
+    s.path_head_.append(at, std::min(n, wanted - s.path_head_.size()));
   if (s.url_bytes_ > s.limits_.max_url_bytes) {
     s.refuse(414, "the request target is longer than " + bytes(s.limits_.max_url_bytes));
     return -1;
@@ -140,9 +152,9 @@ int inbound_screen::on_header_value(http_parser* p, const char* at, std::size_t 
 
 int inbound_screen::on_headers_complete(http_parser* p) {
   auto& s = screen_of(p);
-  if (p->content_length != ULLONG_MAX && p->content_length > s.limits_.max_body_bytes) {
+  if (p->content_length != ULLONG_MAX && p->content_length > s.body_limit()) {
     s.refuse(413, "the request declares a body of " + bytes(p->content_length) + "; at most " +
-                      bytes(s.limits_.max_body_bytes) + " are read");
+                      bytes(s.body_limit()) + " are read");
     return -1;
   }
   return 0;
@@ -151,8 +163,8 @@ int inbound_screen::on_headers_complete(http_parser* p) {
 int inbound_screen::on_body(http_parser* p, const char* at, std::size_t n) {
   auto& s = screen_of(p);
   s.body_bytes_ += n;
-  if (s.body_bytes_ > s.limits_.max_body_bytes) {
-    s.refuse(413, "the request body is longer than " + bytes(s.limits_.max_body_bytes));
+  if (s.body_bytes_ > s.body_limit()) {
+    s.refuse(413, "the request body is longer than " + bytes(s.body_limit()));
     return -1;
   }
   return 0;
@@ -162,8 +174,8 @@ int inbound_screen::on_chunk_header(http_parser* p) {
   // content_length is the size of the chunk that follows: refused before it
   // is read rather than when its bytes run over.
   auto& s = screen_of(p);
-  if (p->content_length > s.limits_.max_body_bytes - s.body_bytes_) {
-    s.refuse(413, "the chunked request body is longer than " + bytes(s.limits_.max_body_bytes));
+  if (p->content_length > s.body_limit() - s.body_bytes_) {
+    s.refuse(413, "the chunked request body is longer than " + bytes(s.body_limit()));
     return -1;
   }
   return 0;

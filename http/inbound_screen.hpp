@@ -20,6 +20,10 @@ struct inbound_limits {
   std::uint64_t max_field_value_bytes = unlimited;
   std::uint64_t max_field_count = unlimited;
   std::uint64_t max_body_bytes = unlimited;
+  /// The one route whose POSTs may carry a larger body (the import), by its
+  /// path, and that body's limit.
+  std::string large_body_path;
+  std::uint64_t max_large_body_bytes = unlimited;
   /// A WebSocket frame announcing a longer payload is refused (close 1009).
   std::uint64_t max_frame_bytes = unlimited;
 };
@@ -68,6 +72,8 @@ class inbound_screen {
 
  private:
   void start_message();
+  /// The body limit of the current request (its request line has been read).
+  std::uint64_t body_limit() const;
   std::optional<inbound_refusal> take_http(const char* data, std::size_t size);
   std::optional<inbound_refusal> take_frames(const char* data, std::size_t size);
   void refuse(int code, std::string detail);
@@ -95,6 +101,7 @@ class inbound_screen {
   std::uint64_t field_value_bytes_ = 0;
   std::uint64_t field_count_ = 0;
   std::uint64_t body_bytes_ = 0;
+  std::string path_head_;  ///< the request target's start, as far as body_limit() needs it
   bool last_was_value_ = true;
   bool message_complete_ = false;
 

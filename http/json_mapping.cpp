@@ -128,18 +128,23 @@ std::string exchange_json(const exchange_result& r) {
   return out;
 }
 
-std::string page_json(const message_page& page) {
-  std::size_t size = 32;
-  for (auto& m : page.data) size += m.content.size() + 320;
-  std::string out;
+void append_messages_json(std::string& out, const std::vector<message_record>& messages) {
+  std::size_t size = out.size() + 2;
+  for (auto& m : messages) size += m.content.size() + 320;
   out.reserve(size);
-  out += "{\"data\":[";
+  out += '[';
   bool first = true;
-  for (auto& m : page.data) {
+  for (auto& m : messages) {
     if (!std::exchange(first, false)) out += ',';
     append_message_json(out, m);
   }
-  out += "],\"has_more\":";
+  out += ']';
+}
+
+std::string page_json(const message_page& page) {
+  std::string out = "{\"data\":";
+  append_messages_json(out, page.data);
+  out += ",\"has_more\":";
   out += page.has_more ? "true" : "false";
   out += '}';
   return out;
@@ -225,6 +230,16 @@ std::optional<search_cursor> decode_search_cursor(const std::string& text) {
       !is_canonical_uuid(std::string_view(c.key).substr(2)))
     return std::nullopt;
   return c;
+}
+
+json to_json(const import_summary& summary) {
+  json errors = json::array();
+  for (auto& [index, detail] : summary.errors)
+    errors.push_back({{"index", index}, {"detail", detail}});
+  return {{"imported", summary.imported},
+          {"skipped", summary.skipped},
+          {"conversations", summary.conversations},
+          {"errors", std::move(errors)}};
 }
 
 json to_json(const search_page& page) {

@@ -29,6 +29,9 @@ std::string message_json(const message_record& m);
 std::string exchange_json(const exchange_result& r);
 /// A page of history.
 std::string page_json(const message_page& page);
+
+/// `[Message, …]` appended to `out`, as page_json writes its data.
+void append_messages_json(std::string& out, const std::vector<message_record>& messages);
 nlohmann::json to_json(const conversation_page& page);
 nlohmann::json to_json(const model_registry& models);
 nlohmann::json usage_to_json(const std::string& user_id, const std::string& from,
@@ -42,6 +45,9 @@ std::optional<conversation_cursor> decode_cursor(const std::string& text);
 /// The same for a search.
 std::string encode_search_cursor(const search_cursor& c);
 std::optional<search_cursor> decode_search_cursor(const std::string& text);
+
+/// What POST /v1/import answers.
+nlohmann::json to_json(const import_summary& summary);
 
 /// A search page as GET /v1/search answers it.
 nlohmann::json to_json(const search_page& page);

@@ -18,15 +18,19 @@ std::string request_id_from(std::optional<std::string_view> given) {
 
 outcome<done, problem> check_body(std::size_t body_bytes,
                                   std::optional<std::string_view> content_type,
-                                  std::size_t max_bytes) {
+                                  std::size_t max_bytes,
+                                  std::initializer_list<std::string_view> media_types) {
   if (body_bytes > max_bytes)
     return make_problem(413, "the body is larger than " + std::to_string(max_bytes) + " bytes");
   if (body_bytes == 0) return done{};
   auto media = content_type ? content_type->substr(0, content_type->find(';')) : std::string_view();
   while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
-  if (!equals_ignoring_case(media, "application/json"))
-    return make_problem(415, "request bodies must be application/json");
-  return done{};
+  std::string names;
+  for (auto type : media_types) {
+    if (equals_ignoring_case(media, type)) return done{};
+    names += (names.empty() ? "" : " or ") + std::string(type);
+  }
+  return make_problem(415, "request bodies here must be " + names);
 }
 
 std::optional<std::string> cors_policy::allowed_origin(

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -71,10 +72,10 @@ outcome<done, problem> check_header_size(std::string_view target, std::size_t fi
 }
 
 /// 413 for a body past `max_bytes`; 415 for a body whose Content-Type is not
-/// application/json (parameters such as charset aside). No body, no check of its type.
-outcome<done, problem> check_body(std::size_t body_bytes,
-                                  std::optional<std::string_view> content_type,
-                                  std::size_t max_bytes);
+/// one of `media_types` (parameters such as charset aside). No body, no check of its type.
+outcome<done, problem> check_body(
+    std::size_t body_bytes, std::optional<std::string_view> content_type, std::size_t max_bytes,
+    std::initializer_list<std::string_view> media_types = {"application/json"});
 
 /// Cross-origin access as server.cors_origins allows it.
 class cors_policy {

@@ -7,6 +7,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 namespace parley {
@@ -205,30 +206,6 @@ class field_checker {
   std::vector<field_error> errors_;
 };
 
-/// The nesting depth of JSON text, stopping once it passes `limit`.
-int json_depth(std::string_view text, int limit) {
-  int depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return deepest;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
 /// An integer query parameter in [lo, hi]; none when it is not given.
 parsed<std::optional<std::int64_t>> query_integer(const query_params& q, const char* name,
                                                   std::int64_t lo, std::int64_t hi) {
@@ -244,6 +221,39 @@ parsed<std::optional<std::int64_t>> query_integer(const query_params& q, const c
 }
 
 }  // namespace
+
+void scan_json(std::string_view text, std::size_t from,
+               const std::function<bool(std::size_t, char)>& structural) {
+  bool in_string = false, escaped = false;
+  for (auto i = from; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    if (!structural(i, c)) return;
+  }
+}
+
+int json_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  scan_json(text, 0, [&](std::size_t, char c) {
+    if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+    return true;
+  });
+  return deepest;
+}
 
 parsed<json> parse_json_object(std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return json::object();

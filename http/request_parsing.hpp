@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -35,6 +36,15 @@ struct parse_limits {
 /// Deepest JSON nesting accepted; deeper bodies are rejected before parsing so
 /// that they cannot exhaust the stack.
 constexpr int max_json_depth = 64;
+
+/// Walks JSON text from `from`, calling `structural` with each character
+/// outside strings (a string's opening quote included) and its position,
+/// until it returns false.
+void scan_json(std::string_view text, std::size_t from,
+               const std::function<bool(std::size_t, char)>& structural);
+
+/// The nesting depth of JSON text, counted no further than past `limit`.
+int json_depth(std::string_view text, int limit);
 
 /// A JSON object from a request body; an empty body is an empty object.
 /// 400 for malformed JSON, for nesting deeper than max_json_depth, or for a

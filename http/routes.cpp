@@ -41,6 +41,8 @@ const std::vector<http_api::route_entry>& http_api::route_table() {
       {"/v1/models", {{http_method_get(), &http_api::list_models}}},
       {"/v1/usage", {{http_method_get(), &http_api::get_usage}}},
       {"/v1/search", {{http_method_get(), &http_api::search}}},
+      {"/v1/export", {{http_method_get(), &http_api::export_all}}},
+      {"/v1/import", {{http_method_post(), &http_api::import_conversations}}},
       {"/v1/conversations",
        {{http_method_get(), &http_api::list_conversations},
         {http_method_post(), &http_api::create_conversation}}},
@@ -56,6 +58,7 @@ const std::vector<http_api::route_entry>& http_api::route_table() {
         {http_method_delete(), &http_api::delete_message}}},
       {"/v1/conversations/:id/regenerate", {{http_method_post(), &http_api::regenerate}}},
       {"/v1/conversations/:id/fork", {{http_method_post(), &http_api::fork_conversation}}},
+      {"/v1/conversations/:id/export", {{http_method_get(), &http_api::export_conversation}}},
       {"/v1/conversations/:id/ws", {{http_method_get(), &http_api::open_websocket}}},
   };
   return table;
@@ -141,9 +144,15 @@ request_handling_status_t http_api::dispatch(request_handle_t req, const route_p
       return restinio::request_accepted();
     }
   }
-  if (auto body = check_body(req->body().size(), h.opt_value_of(restinio::http_field::content_type),
-                             cfg_.server.max_body_bytes);
-      !body) {
+  // The import reads larger bodies, and NDJSON besides JSON.
+  bool import = handler == &http_api::import_conversations;
+  auto body =
+      import
+          ? check_body(req->body().size(), h.opt_value_of(restinio::http_field::content_type),
+                       cfg_.limits.max_import_bytes, {"application/json", "application/x-ndjson"})
+          : check_body(req->body().size(), h.opt_value_of(restinio::http_field::content_type),
+                       cfg_.server.max_body_bytes);
+  if (!body) {
     send_problem(c, body.error());
     return restinio::request_accepted();
   }

@@ -46,6 +46,8 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
   parser_limits.max_field_value_bytes = std::uint64_t{cfg.server.max_header_bytes} * 8;
   parser_limits.max_field_count = std::uint64_t{cfg.server.max_header_count} * 8;
   parser_limits.max_body_bytes = cfg.server.max_body_bytes * 8 + 65536;
+  parser_limits.large_body_path = "/v1/import";
+  parser_limits.max_large_body_bytes = cfg.limits.max_import_bytes;
   parser_limits.max_frame_bytes = cfg.server.max_body_bytes;
   screened_socket::set_limits(parser_limits);
   server_io_context io;
@@ -70,12 +72,14 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
             // Past the configured limits the handlers answer 413, 414 or 431;
             // eight times past them the screened socket answers before the
             // parser would end the connection unanswered.
-            .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}
-                                          .max_url_size(parser_limits.max_url_bytes)
-                                          .max_field_name_size(parser_limits.max_field_name_bytes)
-                                          .max_field_value_size(parser_limits.max_field_value_bytes)
-                                          .max_field_count(parser_limits.max_field_count)
-                                          .max_body_size(parser_limits.max_body_bytes))
+            .incoming_http_msg_limits(
+                restinio::incoming_http_msg_limits_t{}
+                    .max_url_size(parser_limits.max_url_bytes)
+                    .max_field_name_size(parser_limits.max_field_name_bytes)
+                    .max_field_value_size(parser_limits.max_field_value_bytes)
+                    .max_field_count(parser_limits.max_field_count)
+                    .max_body_size(
+                        std::max(parser_limits.max_body_bytes, parser_limits.max_large_body_bytes)))
             .max_parallel_connections(cfg.server.max_connections)
             // A whole request, and an idle keep-alive, within read_timeout_ms:
             // a slow-loris client is cut off without holding a thread.

@@ -228,7 +228,15 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
             });
 
   send_rows(out, statements::delete_conversation_messages, plan.deleted_conversations, bind_id);
+  send_rows(out, statements::delete_conversation_sources, plan.deleted_conversations, bind_id);
   send_rows(out, statements::delete_conversations, plan.deleted_conversations, bind_id);
+
+  send_rows(out, statements::insert_sources, plan.sources,
+            [](parameters& p, const write::record_source* s) {
+              p.text(s->user_id);
+              p.text(s->source);
+              p.text(s->conversation_id);
+            });
 
   send_rows(out, statements::add_usage, plan.usage,
             [](parameters& p, const write_plan::usage_total& u) {

@@ -177,7 +177,8 @@ struct insert_conversation {
 struct update_conversation {
   conversation_record row;
 };
-/// Removes the conversation and all of its messages.
+/// Removes the conversation, all of its messages and the record of where it
+/// was imported from.
 struct delete_conversation {
   std::string id;
 };
@@ -200,6 +201,14 @@ struct add_usage {
   std::string day;
   usage_row usage;
 };
+/// Remembers that the user imported conversation `conversation_id` from
+/// `source` (an id the exporting system gave it), so that importing the same
+/// source again is skipped. A second record for (user, source) is a conflict.
+struct record_source {
+  std::string user_id;
+  std::string source;
+  std::string conversation_id;
+};
 /// Stores an idempotency key with its answer, already encoded (encode_answer
 /// in stored_answer.hpp, on the requester's thread): a write stays small, and
 /// the writer only binds text.
@@ -214,7 +223,7 @@ struct put_idempotency {
 using write_op =
     std::variant<write::insert_conversation, write::update_conversation, write::delete_conversation,
                  write::insert_message, write::update_message, write::delete_message,
-                 write::add_usage, write::put_idempotency>;
+                 write::add_usage, write::put_idempotency, write::record_source>;
 
 /// All or nothing: a write set is committed whole in one transaction or not at all.
 using write_set = std::vector<write_op>;

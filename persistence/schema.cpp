@@ -182,6 +182,17 @@ std::vector<migration> build(sql_dialect dialect) {
       // Full-text search of messages and titles, kept in the same transaction
       // as the writes: triggers on SQLite, generated columns on PostgreSQL.
       {6, dialect == sql_dialect::postgresql ? postgresql_search() : sqlite_search()},
+      // Export walks a user's conversations in id order; import remembers
+      // where each conversation came from, so that a second import skips it.
+      {7,
+       {"CREATE INDEX conversations_by_user_id ON conversations (user_id, id)",
+        "CREATE TABLE conversation_sources ("
+        " user_id TEXT NOT NULL,"
+        " source TEXT NOT NULL,"
+        " conversation_id TEXT NOT NULL,"
+        " PRIMARY KEY (user_id, source))",
+        "CREATE INDEX conversation_sources_by_conversation ON conversation_sources "
+        "(conversation_id)"}},
   };
 }
 

@@ -227,6 +227,29 @@ inline constexpr std::string_view delete_conversation_messages =
 /// Binds :id.
 inline constexpr std::string_view delete_conversation = "DELETE FROM conversations WHERE id = :id";
 
+/// Binds :id (the conversation).
+inline constexpr std::string_view delete_conversation_sources =
+    "DELETE FROM conversation_sources WHERE conversation_id = :id";
+
+/// Up to :n of a user's conversations with an id above :after, in id order
+/// (export's walk: stable while conversations are updated). Binds :u, :after, :n.
+inline const std::string list_conversations_by_id =
+    detail::cat({detail::select_from("conversations", conversation_columns),
+                 " WHERE user_id = :u AND id > :after ORDER BY id LIMIT :n"});
+
+/// A row of `conversation_sources`.
+inline constexpr column source_columns[] = {
+    {"user_id", "text"}, {"source", "text"}, {"conversation_id", "text"}};
+
+/// Binds source_columns.
+inline const std::string insert_source =
+    detail::cat({detail::insert_head("conversation_sources", source_columns), "(",
+                 detail::markers(source_columns), ")"});
+
+/// The conversation imported from a source, if any. Binds :u, :source.
+inline constexpr std::string_view select_source =
+    "SELECT conversation_id FROM conversation_sources WHERE user_id = :u AND source = :source";
+
 // messages
 
 namespace detail {
@@ -529,6 +552,13 @@ inline const multi_row delete_conversation_messages =
 
 /// Rows of id_column.
 inline const multi_row delete_conversations = detail::delete_where_in("conversations", "id");
+
+/// Rows of id_column: the conversations' import records go.
+inline const multi_row delete_conversation_sources =
+    detail::delete_where_in("conversation_sources", "conversation_id");
+
+/// Rows of source_columns.
+inline const multi_row insert_sources = detail::insert("conversation_sources", source_columns);
 
 /// Rows of message_columns.
 inline const multi_row insert_messages = detail::insert("messages", message_columns);

@@ -261,6 +261,30 @@ class sql_store final : public store {
     });
   }
 
+  std::vector<conversation_record> list_conversations_by_id(const std::string& user_id,
+                                                            const std::string& after,
+                                                            unsigned limit) override {
+    return guarded([&] {
+      std::vector<conversation_record> out;
+      long long n = limit;
+      soci::rowset<soci::row> rows = (session_.prepare << sql::list_conversations_by_id,
+                                      soci::use(user_id), soci::use(after), soci::use(n));
+      for (auto& r : rows) out.push_back(to_conversation(r));
+      return out;
+    });
+  }
+
+  std::optional<std::string> find_source(const std::string& user_id,
+                                         const std::string& source) override {
+    return guarded([&]() -> std::optional<std::string> {
+      std::string id;
+      soci::indicator ind = soci::i_null;
+      session_ << sql::select_source, soci::use(user_id), soci::use(source), soci::into(id, ind);
+      if (!session_.got_data() || ind == soci::i_null) return std::nullopt;
+      return id;
+    });
+  }
+
   conversation_page list_conversations(const std::string& user_id, unsigned limit,
                                        const std::optional<conversation_cursor>& after) override {
     return guarded([&] {
@@ -529,6 +553,8 @@ class sql_store final : public store {
           update_conversation(s),
           delete_conversation_messages(s),
           delete_conversation(s),
+          delete_conversation_sources(s),
+          insert_source(s),
           insert_message(s),
           update_message(s),
           delete_message(s),
@@ -574,6 +600,13 @@ class sql_store final : public store {
 
       bind_one(delete_conversation_messages, sql::delete_conversation_messages, id);
       bind_one(delete_conversation, sql::delete_conversation, id);
+      bind_one(delete_conversation_sources, sql::delete_conversation_sources, id);
+
+      insert_source.alloc();
+      insert_source.prepare(sql::insert_source);
+      for (auto* v : {&source.user_id, &source.source, &source.conversation_id})
+        insert_source.exchange(use(*v));
+      insert_source.define_and_bind();
 
       auto& m = message;
       insert_message.alloc();
@@ -666,11 +699,15 @@ class sql_store final : public store {
       std::string user_id, key, request_hash, answer;
       long long created_at = 0;
     } idempotency;
+    struct {
+      std::string user_id, source, conversation_id;
+    } source;
     std::string id;
 
     soci::statement insert_conversation, update_conversation, delete_conversation_messages,
-        delete_conversation, insert_message, update_message, delete_message, reparent_children,
-        add_usage, put_idempotency, replace_idempotency;
+        delete_conversation, delete_conversation_sources, insert_source, insert_message,
+        update_message, delete_message, reparent_children, add_usage, put_idempotency,
+        replace_idempotency;
   };
 
   prepared_writes& writes() {
@@ -742,7 +779,12 @@ class sql_store final : public store {
     for (auto id : plan.deleted_conversations) {
       w.id = *id;
       w.delete_conversation_messages.execute(true);
+      w.delete_conversation_sources.execute(true);
       w.delete_conversation.execute(true);
+    }
+    for (auto s : plan.sources) {
+      w.source = {s->user_id, s->source, s->conversation_id};
+      w.insert_source.execute(true);
     }
     for (auto& u : plan.usage) {
       auto& b = w.usage;
@@ -999,6 +1041,15 @@ class locked_store final : public store {
   }
   search_page search(const search_request& request) override {
     return with([&](store& s) { return s.search(request); });
+  }
+  std::vector<conversation_record> list_conversations_by_id(const std::string& user_id,
+                                                            const std::string& after,
+                                                            unsigned limit) override {
+    return with([&](store& s) { return s.list_conversations_by_id(user_id, after, limit); });
+  }
+  std::optional<std::string> find_source(const std::string& user_id,
+                                         const std::string& source) override {
+    return with([&](store& s) { return s.find_source(user_id, source); });
   }
   std::optional<idempotency_record> find_idempotency(const std::string& user_id,
                                                      const std::string& key) override {

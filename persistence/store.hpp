@@ -34,6 +34,16 @@ class store {
 
   virtual std::optional<conversation_record> find_conversation(const std::string& id) = 0;
 
+  /// Up to `limit` of the user's conversations with an id above `after`
+  /// (all when empty), in id order.
+  virtual std::vector<conversation_record> list_conversations_by_id(const std::string& user_id,
+                                                                    const std::string& after,
+                                                                    unsigned limit) = 0;
+
+  /// The conversation the user imported from `source`, if any.
+  virtual std::optional<std::string> find_source(const std::string& user_id,
+                                                 const std::string& source) = 0;
+
   /// Up to `limit` of the user's conversations after `after`, most recently updated first.
   virtual conversation_page list_conversations(const std::string& user_id, unsigned limit,
                                                const std::optional<conversation_cursor>& after) = 0;

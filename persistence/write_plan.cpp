@@ -41,6 +41,7 @@ struct planner {
       plan.message_edits[at->second] = &w;
   }
   void operator()(const write::delete_message& w) { plan.deleted_messages.push_back(&w); }
+  void operator()(const write::record_source& w) { plan.sources.push_back(&w); }
   void operator()(const write::add_usage& w) {
     auto [at, fresh] =
         usage_of_key.try_emplace({w.user_id, w.day, w.usage.model}, plan.usage.size());

@@ -32,6 +32,7 @@ struct write_plan {
   std::vector<const write::delete_message*> deleted_messages;  ///< children re-parented first
   std::vector<conversation_update> conversation_updates;
   std::vector<const std::string*> deleted_conversations;
+  std::vector<const write::record_source*> sources;  ///< after the conversations they name
   std::vector<usage_total> usage;
   std::vector<const idempotency_row*> idempotency_keys;
   /// Answers replacing those stored earlier, the last per key (after the inserts).

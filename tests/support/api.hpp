@@ -36,6 +36,19 @@ inline std::string create_conversation(http_client& c,
   return r.json()["id"].get<std::string>();
 }
 
+/// `/v1/conversations/{id}` and what follows it.
+inline std::string conversation_path(const std::string& id, const std::string& rest = "") {
+  return "/v1/conversations/" + id + rest;
+}
+
+/// POSTs `body` to the conversation's messages; asserts 201 and returns the answer.
+inline nlohmann::json send_message(http_client& c, const std::string& id,
+                                   const nlohmann::json& body) {
+  auto r = c.post(conversation_path(id, "/messages"), body);
+  BOOST_REQUIRE_EQUAL(r.status, 201);
+  return r.json();
+}
+
 /// Every stored message of a conversation, oldest first, page by page.
 inline std::vector<nlohmann::json> all_messages(http_client& c, const std::string& id) {
   std::vector<nlohmann::json> out;

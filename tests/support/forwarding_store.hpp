@@ -59,6 +59,15 @@ class forwarding_store : public store {
     return inner_->child_count(conversation_id, parent_id);
   }
   search_page search(const search_request& request) override { return inner_->search(request); }
+  std::vector<conversation_record> list_conversations_by_id(const std::string& user_id,
+                                                            const std::string& after,
+                                                            unsigned limit) override {
+    return inner_->list_conversations_by_id(user_id, after, limit);
+  }
+  std::optional<std::string> find_source(const std::string& user_id,
+                                         const std::string& source) override {
+    return inner_->find_source(user_id, source);
+  }
   std::optional<idempotency_record> find_idempotency(const std::string& user_id,
                                                      const std::string& key) override {
     return inner_->find_idempotency(user_id, key);

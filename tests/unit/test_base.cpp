@@ -25,6 +25,20 @@ BOOST_AUTO_TEST_CASE(time_and_ids) {
   BOOST_TEST(!parse_day(" 2026-1-01").has_value());
   BOOST_TEST(!parse_day("+026-11-01").has_value());
 
+  // RFC 3339 read back: Parley's own form, other fractions and offsets.
+  using ms = std::optional<unix_ms>;
+  BOOST_TEST((parse_rfc3339("2026-11-22T13:05:07.123Z") == ms(1795352707123)));
+  BOOST_TEST((parse_rfc3339(format_rfc3339(1)) == ms(1)));
+  BOOST_TEST((parse_rfc3339("2026-11-22T13:05:07Z") == ms(1795352707000)));
+  BOOST_TEST((parse_rfc3339("2026-11-22T13:05:07.1234567Z") == ms(1795352707123)));
+  BOOST_TEST((parse_rfc3339("2026-11-22T13:05:07.5z") == ms(1795352707500)));
+  BOOST_TEST((parse_rfc3339("2026-11-22T15:05:07.123+02:00") == ms(1795352707123)));
+  BOOST_TEST((parse_rfc3339("2026-11-22T12:35:07.123-00:30") == ms(1795352707123)));
+  for (auto bad : {"", "2026-11-22", "2026-11-22T13:05:07", "2026-11-22T13:05:07.Z",
+                   "2026-11-22 13:05:07Z", "2026-11-22T24:00:00Z", "2026-11-22T13:05:07+2:00",
+                   "2026-11-22T13:05:07Zjunk", "2026-02-30T00:00:00Z", "2026-11-22T1:05:07Z"})
+    BOOST_TEST(!parse_rfc3339(bad).has_value(), bad);
+
   auto a = make_uuid_v7(), b = make_uuid_v7();
   BOOST_TEST(is_canonical_uuid(a));
   BOOST_TEST(a != b);

@@ -134,6 +134,27 @@ BOOST_AUTO_TEST_CASE(a_declared_body_past_the_limit_is_refused_before_it_is_read
                           std::string(50, 'c') + "\r\n33\r\n") == 413);
 }
 
+BOOST_AUTO_TEST_CASE(the_import_route_alone_takes_larger_bodies) {
+  auto limits = small_limits();
+  limits.large_body_path = "/v1/import";
+  limits.max_large_body_bytes = 1000;
+  auto to = [](const std::string& method, const std::string& target, const std::string& length) {
+    return method + " " + target + " HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + "\r\n\r\n";
+  };
+  BOOST_TEST(refused_with(to("POST", "/v1/import", "1000"), limits) == 0);
+  BOOST_TEST(refused_with(to("POST", "/v1/import?x=1", "1000"), limits) == 0);
+  BOOST_TEST(refused_with(to("POST", "/v1/import", "1001"), limits) == 413);
+  // Only that path, and only for a POST.
+  BOOST_TEST(refused_with(to("PUT", "/v1/import", "1000"), limits) == 413);
+  BOOST_TEST(refused_with(to("POST", "/v1/imports", "1000"), limits) == 413);
+  BOOST_TEST(refused_with(to("POST", "/v1/impor", "1000"), limits) == 413);
+  BOOST_TEST(refused_with(to("POST", "/v1/conversations", "101"), limits) == 413);
+  // A large request followed by an ordinary one: each has its own limit.
+  BOOST_TEST(refused_with(to("POST", "/v1/import", "500") + std::string(500, 'b') +
+                              to("POST", "/v1/conversations", "101"),
+                          limits) == 413);
+}
+
 BOOST_AUTO_TEST_CASE(header_limits_are_restinios_own_to_the_byte) {
   // Target: at most max_url_bytes.
   BOOST_TEST(refused_with("GET /" + std::string(63, 'u') + " HTTP/1.1\r\n\r\n") == 0);

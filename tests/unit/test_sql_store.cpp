@@ -353,6 +353,44 @@ BOOST_FIXTURE_TEST_CASE(a_deleted_messages_children_take_its_parent, tree_store)
   BOOST_TEST(db->find_message("c2", "c2-m1").has_value());
 }
 
+BOOST_AUTO_TEST_CASE(import_sources_are_one_per_user_and_go_with_their_conversation) {
+  commit(*db, {write::insert_conversation{conversation("c1", "alice", 1)},
+               write::record_source{"alice", "chatgpt:x", "c1"}});
+  BOOST_TEST(*db->find_source("alice", "chatgpt:x") == "c1");
+  BOOST_TEST(!db->find_source("bob", "chatgpt:x").has_value());
+  // The same source twice for one user is a conflict; for another user it is not.
+  write_set again{write::insert_conversation{conversation("c2", "alice", 1)},
+                  write::record_source{"alice", "chatgpt:x", "c2"}};
+  try {
+    db->commit({&again});
+    BOOST_FAIL("a second record of one source was committed");
+  } catch (const store_error& e) {
+    BOOST_TEST((e.code == errc::conflict));
+  }
+  BOOST_TEST(!db->find_conversation("c2").has_value());
+  commit(*db, {write::insert_conversation{conversation("c3", "bob", 1)},
+               write::record_source{"bob", "chatgpt:x", "c3"}});
+  // Deleting the conversation forgets where it came from.
+  commit(*db, {write::delete_conversation{"c1"}});
+  BOOST_TEST(!db->find_source("alice", "chatgpt:x").has_value());
+  BOOST_TEST(*db->find_source("bob", "chatgpt:x") == "c3");
+}
+
+BOOST_AUTO_TEST_CASE(conversations_are_listed_by_id_for_export) {
+  commit(*db, {write::insert_conversation{conversation("b", "alice", 9)},
+               write::insert_conversation{conversation("a", "alice", 1)},
+               write::insert_conversation{conversation("c", "alice", 5)},
+               write::insert_conversation{conversation("aa", "bob", 5)}});
+  auto ids = [&](const std::string& after, unsigned limit) {
+    std::vector<std::string> out;
+    for (auto& c : db->list_conversations_by_id("alice", after, limit)) out.push_back(c.id);
+    return out;
+  };
+  BOOST_TEST(ids("", 10) == (std::vector<std::string>{"a", "b", "c"}));
+  BOOST_TEST(ids("a", 1) == (std::vector<std::string>{"b"}));
+  BOOST_TEST(ids("c", 10).empty());
+}
+
 BOOST_AUTO_TEST_CASE(idempotency_records_and_purge) {
   commit(*db,
          {write::put_idempotency{{"alice", "k1", "h", encode_answer(exchange_result{}), 100}},

@@ -35,6 +35,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -64,6 +65,11 @@ struct options {
   double think_ms = 0;
   double timeout_s = 60;
   std::string content = "hello world, how are you today?";
+  /// When > 0, each message adds `words_per_message` words drawn from this
+  /// many ("t0", "t1", …; log-uniform, so a few are common and most rare), and
+  /// --route search asks for two of them: text worth indexing and searching.
+  std::size_t vocabulary = 0;
+  std::size_t words_per_message = 8;
   std::string model;
   std::vector<std::string> headers;  ///< "Name: value", sent with every request
   std::string jwt_secret;            ///< sign each user an HS256 token instead of X-User-Id
@@ -348,13 +354,35 @@ class load_run {
     epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev);
   }
 
+  /// A word of the vocabulary, rare ones more likely than not: index
+  /// vocabulary^u for u uniform in [0, 1).
+  std::string vocabulary_word() const {
+    text_state_ ^= text_state_ << 13;
+    text_state_ ^= text_state_ >> 7;
+    text_state_ ^= text_state_ << 17;
+    double u = static_cast<double>(text_state_ % 1000003) / 1000003.0;
+    auto index = static_cast<std::size_t>(std::pow(static_cast<double>(o_.vocabulary), u)) - 1;
+    return "t" + std::to_string(index);
+  }
+
+  /// The next message's text: --content, and words of the vocabulary if asked.
+  std::string message_text() const {
+    if (o_.vocabulary == 0) return o_.content;
+    auto text = o_.content;
+    for (std::size_t i = 0; i < o_.words_per_message; ++i) text += " " + vocabulary_word();
+    return text;
+  }
+
   std::string request_for(const conversation& conv) const {
     std::string head;
     std::string body;
     if (o_.route == "health") {
       head = "GET /health HTTP/1.1\r\n";
+    } else if (o_.route == "search") {
+      auto words = o_.vocabulary ? vocabulary_word() + "%20" + vocabulary_word() : "hello";
+      head = "GET /v1/search?limit=20&q=" + words + " HTTP/1.1\r\n";
     } else if (o_.route == "create") {
-      nlohmann::json b{{"message", o_.content}};
+      nlohmann::json b{{"message", message_text()}};
       if (!o_.model.empty()) b["model"] = o_.model;
       body = b.dump();
       head =
@@ -362,7 +390,7 @@ class load_run {
           "Content-Length: " +
           std::to_string(body.size()) + "\r\n";
     } else {
-      nlohmann::json b{{"content", o_.content}};
+      nlohmann::json b{{"content", message_text()}};
       if (o_.route == "stream") b["stream"] = true;
       body = b.dump();
       head = "POST /v1/conversations/" + conv.id +
@@ -551,7 +579,7 @@ class load_run {
   }
 
   std::string dump_message() const {
-    return nlohmann::json{{"type", "message"}, {"content", o_.content}}.dump();
+    return nlohmann::json{{"type", "message"}, {"content", message_text()}}.dump();
   }
 
   /// A client frame: final, masked.
@@ -726,6 +754,9 @@ class load_run {
   }
 
   const options& o_;
+  /// The vocabulary's random state (xorshift): one sequence per run, so
+  /// runs with the same options write the same text.
+  mutable std::uint64_t text_state_ = 88172645463325252ull;
   std::vector<conversation> conversations_;
   std::string host_;
   std::uint16_t port_;
@@ -828,9 +859,9 @@ int main(int argc, char** argv) {
   app.add_option("--url", o.base_url, "the deployment's base URL (http://HOST:PORT)");
   app.add_option("--route", o.route,
                  "message (whole replies), stream (SSE), ws (WebSocket: one socket per user, "
-                 "replies as frames), health, or create (a new conversation with a first "
-                 "message, each request)")
-      ->check(CLI::IsMember({"message", "stream", "health", "create", "ws"}));
+                 "replies as frames), health, create (a new conversation with a first "
+                 "message, each request), or search (GET /v1/search of the user's messages)")
+      ->check(CLI::IsMember({"message", "stream", "health", "create", "ws", "search"}));
   app.add_option("--concurrency", o.concurrency, "closed loop: users sending at once");
   app.add_option("--rate", o.rate, "open loop: requests per second (overrides --concurrency)");
   app.add_option("--connections", o.connections, "open loop: the most connections at once");
@@ -841,6 +872,9 @@ int main(int argc, char** argv) {
   app.add_option("--think-ms", o.think_ms, "closed loop: pause after each answer");
   app.add_option("--timeout-s", o.timeout_s, "an answer slower than this is an error");
   app.add_option("--content", o.content, "the message text");
+  app.add_option("--vocabulary", o.vocabulary,
+                 "add words drawn from this many to each message; search for two of them");
+  app.add_option("--words-per-message", o.words_per_message, "with --vocabulary");
   app.add_option("--model", o.model, "the conversations' model (default: the server's)");
   app.add_option("--header", o.headers, "an extra header, \"Name: value\" (e.g. Authorization)");
   app.add_option("--jwt-secret", o.jwt_secret,

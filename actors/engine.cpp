@@ -51,6 +51,9 @@ conversation_export active_branch_of(store& db, conversation_record row) {
   return out;
 }
 
+/// Imports that may run at once in one process; more are answered 429.
+constexpr unsigned max_imports_at_once = 4;
+
 /// Conversations an import has sent the writer and not yet heard back about:
 /// enough for the writer to batch them, few enough to bound what is held.
 constexpr std::size_t import_window = 16;
@@ -67,6 +70,7 @@ void run_import(caf::blocking_actor* self, engine_context* ctx, const std::atomi
     return self->request(ctx->db.writer, caf::infinite, write_atom::value, std::move(writes));
   };
   struct pending {
+    std::size_t index;
     std::string id;
     decltype(send(write_set{})) answer;
   };
@@ -85,6 +89,10 @@ void run_import(caf::blocking_actor* self, engine_context* ctx, const std::atomi
           if (f.code == errc::conflict) {  // its source was imported meanwhile
             ++summary.skipped;
             counted.with({"skipped"}).add();
+          } else if (f.code == errc::internal || f.code == errc::invalid_argument) {
+            // A value the database refused: this entry's fault, not the import's.
+            summary.errors.emplace_back(p.index, f.detail);
+            counted.with({"failed"}).add();
           } else if (!stopped_by) {
             stopped_by = f;
           }
@@ -95,7 +103,13 @@ void run_import(caf::blocking_actor* self, engine_context* ctx, const std::atomi
       stopped_by = failure{errc::overloaded, "the server is shutting down"};
       break;
     }
-    auto item = next();
+    std::optional<outcome<imported_conversation>> item;
+    try {
+      item = next();
+    } catch (const std::exception& e) {
+      // A reader's bug must not leave the request unanswered.
+      item = failure{errc::internal, std::string("the entry could not be read: ") + e.what()};
+    }
     if (!item) break;
     if (!*item) {
       summary.errors.emplace_back(index, item->error().detail);
@@ -120,7 +134,7 @@ void run_import(caf::blocking_actor* self, engine_context* ctx, const std::atomi
     for (auto& m : c.messages) writes.push_back(write::insert_message{std::move(m)});
     writes.push_back(write::record_source{user_id, c.source, c.row.id});
     if (in_flight.size() >= import_window) settle_oldest();
-    in_flight.push_back({c.row.id, send(std::move(writes))});
+    in_flight.push_back({index, c.row.id, send(std::move(writes))});
   }
   while (!in_flight.empty()) settle_oldest();
   if (stopped_by)
@@ -306,10 +320,22 @@ class actor_engine final : public engine {
       reply(shutting_down());
       return;
     }
+    // Each import holds its body and a thread: a few at once, the rest later.
+    if (imports_running_.fetch_add(1) >= max_imports_at_once) {
+      imports_running_.fetch_sub(1);
+      failure busy{errc::rate_limited, "too many imports are running; try again shortly"};
+      busy.retry_after_s = 5;
+      reply(std::move(busy));
+      return;
+    }
+    reply_fn<import_summary> done = [this, reply = std::move(reply)](outcome<import_summary> r) {
+      imports_running_.fetch_sub(1);
+      reply(std::move(r));
+    };
     // On an actor of its own thread: reading a large body takes long, and
     // each conversation waits for the writer.
     system_.spawn<caf::detached>(run_import, &ctx_, &stopped_, &import_counts_, std::move(user_id),
-                                 std::move(next), std::move(reply));
+                                 std::move(next), std::move(done));
   }
 
   void check_ready(reply_fn<done> reply) override {
@@ -434,6 +460,7 @@ class actor_engine final : public engine {
   caf::actor_system system_;
   engine_context ctx_;
   std::atomic<bool> stopped_{false};
+  std::atomic<unsigned> imports_running_{0};
   // Registered when the engine starts, so that they are scraped before the
   // first search or import.
   metrics::histogram& search_seconds_ = metrics::default_registry().histogram_named(

@@ -176,6 +176,9 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
       }
   auto now = st.ctx->clock->wall_ms();
   auto c = commit_failed_exchange(meta_for(st, plan), facts_of(plan), now);
+  // Only a written row (a stored user message, a new conversation) changes
+  // the conversation; an idempotency key alone leaves it as it was.
+  bool row_written = !c.writes.empty();
   if (c.writes.empty() && !plan.claim) {
     plan.caller.fail(why);
     finish_op(self);
@@ -185,7 +188,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
   add_claim(c.writes, plan.claim, c.meta.user_id, why, now, plan.user_stored);
   commit(self, std::move(c.writes), plan.caller, [=, meta = std::move(c.meta)]() mutable {
     auto& st = self->state;
-    st.meta = meta;
+    if (row_written) st.meta = meta;
     st.current = phase::ready;
     if (store_user) {
       adopt_branch(st, plan);

@@ -229,7 +229,7 @@ void http_api::export_all(const call_context& c, const route_params&) {
 void http_api::import_conversations(const call_context& c, const route_params&) {
   auto media = c.req->header().opt_value_of(restinio::http_field::content_type);
   bool ndjson = media && media->find("ndjson") != std::string_view::npos;
-  import_context ctx{c.user_id, now_ms(), &engine_.models(), cfg_.limits.max_message_chars};
+  import_context ctx{c.user_id, now_ms(), &engine_.models()};
   // The reader runs on the engine's import actor; the request (and with it
   // the body the reader reads) lives as long as the reader.
   auto reader = read_import(c.req->body(), ndjson, ctx);

@@ -69,22 +69,6 @@ std::string sha256_hex(std::string_view text) {
   return out;
 }
 
-/// Text a message may hold: not empty, no U+0000 (PostgreSQL cannot store
-/// it), and at most the configured number of characters.
-std::optional<std::string> storable_text(const std::string& text, const import_context& ctx,
-                                         const std::string& what, problem_list& problems) {
-  if (text.find('\0') != std::string::npos) {
-    problems.fail(what + " contains the character U+0000");
-    return std::nullopt;
-  }
-  if (count_code_points(text) > ctx.max_message_chars) {
-    problems.fail(what + " is longer than " + std::to_string(ctx.max_message_chars) +
-                  " characters");
-    return std::nullopt;
-  }
-  return text;
-}
-
 bool known_role(const std::string& role) {
   return role == "user" || role == "assistant" || role == "system";
 }
@@ -152,6 +136,11 @@ std::optional<std::string> optional_text(const json& j, const char* field, probl
     problems.fail(where + "." + field + " is not a string");
     return std::nullopt;
   }
+  // PostgreSQL's text cannot hold U+0000 (libpq would cut the string there).
+  if (it->get_ref<const std::string&>().find('\0') != std::string::npos) {
+    problems.fail(where + "." + field + " contains the character U+0000");
+    return std::nullopt;
+  }
   return it->get<std::string>();
 }
 
@@ -186,9 +175,6 @@ outcome<imported_conversation> from_parley(const json& j, std::string_view text,
       model && (!ctx.models || ctx.models->find(*model)))
     row.model = *model;
   row.system_prompt = optional_text(*c, "system_prompt", problems, "conversation");
-  if (row.system_prompt)
-    row.system_prompt =
-        storable_text(*row.system_prompt, ctx, "conversation.system_prompt", problems);
   if (auto m = c->find("metadata"); m != c->end() && !m->is_null()) {
     bool ok = m->is_object() && m->size() <= max_metadata_entries;
     if (ok)
@@ -246,8 +232,8 @@ outcome<imported_conversation> from_parley(const json& j, std::string_view text,
     if (!known_role(r.role)) problems.fail(where + ".role is not user, assistant or system");
     auto content = optional_text(*m, "content", problems, where);
     if (!content || content->empty()) problems.fail(where + ".content is missing or empty");
-    if (content)
-      r.content = storable_text(*content, ctx, where + ".content", problems).value_or("");
+    // No length limit: a reply may be longer than a user may send.
+    if (content) r.content = *content;
     r.created_at = timestamp(*m, "created_at", problems, where).value_or(row.created_at);
     r.edited_at = timestamp(*m, "edited_at", problems, where);
     if (auto parent = optional_text(*m, "parent_id", problems, where)) {
@@ -285,7 +271,10 @@ outcome<imported_conversation> from_parley(const json& j, std::string_view text,
 /// attachments are left out), or a code block's text.
 std::string chatgpt_text(const json& content) {
   if (!content.is_object()) return {};
-  auto type = content.value("content_type", std::string());
+  auto type_field = content.find("content_type");
+  auto type = type_field != content.end() && type_field->is_string()
+                  ? type_field->get<std::string>()
+                  : std::string();
   std::string out;
   if (type == "text" || type == "multimodal_text") {
     if (auto parts = content.find("parts"); parts != content.end() && parts->is_array())
@@ -317,7 +306,9 @@ outcome<imported_conversation> from_chatgpt(const json& j, std::string_view text
   imported_conversation out;
   std::string source_id;
   for (auto field : {"conversation_id", "id"})
-    if (auto it = j.find(field); it != j.end() && it->is_string()) {
+    if (auto it = j.find(field);
+        it != j.end() && it->is_string() &&
+        it->get_ref<const std::string&>().find('\0') == std::string::npos) {
       source_id = it->get<std::string>();
       break;
     }
@@ -355,29 +346,48 @@ outcome<imported_conversation> from_chatgpt(const json& j, std::string_view text
       n.parent = p->get<std::string>();
     if (auto m = value.find("message"); m != value.end() && m->is_object()) {
       auto author = m->find("author");
-      if (author != m->end() && author->is_object()) n.role = author->value("role", std::string());
+      if (author != m->end() && author->is_object())
+        if (auto role = author->find("role"); role != author->end() && role->is_string())
+          n.role = role->get<std::string>();
       bool hidden = false;
       if (auto meta = m->find("metadata"); meta != m->end() && meta->is_object())
-        hidden = meta->value("is_visually_hidden_from_conversation", false) == true;
+        if (auto h = meta->find("is_visually_hidden_from_conversation");
+            h != meta->end() && h->is_boolean())
+          hidden = h->get<bool>();
       if (auto content = m->find("content"); content != m->end()) n.text = chatgpt_text(*content);
       n.created = chatgpt_time(*m, "create_time");
+      // Text PostgreSQL cannot store (U+0000) is no message to show either.
       n.kept = !hidden && known_role(n.role) && !n.text.empty() &&
-               n.text.find('\0') == std::string::npos &&
-               count_code_points(n.text) <= ctx.max_message_chars;
+               n.text.find('\0') == std::string::npos;
     }
     nodes.emplace(key, std::move(n));
   }
-  // The kept ancestor of each kept node; a loop in the parents breaks the conversation.
+  // The kept ancestor of a node, remembered for every node on the way up so
+  // that a long run of skipped nodes is walked once; a loop in the parents
+  // breaks the conversation.
+  std::unordered_map<std::string, std::optional<std::string>> ancestor;
   auto kept_parent = [&](const std::string& id) -> outcome<std::optional<std::string>> {
-    auto at = nodes.find(id);
-    for (std::size_t steps = 0; steps <= nodes.size(); ++steps) {
-      if (!at->second.parent) return std::optional<std::string>();
+    std::vector<std::string> walked;
+    std::optional<std::string> found;
+    for (auto at = nodes.find(id);;) {
+      if (walked.size() > nodes.size())
+        return failure{errc::invalid_argument, "the parents of node " + id + " form a loop"};
+      if (!at->second.parent) break;
+      if (auto known = ancestor.find(at->first); known != ancestor.end()) {
+        found = known->second;
+        break;
+      }
+      walked.push_back(at->first);
       auto up = nodes.find(*at->second.parent);
-      if (up == nodes.end()) return std::optional<std::string>();
-      if (up->second.kept) return std::optional<std::string>(up->first);
+      if (up == nodes.end()) break;
+      if (up->second.kept) {
+        found = up->first;
+        break;
+      }
       at = up;
     }
-    return failure{errc::invalid_argument, "the parents of node " + id + " form a loop"};
+    for (auto& w : walked) ancestor[w] = found;
+    return found;
   };
   // Each kept node's kept parent, its depth and its time: its own, or else
   // its parent's (the conversation's at a root), and never before its
@@ -496,7 +506,7 @@ std::optional<std::string_view> import_splitter::next() {
 }
 
 outcome<imported_conversation> import_conversation(std::string_view text,
-                                                   const import_context& ctx) {
+                                                   const import_context& ctx) try {
   // Nested deeper than any export is: refused before the parser recurses.
   if (json_depth(text, max_json_depth) > max_json_depth)
     return failure{errc::invalid_argument,
@@ -512,6 +522,9 @@ outcome<imported_conversation> import_conversation(std::string_view text,
   if (j.contains("mapping")) return from_chatgpt(j, text, ctx);
   return failure{errc::invalid_argument,
                  "neither a parley.conversation.v1 object nor a ChatGPT conversation"};
+} catch (const json::exception& e) {
+  // A value of a type the reading did not check for.
+  return failure{errc::invalid_argument, std::string("unexpected value: ") + e.what()};
 }
 
 import_reader read_import(std::string_view body, bool ndjson, import_context ctx) {

@@ -40,7 +40,6 @@ struct import_context {
   std::string user_id;
   unix_ms now = 0;
   const model_registry* models = nullptr;  ///< unknown model aliases become the default
-  std::uint32_t max_message_chars = 32768;
 };
 
 /// One conversation, in either format, converted for `ctx.user_id` with new

@@ -212,15 +212,25 @@ BOOST_AUTO_TEST_CASE(switching_branches_is_stored_and_announced) {
   ws_client watcher(server().port(), conversation_path(id, "/ws"), "switcher");
   // Switching to a message takes its newest leaf; other fields change with it.
   auto r =
-      c.patch(conversation_path(id), {{"active_message_id", one["message"]["id"]}, {"title", "t"}});
+      c.patch(conversation_path(id), {{"active_message_id", two["message"]["id"]}, {"title", "t"}});
   BOOST_REQUIRE_EQUAL(r.status, 200);
-  BOOST_TEST(r.json()["active_leaf_id"] == alt["reply"]["id"]);
-  BOOST_TEST(r.json()["title"] == "t");
-  r = c.patch(conversation_path(id), {{"active_message_id", two["message"]["id"]}});
   BOOST_TEST(r.json()["active_leaf_id"] == two["reply"]["id"]);
+  BOOST_TEST(r.json()["title"] == "t");
   BOOST_TEST(r.json()["message_count"] == 4);
   auto event = watcher.read_json();
   BOOST_TEST(event["type"] == "branch");
+  BOOST_TEST(event["active_leaf_id"] == two["reply"]["id"]);
+  // The first message's newest leaf is the reply to "alt", its newest child's.
+  r = c.patch(conversation_path(id), {{"active_message_id", one["message"]["id"]}});
+  BOOST_TEST(r.json()["active_leaf_id"] == alt["reply"]["id"]);
+  event = watcher.read_json();
+  BOOST_TEST(event["type"] == "branch");
+  BOOST_TEST(event["active_leaf_id"] == alt["reply"]["id"]);
+  // Switching to where it is already changes nothing and announces nothing.
+  r = c.patch(conversation_path(id), {{"active_message_id", alt["reply"]["id"]}});
+  BOOST_TEST(r.json()["active_leaf_id"] == alt["reply"]["id"]);
+  r = c.patch(conversation_path(id), {{"active_message_id", two["reply"]["id"]}});
+  event = watcher.read_json();
   BOOST_TEST(event["active_leaf_id"] == two["reply"]["id"]);
 
   auto field = [&](const json& body) {
@@ -229,6 +239,26 @@ BOOST_AUTO_TEST_CASE(switching_branches_is_stored_and_announced) {
   BOOST_TEST(field({{"active_message_id", id}}) == "active_message_id");
   BOOST_TEST(field({{"active_message_id", "x"}}) == "active_message_id");
   BOOST_TEST(contents(c, id) == (texts{"one", "Echo: one", "two", "Echo: two"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_regenerate_of_another_branch_changes_nothing) {
+  mock().clear_behaviors();
+  auto c = client("regen-fail");
+  auto id = create_conversation(c, {{"model", "gpt"}});
+  auto one = send_message(c, id, {{"content", "one"}});
+  auto two = send_message(c, id, {{"content", "two"}});
+  mock().push_behaviors(json::array({{{"status", 400}}}));
+  auto r = c.post(conversation_path(id, "/regenerate"), {{"message_id", one["reply"]["id"]}},
+                  {"Idempotency-Key: regen-fail-1"});
+  BOOST_TEST(r.status == 502, r.body);
+  auto conv = conversation(c, id);
+  BOOST_TEST(conv["message_count"] == 4);
+  BOOST_TEST(conv["active_leaf_id"] == two["reply"]["id"]);
+  // The row written next (a rename) still counts the active branch.
+  BOOST_TEST(c.patch(conversation_path(id), {{"title", "renamed"}}).json()["message_count"] == 4);
+  auto three = send_message(c, id, {{"content", "three"}});
+  BOOST_TEST(three["message"]["parent_id"] == two["reply"]["id"]);
+  BOOST_TEST(conversation(c, id)["message_count"] == 6);
 }
 
 BOOST_AUTO_TEST_CASE(the_active_branch_survives_a_restart) {

@@ -267,6 +267,25 @@ BOOST_AUTO_TEST_CASE(broken_entries_fail_alone) {
   BOOST_TEST(import_ok(c, "[]")["imported"] == 0);
 }
 
+BOOST_AUTO_TEST_CASE(import_bodies_have_a_limit_of_their_own) {
+  server_process small(server_options{
+      .config_toml = "[server]\nmax_body_bytes = 1000\n[limits]\nmax_import_bytes = 5000\n"});
+  http_client c(small.base_url(), "import-limit");
+  json one = {{"format", "parley.conversation.v1"},
+              {"conversation", {{"id", "limit-1"}}},
+              {"messages",
+               {{{"id", "m"}, {"seq", 1}, {"role", "user"}, {"content", std::string(3000, 'x')}}}}};
+  // Past server.max_body_bytes but within limits.max_import_bytes: read.
+  auto r = c.request("POST", "/v1/import", one.dump(), {"Content-Type: application/json"});
+  BOOST_TEST(r.status == 200, r.body);
+  BOOST_TEST(r.json()["imported"] == 1);
+  one["messages"][0]["content"] = std::string(6000, 'x');
+  expect_problem(c.request("POST", "/v1/import", one.dump(), {"Content-Type: application/json"}),
+                 413);
+  // The other routes keep server.max_body_bytes.
+  expect_problem(c.post("/v1/conversations", {{"title", std::string(1200, 't')}}), 413);
+}
+
 BOOST_AUTO_TEST_CASE(everything_exports_as_ndjson) {
   auto c = client("export-all");
   std::set<std::string> ids;

@@ -21,7 +21,7 @@ std::vector<std::string> split(std::string_view body, bool ndjson) {
   return out;
 }
 
-import_context context() { return {"alice", 1'700'000'000'000, nullptr, 100}; }
+import_context context() { return {"alice", 1'700'000'000'000, nullptr}; }
 
 json parley_export(json messages, json conversation = {{"id", "c1"}, {"title", "T"}}) {
   return {{"format", "parley.conversation.v1"},
@@ -111,12 +111,27 @@ BOOST_AUTO_TEST_CASE(broken_parley_entries_say_what_is_wrong) {
   auto empty = message("m1", 1, "user");
   empty["content"] = "";
   BOOST_TEST(error_of(parley_export({empty})).find("content") != std::string::npos);
-  auto long_text = message("m1", 1, "user");
-  long_text["content"] = std::string(101, 'x');
-  BOOST_TEST(error_of(parley_export({long_text})).find("longer") != std::string::npos);
+  // U+0000 anywhere (PostgreSQL cannot store it) refuses the entry.
   auto nul = message("m1", 1, "user");
   nul["content"] = std::string("a\0b", 3);
   BOOST_TEST(error_of(parley_export({nul})).find("U+0000") != std::string::npos);
+  nul = message("m1", 1, "assistant");
+  nul["model"] = std::string("e\0", 2);
+  BOOST_TEST(error_of(parley_export({nul})).find("U+0000") != std::string::npos);
+  BOOST_TEST(error_of(parley_export({message("m1", 1, "user")},
+                                    {{"id", "c1"}, {"title", std::string("t\0", 2)}}))
+                 .find("U+0000") != std::string::npos);
+  // A long reply is kept: replies are not held to what a user may send.
+  auto long_text = message("m1", 1, "assistant");
+  long_text["content"] = std::string(100'000, 'x');
+  BOOST_TEST(bool(import_conversation(parley_export({long_text}).dump(), context())));
+  // Values of an unexpected type are an error of the entry, never an exception.
+  auto typed = message("m1", 1, "user");
+  typed["seq"] = "1";
+  BOOST_TEST(!error_of(parley_export({typed})).empty());
+  BOOST_TEST(!error_of(parley_export({message("m1", 1, "user")},
+                                     {{"usage", {{"cost_usd", "x"}}}, {"id", 4}}))
+                  .empty());
   auto bad_time = message("m1", 1, "user");
   bad_time["created_at"] = "yesterday";
   BOOST_TEST(error_of(parley_export({bad_time})).find("created_at") != std::string::npos);
@@ -167,8 +182,33 @@ BOOST_AUTO_TEST_CASE(chatgpt_conversations_skip_what_was_not_shown) {
   // No usable current node: the newest message's branch.
   BOOST_TEST(*r->row.active_leaf_id == r->messages[2].id);
 
+  // Fields of unexpected types are read as absent, not thrown.
+  auto odd = c;
+  odd["mapping"]["u"]["message"]["author"]["role"] = 5;
+  odd["mapping"]["c"]["message"]["content"]["content_type"] = 7;
+  odd["mapping"]["x"]["message"]["metadata"] = {{"is_visually_hidden_from_conversation", "yes"}};
+  odd["mapping"]["late"]["message"]["create_time"] = "soon";
+  odd["id"] = 12;
+  auto read = import_conversation(odd.dump(), context());
+  BOOST_REQUIRE(bool(read));
+  BOOST_TEST(read->messages.size() == 1u);
+  BOOST_TEST(read->source.rfind("chatgpt:sha256:", 0) == 0u);
+
   c["mapping"]["r"]["parent"] = "late";  // r → late → x → c → u → r
   BOOST_TEST(error_of(c).find("loop") != std::string::npos);
+  // A long run of skipped nodes is walked once, not once per kept child.
+  json chain = {{"title", "chain"}, {"mapping", json::object()}};
+  std::string parent = "";
+  for (int i = 0; i < 20000; ++i) {
+    auto id = "h" + std::to_string(i);
+    chain["mapping"][id] = node(nullptr, parent.empty() ? json() : json(parent));
+    parent = id;
+  }
+  for (int i = 0; i < 2000; ++i)
+    chain["mapping"]["k" + std::to_string(i)] = node(says("user", {"hi"}, i), parent);
+  auto walked = import_conversation(chain.dump(), context());
+  BOOST_REQUIRE(bool(walked));
+  BOOST_TEST(walked->messages.size() == 2000u);
   BOOST_TEST(error_of({{"mapping", 3}}).find("mapping") != std::string::npos);
   BOOST_TEST(error_of({{"title", "neither"}}).find("neither") != std::string::npos);
 }

@@ -140,7 +140,9 @@ conversation_read read_conversation(http_client& http, const std::string& identi
   std::int64_t after = 0;
   for (;;) {
     auto res =
-        http.get("/v1/conversations/" + id + "/messages?limit=200&after=" + std::to_string(after),
+        // Every branch: a message off the active one is stored all the same.
+        http.get("/v1/conversations/" + id +
+                     "/messages?view=all&limit=200&after=" + std::to_string(after),
                  {identity});
     r.status = res.status;
     if (res.status != 200) return r;
@@ -377,7 +379,7 @@ class user_worker {
   /// they arrive. True when `done` came.
   bool stream(const std::string& kind, const std::string& n, const std::string& op,
               live_conversation& c, const std::string& path, const json& body,
-              const std::string& key, const std::string& removes) {
+              const std::string& key, const std::string& replaces) {
     std::size_t seen = 0;
     bool done = false, error = false;
     auto on_event = [&](const sse_result& r) {
@@ -385,10 +387,9 @@ class user_worker {
         auto& e = r.events[seen];
         if ((e.name == "message" || e.name == "done") && e.data.is_object()) {
           json fields{{"status", 200}, {"stream", true}, {"msgs", json::array({brief(e.data)})}};
-          if (e.name == "done" && !removes.empty()) fields["removes"] = removes;
           ack(n, op, c.id, fields);
-          if (e.name == "done" && !removes.empty() && !c.messages.empty() &&
-              c.messages.back().id == removes)
+          if (e.name == "done" && !replaces.empty() && !c.messages.empty() &&
+              c.messages.back().id == replaces)
             c.messages.pop_back();
           apply(c, fields["msgs"]);
           done = done || e.name == "done";
@@ -508,17 +509,18 @@ class user_worker {
   void regenerate(live_conversation& c, bool streamed) {
     if (c.messages.empty()) return;
     auto kind = streamed ? "regenerate-sse" : "regenerate";
-    // The last message goes when it is an assistant's (docs/openapi.json, regenerate).
-    std::string removes = c.messages.back().role == "assistant" ? c.messages.back().id : "";
+    // A reply that is the last message leaves the active branch for the new
+    // one: it stays stored, a sibling (docs/api.md, Branches). The model of
+    // the conversation kept here follows the active branch, so it drops it.
+    std::string replaces = c.messages.back().role == "assistant" ? c.messages.back().id : "";
     auto n = next_n();
     json body = json::object();
     if (streamed) body["stream"] = true;
     auto path = "/v1/conversations/" + c.id + "/regenerate";
     json line{{"n", n}, {"op", "regenerate"}, {"conv", c.id}, {"stream", streamed}};
-    if (!removes.empty()) line["removes"] = removes;
     attempt(kind, line);
     if (streamed) {
-      stream(kind, n, "regenerate", c, path, body, "", removes);
+      stream(kind, n, "regenerate", c, path, body, "", replaces);
       return;
     }
     auto r = http_.request("POST", path, body.dump(), headers());
@@ -528,9 +530,8 @@ class user_worker {
     }
     auto msgs = stored_messages(r.json());
     json fields{{"status", 201}, {"msgs", msgs}};
-    if (!removes.empty()) fields["removes"] = removes;
     ack(n, "regenerate", c.id, fields);
-    if (!removes.empty()) c.messages.pop_back();
+    if (!replaces.empty()) c.messages.pop_back();
     apply(c, msgs);
     ++stats.ops[kind].acknowledged;
   }
@@ -619,8 +620,8 @@ struct expected_message {
   std::string conv;
   std::int64_t seq = -1;
   presence state = presence::unknown;  ///< what the last acknowledgement said
-  bool may_be_absent = false;  ///< an unanswered delete or regenerate since may have removed it
-  bool edited = false;         ///< its content was last set by an acknowledged edit
+  bool may_be_absent = false;          ///< an unanswered delete since may have removed it
+  bool edited = false;                 ///< its content was last set by an acknowledged edit
   std::optional<std::string> content;  ///< the acknowledged content (not known from a retry)
   std::set<std::string> allowed;       ///< that, and the contents of unanswered edits since
   std::string by;                      ///< the operation (n) that acknowledged it last
@@ -690,8 +691,6 @@ class verifier {
         m.allowed.insert(str(l, "content"));
       } else if (op == "delete") {
         message(str(l, "msg_id"), conv).may_be_absent = true;
-      } else if (op == "regenerate" && l.contains("removes")) {
-        message(str(l, "removes"), conv).may_be_absent = true;
       } else if (op == "delete-conversation") {
         convs_[conv].may_be_gone = true;
       } else if (op == "send") {
@@ -712,7 +711,6 @@ class verifier {
       if (l.contains("msgs"))
         for (auto& m : l["msgs"]) acknowledged(m, conv, op, n);
       if (op == "delete") deleted(str(l, "msg_id"), conv, n);
-      if (op == "regenerate" && l.contains("removes")) deleted(str(l, "removes"), conv, n);
       if (op == "delete-conversation") convs_[conv].must_be_gone = true;
       if (op != "retry" && keyed_.count(n)) {
         auto& k = keyed_[n];

@@ -328,6 +328,9 @@ struct recording_subscriber : conversation_subscriber {
       case kind::done:
         seen.push_back("done:" + e.message->content.str());
         break;
+      case kind::branch:
+        seen.push_back("branch:" + e.active_leaf_id.value_or(""));
+        break;
       case kind::closed:
         seen.push_back("closed:" + e.reason->detail);
         break;

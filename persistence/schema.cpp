@@ -74,8 +74,10 @@ std::vector<std::string> postgresql_search() {
       "ALTER TEXT SEARCH CONFIGURATION parley_search ALTER MAPPING FOR"
       " asciiword, asciihword, hword_asciipart, word, hword, hword_part"
       " WITH unaccent, parley_stem",
+      // A tsvector holds at most 1 MB: only a message's first 100,000
+      // characters are indexed, so that no text can make a write fail.
       "ALTER TABLE messages ADD COLUMN search tsvector"
-      " GENERATED ALWAYS AS (to_tsvector('parley_search', content)) STORED",
+      " GENERATED ALWAYS AS (to_tsvector('parley_search', left(content, 100000))) STORED",
       "CREATE INDEX messages_search ON messages USING GIN (search)",
       "ALTER TABLE conversations ADD COLUMN search tsvector"
       " GENERATED ALWAYS AS (to_tsvector('parley_search', coalesce(title, ''))) STORED",

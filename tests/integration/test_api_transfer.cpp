@@ -115,6 +115,16 @@ json chatgpt_conversation(const std::string& id, const std::string& title) {
           {"moderation_results", json::array()}};
 }
 
+// The server under test is built as this test is: under AddressSanitizer
+// its freed memory sits in quarantine, so its peak says nothing of Parley's.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool built_with_address_sanitizer = true;
+#elif defined(__has_feature)
+constexpr bool built_with_address_sanitizer = __has_feature(address_sanitizer);
+#else
+constexpr bool built_with_address_sanitizer = false;
+#endif
+
 /// A size the kernel reports for process `pid` (`VmRSS`, `VmHWM` …), in bytes.
 std::uint64_t memory_of(int pid, const std::string& field) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -286,6 +296,23 @@ BOOST_AUTO_TEST_CASE(import_bodies_have_a_limit_of_their_own) {
   expect_problem(c.post("/v1/conversations", {{"title", std::string(1200, 't')}}), 413);
 }
 
+BOOST_AUTO_TEST_CASE(a_very_long_message_is_stored_and_its_start_searchable) {
+  // 3 MB of distinct words: more than a PostgreSQL tsvector holds (1 MB).
+  auto c = client("import-long");
+  std::string text = "zanzibar";
+  for (int i = 0; text.size() < 3'000'000; ++i) text += " word" + std::to_string(i);
+  json one = {{"format", "parley.conversation.v1"},
+              {"conversation", {{"id", "long-1"}}},
+              {"messages", {{{"id", "m"}, {"seq", 1}, {"role", "assistant"}, {"content", text}}}}};
+  auto answer = import_ok(c, one.dump());
+  BOOST_REQUIRE_EQUAL(answer["imported"], 1);
+  auto id = answer["conversations"][0].get<std::string>();
+  BOOST_TEST(c.get(conversation_path(id, "/messages")).json()["data"][0]["content"] == text);
+  auto found = c.get("/v1/search?q=zanzibar").json()["data"];
+  BOOST_REQUIRE_EQUAL(found.size(), 1u);
+  BOOST_TEST(found[0]["conversation_id"] == id);
+}
+
 BOOST_AUTO_TEST_CASE(everything_exports_as_ndjson) {
   auto c = client("export-all");
   std::set<std::string> ids;
@@ -344,7 +371,10 @@ BOOST_AUTO_TEST_CASE(a_60_mb_import_holds_no_more_than_it_stores) {
   auto grown = peak - std::min(before, peak);
   BOOST_TEST_MESSAGE("peak RSS grew by " << grown / 1e6 << " MB for a " << text_body.size() / 1e6
                                          << " MB body");
-  BOOST_TEST(grown < 2 * text_body.size() + 32'000'000u);
+  if (built_with_address_sanitizer)
+    BOOST_TEST_MESSAGE("not compared: AddressSanitizer keeps freed memory in quarantine");
+  else
+    BOOST_TEST(grown < 2 * text_body.size() + 32'000'000u);
   // Everything is there.
   auto last = answer["conversations"].back().get<std::string>();
   BOOST_TEST(c.get(conversation_path(last, "/messages")).json()["data"].size() == 3u);

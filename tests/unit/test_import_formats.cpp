@@ -98,10 +98,11 @@ BOOST_AUTO_TEST_CASE(parley_exports_keep_the_tree_with_new_ids) {
 }
 
 BOOST_AUTO_TEST_CASE(broken_parley_entries_say_what_is_wrong) {
-  BOOST_TEST(error_of(parley_export({message("m1", 1, "robot")})).find("role") !=
+  BOOST_TEST(error_of(parley_export(json::array({message("m1", 1, "robot")}))).find("role") !=
              std::string::npos);
-  BOOST_TEST(error_of(parley_export({message("m1", 1, "user", "m9")})).find("parent_id") !=
-             std::string::npos);
+  BOOST_TEST(
+      error_of(parley_export(json::array({message("m1", 1, "user", "m9")}))).find("parent_id") !=
+      std::string::npos);
   // A parent must come first: a later one is no parent.
   BOOST_TEST(error_of(parley_export({message("m1", 1, "user", "m2"), message("m2", 2, "user")}))
                  .find("parent_id") != std::string::npos);
@@ -110,33 +111,35 @@ BOOST_AUTO_TEST_CASE(broken_parley_entries_say_what_is_wrong) {
       std::string::npos);
   auto empty = message("m1", 1, "user");
   empty["content"] = "";
-  BOOST_TEST(error_of(parley_export({empty})).find("content") != std::string::npos);
+  BOOST_TEST(error_of(parley_export(json::array({empty}))).find("content") != std::string::npos);
   // U+0000 anywhere (PostgreSQL cannot store it) refuses the entry.
   auto nul = message("m1", 1, "user");
   nul["content"] = std::string("a\0b", 3);
-  BOOST_TEST(error_of(parley_export({nul})).find("U+0000") != std::string::npos);
+  BOOST_TEST(error_of(parley_export(json::array({nul}))).find("U+0000") != std::string::npos);
   nul = message("m1", 1, "assistant");
   nul["model"] = std::string("e\0", 2);
-  BOOST_TEST(error_of(parley_export({nul})).find("U+0000") != std::string::npos);
-  BOOST_TEST(error_of(parley_export({message("m1", 1, "user")},
+  BOOST_TEST(error_of(parley_export(json::array({nul}))).find("U+0000") != std::string::npos);
+  BOOST_TEST(error_of(parley_export(json::array({message("m1", 1, "user")}),
                                     {{"id", "c1"}, {"title", std::string("t\0", 2)}}))
                  .find("U+0000") != std::string::npos);
   // A long reply is kept: replies are not held to what a user may send.
   auto long_text = message("m1", 1, "assistant");
   long_text["content"] = std::string(100'000, 'x');
-  BOOST_TEST(bool(import_conversation(parley_export({long_text}).dump(), context())));
+  BOOST_TEST(bool(import_conversation(parley_export(json::array({long_text})).dump(), context())));
   // Values of an unexpected type are an error of the entry, never an exception.
   auto typed = message("m1", 1, "user");
   typed["seq"] = "1";
-  BOOST_TEST(!error_of(parley_export({typed})).empty());
-  BOOST_TEST(!error_of(parley_export({message("m1", 1, "user")},
+  BOOST_TEST(!error_of(parley_export(json::array({typed}))).empty());
+  BOOST_TEST(!error_of(parley_export(json::array({message("m1", 1, "user")}),
                                      {{"usage", {{"cost_usd", "x"}}}, {"id", 4}}))
                   .empty());
   auto bad_time = message("m1", 1, "user");
   bad_time["created_at"] = "yesterday";
-  BOOST_TEST(error_of(parley_export({bad_time})).find("created_at") != std::string::npos);
-  BOOST_TEST(error_of(parley_export({message("m1", 1, "user")}, {{"metadata", {{"k", 1}}}}))
-                 .find("metadata") != std::string::npos);
+  BOOST_TEST(error_of(parley_export(json::array({bad_time}))).find("created_at") !=
+             std::string::npos);
+  BOOST_TEST(
+      error_of(parley_export(json::array({message("m1", 1, "user")}), {{"metadata", {{"k", 1}}}}))
+          .find("metadata") != std::string::npos);
   BOOST_TEST(error_of({{"format", "parley.conversation.v2"}}).find("format") != std::string::npos);
   BOOST_TEST(error_of({{"format", "parley.conversation.v1"}}).find("conversation") !=
              std::string::npos);

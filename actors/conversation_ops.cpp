@@ -103,8 +103,10 @@ void op_update(self_ptr self, const std::string& user, const conversation_patch&
   read<std::optional<loaded_branch>>(
       self,
       [id, target, budget](store& db) -> std::optional<loaded_branch> {
-        if (!db.find_message(id, target)) return std::nullopt;
-        return load_branch(db, id, db.newest_leaf(id, target, ""), budget, true);
+        // None when the message is not in this conversation.
+        auto leaf = db.newest_leaf(id, target, "");
+        if (!leaf) return std::nullopt;
+        return load_branch(db, id, leaf, budget, true);
       },
       caller,
       [=](std::optional<loaded_branch>& found) mutable {

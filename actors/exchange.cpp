@@ -432,8 +432,9 @@ void op_send(self_ptr self, const std::string& user, const send_params& p,
     read<std::optional<loaded_branch>>(
         self,
         [id, parent, budget](store& db) -> std::optional<loaded_branch> {
-          if (parent && !db.find_message(id, *parent)) return std::nullopt;
           auto branch = load_branch(db, id, parent, budget, true);
+          // A walk from a message of another conversation finds nothing.
+          if (parent && branch.recent.empty()) return std::nullopt;
           branch.end_children = db.child_count(id, parent);
           return branch;
         },
@@ -545,7 +546,6 @@ void op_fork(self_ptr self, const std::string& user, const fork_request& request
           copy.created_at = copy.updated_at = now;
           copy.forked_from_conversation_id = st.id;
           copy.forked_from_message_id = target;
-          write_set writes{write::insert_conversation{}};
           // Copies with ids and seqs of their own, one branch: each the only child.
           std::optional<std::string> parent;
           for (auto& m : branch) {
@@ -554,11 +554,11 @@ void op_fork(self_ptr self, const std::string& user, const fork_request& request
             m.seq = ++copy.last_seq;
             m.parent_id = std::exchange(parent, m.id);
             m.sibling_index = m.sibling_count = 1;
-            writes.push_back(write::insert_message{std::move(m)});
           }
           copy.message_count = copy.last_seq;
           copy.active_leaf_id = parent;
-          std::get<write::insert_conversation>(writes.front()).row = copy;
+          write_set writes{write::insert_conversation{copy}};
+          for (auto& m : branch) writes.push_back(write::insert_message{std::move(m)});
           exchange_result result;
           result.conversation = copy;
           add_claim(writes, claim, copy.user_id, result, now);

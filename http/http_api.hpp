@@ -47,6 +47,10 @@ class http_api : public std::enable_shared_from_this<http_api> {
   /// Each route template with its methods; every other method gets 405.
   static const std::vector<route_entry>& route_table();
 
+  /// The one route that reads bodies up to limits.max_import_bytes (the
+  /// server's inbound screen knows it by this path too).
+  static constexpr const char* import_path = "/v1/import";
+
   /// Requests accepted and not yet answered.
   int in_flight() const { return in_flight_.count(); }
 

@@ -532,9 +532,7 @@ import_reader read_import(std::string_view body, bool ndjson, import_context ctx
   return [splitter, ctx]() -> std::optional<outcome<imported_conversation>> {
     auto text = splitter->next();
     if (!text) return std::nullopt;
-    auto now = ctx;
-    now.now = now_ms();
-    return import_conversation(*text, now);
+    return import_conversation(*text, ctx);
   };
 }
 

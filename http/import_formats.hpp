@@ -38,7 +38,7 @@ class import_splitter {
 /// What converting an imported conversation needs to know.
 struct import_context {
   std::string user_id;
-  unix_ms now = 0;
+  unix_ms now = 0;  ///< the import's time: what stands in for times an entry lacks
   const model_registry* models = nullptr;  ///< unknown model aliases become the default
 };
 

@@ -222,25 +222,6 @@ parsed<std::optional<std::int64_t>> query_integer(const query_params& q, const c
 
 }  // namespace
 
-void scan_json(std::string_view text, std::size_t from,
-               const std::function<bool(std::size_t, char)>& structural) {
-  bool in_string = false, escaped = false;
-  for (auto i = from; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    if (!structural(i, c)) return;
-  }
-}
-
 int json_depth(std::string_view text, int limit) {
   int depth = 0, deepest = 0;
   scan_json(text, 0, [&](std::size_t, char c) {

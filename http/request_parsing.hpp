@@ -9,7 +9,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -39,9 +38,25 @@ constexpr int max_json_depth = 64;
 
 /// Walks JSON text from `from`, calling `structural` with each character
 /// outside strings (a string's opening quote included) and its position,
-/// until it returns false.
-void scan_json(std::string_view text, std::size_t from,
-               const std::function<bool(std::size_t, char)>& structural);
+/// until it returns false. A template: it runs per character of every body.
+template <class Structural>
+void scan_json(std::string_view text, std::size_t from, Structural&& structural) {
+  bool in_string = false, escaped = false;
+  for (auto i = from; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    if (!structural(i, c)) return;
+  }
+}
 
 /// The nesting depth of JSON text, counted no further than past `limit`.
 int json_depth(std::string_view text, int limit);

@@ -42,7 +42,7 @@ const std::vector<http_api::route_entry>& http_api::route_table() {
       {"/v1/usage", {{http_method_get(), &http_api::get_usage}}},
       {"/v1/search", {{http_method_get(), &http_api::search}}},
       {"/v1/export", {{http_method_get(), &http_api::export_all}}},
-      {"/v1/import", {{http_method_post(), &http_api::import_conversations}}},
+      {import_path, {{http_method_post(), &http_api::import_conversations}}},
       {"/v1/conversations",
        {{http_method_get(), &http_api::list_conversations},
         {http_method_post(), &http_api::create_conversation}}},

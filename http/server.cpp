@@ -46,7 +46,7 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
   parser_limits.max_field_value_bytes = std::uint64_t{cfg.server.max_header_bytes} * 8;
   parser_limits.max_field_count = std::uint64_t{cfg.server.max_header_count} * 8;
   parser_limits.max_body_bytes = cfg.server.max_body_bytes * 8 + 65536;
-  parser_limits.large_body_path = "/v1/import";
+  parser_limits.large_body_path = http_api::import_path;
   parser_limits.max_large_body_bytes = cfg.limits.max_import_bytes;
   parser_limits.max_frame_bytes = cfg.server.max_body_bytes;
   screened_socket::set_limits(parser_limits);

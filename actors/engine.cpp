@@ -2,6 +2,7 @@
 
 #include "actors/conversation_actor.hpp"
 #include "actors/messages.hpp"
+#include "actors/stateless_completion.hpp"
 #include "base/uuid.hpp"
 #include "persistence/caf_errors.hpp"
 #include "telemetry/metrics.hpp"
@@ -336,6 +337,31 @@ class actor_engine final : public engine {
     // each conversation waits for the writer.
     system_.spawn<caf::detached>(run_import, &ctx_, &stopped_, &import_counts_, std::move(user_id),
                                  std::move(next), std::move(done));
+  }
+
+  void complete(stateless_request request, reply_fn<stateless_result> reply) override {
+    if (stopped_) {
+      reply(shutting_down());
+      return;
+    }
+    auto& cfg = ctx_.cfg;
+    auto limit = milliseconds(cfg.actors.generation_timeout_ms + 2 * cfg.database.timeout_ms);
+    completion<stateless_result> caller(
+        answer_within(std::move(reply), limit, errc::provider_timeout), nullptr);
+    spawn_stateless_completion(system_, &ctx_, std::move(request), std::move(caller));
+  }
+
+  void locate_message(std::string user_id, std::string message_id,
+                      reply_fn<located_message> reply) override {
+    read_outcome<located_message>(
+        [user_id, message_id](store& db) -> outcome<located_message> {
+          auto m = db.find_message_by_id(message_id);
+          auto c = m ? db.find_conversation(m->conversation_id) : std::nullopt;
+          if (!c || c->user_id != user_id)
+            return failure{errc::not_found, "message " + message_id + " not found"};
+          return located_message{std::move(*c), std::move(*m)};
+        },
+        std::move(reply));
   }
 
   void check_ready(reply_fn<done> reply) override {

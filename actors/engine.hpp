@@ -84,6 +84,15 @@ class engine {
   virtual void import_conversations(std::string user_id, import_reader next,
                                     reply_fn<import_summary> reply) = 0;
 
+  // --- the OpenAI-compatible calls ---
+  /// Asks the model (then its fallbacks) outside any exchange, on an actor
+  /// of its own; stores only the usage (see stateless_request).
+  virtual void complete(stateless_request request, reply_fn<stateless_result> reply) = 0;
+  /// The message `message_id` wherever it is stored, when the user owns its
+  /// conversation; errc::not_found otherwise.
+  virtual void locate_message(std::string user_id, std::string message_id,
+                              reply_fn<located_message> reply) = 0;
+
   // --- live subscribers ---
   /// Adds `s` to the clients watching the conversation: from now on it gets
   /// every exchange's message, delta and done events, whoever started it.

@@ -82,6 +82,8 @@ struct exchange_plan {
   bool reply = false;
   std::string model;
   sampling params;
+  std::optional<std::string> instructions;          ///< instead of the conversation's system prompt
+  std::optional<std::string> reply_id;              ///< the caller's id for the reply
   std::shared_ptr<cancellation> cancel;             ///< the client's, if it may go away
   std::shared_ptr<conversation_subscriber> stream;  ///< the client's, if it streams
   /// Clients see the reply as it is written (it streams, or others watch):
@@ -245,12 +247,8 @@ void check_token_quota(self_ptr self, const std::string& user, reply_slot caller
       then();
       return;
     }
-    constexpr std::int64_t day_ms = 86400000;
-    failure f{errc::rate_limited, "user " + user + " has used the " + std::to_string(limit) +
-                                      " tokens allowed per day"};
-    f.retry_after_s = static_cast<unsigned>((day_ms - now % day_ms + 999) / 1000);
     if (self->state.current == phase::creating) self->state.current = phase::gone;
-    caller.fail(std::move(f));
+    caller.fail(token_quota_reached(user, limit, now));
     finish_op(self);
   };
   if (st.ctx->meter.used(user, day)) {
@@ -258,14 +256,7 @@ void check_token_quota(self_ptr self, const std::string& user, reply_slot caller
     return;
   }
   read<std::int64_t>(
-      self,
-      [user, day](store& db) {
-        std::int64_t tokens = 0;
-        for (auto& row : db.usage(user, day, day))
-          tokens += row.prompt_tokens + row.completion_tokens;
-        return tokens;
-      },
-      caller,
+      self, [user, day](store& db) { return tokens_used(db, user, day); }, caller,
       [self, user, day, decide](std::int64_t& tokens) mutable {
         self->state.ctx->meter.seed(user, day, tokens);
         decide();
@@ -276,10 +267,10 @@ void check_token_quota(self_ptr self, const std::string& user, reply_slot caller
 /// the window as fits the model's budget.
 prompt prompt_for(const conversation_state& st, const exchange_plan& plan,
                   const model_info& model) {
-  auto budget = message_budget(model.context_budget(), st.meta.system_prompt);
+  auto& system = plan.instructions ? plan.instructions : st.meta.system_prompt;
+  auto budget = message_budget(model.context_budget(), system);
   bool pending = plan.user_message && !plan.user_stored;
-  return window_for(st, plan).assemble_with(st.meta.system_prompt,
-                                            pending ? &*plan.user_message : nullptr,
+  return window_for(st, plan).assemble_with(system, pending ? &*plan.user_message : nullptr,
                                             plan.replaces ? &*plan.replaces : nullptr, budget);
 }
 
@@ -300,11 +291,10 @@ void ask_model(self_ptr self, exchange_plan plan, const model_info& model, stead
           return;
         }
         if (!result) {
-          auto fallback = model.fallback.empty() ? nullptr : st.ctx->models->find(model.fallback);
+          auto fallback = st.ctx->models->fallback_after(model, asked + 1);
           // Text that clients already saw cannot be taken back by another model's.
           bool seen = plan.live && !text.empty();
-          if (fallback && !seen && asked + 1 < st.ctx->models->all().size() &&
-              st.ctx->clock->now() < deadline) {
+          if (fallback && !seen && st.ctx->clock->now() < deadline) {
             spdlog::warn("conversation {}: model {} failed ({}); trying {}", st.id, model.id,
                          result.error().detail, fallback->id);
             ask_model(self, std::move(plan), *fallback, deadline, asked + 1);
@@ -317,6 +307,7 @@ void ask_model(self_ptr self, exchange_plan plan, const model_info& model, stead
         auto next_seq = (plan.user_message ? plan.user_message->seq : st.meta.last_seq) + 1;
         auto reply =
             new_message(st.meta, next_seq, "assistant", std::move(text), st.ctx->clock->wall_ms());
+        if (plan.reply_id) reply.id = *plan.reply_id;
         reply.model = model.id;
         reply.finish_reason = to_string(result->reason);
         reply.prompt_tokens = result->usage.prompt_tokens;
@@ -370,6 +361,8 @@ void take_message(exchange_plan& plan, const conversation_record& meta, std::int
   plan.reply = p.reply;
   if (p.model) plan.model = *p.model;
   plan.params = {p.temperature, p.max_tokens};
+  plan.instructions = p.instructions;
+  plan.reply_id = p.reply_id;
   plan.cancel = p.cancel;
   plan.stream = p.stream;
 }

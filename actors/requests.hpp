@@ -6,6 +6,7 @@
 #include "base/errors.hpp"
 #include "base/mutex.hpp"
 #include "persistence/records.hpp"
+#include "providers/provider.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -61,6 +62,11 @@ struct send_params {
   std::optional<std::string> model;  ///< a known alias (checked before hand-off)
   std::optional<double> temperature;
   std::optional<std::uint32_t> max_tokens;
+  /// The system prompt of this exchange only, instead of the conversation's.
+  std::optional<std::string> instructions;
+  /// The id the reply is stored under, for a caller that names the reply
+  /// before it exists (a streamed Responses call); by default a new one.
+  std::optional<std::string> reply_id;
   /// Set when the reply should stop if the client goes away.
   std::shared_ptr<cancellation> cancel;
   /// Set when the caller streams the exchange: it gets the stored message,
@@ -144,6 +150,49 @@ struct import_summary {
 struct conversation_export {
   conversation_record conversation;
   std::vector<message_record> messages;
+};
+
+/// A completion outside the conversations' exchanges (the OpenAI-compatible
+/// routes): the user's token quota applies, the model's fallbacks and the
+/// providers' retries too, and nothing is stored but the usage, which is
+/// committed before the answer.
+struct stateless_request {
+  std::string user_id;
+  std::string model;  ///< a known alias
+  /// Continue a stored branch without adding to it: the conversation and the
+  /// message the branch ends at (its active leaf when none). The branch's
+  /// newest messages that fit the model come before `messages`.
+  struct branch_context {
+    std::string conversation_id;
+    std::optional<std::string> leaf_id;
+  };
+  std::optional<branch_context> context;
+  /// The system prompt; with a context, by default the conversation's.
+  std::optional<std::string> system;
+  std::vector<chat_message> messages;  ///< oldest first
+  std::optional<double> temperature;
+  std::optional<std::uint32_t> max_tokens;
+  std::vector<std::string> stop;
+  /// Set when the completion should stop if the client goes away.
+  std::shared_ptr<cancellation> cancel;
+  /// Set to receive the text as it is produced, with the alias of the model
+  /// producing it: in order, from any thread,
+  /// never concurrently, never after the answer. The text a client saw
+  /// cannot be taken back, so no fallback model is tried after a piece.
+  std::function<void(const std::string& model, std::string text)> on_delta;
+};
+
+struct stateless_result {
+  std::string model;  ///< the alias that answered: the one asked, or a fallback
+  std::string text;
+  finish_reason reason = finish_reason::stop;
+  completion_usage usage;
+};
+
+/// A stored message with the conversation that holds it.
+struct located_message {
+  conversation_record conversation;
+  message_record message;
 };
 
 /// What an exchange's caller gets: what the exchange produced or, when its

@@ -1,5 +1,7 @@
 #include "actors/usage_meter.hpp"
 
+#include "persistence/store.hpp"
+
 #include <algorithm>
 #include <functional>
 
@@ -37,6 +39,20 @@ void usage_meter::add(const std::string& user, const std::string& day, std::int6
   auto& s = shard_of(user);
   mutex_lock lock(s.mutex);
   entry_for(s, user, day).tokens += tokens;
+}
+
+std::int64_t tokens_used(store& db, const std::string& user, const std::string& day) {
+  std::int64_t tokens = 0;
+  for (auto& row : db.usage(user, day, day)) tokens += row.prompt_tokens + row.completion_tokens;
+  return tokens;
+}
+
+failure token_quota_reached(const std::string& user, std::int64_t limit, unix_ms now) {
+  constexpr std::int64_t day_ms = 86400000;
+  failure f{errc::rate_limited,
+            "user " + user + " has used the " + std::to_string(limit) + " tokens allowed per day"};
+  f.retry_after_s = static_cast<unsigned>((day_ms - now % day_ms + 999) / 1000);
+  return f;
 }
 
 }  // namespace parley

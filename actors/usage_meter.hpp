@@ -1,5 +1,7 @@
 #pragma once
 
+#include "base/clock.hpp"
+#include "base/errors.hpp"
 #include "base/mutex.hpp"
 
 #include <array>
@@ -9,6 +11,8 @@
 #include <unordered_map>
 
 namespace parley {
+
+class store;
 
 /// Tokens each user has used on a UTC day, as this process knows them, for
 /// `limits.tokens_per_day`. A user's count is seeded from the database the
@@ -48,5 +52,12 @@ class usage_meter {
 
   mutable std::array<shard, shard_count> shards_;
 };
+
+/// The tokens `user` used on `day` as the database has them (a meter's seed).
+std::int64_t tokens_used(store& db, const std::string& user, const std::string& day);
+
+/// What a request of `user` gets once the `limit` tokens of the day of `now`
+/// are used: 429, to be retried at the next UTC midnight.
+failure token_quota_reached(const std::string& user, std::int64_t limit, unix_ms now);
 
 }  // namespace parley

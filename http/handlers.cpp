@@ -95,8 +95,13 @@ std::shared_ptr<sse_stream> http_api::stream_if_wanted(const call_context& c, bo
   auto accept = c.req->header().opt_value_of(restinio::http_field::accept);
   if (!stream_field && !(accept && accept->find("text/event-stream") != std::string_view::npos))
     return nullptr;
-  auto stream =
-      std::make_shared<sse_stream>(c.req, c.request_id, cfg_.server.stream_queue_bytes, c.cors);
+  return open_stream(c, parley_sse_format());
+}
+
+std::shared_ptr<sse_stream> http_api::open_stream(const call_context& c,
+                                                  std::unique_ptr<sse_format> format) {
+  auto stream = std::make_shared<sse_stream>(c.req, c.request_id, cfg_.server.stream_queue_bytes,
+                                             c.cors, std::move(format));
   c.record->set_status(200);
   auto idle = std::chrono::milliseconds(cfg_.server.sse_keepalive_ms);
   ticker_->add([weak = std::weak_ptr<sse_stream>(stream), idle](auto now) {

@@ -13,6 +13,7 @@
 #include "http/json_mapping.hpp"
 #include "http/jwt_verifier.hpp"
 #include "http/keepalive_ticker.hpp"
+#include "http/openai_mapping.hpp"
 #include "http/request_guard.hpp"
 #include "http/request_parsing.hpp"
 #include "http/responses.hpp"
@@ -117,6 +118,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
   /// The SSE stream for the exchange when the client asked for one (`stream`
   /// in the body, or `Accept: text/event-stream`), kept alive by the ticker.
   std::shared_ptr<sse_stream> stream_if_wanted(const call_context& c, bool stream_field);
+  /// An SSE answer in `format`, kept alive by the ticker.
+  std::shared_ptr<sse_stream> open_stream(const call_context& c,
+                                          std::unique_ptr<sse_format> format);
   /// A cancellation triggered when the client's connection closes, so that a
   /// generation nobody waits for stops and frees its provider connection.
   std::shared_ptr<cancellation> cancelled_when_gone(const call_context& c);
@@ -149,6 +153,20 @@ class http_api : public std::enable_shared_from_this<http_api> {
   void export_conversation(const call_context& c, const route_params& params);
   void export_all(const call_context& c, const route_params& params);
   void import_conversations(const call_context& c, const route_params& params);
+  // --- the OpenAI-compatible routes (openai_routes.cpp) ---
+  void chat_completions(const call_context& c, const route_params&);
+  void create_response(const call_context& c, const route_params&);
+  void get_response(const call_context& c, const route_params& params);
+  /// Runs a Responses call once its conversation (if any) is known: stored,
+  /// onto `conversation` (a new one when none) after `parent`; or not.
+  void run_response(const call_context& c, response_call call,
+                    std::optional<std::string> conversation, std::optional<std::string> parent,
+                    std::shared_ptr<void> slot);
+  void run_stored_response(const call_context& c, response_call call,
+                           std::optional<std::string> conversation,
+                           std::optional<std::string> parent, response_view view,
+                           std::shared_ptr<void> slot);
+
   /// GET …/ws: after the ownership check (404 otherwise, as plain HTTP) the
   /// connection becomes a WebSocket that watches the conversation
   /// (websocket_route.cpp).

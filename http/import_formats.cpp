@@ -2,6 +2,7 @@
 
 #include "base/clock.hpp"
 #include "base/uuid.hpp"
+#include "http/field_checker.hpp"
 #include "http/request_parsing.hpp"
 #include "providers/token_estimator.hpp"
 
@@ -20,9 +21,6 @@ namespace parley {
 using nlohmann::json;
 
 namespace {
-
-constexpr std::size_t max_title_chars = 200;
-constexpr std::size_t max_metadata_entries = 32;
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 

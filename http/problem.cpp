@@ -126,4 +126,23 @@ std::string render_problem(const problem& p, const std::string& request_id) {
   return dump(problem_json(p, request_id));
 }
 
+int openai_status(const problem& p) { return p.status == 422 ? 400 : p.status; }
+
+nlohmann::json openai_error_json(const problem& p) {
+  auto status = openai_status(p);
+  // OpenAI's own types: the SDKs choose their error class by status, and
+  // clients that log or branch read `type`.
+  const char* type = status == 401   ? "authentication_error"
+                     : status == 403 ? "permission_error"
+                     : status == 429 ? "rate_limit_error"
+                     : status >= 500 ? "server_error"
+                                     : "invalid_request_error";
+  nlohmann::json param = nullptr;
+  if (!p.errors.empty()) param = p.errors.front().field;
+  nlohmann::json code = nullptr;
+  if (!p.code.empty()) code = p.code;
+  auto message = p.detail.empty() ? std::string(reason_phrase(status)) : p.detail;
+  return {{"error", {{"message", message}, {"type", type}, {"param", param}, {"code", code}}}};
+}
+
 }  // namespace parley

@@ -28,6 +28,9 @@ struct problem {
   std::string message_id;           ///< 502/504: the stored user message
   std::optional<unsigned> retry_after_s;
   header_list headers;  ///< e.g. Allow
+  /// What the OpenAI-compatible routes send as the error's `code`
+  /// ("model_not_found"); empty for none.
+  std::string code;
 };
 
 /// The one place where an engine failure becomes an HTTP status.
@@ -44,5 +47,13 @@ nlohmann::json problem_json(const problem& p, const std::string& request_id);
 
 /// The problem+json body, serialized.
 std::string render_problem(const problem& p, const std::string& request_id);
+
+/// The status the OpenAI-compatible routes answer `p` with: OpenAI's 400
+/// where Parley answers 422.
+int openai_status(const problem& p);
+
+/// `p` in OpenAI's error shape, `{"error": {message, type, param, code}}`,
+/// which OpenAI's SDKs turn into their typed errors.
+nlohmann::json openai_error_json(const problem& p);
 
 }  // namespace parley

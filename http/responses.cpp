@@ -31,7 +31,10 @@ void send_problem(const call_context& c, const problem& p) {
   auto headers = p.headers;
   if (p.retry_after_s) headers.emplace_back("Retry-After", std::to_string(*p.retry_after_s));
   if (p.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
-  send(c, p.status, render_problem(p, c.request_id), "application/problem+json", headers);
+  if (c.openai)
+    send(c, openai_status(p), dump(openai_error_json(p)), "application/json", headers);
+  else
+    send(c, p.status, render_problem(p, c.request_id), "application/problem+json", headers);
 }
 
 void send_no_content(const call_context& c, const header_list& headers) {

@@ -23,6 +23,8 @@ struct call_context {
   header_list cors;     ///< for an Origin that server.cors_origins allows
   /// Logged and counted when the last copy of the context is gone.
   std::shared_ptr<request_record> record;
+  /// An OpenAI-compatible route: problems go out in OpenAI's error shape.
+  bool openai = false;
 };
 
 void send(const call_context& c, int status, restinio::writable_item_t body,

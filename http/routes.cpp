@@ -43,6 +43,9 @@ const std::vector<http_api::route_entry>& http_api::route_table() {
       {"/v1/search", {{http_method_get(), &http_api::search}}},
       {"/v1/export", {{http_method_get(), &http_api::export_all}}},
       {import_path, {{http_method_post(), &http_api::import_conversations}}},
+      {"/v1/chat/completions", {{http_method_post(), &http_api::chat_completions}}},
+      {"/v1/responses", {{http_method_post(), &http_api::create_response}}},
+      {"/v1/responses/:id", {{http_method_get(), &http_api::get_response}}},
       {"/v1/conversations",
        {{http_method_get(), &http_api::list_conversations},
         {http_method_post(), &http_api::create_conversation}}},
@@ -114,7 +117,10 @@ call_context http_api::context_of(const request_handle_t& req, const char* route
   auto id = request_id_from(req->header().opt_value_of("X-Request-Id"));
   auto record = std::make_shared<request_record>(req->header().method().c_str(), route,
                                                  std::string(req->header().path()), id);
-  return call_context{req, std::move(id), {}, cors_.headers(origin_of(*req)), std::move(record)};
+  std::string_view path = route;
+  bool openai = path.starts_with("/v1/chat/") || path.starts_with("/v1/responses");
+  return call_context{req,   std::move(id), {}, cors_.headers(origin_of(*req)), std::move(record),
+                      openai};
 }
 
 request_handling_status_t http_api::dispatch(request_handle_t req, const route_params& params,

@@ -12,43 +12,59 @@ std::string sse_event(const char* name, const std::string& json) {
   return out;
 }
 
+namespace {
+
+class parley_events final : public sse_format {
+ public:
+  std::string event(const conversation_event& e) override {
+    using kind = conversation_event::kind;
+    switch (e.type) {
+      case kind::started:
+      case kind::closed:
+        break;  // the headers are all `started` needs; `closed` is a failure
+      case kind::message:
+        return sse_event("message", message_json(*e.message));
+      case kind::delta:
+        return sse_event("delta", dump(nlohmann::json{{"content", e.text}}));
+      case kind::done:
+        return sse_event("done", message_json(*e.message));
+      case kind::branch:
+        return sse_event("branch", dump(branch_json(e.active_leaf_id)));
+    }
+    return {};
+  }
+  std::string failure(const problem& p, const std::string& request_id) override {
+    return sse_event("error", render_problem(p, request_id));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<sse_format> parley_sse_format() { return std::make_unique<parley_events>(); }
+
 sse_stream::sse_stream(restinio::request_handle_t req, std::string request_id,
-                       std::uint64_t max_queued_bytes, header_list headers)
+                       std::uint64_t max_queued_bytes, header_list headers,
+                       std::unique_ptr<sse_format> format)
     : req_(std::move(req)),
       request_id_(std::move(request_id)),
       max_queued_bytes_(max_queued_bytes),
-      headers_(std::move(headers)) {}
+      headers_(std::move(headers)),
+      format_(std::move(format)) {}
 
 bool sse_stream::deliver(const conversation_event& e) {
-  using kind = conversation_event::kind;
   recursive_mutex_lock lock(mutex_);
   if (phase_ == phase::ended) return false;
   if (phase_ == phase::waiting) open();
-  std::string bytes;
-  switch (e.type) {
-    case kind::started:
-      break;  // the headers (sent by open()) are all it needs
-    case kind::message:
-      bytes = sse_event("message", message_json(*e.message));
-      break;
-    case kind::delta:
-      bytes = sse_event("delta", dump(nlohmann::json{{"content", e.text}}));
-      break;
-    case kind::done:
-      bytes = sse_event("done", message_json(*e.message));
-      break;
-    case kind::branch:
-      bytes = sse_event("branch", dump(branch_json(e.active_leaf_id)));
-      break;
-    case kind::closed:
-      end_with_error(render_problem(to_problem(*e.reason), request_id_));
-      return false;
+  if (e.type == conversation_event::kind::closed) {
+    end_with(format_->failure(to_problem(*e.reason), request_id_));
+    return false;
   }
+  auto bytes = format_->event(e);
   if (!bytes.empty()) {
     // Past the limit only while earlier events still wait: one large event
     // (a long reply's done) on an idle connection is no slow reader.
     if (flushing_bytes_ + unflushed_bytes_ > max_queued_bytes_) {
-      end_with_error(render_problem(
+      end_with(format_->failure(
           make_problem(503, "the client read the stream too slowly: more than " +
                                 std::to_string(max_queued_bytes_) + " bytes were waiting"),
           request_id_));
@@ -59,19 +75,31 @@ bool sse_stream::deliver(const conversation_event& e) {
   return true;
 }
 
+bool sse_stream::began() {
+  if (phase_ != phase::waiting) return true;
+  phase_ = phase::ended;
+  return false;
+}
+
 bool sse_stream::finish(const outcome<exchange_answer>& r) {
   recursive_mutex_lock lock(mutex_);
-  if (phase_ == phase::waiting) {
-    phase_ = phase::ended;
-    return false;
-  }
+  if (!began()) return false;
   if (phase_ == phase::ended) return true;
-  if (!r) {
-    end_with_error(render_problem(to_problem(r.error()), request_id_));
-    return true;
-  }
-  phase_ = phase::ended;
-  response_->done();
+  end_with(r ? format_->success(*r) : format_->failure(to_problem(r.error()), request_id_));
+  return true;
+}
+
+bool sse_stream::close_with(std::string last) {
+  recursive_mutex_lock lock(mutex_);
+  if (!began()) return false;
+  if (phase_ != phase::ended) end_with(std::move(last));
+  return true;
+}
+
+bool sse_stream::fail(const problem& p) {
+  recursive_mutex_lock lock(mutex_);
+  if (!began()) return false;
+  if (phase_ != phase::ended) end_with(format_->failure(p, request_id_));
   return true;
 }
 
@@ -120,9 +148,9 @@ void sse_stream::written() {
   if (phase_ == phase::open && unflushed_bytes_ > 0) start_flush();
 }
 
-void sse_stream::end_with_error(const std::string& problem_json) {
-  // The error event may go past the queue limit: it is small and the last.
-  write(sse_event("error", problem_json));
+void sse_stream::end_with(std::string last) {
+  // The last bytes may go past the queue limit: they are few and the last.
+  if (!last.empty()) write(std::move(last));
   phase_ = phase::ended;
   // The connection stays open for the next request once the client has read
   // this far (RESTinio fixes keep-alive when the headers go); one that reads

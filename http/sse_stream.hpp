@@ -10,11 +10,30 @@
 #include <restinio/all.hpp>
 
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 
 namespace parley {
+
+/// How a stream writes what it is told: Parley's events, or those of an
+/// OpenAI-compatible route. Called in order, under the stream's lock, so an
+/// implementation may keep state (a sequence number) without one of its own.
+class sse_format {
+ public:
+  virtual ~sse_format() = default;
+  /// The bytes for `e`; none sends nothing. (`closed` goes to failure().)
+  virtual std::string event(const conversation_event& e) = 0;
+  /// The bytes that end the stream of an exchange that succeeded.
+  virtual std::string success(const exchange_answer&) { return {}; }
+  /// The bytes that end the stream with `p`.
+  virtual std::string failure(const problem& p, const std::string& request_id) = 0;
+};
+
+/// Parley's events: `message`, `delta`, `done`, `branch`, then `error`
+/// with a problem when the exchange failed.
+std::unique_ptr<sse_format> parley_sse_format();
 
 /// The server-sent-event answer to one streamed POST (messages, regenerate,
 /// create). Nothing is sent until the engine reports the exchange began, so a
@@ -36,7 +55,7 @@ class sse_stream final : public conversation_subscriber,
 
   /// `headers` go out with the stream's own (CORS, for one).
   sse_stream(restinio::request_handle_t req, std::string request_id, std::uint64_t max_queued_bytes,
-             header_list headers = {});
+             header_list headers = {}, std::unique_ptr<sse_format> format = parley_sse_format());
 
   // conversation_subscriber overrides
 
@@ -45,6 +64,10 @@ class sse_stream final : public conversation_subscriber,
   /// The exchange is over. Returns false, doing nothing, when the stream never
   /// began: the caller answers the request the ordinary way.
   bool finish(const outcome<exchange_answer>& r);
+  /// Sends `last` and ends the stream; false, doing nothing, when it never began.
+  bool close_with(std::string last);
+  /// Ends the stream with `p`; false, doing nothing, when it never began.
+  bool fail(const problem& p);
 
   /// Sends a comment line when nothing was written for `idle`. Returns false
   /// once the stream has ended (the ticker then forgets it).
@@ -57,7 +80,9 @@ class sse_stream final : public conversation_subscriber,
   void open() REQUIRES(mutex_);
   void write(std::string bytes) REQUIRES(mutex_);
   void start_flush() REQUIRES(mutex_);
-  void end_with_error(const std::string& problem_json) REQUIRES(mutex_);
+  void end_with(std::string last) REQUIRES(mutex_);
+  /// Whether the stream began; one that never did is marked ended.
+  bool began() REQUIRES(mutex_);
 
   /// The last flush reached the socket (or failed); flushes what came meanwhile.
   void written();
@@ -69,6 +94,7 @@ class sse_stream final : public conversation_subscriber,
   const std::string request_id_;
   const std::uint64_t max_queued_bytes_;
   const header_list headers_;
+  const std::unique_ptr<sse_format> format_;
   phase phase_ GUARDED_BY(mutex_) = phase::waiting;
   std::optional<builder_t> response_ GUARDED_BY(mutex_);
   clock::time_point last_write_ GUARDED_BY(mutex_);

@@ -304,6 +304,10 @@ inline const std::string select_messages_after =
 inline const std::string select_message =
     detail::cat({select_message_rows, " WHERE m.id = :id AND m.conversation_id = :c"});
 
+/// The message :id in whichever conversation holds it.
+inline const std::string select_message_by_id =
+    detail::cat({select_message_rows, " WHERE m.id = :id"});
+
 /// Up to :n messages of the branch ending at :leaf, from :leaf towards the
 /// root (newest first): reads no more of the branch than it returns.
 /// Binds :leaf, :c (its conversation), :n.

@@ -338,6 +338,15 @@ class sql_store final : public store {
     });
   }
 
+  std::optional<message_record> find_message_by_id(const std::string& message_id) override {
+    return guarded([&]() -> std::optional<message_record> {
+      soci::rowset<soci::row> rows =
+          (session_.prepare << sql::select_message_by_id, soci::use(message_id));
+      for (auto& r : rows) return to_message(r);
+      return std::nullopt;
+    });
+  }
+
   std::vector<message_record> walk_branch(const std::string& conversation_id,
                                           const std::string& leaf_id, unsigned limit) override {
     return guarded([&] {
@@ -1009,6 +1018,9 @@ class locked_store final : public store {
   std::optional<message_record> find_message(const std::string& conversation_id,
                                              const std::string& message_id) override {
     return with([&](store& s) { return s.find_message(conversation_id, message_id); });
+  }
+  std::optional<message_record> find_message_by_id(const std::string& message_id) override {
+    return with([&](store& s) { return s.find_message_by_id(message_id); });
   }
   std::vector<message_record> walk_branch(const std::string& conversation_id,
                                           const std::string& leaf_id, unsigned limit) override {

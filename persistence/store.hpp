@@ -59,6 +59,9 @@ class store {
   virtual std::optional<message_record> find_message(const std::string& conversation_id,
                                                      const std::string& message_id) = 0;
 
+  /// The message `message_id` in whichever conversation holds it.
+  virtual std::optional<message_record> find_message_by_id(const std::string& message_id) = 0;
+
   // --- the message tree ---
   // Each message read carries its parent and its place among its siblings.
 

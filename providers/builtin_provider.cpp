@@ -16,6 +16,14 @@ std::string echo_reply(const prompt& messages) {
   return "Echo:";
 }
 
+std::string cut_at_stop(std::string text, const std::vector<std::string>& stop) {
+  auto end = text.size();
+  for (auto& s : stop)
+    if (auto at = text.find(s); !s.empty() && at < end) end = at;
+  text.resize(end);
+  return text;
+}
+
 std::vector<std::string> split_words(const std::string& text) {
   std::vector<std::string> out;
   std::size_t pos = 0;
@@ -45,7 +53,7 @@ class echo_completion final : public completion_handle,
   echo_completion(asio::io_context& io, completion_request request, completion_callbacks callbacks)
       : timer_(io), callbacks_(std::move(callbacks)) {
     usage_.prompt_tokens = request.messages.estimated_tokens();
-    auto words = split_words(echo_reply(request.messages));
+    auto words = split_words(cut_at_stop(echo_reply(request.messages), request.stop));
     // Keep the words that fit max_tokens; a cut reply finishes with `length`.
     std::int64_t budget = request.max_tokens;
     std::size_t kept_chars = 0;

@@ -10,6 +10,10 @@ namespace parley {
 /// The reply `echo` gives to a context: "Echo: <the last user message>".
 std::string echo_reply(const prompt& messages);
 
+/// `text` up to where the first of the `stop` sequences in it begins: what
+/// echo answers to a request with stop sequences.
+std::string cut_at_stop(std::string text, const std::vector<std::string>& stop);
+
 /// Splits text into the pieces echo streams: each word with the white space
 /// before it, so that the pieces concatenate to the text.
 std::vector<std::string> split_words(const std::string& text);

@@ -101,6 +101,14 @@ class openai_protocol final : public chat_protocol {
     }
     out += "],\"model\":";
     append_json_string(out, r.upstream_model);
+    if (!r.stop.empty()) {
+      out += ",\"stop\":[";
+      for (std::size_t i = 0; i < r.stop.size(); ++i) {
+        if (i > 0) out += ',';
+        append_json_string(out, r.stop[i]);
+      }
+      out += ']';
+    }
     if (r.stream) out += ",\"stream\":true,\"stream_options\":{\"include_usage\":true}";
     if (r.temperature) {
       out += ",\"temperature\":";
@@ -205,6 +213,7 @@ class anthropic_protocol final : public chat_protocol {
               {"max_tokens", r.max_tokens > 0 ? r.max_tokens : anthropic_default_max_tokens},
               {"messages", std::move(messages)}};
     if (!system.empty()) body["system"] = system;
+    if (!r.stop.empty()) body["stop_sequences"] = r.stop;
     // Anthropic's temperature range is 0–1; Parley accepts 0–2.
     if (r.temperature) body["temperature"] = std::min(*r.temperature, 1.0);
     if (r.stream) body["stream"] = true;

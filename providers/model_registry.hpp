@@ -41,6 +41,13 @@ class model_registry {
   /// nullptr for an unknown alias.
   const model_info* find(std::string_view id) const;
   const model_info& default_model() const { return models_[default_index_]; }
+  /// The model to ask after `failed` did, when `asked` models (`failed`
+  /// included) have been asked: its fallback, or nullptr when it has none or
+  /// the chain has come round to every model (fallbacks may form a loop).
+  const model_info* fallback_after(const model_info& failed, std::size_t asked) const {
+    if (failed.fallback.empty() || asked >= models_.size()) return nullptr;
+    return find(failed.fallback);
+  }
   const std::vector<model_info>& all() const { return models_; }
 
  private:

@@ -98,6 +98,8 @@ struct completion_request {
   prompt messages;
   std::optional<double> temperature;
   std::uint32_t max_tokens = 0;  ///< the most completion tokens to produce
+  /// Sequences that end the text where one would begin (it is not included).
+  std::vector<std::string> stop;
   /// Deliver text as it is produced (the caller streams it on). Otherwise a
   /// provider may deliver the whole text at once, and may retry a failed
   /// attempt whose partial text nobody has seen.

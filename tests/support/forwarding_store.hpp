@@ -31,6 +31,9 @@ class forwarding_store : public store {
                                              const std::string& message_id) override {
     return inner_->find_message(conversation_id, message_id);
   }
+  std::optional<message_record> find_message_by_id(const std::string& message_id) override {
+    return inner_->find_message_by_id(message_id);
+  }
   std::vector<message_record> walk_branch(const std::string& conversation_id,
                                           const std::string& leaf_id, unsigned limit) override {
     return inner_->walk_branch(conversation_id, leaf_id, limit);

@@ -14,6 +14,9 @@ build_dir="${PARLEY_BUILD_DIR:-$root/build}"
 if [ ! -d "$root/tests/openapi/node_modules/@seriousme/openapi-schema-validator" ]; then
   npm ci --prefix "$root/tests/openapi" --no-audit --no-fund --loglevel=error >/dev/null
 fi
+if [ ! -d "$root/tests/openai_sdk/node_modules/openai" ]; then
+  npm ci --prefix "$root/tests/openai_sdk" --no-audit --no-fund --loglevel=error >/dev/null
+fi
 if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
   npm ci --prefix "$root/tests/browser" --no-audit --no-fund --loglevel=error >/dev/null
 fi

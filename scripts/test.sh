@@ -9,7 +9,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build_dir="${PARLEY_BUILD_DIR:-$root/build}"
 "$root/scripts/install-deps.sh"
-# The OpenAPI validator (tests/openapi/) and the browser driver
+# The OpenAPI validator (tests/openapi/), the OpenAI SDK (tests/openai_sdk/)
+# and the browser driver
 # (tests/browser/), each pinned by its package-lock.json.
 if [ ! -d "$root/tests/openapi/node_modules/@seriousme/openapi-schema-validator" ]; then
   npm ci --prefix "$root/tests/openapi" --no-audit --no-fund --loglevel=error >/dev/null

@@ -101,6 +101,8 @@ BOOST_AUTO_TEST_CASE(round_trips_every_column) {
   BOOST_TEST(!msgs[0].edited_at.has_value());
   BOOST_TEST(db->find_message("c1", m.id).has_value());
   BOOST_TEST(!db->find_message("other", m.id).has_value());
+  BOOST_TEST(db->find_message_by_id(m.id)->conversation_id == "c1");
+  BOOST_TEST(!db->find_message_by_id("no-such-message").has_value());
   BOOST_TEST(!db->find_conversation("missing").has_value());
 }
 

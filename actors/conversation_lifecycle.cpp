@@ -39,10 +39,15 @@ std::shared_ptr<actor_alarm> make_alarm(self_ptr self, caf::message message) {
 
 // The errc an alarm is added with is not read: an alarm only sends its message.
 
-deadline_alarm alarm_at(self_ptr self, steady_time at, caf::message message) {
-  auto alarm = make_alarm(self, std::move(message));
-  self->state.ctx->deadlines->add_at(alarm, at, errc::overloaded);
+deadline_alarm alarm_to(deadline_sweeper& sweeper, caf::actor_addr to, steady_time at,
+                        caf::message message) {
+  auto alarm = std::make_shared<actor_alarm>(&sweeper, std::move(to), std::move(message));
+  sweeper.add_at(alarm, at, errc::overloaded);
   return deadline_alarm(std::move(alarm));
+}
+
+deadline_alarm alarm_at(self_ptr self, steady_time at, caf::message message) {
+  return alarm_to(*self->state.ctx->deadlines, self->address(), at, std::move(message));
 }
 
 deadline_alarm alarm_after(self_ptr self, std::chrono::milliseconds delay, caf::message message) {

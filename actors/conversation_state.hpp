@@ -128,8 +128,11 @@ void publish_branch(self_ptr self);
 /// Ends every watcher's subscription, telling it why.
 void close_watchers(self_ptr self, const failure& why);
 
-/// Sends the actor `message` once the engine's clock reads `at` (or the
+/// Sends the actor `to` `message` once `sweeper`'s clock reads `at` (or the
 /// engine stops: nothing that waits on an alarm may wait forever).
+deadline_alarm alarm_to(deadline_sweeper& sweeper, caf::actor_addr to, steady_time at,
+                        caf::message message);
+/// The same for the conversation actor `self`.
 deadline_alarm alarm_at(self_ptr self, steady_time at, caf::message message);
 /// The same after `delay`, for alarms that all wait as long (one list in the
 /// sweeper, O(1) to add).

@@ -344,10 +344,12 @@ class actor_engine final : public engine {
       reply(shutting_down());
       return;
     }
+    // The call's own alarm ends the generation; this bounds the database
+    // calls around it (the quota and context reads, the usage write).
     auto& cfg = ctx_.cfg;
-    auto limit = milliseconds(cfg.actors.generation_timeout_ms + 2 * cfg.database.timeout_ms);
+    auto limit = milliseconds(cfg.actors.generation_timeout_ms + 4 * cfg.database.timeout_ms);
     completion<stateless_result> caller(
-        answer_within(std::move(reply), limit, errc::provider_timeout), nullptr);
+        answer_within(std::move(reply), limit, errc::db_unavailable), nullptr);
     spawn_stateless_completion(system_, &ctx_, std::move(request), std::move(caller));
   }
 

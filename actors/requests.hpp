@@ -180,6 +180,12 @@ struct stateless_request {
   /// never concurrently, never after the answer. The text a client saw
   /// cannot be taken back, so no fallback model is tried after a piece.
   std::function<void(const std::string& model, std::string text)> on_delta;
+  /// Called once the call is accepted (quota and context read), before the
+  /// model is asked: a stream may begin. From any thread.
+  std::function<void()> on_started;
+  /// Kept until the call ends, its provider request included (the caller's
+  /// generation slot).
+  std::shared_ptr<void> hold;
 };
 
 struct stateless_result {

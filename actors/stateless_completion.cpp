@@ -33,6 +33,7 @@ namespace parley {
 
 namespace {
 
+using conversation_detail::alarm_to;
 using conversation_detail::load_branch;
 using conversation_detail::model_of;
 using conversation_detail::persistence_wait;
@@ -47,6 +48,7 @@ struct stateless_state {
   prompt::history history;  ///< the context read for the call, if any, then its messages
   std::shared_ptr<completion_handle> handle;
   steady_time deadline;
+  conversation_detail::deadline_alarm alarm;  ///< cancels the generation at `deadline`
   bool cancelled = false;
   static inline const char* name = "stateless_completion";
 };
@@ -189,6 +191,17 @@ void ask(stateless_actor* self, const model_info& model) {
   st.handle = model.impl->start(std::move(request), std::move(callbacks));
 }
 
+/// Asks the first model, once the stream (if any) may begin.
+void start(stateless_actor* self, const model_info& model) {
+  auto& st = self->state;
+  if (st.request.on_started) st.request.on_started();
+  // As an exchange's: the generation (fallbacks included) ends by the
+  // deadline, and its provider request is cancelled then.
+  st.alarm = alarm_to(*st.ctx->deadlines, self->address(), st.deadline,
+                      caf::make_message(deadline_atom::value));
+  ask(self, model);
+}
+
 /// Commits the usage of the answer `model` gave, then answers.
 void store_usage(stateless_actor* self, const model_info& model, completion_result result,
                  std::string text) {
@@ -229,10 +242,14 @@ caf::behavior stateless_completion(stateless_actor* self, engine_context* ctx,
     read_context(self, [self, asked] {
       auto& model = model_of(*self->state.ctx, self->state.model);
       asked->push_back(&model);
-      ask(self, model);
+      start(self, model);
     });
   });
   return {
+      [self](deadline_atom) {
+        if (auto& handle = self->state.handle) handle->cancel();
+        finish(self, failure{errc::provider_timeout, "the model did not answer in time"});
+      },
       [self](cancel_atom) {
         auto& st = self->state;
         st.cancelled = true;

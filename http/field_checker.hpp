@@ -1,7 +1,7 @@
 #pragma once
 
-// Internal to http/: the checks request bodies share, for request_parsing.cpp
-// and openai_parsing.cpp.
+// Internal to http/: the checks request bodies share (request_parsing.cpp,
+// openai_mapping.cpp, import_formats.cpp).
 
 #include "base/uuid.hpp"
 #include "http/json_mapping.hpp"
@@ -86,7 +86,11 @@ class field_checker {
       fail(field, "must be a string");
       return std::nullopt;
     }
-    auto s = v->get<std::string>();
+    return message_text(field, v->get<std::string>());
+  }
+
+  /// `s` as a message's text: 1 to max_message_chars code points, storable.
+  std::optional<std::string> message_text(const std::string& field, std::string s) {
     auto n = count_code_points(s);
     if (n == 0)
       fail(field, "must not be empty");
@@ -152,25 +156,36 @@ class field_checker {
     return dump(*v);
   }
 
+  /// `temperature`: a number from 0 to 2.
+  std::optional<double> temperature() {
+    auto v = find("temperature");
+    if (!v || v->is_null()) return std::nullopt;
+    if (!v->is_number())
+      fail("temperature", "must be a number");
+    else if (auto t = v->get<double>(); !(t >= 0 && t <= 2))
+      fail("temperature", "must be between 0 and 2");
+    else
+      return t;
+    return std::nullopt;
+  }
+
+  /// A count of tokens: an integer of at least 1 (kept within 32 bits).
+  std::optional<std::uint32_t> token_count(const char* field) {
+    auto v = find(field);
+    if (!v || v->is_null()) return std::nullopt;
+    if (!v->is_number_integer())
+      fail(field, "must be an integer");
+    else if (v->is_number_unsigned() ? v->get<std::uint64_t>() < 1 : v->get<std::int64_t>() < 1)
+      fail(field, "must be at least 1");
+    else
+      return static_cast<std::uint32_t>(std::min<std::uint64_t>(
+          v->get<std::uint64_t>(), std::numeric_limits<std::uint32_t>::max()));
+    return std::nullopt;
+  }
+
   void sampling(send_params& p) {
-    if (auto v = find("temperature"); v && !v->is_null()) {
-      if (!v->is_number())
-        fail("temperature", "must be a number");
-      else if (auto t = v->get<double>(); !(t >= 0 && t <= 2))
-        fail("temperature", "must be between 0 and 2");
-      else
-        p.temperature = t;
-    }
-    if (auto v = find("max_tokens"); v && !v->is_null()) {
-      if (!v->is_number_integer())
-        fail("max_tokens", "must be an integer");
-      else if (v->is_number_unsigned() ? v->get<std::uint64_t>() < 1 : v->get<std::int64_t>() < 1)
-        fail("max_tokens", "must be at least 1");
-      else
-        p.max_tokens = static_cast<std::uint32_t>(std::min<std::uint64_t>(
-            v->is_number_unsigned() ? v->get<std::uint64_t>() : v->get<std::int64_t>(),
-            std::numeric_limits<std::uint32_t>::max()));
-    }
+    p.temperature = temperature();
+    p.max_tokens = token_count("max_tokens");
   }
 
   /// The fields of a message to send, at `prefix` (for errors) within `obj`.

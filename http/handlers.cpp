@@ -275,9 +275,10 @@ void http_api::create_conversation(const call_context& c, const route_params&) {
     first->stream = stream;
     if (first->reply) first->cancel = cancelled_when_gone(c);
   }
-  exchanges_->run(c, *body, true, stream, slot, [this, request = *request](auto claim, auto reply) {
-    engine_.create_conversation(request, std::move(claim), std::move(reply));
-  });
+  exchanges_->run(c, *body, {.is_create = true}, stream, slot,
+                  [this, request = *request](auto claim, auto reply) {
+                    engine_.create_conversation(request, std::move(claim), std::move(reply));
+                  });
 }
 
 void http_api::get_conversation(const call_context& c, const route_params& params) {
@@ -335,7 +336,7 @@ void http_api::send_message(const call_context& c, const route_params& params) {
   auto sse = stream_if_wanted(c, request->stream);
   message.stream = sse;
   if (message.reply) message.cancel = cancelled_when_gone(c);
-  exchanges_->run(c, *body, false, sse, slot,
+  exchanges_->run(c, *body, {}, sse, slot,
                   [this, user = c.user_id, id = *id, p = message](auto claim, auto reply) {
                     engine_.send_message(user, id, p, std::move(claim), std::move(reply));
                   });
@@ -377,7 +378,7 @@ void http_api::regenerate(const call_context& c, const route_params& params) {
   auto& asked = request->params;
   asked.stream = sse;
   asked.cancel = cancelled_when_gone(c);
-  exchanges_->run(c, *body, false, sse, *slot,
+  exchanges_->run(c, *body, {}, sse, *slot,
                   [this, user = c.user_id, id = *id, p = asked](auto claim, auto reply) {
                     engine_.regenerate(user, id, p, std::move(claim), std::move(reply));
                   });
@@ -390,7 +391,7 @@ void http_api::fork_conversation(const call_context& c, const route_params& para
   if (!body) return;
   auto request = valid(c, parse_fork(*body, limits_));
   if (!request) return;
-  exchanges_->run(c, *body, true, nullptr, nullptr,
+  exchanges_->run(c, *body, {.is_create = true}, nullptr, nullptr,
                   [this, user = c.user_id, id = *id, r = *request](auto claim, auto reply) {
                     engine_.fork_conversation(user, id, r, std::move(claim), std::move(reply));
                   });

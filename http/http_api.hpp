@@ -157,15 +157,13 @@ class http_api : public std::enable_shared_from_this<http_api> {
   void chat_completions(const call_context& c, const route_params&);
   void create_response(const call_context& c, const route_params&);
   void get_response(const call_context& c, const route_params& params);
-  /// Runs a Responses call once its conversation (if any) is known: stored,
-  /// onto `conversation` (a new one when none) after `parent`; or not.
-  void run_response(const call_context& c, response_call call,
-                    std::optional<std::string> conversation, std::optional<std::string> parent,
-                    std::shared_ptr<void> slot);
-  void run_stored_response(const call_context& c, response_call call,
-                           std::optional<std::string> conversation,
-                           std::optional<std::string> parent, response_view view,
-                           std::shared_ptr<void> slot);
+  /// Runs a Responses call once the conversation it continues (if any) is
+  /// known: `view` holds what the call asked, `parent` is the reply it
+  /// follows (previous_response_id).
+  void run_response(const call_context& c, response_call call, response_view view,
+                    std::optional<std::string> parent, std::shared_ptr<void> slot);
+  void run_stored_response(const call_context& c, response_call call, response_view view,
+                           std::optional<std::string> parent, std::shared_ptr<void> slot);
 
   /// GET …/ws: after the ownership check (404 otherwise, as plain HTTP) the
   /// connection becomes a WebSocket that watches the conversation

@@ -57,32 +57,6 @@ std::optional<std::string> prompt_role(field_checker& check, const std::string& 
   return std::nullopt;
 }
 
-std::optional<double> temperature(field_checker& check) {
-  auto v = check.find("temperature");
-  if (!v || v->is_null()) return std::nullopt;
-  if (!v->is_number()) {
-    check.fail("temperature", "must be a number");
-  } else if (auto t = v->get<double>(); !(t >= 0 && t <= 2)) {
-    check.fail("temperature", "must be between 0 and 2");
-  } else {
-    return t;
-  }
-  return std::nullopt;
-}
-
-std::optional<std::uint32_t> token_limit(field_checker& check, const char* field) {
-  auto v = check.find(field);
-  if (!v || v->is_null()) return std::nullopt;
-  if (!v->is_number_integer() ||
-      (v->is_number_integer() && !v->is_number_unsigned() && v->get<std::int64_t>() < 1) ||
-      (v->is_number_unsigned() && v->get<std::uint64_t>() < 1)) {
-    check.fail(field, "must be an integer of at least 1");
-    return std::nullopt;
-  }
-  return static_cast<std::uint32_t>(
-      std::min<std::uint64_t>(v->get<std::uint64_t>(), std::numeric_limits<std::uint32_t>::max()));
-}
-
 /// The model field: required or not; an unknown one is answered 404.
 outcome<std::optional<std::string>, problem> model_field(field_checker& check,
                                                          const parse_limits& limits,
@@ -104,7 +78,7 @@ outcome<std::optional<std::string>, problem> model_field(field_checker& check,
 std::vector<std::string> stop_sequences(field_checker& check) {
   auto v = check.find("stop");
   if (!v || v->is_null()) return {};
-  if (v->is_string()) return {v->get<std::string>()};
+  if (v->is_string() && !v->get<std::string>().empty()) return {v->get<std::string>()};
   bool ok = v->is_array() && v->size() <= max_stop_sequences;
   if (ok)
     for (auto& s : *v) ok = ok && s.is_string() && !s.get<std::string>().empty();
@@ -164,9 +138,9 @@ parsed<chat_completion_call> parse_chat_completion(const json& body, const parse
       if (role && text) out.request.messages.emplace_back(*role, std::move(*text));
     }
   }
-  out.request.temperature = temperature(check);
-  out.request.max_tokens = token_limit(check, "max_completion_tokens");
-  if (!out.request.max_tokens) out.request.max_tokens = token_limit(check, "max_tokens");
+  out.request.temperature = check.temperature();
+  out.request.max_tokens = check.token_count("max_completion_tokens");
+  if (!out.request.max_tokens) out.request.max_tokens = check.token_count("max_tokens");
   out.request.stop = stop_sequences(check);
   out.stream = check.flag("stream").value_or(false);
   if (auto o = check.find("stream_options"); o && !o->is_null()) {
@@ -181,6 +155,7 @@ parsed<chat_completion_call> parse_chat_completion(const json& body, const parse
   auto checked = check.result(std::move(out));
   if (!checked) return checked;
   checked->request.model = **model;
+  if (!limits.models) return checked;
   // What cannot fit is refused here, as OpenAI does, rather than cut.
   auto& info = *limits.models->find(checked->request.model);
   std::int64_t tokens = 0;
@@ -208,13 +183,8 @@ parsed<response_call> parse_response_request(const json& body, const parse_limit
       system += (system.empty() ? "" : "\n\n") + text;
       return;
     }
-    auto chars = count_code_points(text);
-    if (chars == 0)
-      check.fail(at, "must not be empty");
-    else if (chars > limits.max_message_chars)
-      check.fail(at, "must be at most " + std::to_string(limits.max_message_chars) + " characters");
-    else
-      out.input.emplace_back(role, std::move(text));
+    if (auto checked = check.message_text(at, std::move(text)))
+      out.input.emplace_back(role, std::move(*checked));
   };
   auto input = check.find("input");
   if (!input || input->is_null()) {
@@ -257,14 +227,20 @@ parsed<response_call> parse_response_request(const json& body, const parse_limit
   }
   out.store = check.flag("store").value_or(true);
   out.stream = check.flag("stream").value_or(false);
-  out.temperature = temperature(check);
-  out.max_output_tokens = token_limit(check, "max_output_tokens");
+  out.temperature = check.temperature();
+  out.max_output_tokens = check.token_count("max_output_tokens");
   out.metadata_json = check.metadata("metadata");
   return check.result(std::move(out));
 }
 
-const char* openai_finish_reason(finish_reason r) {
-  return r == finish_reason::length ? "length" : "stop";
+const char* openai_finish_reason(std::string_view parley_reason) {
+  return parley_reason == "length" ? "length" : "stop";
+}
+
+const char* response_status(std::string_view parley_reason) {
+  return parley_reason == "length"      ? "incomplete"
+         : parley_reason == "cancelled" ? "cancelled"
+                                        : "completed";
 }
 
 json chat_completion_json(const std::string& id, unix_ms created, const stateless_result& r) {
@@ -277,7 +253,7 @@ json chat_completion_json(const std::string& id, unix_ms created, const stateles
                {{{"index", 0},
                  {"message", {{"role", "assistant"}, {"content", r.text}, {"refusal", nullptr}}},
                  {"logprobs", nullptr},
-                 {"finish_reason", openai_finish_reason(r.reason)}}})},
+                 {"finish_reason", openai_finish_reason(to_string(r.reason))}}})},
           {"usage",
            {{"prompt_tokens", r.usage.prompt_tokens},
             {"completion_tokens", r.usage.completion_tokens},
@@ -305,20 +281,24 @@ json chat_chunk_json(const std::string& id, unix_ms created, const std::string& 
   return chunk;
 }
 
+response_view with_reply(response_view view, const message_record& reply) {
+  if (reply.model) view.model = *reply.model;
+  view.text = reply.content.str();
+  view.usage = {reply.prompt_tokens.value_or(0), reply.completion_tokens.value_or(0)};
+  view.finish_reason = reply.finish_reason.value_or("stop");
+  view.status = response_status(view.finish_reason);
+  if (view.store && !reply.conversation_id.empty()) view.conversation_id = reply.conversation_id;
+  return view;
+}
+
 response_view response_of(const message_record& reply, const conversation_record& conversation) {
   response_view r;
   r.id = reply.id;
   r.created_at = reply.created_at;
-  r.model = reply.model.value_or(conversation.model);
-  r.text = reply.content.str();
-  r.usage = {reply.prompt_tokens.value_or(0), reply.completion_tokens.value_or(0)};
-  r.finish_reason = reply.finish_reason.value_or("stop");
-  r.status = r.finish_reason == "length"      ? "incomplete"
-             : r.finish_reason == "cancelled" ? "cancelled"
-                                              : "completed";
-  r.conversation_id = conversation.id;
+  r.model = conversation.model;
   r.metadata_json = conversation.metadata_json;
-  return r;
+  r.conversation_id = conversation.id;
+  return with_reply(std::move(r), reply);
 }
 
 json response_json(const response_view& r) {

@@ -60,8 +60,11 @@ nlohmann::json chat_chunk_json(const std::string& id, unix_ms created, const std
                                nlohmann::json delta, const char* finish_reason,
                                const completion_usage* usage = nullptr);
 
-/// OpenAI's finish reason for Parley's.
-const char* openai_finish_reason(finish_reason r);
+/// OpenAI's finish reason for Parley's (`stop`, `length`, `cancelled`).
+const char* openai_finish_reason(std::string_view parley_reason);
+
+/// A Response's status for the finish reason of its reply.
+const char* response_status(std::string_view parley_reason);
 
 /// What a Response object says, whether stored or not.
 struct response_view {
@@ -82,7 +85,12 @@ struct response_view {
   std::optional<problem> error;  ///< status failed
 };
 
-/// The view of a stored reply (GET /v1/responses/{id}, and a stored call's answer).
+/// `view` with what the reply says: its id is kept, the rest (model, text,
+/// usage, finish reason, status, conversation) taken from `reply`.
+response_view with_reply(response_view view, const message_record& reply);
+
+/// A stored reply as GET /v1/responses/{id} shows it: what is stored (the
+/// call's own parameters, such as instructions, are not).
 response_view response_of(const message_record& reply, const conversation_record& conversation);
 
 nlohmann::json response_json(const response_view& r);

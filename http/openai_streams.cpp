@@ -20,6 +20,7 @@ class chat_chunks final : public sse_format {
 
   std::string event(const conversation_event& e) override {
     using kind = conversation_event::kind;
+    if (e.type == kind::started) return role_once();
     if (e.type == kind::delta) {
       if (e.message && e.message->model) model_ = *e.message->model;
       return role_once() + data_line(chunk({{"content", e.text}}, nullptr));
@@ -27,7 +28,7 @@ class chat_chunks final : public sse_format {
     if (e.type != kind::done) return {};
     auto& m = *e.message;
     if (m.model) model_ = *m.model;
-    auto reason = m.finish_reason == std::optional<std::string>("length") ? "length" : "stop";
+    auto reason = openai_finish_reason(m.finish_reason.value_or("stop"));
     auto out = role_once() + data_line(chunk(json::object(), reason));
     if (include_usage_) {
       completion_usage u{m.prompt_tokens.value_or(0), m.completion_tokens.value_or(0)};
@@ -70,14 +71,7 @@ class response_events final : public sse_format {
           "response.output_text.delta",
           {{"item_id", view_.id}, {"output_index", 0}, {"content_index", 0}, {"delta", e.text}});
     } else if (e.type == kind::done) {
-      auto& m = *e.message;
-      view_.text = m.content.str();
-      if (m.model) view_.model = *m.model;
-      view_.usage = {m.prompt_tokens.value_or(0), m.completion_tokens.value_or(0)};
-      view_.finish_reason = m.finish_reason.value_or("stop");
-      view_.status = view_.finish_reason == "length"      ? "incomplete"
-                     : view_.finish_reason == "cancelled" ? "cancelled"
-                                                          : "completed";
+      view_ = with_reply(std::move(view_), *e.message);
       out += next(
           "response.output_text.done",
           {{"item_id", view_.id}, {"output_index", 0}, {"content_index", 0}, {"text", view_.text}});

@@ -85,7 +85,8 @@ bool sse_stream::finish(const outcome<exchange_answer>& r) {
   recursive_mutex_lock lock(mutex_);
   if (!began()) return false;
   if (phase_ == phase::ended) return true;
-  end_with(r ? format_->success(*r) : format_->failure(to_problem(r.error()), request_id_));
+  // A success has said everything with its events (`done`).
+  end_with(r ? std::string() : format_->failure(to_problem(r.error()), request_id_));
   return true;
 }
 

@@ -25,8 +25,6 @@ class sse_format {
   virtual ~sse_format() = default;
   /// The bytes for `e`; none sends nothing. (`closed` goes to failure().)
   virtual std::string event(const conversation_event& e) = 0;
-  /// The bytes that end the stream of an exchange that succeeded.
-  virtual std::string success(const exchange_answer&) { return {}; }
   /// The bytes that end the stream with `p`.
   virtual std::string failure(const problem& p, const std::string& request_id) = 0;
 };

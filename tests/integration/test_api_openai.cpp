@@ -66,8 +66,6 @@ void run_sdk(const std::string& scenario, const std::string& base_url,
                                  << read_file(out) << read_file(err));
 }
 
-std::string user_header(const std::string& user) { return "X-User-Id: " + user; }
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(the_sdk_creates_completions_and_responses_and_gets_typed_errors) {
@@ -201,4 +199,217 @@ BOOST_AUTO_TEST_CASE(stop_sequences_reach_the_upstream_and_end_the_echo) {
               {"messages", json::array({{{"role", "user"}, {"content", "keep this. cut"}}})},
               {"stop", "."}});
   BOOST_TEST(echo.json()["choices"][0]["message"]["content"] == "Echo: keep this");
+}
+
+namespace {
+
+json post_response(http_client& c, const json& body, long status = 200) {
+  auto r = c.post("/v1/responses", body);
+  BOOST_REQUIRE_MESSAGE(r.status == status, r.status << " " << r.body);
+  return r.json();
+}
+
+json user_message(const std::string& text) { return {{"role", "user"}, {"content", text}}; }
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_multi_message_input_is_stored_in_order_and_the_last_answered) {
+  http_client c(server().base_url(), "steps-user");
+  auto r = post_response(c, {{"input", json::array({user_message("u1"),
+                                                    {{"role", "assistant"}, {"content", "a1"}},
+                                                    {{"role", "developer"}, {"content", "rules"}},
+                                                    user_message("u2")})}});
+  BOOST_TEST(r["output_text"] == "Echo: u2");
+  std::string id = r["conversation"]["id"];
+  auto stored = all_messages(c, id);
+  BOOST_REQUIRE(stored.size() == 4u);
+  std::vector<std::string> contents;
+  for (auto& m : stored) contents.push_back(m["content"]);
+  BOOST_TEST((contents == std::vector<std::string>{"u1", "a1", "u2", "Echo: u2"}));
+  for (std::size_t i = 1; i < stored.size(); ++i)
+    BOOST_TEST(stored[i]["parent_id"] == stored[i - 1]["id"]);
+  BOOST_TEST(stored[3]["id"] == r["id"]);
+  // Onto an existing conversation, after its active leaf.
+  auto more = post_response(c, {{"conversation", {{"id", id}}},
+                                {"input", json::array({user_message("u3"), user_message("u4")})}});
+  BOOST_TEST(more["output_text"] == "Echo: u4");
+  auto after = all_messages(c, id);
+  BOOST_REQUIRE(after.size() == 7u);
+  BOOST_TEST(after[4]["parent_id"] == r["id"]);
+  BOOST_TEST(after[5]["content"] == "u4");
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_provider_ends_streams_with_their_failure_and_keeps_the_input) {
+  mock().clear_behaviors();
+  http_client c(server().base_url(), "failing-user");
+  auto conversation = create_conversation(c, {{"model", "gpt"}});
+  // 400 is not retried and `gpt` has no fallback: one behavior, one failure.
+  mock().push_behaviors(json::array({{{"status", 400}}}));
+  auto streamed = c.post(
+      "/v1/responses", {{"conversation", conversation}, {"input", "will fail"}, {"stream", true}});
+  BOOST_TEST(streamed.status == 200);
+  BOOST_TEST(streamed.body.find("event: response.created") != std::string::npos);
+  BOOST_TEST(streamed.body.find("event: response.failed") != std::string::npos);
+  BOOST_TEST(streamed.body.find("response.completed") == std::string::npos);
+  mock().push_behaviors(json::array({{{"status", 400}}}));
+  auto whole = c.post("/v1/responses", {{"conversation", conversation}, {"input", "fails too"}});
+  BOOST_TEST(whole.status == 502);
+  BOOST_TEST(whole.json()["error"]["type"] == "server_error");
+  // The inputs stay stored, without replies.
+  auto stored = all_messages(c, conversation);
+  BOOST_REQUIRE(stored.size() == 2u);
+  BOOST_TEST(stored[0]["content"] == "will fail");
+  BOOST_TEST(stored[1]["role"] == "user");
+
+  mock().push_behaviors(json::array({{{"status", 400}}}));
+  json chat{{"model", "gpt"}, {"messages", json::array({user_message("x")})}, {"stream", true}};
+  auto chunks = c.post("/v1/chat/completions", chat);
+  BOOST_TEST(chunks.status == 200);
+  BOOST_TEST(chunks.body.find("data: {\"error\":") != std::string::npos);
+  BOOST_TEST(chunks.body.find("[DONE]") == std::string::npos);
+  mock().clear_behaviors();
+}
+
+BOOST_AUTO_TEST_CASE(store_false_reads_the_branch_as_context_and_stores_nothing) {
+  mock().clear_behaviors();
+  http_client c(server().base_url(), "context-user");
+  auto first = post_response(c, {{"model", "gpt"}, {"input", "remember the number 42"}});
+  std::string conversation = first["conversation"]["id"];
+  auto before = all_messages(c, conversation).size();
+  mock().clear_requests();
+  auto r = c.post("/v1/responses", {{"conversation", conversation},
+                                    {"input", "which number?"},
+                                    {"instructions", "Be exact."},
+                                    {"store", false},
+                                    {"stream", true}});
+  BOOST_TEST(r.status == 200);
+  BOOST_TEST(r.body.find("event: response.completed") != std::string::npos);
+  auto sent = mock().requests().back()["body"]["messages"];
+  BOOST_REQUIRE(sent.size() == 4u);
+  BOOST_TEST(sent[0] == json({{"role", "system"}, {"content", "Be exact."}}));
+  BOOST_TEST(sent[1]["content"] == "remember the number 42");
+  BOOST_TEST(sent[3]["content"] == "which number?");
+  BOOST_TEST(all_messages(c, conversation).size() == before);
+}
+
+BOOST_AUTO_TEST_CASE(ids_that_name_nothing_of_the_callers_are_404_naming_the_field) {
+  http_client alice(server().base_url(), "alice-oa");
+  http_client bob(server().base_url(), "bob-oa");
+  auto mine = post_response(alice, {{"input", "mine"}});
+  std::string conversation = mine["conversation"]["id"];
+  auto param_of = [](const http_response& r) {
+    BOOST_TEST(r.status == 404);
+    return r.json()["error"]["param"];
+  };
+  // Someone else's reply and conversation, stored or not.
+  BOOST_TEST(
+      param_of(bob.post("/v1/responses", {{"input", "x"}, {"previous_response_id", mine["id"]}})) ==
+      "previous_response_id");
+  BOOST_TEST(param_of(bob.post("/v1/responses", {{"input", "x"},
+                                                 {"previous_response_id", mine["id"]},
+                                                 {"store", false}})) == "previous_response_id");
+  BOOST_TEST(
+      param_of(bob.post("/v1/responses", {{"input", "x"}, {"conversation", conversation}})) ==
+      "conversation");
+  BOOST_TEST(param_of(bob.post("/v1/responses", {{"input", "x"},
+                                                 {"conversation", conversation},
+                                                 {"store", false}})) == "conversation");
+  BOOST_TEST(bob.get("/v1/responses/" + mine["id"].get<std::string>()).status == 404);
+  // A user message is no response.
+  auto user_id = all_messages(alice, conversation)[0]["id"];
+  BOOST_TEST(
+      param_of(alice.post("/v1/responses", {{"input", "x"}, {"previous_response_id", user_id}})) ==
+      "previous_response_id");
+  BOOST_TEST(alice.get("/v1/responses/" + user_id.get<std::string>()).status == 404);
+  // A deleted reply is gone as a response too.
+  auto deleted = post_response(alice, {{"input", "short-lived"}});
+  std::string path = "/v1/conversations/" + deleted["conversation"]["id"].get<std::string>();
+  BOOST_TEST(alice.del(path).status == 204);
+  BOOST_TEST(param_of(alice.post("/v1/responses",
+                                 {{"input", "x"}, {"previous_response_id", deleted["id"]}})) ==
+             "previous_response_id");
+}
+
+BOOST_AUTO_TEST_CASE(every_refusal_on_these_routes_is_in_openai_shape) {
+  http_client c(server().base_url(), "shape-user");
+  auto expect = [](const http_response& r, long status, const char* type) {
+    BOOST_TEST(r.status == status, r.status << " " << r.body);
+    BOOST_TEST(r.header("content-type") == "application/json");
+    BOOST_TEST(!r.header("x-request-id").empty());
+    BOOST_TEST(r.json()["error"]["type"] == type);
+    BOOST_TEST(r.json()["error"]["message"].get<std::string>().size() > 5u);
+  };
+  expect(c.request("POST", "/v1/chat/completions", "{}", {"Content-Type: text/plain"}), 415,
+         "invalid_request_error");
+  auto wrong_method = c.get("/v1/chat/completions");
+  expect(wrong_method, 405, "invalid_request_error");
+  BOOST_TEST(wrong_method.header("allow") == "POST");
+  std::string huge(2 * 1024 * 1024, 'x');
+  expect(c.post("/v1/responses", {{"input", huge}}), 413, "invalid_request_error");
+  auto too_long = c.post(
+      "/v1/chat/completions",
+      {{"model", "echo"}, {"messages", json::array({user_message(std::string(40000, 'y'))})}});
+  expect(too_long, 400, "invalid_request_error");
+  BOOST_TEST(too_long.json()["error"]["code"] == "context_length_exceeded");
+  expect(c.post("/v1/chat/completions",
+                {{"model", "echo"}, {"messages", json::array({user_message("x")})}, {"stop", ""}}),
+         400, "invalid_request_error");
+}
+
+BOOST_AUTO_TEST_CASE(the_generation_slots_and_the_deadline_hold_on_these_routes) {
+  server_process slow(server_options{
+      .config_toml = "[limits]\nconcurrent_generations = 1\n[actors]\ngeneration_timeout_ms = "
+                     "700\n[[providers]]\nname = \"slow\"\nkind = \"builtin\"\nitl_ms = 200\n"
+                     "[[models]]\nid = \"slow-echo\"\nprovider = \"slow\"\nupstream = \"echo\"\n"});
+  std::string words = "one two three four five six seven eight nine ten";
+  // A streamed call holds the user's one generation slot while it runs.
+  int fd = raw_post(slow.port(), "/v1/chat/completions",
+                    json{{"model", "slow-echo"},
+                         {"stream", true},
+                         {"messages", json::array({user_message(words)})}}
+                        .dump(),
+                    "slot-user");
+  http_client c(slow.base_url(), "slot-user");
+  BOOST_TEST(eventually([&] {
+    auto r = c.post("/v1/chat/completions",
+                    {{"model", "echo"}, {"messages", json::array({user_message("x")})}});
+    return r.status == 429 && r.json()["error"]["type"] == "rate_limit_error" &&
+           !r.header("retry-after").empty();
+  }));
+  std::string streamed;
+  // The stream meets the deadline too: its last line is the 504's error.
+  closed_within(fd, milliseconds(2500), &streamed);  // the connection stays open (keep-alive)
+  close(fd);
+  BOOST_TEST(streamed.find("data: {\"error\":") != std::string::npos, streamed);
+  BOOST_TEST(streamed.find("did not answer in time") != std::string::npos);
+  // Ten words at 200 ms each outlast the 700 ms deadline: 504, and the slot is free again.
+  auto late = c.post("/v1/chat/completions",
+                     {{"model", "slow-echo"}, {"messages", json::array({user_message(words)})}});
+  BOOST_TEST(late.status == 504, late.status << " " << late.body);
+  BOOST_TEST(late.json()["error"]["type"] == "server_error");
+  BOOST_TEST(c.post("/v1/chat/completions",
+                    {{"model", "echo"}, {"messages", json::array({user_message("x")})}})
+                 .status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(a_repeated_idempotency_key_replays_a_stored_response) {
+  http_client c(server().base_url(), "idem-oa");
+  for (auto input : {json("just one"),
+                     json::array({user_message("first of two"), user_message("second of two")})}) {
+    std::string key = "responses-" + std::to_string(input.size());
+    json body{{"input", input}};
+    auto first = c.post("/v1/responses", body, {"Idempotency-Key: " + key});
+    BOOST_REQUIRE(first.status == 200);
+    std::string conversation = first.json()["conversation"]["id"];
+    auto stored = all_messages(c, conversation).size();
+    auto again = c.post("/v1/responses", body, {"Idempotency-Key: " + key});
+    BOOST_TEST(again.status == 200);
+    BOOST_TEST(again.header("idempotent-replayed") == "true");
+    BOOST_TEST(again.json()["id"] == first.json()["id"]);
+    BOOST_TEST(again.json()["output_text"] == first.json()["output_text"]);
+    BOOST_TEST(all_messages(c, conversation).size() == stored);
+    auto other = c.post("/v1/responses", {{"input", "another body"}}, {"Idempotency-Key: " + key});
+    BOOST_TEST(other.status == 400);
+    BOOST_TEST(other.json()["error"]["param"] == "Idempotency-Key");
+  }
 }

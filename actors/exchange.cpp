@@ -73,6 +73,9 @@ struct exchange_plan {
   completion<exchange_answer> caller;
   bool create = false;
   std::optional<message_record> user_message;
+  /// Stored with the user message, before it, in the same transaction (an
+  /// input of several messages): each the parent of the next.
+  std::vector<message_record> preceding;
   std::optional<std::string> replaces;  ///< regenerate: the active leaf it replaces
   std::optional<branch_base> base;      ///< set when continuing another branch
   /// The message the reply follows when no user message is sent
@@ -127,8 +130,21 @@ void adopt_branch(conversation_state& st, exchange_plan& plan) {
 }
 
 exchange_facts facts_of(const exchange_plan& plan) {
-  return {plan.create, plan.user_message ? &*plan.user_message : nullptr, plan.user_stored,
-          plan.replaces ? &*plan.replaces : nullptr};
+  return {plan.create, plan.user_message ? &*plan.user_message : nullptr, &plan.preceding,
+          plan.user_stored, plan.replaces ? &*plan.replaces : nullptr};
+}
+
+/// Puts the input the exchange stored (the messages before the user
+/// message, then it) into the window and tells the watchers, and `stream`.
+void take_in_input(self_ptr self, const exchange_plan& plan,
+                   const std::shared_ptr<conversation_subscriber>& stream) {
+  using kind = conversation_event::kind;
+  for (auto& m : plan.preceding) {
+    self->state.window.append(m);
+    publish_message(self, kind::message, m, stream);
+  }
+  self->state.window.append(*plan.user_message);
+  publish_message(self, kind::message, *plan.user_message, stream);
 }
 
 /// Commits the exchange (with the reply, if any) and answers.
@@ -154,11 +170,11 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
            bool store_user = plan.user_message && !plan.user_stored;
            adopt_branch(st, plan);
            if (plan.replaces) st.window.remove(*plan.replaces);
-           if (store_user) st.window.append(*result.message);
-           if (reply) st.window.append(*reply);
-           using kind = conversation_event::kind;
-           if (store_user) publish_message(self, kind::message, *result.message, plan.stream);
-           if (reply) publish_message(self, kind::done, *reply, plan.stream);
+           if (store_user) take_in_input(self, plan, plan.stream);
+           if (reply) {
+             st.window.append(*reply);
+             publish_message(self, conversation_event::kind::done, *reply, plan.stream);
+           }
            plan.caller.complete(exchange_answer{std::move(result)});
            finish_op(self);
          });
@@ -194,8 +210,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
     st.current = phase::ready;
     if (store_user) {
       adopt_branch(st, plan);
-      st.window.append(*plan.user_message);
-      publish_message(self, conversation_event::kind::message, *plan.user_message, nullptr);
+      take_in_input(self, plan, nullptr);
     }
     plan.caller.fail(why);
     finish_op(self);
@@ -208,7 +223,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
 void store_user_message(self_ptr self, exchange_plan plan,
                         std::function<void(exchange_plan)> then) {
   auto now = self->state.ctx->clock->wall_ms();
-  auto c = commit_user_message(meta_for(self->state, plan), *plan.user_message, plan.create, now);
+  auto c = commit_user_message(meta_for(self->state, plan), facts_of(plan), now);
   // Until the reply is stored, a repeat of the request gets what a failed
   // provider would have answered, never a second copy of the message.
   failure interrupted{errc::provider_error, reply_interrupted_detail};
@@ -220,11 +235,10 @@ void store_user_message(self_ptr self, exchange_plan plan,
     st.meta = meta;
     st.current = phase::ready;
     adopt_branch(st, plan);
-    st.window.append(*plan.user_message);
     // A conflict from here on must not run the operation again: its message is stored.
     st.running = nullptr;
     plan.user_stored = true;
-    publish_message(self, conversation_event::kind::message, *plan.user_message, plan.stream);
+    take_in_input(self, plan, plan.stream);
     then(std::move(plan));
   });
 }
@@ -340,7 +354,9 @@ void run_exchange(self_ptr self, exchange_plan plan) {
       ask_model(self, std::move(plan), model, deadline, 0);
     };
     plan.live = plan.stream || !st.watchers.empty();
-    if (plan.live && plan.user_message) {
+    // Messages before the user message are stored first too, so that the
+    // prompt is assembled from the window that holds them.
+    if ((plan.live || !plan.preceding.empty()) && plan.user_message) {
       store_user_message(self, std::move(plan), ask);
       return;
     }
@@ -353,10 +369,27 @@ void run_exchange(self_ptr self, exchange_plan plan) {
   });
 }
 
+/// Places the exchange's input in the tree: its first message after
+/// `parent`, the `sibling_index`-th (and newest) of its children; each next
+/// one the only child of the one before.
+void attach_input(exchange_plan& plan, const std::optional<std::string>& parent,
+                  std::int64_t sibling_index) {
+  auto* previous = static_cast<message_record*>(nullptr);
+  auto place = [&](message_record& m) {
+    m.parent_id = previous ? std::optional<std::string>(previous->id) : parent;
+    m.sibling_index = m.sibling_count = previous ? 1 : sibling_index;
+    previous = &m;
+  };
+  for (auto& m : plan.preceding) place(m);
+  place(*plan.user_message);
+}
+
 /// The user message `p` and how its reply is to be made; the model only
 /// when `p` names one.
 void take_message(exchange_plan& plan, const conversation_record& meta, std::int64_t seq,
                   const send_params& p, unix_ms now) {
+  for (auto& m : p.preceding)
+    plan.preceding.push_back(new_message(meta, seq++, m.role, m.content, now));
   plan.user_message = new_message(meta, seq, p.role, p.content, now);
   plan.reply = p.reply;
   if (p.model) plan.model = *p.model;
@@ -388,6 +421,7 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
   plan.claim = std::move(claim);
   if (request.first_message) {
     take_message(plan, st.meta, 1, *request.first_message, now);
+    attach_input(plan, std::nullopt, 1);
   }
   auto claim_now = plan.claim;
   replay_if_key_used(
@@ -406,8 +440,7 @@ void op_send(self_ptr self, const std::string& user, const send_params& p,
       exchange_plan plan{.caller = caller};
       plan.model = st.meta.model;
       take_message(plan, st.meta, st.meta.last_seq + 1, p, st.ctx->clock->wall_ms());
-      plan.user_message->parent_id = p.parent_id ? *p.parent_id : st.meta.active_leaf_id;
-      plan.user_message->sibling_index = plan.user_message->sibling_count = sibling_index;
+      attach_input(plan, p.parent_id ? *p.parent_id : st.meta.active_leaf_id, sibling_index);
       plan.base = std::move(base);
       plan.claim = claim;
       run_exchange(self, std::move(plan));

@@ -4,6 +4,21 @@
 
 namespace parley {
 
+namespace {
+
+std::int64_t preceding_count(const exchange_facts& facts) {
+  return facts.preceding ? static_cast<std::int64_t>(facts.preceding->size()) : 0;
+}
+
+/// The user message's insert, after those of the messages before it.
+void insert_input(write_set& writes, const exchange_facts& facts) {
+  if (facts.preceding)
+    for (auto& m : *facts.preceding) writes.push_back(write::insert_message{m});
+  writes.push_back(write::insert_message{*facts.user_message});
+}
+
+}  // namespace
+
 write_op next_version(conversation_record& meta) {
   ++meta.version;
   return write::update_conversation{meta};
@@ -15,7 +30,7 @@ exchange_commit commit_exchange(conversation_record meta, const exchange_facts& 
   meta.updated_at = now;
   bool store_user = facts.user_message && !facts.user_stored;
   if (store_user) {
-    meta.message_count += 1;
+    meta.message_count += 1 + preceding_count(facts);
     meta.last_seq = facts.user_message->seq;
   }
   // The replaced reply stays in the tree, off the active branch.
@@ -39,7 +54,7 @@ exchange_commit commit_exchange(conversation_record meta, const exchange_facts& 
     writes.insert(writes.begin(), write::insert_conversation{meta});
   else
     writes.push_back(next_version(meta));
-  if (store_user) writes.push_back(write::insert_message{*facts.user_message});
+  if (store_user) insert_input(writes, facts);
   if (reply) writes.push_back(write::insert_message{*reply});
   exchange_commit out;
   if (facts.create) out.result.conversation = meta;
@@ -53,23 +68,24 @@ exchange_commit commit_exchange(conversation_record meta, const exchange_facts& 
 conversation_commit commit_failed_exchange(conversation_record meta, const exchange_facts& facts,
                                            unix_ms now) {
   if (facts.user_message && !facts.user_stored)
-    return commit_user_message(std::move(meta), *facts.user_message, facts.create, now);
+    return commit_user_message(std::move(meta), facts, now);
   conversation_commit out;
   if (facts.create && !facts.user_stored) out.writes.push_back(write::insert_conversation{meta});
   out.meta = std::move(meta);
   return out;
 }
 
-conversation_commit commit_user_message(conversation_record meta,
-                                        const message_record& user_message, bool create,
+conversation_commit commit_user_message(conversation_record meta, const exchange_facts& facts,
                                         unix_ms now) {
+  auto& user_message = *facts.user_message;
   meta.updated_at = now;
-  meta.message_count += 1;
+  meta.message_count += 1 + preceding_count(facts);
   meta.last_seq = user_message.seq;
   meta.active_leaf_id = user_message.id;
   conversation_commit out;
-  out.writes.push_back(create ? write_op{write::insert_conversation{meta}} : next_version(meta));
-  out.writes.push_back(write::insert_message{user_message});
+  out.writes.push_back(facts.create ? write_op{write::insert_conversation{meta}}
+                                    : next_version(meta));
+  insert_input(out.writes, facts);
   out.meta = std::move(meta);
   return out;
 }

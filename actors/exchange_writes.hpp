@@ -20,6 +20,9 @@ write_op next_version(conversation_record& meta);
 struct exchange_facts {
   bool create = false;                           ///< the conversation is new
   const message_record* user_message = nullptr;  ///< the message sent, if any
+  /// Messages stored with it, before it, in the same transaction (an input
+  /// of several messages); their seqs are below its.
+  const std::vector<message_record>* preceding = nullptr;
   bool user_stored = false;  ///< it (and a new conversation) is committed already
   /// regenerate: the assistant message that leaves the active branch
   const std::string* replaces = nullptr;
@@ -47,10 +50,9 @@ exchange_commit commit_exchange(conversation_record meta, const exchange_facts& 
 conversation_commit commit_failed_exchange(conversation_record meta, const exchange_facts& facts,
                                            unix_ms now);
 
-/// The commit of a streamed exchange's user message (and a new conversation),
-/// made before the model is asked.
-conversation_commit commit_user_message(conversation_record meta,
-                                        const message_record& user_message, bool create,
+/// The commit of an exchange's user message (and the messages before it, and
+/// a new conversation), made before the model is asked.
+conversation_commit commit_user_message(conversation_record meta, const exchange_facts& facts,
                                         unix_ms now);
 
 }  // namespace parley

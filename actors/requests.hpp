@@ -55,6 +55,10 @@ class cancellation {
 struct send_params {
   std::string role = "user";
   shared_text content;
+  /// Messages stored before this one in the same transaction, oldest first,
+  /// each the parent of the next (an input of several messages). Stored
+  /// before the model is asked, like a live exchange's.
+  std::vector<chat_message> preceding;
   /// The message to follow: absent, the active leaf; null, none (a new
   /// root); another message, a new branch from it.
   std::optional<std::optional<std::string>> parent_id;

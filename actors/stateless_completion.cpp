@@ -260,6 +260,8 @@ caf::behavior stateless_completion(stateless_actor* self, engine_context* ctx,
         auto& st = self->state;
         auto& model = *asked->back();
         st.handle.reset();
+        // The generation is over: its deadline no longer applies (a fallback sets it again).
+        st.alarm.reset();
         if (result && result->reason == finish_reason::cancelled && text.empty()) {
           finish(self, failure{errc::provider_error, "the client went away before the reply"});
           return;
@@ -272,6 +274,8 @@ caf::behavior stateless_completion(stateless_actor* self, engine_context* ctx,
             spdlog::warn("completion for {}: model {} failed ({}); trying {}", st.request.user_id,
                          model.id, result.error().detail, fallback->id);
             asked->push_back(fallback);
+            st.alarm = alarm_to(*st.ctx->deadlines, self->address(), st.deadline,
+                                caf::make_message(deadline_atom::value));
             ask(self, *fallback);
             return;
           }

@@ -157,13 +157,14 @@ class http_api : public std::enable_shared_from_this<http_api> {
   void chat_completions(const call_context& c, const route_params&);
   void create_response(const call_context& c, const route_params&);
   void get_response(const call_context& c, const route_params& params);
-  /// Runs a Responses call once the conversation it continues (if any) is
-  /// known: `view` holds what the call asked, `parent` is the reply it
-  /// follows (previous_response_id).
-  void run_response(const call_context& c, response_call call, response_view view,
-                    std::optional<std::string> parent, std::shared_ptr<void> slot);
+  /// A Responses call with store:false, on the stateless path; `view` holds
+  /// what it asked and the conversation read as its context, if any.
+  void run_unstored_response(const call_context& c, response_call call, response_view view,
+                             std::shared_ptr<void> slot);
+  /// A stored Responses call: one exchange (with Idempotency-Key) onto the
+  /// conversation `view` names or continues, or a new one.
   void run_stored_response(const call_context& c, response_call call, response_view view,
-                           std::optional<std::string> parent, std::shared_ptr<void> slot);
+                           std::shared_ptr<void> slot);
 
   /// GET …/ws: after the ownership check (404 otherwise, as plain HTTP) the
   /// connection becomes a WebSocket that watches the conversation

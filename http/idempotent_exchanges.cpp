@@ -27,7 +27,7 @@ void idempotent_exchanges::run(const call_context& c, const nlohmann::json& body
                                std::shared_ptr<void> slot, starter start) {
   auto key_header = c.req->header().opt_value_of("Idempotency-Key");
   auto finish = [c, how, stream, slot](const outcome<exchange_answer>& r) {
-    if (stream && stream->finish(r)) return;
+    if (stream && (r ? stream->finish(r) : stream->fail(how.problem_for(r.error())))) return;
     if (!r) {
       send_problem(c, how.problem_for(r.error()));
       return;
@@ -70,7 +70,7 @@ void idempotent_exchanges::run(const call_context& c, const nlohmann::json& body
                 return;
               }
               // A stream that began has told its client already.
-              if (stream && stream->finish(r)) return;
+              if (stream && stream->fail(how.problem_for(r.error()))) return;
               self->look_up_and_replay(c, key, fingerprint, how, [finish, r] { finish(r); });
             }));
 }

@@ -282,6 +282,9 @@ json chat_chunk_json(const std::string& id, unix_ms created, const std::string& 
 }
 
 response_view with_reply(response_view view, const message_record& reply) {
+  // The reply is the Response: its id, and a stored one's time, whenever it is shown.
+  if (!reply.id.empty()) view.id = reply.id;
+  if (reply.created_at) view.created_at = reply.created_at;
   if (reply.model) view.model = *reply.model;
   view.text = reply.content.str();
   view.usage = {reply.prompt_tokens.value_or(0), reply.completion_tokens.value_or(0)};

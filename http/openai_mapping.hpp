@@ -85,8 +85,8 @@ struct response_view {
   std::optional<problem> error;  ///< status failed
 };
 
-/// `view` with what the reply says: its id is kept, the rest (model, text,
-/// usage, finish reason, status, conversation) taken from `reply`.
+/// `view` with what the reply says: its id, time (when stored), model,
+/// text, usage, finish reason, status and conversation (when stored).
 response_view with_reply(response_view view, const message_record& reply);
 
 /// A stored reply as GET /v1/responses/{id} shows it: what is stored (the

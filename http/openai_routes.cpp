@@ -76,88 +76,6 @@ problem response_problem(const failure& f, const response_view& view) {
   return to_problem(f);
 }
 
-/// A stored Responses call: the input's messages stored one after the other,
-/// each the child of the one before (so that nothing else comes between
-/// them), the last one answered. The Idempotency-Key's claim goes with the
-/// last one; a call of several messages looks the key up before storing
-/// any. Holds itself while a step is in flight.
-class response_steps : public std::enable_shared_from_this<response_steps> {
- public:
-  using answer_fn = reply_fn<exchange_answer>;
-  response_steps(engine& eng, std::string user, std::vector<send_params> steps,
-                 std::optional<idempotency_claim> claim, answer_fn answer)
-      : engine_(eng),
-        user_(std::move(user)),
-        steps_(std::move(steps)),
-        claim_(std::move(claim)),
-        answer_(std::move(answer)) {}
-
-  /// Stores the steps in `conversation` after `parent`, or in a new
-  /// conversation made as `fresh` says when there is none.
-  void start(std::optional<std::string> conversation, std::optional<std::string> parent,
-             new_conversation fresh) {
-    auto begin = [self = shared_from_this(), conversation, parent, fresh]() mutable {
-      if (conversation)
-        self->run(*conversation, 0, parent);
-      else
-        self->create(std::move(fresh));
-    };
-    if (!claim_ || steps_.size() == 1) {
-      begin();
-      return;
-    }
-    engine_.find_idempotency(user_, claim_->key,
-                             [self = shared_from_this(), begin](auto found) mutable {
-                               if (!found) {
-                                 self->answer_(found.error());
-                               } else if (*found) {
-                                 exchange_answer replay;
-                                 replay.replayed = std::move(**found);
-                                 self->answer_(std::move(replay));
-                               } else {
-                                 begin();
-                               }
-                             });
-  }
-
- private:
-  std::optional<idempotency_claim> claim_for(std::size_t step) const {
-    return step + 1 == steps_.size() ? claim_ : std::nullopt;
-  }
-
-  void run(std::string conversation, std::size_t next, std::optional<std::string> parent) {
-    auto p = steps_[next];
-    if (parent) p.parent_id = std::optional<std::string>(*parent);
-    engine_.send_message(user_, conversation, std::move(p), claim_for(next),
-                         [self = shared_from_this(), conversation, next](auto r) {
-                           self->after(conversation, next, std::move(r));
-                         });
-  }
-
-  void create(new_conversation fresh) {
-    fresh.first_message = steps_[0];
-    engine_.create_conversation(std::move(fresh), claim_for(0),
-                                [self = shared_from_this()](outcome<exchange_answer> r) {
-                                  auto id = r && r->conversation ? r->conversation->id : "";
-                                  self->after(id, 0, std::move(r));
-                                });
-  }
-
-  void after(const std::string& conversation, std::size_t done, outcome<exchange_answer> r) {
-    if (!r || r->replayed || done + 1 == steps_.size()) {
-      answer_(std::move(r));
-      return;
-    }
-    run(conversation, done + 1, r->message->id);
-  }
-
-  engine& engine_;
-  const std::string user_;
-  const std::vector<send_params> steps_;
-  const std::optional<idempotency_claim> claim_;
-  answer_fn answer_;
-};
-
 }  // namespace
 
 void http_api::chat_completions(const call_context& c, const route_params&) {
@@ -192,7 +110,7 @@ void http_api::create_response(const call_context& c, const route_params&) {
   if (!body) return;
   auto call = valid(c, parse_response_request(*body, limits_));
   if (!call) return;
-  // A malformed id cannot name anything. (Copies: the call moves on below.)
+  // A malformed id cannot name anything.
   auto named = call->conversation;
   auto previous = call->previous_response_id;
   if (named && !is_canonical_uuid(*named)) {
@@ -209,110 +127,102 @@ void http_api::create_response(const call_context& c, const route_params&) {
   view.id = make_uuid_v7();
   view.created_at = now_ms();
   view.model = call->model.value_or(engine_.models().default_model().id);
+  view.conversation_id = named;
+  view.previous_response_id = previous;
   view.instructions = call->instructions;
   view.metadata_json = call->metadata_json.value_or("{}");
   view.temperature = call->temperature;
   view.max_output_tokens = call->max_output_tokens;
   view.store = call->store;
-  if (!named && !previous) {
-    run_response(c, std::move(*call), std::move(view), std::nullopt, *slot);
+  if (call->store) {
+    run_stored_response(c, std::move(*call), std::move(view), *slot);
     return;
   }
-  // The conversation continued, read first: the Response names its model,
-  // and what it cannot find names the field that asked for it.
-  auto go_on = [self = shared_from_this(), c, call = std::move(*call), view, slot = *slot](
-                   const conversation_record& conversation,
-                   std::optional<std::string> parent) mutable {
+  if (!named && !previous) {
+    run_unstored_response(c, std::move(*call), std::move(view), *slot);
+    return;
+  }
+  // The conversation read first: the Response names its model, and what
+  // cannot be found names the field that asked for it.
+  auto go_on = [self = shared_from_this(), c, call = std::move(*call), view,
+                slot = *slot](const conversation_record& conversation) mutable {
     view.model = call.model.value_or(conversation.model);
     view.conversation_id = conversation.id;
-    // What a stored call shows is what is stored: the conversation's metadata.
-    if (view.store) view.metadata_json = conversation.metadata_json;
-    self->run_response(c, std::move(call), std::move(view), std::move(parent), slot);
+    self->run_unstored_response(c, std::move(call), std::move(view), slot);
   };
+  auto missing = [c, view](const failure& f) { send_problem(c, response_problem(f, view)); };
   if (named) {
-    auto id = *named;
-    engine_.get_conversation(c.user_id, id,
-                             tracked<conversation_record>([c, id, go_on](auto r) mutable {
-                               if (!r && r.error().code == errc::not_found)
-                                 send_problem(c, not_found("conversation", "conversation", id));
-                               else if (!r)
-                                 send_problem(c, to_problem(r.error()));
+    engine_.get_conversation(c.user_id, *named,
+                             tracked<conversation_record>([go_on, missing](auto r) mutable {
+                               if (r)
+                                 go_on(*r);
                                else
-                                 go_on(*r, std::nullopt);
+                                 missing(r.error());
                              }));
     return;
   }
-  auto id = *previous;
-  engine_.locate_message(c.user_id, id, tracked<located_message>([c, id, go_on](auto r) mutable {
-                           if (!r && r.error().code != errc::not_found)
-                             send_problem(c, to_problem(r.error()));
-                           else if (!r || r->message.role != "assistant")
-                             send_problem(c, not_found("previous_response_id", "response", id));
+  engine_.locate_message(c.user_id, *previous,
+                         tracked<located_message>([go_on, missing](auto r) mutable {
+                           if (r && r->message.role == "assistant")
+                             go_on(r->conversation);
+                           else if (r)
+                             missing(failure{errc::not_found, "not a response"});
                            else
-                             go_on(r->conversation, id);
+                             missing(r.error());
                          }));
 }
 
-void http_api::run_response(const call_context& c, response_call call, response_view view,
-                            std::optional<std::string> parent, std::shared_ptr<void> slot) {
-  view.previous_response_id = parent;
-  if (call.store) {
-    run_stored_response(c, std::move(call), std::move(view), std::move(parent), std::move(slot));
-    return;
-  }
+void http_api::run_unstored_response(const call_context& c, response_call call, response_view view,
+                                     std::shared_ptr<void> slot) {
   stateless_request request;
   request.user_id = c.user_id;
   request.model = view.model;
-  if (view.conversation_id) request.context = {*view.conversation_id, parent};
+  if (view.conversation_id) request.context = {*view.conversation_id, view.previous_response_id};
   request.system = call.instructions;
   request.messages = std::move(call.input);
   request.temperature = call.temperature;
   request.max_tokens = call.max_output_tokens;
   request.cancel = cancelled_when_gone(c);
   request.hold = std::move(slot);
-  // Nothing is stored: the Response belongs to no conversation.
-  view.conversation_id.reset();
+  // Nothing is stored: the Response belongs to no conversation (the one
+  // read stays named for the problems).
+  auto shown = view;
+  shown.conversation_id.reset();
   std::shared_ptr<sse_stream> stream;
   if (call.stream) {
-    stream = open_stream(c, response_event_format(view));
+    stream = open_stream(c, response_event_format(std::make_shared<response_view>(shown)));
     stream_to(request, stream);
   }
-  auto context = request.context;
-  engine_.complete(std::move(request),
-                   tracked<stateless_result>([c, stream, view, context](auto r) mutable {
+  engine_.complete(std::move(request), tracked<stateless_result>([c, stream, view, shown](auto r) {
                      if (stream && finish_stream(*stream, r, view.id)) return;
-                     if (!r) {
-                       auto asked = view;
-                       if (context) asked.conversation_id = context->conversation_id;
-                       send_problem(c, response_problem(r.error(), asked));
-                       return;
-                     }
-                     send_json(c, 200, response_json(with_reply(view, reply_record(view.id, *r))));
+                     if (!r)
+                       send_problem(c, response_problem(r.error(), view));
+                     else
+                       send_json(c, 200,
+                                 response_json(with_reply(shown, reply_record(view.id, *r))));
                    }));
 }
 
-void http_api::run_stored_response(const call_context& c, response_call call, response_view view,
-                                   std::optional<std::string> parent, std::shared_ptr<void> slot) {
+void http_api::run_stored_response(const call_context& c, response_call call, response_view asked,
+                                   std::shared_ptr<void> slot) {
+  // Filled in as the conversation is read (its model, its metadata), before
+  // the exchange runs and so before its stream's first event.
+  auto view = std::make_shared<response_view>(std::move(asked));
   std::shared_ptr<sse_stream> stream;
   if (call.stream) stream = open_stream(c, response_event_format(view));
-  std::vector<send_params> steps;
-  for (auto& m : call.input) {
-    send_params p;
-    p.role = m.role;
-    p.content = m.content;
-    p.reply = false;
-    steps.push_back(std::move(p));
-  }
-  // The last message is answered, with what the call asked.
-  auto& last = steps.back();
-  last.reply = true;
-  last.model = call.model;
-  last.temperature = call.temperature;
-  last.max_tokens = call.max_output_tokens;
-  last.instructions = call.instructions;
-  last.reply_id = view.id;
-  last.cancel = cancelled_when_gone(c);
-  last.stream = stream;
+  // One exchange: the input's last message, after the ones before it.
+  send_params p;
+  auto& last = call.input.back();
+  p.role = last.role;
+  p.content = last.content;
+  p.preceding.assign(call.input.begin(), call.input.end() - 1);
+  p.model = call.model;
+  p.temperature = call.temperature;
+  p.max_tokens = call.max_output_tokens;
+  p.instructions = call.instructions;
+  p.reply_id = view->id;
+  p.cancel = cancelled_when_gone(c);
+  p.stream = stream;
   // What is answered, first or replayed for the same Idempotency-Key: the
   // Response of the stored reply, and problems naming the caller's fields.
   exchange_rendering how;
@@ -321,25 +231,51 @@ void http_api::run_stored_response(const call_context& c, response_call call, re
       send_problem(c, make_problem(409, "the call stored no reply to answer with"));
       return;
     }
-    auto shown = view;
-    shown.id = r.reply->id;
-    shown.created_at = r.reply->created_at;
-    send(c, 200, dump(response_json(with_reply(std::move(shown), *r.reply))), "application/json",
-         headers);
+    send(c, 200, dump(response_json(with_reply(*view, *r.reply))), "application/json", headers);
   };
-  how.problem_of = [view](const failure& f) { return response_problem(f, view); };
-  new_conversation fresh;
-  fresh.user_id = c.user_id;
-  fresh.model = view.model;
-  fresh.metadata_json = view.metadata_json;
+  how.problem_of = [view](const failure& f) { return response_problem(f, *view); };
   auto body = parse_json_object(c.req->body());  // parsed before: it is an object
+  // The conversation is read in the exchange's turn, after the key is
+  // claimed: a repeat whose conversation is gone since still gets the stored answer.
   exchanges_->run(
       c, body ? *body : nlohmann::json::object(), std::move(how), stream, slot,
-      [this, user = c.user_id, steps = std::move(steps), conversation = view.conversation_id,
-       parent = std::move(parent), fresh = std::move(fresh)](auto claim, auto reply) mutable {
-        std::make_shared<response_steps>(engine_, user, std::move(steps), std::move(claim),
-                                         std::move(reply))
-            ->start(conversation, parent, std::move(fresh));
+      [self = shared_from_this(), user = c.user_id, p = std::move(p), view, model = call.model](
+          auto claim, auto reply) mutable {
+        auto send_after = [self, user, p, view, model, claim, reply](
+                              const conversation_record& row,
+                              std::optional<std::string> parent) mutable {
+          view->model = model.value_or(row.model);
+          view->conversation_id = row.id;
+          // What a stored Response shows is what is stored: its conversation's metadata.
+          view->metadata_json = row.metadata_json;
+          if (parent) p.parent_id = std::optional<std::string>(*parent);
+          self->engine_.send_message(user, row.id, std::move(p), std::move(claim),
+                                     std::move(reply));
+        };
+        if (view->previous_response_id) {
+          auto id = *view->previous_response_id;
+          self->engine_.locate_message(user, id, [send_after, reply, id](auto r) mutable {
+            if (r && r->message.role == "assistant")
+              send_after(r->conversation, id);
+            else
+              reply(r ? failure{errc::not_found, "not a response"} : r.error());
+          });
+        } else if (view->conversation_id) {
+          self->engine_.get_conversation(user, *view->conversation_id,
+                                         [send_after, reply](auto r) mutable {
+                                           if (r)
+                                             send_after(*r, std::nullopt);
+                                           else
+                                             reply(r.error());
+                                         });
+        } else {
+          new_conversation fresh;
+          fresh.user_id = user;
+          fresh.model = view->model;
+          fresh.metadata_json = view->metadata_json;
+          fresh.first_message = std::move(p);
+          self->engine_.create_conversation(std::move(fresh), std::move(claim), std::move(reply));
+        }
       });
 }
 

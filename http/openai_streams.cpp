@@ -60,7 +60,7 @@ class chat_chunks final : public sse_format {
 
 class response_events final : public sse_format {
  public:
-  explicit response_events(response_view base) : view_(std::move(base)) {}
+  explicit response_events(std::shared_ptr<const response_view> base) : base_(std::move(base)) {}
 
   std::string event(const conversation_event& e) override {
     using kind = conversation_event::kind;
@@ -81,6 +81,7 @@ class response_events final : public sse_format {
   }
 
   std::string failure(const problem& p, const std::string&) override {
+    if (!created_sent_) view_ = *base_;
     view_.status = "failed";
     view_.error = p;
     return next("response.failed", {{"response", response_json(view_)}});
@@ -89,6 +90,7 @@ class response_events final : public sse_format {
  private:
   std::string created_once(const conversation_event& e) {
     if (std::exchange(created_sent_, true)) return {};
+    view_ = *base_;
     // A new conversation's id is known once its first message is stored.
     if (!view_.conversation_id && view_.store && e.message)
       view_.conversation_id = e.message->conversation_id;
@@ -102,6 +104,7 @@ class response_events final : public sse_format {
     return sse_event(type, dump(fields));
   }
 
+  const std::shared_ptr<const response_view> base_;
   response_view view_;
   std::int64_t sequence_ = 0;
   bool created_sent_ = false;
@@ -114,7 +117,7 @@ std::unique_ptr<sse_format> chat_chunk_format(std::string id, unix_ms created, s
   return std::make_unique<chat_chunks>(std::move(id), created, std::move(model), include_usage);
 }
 
-std::unique_ptr<sse_format> response_event_format(response_view base) {
+std::unique_ptr<sse_format> response_event_format(std::shared_ptr<const response_view> base) {
   return std::make_unique<response_events>(std::move(base));
 }
 

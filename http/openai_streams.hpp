@@ -23,7 +23,8 @@ std::unique_ptr<sse_format> chat_chunk_format(std::string id, unix_ms created, s
 /// `response.created` on the first event, `response.output_text.delta` per
 /// delta, `response.output_text.done` and `response.completed` when the
 /// reply is stored (`done`), `response.failed` on a failure. `base` holds
-/// what the call asked (its id is the reply's).
-std::unique_ptr<sse_format> response_event_format(response_view base);
+/// what the call asked (its id is the reply's), as it is when the first
+/// event comes.
+std::unique_ptr<sse_format> response_event_format(std::shared_ptr<const response_view> base);
 
 }  // namespace parley

@@ -142,7 +142,11 @@ nlohmann::json openai_error_json(const problem& p) {
   nlohmann::json code = nullptr;
   if (!p.code.empty()) code = p.code;
   auto message = p.detail.empty() ? std::string(reason_phrase(status)) : p.detail;
-  return {{"error", {{"message", message}, {"type", type}, {"param", param}, {"code", code}}}};
+  nlohmann::json error{{"message", message}, {"type", type}, {"param", param}, {"code", code}};
+  // A provider failure names the user message that stays stored, as
+  // Parley's problems do: the SDKs keep unknown fields.
+  if (!p.message_id.empty()) error["message_id"] = p.message_id;
+  return {{"error", std::move(error)}};
 }
 
 }  // namespace parley

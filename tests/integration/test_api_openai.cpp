@@ -412,4 +412,36 @@ BOOST_AUTO_TEST_CASE(a_repeated_idempotency_key_replays_a_stored_response) {
     BOOST_TEST(other.status == 400);
     BOOST_TEST(other.json()["error"]["param"] == "Idempotency-Key");
   }
+  // A repeat after its conversation was deleted still gets the first answer.
+  json onto{{"input", "onto"}};
+  auto made = post_response(c, {{"input", "start"}});
+  std::string conversation = made["conversation"]["id"];
+  onto["conversation"] = conversation;
+  auto first = c.post("/v1/responses", onto, {"Idempotency-Key: onto-deleted"});
+  BOOST_REQUIRE(first.status == 200);
+  BOOST_TEST(c.del("/v1/conversations/" + conversation).status == 204);
+  auto again = c.post("/v1/responses", onto, {"Idempotency-Key: onto-deleted"});
+  BOOST_TEST(again.status == 200);
+  BOOST_TEST(again.json()["id"] == first.json()["id"]);
+}
+
+BOOST_AUTO_TEST_CASE(a_multi_message_input_that_fails_stores_all_of_it_once) {
+  mock().clear_behaviors();
+  http_client c(server().base_url(), "atomic-oa");
+  auto conversation = create_conversation(c, {{"model", "gpt"}});
+  json body{{"conversation", conversation},
+            {"input", json::array({user_message("one"), user_message("two")})}};
+  mock().push_behaviors(json::array({{{"status", 400}}}));
+  auto failed = c.post("/v1/responses", body, {"Idempotency-Key: atomic"});
+  BOOST_TEST(failed.status == 502);
+  // The input is stored whole, in one transaction; the error names the last message.
+  auto stored = all_messages(c, conversation);
+  BOOST_REQUIRE(stored.size() == 2u);
+  BOOST_TEST(failed.json()["error"]["message_id"] == stored[1]["id"]);
+  // The repeat gets the same answer and stores nothing more.
+  auto again = c.post("/v1/responses", body, {"Idempotency-Key: atomic"});
+  BOOST_TEST(again.status == 502);
+  BOOST_TEST(again.header("idempotent-replayed") == "true");
+  BOOST_TEST(all_messages(c, conversation).size() == 2u);
+  mock().clear_behaviors();
 }

@@ -188,17 +188,45 @@ BOOST_AUTO_TEST_CASE(a_streamed_new_conversation_gets_its_reply_as_a_next_versio
 
 BOOST_AUTO_TEST_CASE(a_streamed_user_message_is_committed_before_its_reply) {
   auto user = message(5, "user", "hi");
-  auto c = commit_user_message(row(4, 4), user, false, noon);
+  exchange_facts facts;
+  facts.user_message = &user;
+  auto c = commit_user_message(row(4, 4), facts, noon);
   BOOST_TEST(c.meta.message_count == 5);
   BOOST_TEST(c.meta.last_seq == 5);
   BOOST_TEST(*c.meta.active_leaf_id == user.id);
   BOOST_TEST(c.meta.version == 8);
   std::vector<std::string> expected{"update_conversation", "insert_message"};
   BOOST_TEST(kinds(c.writes) == expected, boost::test_tools::per_element());
-  auto created = commit_user_message(row(0, 0), message(1, "user", "first"), true, noon);
+  auto first = message(1, "user", "first");
+  exchange_facts create;
+  create.create = true;
+  create.user_message = &first;
+  auto created = commit_user_message(row(0, 0), create, noon);
   std::vector<std::string> expected_new{"insert_conversation", "insert_message"};
   BOOST_TEST(kinds(created.writes) == expected_new, boost::test_tools::per_element());
   BOOST_TEST(op<write::insert_conversation>(created.writes, 0).row.message_count == 1);
+}
+
+BOOST_AUTO_TEST_CASE(messages_before_the_user_message_go_in_the_same_commit_first) {
+  std::vector<message_record> before{message(5, "user", "a"), message(6, "assistant", "b")};
+  auto user = message(7, "user", "c");
+  exchange_facts facts;
+  facts.user_message = &user;
+  facts.preceding = &before;
+  auto c = commit_user_message(row(4, 4), facts, noon);
+  BOOST_TEST(c.meta.message_count == 7);
+  BOOST_TEST(c.meta.last_seq == 7);
+  BOOST_TEST(*c.meta.active_leaf_id == user.id);
+  std::vector<std::string> expected{"update_conversation", "insert_message", "insert_message",
+                                    "insert_message"};
+  BOOST_TEST(kinds(c.writes) == expected, boost::test_tools::per_element());
+  BOOST_TEST(op<write::insert_message>(c.writes, 1).row.id == before[0].id);
+  BOOST_TEST(op<write::insert_message>(c.writes, 3).row.id == user.id);
+  // And with the reply, when nothing was stored before it.
+  auto reply = message(8, "assistant", "d");
+  auto whole = commit_exchange(row(4, 4), facts, reply, {1, 1}, priced_model(), noon);
+  BOOST_TEST(whole.meta.message_count == 8);
+  BOOST_TEST(whole.meta.last_seq == 8);
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_exchange_keeps_what_the_user_sent) {

@@ -157,4 +157,8 @@ BOOST_AUTO_TEST_CASE(answers_render_in_openai_shapes) {
   auto p = make_problem(429, "slow down");
   BOOST_TEST(openai_error_json(p)["error"]["type"] == "rate_limit_error");
   BOOST_TEST(openai_error_json(make_problem(503, "x"))["error"]["type"] == "server_error");
+  auto provider = make_problem(502, "the model failed");
+  provider.message_id = "m-user";
+  BOOST_TEST(openai_error_json(provider)["error"]["message_id"] == "m-user");
+  BOOST_TEST(!openai_error_json(p)["error"].contains("message_id"));
 }

@@ -103,6 +103,20 @@ strict_check() {
 # rss_kib PID: the process's resident memory now, in KiB.
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
+# start_mock MOCK_BINARY ARGS…: runs the mock upstream on a free port with
+# ARGS (output in $work/mock.*); sets $mock_pid and $mock_base.
+start_mock() {
+  local binary="$1"
+  shift
+  "$binary" --port 0 --no-request-log "$@" > "$work/mock.out" 2> "$work/mock.err" &
+  mock_pid=$!
+  for _ in $(seq 1 100); do
+    grep -q "listening on" "$work/mock.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  mock_base="$(grep -o 'http://[0-9.]*:[0-9]*' "$work/mock.out")"
+}
+
 stop_server() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true

@@ -23,13 +23,7 @@ work="$(mktemp -d)"
 mock_pid=""
 trap 'stop_server; [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null; rm -rf "$work"' EXIT
 
-"$mock_bin" --port 0 --ttft-ms "$ttft_ms" --words 20 --no-request-log > "$work/mock.out" 2> "$work/mock.err" &
-mock_pid=$!
-for _ in $(seq 1 100); do
-  grep -q "listening on" "$work/mock.out" 2>/dev/null && break
-  sleep 0.1
-done
-mock_base="$(grep -o 'http://[0-9.]*:[0-9]*' "$work/mock.out")"
+start_mock "$mock_bin" --ttft-ms "$ttft_ms" --words 20
 
 start_server "sqlite://$work/bench.db" "$(cat <<TOML
 [limits]

@@ -16,14 +16,9 @@ seconds="${1:-10}"
 connections="${2:-64}"
 mock_bin="$build/tests/parley-mock-upstream"
 
-"$mock_bin" --port 0 --ttft-ms 0 --words 20 --no-request-log > "$work/mock.out" 2> "$work/mock.err" &
-mock_pid=$!
-trap 'stop_server; kill "$mock_pid" 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do
-  grep -q "listening on" "$work/mock.out" 2>/dev/null && break
-  sleep 0.1
-done
-mock_base="$(grep -o 'http://[0-9.]*:[0-9]*' "$work/mock.out")"
+mock_pid=""
+trap 'stop_server; [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null; rm -rf "$work"' EXIT
+start_mock "$mock_bin" --ttft-ms 0 --words 20
 
 start_server "sqlite://$work/bench.db" "$(cat <<TOML
 [[providers]]

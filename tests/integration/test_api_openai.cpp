@@ -359,37 +359,49 @@ BOOST_AUTO_TEST_CASE(every_refusal_on_these_routes_is_in_openai_shape) {
 BOOST_AUTO_TEST_CASE(the_generation_slots_and_the_deadline_hold_on_these_routes) {
   server_process slow(server_options{
       .config_toml = "[limits]\nconcurrent_generations = 1\n[actors]\ngeneration_timeout_ms = "
-                     "700\n[[providers]]\nname = \"slow\"\nkind = \"builtin\"\nitl_ms = 200\n"
+                     "1500\n[[providers]]\nname = \"slow\"\nkind = \"builtin\"\nitl_ms = 200\n"
                      "[[models]]\nid = \"slow-echo\"\nprovider = \"slow\"\nupstream = \"echo\"\n"});
+  // Ten words at 200 ms each outlast the 1.5 s deadline.
   std::string words = "one two three four five six seven eight nine ten";
+  json slow_call{{"model", "slow-echo"}, {"messages", json::array({user_message(words)})}};
   // A streamed call holds the user's one generation slot while it runs.
-  int fd = raw_post(slow.port(), "/v1/chat/completions",
-                    json{{"model", "slow-echo"},
-                         {"stream", true},
-                         {"messages", json::array({user_message(words)})}}
-                        .dump(),
-                    "slot-user");
-  http_client c(slow.base_url(), "slot-user");
-  BOOST_TEST(eventually([&] {
-    auto r = c.post("/v1/chat/completions",
-                    {{"model", "echo"}, {"messages", json::array({user_message("x")})}});
-    return r.status == 429 && r.json()["error"]["type"] == "rate_limit_error" &&
-           !r.header("retry-after").empty();
-  }));
+  auto streamed_call = slow_call;
+  streamed_call["stream"] = true;
+  int fd = raw_post(slow.port(), "/v1/chat/completions", streamed_call.dump(), "slot-user");
   std::string streamed;
-  // The stream meets the deadline too: its last line is the 504's error.
-  closed_within(fd, milliseconds(2500), &streamed);  // the connection stays open (keep-alive)
+  closed_within(fd, milliseconds(400), &streamed);  // the stream's start; it stays open
+  BOOST_REQUIRE_MESSAGE(streamed.rfind("HTTP/1.1 200", 0) == 0u, streamed);
+  http_client c(slow.base_url(), "slot-user");
+  json quick{{"model", "echo"}, {"messages", json::array({user_message("x")})}};
+  auto refused = c.post("/v1/chat/completions", quick);
+  BOOST_TEST(refused.status == 429);
+  BOOST_TEST(refused.json()["error"]["type"] == "rate_limit_error");
+  BOOST_TEST(!refused.header("retry-after").empty());
+  // The stream meets the deadline: its last line is the 504's error.
+  closed_within(fd, milliseconds(3000), &streamed);
   close(fd);
   BOOST_TEST(streamed.find("data: {\"error\":") != std::string::npos, streamed);
   BOOST_TEST(streamed.find("did not answer in time") != std::string::npos);
-  // Ten words at 200 ms each outlast the 700 ms deadline: 504, and the slot is free again.
-  auto late = c.post("/v1/chat/completions",
-                     {{"model", "slow-echo"}, {"messages", json::array({user_message(words)})}});
+  // A whole answer too: 504, and the slot is free again.
+  auto late = c.post("/v1/chat/completions", slow_call);
   BOOST_TEST(late.status == 504, late.status << " " << late.body);
   BOOST_TEST(late.json()["error"]["type"] == "server_error");
-  BOOST_TEST(c.post("/v1/chat/completions",
-                    {{"model", "echo"}, {"messages", json::array({user_message("x")})}})
-                 .status == 200);
+  BOOST_TEST(c.post("/v1/chat/completions", quick).status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(a_streamed_keyed_call_to_a_missing_conversation_is_answered_404) {
+  http_client c(server().base_url(), "missing-keyed");
+  std::string missing = "01a24cdc-ddaf-7b85-bfc7-0aec2326e0d4";
+  auto responses =
+      c.post("/v1/responses", {{"conversation", missing}, {"input", "x"}, {"stream", true}},
+             {"Idempotency-Key: missing-1"});
+  BOOST_TEST(responses.status == 404);
+  BOOST_TEST(responses.json()["error"]["param"] == "conversation");
+  // Parley's own route, the same way.
+  auto own = c.post("/v1/conversations/" + missing + "/messages",
+                    {{"content", "x"}, {"stream", true}}, {"Idempotency-Key: missing-2"});
+  BOOST_TEST(own.status == 404);
+  BOOST_TEST(own.header("content-type") == "application/problem+json");
 }
 
 BOOST_AUTO_TEST_CASE(a_repeated_idempotency_key_replays_a_stored_response) {

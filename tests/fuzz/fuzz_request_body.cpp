@@ -3,6 +3,7 @@
 // an exception, a sanitizer report) is a finding.
 
 #include "config/settings.hpp"
+#include "http/openai_mapping.hpp"
 #include "http/request_parsing.hpp"
 #include "providers/model_registry.hpp"
 
@@ -51,6 +52,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)parse_conversation_patch(*json, limits());
   (void)parse_message_edit(*json, limits());
   (void)parse_regenerate(*json, limits());
+  // The OpenAI-compatible bodies, and the errors they are refused with.
+  if (auto chat = parse_chat_completion(*json, limits()); !chat)
+    (void)openai_error_json(chat.error()).dump();
+  if (auto call = parse_response_request(*json, limits()); !call)
+    (void)openai_error_json(call.error()).dump();
   // Whatever was accepted must also serialize (invalid UTF-8 would throw here).
   (void)json->dump();
   return 0;

@@ -871,6 +871,11 @@ int main(int argc, char** argv) {
         // With room for a second request RESTinio keeps reading while one is
         // answered, and so sees a client that hangs up (EOF).
         .max_pipelined_requests(2)
+        // As real model servers do: without TCP_NODELAY each piece of a
+        // stream after the first waits for the client's delayed ACK (~40 ms).
+        .socket_options_setter([](restinio::socket_options_t& options) {
+          options.set_option(asio::ip::tcp::no_delay{true});
+        })
         .connection_state_listener(std::make_shared<close_listener>(close_listener{&mock}))
         .request_handler(
             [&](request_handle_t req) { return mock.handle(std::move(req), server->io_context()); })

@@ -44,8 +44,8 @@ struct stateless_state {
   stateless_request request;
   std::optional<completion<stateless_result>> caller;
   std::string model;  ///< the alias asked first
-  std::optional<std::string> system;
-  prompt::history history;  ///< the context read for the call, if any, then its messages
+  prompt messages;    ///< the system prompt, the context read (if any), the call's messages
+  std::vector<const model_info*> asked;  ///< the models asked, the one answering last
   std::shared_ptr<completion_handle> handle;
   steady_time deadline;
   conversation_detail::deadline_alarm alarm;  ///< cancels the generation at `deadline`
@@ -101,19 +101,29 @@ void check_quota(stateless_actor* self, std::function<void()> then) {
       });
 }
 
-/// The model asked first, the system prompt and the history: the stored
-/// branch (if any) as far as it fits next to the call's own messages.
+/// The prompt every model of the call is asked: `system`, then `context`,
+/// then the call's own messages.
+void set_prompt(stateless_state& st, const std::optional<std::string>& system,
+                const std::vector<message_record>& context) {
+  auto history = std::make_shared<prompt::history>();
+  std::int64_t tokens = 0;
+  for (auto& m : context) history->emplace_back(m.role, m.content);
+  for (auto& m : st.request.messages) history->push_back(m);
+  for (auto& m : *history) tokens += m.tokens;
+  std::optional<chat_message> system_message;
+  if (system) system_message.emplace("system", *system);
+  st.messages =
+      prompt(std::move(system_message), history, 0, history->size(), tokens, std::nullopt);
+}
+
+/// The model asked first and the prompt: the stored branch (if any) as far
+/// as it fits next to the call's own messages.
 void read_context(stateless_actor* self, std::function<void()> then) {
   auto& st = self->state;
   auto& r = st.request;
-  auto take_messages = [self] {
-    auto& st = self->state;
-    for (auto& m : st.request.messages) st.history.push_back(m);
-  };
   if (!r.context) {
     st.model = r.model.empty() ? st.ctx->models->default_model().id : r.model;
-    st.system = r.system;
-    take_messages();
+    set_prompt(st, r.system, {});
     then();
     return;
   }
@@ -136,35 +146,33 @@ void read_context(stateless_actor* self, std::function<void()> then) {
     out.recent = std::move(branch.recent);
     return out;
   };
-  read<outcome<branch_read>>(self, job, [self, then, take_messages](outcome<branch_read>& got) {
+  read<outcome<branch_read>>(self, job, [self, then](outcome<branch_read>& got) {
     if (!got) {
       finish(self, std::move(got.error()));
       return;
     }
     auto& st = self->state;
     st.model = got->model;
-    st.system = st.request.system ? st.request.system : got->system_prompt;
-    for (auto& m : got->recent) st.history.emplace_back(m.role, m.content);
-    take_messages();
+    set_prompt(st, st.request.system ? st.request.system : got->system_prompt, got->recent);
     then();
   });
 }
 
-/// Asks `model`: the provider's answer comes back as a generated_atom message.
+/// Asks `model` until the call's deadline (as an exchange's: the generation,
+/// fallbacks included, ends by it, and its provider request is cancelled
+/// then). The provider's answer comes back as a generated_atom message.
 void ask(stateless_actor* self, const model_info& model) {
   auto& st = self->state;
   if (st.cancelled) {
     finish(self, failure{errc::provider_error, "the client went away before the reply"});
     return;
   }
-  std::optional<chat_message> system;
-  if (st.system) system.emplace("system", *st.system);
-  auto shared = std::make_shared<prompt::history>(st.history);
-  std::int64_t tokens = 0;
-  for (auto& m : *shared) tokens += m.tokens;
+  st.asked.push_back(&model);
+  st.alarm = alarm_to(*st.ctx->deadlines, self->address(), st.deadline,
+                      caf::make_message(deadline_atom::value));
   completion_request request;
   request.upstream_model = model.upstream;
-  request.messages = prompt(std::move(system), shared, 0, shared->size(), tokens, std::nullopt);
+  request.messages = st.messages;
   auto estimated_prompt = request.messages.estimated_tokens();
   request.temperature = st.request.temperature;
   request.max_tokens = std::min<std::uint32_t>(
@@ -189,17 +197,6 @@ void ask(stateless_actor* self, const model_info& model) {
     caf::anon_send(me, generated_atom::value, std::move(result), std::move(*text));
   };
   st.handle = model.impl->start(std::move(request), std::move(callbacks));
-}
-
-/// Asks the first model, once the stream (if any) may begin.
-void start(stateless_actor* self, const model_info& model) {
-  auto& st = self->state;
-  if (st.request.on_started) st.request.on_started();
-  // As an exchange's: the generation (fallbacks included) ends by the
-  // deadline, and its provider request is cancelled then.
-  st.alarm = alarm_to(*st.ctx->deadlines, self->address(), st.deadline,
-                      caf::make_message(deadline_atom::value));
-  ask(self, model);
 }
 
 /// Commits the usage of the answer `model` gave, then answers.
@@ -236,13 +233,11 @@ caf::behavior stateless_completion(stateless_actor* self, engine_context* ctx,
     auto me = caf::actor_cast<caf::actor>(self);
     cancel->on_cancel([me] { caf::anon_send(me, cancel_atom::value); });
   }
-  // The models asked so far, the one whose answer is awaited last.
-  auto asked = std::make_shared<std::vector<const model_info*>>();
-  check_quota(self, [self, asked] {
-    read_context(self, [self, asked] {
-      auto& model = model_of(*self->state.ctx, self->state.model);
-      asked->push_back(&model);
-      start(self, model);
+  check_quota(self, [self] {
+    read_context(self, [self] {
+      // Accepted: the stream (if any) may begin.
+      if (auto& started = self->state.request.on_started) started();
+      ask(self, model_of(*self->state.ctx, self->state.model));
     });
   });
   return {
@@ -256,9 +251,9 @@ caf::behavior stateless_completion(stateless_actor* self, engine_context* ctx,
         // The provider then finishes with finish_reason::cancelled and the text so far.
         if (st.handle) st.handle->cancel();
       },
-      [self, asked](generated_atom, outcome<completion_result>& result, std::string& text) {
+      [self](generated_atom, outcome<completion_result>& result, std::string& text) {
         auto& st = self->state;
-        auto& model = *asked->back();
+        auto& model = *st.asked.back();
         st.handle.reset();
         // The generation is over: its deadline no longer applies (a fallback sets it again).
         st.alarm.reset();
@@ -267,15 +262,12 @@ caf::behavior stateless_completion(stateless_actor* self, engine_context* ctx,
           return;
         }
         if (!result) {
-          auto fallback = st.ctx->models->fallback_after(model, asked->size());
+          auto fallback = st.ctx->models->fallback_after(model, st.asked.size());
           // Text the client already saw cannot be taken back by another model's.
           bool seen = st.request.on_delta && !text.empty();
           if (fallback && !seen && !st.cancelled && st.ctx->clock->now() < st.deadline) {
             spdlog::warn("completion for {}: model {} failed ({}); trying {}", st.request.user_id,
                          model.id, result.error().detail, fallback->id);
-            asked->push_back(fallback);
-            st.alarm = alarm_to(*st.ctx->deadlines, self->address(), st.deadline,
-                                caf::make_message(deadline_atom::value));
             ask(self, *fallback);
             return;
           }

@@ -163,8 +163,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
                              std::shared_ptr<void> slot);
   /// A stored Responses call: one exchange (with Idempotency-Key) onto the
   /// conversation `view` names or continues, or a new one.
-  void run_stored_response(const call_context& c, response_call call, response_view view,
-                           std::shared_ptr<void> slot);
+  void run_stored_response(const call_context& c, const nlohmann::json& body, response_call call,
+                           response_view view, std::shared_ptr<void> slot);
 
   /// GET …/ws: after the ownership check (404 otherwise, as plain HTTP) the
   /// connection becomes a WebSocket that watches the conversation

@@ -57,6 +57,28 @@ std::optional<std::string> prompt_role(field_checker& check, const std::string& 
   return std::nullopt;
 }
 
+/// One message of a prompt list at `at` (`messages[i]`, `input[i]`):
+/// an object with a role and content. Nullopt after recording why not.
+std::optional<chat_message> prompt_message(field_checker& check, const std::string& at,
+                                           const json& item) {
+  if (!item.is_object()) {
+    check.fail(at, "must be an object with role and content");
+    return std::nullopt;
+  }
+  auto role = prompt_role(check, at + ".role", item);
+  auto it = item.find("content");
+  auto text = content_text(check, at + ".content", it == item.end() ? nullptr : &*it);
+  if (!role || !text) return std::nullopt;
+  return chat_message(std::move(*role), std::move(*text));
+}
+
+/// Token counts as chat completions name them.
+json chat_usage_json(const completion_usage& u) {
+  return {{"prompt_tokens", u.prompt_tokens},
+          {"completion_tokens", u.completion_tokens},
+          {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+}
+
 /// The model field: required or not; an unknown one is answered 404.
 outcome<std::optional<std::string>, problem> model_field(field_checker& check,
                                                          const parse_limits& limits,
@@ -125,18 +147,9 @@ parsed<chat_completion_call> parse_chat_completion(const json& body, const parse
   } else if (messages->empty()) {
     check.fail("messages", "must not be empty");
   } else {
-    for (std::size_t i = 0; i < messages->size(); ++i) {
-      auto& item = (*messages)[i];
-      auto at = "messages[" + std::to_string(i) + "]";
-      if (!item.is_object()) {
-        check.fail(at, "must be an object with role and content");
-        continue;
-      }
-      auto role = prompt_role(check, at + ".role", item);
-      auto it = item.find("content");
-      auto text = content_text(check, at + ".content", it == item.end() ? nullptr : &*it);
-      if (role && text) out.request.messages.emplace_back(*role, std::move(*text));
-    }
+    for (std::size_t i = 0; i < messages->size(); ++i)
+      if (auto m = prompt_message(check, "messages[" + std::to_string(i) + "]", (*messages)[i]))
+        out.request.messages.push_back(std::move(*m));
   }
   out.request.temperature = check.temperature();
   out.request.max_tokens = check.token_count("max_completion_tokens");
@@ -178,39 +191,32 @@ parsed<response_call> parse_response_request(const json& body, const parse_limit
   out.model = *model;
   std::string system;
   if (auto i = check.system_prompt("instructions")) system = *i;
-  auto add_message = [&](const std::string& role, std::string text, const std::string& at) {
-    if (role == "system") {
-      system += (system.empty() ? "" : "\n\n") + text;
+  auto add_message = [&](chat_message m, const std::string& at) {
+    if (m.role == "system") {
+      system += (system.empty() ? "" : "\n\n") + m.content.str();
       return;
     }
-    if (auto checked = check.message_text(at, std::move(text)))
-      out.input.emplace_back(role, std::move(*checked));
+    if (auto checked = check.message_text(at, m.content.str()))
+      out.input.emplace_back(std::move(m.role), std::move(*checked));
   };
   auto input = check.find("input");
   if (!input || input->is_null()) {
     check.fail("input", "is required: a string or a list of messages");
   } else if (input->is_string()) {
     if (auto text = check.storable("input", input->get<std::string>()))
-      add_message("user", std::move(*text), "input");
+      add_message(chat_message("user", std::move(*text)), "input");
   } else if (!input->is_array() || input->empty()) {
     check.fail("input", "must be a string or a non-empty list of messages");
   } else {
     for (std::size_t i = 0; i < input->size(); ++i) {
       auto& item = (*input)[i];
       auto at = "input[" + std::to_string(i) + "]";
-      if (!item.is_object()) {
-        check.fail(at, "must be a message object with role and content");
-        continue;
-      }
-      if (auto t = item.find("type");
+      if (auto t = item.is_object() ? item.find("type") : item.end();
           t != item.end() && !(t->is_string() && t->get<std::string>() == "message")) {
         check.fail(at + ".type", "must be message (other input items are not supported)");
         continue;
       }
-      auto role = prompt_role(check, at + ".role", item);
-      auto it = item.find("content");
-      auto text = content_text(check, at + ".content", it == item.end() ? nullptr : &*it);
-      if (role && text) add_message(*role, std::move(*text), at + ".content");
+      if (auto m = prompt_message(check, at, item)) add_message(std::move(*m), at + ".content");
     }
   }
   if (input && input->is_array() && !input->empty() && out.input.empty())
@@ -254,10 +260,7 @@ json chat_completion_json(const std::string& id, unix_ms created, const stateles
                  {"message", {{"role", "assistant"}, {"content", r.text}, {"refusal", nullptr}}},
                  {"logprobs", nullptr},
                  {"finish_reason", openai_finish_reason(to_string(r.reason))}}})},
-          {"usage",
-           {{"prompt_tokens", r.usage.prompt_tokens},
-            {"completion_tokens", r.usage.completion_tokens},
-            {"total_tokens", r.usage.prompt_tokens + r.usage.completion_tokens}}}};
+          {"usage", chat_usage_json(r.usage)}};
 }
 
 json chat_chunk_json(const std::string& id, unix_ms created, const std::string& model, json delta,
@@ -268,9 +271,7 @@ json chat_chunk_json(const std::string& id, unix_ms created, const std::string& 
              {"model", model}};
   if (usage) {
     chunk["choices"] = json::array();
-    chunk["usage"] = {{"prompt_tokens", usage->prompt_tokens},
-                      {"completion_tokens", usage->completion_tokens},
-                      {"total_tokens", usage->prompt_tokens + usage->completion_tokens}};
+    chunk["usage"] = chat_usage_json(*usage);
     return chunk;
   }
   chunk["choices"] =
@@ -305,16 +306,19 @@ response_view response_of(const message_record& reply, const conversation_record
 }
 
 json response_json(const response_view& r) {
+  // The message is output once the reply is over (a failed or cancelled
+  // one only when it produced text).
+  bool has_output = r.status != "in_progress" &&
+                    (!r.text.empty() || r.status == "completed" || r.status == "incomplete");
   json output = json::array();
-  if (!r.text.empty() || r.status == "completed" || r.status == "incomplete")
+  if (has_output)
     output.push_back({{"type", "message"},
                       {"id", r.id},
-                      {"status", r.status == "in_progress" ? "in_progress" : "completed"},
+                      {"status", "completed"},
                       {"role", "assistant"},
                       {"content", json::array({{{"type", "output_text"},
                                                 {"text", r.text},
                                                 {"annotations", json::array()}}})}});
-  if (r.status == "in_progress") output = json::array();
   json out{{"id", r.id},
            {"object", "response"},
            {"created_at", r.created_at / 1000},

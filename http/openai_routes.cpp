@@ -135,7 +135,7 @@ void http_api::create_response(const call_context& c, const route_params&) {
   view.max_output_tokens = call->max_output_tokens;
   view.store = call->store;
   if (call->store) {
-    run_stored_response(c, std::move(*call), std::move(view), *slot);
+    run_stored_response(c, *body, std::move(*call), std::move(view), *slot);
     return;
   }
   if (!named && !previous) {
@@ -203,7 +203,8 @@ void http_api::run_unstored_response(const call_context& c, response_call call, 
                    }));
 }
 
-void http_api::run_stored_response(const call_context& c, response_call call, response_view asked,
+void http_api::run_stored_response(const call_context& c, const nlohmann::json& body,
+                                   response_call call, response_view asked,
                                    std::shared_ptr<void> slot) {
   // Filled in as the conversation is read (its model, its metadata), before
   // the exchange runs and so before its stream's first event.
@@ -234,11 +235,10 @@ void http_api::run_stored_response(const call_context& c, response_call call, re
     send(c, 200, dump(response_json(with_reply(*view, *r.reply))), "application/json", headers);
   };
   how.problem_of = [view](const failure& f) { return response_problem(f, *view); };
-  auto body = parse_json_object(c.req->body());  // parsed before: it is an object
   // The conversation is read in the exchange's turn, after the key is
   // claimed: a repeat whose conversation is gone since still gets the stored answer.
   exchanges_->run(
-      c, body ? *body : nlohmann::json::object(), std::move(how), stream, slot,
+      c, body, std::move(how), stream, slot,
       [self = shared_from_this(), user = c.user_id, p = std::move(p), view, model = call.model](
           auto claim, auto reply) mutable {
         auto send_after = [self, user, p, view, model, claim, reply](
@@ -281,17 +281,19 @@ void http_api::run_stored_response(const call_context& c, response_call call, re
 
 void http_api::get_response(const call_context& c, const route_params& params) {
   auto id = std::string(params["id"]);
+  // A malformed id, a user message and another user's reply name no response alike.
+  auto missing = make_problem(404, "response " + id + " not found");
   if (!is_canonical_uuid(id)) {
-    send_problem(c, make_problem(404, "response " + id + " not found"));
+    send_problem(c, missing);
     return;
   }
-  engine_.locate_message(c.user_id, id, tracked<located_message>([c, id](auto r) {
+  engine_.locate_message(c.user_id, id, tracked<located_message>([c, missing](auto r) {
                            if (!r && r.error().code != errc::not_found) {
                              send_problem(c, to_problem(r.error()));
                              return;
                            }
                            if (!r || r->message.role != "assistant") {
-                             send_problem(c, make_problem(404, "response " + id + " not found"));
+                             send_problem(c, missing);
                              return;
                            }
                            send_json(c, 200,

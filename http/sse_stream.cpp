@@ -53,7 +53,7 @@ sse_stream::sse_stream(restinio::request_handle_t req, std::string request_id,
 
 bool sse_stream::deliver(const conversation_event& e) {
   recursive_mutex_lock lock(mutex_);
-  if (phase_ == phase::ended) return false;
+  if (phase_ == phase::ended || phase_ == phase::declined) return false;
   if (phase_ == phase::waiting) open();
   if (e.type == conversation_event::kind::closed) {
     end_with(format_->failure(to_problem(*e.reason), request_id_));
@@ -76,9 +76,8 @@ bool sse_stream::deliver(const conversation_event& e) {
 }
 
 bool sse_stream::began() {
-  if (phase_ != phase::waiting) return true;
-  phase_ = phase::ended;
-  return false;
+  if (phase_ == phase::waiting) phase_ = phase::declined;
+  return phase_ != phase::declined;
 }
 
 bool sse_stream::finish(const outcome<exchange_answer>& r) {
@@ -106,7 +105,7 @@ bool sse_stream::fail(const problem& p) {
 
 bool sse_stream::keep_alive(clock::time_point now, clock::duration idle) {
   recursive_mutex_lock lock(mutex_);
-  if (phase_ == phase::ended) return false;
+  if (phase_ == phase::ended || phase_ == phase::declined) return false;
   if (phase_ == phase::open && now - last_write_ >= idle) write(": keep-alive\n\n");
   return true;
 }

@@ -72,14 +72,16 @@ class sse_stream final : public conversation_subscriber,
   bool keep_alive(clock::time_point now, clock::duration idle);
 
  private:
-  enum class phase { waiting, open, ended };
+  /// `declined`: it ended without beginning, its request answered plainly;
+  /// every later attempt to end it says so again.
+  enum class phase { waiting, open, ended, declined };
   using builder_t = restinio::response_builder_t<restinio::chunked_output_t>;
 
   void open() REQUIRES(mutex_);
   void write(std::string bytes) REQUIRES(mutex_);
   void start_flush() REQUIRES(mutex_);
   void end_with(std::string last) REQUIRES(mutex_);
-  /// Whether the stream began; one that never did is marked ended.
+  /// Whether the stream began; one that never did is declined from now on.
   bool began() REQUIRES(mutex_);
 
   /// The last flush reached the socket (or failed); flushes what came meanwhile.

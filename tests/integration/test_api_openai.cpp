@@ -457,3 +457,42 @@ BOOST_AUTO_TEST_CASE(a_multi_message_input_that_fails_stores_all_of_it_once) {
   BOOST_TEST(all_messages(c, conversation).size() == 2u);
   mock().clear_behaviors();
 }
+
+BOOST_AUTO_TEST_CASE(a_database_that_cannot_write_is_a_503_and_nothing_is_acknowledged,
+                     *boost::unit_test::precondition(only_on_sqlite)) {
+  server_process locked;
+  auto db = locked.database_url().substr(std::string("sqlite://").size());
+  // Another process holds the write lock for 5 s.
+  auto locker = std::thread([db] {
+    auto cmd = "(echo 'BEGIN EXCLUSIVE;'; sleep 5; echo 'COMMIT;') | sqlite3 '" + db + "'";
+    BOOST_TEST(std::system(cmd.c_str()) == 0);
+  });
+  std::this_thread::sleep_for(milliseconds(300));
+  // The completion's usage and the Response's exchange cannot commit: neither is answered 200.
+  http_response chat, stored;
+  std::thread chatting([&] {
+    http_client c(locked.base_url(), "locked-oa");
+    chat = c.post("/v1/chat/completions",
+                  {{"model", "echo"}, {"messages", json::array({user_message("x")})}});
+  });
+  std::thread storing([&] {
+    http_client c(locked.base_url(), "locked-oa");
+    stored = c.post("/v1/responses", {{"input", "y"}});
+  });
+  chatting.join();
+  storing.join();
+  locker.join();
+  for (auto* r : {&chat, &stored}) {
+    BOOST_TEST(r->status == 503, r->status << " " << r->body);
+    BOOST_TEST(r->json()["error"]["type"] == "server_error");
+    BOOST_TEST(!r->header("retry-after").empty());
+  }
+  // Once the lock is gone: nothing was metered or stored for them, and both work.
+  http_client c(locked.base_url(), "locked-oa");
+  BOOST_TEST(c.get("/v1/usage").json()["total"]["requests"] == 0);
+  BOOST_TEST(c.get("/v1/conversations").json()["data"].empty());
+  BOOST_TEST(c.post("/v1/chat/completions",
+                    {{"model", "echo"}, {"messages", json::array({user_message("x")})}})
+                 .status == 200);
+  BOOST_TEST(c.post("/v1/responses", {{"input", "y"}}).status == 200);
+}

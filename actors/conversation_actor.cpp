@@ -27,6 +27,21 @@ void schedule_idle_check(self_ptr self) {
                                        caf::make_message(idle_atom::value, false));
 }
 
+/// Runs `serve` now, or once the conversation is loaded (before that its
+/// owner is not known), for requests that need not wait their turn.
+void when_loaded(self_ptr self, const reply_slot& caller, std::function<void()> serve) {
+  if (self->state.current == phase::ready) {
+    caller.accept();
+    self->state.last_active = self->state.ctx->clock->now();
+    serve();
+    return;
+  }
+  enqueue(self, caller, [self, serve] {
+    serve();
+    finish_op(self);
+  });
+}
+
 conversation_actor::behavior_type conversation(self_ptr self, engine_context* ctx, std::string id,
                                                bool fresh) {
   auto& st = self->state;
@@ -73,18 +88,7 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
       },
       [=](history_atom, const std::string& user, const history_query& q,
           const completion<message_page>& caller) {
-        auto& st = self->state;
-        if (st.current == phase::ready) {
-          caller.accept();
-          st.last_active = self->state.ctx->clock->now();
-          answer_history(self, user, q, caller);
-        } else {
-          // Still loading: the owner is not known yet.
-          enqueue(self, caller, [=] {
-            answer_history(self, user, q, caller);
-            finish_op(self);
-          });
-        }
+        when_loaded(self, caller, [=] { answer_history(self, user, q, caller); });
       },
       [=](send_atom, const std::string& user, const send_params& p,
           const std::optional<idempotency_claim>& claim,
@@ -112,7 +116,7 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
       // --- live subscribers ---
       [=](watch_atom, const std::string& user, const std::shared_ptr<conversation_subscriber>& s,
           const completion<done>& caller) {
-        auto add = [self, user, s, caller] {
+        when_loaded(self, caller, [self, user, s, caller] {
           auto& st = self->state;
           if (st.meta.user_id != user) {
             caller.fail(conversation_not_found(st.id));
@@ -120,17 +124,26 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
           }
           st.watchers.push_back(s);
           caller.complete(done{});
-        };
-        if (self->state.current == phase::ready) {
-          caller.accept();
-          add();
-        } else {
-          // Still loading: the owner is not known yet.
-          enqueue(self, caller, [self, add] {
-            add();
-            finish_op(self);
-          });
-        }
+        });
+      },
+      // --- runs: served at once, not in turn, since the run they name is the turn ---
+      [=](resume_atom, const std::string& user, const std::optional<run_position>& from,
+          const std::shared_ptr<conversation_subscriber>& s, bool follow,
+          const completion<resume_outcome>& caller) {
+        when_loaded(self, caller, [=] {
+          if (self->state.meta.user_id != user)
+            caller.fail(conversation_not_found(self->state.id));
+          else
+            resume_run(self, from, s, follow, caller);
+        });
+      },
+      [=](stop_atom, const std::string& user, const completion<message_record>& caller) {
+        when_loaded(self, caller, [=] {
+          if (self->state.meta.user_id != user)
+            caller.fail(conversation_not_found(self->state.id));
+          else
+            cancel_run(self, caller);
+        });
       },
       [=](unwatch_atom, const std::shared_ptr<conversation_subscriber>& s) {
         auto& w = self->state.watchers;

@@ -2,6 +2,7 @@
 
 #include "actors/directory.hpp"
 #include "actors/messages.hpp"
+#include "actors/running_runs.hpp"
 #include "actors/usage_meter.hpp"
 #include "base/errors.hpp"
 #include "config/settings.hpp"
@@ -16,7 +17,8 @@
 namespace parley {
 
 /// What every conversation actor shares. Owned by the engine, which outlives
-/// all actors; read-only after start except `dir` and `meter`, which are thread-safe.
+/// all actors; read-only after start except `dir`, `meter` and `running`,
+/// which are thread-safe.
 struct engine_context {
   settings cfg;
   /// The time: every reading of it in the engine comes from here.
@@ -28,6 +30,7 @@ struct engine_context {
   persistence_actors db;
   std::unique_ptr<directory> dir;
   usage_meter meter;
+  running_runs running;
 };
 
 /// The answer for a conversation that does not exist or is not the caller's.

@@ -17,6 +17,7 @@ struct conversation_event {
     message,  ///< a message was stored (`message`)
     delta,    ///< the next piece of the reply being generated (`text`)
     done,     ///< the reply was stored (`message`)
+    failed,   ///< the exchange failed (`reason`); not sent to watchers, whose clients did not ask
     branch,   ///< another branch became the active one (`active_leaf_id`)
     closed,   ///< nothing more will come: deleted or dropped (`reason`)
   };
@@ -25,6 +26,23 @@ struct conversation_event {
   std::string text;
   std::optional<std::string> active_leaf_id;  ///< none: the conversation is empty
   std::optional<failure> reason;
+  /// The run the event belongs to (an exchange that asks a model) and its
+  /// number in it, 1, 2, …: what a client resumes from. None outside runs.
+  const std::string* run_id = nullptr;
+  std::uint64_t n = 0;
+};
+
+/// Where a client resumes a run: after its event `after` (0: from the start).
+struct run_position {
+  std::string run_id;
+  std::uint64_t after = 0;
+};
+
+/// What a resume found. Failures (an unknown run: not_found) come as errors.
+enum class resume_outcome {
+  streaming,  ///< events were or will be delivered, ending with done or failed
+  idle,       ///< nothing is running, or the named run has nothing after `after`
+  not_held,   ///< the named run is not in memory (the engine then asks the database)
 };
 
 /// A client watching a conversation. The conversation's actor calls deliver()

@@ -58,10 +58,17 @@ deadline_alarm alarm_after(self_ptr self, std::chrono::milliseconds delay, caf::
 
 // --- live subscribers -----------------------------------------------------------
 
-bool publish(self_ptr self, const conversation_event& e,
+bool publish(self_ptr self, conversation_event e,
              const std::shared_ptr<conversation_subscriber>& own) {
-  auto& w = self->state.watchers;
-  w.erase(std::remove_if(w.begin(), w.end(), [&](auto& s) { return !s->deliver(e); }), w.end());
+  using kind = conversation_event::kind;
+  auto& st = self->state;
+  bool of_run = e.type == kind::message || e.type == kind::delta || e.type == kind::done ||
+                e.type == kind::failed;
+  if (auto* run = current_run(st); run && of_run) record_in_run(st, *run, e);
+  if (e.type != kind::failed) {
+    auto& w = st.watchers;
+    w.erase(std::remove_if(w.begin(), w.end(), [&](auto& s) { return !s->deliver(e); }), w.end());
+  }
   return !own || own->deliver(e);
 }
 
@@ -81,6 +88,7 @@ void publish_branch(self_ptr self) {
 }
 
 void close_watchers(self_ptr self, const failure& why) {
+  abandon_run(self, why);
   conversation_event e;
   e.type = conversation_event::kind::closed;
   e.reason = why;

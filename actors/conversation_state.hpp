@@ -67,8 +67,43 @@ struct active_generation {
   std::shared_ptr<completion_handle> handle;
   std::shared_ptr<conversation_subscriber> stream;  ///< the exchange's own, if it streams
   bool live = false;  ///< deltas go to the stream and the watchers as they come
+  /// The client's hanging up (or being cut off) stops it: on_disconnect = cancel.
+  bool cancel_when_gone = false;
   std::function<void(outcome<completion_result>, std::string)> then;
   deadline_alarm alarm;
+};
+
+/// An event of a run as kept for clients that resume it. Deltas in a row
+/// are kept as one entry, their text joined, so that a long reply costs its
+/// text and four bytes a piece, not an event each.
+struct run_entry {
+  conversation_event::kind type = conversation_event::kind::message;
+  std::uint64_t n = 0;  ///< its number; for deltas, the last one's
+  std::optional<message_record> message;
+  std::optional<failure> reason;
+  std::string text;                 ///< deltas: their text
+  std::vector<std::uint32_t> ends;  ///< deltas: where each one ends in `text`
+};
+
+/// One exchange that asks a model, from its start to its done or failed
+/// event, kept `streams.retention_s` after it ends (see runs.cpp).
+struct run_log {
+  std::string id;  ///< the run's, which is also its reply's id
+  unix_ms started_at = 0;
+  std::uint64_t last_n = 0;
+  std::vector<run_entry> entries;
+  bool ended = false;
+  steady_time expires;  ///< once ended
+  /// The input's commit also stored a run record (its reply's commit removes it).
+  bool recorded = false;
+  /// POST …/cancel was asked: the reply is stored with what was produced.
+  bool cancel_requested = false;
+  /// Clients that resumed the run while it ran: they get its events to the end.
+  std::vector<std::shared_ptr<conversation_subscriber>> followers;
+  /// Callers of POST …/cancel, answered with the stored reply.
+  std::vector<completion<message_record>> cancellers;
+  /// Keeps the run listed in engine_context::running while it runs.
+  std::shared_ptr<void> listing;
 };
 
 struct conversation_state {
@@ -93,6 +128,8 @@ struct conversation_state {
   /// Clients watching every exchange (WebSockets). While there are any the
   /// actor is not passivated.
   std::vector<std::shared_ptr<conversation_subscriber>> watchers;
+  /// The runs still held, oldest first; the last one may be running.
+  std::list<run_log> runs;
 };
 
 using self_ptr = conversation_actor::stateful_pointer<conversation_state>;
@@ -117,15 +154,17 @@ std::int64_t budget_for(const engine_context& ctx, const conversation_record& me
 // --- the operation queue and passivation (conversation_lifecycle.cpp) -------------
 
 /// Tells every watcher, and the exchange's own stream if any, about `e`;
-/// watchers that are gone are forgotten. False when the own stream refused
-/// `e`: its client is gone or was cut off for reading too slowly.
-bool publish(self_ptr self, const conversation_event& e,
+/// watchers that are gone are forgotten. During a run, its events are
+/// numbered, kept, and sent to the clients that resumed it too. False when
+/// the own stream refused `e`: its client is gone or was cut off for
+/// reading too slowly.
+bool publish(self_ptr self, conversation_event e,
              const std::shared_ptr<conversation_subscriber>& own);
 void publish_message(self_ptr self, conversation_event::kind type, const message_record& m,
                      const std::shared_ptr<conversation_subscriber>& own);
 /// Tells every watcher which branch is active now.
 void publish_branch(self_ptr self);
-/// Ends every watcher's subscription, telling it why.
+/// Ends every watcher's subscription, and the run in progress, telling them why.
 void close_watchers(self_ptr self, const failure& why);
 
 /// Sends the actor `to` `message` once `sweeper`'s clock reads `at` (or the
@@ -151,6 +190,32 @@ void start_next(self_ptr self);
 void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run);
 /// True (and answers not_found) when `user` may not see this conversation.
 bool foreign(self_ptr self, const std::string& user, const reply_slot& caller);
+
+// --- runs (runs.cpp) -------------------------------------------------------------------
+
+/// The run in progress, if any.
+run_log* current_run(conversation_state& st);
+/// Starts the run whose reply will be stored as `reply_id`. A run left
+/// unfinished (its operation is starting over) is dropped.
+void begin_run(self_ptr self, const std::string& reply_id);
+/// Numbers `e`, keeps it in the run and sends it to the run's followers.
+void record_in_run(conversation_state& st, run_log& run, conversation_event& e);
+/// The run ended with its `done` (`reply`) or `failed` (`why`) event,
+/// already published: answers those who asked to cancel it.
+void end_run(self_ptr self, const message_record* reply, const failure* why);
+/// Ends the run in progress without a last event (the conversation's state
+/// is given up): its followers and cancellers get `why`.
+void abandon_run(self_ptr self, const failure& why);
+/// Delivers the events of the run at `from` after its position (or of the
+/// running one from its start) to `s`; with `follow`, also the rest as they
+/// come. Answers not_held when the named run is not in memory: the caller
+/// then looks in the database.
+void resume_run(self_ptr self, const std::optional<run_position>& from,
+                const std::shared_ptr<conversation_subscriber>& s, bool follow,
+                const completion<resume_outcome>& caller);
+/// POST …/cancel: stops the running exchange's model; `caller` gets the
+/// stored reply, or a conflict when nothing runs.
+void cancel_run(self_ptr self, const completion<message_record>& caller);
 
 // --- the database (conversation_loader.cpp) ------------------------------------------
 

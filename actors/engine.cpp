@@ -186,23 +186,29 @@ class actor_engine final : public engine {
                         reply_fn<conversation_record> reply) override {
     // Read from the database, not from the conversation's actor: another
     // Parley process on the same database may have changed it since.
-    read<std::optional<conversation_record>>(
-        [id](store& db) { return db.find_conversation(id); },
-        [user_id, id, reply = std::move(reply)](outcome<std::optional<conversation_record>> r) {
-          if (!r)
-            reply(r.error());
-          else if (!*r || (*r)->user_id != user_id)
-            reply(conversation_not_found(id));
-          else
-            reply(std::move(**r));
-        });
+    read<std::optional<conversation_record>>([id](store& db) { return db.find_conversation(id); },
+                                             [this, user_id, id, reply = std::move(reply)](
+                                                 outcome<std::optional<conversation_record>> r) {
+                                               if (!r) {
+                                                 reply(r.error());
+                                               } else if (!*r || (*r)->user_id != user_id) {
+                                                 reply(conversation_not_found(id));
+                                               } else {
+                                                 (*r)->running = ctx_.running.find(id);
+                                                 reply(std::move(**r));
+                                               }
+                                             });
   }
 
   void list_conversations(std::string user_id, unsigned limit,
                           std::optional<conversation_cursor> after,
                           reply_fn<conversation_page> reply) override {
     read<conversation_page>(
-        [user_id, limit, after](store& db) { return db.list_conversations(user_id, limit, after); },
+        [this, user_id, limit, after](store& db) {
+          auto page = db.list_conversations(user_id, limit, after);
+          for (auto& row : page.rows) row.running = ctx_.running.find(row.id);
+          return page;
+        },
         std::move(reply));
   }
 
@@ -264,6 +270,25 @@ class actor_engine final : public engine {
   void unwatch(const std::string& id, std::shared_ptr<conversation_subscriber> s) override {
     // An actor with watchers stays live, so there is one to tell unless it is gone.
     if (auto actor = ctx_.dir->find(id)) caf::anon_send(actor, unwatch_atom::value, std::move(s));
+  }
+
+  void resume(std::string user_id, std::string id, std::optional<run_position> from,
+              std::shared_ptr<conversation_subscriber> s, bool follow,
+              reply_fn<resume_outcome> reply) override {
+    auto answer = [this, id, from, s, reply](outcome<resume_outcome> r) mutable {
+      if (!r || *r != resume_outcome::not_held) {
+        reply(std::move(r));
+        return;
+      }
+      resume_from_database(id, *from, s, std::move(reply));
+    };
+    ask_conversation<resume_outcome>(id, std::move(answer), resume_atom::value, std::move(user_id),
+                                     from, std::move(s), follow);
+  }
+
+  void cancel_exchange(std::string user_id, std::string id,
+                       reply_fn<message_record> reply) override {
+    ask_conversation<message_record>(id, std::move(reply), stop_atom::value, std::move(user_id));
   }
 
   void find_idempotency(std::string user_id, std::string key,
@@ -466,6 +491,41 @@ class actor_engine final : public engine {
   void read(std::function<T(store&)> job, reply_fn<T> reply) {
     read_outcome<T>([job = std::move(job)](store& db) -> outcome<T> { return job(db); },
                     std::move(reply));
+  }
+
+  /// A run its conversation no longer holds (it ended long ago, or the
+  /// process restarted): its stored reply is its `done`; a run record
+  /// without a reply is a reply that never came. Each counts as expired
+  /// `streams.retention_s` after it ended (or began, if it never ended).
+  void resume_from_database(const std::string& id, const run_position& from,
+                            std::shared_ptr<conversation_subscriber> s,
+                            reply_fn<resume_outcome> reply) {
+    auto retention = static_cast<unix_ms>(ctx_.cfg.streams.retention_s) * 1000;
+    auto longest_run = static_cast<unix_ms>(ctx_.cfg.actors.generation_timeout_ms);
+    read_outcome<resume_outcome>(
+        [id, from, s, now = ctx_.clock->wall_ms(), retention,
+         longest_run](store& db) -> outcome<resume_outcome> {
+          conversation_event e;
+          e.run_id = &from.run_id;
+          e.n = from.after + 1;  // its true number is not kept: the next one the client expects
+          auto reply = db.find_message(id, from.run_id);
+          std::optional<run_record> run;
+          if (reply && reply->role == "assistant" && now - reply->created_at <= retention) {
+            e.type = conversation_event::kind::done;
+            e.message = &*reply;
+          } else if (!reply && (run = db.find_run(id, from.run_id)) &&
+                     now - run->started_at <= longest_run + retention) {
+            e.type = conversation_event::kind::failed;
+            failure why{errc::provider_error, reply_interrupted_detail};
+            why.message_id = run->message_id;
+            e.reason = std::move(why);
+          } else {
+            return failure{errc::not_found, "run " + from.run_id + " not found"};
+          }
+          s->deliver(e);
+          return resume_outcome::streaming;
+        },
+        std::move(reply));
   }
 
   /// The same for a job that may answer a failure of its own.

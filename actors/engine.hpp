@@ -102,6 +102,23 @@ class engine {
   /// Forgets `s` (its client went away). Nothing happens if it was not watching.
   virtual void unwatch(const std::string& id, std::shared_ptr<conversation_subscriber> s) = 0;
 
+  // --- runs (resumable streams) ---
+  /// Delivers to `s` the events of the run at `from` after its position, or
+  /// those of the running exchange from its start; with `follow`, also the
+  /// rest as they come, until its `done` or `failed`. A run no longer held
+  /// in memory is answered from the database: its stored reply as `done`, or
+  /// as `failed` naming the stored input when the reply never came.
+  /// errc::not_found for a run that is unknown, expired or another
+  /// conversation's; resume_outcome::idle when there is nothing to deliver.
+  virtual void resume(std::string user_id, std::string id, std::optional<run_position> from,
+                      std::shared_ptr<conversation_subscriber> s, bool follow,
+                      reply_fn<resume_outcome> reply) = 0;
+  /// Stops the conversation's running exchange; answers with its reply,
+  /// stored with the text produced so far (finish_reason cancelled), or
+  /// errc::conflict when nothing is running.
+  virtual void cancel_exchange(std::string user_id, std::string id,
+                               reply_fn<message_record> reply) = 0;
+
   // --- everything else ---
   /// What is stored for an Idempotency-Key. The exchanges look their key up
   /// themselves; this serves a repeat that waits for a reply still being

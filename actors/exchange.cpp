@@ -92,7 +92,8 @@ struct exchange_plan {
   /// Clients see the reply as it is written (it streams, or others watch):
   /// the user message is then stored before the model is asked.
   bool live = false;
-  bool user_stored = false;  ///< the user message (and a new conversation) is committed
+  bool user_stored = false;   ///< the user message (and a new conversation) is committed
+  bool run_recorded = false;  ///< a run record was committed with the user message
   std::optional<idempotency_claim> claim;
 };
 
@@ -155,6 +156,7 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
   auto c = commit_exchange(meta_for(st, plan), facts_of(plan), std::move(reply), usage,
                            model_of(*st.ctx, plan.model), now);
   add_claim(c.writes, plan.claim, c.meta.user_id, c.result, now, plan.user_stored);
+  if (plan.run_recorded) c.writes.push_back(write::delete_run{*plan.reply_id});
   auto caller = plan.caller;
   // The answer's records are the ones the window and the watchers get.
   commit(self, std::move(c.writes), std::move(caller),
@@ -174,10 +176,22 @@ void finalize_exchange(self_ptr self, exchange_plan plan, std::optional<message_
            if (reply) {
              st.window.append(*reply);
              publish_message(self, conversation_event::kind::done, *reply, plan.stream);
+             end_run(self, &*reply, nullptr);
            }
            plan.caller.complete(exchange_answer{std::move(result)});
            finish_op(self);
          });
+}
+
+/// Ends the exchange's run with its `failed` event: the exchange's own
+/// stream and the clients that resumed the run get it, watchers do not.
+void end_failed_run(self_ptr self, const exchange_plan& plan, const failure& why) {
+  if (!current_run(self->state)) return;
+  conversation_event e;
+  e.type = conversation_event::kind::failed;
+  e.reason = why;
+  publish(self, std::move(e), plan.stream);
+  end_run(self, nullptr, &why);
 }
 
 /// The provider failed: keep the user message (and a new conversation), answer the failure.
@@ -198,6 +212,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
   // the conversation; an idempotency key alone leaves it as it was.
   bool row_written = !c.writes.empty();
   if (c.writes.empty() && !plan.claim) {
+    end_failed_run(self, plan, why);
     plan.caller.fail(why);
     finish_op(self);
     return;
@@ -212,6 +227,7 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
       adopt_branch(st, plan);
       take_in_input(self, plan, nullptr);
     }
+    end_failed_run(self, plan, why);
     plan.caller.fail(why);
     finish_op(self);
   });
@@ -229,6 +245,12 @@ void store_user_message(self_ptr self, exchange_plan plan,
   failure interrupted{errc::provider_error, reply_interrupted_detail};
   interrupted.message_id = plan.user_message->id;
   add_claim(c.writes, plan.claim, c.meta.user_id, interrupted, now);
+  // Tells a client resuming the run after a crash what became of it.
+  if (auto* run = current_run(self->state)) {
+    c.writes.push_back(write::insert_run{
+        {run->id, plan.user_message->conversation_id, plan.user_message->id, run->started_at}});
+    plan.run_recorded = true;
+  }
   auto caller = plan.caller;
   commit(self, std::move(c.writes), caller, [=, meta = std::move(c.meta)]() mutable {
     auto& st = self->state;
@@ -298,7 +320,10 @@ void ask_model(self_ptr self, exchange_plan plan, const model_info& model, stead
       self, model, prompt_for(st, plan, model), plan.params, deadline, plan.cancel, plan.stream,
       plan.live, [=, &model](outcome<completion_result> result, std::string text) mutable {
         auto& st = self->state;
-        if (result && result->reason == finish_reason::cancelled && text.empty()) {
+        auto* run = current_run(st);
+        bool asked_to_stop = run && run->cancel_requested;
+        if (result && result->reason == finish_reason::cancelled && text.empty() &&
+            !asked_to_stop) {
           // The client went away before any text: only its message is kept.
           fail_exchange(self, std::move(plan),
                         {errc::provider_error, "the client went away before the reply"});
@@ -348,6 +373,8 @@ void run_exchange(self_ptr self, exchange_plan plan) {
   auto caller = plan.caller;
   check_token_quota(self, user, caller, [self, plan]() mutable {
     auto& st = self->state;
+    if (!plan.reply_id) plan.reply_id = make_uuid_v7();
+    begin_run(self, *plan.reply_id);
     auto deadline = st.ctx->clock->now() + milliseconds(st.ctx->cfg.actors.generation_timeout_ms);
     auto ask = [self, deadline](exchange_plan plan) {
       auto& model = model_of(*self->state.ctx, plan.model);
@@ -363,6 +390,7 @@ void run_exchange(self_ptr self, exchange_plan plan) {
     if (plan.stream) {
       conversation_event started;
       started.type = conversation_event::kind::started;
+      started.run_id = plan.reply_id ? &*plan.reply_id : nullptr;
       plan.stream->deliver(started);
     }
     ask(std::move(plan));

@@ -30,7 +30,8 @@ void generate(self_ptr self, const model_info& model, prompt messages, const sam
               std::function<void(outcome<completion_result>, std::string)> then) {
   auto& st = self->state;
   auto gen = ++st.generations_started;
-  st.generation = active_generation{gen, {}, nullptr, stream, live, std::move(then)};
+  st.generation =
+      active_generation{gen, {}, nullptr, stream, live, cancel != nullptr, std::move(then)};
   completion_request request;
   request.upstream_model = model.upstream;
   auto estimated_prompt = messages.estimated_tokens();
@@ -69,6 +70,8 @@ void generate(self_ptr self, const model_info& model, prompt messages, const sam
   };
   st.generation->handle = model.impl->start(std::move(request), std::move(callbacks));
   if (cancel) cancel->on_cancel([me, gen] { caf::anon_send(me, cancel_atom::value, gen); });
+  // POST …/cancel came before the model was asked (or before this fallback).
+  if (auto* run = current_run(st); run && run->cancel_requested) st.generation->handle->cancel();
   // A provider that answered within start() needs no deadline.
   if (!finished->load()) {
     // Also when the engine stops: a generation must not go on without a
@@ -87,15 +90,14 @@ void on_delta(self_ptr self, std::uint64_t gen, std::string& text) {
   conversation_event e;
   e.type = conversation_event::kind::delta;
   e.text = std::move(text);
-  if (!publish(self, e, st.generation->stream)) {
+  if (!publish(self, std::move(e), st.generation->stream)) {
     // The exchange's own client was cut off (an SSE stream whose reader
-    // fell too far behind): call the generation off as if it had hung
-    // up, so the text so far is stored as cancelled. Its connection stays
-    // open, so the connection watch would not fire until the client
-    // closes it, and a provider deadline passing first would fail the
-    // generation and drop the whole reply.
+    // fell too far behind). When its hanging up would cancel, so does
+    // this, so the text so far is stored as cancelled: its connection
+    // stays open, so the connection watch would not fire until the client
+    // closes it. Otherwise the reply goes on for the client to resume.
     st.generation->stream = nullptr;
-    if (st.generation->handle) st.generation->handle->cancel();
+    if (st.generation->cancel_when_gone && st.generation->handle) st.generation->handle->cancel();
   }
 }
 

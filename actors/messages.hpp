@@ -28,6 +28,8 @@ using regen_atom = caf::atom_constant<caf::atom("regen")>;
 using fork_atom = caf::atom_constant<caf::atom("fork")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
 using unwatch_atom = caf::atom_constant<caf::atom("unwatch")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
 
 // What a conversation actor's provider and timers send it.
 using delta_atom = caf::atom_constant<caf::atom("delta")>;
@@ -124,6 +126,8 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::conversation_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::message_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::message_page>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::done>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::run_position>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::resume_outcome>)
 
 namespace parley {
 
@@ -147,6 +151,9 @@ using conversation_actor = caf::typed_actor<
     caf::reacts_to<watch_atom, std::string, std::shared_ptr<conversation_subscriber>,
                    completion<done>>,
     caf::reacts_to<unwatch_atom, std::shared_ptr<conversation_subscriber>>,
+    caf::reacts_to<resume_atom, std::string, std::optional<run_position>,
+                   std::shared_ptr<conversation_subscriber>, bool, completion<resume_outcome>>,
+    caf::reacts_to<stop_atom, std::string, completion<message_record>>,
     caf::reacts_to<delta_atom, std::uint64_t, std::string>,
     caf::reacts_to<generated_atom, std::uint64_t, outcome<completion_result>, std::string>,
     caf::reacts_to<cancel_atom, std::uint64_t>, caf::reacts_to<deadline_atom, std::uint64_t>,

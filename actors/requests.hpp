@@ -71,6 +71,9 @@ struct send_params {
   /// The id the reply is stored under, for a caller that names the reply
   /// before it exists (a streamed Responses call); by default a new one.
   std::optional<std::string> reply_id;
+  /// The request's `on_disconnect`, when it gave one: true for "cancel".
+  /// The HTTP layer sets `cancel` from it and streams.on_disconnect.
+  std::optional<bool> cancel_on_disconnect;
   /// Set when the reply should stop if the client goes away.
   std::shared_ptr<cancellation> cancel;
   /// Set when the caller streams the exchange: it gets the stored message,
@@ -101,6 +104,8 @@ struct regenerate_params {
   std::optional<std::string> model;
   /// The assistant message to produce again; by default the active leaf's.
   std::optional<std::string> message_id;
+  /// See send_params::cancel_on_disconnect.
+  std::optional<bool> cancel_on_disconnect;
   /// Set when the reply should stop if the client goes away.
   std::shared_ptr<cancellation> cancel;
   /// Set when the caller streams the reply (see send_params::stream).

@@ -281,6 +281,9 @@ void resolve_api_keys(settings& s, const environment& env) {
 
 void validate(const settings& s) {
   if (s.server.host.empty()) throw config_error("server.host: must not be empty");
+  if (s.streams.on_disconnect != "continue" && s.streams.on_disconnect != "cancel")
+    throw config_error("streams.on_disconnect: '" + s.streams.on_disconnect +
+                       "' is not one of continue, cancel");
   if (s.auth.mode != "none" && s.auth.mode != "jwt")
     throw config_error("auth.mode: '" + s.auth.mode + "' is not one of none, jwt");
   if (s.auth.mode == "jwt" && s.auth.jwt_secret.empty() == s.auth.jwt_public_key_file.empty())
@@ -494,6 +497,10 @@ void read_toml(settings& s, const toml::table& root, std::vector<std::string>* k
     r.get_int<unsigned>("idle_timeout_s", s.actors.idle_timeout_s, 1, 86400 * 7);
     r.get_int<std::uint64_t>("max_live", s.actors.max_live, 1, 100000000);
     r.get_int<unsigned>("generation_timeout_ms", s.actors.generation_timeout_ms, 100, 3600000);
+  });
+  section("streams", [&](toml_reader& r) {
+    r.get_string("on_disconnect", s.streams.on_disconnect);
+    r.get_int<unsigned>("retention_s", s.streams.retention_s, 0, 86400 * 7);
   });
   section("log", [&](toml_reader& r) {
     r.get_string("level", s.log.level);

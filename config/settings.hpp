@@ -84,6 +84,15 @@ struct limits_settings {
   std::uint64_t max_import_bytes = 64ull << 20;
 };
 
+struct stream_settings {
+  bool operator==(const stream_settings&) const = default;
+  /// What a client hanging up mid-stream does to its exchange: "continue"
+  /// (the reply is finished and stored; the client may resume) or "cancel".
+  std::string on_disconnect = "continue";
+  /// How long a finished run's events stay available for resuming.
+  unsigned retention_s = 600;
+};
+
 struct log_settings {
   bool operator==(const log_settings&) const = default;
   /// trace, debug, info, warn, error, critical or off.
@@ -148,6 +157,7 @@ struct settings {
   auth_settings auth;
   limits_settings limits;
   actor_settings actors;
+  stream_settings streams;
   log_settings log;
   std::string default_model = "echo";
   std::vector<provider_settings> providers;

@@ -9,8 +9,11 @@
 namespace parley {
 
 std::string export_json(const conversation_export& e) {
+  auto conversation = to_json(e.conversation);
+  // What runs now is no part of what is exported.
+  conversation.erase("running");
   std::string out = "{\"conversation\":";
-  out += dump(to_json(e.conversation));
+  out += dump(conversation);
   out += ",\"format\":\"";
   out += conversation_export_format;
   out += "\",\"messages\":";

@@ -183,6 +183,17 @@ class field_checker {
     return std::nullopt;
   }
 
+  /// `on_disconnect`: true for "cancel", false for "continue", none when absent.
+  std::optional<bool> on_disconnect() {
+    auto v = text("on_disconnect");
+    if (!v) return std::nullopt;
+    if (*v != "continue" && *v != "cancel") {
+      fail("on_disconnect", "must be continue or cancel");
+      return std::nullopt;
+    }
+    return *v == "cancel";
+  }
+
   void sampling(send_params& p) {
     p.temperature = temperature();
     p.max_tokens = token_count("max_tokens");
@@ -203,6 +214,7 @@ class field_checker {
     p.reply = inner.flag("reply").value_or(p.role == "user");
     p.model = inner.model("model");
     inner.sampling(p);
+    p.cancel_on_disconnect = inner.on_disconnect();
     for (auto& e : inner.errors_) {
       if (e.field.rfind(prefix, 0) != 0) e.field = prefix + e.field;
       errors_.push_back(e);

@@ -117,6 +117,12 @@ std::shared_ptr<cancellation> http_api::cancelled_when_gone(const call_context& 
   return cancel;
 }
 
+std::shared_ptr<cancellation> http_api::cancel_on_disconnect(const call_context& c,
+                                                             std::optional<bool> asked) {
+  if (!asked.value_or(cfg_.streams.on_disconnect == "cancel")) return nullptr;
+  return cancelled_when_gone(c);
+}
+
 std::optional<std::shared_ptr<void>> http_api::generation_slot(const call_context& c) {
   auto slot = per_user_->claim_generation(c.user_id);
   if (!slot) {
@@ -273,7 +279,7 @@ void http_api::create_conversation(const call_context& c, const route_params&) {
         stream_field = s->get<bool>();
     stream = stream_if_wanted(c, stream_field);
     first->stream = stream;
-    if (first->reply) first->cancel = cancelled_when_gone(c);
+    if (first->reply) first->cancel = cancel_on_disconnect(c, first->cancel_on_disconnect);
   }
   exchanges_->run(c, *body, {.is_create = true}, stream, slot,
                   [this, request = *request](auto claim, auto reply) {
@@ -335,7 +341,7 @@ void http_api::send_message(const call_context& c, const route_params& params) {
   }
   auto sse = stream_if_wanted(c, request->stream);
   message.stream = sse;
-  if (message.reply) message.cancel = cancelled_when_gone(c);
+  if (message.reply) message.cancel = cancel_on_disconnect(c, message.cancel_on_disconnect);
   exchanges_->run(c, *body, {}, sse, slot,
                   [this, user = c.user_id, id = *id, p = message](auto claim, auto reply) {
                     engine_.send_message(user, id, p, std::move(claim), std::move(reply));
@@ -377,11 +383,45 @@ void http_api::regenerate(const call_context& c, const route_params& params) {
   auto sse = stream_if_wanted(c, request->stream);
   auto& asked = request->params;
   asked.stream = sse;
-  asked.cancel = cancelled_when_gone(c);
+  asked.cancel = cancel_on_disconnect(c, asked.cancel_on_disconnect);
   exchanges_->run(c, *body, {}, sse, *slot,
                   [this, user = c.user_id, id = *id, p = asked](auto claim, auto reply) {
                     engine_.regenerate(user, id, p, std::move(claim), std::move(reply));
                   });
+}
+
+void http_api::resume_stream(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  auto q = query(c);
+  if (!q) return;
+  auto last_event_id = c.req->header().opt_value_of("Last-Event-ID");
+  auto from = valid(
+      c, parse_resume_position(
+             *q, last_event_id ? std::optional<std::string_view>(*last_event_id) : std::nullopt));
+  if (!from) return;
+  auto sse = open_stream(c, parley_sse_format());
+  sse->end_after_run();
+  engine_.resume(c.user_id, *id, *from, sse, true,
+                 tracked<resume_outcome>([c, sse](outcome<resume_outcome> r) {
+                   // A stream that began carries everything, its end included.
+                   if (r && *r == resume_outcome::streaming) return;
+                   if (!r) {
+                     // An unknown run is refused before any stream begins.
+                     if (!sse->fail(to_problem(r.error()))) send_problem(c, to_problem(r.error()));
+                     return;
+                   }
+                   // Nothing to deliver; 204 also tells an EventSource to stop.
+                   if (!sse->close_with({})) send_no_content(c);
+                 }));
+}
+
+void http_api::cancel_exchange(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  engine_.cancel_exchange(c.user_id, *id, respond<message_record>(c, 200, [](auto& m) {
+                            return rendered_json{message_json(m)};
+                          }));
 }
 
 void http_api::fork_conversation(const call_context& c, const route_params& params) {

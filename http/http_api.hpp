@@ -124,6 +124,11 @@ class http_api : public std::enable_shared_from_this<http_api> {
   /// A cancellation triggered when the client's connection closes, so that a
   /// generation nobody waits for stops and frees its provider connection.
   std::shared_ptr<cancellation> cancelled_when_gone(const call_context& c);
+  /// For a stored exchange: cancelled_when_gone when the request's
+  /// `on_disconnect` (else streams.on_disconnect) says cancel, else none:
+  /// the reply is finished and stored for the client to resume.
+  std::shared_ptr<cancellation> cancel_on_disconnect(const call_context& c,
+                                                     std::optional<bool> asked);
   /// One of the caller's generation slots (limits.concurrent_generations),
   /// or nullopt after answering 429.
   std::optional<std::shared_ptr<void>> generation_slot(const call_context& c);
@@ -149,6 +154,10 @@ class http_api : public std::enable_shared_from_this<http_api> {
   void delete_message(const call_context& c, const route_params& params);
   void regenerate(const call_context& c, const route_params& params);
   void fork_conversation(const call_context& c, const route_params& params);
+  /// GET …/stream: a run's events from where the client lost them.
+  void resume_stream(const call_context& c, const route_params& params);
+  /// POST …/cancel: stops the running exchange.
+  void cancel_exchange(const call_context& c, const route_params& params);
   void search(const call_context& c, const route_params& params);
   void export_conversation(const call_context& c, const route_params& params);
   void export_all(const call_context& c, const route_params& params);

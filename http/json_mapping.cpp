@@ -39,6 +39,9 @@ json to_json(const conversation_record& c) {
         {"completion_tokens", c.usage.completion_tokens},
         {"total_tokens", c.usage.prompt_tokens + c.usage.completion_tokens},
         {"cost_usd", c.usage.cost_usd}}},
+      {"running", c.running ? json{{"run_id", c.running->run_id},
+                                   {"started_at", format_rfc3339(c.running->started_at)}}
+                            : json()},
   };
 }
 

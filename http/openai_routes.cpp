@@ -222,7 +222,7 @@ void http_api::run_stored_response(const call_context& c, const nlohmann::json& 
   p.max_tokens = call.max_output_tokens;
   p.instructions = call.instructions;
   p.reply_id = view->id;
-  p.cancel = cancelled_when_gone(c);
+  p.cancel = cancel_on_disconnect(c, std::nullopt);
   p.stream = stream;
   // What is answered, first or replayed for the same Idempotency-Key: the
   // Response of the stored reply, and problems naming the caller's fields.

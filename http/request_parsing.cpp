@@ -102,6 +102,61 @@ parsed<send_params> parse_ws_message(json frame, const parse_limits& limits) {
   return std::move(request->params);
 }
 
+namespace {
+
+/// The largest event number accepted: any run has far fewer events.
+constexpr std::int64_t max_event_number = std::int64_t(1) << 53;
+
+problem run_not_found(std::string_view run_id) {
+  return make_problem(404, "run " + std::string(run_id) + " not found");
+}
+
+}  // namespace
+
+parsed<std::optional<run_position>> parse_resume_position(
+    const query_params& q, std::optional<std::string_view> last_event_id) {
+  if (auto run = q.find("run_id"); run != q.end()) {
+    if (!is_canonical_uuid(run->second)) return run_not_found(run->second);
+    auto after = query_integer(q, "after", 0, max_event_number);
+    if (!after) return after.error();
+    return std::optional<run_position>(
+        run_position{run->second, static_cast<std::uint64_t>(after->value_or(0))});
+  }
+  if (q.count("after")) return invalid_field("after", "needs run_id");
+  if (!last_event_id || last_event_id->empty()) return std::optional<run_position>();
+  auto colon = last_event_id->rfind(':');
+  auto run = last_event_id->substr(0, colon);
+  std::uint64_t after = 0;
+  auto digits =
+      colon == std::string_view::npos ? std::string_view() : last_event_id->substr(colon + 1);
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), after);
+  if (colon == std::string_view::npos || !is_canonical_uuid(std::string(run)) ||
+      ec != std::errc{} || end != digits.data() + digits.size())
+    return run_not_found(*last_event_id);
+  return std::optional<run_position>(run_position{std::string(run), after});
+}
+
+parsed<std::optional<run_position>> parse_ws_resume(const json& frame) {
+  auto run = frame.find("run_id");
+  auto after = frame.find("after");
+  if (run == frame.end() || run->is_null()) {
+    if (after != frame.end() && !after->is_null()) return invalid_field("after", "needs run_id");
+    return std::optional<run_position>();
+  }
+  if (!run->is_string()) return invalid_field("run_id", "must be a string");
+  auto id = run->get<std::string>();
+  if (!is_canonical_uuid(id)) return run_not_found(id);
+  std::int64_t n = 0;
+  if (after != frame.end() && !after->is_null()) {
+    if (!after->is_number_integer() || after->get<std::int64_t>() < 0 ||
+        after->get<std::int64_t>() > max_event_number)
+      return invalid_field("after",
+                           "must be an integer from 0 to " + std::to_string(max_event_number));
+    n = after->get<std::int64_t>();
+  }
+  return std::optional<run_position>(run_position{id, static_cast<std::uint64_t>(n)});
+}
+
 parsed<conversation_patch> parse_conversation_patch(const json& body, const parse_limits& limits) {
   field_checker check(body, limits);
   conversation_patch patch;
@@ -130,6 +185,7 @@ parsed<streamable<regenerate_params>> parse_regenerate(const json& body,
   streamable<regenerate_params> request;
   request.params.model = check.model("model");
   request.params.message_id = check.message_id("message_id");
+  request.params.cancel_on_disconnect = check.on_disconnect();
   request.stream = check.flag("stream").value_or(false);
   return check.result(std::move(request));
 }

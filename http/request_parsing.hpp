@@ -97,6 +97,16 @@ using query_params = std::map<std::string, std::string>;
 /// GET …/messages: limit 1–200 (default 50), after or before; leaf_id or view.
 parsed<history_query> parse_history_query(const query_params& q);
 
+/// GET …/stream: the run to resume and after which event, from `?run_id=…&after=n`
+/// or else `Last-Event-ID: <run_id>:<n>` (what a browser's EventSource sends
+/// back); none when neither names a run. An id that cannot be one of a run
+/// names no run: 404.
+parsed<std::optional<run_position>> parse_resume_position(
+    const query_params& q, std::optional<std::string_view> last_event_id);
+
+/// A WebSocket `{"type": "resume", "run_id"?, "after"?}` frame's position.
+parsed<std::optional<run_position>> parse_ws_resume(const nlohmann::json& frame);
+
 struct list_query {
   unsigned limit = 20;
   std::optional<conversation_cursor> cursor;

@@ -63,6 +63,8 @@ const std::vector<http_api::route_entry>& http_api::route_table() {
       {"/v1/conversations/:id/fork", {{http_method_post(), &http_api::fork_conversation}}},
       {"/v1/conversations/:id/export", {{http_method_get(), &http_api::export_conversation}}},
       {"/v1/conversations/:id/ws", {{http_method_get(), &http_api::open_websocket}}},
+      {"/v1/conversations/:id/stream", {{http_method_get(), &http_api::resume_stream}}},
+      {"/v1/conversations/:id/cancel", {{http_method_post(), &http_api::cancel_exchange}}},
   };
   return table;
 }

@@ -21,7 +21,8 @@ class parley_events final : public sse_format {
     switch (e.type) {
       case kind::started:
       case kind::closed:
-        break;  // the headers are all `started` needs; `closed` is a failure
+      case kind::failed:
+        break;  // the headers are all `started` needs; the others are failures
       case kind::message:
         return sse_event("message", message_json(*e.message));
       case kind::delta:
@@ -36,7 +37,17 @@ class parley_events final : public sse_format {
   std::string failure(const problem& p, const std::string& request_id) override {
     return sse_event("error", render_problem(p, request_id));
   }
+  bool numbered() const override { return true; }
 };
+
+/// `bytes` (one event) with the id of run event `e` first, for a numbered format.
+std::string with_id(const conversation_event& e, std::string bytes) {
+  if (!e.run_id || bytes.empty()) return bytes;
+  std::string out;
+  out.reserve(bytes.size() + e.run_id->size() + 28);
+  out.append("id: ").append(*e.run_id).append(":").append(std::to_string(e.n)).append("\n");
+  return out.append(bytes);
+}
 
 }  // namespace
 
@@ -54,12 +65,16 @@ sse_stream::sse_stream(restinio::request_handle_t req, std::string request_id,
 bool sse_stream::deliver(const conversation_event& e) {
   recursive_mutex_lock lock(mutex_);
   if (phase_ == phase::ended || phase_ == phase::declined) return false;
-  if (phase_ == phase::waiting) open();
-  if (e.type == conversation_event::kind::closed) {
-    end_with(format_->failure(to_problem(*e.reason), request_id_));
+  if (phase_ == phase::waiting) open(e.run_id);
+  using kind = conversation_event::kind;
+  auto numbered = [&](std::string bytes) {
+    return format_->numbered() ? with_id(e, std::move(bytes)) : bytes;
+  };
+  if (e.type == kind::closed || e.type == kind::failed) {
+    end_with(numbered(format_->failure(to_problem(*e.reason), request_id_)));
     return false;
   }
-  auto bytes = format_->event(e);
+  auto bytes = numbered(format_->event(e));
   if (!bytes.empty()) {
     // Past the limit only while earlier events still wait: one large event
     // (a long reply's done) on an idle connection is no slow reader.
@@ -72,7 +87,16 @@ bool sse_stream::deliver(const conversation_event& e) {
     }
     write(std::move(bytes));
   }
+  if (e.type == kind::done && ends_after_run_) {
+    end_with({});
+    return false;
+  }
   return true;
+}
+
+void sse_stream::end_after_run() {
+  recursive_mutex_lock lock(mutex_);
+  ends_after_run_ = true;
 }
 
 bool sse_stream::began() {
@@ -110,10 +134,11 @@ bool sse_stream::keep_alive(clock::time_point now, clock::duration idle) {
   return true;
 }
 
-void sse_stream::open() {
+void sse_stream::open(const std::string* run_id) {
   phase_ = phase::open;
   response_.emplace(req_->create_response<restinio::chunked_output_t>());
   response_->append_header("X-Request-Id", request_id_);
+  if (run_id) response_->append_header("X-Run-Id", *run_id);
   for (auto& [name, value] : headers_) response_->append_header(name, value);
   response_->append_header(restinio::http_field::content_type, "text/event-stream");
   response_->append_header(restinio::http_field::cache_control, "no-cache");

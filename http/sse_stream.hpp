@@ -27,10 +27,12 @@ class sse_format {
   virtual std::string event(const conversation_event& e) = 0;
   /// The bytes that end the stream with `p`.
   virtual std::string failure(const problem& p, const std::string& request_id) = 0;
+  /// Whether each event of a run goes out with its `id: <run_id>:<n>`.
+  virtual bool numbered() const { return false; }
 };
 
 /// Parley's events: `message`, `delta`, `done`, `branch`, then `error`
-/// with a problem when the exchange failed.
+/// with a problem when the exchange failed; those of a run numbered.
 std::unique_ptr<sse_format> parley_sse_format();
 
 /// The server-sent-event answer to one streamed POST (messages, regenerate,
@@ -71,13 +73,18 @@ class sse_stream final : public conversation_subscriber,
   /// once the stream has ended (the ticker then forgets it).
   bool keep_alive(clock::time_point now, clock::duration idle);
 
+  /// Makes the stream end after a run's `done` (a resumed run's stream,
+  /// which no exchange finishes).
+  void end_after_run();
+
  private:
   /// `declined`: it ended without beginning, its request answered plainly;
   /// every later attempt to end it says so again.
   enum class phase { waiting, open, ended, declined };
   using builder_t = restinio::response_builder_t<restinio::chunked_output_t>;
 
-  void open() REQUIRES(mutex_);
+  /// Sends the headers; `run_id` names the run the stream shows, if any.
+  void open(const std::string* run_id) REQUIRES(mutex_);
   void write(std::string bytes) REQUIRES(mutex_);
   void start_flush() REQUIRES(mutex_);
   void end_with(std::string last) REQUIRES(mutex_);
@@ -96,6 +103,7 @@ class sse_stream final : public conversation_subscriber,
   const header_list headers_;
   const std::unique_ptr<sse_format> format_;
   phase phase_ GUARDED_BY(mutex_) = phase::waiting;
+  bool ends_after_run_ GUARDED_BY(mutex_) = false;
   std::optional<builder_t> response_ GUARDED_BY(mutex_);
   clock::time_point last_write_ GUARDED_BY(mutex_);
   bool flushing_ GUARDED_BY(mutex_) = false;              // a flush is in flight

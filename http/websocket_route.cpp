@@ -23,6 +23,7 @@ void http_api::open_websocket(const call_context& c, const route_params& params)
   limits.max_frame_bytes = cfg_.server.max_body_bytes;
   limits.max_queued_bytes = cfg_.server.stream_queue_bytes;
   limits.ping_interval = std::chrono::milliseconds(cfg_.server.ws_ping_interval_ms);
+  limits.cancel_on_disconnect = cfg_.streams.on_disconnect == "cancel";
   auto session = std::make_shared<ws_session>(engine_, limits_, limits, per_user_, c.user_id, *id,
                                               c.request_id);
   auto self = shared_from_this();

@@ -114,6 +114,10 @@ void ws_session::on_text(const std::string& payload) {
     send_error(parsed_frame.error());
     return;
   }
+  if (auto type = parsed_frame->find("type"); type != parsed_frame->end() && *type == "resume") {
+    resume(*parsed_frame);
+    return;
+  }
   auto params = parse_ws_message(std::move(*parsed_frame), parsing_);
   if (!params) {
     send_error(params.error());
@@ -133,7 +137,8 @@ void ws_session::on_text(const std::string& payload) {
     }
     slot = *claimed;
   }
-  send.cancel = cancel_;
+  // Closing the WebSocket stops the reply only when asked to (on_disconnect).
+  if (send.cancel_on_disconnect.value_or(limits_.cancel_on_disconnect)) send.cancel = cancel_;
   // The exchange's events come through the watch; only a failure is answered here.
   std::weak_ptr<ws_session> weak = shared_from_this();
   engine_.send_message(user_id_, conversation_id_, std::move(send), std::nullopt,
@@ -143,6 +148,31 @@ void ws_session::on_text(const std::string& payload) {
                        });
 }
 
+void ws_session::resume(const nlohmann::json& frame) {
+  auto from = parse_ws_resume(frame);
+  if (!from) {
+    send_error(from.error());
+    return;
+  }
+  // The session watches the conversation: the replay is followed by the live
+  // events through the watch, so it need not follow the run as well.
+  std::weak_ptr<ws_session> weak = shared_from_this();
+  engine_.resume(user_id_, conversation_id_, *from, shared_from_this(), false,
+                 [weak](outcome<resume_outcome> r) {
+                   if (auto self = weak.lock(); self && !r) self->send_error(to_problem(r.error()));
+                 });
+}
+
+namespace {
+
+/// `,"n":…,"run_id":"…"` for an event of a run, to close a frame's object with.
+std::string run_fields(const conversation_event& e) {
+  if (!e.run_id) return {};
+  return ",\"n\":" + std::to_string(e.n) + ",\"run_id\":\"" + *e.run_id + "\"";
+}
+
+}  // namespace
+
 bool ws_session::deliver(const conversation_event& e) {
   using kind = conversation_event::kind;
   recursive_mutex_lock lock(mutex_);
@@ -151,15 +181,33 @@ bool ws_session::deliver(const conversation_event& e) {
     case kind::started:
       break;
     case kind::message:
-      // Keys in json's sorted order, as everywhere: "message" before "type".
-      send_text("{\"message\":" + message_json(*e.message) + ",\"type\":\"message\"}");
+      send_text("{\"message\":" + message_json(*e.message) + ",\"type\":\"message\"" +
+                run_fields(e) + "}");
       break;
-    case kind::delta:
-      send_json({{"type", "delta"}, {"content", e.text}});
+    case kind::delta: {
+      auto frame = nlohmann::json{{"type", "delta"}, {"content", e.text}};
+      if (e.run_id) {
+        frame["run_id"] = *e.run_id;
+        frame["n"] = e.n;
+      }
+      send_json(frame);
       break;
+    }
     case kind::done:
-      send_text("{\"reply\":" + message_json(*e.message) + ",\"type\":\"done\"}");
+      send_text("{\"reply\":" + message_json(*e.message) + ",\"type\":\"done\"" + run_fields(e) +
+                "}");
       break;
+    case kind::failed: {
+      // Only a replay brings one: a resumed run that had failed.
+      auto frame = nlohmann::json{{"type", "error"},
+                                  {"error", problem_json(to_problem(*e.reason), request_id_)}};
+      if (e.run_id) {
+        frame["run_id"] = *e.run_id;
+        frame["n"] = e.n;
+      }
+      send_json(frame);
+      break;
+    }
     case kind::branch: {
       auto frame = branch_json(e.active_leaf_id);
       frame["type"] = "branch";

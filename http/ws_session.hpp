@@ -24,6 +24,8 @@ struct ws_limits {
   std::uint64_t max_frame_bytes = 1048576;   ///< larger text frames close with 1009
   std::uint64_t max_queued_bytes = 1048576;  ///< a slower reader is closed with 1008
   std::chrono::milliseconds ping_interval{20000};
+  /// streams.on_disconnect is "cancel": closing stops the replies the session asked for.
+  bool cancel_on_disconnect = false;
 };
 
 /// One client's WebSocket on a conversation (`GET …/ws`). It watches the
@@ -67,6 +69,8 @@ class ws_session final : public conversation_subscriber,
   /// A whole text message: refused when too big, else handled by on_text().
   void take_text(const std::string& message);
   void on_text(const std::string& payload);
+  /// A `resume` frame: replays a run's events (see engine::resume).
+  void resume(const nlohmann::json& frame);
   void send_json(const nlohmann::json& j) REQUIRES(mutex_);
   /// Queues a text frame (before attach(), until then).
   void send_text(std::string text) REQUIRES(mutex_);
@@ -97,7 +101,8 @@ class ws_session final : public conversation_subscriber,
   std::string fragments_;
   std::shared_ptr<std::atomic<std::uint64_t>> queued_ =
       std::make_shared<std::atomic<std::uint64_t>>(0);
-  /// Called off when the WebSocket closes: the generations its messages started.
+  /// Called off when the WebSocket closes: the generations its messages
+  /// started that were to stop then (on_disconnect).
   std::shared_ptr<cancellation> cancel_ = std::make_shared<cancellation>();
 };
 

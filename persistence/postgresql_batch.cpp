@@ -229,6 +229,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
 
   send_rows(out, statements::delete_conversation_messages, plan.deleted_conversations, bind_id);
   send_rows(out, statements::delete_conversation_sources, plan.deleted_conversations, bind_id);
+  send_rows(out, statements::delete_conversation_runs, plan.deleted_conversations, bind_id);
   send_rows(out, statements::delete_conversations, plan.deleted_conversations, bind_id);
 
   send_rows(out, statements::insert_sources, plan.sources,
@@ -237,6 +238,15 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.text(s->source);
               p.text(s->conversation_id);
             });
+
+  send_rows(out, statements::insert_runs, plan.inserted_runs,
+            [](parameters& p, const run_record* r) {
+              p.text(r->id);
+              p.text(r->conversation_id);
+              p.text(r->message_id);
+              p.number(r->started_at);
+            });
+  send_rows(out, statements::delete_runs, plan.deleted_runs, bind_id);
 
   send_rows(out, statements::add_usage, plan.usage,
             [](parameters& p, const write_plan::usage_total& u) {

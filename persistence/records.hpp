@@ -22,6 +22,13 @@ struct usage_totals {
   double cost_usd = 0;
 };
 
+/// A reply being produced in a conversation now. Not stored: the engine
+/// sets it on a conversation it answers with (conversation_record::running).
+struct running_run {
+  std::string run_id;
+  unix_ms started_at = 0;
+};
+
 /// One row of `conversations`.
 struct conversation_record {
   std::string id;
@@ -44,6 +51,8 @@ struct conversation_record {
   /// Set on a conversation made by a fork: where it was forked from.
   std::optional<std::string> forked_from_conversation_id;
   std::optional<std::string> forked_from_message_id;
+  /// Not a column: the run in progress, set by the engine where it knows it.
+  std::optional<running_run> running;
 };
 
 /// One row of `messages`.
@@ -167,6 +176,17 @@ struct search_page {
   std::optional<search_cursor> next;
 };
 
+/// A streamed reply whose input is committed and whose reply is not yet:
+/// what tells a client resuming the run after a restart that the reply
+/// never came. `id` is the run's, which is also the id its reply is stored
+/// under; `message_id` the message the reply answers.
+struct run_record {
+  std::string id;
+  std::string conversation_id;
+  std::string message_id;
+  unix_ms started_at = 0;
+};
+
 /// The writes one requester needs committed together.
 namespace write {
 struct insert_conversation {
@@ -212,6 +232,14 @@ struct record_source {
 /// Stores an idempotency key with its answer, already encoded (encode_answer
 /// in stored_answer.hpp, on the requester's thread): a write stays small, and
 /// the writer only binds text.
+/// Remembers a run (see run_record) with the input it answers.
+struct insert_run {
+  run_record row;
+};
+/// Forgets a run whose reply is stored.
+struct delete_run {
+  std::string id;
+};
 struct put_idempotency {
   idempotency_row row;
   /// Replaces the answer stored for the key earlier (a provisional one, by
@@ -223,7 +251,8 @@ struct put_idempotency {
 using write_op =
     std::variant<write::insert_conversation, write::update_conversation, write::delete_conversation,
                  write::insert_message, write::update_message, write::delete_message,
-                 write::add_usage, write::put_idempotency, write::record_source>;
+                 write::add_usage, write::put_idempotency, write::record_source, write::insert_run,
+                 write::delete_run>;
 
 /// All or nothing: a write set is committed whole in one transaction or not at all.
 using write_set = std::vector<write_op>;

@@ -195,6 +195,15 @@ std::vector<migration> build(sql_dialect dialect) {
         " PRIMARY KEY (user_id, source))",
         "CREATE INDEX conversation_sources_by_conversation ON conversation_sources "
         "(conversation_id)"}},
+      // Streamed replies whose input is stored and whose reply is not (yet):
+      // a client resuming one after a restart is told what became of it.
+      {8,
+       {"CREATE TABLE runs ("
+        " id TEXT PRIMARY KEY,"
+        " conversation_id TEXT NOT NULL,"
+        " message_id TEXT NOT NULL,"
+        " started_at BIGINT NOT NULL)",
+        "CREATE INDEX runs_by_conversation ON runs (conversation_id)"}},
   };
 }
 

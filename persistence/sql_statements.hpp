@@ -231,6 +231,25 @@ inline constexpr std::string_view delete_conversation = "DELETE FROM conversatio
 inline constexpr std::string_view delete_conversation_sources =
     "DELETE FROM conversation_sources WHERE conversation_id = :id";
 
+/// Binds :id (the conversation).
+inline constexpr std::string_view delete_conversation_runs =
+    "DELETE FROM runs WHERE conversation_id = :id";
+
+/// A row of `runs`.
+inline constexpr column run_columns[] = {
+    {"id", "text"}, {"conversation_id", "text"}, {"message_id", "text"}, {"started_at", "bigint"}};
+
+/// Binds run_columns.
+inline const std::string insert_run =
+    detail::cat({detail::insert_head("runs", run_columns), "(", detail::markers(run_columns), ")"});
+
+/// Binds :id.
+inline constexpr std::string_view delete_run = "DELETE FROM runs WHERE id = :id";
+
+/// The run, if it is the conversation's. Binds :id, :c.
+inline constexpr std::string_view select_run =
+    "SELECT message_id, started_at FROM runs WHERE id = :id AND conversation_id = :c";
+
 /// Up to :n of a user's conversations with an id above :after, in id order
 /// (export's walk: stable while conversations are updated). Binds :u, :after, :n.
 inline const std::string list_conversations_by_id =
@@ -560,6 +579,16 @@ inline const multi_row delete_conversations = detail::delete_where_in("conversat
 /// Rows of id_column: the conversations' import records go.
 inline const multi_row delete_conversation_sources =
     detail::delete_where_in("conversation_sources", "conversation_id");
+
+/// Rows of id_column: the conversations' runs go.
+inline const multi_row delete_conversation_runs =
+    detail::delete_where_in("runs", "conversation_id");
+
+/// Rows of run_columns.
+inline const multi_row insert_runs = detail::insert("runs", run_columns);
+
+/// Rows of id_column.
+inline const multi_row delete_runs = detail::delete_where_in("runs", "id");
 
 /// Rows of source_columns.
 inline const multi_row insert_sources = detail::insert("conversation_sources", source_columns);

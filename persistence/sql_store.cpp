@@ -285,6 +285,19 @@ class sql_store final : public store {
     });
   }
 
+  std::optional<run_record> find_run(const std::string& conversation_id,
+                                     const std::string& run_id) override {
+    return guarded([&]() -> std::optional<run_record> {
+      run_record run{run_id, conversation_id, {}, 0};
+      long long started_at = 0;
+      session_ << sql::select_run, soci::use(run_id), soci::use(conversation_id),
+          soci::into(run.message_id), soci::into(started_at);
+      if (!session_.got_data()) return std::nullopt;
+      run.started_at = started_at;
+      return run;
+    });
+  }
+
   conversation_page list_conversations(const std::string& user_id, unsigned limit,
                                        const std::optional<conversation_cursor>& after) override {
     return guarded([&] {
@@ -563,7 +576,10 @@ class sql_store final : public store {
           delete_conversation_messages(s),
           delete_conversation(s),
           delete_conversation_sources(s),
+          delete_conversation_runs(s),
           insert_source(s),
+          insert_run(s),
+          delete_run(s),
           insert_message(s),
           update_message(s),
           delete_message(s),
@@ -610,6 +626,14 @@ class sql_store final : public store {
       bind_one(delete_conversation_messages, sql::delete_conversation_messages, id);
       bind_one(delete_conversation, sql::delete_conversation, id);
       bind_one(delete_conversation_sources, sql::delete_conversation_sources, id);
+      bind_one(delete_conversation_runs, sql::delete_conversation_runs, id);
+      bind_one(delete_run, sql::delete_run, id);
+
+      insert_run.alloc();
+      insert_run.prepare(sql::insert_run);
+      for (auto* v : {&run.id, &run.conversation_id, &run.message_id}) insert_run.exchange(use(*v));
+      insert_run.exchange(use(run.started_at));
+      insert_run.define_and_bind();
 
       insert_source.alloc();
       insert_source.prepare(sql::insert_source);
@@ -711,12 +735,16 @@ class sql_store final : public store {
     struct {
       std::string user_id, source, conversation_id;
     } source;
+    struct {
+      std::string id, conversation_id, message_id;
+      long long started_at = 0;
+    } run;
     std::string id;
 
     soci::statement insert_conversation, update_conversation, delete_conversation_messages,
-        delete_conversation, delete_conversation_sources, insert_source, insert_message,
-        update_message, delete_message, reparent_children, add_usage, put_idempotency,
-        replace_idempotency;
+        delete_conversation, delete_conversation_sources, delete_conversation_runs, insert_source,
+        insert_run, delete_run, insert_message, update_message, delete_message, reparent_children,
+        add_usage, put_idempotency, replace_idempotency;
   };
 
   prepared_writes& writes() {
@@ -789,11 +817,20 @@ class sql_store final : public store {
       w.id = *id;
       w.delete_conversation_messages.execute(true);
       w.delete_conversation_sources.execute(true);
+      w.delete_conversation_runs.execute(true);
       w.delete_conversation.execute(true);
     }
     for (auto s : plan.sources) {
       w.source = {s->user_id, s->source, s->conversation_id};
       w.insert_source.execute(true);
+    }
+    for (auto r : plan.inserted_runs) {
+      w.run = {r->id, r->conversation_id, r->message_id, r->started_at};
+      w.insert_run.execute(true);
+    }
+    for (auto id : plan.deleted_runs) {
+      w.id = *id;
+      w.delete_run.execute(true);
     }
     for (auto& u : plan.usage) {
       auto& b = w.usage;
@@ -1018,6 +1055,10 @@ class locked_store final : public store {
   std::optional<message_record> find_message(const std::string& conversation_id,
                                              const std::string& message_id) override {
     return with([&](store& s) { return s.find_message(conversation_id, message_id); });
+  }
+  std::optional<run_record> find_run(const std::string& conversation_id,
+                                     const std::string& run_id) override {
+    return with([&](store& s) { return s.find_run(conversation_id, run_id); });
   }
   std::optional<message_record> find_message_by_id(const std::string& message_id) override {
     return with([&](store& s) { return s.find_message_by_id(message_id); });

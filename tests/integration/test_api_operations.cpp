@@ -151,14 +151,15 @@ BOOST_AUTO_TEST_CASE(a_stream_whose_client_leaves_is_counted_once_with_its_statu
   http_client c(s.base_url(), "leaver");
   auto id = create_conversation(c);
   auto before = scrape(c);
-  auto streamed =
-      sse_post(s.base_url(), "/v1/conversations/" + id + "/messages",
-               {{"content", "a long question of many words to answer"}, {"stream", true}}, "leaver",
-               [](const sse_result& r) {
-                 for (auto& e : r.events)
-                   if (e.name == "delta") return false;  // hang up at the first piece
-                 return true;
-               });
+  auto streamed = sse_post(s.base_url(), "/v1/conversations/" + id + "/messages",
+                           {{"content", "a long question of many words to answer"},
+                            {"stream", true},
+                            {"on_disconnect", "cancel"}},
+                           "leaver", [](const sse_result& r) {
+                             for (auto& e : r.events)
+                               if (e.name == "delta") return false;  // hang up at the first piece
+                             return true;
+                           });
   BOOST_REQUIRE(streamed.aborted);
   auto counted = [&](const prometheus_scrape& now) {
     return requests_of(now, "POST", "/v1/conversations/:id/messages", "200") -

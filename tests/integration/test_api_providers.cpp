@@ -276,13 +276,14 @@ BOOST_AUTO_TEST_CASE(timeouts_are_504_and_free_the_upstream) {
   BOOST_TEST(mock().stats()["abandoned"].get<int>() >= 1);
 }
 
-BOOST_AUTO_TEST_CASE(a_client_that_goes_away_frees_the_upstream) {
+BOOST_AUTO_TEST_CASE(a_client_that_goes_away_asking_to_cancel_frees_the_upstream) {
   auto c = client("gone-user");
   auto id = create_conversation(c, {{"model", "gpt"}});
   auto abandoned_before = mock().stats()["abandoned"].get<int>();
   mock().push_behaviors(json::array({{{"fault", "stall"}}}));
   post_and_hang_up(server().port(), "/v1/conversations/" + id + "/messages",
-                   R"({"content": "bye"})", "gone-user", milliseconds(300));
+                   R"({"content": "bye", "on_disconnect": "cancel"})", "gone-user",
+                   milliseconds(300));
   // Well before the provider's 3 s timeout, the upstream request is closed.
   auto start = std::chrono::steady_clock::now();
   BOOST_TEST(eventually([&] { return mock().stats()["abandoned"].get<int>() > abandoned_before; }));
@@ -294,13 +295,13 @@ BOOST_AUTO_TEST_CASE(a_client_that_goes_away_frees_the_upstream) {
   BOOST_TEST(all_messages(c, id)[0]["content"] == "bye");
 }
 
-BOOST_AUTO_TEST_CASE(a_client_that_goes_away_keeps_the_text_so_far_as_cancelled) {
+BOOST_AUTO_TEST_CASE(a_client_that_goes_away_asking_to_cancel_keeps_the_text_so_far) {
   auto c = client("gone-echo-user");
   auto id = create_conversation(c, {{"model", "slow-echo"}});
   // 13 words, one every 100 ms; the client leaves after about 450 ms.
   post_and_hang_up(server().port(), "/v1/conversations/" + id + "/messages",
-                   R"({"content": "a b c d e f g h i j k l"})", "gone-echo-user",
-                   milliseconds(450));
+                   R"({"content": "a b c d e f g h i j k l", "on_disconnect": "cancel"})",
+                   "gone-echo-user", milliseconds(450));
   BOOST_REQUIRE(eventually([&] { return all_messages(c, id).size() == 2u; }));
   auto reply = all_messages(c, id)[1];
   BOOST_TEST(reply["finish_reason"] == "cancelled");

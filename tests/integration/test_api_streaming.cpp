@@ -212,13 +212,14 @@ BOOST_AUTO_TEST_CASE(a_quiet_stream_gets_keep_alive_comments) {
   BOOST_TEST(first_comment < r.body.find("event: delta"));
 }
 
-BOOST_AUTO_TEST_CASE(a_stream_client_that_leaves_cancels_the_upstream_and_keeps_the_text) {
+BOOST_AUTO_TEST_CASE(a_stream_client_that_leaves_asking_to_cancel_stops_the_upstream) {
   auto c = client("sse-leaver");
   auto id = create_conversation(c, {{"model", "upstream"}});
   auto abandoned_before = mock().stats()["abandoned"].get<int>();
   // 40 words, 50 ms apart: the client leaves after the third delta.
   mock().push_behaviors(json::array({{{"ttft_ms", 50}, {"itl_ms", 50}, {"words", 40}}}));
-  auto r = sse_post(server().base_url(), messages_path(id), {{"content", "go"}, {"stream", true}},
+  auto r = sse_post(server().base_url(), messages_path(id),
+                    {{"content", "go"}, {"stream", true}, {"on_disconnect", "cancel"}},
                     "sse-leaver", [](const sse_result& so_far) {
                       int deltas = 0;
                       for (auto& e : so_far.events) deltas += e.name == "delta";
@@ -267,9 +268,10 @@ BOOST_AUTO_TEST_CASE(a_slow_reader_is_cut_off_while_the_others_carry_on) {
   // the socket buffers (up to 4 MiB, as the kernel tunes them) hold.
   mock().push_behaviors(
       json::array({{{"ttft_ms", 0}, {"itl_ms", 0}, {"words", 6000}, {"word_bytes", 1000}}}));
-  auto got = post_and_read_slowly(messages_path(flooded),
-                                  json{{"content", "flood me"}, {"stream", true}}.dump(),
-                                  "slow-reader", milliseconds(2500));
+  auto got = post_and_read_slowly(
+      messages_path(flooded),
+      json{{"content", "flood me"}, {"stream", true}, {"on_disconnect", "cancel"}}.dump(),
+      "slow-reader", milliseconds(2500));
   // The slow client got the start of the stream, then an error, then the end.
   BOOST_TEST(got.find("200 OK") != std::string::npos);
   auto error_at = got.rfind("event: error");
@@ -439,14 +441,14 @@ BOOST_AUTO_TEST_CASE(a_client_that_answers_no_pings_is_closed) {
   BOOST_TEST(closed.reason.find("pong") != std::string::npos);
 }
 
-BOOST_AUTO_TEST_CASE(a_socket_that_leaves_mid_reply_cancels_its_generation) {
+BOOST_AUTO_TEST_CASE(a_socket_that_leaves_mid_reply_asking_to_cancel_stops_its_generation) {
   auto c = client("ws-leaver");
   auto id = create_conversation(c, {{"model", "upstream"}});
   mock().push_behaviors(json::array({{{"ttft_ms", 50}, {"itl_ms", 50}, {"words", 40}}}));
   auto abandoned_before = mock().stats()["abandoned"].get<int>();
   {
     ws_client ws(server().port(), ws_path(id), "ws-leaver");
-    ws.send_json({{"type", "message"}, {"content", "go"}});
+    ws.send_json({{"type", "message"}, {"content", "go"}, {"on_disconnect", "cancel"}});
     BOOST_TEST(ws.read_json()["type"] == "message");
     BOOST_TEST(ws.read_json()["type"] == "delta");
   }  // the socket closes

@@ -67,6 +67,10 @@ class forwarding_store : public store {
                                                             unsigned limit) override {
     return inner_->list_conversations_by_id(user_id, after, limit);
   }
+  std::optional<run_record> find_run(const std::string& conversation_id,
+                                     const std::string& run_id) override {
+    return inner_->find_run(conversation_id, run_id);
+  }
   std::optional<std::string> find_source(const std::string& user_id,
                                          const std::string& source) override {
     return inner_->find_source(user_id, source);

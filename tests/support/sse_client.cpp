@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 namespace parley::testing {
@@ -39,6 +40,7 @@ bool take_events(reading& r) {
         continue;
       }
       if (line.rfind("event: ", 0) == 0) e.name = line.substr(7), any = true;
+      if (line.rfind("id: ", 0) == 0) e.id = line.substr(4);
       if (line.rfind("data: ", 0) == 0) data += line.substr(6), any = true;
     }
     if (!any) continue;
@@ -59,26 +61,27 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-}  // namespace
-
-sse_result sse_post(const std::string& base_url, const std::string& path,
-                    const nlohmann::json& body, const std::string& user_id,
-                    std::function<bool(const sse_result&)> keep_reading,
-                    std::vector<std::string> headers) {
+/// POSTs `body`, or GETs when there is none.
+sse_result sse_request(const std::string& base_url, const std::string& path,
+                       const std::optional<nlohmann::json>& body, const std::string& user_id,
+                       std::function<bool(const sse_result&)> keep_reading,
+                       std::vector<std::string> headers) {
   reading r;
   r.keep_reading = std::move(keep_reading);
   r.result.started = std::chrono::steady_clock::now();
   auto curl = curl_easy_init();
   if (!curl) throw std::runtime_error("curl_easy_init failed");
-  headers.push_back("Content-Type: application/json");
+  if (body) headers.push_back("Content-Type: application/json");
   if (!user_id.empty()) headers.push_back("X-User-Id: " + user_id);
   curl_slist* list = nullptr;
   for (auto& h : headers) list = curl_slist_append(list, h.c_str());
   auto url = base_url + path;
-  auto text = body.dump();
+  auto text = body ? body->dump() : std::string();
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, text.data());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(text.size()));
+  if (body) {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, text.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(text.size()));
+  }
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
@@ -91,8 +94,25 @@ sse_result sse_post(const std::string& base_url, const std::string& path,
   curl_slist_free_all(list);
   curl_easy_cleanup(curl);
   if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && r.result.aborted))
-    throw std::runtime_error("POST " + path + ": " + curl_easy_strerror(rc));
+    throw std::runtime_error(std::string(body ? "POST " : "GET ") + path + ": " +
+                             curl_easy_strerror(rc));
   return r.result;
+}
+
+}  // namespace
+
+sse_result sse_post(const std::string& base_url, const std::string& path,
+                    const nlohmann::json& body, const std::string& user_id,
+                    std::function<bool(const sse_result&)> keep_reading,
+                    std::vector<std::string> headers) {
+  return sse_request(base_url, path, body, user_id, std::move(keep_reading), std::move(headers));
+}
+
+sse_result sse_get(const std::string& base_url, const std::string& path, const std::string& user_id,
+                   std::function<bool(const sse_result&)> keep_reading,
+                   std::vector<std::string> headers) {
+  return sse_request(base_url, path, std::nullopt, user_id, std::move(keep_reading),
+                     std::move(headers));
 }
 
 }  // namespace parley::testing

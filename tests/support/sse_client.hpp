@@ -13,6 +13,7 @@ namespace parley::testing {
 /// One server-sent event as the client read it, with when it arrived.
 struct sse_event_read {
   std::string name;
+  std::string id;       ///< its `id:` line, if any
   nlohmann::json data;  ///< discarded when the data is not JSON
   std::chrono::steady_clock::time_point at;
 };
@@ -35,5 +36,11 @@ sse_result sse_post(const std::string& base_url, const std::string& path,
                     const nlohmann::json& body, const std::string& user_id = "",
                     std::function<bool(const sse_result&)> keep_reading = {},
                     std::vector<std::string> headers = {});
+
+/// The same for a GET (a resumed stream): `headers` such as Last-Event-ID.
+sse_result sse_get(const std::string& base_url, const std::string& path,
+                   const std::string& user_id = "",
+                   std::function<bool(const sse_result&)> keep_reading = {},
+                   std::vector<std::string> headers = {});
 
 }  // namespace parley::testing

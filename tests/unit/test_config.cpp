@@ -53,6 +53,24 @@ BOOST_AUTO_TEST_CASE(defaults_match_the_contract) {
   BOOST_TEST(s.limits.requests_per_minute == 0u);
   BOOST_TEST(s.limits.tokens_per_day == 0u);
   BOOST_TEST(s.default_model == "echo");
+  BOOST_TEST(s.streams.on_disconnect == "continue");
+  BOOST_TEST(s.streams.retention_s == 600u);
+}
+
+BOOST_AUTO_TEST_CASE(stream_settings_are_read_and_checked) {
+  config_file cancel("[streams]\non_disconnect = \"cancel\"\nretention_s = 30\n");
+  auto s = load_settings(cli_of({"serve", "--config", cancel.path.c_str()}), {});
+  BOOST_TEST(s.streams.on_disconnect == "cancel");
+  BOOST_TEST(s.streams.retention_s == 30u);
+  config_file wrong("[streams]\non_disconnect = \"explode\"\n");
+  try {
+    load_settings(cli_of({"serve", "--config", wrong.path.c_str()}), {});
+    BOOST_FAIL("an unknown on_disconnect was taken");
+  } catch (const config_error& e) {
+    BOOST_TEST(std::string(e.what()).find("streams.on_disconnect") != std::string::npos);
+  }
+  BOOST_TEST(error_of("[streams]\nretention_s = -5\n").find("streams.retention_s") !=
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(file_then_environment_then_flags) {

@@ -334,6 +334,9 @@ struct recording_subscriber : conversation_subscriber {
       case kind::closed:
         seen.push_back("closed:" + e.reason->detail);
         break;
+      case kind::failed:
+        seen.push_back("failed:" + e.reason->detail);
+        break;
     }
     return accept;
   }
@@ -464,7 +467,7 @@ struct cut_off_stream : recording_subscriber {
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(a_stream_cut_off_calls_its_generation_off_and_keeps_the_text) {
+BOOST_AUTO_TEST_CASE(a_stream_cut_off_that_cancels_on_disconnect_keeps_the_text_so_far) {
   // One word every 300 ms: without the cancel the whole reply would come.
   engine_fixture f([](settings& s) {
     auto slow = slow_builtin(10);
@@ -476,6 +479,8 @@ BOOST_AUTO_TEST_CASE(a_stream_cut_off_calls_its_generation_off_and_keeps_the_tex
   send_params p;
   p.content = "one two three four five six seven eight";
   p.stream = stream;
+  // What the HTTP layer passes for on_disconnect = cancel.
+  p.cancel = std::make_shared<cancellation>();
   waiter<exchange_answer> w;
   auto began = std::chrono::steady_clock::now();
   f.eng->send_message("alice", id, p, std::nullopt, w.fn());
@@ -493,6 +498,132 @@ BOOST_AUTO_TEST_CASE(a_stream_cut_off_calls_its_generation_off_and_keeps_the_tex
   BOOST_REQUIRE(stored.size() == 2u);
   BOOST_TEST(stored[1].id == r->reply->id);
   BOOST_TEST((stored[1].finish_reason == "cancelled"));
+}
+
+BOOST_AUTO_TEST_CASE(a_stream_cut_off_that_continues_on_disconnect_gets_the_whole_reply) {
+  engine_fixture f([](settings& s) {
+    auto slow = slow_builtin(10);
+    slow.itl_ms = 20;
+    s.providers.push_back(slow);
+  });
+  auto id = f.create("alice").conversation->id;
+  auto stream = std::make_shared<cut_off_stream>();
+  send_params p;
+  p.content = "one two three four";
+  p.stream = stream;
+  waiter<exchange_answer> w;
+  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
+  auto r = w.get();
+  BOOST_REQUIRE(bool(r));
+  BOOST_REQUIRE(r->reply.has_value());
+  BOOST_TEST((r->reply->finish_reason == "stop"));
+  BOOST_TEST(r->reply->content == "Echo: one two three four");
+  auto stored = f.history("alice", id).data;
+  BOOST_REQUIRE(stored.size() == 2u);
+  BOOST_TEST(stored[1].content == "Echo: one two three four");
+}
+
+namespace {
+
+/// Records each event as "<kind> <n> <text>" (n is 0 outside a run).
+struct numbered_subscriber : conversation_subscriber {
+  parley::mutex mutex;
+  std::vector<std::string> seen GUARDED_BY(mutex);
+
+  bool deliver(const conversation_event& e) override {
+    static const char* const names[] = {"started", "message", "delta", "done",
+                                        "branch",  "closed",  "failed"};
+    mutex_lock lock(mutex);
+    auto text = e.type == conversation_event::kind::delta ? e.text
+                : e.message                               ? e.message->content.str()
+                : e.reason                                ? e.reason->detail
+                                                          : std::string();
+    seen.push_back(std::string(names[static_cast<int>(e.type)]) + " " + std::to_string(e.n) + " " +
+                   text);
+    return true;
+  }
+  std::vector<std::string> events() {
+    mutex_lock lock(mutex);
+    return seen;
+  }
+};
+
+outcome<resume_outcome> resume(engine_fixture& f, const std::string& user, const std::string& id,
+                               std::optional<run_position> from,
+                               const std::shared_ptr<conversation_subscriber>& s) {
+  waiter<resume_outcome> w;
+  f.eng->resume(user, id, std::move(from), s, true, w.fn());
+  return w.get();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_run_is_numbered_and_replayed_after_a_position_its_deltas_as_one) {
+  engine_fixture f;
+  auto id = f.create("alice").conversation->id;
+  auto own = std::make_shared<numbered_subscriber>();
+  send_params p;
+  p.content = "a b c";
+  p.stream = own;
+  waiter<exchange_answer> w;
+  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
+  auto sent = w.get();
+  BOOST_REQUIRE(bool(sent));
+  auto run = sent->reply->id;
+  auto events = own->events();
+  // The message is stored (and opens the stream) first: message 1, deltas
+  // 2…k, done k+1 = the number of events.
+  BOOST_REQUIRE(events.size() >= 4u);
+  BOOST_TEST(events[0] == "message 1 a b c");
+  auto last = events.size();
+  BOOST_TEST(events.back() == "done " + std::to_string(last) + " Echo: a b c");
+
+  // After the first delta: the rest of the text as one delta, then done.
+  auto replayed = std::make_shared<numbered_subscriber>();
+  auto r = resume(f, "alice", id, run_position{run, 2}, replayed);
+  BOOST_REQUIRE(bool(r));
+  BOOST_TEST((*r == resume_outcome::streaming));
+  std::string rest;
+  for (std::size_t i = 2; i + 1 < last; ++i) rest += events[i].substr(events[i].find(' ', 6) + 1);
+  auto got = replayed->events();
+  BOOST_REQUIRE(got.size() == 2u);
+  BOOST_TEST(got[0] == "delta " + std::to_string(last - 1) + " " + rest);
+  BOOST_TEST(got[1] == events.back());
+
+  // Nothing after the last event; nothing running and none named.
+  BOOST_TEST((*resume(f, "alice", id, run_position{run, last}, replayed) == resume_outcome::idle));
+  BOOST_TEST((*resume(f, "alice", id, std::nullopt, replayed) == resume_outcome::idle));
+  // Another user's, or a run that never was.
+  BOOST_TEST(
+      (resume(f, "mallory", id, run_position{run, 0}, replayed).error().code == errc::not_found));
+  BOOST_TEST(
+      (resume(f, "alice", id, run_position{"01900000-0000-7000-8000-000000000000", 0}, replayed)
+           .error()
+           .code == errc::not_found));
+  // Nothing runs: nothing to cancel.
+  waiter<message_record> cancel;
+  f.eng->cancel_exchange("alice", id, cancel.fn());
+  BOOST_TEST((cancel.get().error().code == errc::conflict));
+}
+
+BOOST_AUTO_TEST_CASE(a_run_no_longer_held_is_answered_from_its_stored_reply) {
+  engine_fixture f([](settings& s) { s.streams.retention_s = 0; });
+  auto id = f.create("alice").conversation->id;
+  auto own = std::make_shared<numbered_subscriber>();
+  send_params p;
+  p.content = "kept";
+  p.stream = own;
+  waiter<exchange_answer> w;
+  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
+  auto sent = w.get();
+  BOOST_REQUIRE(bool(sent));
+  auto replayed = std::make_shared<numbered_subscriber>();
+  auto r = resume(f, "alice", id, run_position{sent->reply->id, 1}, replayed);
+  BOOST_REQUIRE(bool(r));
+  BOOST_TEST((*r == resume_outcome::streaming));
+  auto got = replayed->events();
+  BOOST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0] == "done 2 Echo: kept");
 }
 
 BOOST_AUTO_TEST_CASE(a_client_gone_from_a_reply_nobody_streams_keeps_the_text_so_far) {

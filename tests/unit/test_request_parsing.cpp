@@ -131,6 +131,61 @@ BOOST_AUTO_TEST_CASE(patch_fields) {
   BOOST_TEST(first_field(parse_message_edit(json::object(), limits())) == "content");
 }
 
+BOOST_AUTO_TEST_CASE(on_disconnect_fields) {
+  auto asked = [](const json& body) {
+    return value_of(parse_send_message(body, limits())).params.cancel_on_disconnect;
+  };
+  BOOST_TEST(!asked({{"content", "x"}}).has_value());
+  BOOST_TEST(*asked({{"content", "x"}, {"on_disconnect", "cancel"}}));
+  BOOST_TEST(!*asked({{"content", "x"}, {"on_disconnect", "continue"}}));
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"on_disconnect", "stop"}},
+                                            limits())) == "on_disconnect");
+  BOOST_TEST(first_field(parse_send_message({{"content", "x"}, {"on_disconnect", true}},
+                                            limits())) == "on_disconnect");
+  BOOST_TEST(*value_of(parse_regenerate({{"on_disconnect", "cancel"}}, limits()))
+                  .params.cancel_on_disconnect);
+  BOOST_TEST(first_field(parse_regenerate({{"on_disconnect", 1}}, limits())) == "on_disconnect");
+  auto first = value_of(parse_create_conversation(
+      {{"message", {{"content", "hi"}, {"on_disconnect", "cancel"}}}}, "u", limits()));
+  BOOST_TEST(*first.first_message->cancel_on_disconnect);
+  BOOST_TEST(
+      *value_of(parse_ws_message(
+                    {{"type", "message"}, {"content", "x"}, {"on_disconnect", "cancel"}}, limits()))
+           .cancel_on_disconnect);
+}
+
+BOOST_AUTO_TEST_CASE(resume_positions) {
+  const std::string run = "0193a1b2-c3d6-7b12-8c3d-4e5f6a7b8c9d";
+  auto none = value_of(parse_resume_position({}, std::nullopt));
+  BOOST_TEST(!none.has_value());
+  BOOST_TEST(!value_of(parse_resume_position({}, std::string_view())).has_value());
+  auto from_header = value_of(parse_resume_position({}, run + ":7"));
+  BOOST_TEST(from_header->run_id == run);
+  BOOST_TEST(from_header->after == 7u);
+  auto from_query = value_of(parse_resume_position({{"run_id", run}, {"after", "3"}}, run + ":9"));
+  BOOST_TEST(from_query->after == 3u);  // the query wins over the header
+  BOOST_TEST(value_of(parse_resume_position({{"run_id", run}}, std::nullopt))->after == 0u);
+  for (std::string bad :
+       std::vector<std::string>{"garbage", run, run + ":", run + ":x", run + ":-1", "nope:3",
+                                run + ":3:4", run + ":99999999999999999999999"})
+    BOOST_TEST(problem_of(parse_resume_position({}, bad)).status == 404, bad);
+  BOOST_TEST(problem_of(parse_resume_position({{"run_id", "nope"}}, std::nullopt)).status == 404);
+  BOOST_TEST(first_field(parse_resume_position({{"run_id", run}, {"after", "-1"}}, std::nullopt)) ==
+             "after");
+  BOOST_TEST(first_field(parse_resume_position({{"after", "1"}}, std::nullopt)) == "after");
+
+  auto ws = value_of(parse_ws_resume({{"type", "resume"}, {"run_id", run}, {"after", 2}}));
+  BOOST_TEST(ws->run_id == run);
+  BOOST_TEST(ws->after == 2u);
+  BOOST_TEST(!value_of(parse_ws_resume({{"type", "resume"}})).has_value());
+  BOOST_TEST(value_of(parse_ws_resume({{"type", "resume"}, {"run_id", run}}))->after == 0u);
+  BOOST_TEST(problem_of(parse_ws_resume({{"run_id", "x"}})).status == 404);
+  BOOST_TEST(first_field(parse_ws_resume({{"run_id", 5}})) == "run_id");
+  BOOST_TEST(first_field(parse_ws_resume({{"run_id", run}, {"after", -1}})) == "after");
+  BOOST_TEST(first_field(parse_ws_resume({{"run_id", run}, {"after", 1.5}})) == "after");
+  BOOST_TEST(first_field(parse_ws_resume({{"after", 1}})) == "after");
+}
+
 BOOST_AUTO_TEST_CASE(regenerate_fields) {
   auto plain = value_of(parse_regenerate(json::object(), limits()));
   BOOST_TEST(!plain.stream);

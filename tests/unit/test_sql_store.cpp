@@ -378,6 +378,28 @@ BOOST_AUTO_TEST_CASE(import_sources_are_one_per_user_and_go_with_their_conversat
   BOOST_TEST(*db->find_source("bob", "chatgpt:x") == "c3");
 }
 
+BOOST_AUTO_TEST_CASE(runs_are_found_in_their_conversation_until_removed) {
+  commit(*db, {write::insert_conversation{conversation("c1", "alice", 1)},
+               write::insert_conversation{conversation("c2", "alice", 1)},
+               write::insert_run{{"r1", "c1", "c1-m1", 1234}},
+               write::insert_run{{"r2", "c1", "c1-m3", 5678}},
+               write::insert_run{{"r3", "c2", "c2-m1", 9}}});
+  auto found = db->find_run("c1", "r1");
+  BOOST_REQUIRE(found.has_value());
+  BOOST_TEST(found->message_id == "c1-m1");
+  BOOST_TEST(found->started_at == 1234);
+  BOOST_TEST(found->conversation_id == "c1");
+  BOOST_TEST(!db->find_run("c2", "r1").has_value());  // another conversation's
+  BOOST_TEST(!db->find_run("c1", "nope").has_value());
+  commit(*db, {write::delete_run{"r1"}});
+  BOOST_TEST(!db->find_run("c1", "r1").has_value());
+  BOOST_TEST(db->find_run("c1", "r2").has_value());
+  // Deleting the conversation removes its runs, and only its.
+  commit(*db, {write::delete_conversation{"c1"}});
+  BOOST_TEST(!db->find_run("c1", "r2").has_value());
+  BOOST_TEST(db->find_run("c2", "r3").has_value());
+}
+
 BOOST_AUTO_TEST_CASE(conversations_are_listed_by_id_for_export) {
   commit(*db, {write::insert_conversation{conversation("b", "alice", 9)},
                write::insert_conversation{conversation("a", "alice", 1)},

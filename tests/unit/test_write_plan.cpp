@@ -22,8 +22,11 @@ BOOST_AUTO_TEST_CASE(each_kind_gets_its_own_list_in_arrival_order) {
               write::insert_message{testing::sample_message("c1", 1)},
               write::put_idempotency{{"u", "k1", "h", "{}", 1}}};
   write_set b{write::insert_message{testing::sample_message("c2", 7)},
-              write::delete_message{"c2-m3"}, write::delete_conversation{"c3"},
-              write::record_source{"u", "chatgpt:x", "c1"}};
+              write::delete_message{"c2-m3"},
+              write::delete_conversation{"c3"},
+              write::record_source{"u", "chatgpt:x", "c1"},
+              write::insert_run{{"r1", "c1", "m", 5}},
+              write::delete_run{"r0"}};
   auto plan = make_write_plan({&a, &b});
   BOOST_REQUIRE(plan.inserted_conversations.size() == 1u);
   BOOST_REQUIRE(plan.inserted_messages.size() == 2u);
@@ -32,6 +35,8 @@ BOOST_AUTO_TEST_CASE(each_kind_gets_its_own_list_in_arrival_order) {
   BOOST_TEST(plan.deleted_messages.at(0)->id == "c2-m3");
   BOOST_TEST(*plan.deleted_conversations.at(0) == "c3");
   BOOST_TEST(plan.sources.at(0)->source == "chatgpt:x");
+  BOOST_TEST(plan.inserted_runs.at(0)->id == "r1");
+  BOOST_TEST(*plan.deleted_runs.at(0) == "r0");
   BOOST_TEST(plan.idempotency_keys.at(0)->key == "k1");
   BOOST_TEST(plan.conversation_updates.empty());
 }

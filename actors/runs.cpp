@@ -1,0 +1,175 @@
+// Runs: the events of each exchange that asks a model, numbered and kept so
+// that a client whose connection dropped can pick the exchange up where it
+// lost it (GET …/stream, a WebSocket's resume) and stop it (POST …/cancel).
+// The conversation's actor is the only one touching them: a replay and the
+// live events it joins cannot interleave, so nothing is lost or repeated at
+// the seam.
+
+#include "actors/conversation_state.hpp"
+
+#include <algorithm>
+
+namespace parley::conversation_detail {
+
+namespace {
+
+using kind = conversation_event::kind;
+
+/// Finished runs a conversation keeps at most, whatever their age: a
+/// conversation sending fast must not pile them up for the retention period.
+constexpr std::size_t max_finished_runs = 8;
+
+void forget_expired(conversation_state& st) {
+  auto now = st.ctx->clock->now();
+  auto finished = static_cast<std::size_t>(
+      std::count_if(st.runs.begin(), st.runs.end(), [](auto& r) { return r.ended; }));
+  for (auto at = st.runs.begin(); at != st.runs.end();) {
+    if (at->ended && (at->expires <= now || finished > max_finished_runs)) {
+      at = st.runs.erase(at);
+      --finished;
+    } else {
+      ++at;
+    }
+  }
+}
+
+/// Sends `s` the run's events after `after`, deltas in a row as one.
+/// False once `s` refused one.
+bool replay(const run_log& run, std::uint64_t after, conversation_subscriber& s) {
+  for (auto& entry : run.entries) {
+    if (entry.n <= after) continue;
+    conversation_event e;
+    e.type = entry.type;
+    e.run_id = &run.id;
+    e.n = entry.n;
+    if (entry.type == kind::delta) {
+      auto first = entry.n + 1 - entry.ends.size();
+      auto from = after >= first ? entry.ends[after - first] : 0;
+      e.text = entry.text.substr(from);
+    } else {
+      e.message = entry.message ? &*entry.message : nullptr;
+      e.reason = entry.reason;
+    }
+    if (!s.deliver(e)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+run_log* current_run(conversation_state& st) {
+  if (st.runs.empty() || st.runs.back().ended) return nullptr;
+  return &st.runs.back();
+}
+
+void begin_run(self_ptr self, const std::string& reply_id) {
+  auto& st = self->state;
+  if (current_run(st))
+    abandon_run(self, {errc::conflict, "the exchange started over after a conflicting write"});
+  forget_expired(st);
+  run_log run;
+  run.id = reply_id;
+  run.started_at = st.ctx->clock->wall_ms();
+  run.listing = st.ctx->running.add(st.id, {run.id, run.started_at});
+  st.runs.push_back(std::move(run));
+}
+
+void record_in_run(conversation_state&, run_log& run, conversation_event& e) {
+  e.run_id = &run.id;
+  e.n = ++run.last_n;
+  if (e.type == kind::delta) {
+    if (run.entries.empty() || run.entries.back().type != kind::delta)
+      run.entries.push_back({.type = kind::delta});
+    auto& deltas = run.entries.back();
+    deltas.text += e.text;
+    deltas.ends.push_back(static_cast<std::uint32_t>(deltas.text.size()));
+    deltas.n = e.n;
+  } else {
+    run_entry entry{.type = e.type, .n = e.n};
+    if (e.message) entry.message = *e.message;
+    entry.reason = e.reason;
+    run.entries.push_back(std::move(entry));
+  }
+  auto& f = run.followers;
+  f.erase(std::remove_if(f.begin(), f.end(), [&](auto& s) { return !s->deliver(e); }), f.end());
+}
+
+void end_run(self_ptr self, const message_record* reply, const failure* why) {
+  auto& st = self->state;
+  auto* run = current_run(st);
+  if (!run) return;
+  run->ended = true;
+  run->expires = st.ctx->clock->now() + std::chrono::seconds(st.ctx->cfg.streams.retention_s);
+  run->listing.reset();
+  // Their streams ended with the last event.
+  run->followers.clear();
+  for (auto& caller : run->cancellers) {
+    if (reply)
+      caller.complete(*reply);
+    else
+      caller.fail(*why);
+  }
+  run->cancellers.clear();
+  if (st.ctx->cfg.streams.retention_s == 0) st.runs.pop_back();
+}
+
+void abandon_run(self_ptr self, const failure& why) {
+  auto& st = self->state;
+  auto* run = current_run(st);
+  if (!run) return;
+  conversation_event closed;
+  closed.type = kind::closed;
+  closed.reason = why;
+  for (auto& s : run->followers) s->deliver(closed);
+  for (auto& caller : run->cancellers) caller.fail(why);
+  // Its events stop short of an end: a resume asks the database instead.
+  st.runs.pop_back();
+}
+
+void resume_run(self_ptr self, const std::optional<run_position>& from,
+                const std::shared_ptr<conversation_subscriber>& s, bool follow,
+                const completion<resume_outcome>& caller) {
+  auto& st = self->state;
+  forget_expired(st);
+  run_log* run = nullptr;
+  if (!from) {
+    run = current_run(st);
+  } else {
+    auto at =
+        std::find_if(st.runs.begin(), st.runs.end(), [&](auto& r) { return r.id == from->run_id; });
+    if (at == st.runs.end()) {
+      caller.complete(resume_outcome::not_held);
+      return;
+    }
+    run = &*at;
+  }
+  auto after = from ? from->after : 0;
+  if (!run || (run->ended && after >= run->last_n)) {
+    caller.complete(resume_outcome::idle);
+    return;
+  }
+  if (!run->ended && follow) {
+    // Opens the stream, naming the run, even when nothing is left to replay yet.
+    conversation_event started;
+    started.type = kind::started;
+    started.run_id = &run->id;
+    s->deliver(started);
+  }
+  if (replay(*run, after, *s) && !run->ended && follow) run->followers.push_back(s);
+  caller.complete(resume_outcome::streaming);
+}
+
+void cancel_run(self_ptr self, const completion<message_record>& caller) {
+  auto& st = self->state;
+  auto* run = current_run(st);
+  if (!run) {
+    caller.fail({errc::conflict, "nothing is running in conversation " + st.id});
+    return;
+  }
+  run->cancel_requested = true;
+  run->cancellers.push_back(caller);
+  // A generation not begun yet is stopped as it begins (generate()).
+  if (st.generation && st.generation->handle) st.generation->handle->cancel();
+}
+
+}  // namespace parley::conversation_detail

@@ -125,8 +125,9 @@ prompt context_window::assemble(const std::optional<std::string>& system_prompt)
 
 prompt context_window::assemble_with(const std::optional<std::string>& system_prompt,
                                      const message_record* pending, const std::string* skip_id,
-                                     std::int64_t budget) const {
+                                     std::int64_t budget, const summary_cover* summary) const {
   budget = std::min(budget, budget_);
+  if (summary) budget = std::max<std::int64_t>(0, budget - summary->message.tokens);
   std::optional<chat_message> system;
   if (system_prompt) system = system_message(*system_prompt);
   std::optional<chat_message> next;
@@ -135,11 +136,16 @@ prompt context_window::assemble_with(const std::optional<std::string>& system_pr
   std::shared_ptr<const prompt::history> shared = messages_;
   auto first = first_, last = keys_.size();
   auto tokens = tokens_;
+  // What the summary covers comes first: a child is numbered after its parent.
+  while (summary && first < last && keys_[first].seq <= summary->through_seq) {
+    tokens -= (*messages_)[first].tokens;
+    ++first;
+  }
   if (skip_id) {
     if (last > first && keys_[last - 1].id == *skip_id) {
       --last;  // the newest, as regenerate's reply to replace is
       tokens -= (*messages_)[last].tokens;
-    } else if (auto at = find(*skip_id)) {
+    } else if (auto at = find(*skip_id); at && *at >= first) {
       // Anywhere else: this prompt gets a copy of its own without it.
       auto copy = std::make_shared<prompt::history>(messages_->begin() + first, messages_->end());
       copy->erase(copy->begin() + static_cast<std::ptrdiff_t>(*at - first));
@@ -159,7 +165,9 @@ prompt context_window::assemble_with(const std::optional<std::string>& system_pr
     tokens -= (*shared)[first].tokens;
     ++first;
   }
-  return prompt(std::move(system), std::move(shared), first, last, tokens, std::move(next));
+  prompt out(std::move(system), std::move(shared), first, last, tokens, std::move(next));
+  if (summary) out.set_summary(summary->message);
+  return out;
 }
 
 const chat_message& context_window::system_message(const std::string& system_prompt) const {

@@ -11,6 +11,13 @@
 
 namespace parley {
 
+/// A summary that stands in for a branch's messages from its root through
+/// the one numbered `through_seq`: the prompt sends `message` instead.
+struct summary_cover {
+  chat_message message;
+  std::int64_t through_seq = 0;
+};
+
 /// One message of the window, as its owner reads it: valid until the window
 /// next changes.
 struct window_entry {
@@ -60,10 +67,12 @@ class context_window {
   /// The provider's input as it would be with `pending` appended and the message
   /// `skip_id` removed, by the same rule within `budget` (at most the window's:
   /// a model with a smaller window gets fewer messages), without changing the
-  /// window. Costs the messages it leaves out, not the ones it keeps.
+  /// window. Costs the messages it leaves out, not the ones it keeps. With
+  /// a `summary`, the messages it covers are left out and it comes after the
+  /// system prompt, its tokens taken from the budget.
   prompt assemble_with(const std::optional<std::string>& system_prompt,
                        const message_record* pending, const std::string* skip_id,
-                       std::int64_t budget) const;
+                       std::int64_t budget, const summary_cover* summary = nullptr) const;
 
   std::size_t size() const { return keys_.size() - first_; }
   bool empty() const { return size() == 0; }

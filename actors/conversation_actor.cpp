@@ -108,6 +108,10 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
           const completion<exchange_answer>& caller) {
         enqueue(self, caller, [=] { op_regenerate(self, user, p, claim, caller); });
       },
+      [=](compact_atom, const std::string& user, const std::optional<std::string>& model,
+          const completion<summary_record>& caller) {
+        enqueue(self, caller, [=] { op_compact(self, user, model, caller); });
+      },
       [=](fork_atom, const std::string& user, const fork_request& request,
           const std::optional<idempotency_claim>& claim,
           const completion<exchange_answer>& caller) {

@@ -18,14 +18,16 @@ struct conversation_event {
     delta,    ///< the next piece of the reply being generated (`text`)
     done,     ///< the reply was stored (`message`)
     failed,   ///< the exchange failed (`reason`); not sent to watchers, whose clients did not ask
-    branch,   ///< another branch became the active one (`active_leaf_id`)
-    closed,   ///< nothing more will come: deleted or dropped (`reason`)
+    compaction,  ///< the exchange summarized older messages first (`summary`)
+    branch,      ///< another branch became the active one (`active_leaf_id`)
+    closed,      ///< nothing more will come: deleted or dropped (`reason`)
   };
   kind type = kind::message;
   const message_record* message = nullptr;
   std::string text;
   std::optional<std::string> active_leaf_id;  ///< none: the conversation is empty
   std::optional<failure> reason;
+  const summary_record* summary = nullptr;
   /// The run the event belongs to (an exchange that asks a model) and its
   /// number in it, 1, 2, …: what a client resumes from. None outside runs.
   const std::string* run_id = nullptr;

@@ -63,7 +63,7 @@ bool publish(self_ptr self, conversation_event e,
   using kind = conversation_event::kind;
   auto& st = self->state;
   bool of_run = e.type == kind::message || e.type == kind::delta || e.type == kind::done ||
-                e.type == kind::failed;
+                e.type == kind::failed || e.type == kind::compaction;
   if (auto* run = current_run(st); run && of_run) record_in_run(st, *run, e);
   if (e.type != kind::failed) {
     auto& w = st.watchers;

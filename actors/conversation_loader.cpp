@@ -47,6 +47,7 @@ loaded_branch load_branch(store& db, const std::string& conversation_id,
   out.recent.assign(std::make_move_iterator(newest_first.rbegin()),
                     std::make_move_iterator(newest_first.rend()));
   if (count_length) out.length = db.branch_length(conversation_id, *leaf);
+  out.summary = summary_on_branch(db, conversation_id, leaf);
   return out;
 }
 
@@ -87,6 +88,7 @@ void load_state(self_ptr self, std::function<void()> then,
                       st.meta = std::move(*loaded.row);
                       st.window.reset(loaded.branch.recent, budget_for(*st.ctx, st.meta),
                                       loaded.branch.older_exist);
+                      st.summary = std::move(loaded.branch.summary);
                       st.current = phase::ready;
                       then();
                     },
@@ -137,6 +139,7 @@ void ensure_window(self_ptr self, const reply_slot& caller, std::function<void()
         auto& st = self->state;
         st.window.reset(loaded.branch.recent, budget_for(*st.ctx, st.meta),
                         loaded.branch.older_exist);
+        st.summary = std::move(loaded.branch.summary);
         then();
       });
 }

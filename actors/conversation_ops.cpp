@@ -73,6 +73,7 @@ void op_update(self_ptr self, const std::string& user, const conversation_patch&
   if (patch.model) meta.model = *patch.model;
   if (patch.system_prompt) meta.system_prompt = *patch.system_prompt;
   if (patch.metadata_json) meta.metadata_json = *patch.metadata_json;
+  if (patch.context_strategy) meta.context_strategy = *patch.context_strategy;
   meta.updated_at = self->state.ctx->clock->wall_ms();
   // Commits the row, with the branch that becomes active if one does.
   auto finish = [self, caller, meta](std::optional<loaded_branch> branch) mutable {
@@ -83,10 +84,12 @@ void op_update(self_ptr self, const std::string& user, const conversation_patch&
       auto& st = self->state;
       st.meta = meta;
       auto budget = budget_for(*st.ctx, meta);
-      if (branch)
+      if (branch) {
         st.window.reset(branch->recent, budget, branch->older_exist);
-      else
+        st.summary = branch->summary;
+      } else {
         st.window.set_budget(budget);
+      }
       if (st.meta.active_leaf_id != previous_leaf) publish_branch(self);
       caller.complete(meta);
       finish_op(self);
@@ -192,9 +195,13 @@ void op_remove(self_ptr self, const std::string& user, const std::string& messag
             if (effect.next_branch) {
               st.window.reset(effect.next_branch->recent, budget_for(*st.ctx, meta),
                               effect.next_branch->older_exist);
+              st.summary = effect.next_branch->summary;
               publish_branch(self);
             } else {
               st.window.remove(found.id);
+              // A summary through a message that is gone covers nothing on the branch.
+              if (st.summary && st.summary->covers_through_message_id == found.id)
+                st.summary.reset();
             }
             caller.complete(done{});
             finish_op(self);

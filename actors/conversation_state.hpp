@@ -81,6 +81,7 @@ struct run_entry {
   std::uint64_t n = 0;  ///< its number; for deltas, the last one's
   std::optional<message_record> message;
   std::optional<failure> reason;
+  std::optional<summary_record> summary;
   std::string text;                 ///< deltas: their text
   std::vector<std::uint32_t> ends;  ///< deltas: where each one ends in `text`
 };
@@ -113,6 +114,8 @@ struct conversation_state {
   phase current = phase::loading;
   conversation_record meta;
   context_window window;
+  /// The summary the active branch's prompts start with (strategy summarize).
+  std::optional<summary_record> summary;
   bool busy = false;  ///< an operation is running (or the actor is loading)
   /// A list, not a deque: most actors never queue, and an empty libstdc++
   /// deque still holds about 0.6 KiB.
@@ -217,11 +220,42 @@ void resume_run(self_ptr self, const std::optional<run_position>& from,
 /// stored reply, or a conflict when nothing runs.
 void cancel_run(self_ptr self, const completion<message_record>& caller);
 
+// --- context compaction (compaction.cpp) -------------------------------------------------
+
+/// Whether the conversation's context is summarized rather than truncated.
+bool summarizes(const engine_context& ctx, const conversation_record& meta);
+/// The newest summary of messages on the branch that ends at `leaf`, if
+/// any. Runs on a reader.
+std::optional<summary_record> summary_on_branch(store& db, const std::string& conversation_id,
+                                                const std::optional<std::string>& leaf);
+/// A summary as prompts send it.
+summary_cover cover_of(const summary_record& s);
+
+/// The branch a compaction works on, as an exchange continues it.
+struct compaction_input {
+  const context_window* window = nullptr;
+  const std::optional<summary_record>* current_summary = nullptr;
+  const message_record* pending = nullptr;  ///< the message being sent, not yet in the window
+  const std::string* skip_id = nullptr;     ///< regenerate's reply to replace
+  std::int64_t budget = 0;                  ///< for the messages, in the reply's model
+};
+
+/// Summarizes the oldest messages of `input` when its prompt would exceed
+/// context.summarize_at of the budget (always, with `force`), keeping the
+/// newest context.keep_recent_tokens verbatim, by `model` then its
+/// fallbacks until `deadline`, and commits the summary with its usage.
+/// `then` gets the new summary, none when there was nothing to fold, or
+/// why the summary failed (the caller goes on without it: it is never
+/// used). A failed commit answers `caller` and abandons, as commit() does.
+void compact(self_ptr self, const compaction_input& input, const model_info& model, bool force,
+             steady_time deadline, std::shared_ptr<cancellation> cancel, reply_slot caller,
+             std::function<void(outcome<std::optional<summary_record>>)> then);
+
 // --- the database (conversation_loader.cpp) ------------------------------------------
 
 /// Reads the branch that ends at `leaf` (none: the empty conversation): its
-/// newest messages that fit `budget`, and its length when `count_length`
-/// (which walks the whole branch). Runs on a reader.
+/// newest messages that fit `budget`, its newest summary, and its length
+/// when `count_length` (which walks the whole branch). Runs on a reader.
 loaded_branch load_branch(store& db, const std::string& conversation_id,
                           const std::optional<std::string>& leaf, std::int64_t budget,
                           bool count_length);
@@ -293,6 +327,10 @@ void op_fork(self_ptr self, const std::string& user, const fork_request& request
 void op_update(self_ptr self, const std::string& user, const conversation_patch& patch,
                const completion<conversation_record>& caller);
 void op_delete(self_ptr self, const std::string& user, const completion<done>& caller);
+/// POST …/compact: summarizes all but the newest keep_recent_tokens now
+/// (compaction.cpp); a conflict when nothing would be folded.
+void op_compact(self_ptr self, const std::string& user, const std::optional<std::string>& model,
+                const completion<summary_record>& caller);
 void op_edit(self_ptr self, const std::string& user, const std::string& message_id,
              const shared_text& content, const completion<message_record>& caller);
 void op_remove(self_ptr self, const std::string& user, const std::string& message_id,

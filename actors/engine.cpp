@@ -286,6 +286,23 @@ class actor_engine final : public engine {
                                      from, std::move(s), follow);
   }
 
+  void list_summaries(std::string user_id, std::string id,
+                      reply_fn<std::vector<summary_record>> reply) override {
+    read_outcome<std::vector<summary_record>>(
+        [user_id, id](store& db) -> outcome<std::vector<summary_record>> {
+          auto row = db.find_conversation(id);
+          if (!row || row->user_id != user_id) return conversation_not_found(id);
+          return db.list_summaries(id);
+        },
+        std::move(reply));
+  }
+
+  void compact(std::string user_id, std::string id, std::optional<std::string> model,
+               reply_fn<summary_record> reply) override {
+    ask_conversation<summary_record>(id, std::move(reply), compact_atom::value, std::move(user_id),
+                                     std::move(model));
+  }
+
   void cancel_exchange(std::string user_id, std::string id,
                        reply_fn<message_record> reply) override {
     ask_conversation<message_record>(id, std::move(reply), stop_atom::value, std::move(user_id));

@@ -68,6 +68,17 @@ class engine {
                                  std::optional<idempotency_claim> claim,
                                  reply_fn<exchange_answer> reply) = 0;
 
+  // --- context compaction ---
+  /// The conversation's summaries, every branch's, oldest first.
+  virtual void list_summaries(std::string user_id, std::string id,
+                              reply_fn<std::vector<summary_record>> reply) = 0;
+  /// Summarizes all but the conversation's newest messages now, by `model`
+  /// (a known alias; by default context.summary_model, else the
+  /// conversation's): the new summary; errc::conflict when nothing would be
+  /// folded, a provider failure when the summary failed.
+  virtual void compact(std::string user_id, std::string id, std::optional<std::string> model,
+                       reply_fn<summary_record> reply) = 0;
+
   // --- export and import ---
   /// The conversation with every message of its tree (`whole_tree`) or of
   /// its active branch, in seq order.

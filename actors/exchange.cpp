@@ -58,12 +58,14 @@ void replay_if_key_used(self_ptr self, const std::string& user,
 /// becomes the active branch when the exchange commits.
 struct branch_base {
   context_window window;
+  std::optional<summary_record> summary;
   std::int64_t length = 0;  ///< its messages, from the root
 };
 
 branch_base base_from(const loaded_branch& branch, std::int64_t budget) {
   branch_base base;
   base.window.reset(branch.recent, budget, branch.older_exist);
+  base.summary = branch.summary;
   base.length = branch.length;
   return base;
 }
@@ -122,11 +124,17 @@ const context_window& window_for(const conversation_state& st, const exchange_pl
   return plan.base ? plan.base->window : st.window;
 }
 
+/// The summary its prompts start with.
+std::optional<summary_record>& summary_for(conversation_state& st, exchange_plan& plan) {
+  return plan.base ? plan.base->summary : st.summary;
+}
+
 /// Makes the exchange's branch the active one in memory, once its commit
 /// has made it so in the database.
 void adopt_branch(conversation_state& st, exchange_plan& plan) {
   if (!plan.base) return;
   st.window = std::move(plan.base->window);
+  st.summary = std::move(plan.base->summary);
   plan.base.reset();
 }
 
@@ -301,13 +309,55 @@ void check_token_quota(self_ptr self, const std::string& user, reply_slot caller
 
 /// The prompt `model` gets for the exchange: the system prompt and as much of
 /// the window as fits the model's budget.
-prompt prompt_for(const conversation_state& st, const exchange_plan& plan,
-                  const model_info& model) {
+prompt prompt_for(conversation_state& st, exchange_plan& plan, const model_info& model) {
   auto& system = plan.instructions ? plan.instructions : st.meta.system_prompt;
   auto budget = message_budget(model.context_budget(), system);
   bool pending = plan.user_message && !plan.user_stored;
+  auto& summary = summary_for(st, plan);
+  auto cover = summary ? std::optional<summary_cover>(cover_of(*summary)) : std::nullopt;
   return window_for(st, plan).assemble_with(system, pending ? &*plan.user_message : nullptr,
-                                            plan.replaces ? &*plan.replaces : nullptr, budget);
+                                            plan.replaces ? &*plan.replaces : nullptr, budget,
+                                            cover ? &*cover : nullptr);
+}
+
+/// With strategy summarize, summarizes the oldest messages first when the
+/// prompt would fill too much of the model's budget (compaction.cpp): the
+/// summary is committed, the exchange's stream told (`compaction`), and the
+/// model asked with it. A failed summary is not used: the exchange goes on
+/// with the oldest messages left out, and the next one tries again.
+void compact_first(self_ptr self, exchange_plan plan, steady_time deadline,
+                   std::function<void(exchange_plan)> then) {
+  auto& st = self->state;
+  if (!summarizes(*st.ctx, st.meta)) {
+    then(std::move(plan));
+    return;
+  }
+  auto& reply_model = model_of(*st.ctx, plan.model);
+  auto& system = plan.instructions ? plan.instructions : st.meta.system_prompt;
+  compaction_input in;
+  in.window = &window_for(st, plan);
+  in.current_summary = &summary_for(st, plan);
+  in.pending = plan.user_message && !plan.user_stored ? &*plan.user_message : nullptr;
+  in.skip_id = plan.replaces ? &*plan.replaces : nullptr;
+  in.budget = message_budget(reply_model.context_budget(), system);
+  auto& summarizer = model_of(*st.ctx, st.ctx->cfg.context.summary_model.empty()
+                                           ? plan.model
+                                           : st.ctx->cfg.context.summary_model);
+  auto caller = plan.caller;
+  auto cancel = plan.cancel;
+  auto held = std::make_shared<exchange_plan>(std::move(plan));
+  compact(self, in, summarizer, false, deadline, cancel, caller,
+          [self, held, then](outcome<std::optional<summary_record>> made) {
+            auto& plan = *held;
+            if (made && *made) {
+              summary_for(self->state, plan) = **made;
+              conversation_event e;
+              e.type = conversation_event::kind::compaction;
+              e.summary = &**made;
+              publish(self, std::move(e), plan.stream);
+            }
+            then(std::move(plan));
+          });
 }
 
 /// Asks `model`, then each model of its fallback chain in turn while the
@@ -377,8 +427,10 @@ void run_exchange(self_ptr self, exchange_plan plan) {
     begin_run(self, *plan.reply_id);
     auto deadline = st.ctx->clock->now() + milliseconds(st.ctx->cfg.actors.generation_timeout_ms);
     auto ask = [self, deadline](exchange_plan plan) {
-      auto& model = model_of(*self->state.ctx, plan.model);
-      ask_model(self, std::move(plan), model, deadline, 0);
+      compact_first(self, std::move(plan), deadline, [self, deadline](exchange_plan plan) {
+        auto& model = model_of(*self->state.ctx, plan.model);
+        ask_model(self, std::move(plan), model, deadline, 0);
+      });
     };
     plan.live = plan.stream || !st.watchers.empty();
     // Messages before the user message are stored first too, so that the
@@ -440,6 +492,7 @@ void op_create(self_ptr self, new_conversation request, std::optional<idempotenc
   st.meta.model = request.model;
   st.meta.system_prompt = request.system_prompt;
   st.meta.metadata_json = request.metadata_json;
+  st.meta.context_strategy = request.context_strategy;
   st.meta.created_at = now;
   st.meta.updated_at = now;
   st.window.reset({}, budget_for(*st.ctx, st.meta), false);
@@ -575,13 +628,18 @@ void op_fork(self_ptr self, const std::string& user, const fork_request& request
   replay_if_key_used(self, user, claim, caller, [=] {
     auto id = self->state.id;
     auto target = request.message_id;
-    read<std::vector<message_record>>(
+    read<loaded_branch>(
         self,
         [id, target](store& db) {
-          return db.list_branch(id, target, 0, std::nullopt, std::numeric_limits<unsigned>::max());
+          loaded_branch out;
+          out.recent =
+              db.list_branch(id, target, 0, std::nullopt, std::numeric_limits<unsigned>::max());
+          if (!out.recent.empty()) out.summary = summary_on_branch(db, id, target);
+          return out;
         },
         caller,
-        [=](std::vector<message_record>& branch) {
+        [=](loaded_branch& read) {
+          auto& branch = read.recent;
           auto& st = self->state;
           if (branch.empty() || branch.back().id != target) {
             caller.fail({errc::invalid_argument,
@@ -602,17 +660,28 @@ void op_fork(self_ptr self, const std::string& user, const fork_request& request
           copy.forked_from_message_id = target;
           // Copies with ids and seqs of their own, one branch: each the only child.
           std::optional<std::string> parent;
+          auto& summary = read.summary;
           for (auto& m : branch) {
+            bool summarized_through = summary && summary->covers_through_message_id == m.id;
             m.id = make_uuid_v7();
             m.conversation_id = copy.id;
             m.seq = ++copy.last_seq;
             m.parent_id = std::exchange(parent, m.id);
             m.sibling_index = m.sibling_count = 1;
+            // The branch's summary comes along, through the copy of its message.
+            if (summarized_through) {
+              summary->id = make_uuid_v7();
+              summary->conversation_id = copy.id;
+              summary->covers_through_message_id = m.id;
+              summary->covers_through_seq = m.seq;
+            }
           }
           copy.message_count = copy.last_seq;
           copy.active_leaf_id = parent;
           write_set writes{write::insert_conversation{copy}};
           for (auto& m : branch) writes.push_back(write::insert_message{std::move(m)});
+          if (summary && summary->conversation_id == copy.id)
+            writes.push_back(write::insert_summary{std::move(*summary)});
           exchange_result result;
           result.conversation = copy;
           add_claim(writes, claim, copy.user_id, result, now);

@@ -19,6 +19,13 @@ void insert_input(write_set& writes, const exchange_facts& facts) {
 
 }  // namespace
 
+write::add_usage usage_of_request(const std::string& user, unix_ms now, const model_info& model,
+                                  const completion_usage& usage) {
+  return {user, format_day(now),
+          usage_row{model.id, 1, usage.prompt_tokens, usage.completion_tokens,
+                    model.cost_usd(usage.prompt_tokens, usage.completion_tokens)}};
+}
+
 write_op next_version(conversation_record& meta) {
   ++meta.version;
   return write::update_conversation{meta};
@@ -41,13 +48,11 @@ exchange_commit commit_exchange(conversation_record meta, const exchange_facts& 
     meta.message_count += 1;
     meta.last_seq = reply->seq;
     meta.active_leaf_id = reply->id;
-    auto cost = model.cost_usd(usage.prompt_tokens, usage.completion_tokens);
+    auto metered = usage_of_request(meta.user_id, now, model, usage);
     meta.usage.prompt_tokens += usage.prompt_tokens;
     meta.usage.completion_tokens += usage.completion_tokens;
-    meta.usage.cost_usd += cost;
-    writes.push_back(write::add_usage{
-        meta.user_id, format_day(now),
-        usage_row{model.id, 1, usage.prompt_tokens, usage.completion_tokens, cost}});
+    meta.usage.cost_usd += metered.usage.cost_usd;
+    writes.push_back(std::move(metered));
   }
   // The row goes first when it is new: the messages refer to it.
   if (facts.create && !facts.user_stored)

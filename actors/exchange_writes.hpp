@@ -16,6 +16,10 @@ namespace parley {
 /// The update that commits `meta` as the conversation's next version.
 write_op next_version(conversation_record& meta);
 
+/// One request to `model` with `usage`, priced and counted for `user` on the day of `now`.
+write::add_usage usage_of_request(const std::string& user, unix_ms now, const model_info& model,
+                                  const completion_usage& usage);
+
 /// What an exchange brings to its commit besides the conversation's row.
 struct exchange_facts {
   bool create = false;                           ///< the conversation is new

@@ -30,6 +30,7 @@ using watch_atom = caf::atom_constant<caf::atom("watch")>;
 using unwatch_atom = caf::atom_constant<caf::atom("unwatch")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using compact_atom = caf::atom_constant<caf::atom("compact")>;
 
 // What a conversation actor's provider and timers send it.
 using delta_atom = caf::atom_constant<caf::atom("delta")>;
@@ -46,6 +47,9 @@ struct loaded_branch {
   bool older_exist = false;            ///< the branch has messages before `recent`
   std::int64_t length = 0;             ///< messages from the root to the end
   std::int64_t end_children = 0;       ///< children of its end: where a new message goes
+  /// The newest summary of messages on the branch, when the conversation
+  /// summarizes (see compaction.cpp).
+  std::optional<summary_record> summary;
 };
 
 /// A reply to produce again, as read: the message and, unless it ends the
@@ -110,6 +114,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::conversation_page)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::idempotency_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<parley::usage_row>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::loaded_conversation)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::loaded_branch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::loaded_branch>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::regeneration>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::removal)
@@ -127,6 +132,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::message_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::message_page>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::done>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::run_position>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::summary_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::completion<parley::resume_outcome>)
 
 namespace parley {
@@ -154,6 +160,8 @@ using conversation_actor = caf::typed_actor<
     caf::reacts_to<resume_atom, std::string, std::optional<run_position>,
                    std::shared_ptr<conversation_subscriber>, bool, completion<resume_outcome>>,
     caf::reacts_to<stop_atom, std::string, completion<message_record>>,
+    caf::reacts_to<compact_atom, std::string, std::optional<std::string>,
+                   completion<summary_record>>,
     caf::reacts_to<delta_atom, std::uint64_t, std::string>,
     caf::reacts_to<generated_atom, std::uint64_t, outcome<completion_result>, std::string>,
     caf::reacts_to<cancel_atom, std::uint64_t>, caf::reacts_to<deadline_atom, std::uint64_t>,

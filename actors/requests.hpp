@@ -87,6 +87,7 @@ struct new_conversation {
   std::string model;  ///< a known alias
   std::optional<std::string> system_prompt;
   std::string metadata_json = "{}";
+  std::optional<std::string> context_strategy;  ///< "truncate" or "summarize"; none: the default
   std::optional<send_params> first_message;
 };
 
@@ -96,6 +97,7 @@ struct conversation_patch {
   std::optional<std::string> model;
   std::optional<std::optional<std::string>> system_prompt;
   std::optional<std::string> metadata_json;
+  std::optional<std::optional<std::string>> context_strategy;
   /// Switches branches: the active leaf becomes the newest leaf under it.
   std::optional<std::string> active_message_id;
 };

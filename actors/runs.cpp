@@ -49,6 +49,7 @@ bool replay(const run_log& run, std::uint64_t after, conversation_subscriber& s)
     } else {
       e.message = entry.message ? &*entry.message : nullptr;
       e.reason = entry.reason;
+      e.summary = entry.summary ? &*entry.summary : nullptr;
     }
     if (!s.deliver(e)) return false;
   }
@@ -87,6 +88,7 @@ void record_in_run(conversation_state&, run_log& run, conversation_event& e) {
   } else {
     run_entry entry{.type = e.type, .n = e.n};
     if (e.message) entry.message = *e.message;
+    if (e.summary) entry.summary = *e.summary;
     entry.reason = e.reason;
     run.entries.push_back(std::move(entry));
   }

@@ -1,6 +1,7 @@
 #include "actors/stateless_completion.hpp"
 
 #include "actors/conversation_state.hpp"
+#include "actors/exchange_writes.hpp"
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
@@ -204,12 +205,10 @@ void store_usage(stateless_actor* self, const model_info& model, completion_resu
                  std::string text) {
   auto* ctx = self->state.ctx;
   auto user = self->state.request.user_id;
-  auto day = format_day(ctx->clock->wall_ms());
+  auto now = ctx->clock->wall_ms();
+  auto day = format_day(now);
   auto& u = result.usage;
-  write_set writes{
-      write::add_usage{user, day,
-                       usage_row{model.id, 1, u.prompt_tokens, u.completion_tokens,
-                                 model.cost_usd(u.prompt_tokens, u.completion_tokens)}}};
+  write_set writes{usage_of_request(user, now, model, u)};
   stateless_result answer{model.id, std::move(text), result.reason, u};
   self->request(ctx->db.writer, persistence_wait, write_atom::value, std::move(writes))
       .then(

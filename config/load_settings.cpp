@@ -281,6 +281,11 @@ void resolve_api_keys(settings& s, const environment& env) {
 
 void validate(const settings& s) {
   if (s.server.host.empty()) throw config_error("server.host: must not be empty");
+  if (s.context.strategy != "truncate" && s.context.strategy != "summarize")
+    throw config_error("context.strategy: '" + s.context.strategy +
+                       "' is not one of truncate, summarize");
+  if (s.context.summarize_at > 1)
+    throw config_error("context.summarize_at: expected a share of the budget, at most 1");
   if (s.streams.on_disconnect != "continue" && s.streams.on_disconnect != "cancel")
     throw config_error("streams.on_disconnect: '" + s.streams.on_disconnect +
                        "' is not one of continue, cancel");
@@ -501,6 +506,12 @@ void read_toml(settings& s, const toml::table& root, std::vector<std::string>* k
   section("streams", [&](toml_reader& r) {
     r.get_string("on_disconnect", s.streams.on_disconnect);
     r.get_int<unsigned>("retention_s", s.streams.retention_s, 0, 86400 * 7);
+  });
+  section("context", [&](toml_reader& r) {
+    r.get_string("strategy", s.context.strategy);
+    r.get_string("summary_model", s.context.summary_model);
+    r.get_double("summarize_at", s.context.summarize_at, 0.01);
+    r.get_int<std::uint32_t>("keep_recent_tokens", s.context.keep_recent_tokens, 0, 100000000);
   });
   section("log", [&](toml_reader& r) {
     r.get_string("level", s.log.level);

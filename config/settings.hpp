@@ -93,6 +93,19 @@ struct stream_settings {
   unsigned retention_s = 600;
 };
 
+struct context_settings {
+  bool operator==(const context_settings&) const = default;
+  /// "truncate" leaves the oldest messages out; "summarize" asks a model to
+  /// summarize them (a conversation's own context_strategy wins).
+  std::string strategy = "truncate";
+  /// The model that writes summaries; empty: the conversation's.
+  std::string summary_model;
+  /// Summarize once the prompt would exceed this share of the model's budget.
+  double summarize_at = 0.8;
+  /// The newest messages kept verbatim, at least (never more than half the budget).
+  std::uint32_t keep_recent_tokens = 2000;
+};
+
 struct log_settings {
   bool operator==(const log_settings&) const = default;
   /// trace, debug, info, warn, error, critical or off.
@@ -158,6 +171,7 @@ struct settings {
   limits_settings limits;
   actor_settings actors;
   stream_settings streams;
+  context_settings context;
   log_settings log;
   std::string default_model = "echo";
   std::vector<provider_settings> providers;

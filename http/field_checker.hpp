@@ -183,6 +183,18 @@ class field_checker {
     return std::nullopt;
   }
 
+  /// `context_strategy`: "truncate" or "summarize"; an inner none for null.
+  std::optional<std::optional<std::string>> context_strategy() {
+    auto v = find("context_strategy");
+    if (!v) return std::nullopt;
+    if (v->is_null()) return std::optional<std::string>();
+    if (!v->is_string() || (*v != "truncate" && *v != "summarize")) {
+      fail("context_strategy", "must be truncate, summarize or null");
+      return std::nullopt;
+    }
+    return std::optional<std::string>(v->get<std::string>());
+  }
+
   /// `on_disconnect`: true for "cancel", false for "continue", none when absent.
   std::optional<bool> on_disconnect() {
     auto v = text("on_disconnect");

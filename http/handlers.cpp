@@ -424,6 +424,25 @@ void http_api::cancel_exchange(const call_context& c, const route_params& params
                           }));
 }
 
+void http_api::list_summaries(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  engine_.list_summaries(c.user_id, *id, respond<std::vector<summary_record>>(c, 200, [](auto& s) {
+                           return to_json(s);
+                         }));
+}
+
+void http_api::compact_conversation(const call_context& c, const route_params& params) {
+  auto id = conversation_id(c, params);
+  if (!id) return;
+  auto body = json_body(c);
+  if (!body) return;
+  auto model = valid(c, parse_compact(*body, limits_));
+  if (!model) return;
+  engine_.compact(c.user_id, *id, *model,
+                  respond<summary_record>(c, 201, [](auto& s) { return to_json(s); }));
+}
+
 void http_api::fork_conversation(const call_context& c, const route_params& params) {
   auto id = conversation_id(c, params);
   if (!id) return;

@@ -156,6 +156,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
   void fork_conversation(const call_context& c, const route_params& params);
   /// GET …/stream: a run's events from where the client lost them.
   void resume_stream(const call_context& c, const route_params& params);
+  /// GET …/summaries and POST …/compact (context compaction).
+  void list_summaries(const call_context& c, const route_params& params);
+  void compact_conversation(const call_context& c, const route_params& params);
   /// POST …/cancel: stops the running exchange.
   void cancel_exchange(const call_context& c, const route_params& params);
   void search(const call_context& c, const route_params& params);

@@ -39,10 +39,28 @@ json to_json(const conversation_record& c) {
         {"completion_tokens", c.usage.completion_tokens},
         {"total_tokens", c.usage.prompt_tokens + c.usage.completion_tokens},
         {"cost_usd", c.usage.cost_usd}}},
+      {"context_strategy", optional_string(c.context_strategy)},
       {"running", c.running ? json{{"run_id", c.running->run_id},
                                    {"started_at", format_rfc3339(c.running->started_at)}}
                             : json()},
   };
+}
+
+json to_json(const summary_record& s) {
+  return {{"id", s.id},
+          {"conversation_id", s.conversation_id},
+          {"covers_through_message_id", s.covers_through_message_id},
+          {"content", s.content},
+          {"model", s.model},
+          {"created_at", format_rfc3339(s.created_at)},
+          {"tokens_before", s.tokens_before},
+          {"tokens_after", s.tokens_after}};
+}
+
+json to_json(const std::vector<summary_record>& summaries) {
+  auto data = json::array();
+  for (auto& s : summaries) data.push_back(to_json(s));
+  return {{"data", std::move(data)}};
 }
 
 json branch_json(const std::optional<std::string>& active_leaf_id) {

@@ -16,6 +16,10 @@ nlohmann::json to_json(const conversation_record& c);
 /// `{"active_leaf_id": …}`: what watchers are told when the branch changes.
 nlohmann::json branch_json(const std::optional<std::string>& active_leaf_id);
 
+/// A summary of a conversation's older messages (context compaction).
+nlohmann::json to_json(const summary_record& s);
+nlohmann::json to_json(const std::vector<summary_record>& summaries);
+
 /// JSON written out already, sent as it is.
 struct rendered_json {
   std::string text;

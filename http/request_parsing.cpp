@@ -68,6 +68,7 @@ parsed<new_conversation> parse_create_conversation(const json& body, const std::
   c.model = check.model("model").value_or(limits.models ? limits.models->default_model().id : "");
   c.system_prompt = check.system_prompt("system_prompt");
   c.metadata_json = check.metadata("metadata").value_or("{}");
+  c.context_strategy = check.context_strategy().value_or(std::nullopt);
   if (auto m = check.find("message"); m && !m->is_null()) {
     if (m->is_string()) {
       json wrapped = {{"content", *m}};
@@ -169,6 +170,7 @@ parsed<conversation_patch> parse_conversation_patch(const json& body, const pars
   }
   if (check.find("system_prompt")) patch.system_prompt = check.system_prompt("system_prompt");
   patch.metadata_json = check.metadata("metadata");
+  patch.context_strategy = check.context_strategy();
   patch.active_message_id = check.message_id("active_message_id");
   return check.result(std::move(patch));
 }
@@ -188,6 +190,12 @@ parsed<streamable<regenerate_params>> parse_regenerate(const json& body,
   request.params.cancel_on_disconnect = check.on_disconnect();
   request.stream = check.flag("stream").value_or(false);
   return check.result(std::move(request));
+}
+
+parsed<std::optional<std::string>> parse_compact(const json& body, const parse_limits& limits) {
+  field_checker check(body, limits);
+  auto model = check.model("model");
+  return check.result(std::move(model));
 }
 
 parsed<fork_request> parse_fork(const json& body, const parse_limits& limits) {

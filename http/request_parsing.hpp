@@ -92,6 +92,10 @@ parsed<streamable<regenerate_params>> parse_regenerate(const nlohmann::json& bod
 /// POST …/fork: message_id (required), title.
 parsed<fork_request> parse_fork(const nlohmann::json& body, const parse_limits& limits);
 
+/// POST …/compact: the optional `model` (a known alias).
+parsed<std::optional<std::string>> parse_compact(const nlohmann::json& body,
+                                                 const parse_limits& limits);
+
 using query_params = std::map<std::string, std::string>;
 
 /// GET …/messages: limit 1–200 (default 50), after or before; leaf_id or view.

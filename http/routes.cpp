@@ -65,6 +65,8 @@ const std::vector<http_api::route_entry>& http_api::route_table() {
       {"/v1/conversations/:id/ws", {{http_method_get(), &http_api::open_websocket}}},
       {"/v1/conversations/:id/stream", {{http_method_get(), &http_api::resume_stream}}},
       {"/v1/conversations/:id/cancel", {{http_method_post(), &http_api::cancel_exchange}}},
+      {"/v1/conversations/:id/summaries", {{http_method_get(), &http_api::list_summaries}}},
+      {"/v1/conversations/:id/compact", {{http_method_post(), &http_api::compact_conversation}}},
   };
   return table;
 }

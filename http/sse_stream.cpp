@@ -31,6 +31,8 @@ class parley_events final : public sse_format {
         return sse_event("done", message_json(*e.message));
       case kind::branch:
         return sse_event("branch", dump(branch_json(e.active_leaf_id)));
+      case kind::compaction:
+        return sse_event("compaction", dump(to_json(*e.summary)));
     }
     return {};
   }

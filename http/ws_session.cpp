@@ -197,6 +197,15 @@ bool ws_session::deliver(const conversation_event& e) {
       send_text("{\"reply\":" + message_json(*e.message) + ",\"type\":\"done\"" + run_fields(e) +
                 "}");
       break;
+    case kind::compaction: {
+      auto frame = nlohmann::json{{"type", "compaction"}, {"summary", to_json(*e.summary)}};
+      if (e.run_id) {
+        frame["run_id"] = *e.run_id;
+        frame["n"] = e.n;
+      }
+      send_json(frame);
+      break;
+    }
     case kind::failed: {
       // Only a replay brings one: a resumed run that had failed.
       auto frame = nlohmann::json{{"type", "error"},

@@ -174,6 +174,7 @@ void bind_conversation(parameters& p, const conversation_record& c) {
   p.text(c.active_leaf_id);
   p.text(c.forked_from_conversation_id);
   p.text(c.forked_from_message_id);
+  p.text(c.context_strategy);
 }
 
 /// Binds sql::id_column.
@@ -230,6 +231,7 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
   send_rows(out, statements::delete_conversation_messages, plan.deleted_conversations, bind_id);
   send_rows(out, statements::delete_conversation_sources, plan.deleted_conversations, bind_id);
   send_rows(out, statements::delete_conversation_runs, plan.deleted_conversations, bind_id);
+  send_rows(out, statements::delete_conversation_summaries, plan.deleted_conversations, bind_id);
   send_rows(out, statements::delete_conversations, plan.deleted_conversations, bind_id);
 
   send_rows(out, statements::insert_sources, plan.sources,
@@ -247,6 +249,18 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.number(r->started_at);
             });
   send_rows(out, statements::delete_runs, plan.deleted_runs, bind_id);
+  send_rows(out, statements::insert_summaries, plan.inserted_summaries,
+            [](parameters& p, const summary_record* s) {
+              p.text(s->id);
+              p.text(s->conversation_id);
+              p.text(s->covers_through_message_id);
+              p.number(s->covers_through_seq);
+              p.text(s->content);
+              p.text(s->model);
+              p.number(s->created_at);
+              p.number(s->tokens_before);
+              p.number(s->tokens_after);
+            });
 
   send_rows(out, statements::add_usage, plan.usage,
             [](parameters& p, const write_plan::usage_total& u) {

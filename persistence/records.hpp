@@ -51,6 +51,9 @@ struct conversation_record {
   /// Set on a conversation made by a fork: where it was forked from.
   std::optional<std::string> forked_from_conversation_id;
   std::optional<std::string> forked_from_message_id;
+  /// How the context is made to fit the model, "truncate" or "summarize";
+  /// none: context.strategy.
+  std::optional<std::string> context_strategy;
   /// Not a column: the run in progress, set by the engine where it knows it.
   std::optional<running_run> running;
 };
@@ -187,6 +190,21 @@ struct run_record {
   unix_ms started_at = 0;
 };
 
+/// One row of `summaries`: what a model wrote of a conversation's messages
+/// from its root through `covers_through_message_id`, sent instead of them.
+/// Valid on every branch that passes through that message.
+struct summary_record {
+  std::string id;
+  std::string conversation_id;
+  std::string covers_through_message_id;
+  std::int64_t covers_through_seq = 0;
+  std::string content;
+  std::string model;
+  unix_ms created_at = 0;
+  std::int64_t tokens_before = 0;  ///< the prompt's estimated tokens without it
+  std::int64_t tokens_after = 0;   ///< with it instead of what it covers
+};
+
 /// The writes one requester needs committed together.
 namespace write {
 struct insert_conversation {
@@ -236,6 +254,9 @@ struct record_source {
 struct insert_run {
   run_record row;
 };
+struct insert_summary {
+  summary_record row;
+};
 /// Forgets a run whose reply is stored.
 struct delete_run {
   std::string id;
@@ -252,7 +273,7 @@ using write_op =
     std::variant<write::insert_conversation, write::update_conversation, write::delete_conversation,
                  write::insert_message, write::update_message, write::delete_message,
                  write::add_usage, write::put_idempotency, write::record_source, write::insert_run,
-                 write::delete_run>;
+                 write::delete_run, write::insert_summary>;
 
 /// All or nothing: a write set is committed whole in one transaction or not at all.
 using write_set = std::vector<write_op>;

@@ -204,6 +204,21 @@ std::vector<migration> build(sql_dialect dialect) {
         " message_id TEXT NOT NULL,"
         " started_at BIGINT NOT NULL)",
         "CREATE INDEX runs_by_conversation ON runs (conversation_id)"}},
+      // Context compaction: a conversation's own strategy, and the summaries
+      // sent instead of the messages they cover.
+      {9,
+       {"ALTER TABLE conversations ADD COLUMN context_strategy TEXT",
+        "CREATE TABLE summaries ("
+        " id TEXT PRIMARY KEY,"
+        " conversation_id TEXT NOT NULL,"
+        " covers_through_message_id TEXT NOT NULL,"
+        " covers_through_seq BIGINT NOT NULL,"
+        " content TEXT NOT NULL,"
+        " model TEXT NOT NULL,"
+        " created_at BIGINT NOT NULL,"
+        " tokens_before BIGINT NOT NULL,"
+        " tokens_after BIGINT NOT NULL)",
+        "CREATE INDEX summaries_by_conversation ON summaries (conversation_id, created_at)"}},
   };
 }
 

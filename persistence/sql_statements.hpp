@@ -108,16 +108,26 @@ inline constexpr column conversation_columns[] = {
     {"active_leaf_id", "text"},
     {"forked_from_conversation_id", "text"},
     {"forked_from_message_id", "text"},
+    {"context_strategy", "text"},
 };
 
 /// What an update of a conversation sets: every column but those fixed when
 /// it was created (id, user_id, created_at, forked_from_*), in
 /// conversation_columns' order.
 inline constexpr column conversation_updated_columns[] = {
-    {"title", "text"},      {"model", "text"},           {"system_prompt", "text"},
-    {"metadata", "text"},   {"updated_at", "bigint"},    {"message_count", "bigint"},
-    {"last_seq", "bigint"}, {"prompt_tokens", "bigint"}, {"completion_tokens", "bigint"},
-    {"cost_usd", "float8"}, {"version", "bigint"},       {"active_leaf_id", "text"},
+    {"title", "text"},
+    {"model", "text"},
+    {"system_prompt", "text"},
+    {"metadata", "text"},
+    {"updated_at", "bigint"},
+    {"message_count", "bigint"},
+    {"last_seq", "bigint"},
+    {"prompt_tokens", "bigint"},
+    {"completion_tokens", "bigint"},
+    {"cost_usd", "float8"},
+    {"version", "bigint"},
+    {"active_leaf_id", "text"},
+    {"context_strategy", "text"},
 };
 
 /// A row of `messages`.
@@ -245,6 +255,31 @@ inline const std::string insert_run =
 
 /// Binds :id.
 inline constexpr std::string_view delete_run = "DELETE FROM runs WHERE id = :id";
+
+/// Binds :id (the conversation).
+inline constexpr std::string_view delete_conversation_summaries =
+    "DELETE FROM summaries WHERE conversation_id = :id";
+
+/// A row of `summaries`.
+inline constexpr column summary_columns[] = {{"id", "text"},
+                                             {"conversation_id", "text"},
+                                             {"covers_through_message_id", "text"},
+                                             {"covers_through_seq", "bigint"},
+                                             {"content", "text"},
+                                             {"model", "text"},
+                                             {"created_at", "bigint"},
+                                             {"tokens_before", "bigint"},
+                                             {"tokens_after", "bigint"}};
+
+/// Binds summary_columns.
+inline const std::string insert_summary =
+    detail::cat({detail::insert_head("summaries", summary_columns), "(",
+                 detail::markers(summary_columns), ")"});
+
+/// A conversation's summaries, oldest first. Binds :c.
+inline const std::string select_summaries =
+    detail::cat({detail::select_from("summaries", summary_columns),
+                 " WHERE conversation_id = :c ORDER BY created_at, id"});
 
 /// The run, if it is the conversation's. Binds :id, :c.
 inline constexpr std::string_view select_run =
@@ -583,6 +618,13 @@ inline const multi_row delete_conversation_sources =
 /// Rows of id_column: the conversations' runs go.
 inline const multi_row delete_conversation_runs =
     detail::delete_where_in("runs", "conversation_id");
+
+/// Rows of id_column: the conversations' summaries go.
+inline const multi_row delete_conversation_summaries =
+    detail::delete_where_in("summaries", "conversation_id");
+
+/// Rows of summary_columns.
+inline const multi_row insert_summaries = detail::insert("summaries", summary_columns);
 
 /// Rows of run_columns.
 inline const multi_row insert_runs = detail::insert("runs", run_columns);

@@ -87,6 +87,7 @@ conversation_record to_conversation(const soci::row& r) {
   c.active_leaf_id = get_opt_string(r, 14);
   c.forked_from_conversation_id = get_opt_string(r, 15);
   c.forked_from_message_id = get_opt_string(r, 16);
+  c.context_strategy = get_opt_string(r, 17);
   return c;
 }
 
@@ -282,6 +283,28 @@ class sql_store final : public store {
       session_ << sql::select_source, soci::use(user_id), soci::use(source), soci::into(id, ind);
       if (!session_.got_data() || ind == soci::i_null) return std::nullopt;
       return id;
+    });
+  }
+
+  std::vector<summary_record> list_summaries(const std::string& conversation_id) override {
+    return guarded([&] {
+      std::vector<summary_record> out;
+      soci::rowset<soci::row> rows =
+          (session_.prepare << sql::select_summaries, soci::use(conversation_id));
+      for (auto& r : rows) {
+        summary_record s;
+        s.id = r.get<std::string>(0);
+        s.conversation_id = r.get<std::string>(1);
+        s.covers_through_message_id = r.get<std::string>(2);
+        s.covers_through_seq = get_int(r, 3);
+        s.content = r.get<std::string>(4);
+        s.model = r.get<std::string>(5);
+        s.created_at = get_int(r, 6);
+        s.tokens_before = get_int(r, 7);
+        s.tokens_after = get_int(r, 8);
+        out.push_back(std::move(s));
+      }
+      return out;
     });
   }
 
@@ -577,6 +600,8 @@ class sql_store final : public store {
           delete_conversation(s),
           delete_conversation_sources(s),
           delete_conversation_runs(s),
+          delete_conversation_summaries(s),
+          insert_summary(s),
           insert_source(s),
           insert_run(s),
           delete_run(s),
@@ -605,6 +630,7 @@ class sql_store final : public store {
       insert_conversation.exchange(
           use(c.forked_from_conversation_id, c.forked_from_conversation_ind));
       insert_conversation.exchange(use(c.forked_from_message_id, c.forked_from_message_ind));
+      insert_conversation.exchange(use(c.context_strategy, c.context_strategy_ind));
       insert_conversation.define_and_bind();
 
       update_conversation.alloc();
@@ -619,6 +645,7 @@ class sql_store final : public store {
       update_conversation.exchange(use(c.cost_usd));
       update_conversation.exchange(use(c.version));
       update_conversation.exchange(use(c.active_leaf_id, c.active_leaf_id_ind));
+      update_conversation.exchange(use(c.context_strategy, c.context_strategy_ind));
       update_conversation.exchange(use(c.id));
       update_conversation.exchange(use(c.expected));
       update_conversation.define_and_bind();
@@ -627,6 +654,17 @@ class sql_store final : public store {
       bind_one(delete_conversation, sql::delete_conversation, id);
       bind_one(delete_conversation_sources, sql::delete_conversation_sources, id);
       bind_one(delete_conversation_runs, sql::delete_conversation_runs, id);
+      bind_one(delete_conversation_summaries, sql::delete_conversation_summaries, id);
+
+      insert_summary.alloc();
+      insert_summary.prepare(sql::insert_summary);
+      for (auto* v : {&summary.id, &summary.conversation_id, &summary.covers_through_message_id})
+        insert_summary.exchange(use(*v));
+      insert_summary.exchange(use(summary.covers_through_seq));
+      for (auto* v : {&summary.content, &summary.model}) insert_summary.exchange(use(*v));
+      for (auto* v : {&summary.created_at, &summary.tokens_before, &summary.tokens_after})
+        insert_summary.exchange(use(*v));
+      insert_summary.define_and_bind();
       bind_one(delete_run, sql::delete_run, id);
 
       insert_run.alloc();
@@ -708,10 +746,10 @@ class sql_store final : public store {
     // The bound variables.
     struct {
       std::string id, user_id, title, model, system_prompt, metadata, active_leaf_id,
-          forked_from_conversation_id, forked_from_message_id;
+          forked_from_conversation_id, forked_from_message_id, context_strategy;
       soci::indicator title_ind = soci::i_ok, system_prompt_ind = soci::i_ok,
                       active_leaf_id_ind = soci::i_ok, forked_from_conversation_ind = soci::i_ok,
-                      forked_from_message_ind = soci::i_ok;
+                      forked_from_message_ind = soci::i_ok, context_strategy_ind = soci::i_ok;
       long long created_at = 0, updated_at = 0, message_count = 0, last_seq = 0, prompt_tokens = 0,
                 completion_tokens = 0, version = 0, expected = 0;
       double cost_usd = 0;
@@ -739,12 +777,17 @@ class sql_store final : public store {
       std::string id, conversation_id, message_id;
       long long started_at = 0;
     } run;
+    struct {
+      std::string id, conversation_id, covers_through_message_id, content, model;
+      long long covers_through_seq = 0, created_at = 0, tokens_before = 0, tokens_after = 0;
+    } summary;
     std::string id;
 
     soci::statement insert_conversation, update_conversation, delete_conversation_messages,
-        delete_conversation, delete_conversation_sources, delete_conversation_runs, insert_source,
-        insert_run, delete_run, insert_message, update_message, delete_message, reparent_children,
-        add_usage, put_idempotency, replace_idempotency;
+        delete_conversation, delete_conversation_sources, delete_conversation_runs,
+        delete_conversation_summaries, insert_summary, insert_source, insert_run, delete_run,
+        insert_message, update_message, delete_message, reparent_children, add_usage,
+        put_idempotency, replace_idempotency;
   };
 
   prepared_writes& writes() {
@@ -778,6 +821,7 @@ class sql_store final : public store {
     set(b.forked_from_conversation_id, b.forked_from_conversation_ind,
         c.forked_from_conversation_id);
     set(b.forked_from_message_id, b.forked_from_message_ind, c.forked_from_message_id);
+    set(b.context_strategy, b.context_strategy_ind, c.context_strategy);
   }
 
   /// Runs `plan` a row at a time through the prepared statements; each binds
@@ -818,6 +862,7 @@ class sql_store final : public store {
       w.delete_conversation_messages.execute(true);
       w.delete_conversation_sources.execute(true);
       w.delete_conversation_runs.execute(true);
+      w.delete_conversation_summaries.execute(true);
       w.delete_conversation.execute(true);
     }
     for (auto s : plan.sources) {
@@ -831,6 +876,12 @@ class sql_store final : public store {
     for (auto id : plan.deleted_runs) {
       w.id = *id;
       w.delete_run.execute(true);
+    }
+    for (auto s : plan.inserted_summaries) {
+      w.summary = {s->id,         s->conversation_id, s->covers_through_message_id,
+                   s->content,    s->model,           s->covers_through_seq,
+                   s->created_at, s->tokens_before,   s->tokens_after};
+      w.insert_summary.execute(true);
     }
     for (auto& u : plan.usage) {
       auto& b = w.usage;
@@ -1055,6 +1106,9 @@ class locked_store final : public store {
   std::optional<message_record> find_message(const std::string& conversation_id,
                                              const std::string& message_id) override {
     return with([&](store& s) { return s.find_message(conversation_id, message_id); });
+  }
+  std::vector<summary_record> list_summaries(const std::string& conversation_id) override {
+    return with([&](store& s) { return s.list_summaries(conversation_id); });
   }
   std::optional<run_record> find_run(const std::string& conversation_id,
                                      const std::string& run_id) override {

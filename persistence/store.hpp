@@ -59,6 +59,9 @@ class store {
   virtual std::optional<message_record> find_message(const std::string& conversation_id,
                                                      const std::string& message_id) = 0;
 
+  /// The conversation's summaries (every branch's), oldest first.
+  virtual std::vector<summary_record> list_summaries(const std::string& conversation_id) = 0;
+
   /// The run `run_id` of `conversation_id` whose reply is not stored.
   virtual std::optional<run_record> find_run(const std::string& conversation_id,
                                              const std::string& run_id) = 0;

@@ -51,6 +51,7 @@ json encode(const conversation_record& c) {
   put_optional(j, "active_leaf_id", c.active_leaf_id);
   put_optional(j, "forked_from_conversation_id", c.forked_from_conversation_id);
   put_optional(j, "forked_from_message_id", c.forked_from_message_id);
+  put_optional(j, "context_strategy", c.context_strategy);
   return j;
 }
 
@@ -74,6 +75,7 @@ conversation_record decode_conversation(const json& j) {
   c.active_leaf_id = get_optional<std::string>(j, "active_leaf_id");
   c.forked_from_conversation_id = get_optional<std::string>(j, "forked_from_conversation_id");
   c.forked_from_message_id = get_optional<std::string>(j, "forked_from_message_id");
+  c.context_strategy = get_optional<std::string>(j, "context_strategy");
   return c;
 }
 

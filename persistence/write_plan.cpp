@@ -44,6 +44,7 @@ struct planner {
   void operator()(const write::record_source& w) { plan.sources.push_back(&w); }
   void operator()(const write::insert_run& w) { plan.inserted_runs.push_back(&w.row); }
   void operator()(const write::delete_run& w) { plan.deleted_runs.push_back(&w.id); }
+  void operator()(const write::insert_summary& w) { plan.inserted_summaries.push_back(&w.row); }
   void operator()(const write::add_usage& w) {
     auto [at, fresh] =
         usage_of_key.try_emplace({w.user_id, w.day, w.usage.model}, plan.usage.size());

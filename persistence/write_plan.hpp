@@ -34,6 +34,7 @@ struct write_plan {
   std::vector<const std::string*> deleted_conversations;
   std::vector<const write::record_source*> sources;  ///< after the conversations they name
   std::vector<const run_record*> inserted_runs;
+  std::vector<const summary_record*> inserted_summaries;
   std::vector<const std::string*> deleted_runs;  ///< after the inserts
   std::vector<usage_total> usage;
   std::vector<const idempotency_row*> idempotency_keys;

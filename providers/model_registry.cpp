@@ -85,6 +85,8 @@ std::shared_ptr<const model_registry> model_registry::build(const settings& cfg)
       found = true;
     }
   if (!found) throw config_error("defaults.model: unknown model '" + cfg.default_model + "'");
+  if (!cfg.context.summary_model.empty() && !registry->find(cfg.context.summary_model))
+    throw config_error("context.summary_model: unknown model '" + cfg.context.summary_model + "'");
   return registry;
 }
 

@@ -42,8 +42,15 @@ prompt::prompt(std::optional<chat_message> system, std::shared_ptr<const history
   if (pending_) tokens_ += pending_->tokens;
 }
 
+void prompt::set_summary(chat_message m) {
+  if (summary_) tokens_ -= summary_->tokens;
+  tokens_ += m.tokens;
+  summary_ = std::move(m);
+}
+
 prompt::prompt(prompt&& other) noexcept
     : system_(std::exchange(other.system_, std::nullopt)),
+      summary_(std::exchange(other.summary_, std::nullopt)),
       shared_(std::move(other.shared_)),
       first_(std::exchange(other.first_, 0)),
       last_(std::exchange(other.last_, 0)),
@@ -53,6 +60,7 @@ prompt::prompt(prompt&& other) noexcept
 prompt& prompt::operator=(prompt&& other) noexcept {
   if (this != &other) {
     system_ = std::exchange(other.system_, std::nullopt);
+    summary_ = std::exchange(other.summary_, std::nullopt);
     shared_ = std::move(other.shared_);
     first_ = std::exchange(other.first_, 0);
     last_ = std::exchange(other.last_, 0);
@@ -66,6 +74,10 @@ const chat_message& prompt::operator[](std::size_t i) const {
   assert(i < size());
   if (system_) {
     if (i == 0) return *system_;
+    --i;
+  }
+  if (summary_) {
+    if (i == 0) return *summary_;
     --i;
   }
   if (i < last_ - first_) return (*shared_)[first_ + i];

@@ -73,7 +73,13 @@ class prompt {
          std::size_t first, std::size_t last, std::int64_t shared_tokens,
          std::optional<chat_message> pending);
 
-  std::size_t size() const { return (system_ ? 1 : 0) + (last_ - first_) + (pending_ ? 1 : 0); }
+  /// Puts `m` between the system prompt and the history: a summary of what
+  /// the history leaves out.
+  void set_summary(chat_message m);
+
+  std::size_t size() const {
+    return (system_ ? 1 : 0) + (summary_ ? 1 : 0) + (last_ - first_) + (pending_ ? 1 : 0);
+  }
   bool empty() const { return size() == 0; }
   /// The i-th message, oldest first; i < size().
   const chat_message& operator[](std::size_t i) const;
@@ -86,6 +92,7 @@ class prompt {
 
  private:
   std::optional<chat_message> system_;
+  std::optional<chat_message> summary_;
   std::shared_ptr<const history> shared_;
   std::size_t first_ = 0, last_ = 0;
   std::optional<chat_message> pending_;

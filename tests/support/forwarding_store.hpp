@@ -67,6 +67,9 @@ class forwarding_store : public store {
                                                             unsigned limit) override {
     return inner_->list_conversations_by_id(user_id, after, limit);
   }
+  std::vector<summary_record> list_summaries(const std::string& conversation_id) override {
+    return inner_->list_summaries(conversation_id);
+  }
   std::optional<run_record> find_run(const std::string& conversation_id,
                                      const std::string& run_id) override {
     return inner_->find_run(conversation_id, run_id);

@@ -55,6 +55,32 @@ BOOST_AUTO_TEST_CASE(defaults_match_the_contract) {
   BOOST_TEST(s.default_model == "echo");
   BOOST_TEST(s.streams.on_disconnect == "continue");
   BOOST_TEST(s.streams.retention_s == 600u);
+  BOOST_TEST(s.context.strategy == "truncate");
+  BOOST_TEST(s.context.summary_model.empty());
+  BOOST_TEST(s.context.summarize_at == 0.8);
+  BOOST_TEST(s.context.keep_recent_tokens == 2000u);
+}
+
+BOOST_AUTO_TEST_CASE(context_settings_are_read_and_checked) {
+  config_file good(
+      "[context]\nstrategy = \"summarize\"\nsummary_model = \"echo\"\nsummarize_at = 0.5\n"
+      "keep_recent_tokens = 100\n");
+  auto s = load_settings(cli_of({"serve", "--config", good.path.c_str()}), {});
+  BOOST_TEST(s.context.strategy == "summarize");
+  BOOST_TEST(s.context.summary_model == "echo");
+  BOOST_TEST(s.context.summarize_at == 0.5);
+  BOOST_TEST(s.context.keep_recent_tokens == 100u);
+  for (auto bad : {"[context]\nstrategy = \"forget\"\n", "[context]\nsummarize_at = 1.5\n"}) {
+    config_file file(bad);
+    try {
+      load_settings(cli_of({"serve", "--config", file.path.c_str()}), {});
+      BOOST_FAIL("took " << bad);
+    } catch (const config_error& e) {
+      BOOST_TEST(std::string(e.what()).find("context.") != std::string::npos);
+    }
+  }
+  BOOST_TEST(error_of("[context]\nsummarize_at = 0\n").find("context.summarize_at") !=
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(stream_settings_are_read_and_checked) {

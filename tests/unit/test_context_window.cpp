@@ -367,3 +367,29 @@ BOOST_AUTO_TEST_CASE(random_changes_give_the_prompts_the_plain_rule_gives) {
     }
   }
 }
+
+BOOST_AUTO_TEST_CASE(a_summary_stands_in_for_what_it_covers) {
+  context_window w;
+  w.reset({msg(1, twelve), msg(2, twelve), msg(3, twelve), msg(4, twelve)}, 100, false);
+  summary_cover cover{chat_message("system", "Summary: one and two"), 2};
+  auto p = w.assemble_with(std::string("sys"), nullptr, nullptr, 100, &cover);
+  BOOST_REQUIRE(p.size() == 4u);  // system, summary, m3, m4
+  BOOST_TEST(p[0].content.str() == "sys");
+  BOOST_TEST(p[1].content.str() == "Summary: one and two");
+  BOOST_TEST(p[1].role == "system");
+  BOOST_TEST(p[2].tokens == 7);
+  BOOST_TEST(p.estimated_tokens() == estimate_message_tokens("sys") + cover.message.tokens + 2 * 7);
+  // Its tokens come out of the budget: with room for it and one message, the older goes.
+  auto tight = w.assemble_with(std::nullopt, nullptr, nullptr, cover.message.tokens + 7, &cover);
+  BOOST_REQUIRE(tight.size() == 2u);
+  BOOST_TEST(tight[0].content.str() == "Summary: one and two");
+  // Skipping a message it covers changes nothing; skipping a newer one drops it.
+  std::string covered = "m1", newer = "m3";
+  BOOST_TEST(w.assemble_with(std::nullopt, nullptr, &covered, 100, &cover).size() == 3u);
+  BOOST_TEST(w.assemble_with(std::nullopt, nullptr, &newer, 100, &cover).size() == 2u);
+  // A pending message comes last, after the uncovered ones.
+  auto pending = msg(5, twelve);
+  auto with_pending = w.assemble_with(std::nullopt, &pending, nullptr, 100, &cover);
+  BOOST_TEST(with_pending.size() == 4u);
+  BOOST_TEST(with_pending.back().tokens == 7);
+}

@@ -337,6 +337,9 @@ struct recording_subscriber : conversation_subscriber {
       case kind::failed:
         seen.push_back("failed:" + e.reason->detail);
         break;
+      case kind::compaction:
+        seen.push_back("compaction:" + e.summary->content);
+        break;
     }
     return accept;
   }

@@ -154,6 +154,25 @@ BOOST_AUTO_TEST_CASE(on_disconnect_fields) {
            .cancel_on_disconnect);
 }
 
+BOOST_AUTO_TEST_CASE(context_strategy_and_compact_fields) {
+  auto created =
+      value_of(parse_create_conversation({{"context_strategy", "summarize"}}, "u", limits()));
+  BOOST_TEST(*created.context_strategy == "summarize");
+  BOOST_TEST(!value_of(parse_create_conversation({{"context_strategy", nullptr}}, "u", limits()))
+                  .context_strategy.has_value());
+  BOOST_TEST(first_field(parse_create_conversation({{"context_strategy", "forget"}}, "u",
+                                                   limits())) == "context_strategy");
+  auto patched = value_of(parse_conversation_patch({{"context_strategy", nullptr}}, limits()));
+  BOOST_REQUIRE(patched.context_strategy.has_value());
+  BOOST_TEST(!patched.context_strategy->has_value());  // back to the default
+  BOOST_TEST(!value_of(parse_conversation_patch(json::object(), limits())).context_strategy);
+  BOOST_TEST(first_field(parse_conversation_patch({{"context_strategy", 1}}, limits())) ==
+             "context_strategy");
+  BOOST_TEST(!value_of(parse_compact(json::object(), limits())).has_value());
+  BOOST_TEST(*value_of(parse_compact({{"model", "echo"}}, limits())) == "echo");
+  BOOST_TEST(first_field(parse_compact({{"model", "gpt-9"}}, limits())) == "model");
+}
+
 BOOST_AUTO_TEST_CASE(resume_positions) {
   const std::string run = "0193a1b2-c3d6-7b12-8c3d-4e5f6a7b8c9d";
   auto none = value_of(parse_resume_position({}, std::nullopt));

@@ -78,6 +78,7 @@ BOOST_AUTO_TEST_CASE(round_trips_every_column) {
   c.active_leaf_id = "c1-m1";
   c.forked_from_conversation_id = "c0";
   c.forked_from_message_id = "c0-m9";
+  c.context_strategy = "summarize";
   auto m = message("c1", 1);
   m.model = "echo";
   m.finish_reason = "stop";
@@ -94,6 +95,7 @@ BOOST_AUTO_TEST_CASE(round_trips_every_column) {
   BOOST_TEST(*back->active_leaf_id == "c1-m1");
   BOOST_TEST(*back->forked_from_conversation_id == "c0");
   BOOST_TEST(*back->forked_from_message_id == "c0-m9");
+  BOOST_TEST(*back->context_strategy == "summarize");
   auto msgs = db->list_messages("c1", 0, std::nullopt, 10);
   BOOST_REQUIRE(msgs.size() == 1u);
   BOOST_TEST(*msgs[0].model == "echo");
@@ -398,6 +400,41 @@ BOOST_AUTO_TEST_CASE(runs_are_found_in_their_conversation_until_removed) {
   commit(*db, {write::delete_conversation{"c1"}});
   BOOST_TEST(!db->find_run("c1", "r2").has_value());
   BOOST_TEST(db->find_run("c2", "r3").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(summaries_are_listed_oldest_first_and_go_with_their_conversation) {
+  auto summary = [](std::string id, std::string conversation, unix_ms at) {
+    return summary_record{std::move(id),
+                          std::move(conversation),
+                          "m3",
+                          3,
+                          "text " + std::to_string(at),
+                          "echo",
+                          at,
+                          120,
+                          40};
+  };
+  commit(*db, {write::insert_conversation{conversation("c1", "alice", 1)},
+               write::insert_conversation{conversation("c2", "alice", 1)},
+               write::insert_summary{summary("s2", "c1", 20)},
+               write::insert_summary{summary("s1", "c1", 10)},
+               write::insert_summary{summary("s3", "c2", 5)}});
+  auto listed = db->list_summaries("c1");
+  BOOST_REQUIRE(listed.size() == 2u);
+  BOOST_TEST(listed[0].id == "s1");
+  BOOST_TEST(listed[1].id == "s2");
+  auto& s = listed[1];
+  BOOST_TEST(s.conversation_id == "c1");
+  BOOST_TEST(s.covers_through_message_id == "m3");
+  BOOST_TEST(s.covers_through_seq == 3);
+  BOOST_TEST(s.content == "text 20");
+  BOOST_TEST(s.model == "echo");
+  BOOST_TEST(s.created_at == 20);
+  BOOST_TEST(s.tokens_before == 120);
+  BOOST_TEST(s.tokens_after == 40);
+  commit(*db, {write::delete_conversation{"c1"}});
+  BOOST_TEST(db->list_summaries("c1").empty());
+  BOOST_TEST(db->list_summaries("c2").size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(conversations_are_listed_by_id_for_export) {

@@ -64,7 +64,8 @@ bool publish(self_ptr self, conversation_event e,
   auto& st = self->state;
   bool of_run = e.type == kind::message || e.type == kind::delta || e.type == kind::done ||
                 e.type == kind::failed || e.type == kind::compaction;
-  if (auto* run = current_run(st); run && of_run) record_in_run(st, *run, e);
+  if (auto* run = current_run(st); run && of_run)
+    record_in_run(*run, e, own || (e.type != kind::failed && !st.watchers.empty()));
   if (e.type != kind::failed) {
     auto& w = st.watchers;
     w.erase(std::remove_if(w.begin(), w.end(), [&](auto& s) { return !s->deliver(e); }), w.end());

@@ -92,6 +92,9 @@ struct run_log {
   std::string id;  ///< the run's, which is also its reply's id
   unix_ms started_at = 0;
   std::uint64_t last_n = 0;
+  /// Some client got an event of it (its own stream, a watcher, a
+  /// follower): only such a run is kept, since only its clients know its ids.
+  bool seen = false;
   std::vector<run_entry> entries;
   bool ended = false;
   steady_time expires;  ///< once ended
@@ -201,8 +204,9 @@ run_log* current_run(conversation_state& st);
 /// Starts the run whose reply will be stored as `reply_id`. A run left
 /// unfinished (its operation is starting over) is dropped.
 void begin_run(self_ptr self, const std::string& reply_id);
-/// Numbers `e`, keeps it in the run and sends it to the run's followers.
-void record_in_run(conversation_state& st, run_log& run, conversation_event& e);
+/// Numbers `e` and sends it to the run's followers; keeps it once the run
+/// has been seen (`audience`: a client other than the followers gets it).
+void record_in_run(run_log& run, conversation_event& e, bool audience);
 /// The run ended with its `done` (`reply`) or `failed` (`why`) event,
 /// already published: answers those who asked to cancel it.
 void end_run(self_ptr self, const message_record* reply, const failure* why);

@@ -75,9 +75,13 @@ void begin_run(self_ptr self, const std::string& reply_id) {
   st.runs.push_back(std::move(run));
 }
 
-void record_in_run(conversation_state&, run_log& run, conversation_event& e) {
+void record_in_run(run_log& run, conversation_event& e, bool audience) {
   e.run_id = &run.id;
   e.n = ++run.last_n;
+  run.seen = run.seen || audience || !run.followers.empty();
+  // An exchange nobody sees publishes its events only as it ends (it is not
+  // live), all of them in one turn: nothing is lost by not keeping them.
+  if (!run.seen) return;
   if (e.type == kind::delta) {
     if (run.entries.empty() || run.entries.back().type != kind::delta)
       run.entries.push_back({.type = kind::delta});
@@ -112,7 +116,8 @@ void end_run(self_ptr self, const message_record* reply, const failure* why) {
       caller.fail(*why);
   }
   run->cancellers.clear();
-  if (st.ctx->cfg.streams.retention_s == 0) st.runs.pop_back();
+  // Nobody can name a run no client saw: it is not kept.
+  if (st.ctx->cfg.streams.retention_s == 0 || !run->seen) st.runs.pop_back();
 }
 
 void abandon_run(self_ptr self, const failure& why) {

@@ -609,6 +609,23 @@ BOOST_AUTO_TEST_CASE(a_run_is_numbered_and_replayed_after_a_position_its_deltas_
   BOOST_TEST((cancel.get().error().code == errc::conflict));
 }
 
+BOOST_AUTO_TEST_CASE(a_run_no_client_saw_is_not_kept) {
+  engine_fixture f;
+  auto id = f.create("alice").conversation->id;
+  send_params p;
+  p.content = "unseen";
+  waiter<exchange_answer> w;
+  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
+  auto sent = w.get();
+  BOOST_REQUIRE(bool(sent));
+  // Not held in memory: the stored reply alone, as the database has it.
+  auto replayed = std::make_shared<numbered_subscriber>();
+  BOOST_REQUIRE(bool(resume(f, "alice", id, run_position{sent->reply->id, 0}, replayed)));
+  auto got = replayed->events();
+  BOOST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0] == "done 1 Echo: unseen");
+}
+
 BOOST_AUTO_TEST_CASE(a_run_no_longer_held_is_answered_from_its_stored_reply) {
   engine_fixture f([](settings& s) { s.streams.retention_s = 0; });
   auto id = f.create("alice").conversation->id;

@@ -108,7 +108,9 @@ void ask_for_summary(
              if (result && (result->reason == finish_reason::cancelled || text.empty()))
                result = failure{errc::provider_error, "the summary came back cancelled or empty"};
              auto& ctx = *self->state.ctx;
-             if (!result) {
+             auto* run = current_run(self->state);
+             bool stopped = run && run->cancel_requested;
+             if (!result && !stopped) {
                auto fallback = ctx.models->fallback_after(model, asked + 1);
                if (fallback && ctx.clock->now() < deadline) {
                  ask_for_summary(self, *fallback, std::move(retry), params, deadline, cancel,
@@ -202,7 +204,7 @@ void compact(self_ptr self, const compaction_input& input, const model_info& mod
 void op_compact(self_ptr self, const std::string& user, const std::optional<std::string>& model,
                 const completion<summary_record>& caller) {
   if (foreign(self, user, caller)) return;
-  ensure_window(self, caller, [=] {
+  auto summarize = [=] {
     auto& st = self->state;
     auto& ctx = *st.ctx;
     compaction_input in;
@@ -231,7 +233,9 @@ void op_compact(self_ptr self, const std::string& user, const std::optional<std:
               }
               finish_op(self);
             });
-  });
+  };
+  // A summary is a model call like a reply: the user's daily tokens apply.
+  check_token_quota(self, user, caller, [=] { ensure_window(self, caller, summarize); });
 }
 
 }  // namespace parley::conversation_detail

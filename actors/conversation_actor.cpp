@@ -127,6 +127,7 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
             return;
           }
           st.watchers.push_back(s);
+          watching_run(st, s.get());
           caller.complete(done{});
         });
       },

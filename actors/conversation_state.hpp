@@ -98,12 +98,17 @@ struct run_log {
   std::vector<run_entry> entries;
   bool ended = false;
   steady_time expires;  ///< once ended
-  /// The input's commit also stored a run record (its reply's commit removes it).
-  bool recorded = false;
   /// POST …/cancel was asked: the reply is stored with what was produced.
   bool cancel_requested = false;
   /// Clients that resumed the run while it ran: they get its events to the end.
   std::vector<std::shared_ptr<conversation_subscriber>> followers;
+  /// Each watcher with the number of the run's last event when it began
+  /// watching (0: before the run began): a watcher that resumes the run is
+  /// replayed only what it did not get live.
+  std::vector<std::pair<const conversation_subscriber*, std::uint64_t>> watching_since;
+  /// Watchers that resumed the run while it ran: watchers get no `failed`
+  /// event, these do.
+  std::vector<std::shared_ptr<conversation_subscriber>> resumed_watchers;
   /// Callers of POST …/cancel, answered with the stored reply.
   std::vector<completion<message_record>> cancellers;
   /// Keeps the run listed in engine_context::running while it runs.
@@ -204,6 +209,8 @@ run_log* current_run(conversation_state& st);
 /// Starts the run whose reply will be stored as `reply_id`. A run left
 /// unfinished (its operation is starting over) is dropped.
 void begin_run(self_ptr self, const std::string& reply_id);
+/// Notes that watcher `s` gets the running run's events from now on.
+void watching_run(conversation_state& st, const conversation_subscriber* s);
 /// Numbers `e` and sends it to the run's followers; keeps it once the run
 /// has been seen (`audience`: a client other than the followers gets it).
 void record_in_run(run_log& run, conversation_event& e, bool audience);
@@ -215,14 +222,21 @@ void end_run(self_ptr self, const message_record* reply, const failure* why);
 void abandon_run(self_ptr self, const failure& why);
 /// Delivers the events of the run at `from` after its position (or of the
 /// running one from its start) to `s`; with `follow`, also the rest as they
-/// come. Answers not_held when the named run is not in memory: the caller
-/// then looks in the database.
+/// come. Without, `s` is a watcher: it is replayed only what it did not get
+/// live, and the run's failure if it fails. Answers not_held when the named run is not in memory:
+/// the caller then looks in the database.
 void resume_run(self_ptr self, const std::optional<run_position>& from,
                 const std::shared_ptr<conversation_subscriber>& s, bool follow,
                 const completion<resume_outcome>& caller);
 /// POST …/cancel: stops the running exchange's model; `caller` gets the
 /// stored reply, or a conflict when nothing runs.
 void cancel_run(self_ptr self, const completion<message_record>& caller);
+
+/// The tokens per day `user` may still use (limits.tokens_per_day): answers
+/// `caller` with 429 and ends the operation when the limit is reached, runs
+/// `then` otherwise (exchange.cpp).
+void check_token_quota(self_ptr self, const std::string& user, reply_slot caller,
+                       std::function<void()> then);
 
 // --- context compaction (compaction.cpp) -------------------------------------------------
 

@@ -219,6 +219,10 @@ void fail_exchange(self_ptr self, exchange_plan plan, failure why) {
   // Only a written row (a stored user message, a new conversation) changes
   // the conversation; an idempotency key alone leaves it as it was.
   bool row_written = !c.writes.empty();
+  // The failure reaches the run's clients now (and a resume while the run
+  // is held); the record is only for a process that died before it could
+  // tell them, so it goes rather than pile up with every failed stream.
+  if (plan.run_recorded) c.writes.push_back(write::delete_run{*plan.reply_id});
   if (c.writes.empty() && !plan.claim) {
     end_failed_run(self, plan, why);
     plan.caller.fail(why);
@@ -273,40 +277,6 @@ void store_user_message(self_ptr self, exchange_plan plan,
   });
 }
 
-/// The tokens per day `user` may still use: answers `caller` with 429 when
-/// the limit is reached, runs `then` otherwise.
-void check_token_quota(self_ptr self, const std::string& user, reply_slot caller,
-                       std::function<void()> then) {
-  auto& st = self->state;
-  auto limit = static_cast<std::int64_t>(st.ctx->cfg.limits.tokens_per_day);
-  if (limit == 0) {
-    then();
-    return;
-  }
-  auto now = st.ctx->clock->wall_ms();
-  auto day = format_day(now);
-  auto decide = [self, caller, then, limit, now, user, day]() mutable {
-    auto used = self->state.ctx->meter.used(user, day).value_or(0);
-    if (used < limit) {
-      then();
-      return;
-    }
-    if (self->state.current == phase::creating) self->state.current = phase::gone;
-    caller.fail(token_quota_reached(user, limit, now));
-    finish_op(self);
-  };
-  if (st.ctx->meter.used(user, day)) {
-    decide();
-    return;
-  }
-  read<std::int64_t>(
-      self, [user, day](store& db) { return tokens_used(db, user, day); }, caller,
-      [self, user, day, decide](std::int64_t& tokens) mutable {
-        self->state.ctx->meter.seed(user, day, tokens);
-        decide();
-      });
-}
-
 /// The prompt `model` gets for the exchange: the system prompt and as much of
 /// the window as fits the model's budget.
 prompt prompt_for(conversation_state& st, exchange_plan& plan, const model_info& model) {
@@ -332,21 +302,22 @@ void compact_first(self_ptr self, exchange_plan plan, steady_time deadline,
     then(std::move(plan));
     return;
   }
-  auto& reply_model = model_of(*st.ctx, plan.model);
-  auto& system = plan.instructions ? plan.instructions : st.meta.system_prompt;
+  // Held where it stays put: the compaction reads the plan's window,
+  // summary and messages until it is done.
+  auto held = std::make_shared<exchange_plan>(std::move(plan));
+  auto& kept = *held;
+  auto& reply_model = model_of(*st.ctx, kept.model);
+  auto& system = kept.instructions ? kept.instructions : st.meta.system_prompt;
   compaction_input in;
-  in.window = &window_for(st, plan);
-  in.current_summary = &summary_for(st, plan);
-  in.pending = plan.user_message && !plan.user_stored ? &*plan.user_message : nullptr;
-  in.skip_id = plan.replaces ? &*plan.replaces : nullptr;
+  in.window = &window_for(st, kept);
+  in.current_summary = &summary_for(st, kept);
+  in.pending = kept.user_message && !kept.user_stored ? &*kept.user_message : nullptr;
+  in.skip_id = kept.replaces ? &*kept.replaces : nullptr;
   in.budget = message_budget(reply_model.context_budget(), system);
   auto& summarizer = model_of(*st.ctx, st.ctx->cfg.context.summary_model.empty()
-                                           ? plan.model
+                                           ? st.meta.model
                                            : st.ctx->cfg.context.summary_model);
-  auto caller = plan.caller;
-  auto cancel = plan.cancel;
-  auto held = std::make_shared<exchange_plan>(std::move(plan));
-  compact(self, in, summarizer, false, deadline, cancel, caller,
+  compact(self, in, summarizer, false, deadline, kept.cancel, kept.caller,
           [self, held, then](outcome<std::optional<summary_record>> made) {
             auto& plan = *held;
             if (made && *made) {
@@ -481,6 +452,38 @@ void take_message(exchange_plan& plan, const conversation_record& meta, std::int
 }
 
 }  // namespace
+
+void check_token_quota(self_ptr self, const std::string& user, reply_slot caller,
+                       std::function<void()> then) {
+  auto& st = self->state;
+  auto limit = static_cast<std::int64_t>(st.ctx->cfg.limits.tokens_per_day);
+  if (limit == 0) {
+    then();
+    return;
+  }
+  auto now = st.ctx->clock->wall_ms();
+  auto day = format_day(now);
+  auto decide = [self, caller, then, limit, now, user, day]() mutable {
+    auto used = self->state.ctx->meter.used(user, day).value_or(0);
+    if (used < limit) {
+      then();
+      return;
+    }
+    if (self->state.current == phase::creating) self->state.current = phase::gone;
+    caller.fail(token_quota_reached(user, limit, now));
+    finish_op(self);
+  };
+  if (st.ctx->meter.used(user, day)) {
+    decide();
+    return;
+  }
+  read<std::int64_t>(
+      self, [user, day](store& db) { return tokens_used(db, user, day); }, caller,
+      [self, user, day, decide](std::int64_t& tokens) mutable {
+        self->state.ctx->meter.seed(user, day, tokens);
+        decide();
+      });
+}
 
 void op_create(self_ptr self, new_conversation request, std::optional<idempotency_claim> claim,
                const completion<exchange_answer>& caller) {
@@ -655,6 +658,7 @@ void op_fork(self_ptr self, const std::string& user, const fork_request& request
           copy.model = st.meta.model;
           copy.system_prompt = st.meta.system_prompt;
           copy.metadata_json = st.meta.metadata_json;
+          copy.context_strategy = st.meta.context_strategy;
           copy.created_at = copy.updated_at = now;
           copy.forked_from_conversation_id = st.id;
           copy.forked_from_message_id = target;

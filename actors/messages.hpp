@@ -47,8 +47,7 @@ struct loaded_branch {
   bool older_exist = false;            ///< the branch has messages before `recent`
   std::int64_t length = 0;             ///< messages from the root to the end
   std::int64_t end_children = 0;       ///< children of its end: where a new message goes
-  /// The newest summary of messages on the branch, when the conversation
-  /// summarizes (see compaction.cpp).
+  /// The newest summary of messages on the branch (see compaction.cpp).
   std::optional<summary_record> summary;
 };
 

@@ -8,6 +8,7 @@
 #include "actors/conversation_state.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace parley::conversation_detail {
 
@@ -33,19 +34,21 @@ void forget_expired(conversation_state& st) {
   }
 }
 
-/// Sends `s` the run's events after `after`, deltas in a row as one.
-/// False once `s` refused one.
-bool replay(const run_log& run, std::uint64_t after, conversation_subscriber& s) {
+/// Sends `s` the run's events after `after` up to `until`, deltas in a row
+/// as one. False once `s` refused one.
+bool replay(const run_log& run, std::uint64_t after, std::uint64_t until,
+            conversation_subscriber& s) {
+  if (until <= after) return true;
   for (auto& entry : run.entries) {
-    if (entry.n <= after) continue;
+    auto first = entry.type == kind::delta ? entry.n + 1 - entry.ends.size() : entry.n;
+    if (entry.n <= after || first > until) continue;
     conversation_event e;
     e.type = entry.type;
     e.run_id = &run.id;
-    e.n = entry.n;
+    e.n = std::min(entry.n, until);
     if (entry.type == kind::delta) {
-      auto first = entry.n + 1 - entry.ends.size();
       auto from = after >= first ? entry.ends[after - first] : 0;
-      e.text = entry.text.substr(from);
+      e.text = entry.text.substr(from, entry.ends[e.n - first] - from);
     } else {
       e.message = entry.message ? &*entry.message : nullptr;
       e.reason = entry.reason;
@@ -71,8 +74,13 @@ void begin_run(self_ptr self, const std::string& reply_id) {
   run_log run;
   run.id = reply_id;
   run.started_at = st.ctx->clock->wall_ms();
+  for (auto& w : st.watchers) run.watching_since.emplace_back(w.get(), 0);
   run.listing = st.ctx->running.add(st.id, {run.id, run.started_at});
   st.runs.push_back(std::move(run));
+}
+
+void watching_run(conversation_state& st, const conversation_subscriber* s) {
+  if (auto* run = current_run(st)) run->watching_since.emplace_back(s, run->last_n);
 }
 
 void record_in_run(run_log& run, conversation_event& e, bool audience) {
@@ -80,7 +88,8 @@ void record_in_run(run_log& run, conversation_event& e, bool audience) {
   e.n = ++run.last_n;
   run.seen = run.seen || audience || !run.followers.empty();
   // An exchange nobody sees publishes its events only as it ends (it is not
-  // live), all of them in one turn: nothing is lost by not keeping them.
+  // live), in one turn, or a compaction before: a client joining it meanwhile
+  // follows it from there and misses nothing it could have been replayed.
   if (!run.seen) return;
   if (e.type == kind::delta) {
     if (run.entries.empty() || run.entries.back().type != kind::delta)
@@ -98,6 +107,8 @@ void record_in_run(run_log& run, conversation_event& e, bool audience) {
   }
   auto& f = run.followers;
   f.erase(std::remove_if(f.begin(), f.end(), [&](auto& s) { return !s->deliver(e); }), f.end());
+  if (e.type == kind::failed)
+    for (auto& s : run.resumed_watchers) s->deliver(e);
 }
 
 void end_run(self_ptr self, const message_record* reply, const failure* why) {
@@ -109,6 +120,7 @@ void end_run(self_ptr self, const message_record* reply, const failure* why) {
   run->listing.reset();
   // Their streams ended with the last event.
   run->followers.clear();
+  run->resumed_watchers.clear();
   for (auto& caller : run->cancellers) {
     if (reply)
       caller.complete(*reply);
@@ -116,7 +128,8 @@ void end_run(self_ptr self, const message_record* reply, const failure* why) {
       caller.fail(*why);
   }
   run->cancellers.clear();
-  // Nobody can name a run no client saw: it is not kept.
+  // No client has event ids of a run none saw (GET …/{id} shows its id only
+  // while it runs, and joining it then makes it seen): it is not kept.
   if (st.ctx->cfg.streams.retention_s == 0 || !run->seen) st.runs.pop_back();
 }
 
@@ -162,7 +175,14 @@ void resume_run(self_ptr self, const std::optional<run_position>& from,
     started.run_id = &run->id;
     s->deliver(started);
   }
-  if (replay(*run, after, *s) && !run->ended && follow) run->followers.push_back(s);
+  auto until = std::numeric_limits<std::uint64_t>::max();
+  if (!follow) {
+    auto& since = run->watching_since;
+    auto at = std::find_if(since.begin(), since.end(), [&](auto& w) { return w.first == s.get(); });
+    if (at != since.end()) until = at->second;
+    if (!run->ended) run->resumed_watchers.push_back(s);
+  }
+  if (replay(*run, after, until, *s) && !run->ended && follow) run->followers.push_back(s);
   caller.complete(resume_outcome::streaming);
 }
 

@@ -439,8 +439,11 @@ void http_api::compact_conversation(const call_context& c, const route_params& p
   if (!body) return;
   auto model = valid(c, parse_compact(*body, limits_));
   if (!model) return;
+  // Held until the answer: a summary takes a generation slot like a reply.
+  auto slot = generation_slot(c);
+  if (!slot) return;
   engine_.compact(c.user_id, *id, *model,
-                  respond<summary_record>(c, 201, [](auto& s) { return to_json(s); }));
+                  respond<summary_record>(c, 201, [slot = *slot](auto& s) { return to_json(s); }));
 }
 
 void http_api::fork_conversation(const call_context& c, const route_params& params) {

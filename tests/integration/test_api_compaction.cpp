@@ -231,7 +231,7 @@ BOOST_AUTO_TEST_CASE(branches_and_forks_use_the_summary_of_their_own_messages) {
   auto leaf = c.get(conversation_path(id)).json()["active_leaf_id"].get<std::string>();
 
   // A new branch from the first reply: the summary covers messages it does not have.
-  auto other = send(c, id, {{"content", "another way"}, {"parent_id", first["reply"]["id"]}});
+  send(c, id, {{"content", "another way"}, {"parent_id", first["reply"]["id"]}});
   auto prompt = messages_of(replies().requests().back());
   BOOST_TEST(!starts_with_summary(prompt[0]));
   BOOST_TEST(mentions(prompt, turn_text(1)));
@@ -245,6 +245,7 @@ BOOST_AUTO_TEST_CASE(branches_and_forks_use_the_summary_of_their_own_messages) {
   auto fork = c.post(conversation_path(id, "/fork"), {{"message_id", leaf}});
   BOOST_REQUIRE(fork.status == 201);
   auto fork_id = fork.json()["id"].get<std::string>();
+  BOOST_TEST(fork.json()["context_strategy"] == "summarize");
   auto copied = summaries_of(c, fork_id);
   BOOST_REQUIRE(copied.size() == 1u);
   BOOST_TEST(copied[0]["content"] == summary["content"]);
@@ -260,7 +261,42 @@ BOOST_AUTO_TEST_CASE(branches_and_forks_use_the_summary_of_their_own_messages) {
   // A fork from before the summary's message has none.
   auto early = c.post(conversation_path(id, "/fork"), {{"message_id", first["reply"]["id"]}});
   BOOST_TEST(summaries_of(c, early.json()["id"].get<std::string>()).empty());
-  (void)other;
+}
+
+BOOST_AUTO_TEST_CASE(the_message_being_answered_counts_and_is_never_folded) {
+  auto c = client("big-message");
+  auto id = create_conversation(c, {{"model", "small"}, {"context_strategy", "summarize"}});
+  for (int i = 1; i <= 2; ++i) send(c, id, {{"content", turn_text(i)}});
+  summaries().clear_requests();
+  // Well under the threshold so far; this one alone brings the prompt past it.
+  auto big = "big " + std::string(700, 'z');
+  send(c, id, {{"content", big}});
+  BOOST_REQUIRE(summaries().requests().size() == 1u);
+  auto asked = messages_of(summaries().requests().at(0));
+  BOOST_TEST(mentions(asked, turn_text(1)));
+  BOOST_TEST(!mentions(asked, big));
+  auto prompt = messages_of(replies().requests().back());
+  BOOST_TEST(starts_with_summary(prompt[0]));
+  BOOST_TEST(prompt.back()["content"] == big);
+}
+
+BOOST_AUTO_TEST_CASE(regenerate_compacts_without_folding_what_it_answers) {
+  auto c = client("regenerating");
+  // Long enough, unsummarized: it was truncated so far.
+  auto id = create_conversation(c, {{"model", "small"}});
+  int last = 8;
+  for (int i = 1; i <= last; ++i) send(c, id, {{"content", turn_text(i)}});
+  BOOST_REQUIRE(c.patch(conversation_path(id), {{"context_strategy", "summarize"}}).status == 200);
+  summaries().clear_requests();
+  auto r = c.post(conversation_path(id, "/regenerate"), json::object());
+  BOOST_REQUIRE(r.status == 201);
+  BOOST_REQUIRE(summaries().requests().size() == 1u);
+  auto asked = messages_of(summaries().requests().at(0));
+  BOOST_TEST(!mentions(asked, turn_text(last)));  // the message the reply answers
+  auto prompt = messages_of(replies().requests().back());
+  BOOST_TEST(starts_with_summary(prompt[0]));
+  BOOST_TEST(prompt.back()["role"] == "user");
+  BOOST_TEST(prompt.back()["content"] == turn_text(last));
 }
 
 BOOST_AUTO_TEST_CASE(a_streamed_exchange_that_compacts_says_so_first) {

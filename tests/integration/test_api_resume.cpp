@@ -13,8 +13,10 @@
 #include "support/ws_client.hpp"
 
 #include <future>
+#include <map>
 #include <memory>
 #include <set>
+#include <thread>
 
 using namespace parley::testing;
 using nlohmann::json;
@@ -251,6 +253,54 @@ BOOST_AUTO_TEST_CASE(a_websocket_resumes_a_run_it_missed) {
   BOOST_TEST(message["type"] == "message");
   BOOST_TEST(message["n"] == 1);
   BOOST_TEST(message["run_id"].is_string());
+}
+
+BOOST_AUTO_TEST_CASE(a_websocket_that_resumes_mid_run_gets_each_event_once) {
+  auto c = client("ws-mid-run");
+  auto id = create_conversation(c);
+  std::string words;
+  for (int i = 1; i <= 16; ++i) words += (i > 1 ? " w" : "w") + std::to_string(i);
+  auto sender = std::async(std::launch::async, [&] {
+    return sse_post(server().base_url(), messages_path(id), {{"content", words}, {"stream", true}},
+                    "ws-mid-run");
+  });
+  json running;
+  BOOST_REQUIRE(eventually([&] {
+    running = c.get(conversation_path(id)).json()["running"];
+    return !running.is_null();
+  }));
+  std::this_thread::sleep_for(milliseconds(300));  // a few deltas go by before it connects
+  ws_client ws(server().port(), conversation_path(id, "/ws"), "ws-mid-run");
+  // It watches from here; it asks for the run from its start.
+  ws.send_json({{"type", "resume"}, {"run_id", running["run_id"]}, {"after", 0}});
+  std::map<std::uint64_t, json> by_number;
+  for (;;) {
+    auto frame = ws.read_json();
+    BOOST_REQUIRE(frame["type"] != "error");
+    auto n = frame["n"].get<std::uint64_t>();
+    BOOST_TEST(by_number.count(n) == 0u, "event " << n << " twice");
+    by_number[n] = frame;
+    if (frame["type"] == "done") break;
+  }
+  auto sent = sender.get();
+  // In the order of their numbers, the frames make the whole reply.
+  std::string text;
+  for (auto& [n, frame] : by_number)
+    if (frame["type"] == "delta") text += frame["content"].get<std::string>();
+  BOOST_TEST(text == "Echo: " + words);
+  BOOST_TEST(by_number.begin()->second["type"] == "message");
+  BOOST_TEST(by_number.rbegin()->second["reply"] == sent.events.back().data);
+  // A socket that watched the whole run is replayed nothing it already has.
+  ws.send_json({{"type", "message"}, {"content", "again"}});
+  auto frames = std::vector<json>{ws.read_json()};
+  auto run = frames[0]["run_id"];
+  ws.send_json({{"type", "resume"}, {"run_id", run}, {"after", 0}});
+  for (;;) {
+    frames.push_back(ws.read_json());
+    if (frames.back()["type"] == "done") break;
+  }
+  std::set<std::uint64_t> numbers;
+  for (auto& f : frames) BOOST_TEST(numbers.insert(f["n"].get<std::uint64_t>()).second);
 }
 
 BOOST_AUTO_TEST_CASE(cancel_stores_the_partial_reply_and_ends_the_stream) {

@@ -50,7 +50,7 @@ std::optional<fold> plan_fold(const engine_context& ctx, const compaction_input&
   };
   std::vector<entry> after;
   auto& current = *in.current_summary;
-  auto covered = current ? current->covers_through_seq : 0;
+  auto covered = current ? current->record.covers_through_seq : 0;
   for (std::size_t i = 0; i < in.window->size(); ++i) {
     auto e = in.window->at(i);
     if (e.seq <= covered || (in.skip_id && e.id == *in.skip_id)) continue;
@@ -58,7 +58,7 @@ std::optional<fold> plan_fold(const engine_context& ctx, const compaction_input&
   }
   fold out;
   auto pending = in.pending ? estimate_message_tokens(in.pending->content) : 0;
-  out.prompt_tokens = pending + (current ? cover_of(*current).message.tokens : 0);
+  out.prompt_tokens = pending + (current ? current->cover.message.tokens : 0);
   for (auto& e : after) out.prompt_tokens += e.message->tokens;
   auto threshold =
       static_cast<std::int64_t>(ctx.cfg.context.summarize_at * static_cast<double>(in.budget));
@@ -82,11 +82,11 @@ std::optional<fold> plan_fold(const engine_context& ctx, const compaction_input&
 
 /// The request for the summary: the instruction, the summary it extends,
 /// the messages it folds in, and the ask.
-prompt summary_prompt(const std::optional<summary_record>& current, const fold& f) {
+prompt summary_prompt(const std::optional<branch_summary>& current, const fold& f) {
   auto messages = std::make_shared<prompt::history>();
   messages->reserve(f.messages.size() + 3);
   messages->emplace_back("system", summary_instruction);
-  if (current) messages->push_back(cover_of(*current).message);
+  if (current) messages->push_back(current->cover.message);
   messages->insert(messages->end(), f.messages.begin(), f.messages.end());
   messages->emplace_back("user", summary_request);
   std::int64_t tokens = 0;
@@ -128,8 +128,26 @@ bool summarizes(const engine_context& ctx, const conversation_record& meta) {
   return meta.context_strategy.value_or(ctx.cfg.context.strategy) == "summarize";
 }
 
-summary_cover cover_of(const summary_record& s) {
-  return {chat_message("system", summary_preamble + s.content), s.covers_through_seq};
+branch_summary::branch_summary(summary_record r)
+    : record(std::move(r)),
+      cover{chat_message("system", summary_preamble + record.content), record.covers_through_seq} {}
+
+const model_info& summarizer_for(const engine_context& ctx, const conversation_record& meta) {
+  auto& configured = ctx.cfg.context.summary_model;
+  return model_of(ctx, configured.empty() ? meta.model : configured);
+}
+
+void publish_compaction(self_ptr self, const summary_record& s,
+                        const std::shared_ptr<conversation_subscriber>& own) {
+  conversation_event e;
+  e.type = conversation_event::kind::compaction;
+  e.summary = &s;
+  publish(self, std::move(e), own);
+}
+
+std::optional<branch_summary> use_summary(std::optional<summary_record> read) {
+  if (!read) return std::nullopt;
+  return branch_summary(std::move(*read));
 }
 
 std::optional<summary_record> summary_on_branch(store& db, const std::string& conversation_id,
@@ -153,11 +171,11 @@ std::optional<summary_record> summary_on_branch(store& db, const std::string& co
 
 void compact(self_ptr self, const compaction_input& input, const model_info& model, bool force,
              steady_time deadline, std::shared_ptr<cancellation> cancel, reply_slot caller,
-             std::function<void(outcome<std::optional<summary_record>>)> then) {
+             std::function<void(outcome<std::optional<branch_summary>>)> then) {
   auto& st = self->state;
   auto folding = plan_fold(*st.ctx, input, force);
   if (!folding) {
-    then(std::optional<summary_record>());
+    then(std::optional<branch_summary>());
     return;
   }
   // A quarter of the budget at most: the summary must leave room for what it is for.
@@ -165,7 +183,7 @@ void compact(self_ptr self, const compaction_input& input, const model_info& mod
                   static_cast<std::uint32_t>(std::max<std::int64_t>(1, input.budget / 4))};
   auto request = summary_prompt(*input.current_summary, *folding);
   auto& current = *input.current_summary;
-  auto previous_tokens = current ? cover_of(*current).message.tokens : 0;
+  auto previous_tokens = current ? current->cover.message.tokens : 0;
   ask_for_summary(
       self, model, std::move(request), params, deadline, std::move(cancel), 0,
       [self, caller, then, f = std::move(*folding), previous_tokens](
@@ -187,16 +205,17 @@ void compact(self_ptr self, const compaction_input& input, const model_info& mod
         s.model = answered.id;
         s.created_at = now;
         s.tokens_before = f.prompt_tokens;
-        s.tokens_after =
-            f.prompt_tokens - f.folded_tokens - previous_tokens + cover_of(s).message.tokens;
+        branch_summary made(std::move(s));
+        made.record.tokens_after =
+            f.prompt_tokens - f.folded_tokens - previous_tokens + made.cover.message.tokens;
         auto& usage = result->usage;
-        write_set writes{write::insert_summary{s},
+        write_set writes{write::insert_summary{made.record},
                          usage_of_request(st.meta.user_id, now, answered, usage)};
-        commit(self, std::move(writes), caller, [self, s, now, usage, then] {
+        commit(self, std::move(writes), caller, [self, made, now, usage, then] {
           auto& st = self->state;
           st.ctx->meter.add(st.meta.user_id, format_day(now),
                             usage.prompt_tokens + usage.completion_tokens);
-          then(std::optional<summary_record>(s));
+          then(std::optional<branch_summary>(made));
         });
       });
 }
@@ -211,12 +230,11 @@ void op_compact(self_ptr self, const std::string& user, const std::optional<std:
     in.window = &st.window;
     in.current_summary = &st.summary;
     in.budget = budget_for(ctx, st.meta);
-    auto alias = model.value_or(
-        ctx.cfg.context.summary_model.empty() ? st.meta.model : ctx.cfg.context.summary_model);
+    auto& summarizer = model ? model_of(ctx, *model) : summarizer_for(ctx, st.meta);
     auto deadline =
         ctx.clock->now() + std::chrono::milliseconds(ctx.cfg.actors.generation_timeout_ms);
-    compact(self, in, model_of(ctx, alias), true, deadline, nullptr, caller,
-            [self, caller](outcome<std::optional<summary_record>> made) {
+    compact(self, in, summarizer, true, deadline, nullptr, caller,
+            [self, caller](outcome<std::optional<branch_summary>> made) {
               if (!made) {
                 caller.fail(made.error());
               } else if (!*made) {
@@ -224,12 +242,9 @@ void op_compact(self_ptr self, const std::string& user, const std::optional<std:
                              "nothing to compact: the newest messages all fit in "
                              "context.keep_recent_tokens"});
               } else {
-                self->state.summary = **made;
-                conversation_event e;
-                e.type = conversation_event::kind::compaction;
-                e.summary = &**made;
-                publish(self, std::move(e), nullptr);
-                caller.complete(**made);
+                auto& summary = self->state.summary = std::move(*made);
+                publish_compaction(self, summary->record, nullptr);
+                caller.complete(summary->record);
               }
               finish_op(self);
             });

@@ -88,7 +88,7 @@ void load_state(self_ptr self, std::function<void()> then,
                       st.meta = std::move(*loaded.row);
                       st.window.reset(loaded.branch.recent, budget_for(*st.ctx, st.meta),
                                       loaded.branch.older_exist);
-                      st.summary = std::move(loaded.branch.summary);
+                      st.summary = use_summary(std::move(loaded.branch.summary));
                       st.current = phase::ready;
                       then();
                     },
@@ -139,7 +139,7 @@ void ensure_window(self_ptr self, const reply_slot& caller, std::function<void()
         auto& st = self->state;
         st.window.reset(loaded.branch.recent, budget_for(*st.ctx, st.meta),
                         loaded.branch.older_exist);
-        st.summary = std::move(loaded.branch.summary);
+        st.summary = use_summary(std::move(loaded.branch.summary));
         then();
       });
 }

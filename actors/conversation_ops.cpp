@@ -86,7 +86,7 @@ void op_update(self_ptr self, const std::string& user, const conversation_patch&
       auto budget = budget_for(*st.ctx, meta);
       if (branch) {
         st.window.reset(branch->recent, budget, branch->older_exist);
-        st.summary = branch->summary;
+        st.summary = use_summary(branch->summary);
       } else {
         st.window.set_budget(budget);
       }
@@ -195,12 +195,12 @@ void op_remove(self_ptr self, const std::string& user, const std::string& messag
             if (effect.next_branch) {
               st.window.reset(effect.next_branch->recent, budget_for(*st.ctx, meta),
                               effect.next_branch->older_exist);
-              st.summary = effect.next_branch->summary;
+              st.summary = use_summary(effect.next_branch->summary);
               publish_branch(self);
             } else {
               st.window.remove(found.id);
               // A summary through a message that is gone covers nothing on the branch.
-              if (st.summary && st.summary->covers_through_message_id == found.id)
+              if (st.summary && st.summary->record.covers_through_message_id == found.id)
                 st.summary.reset();
             }
             caller.complete(done{});

@@ -73,6 +73,14 @@ struct active_generation {
   deadline_alarm alarm;
 };
 
+/// A summary as a branch's prompts use it: its record and the message they
+/// send instead of what it covers, made once rather than for every prompt.
+struct branch_summary {
+  explicit branch_summary(summary_record r);
+  summary_record record;
+  summary_cover cover;
+};
+
 /// An event of a run as kept for clients that resume it. Deltas in a row
 /// are kept as one entry, their text joined, so that a long reply costs its
 /// text and four bytes a piece, not an event each.
@@ -122,8 +130,8 @@ struct conversation_state {
   phase current = phase::loading;
   conversation_record meta;
   context_window window;
-  /// The summary the active branch's prompts start with (strategy summarize).
-  std::optional<summary_record> summary;
+  /// The summary the active branch's prompts start with.
+  std::optional<branch_summary> summary;
   bool busy = false;  ///< an operation is running (or the actor is loading)
   /// A list, not a deque: most actors never queue, and an empty libstdc++
   /// deque still holds about 0.6 KiB.
@@ -246,13 +254,19 @@ bool summarizes(const engine_context& ctx, const conversation_record& meta);
 /// any. Runs on a reader.
 std::optional<summary_record> summary_on_branch(store& db, const std::string& conversation_id,
                                                 const std::optional<std::string>& leaf);
-/// A summary as prompts send it.
-summary_cover cover_of(const summary_record& s);
+/// The model that writes the conversation's summaries: context.summary_model,
+/// else the conversation's.
+const model_info& summarizer_for(const engine_context& ctx, const conversation_record& meta);
+/// Tells the watchers, the run and `own` that summary `s` was made.
+void publish_compaction(self_ptr self, const summary_record& s,
+                        const std::shared_ptr<conversation_subscriber>& own);
+/// The summary a branch read from the database uses, if any.
+std::optional<branch_summary> use_summary(std::optional<summary_record> read);
 
 /// The branch a compaction works on, as an exchange continues it.
 struct compaction_input {
   const context_window* window = nullptr;
-  const std::optional<summary_record>* current_summary = nullptr;
+  const std::optional<branch_summary>* current_summary = nullptr;
   const message_record* pending = nullptr;  ///< the message being sent, not yet in the window
   const std::string* skip_id = nullptr;     ///< regenerate's reply to replace
   std::int64_t budget = 0;                  ///< for the messages, in the reply's model
@@ -267,7 +281,7 @@ struct compaction_input {
 /// used). A failed commit answers `caller` and abandons, as commit() does.
 void compact(self_ptr self, const compaction_input& input, const model_info& model, bool force,
              steady_time deadline, std::shared_ptr<cancellation> cancel, reply_slot caller,
-             std::function<void(outcome<std::optional<summary_record>>)> then);
+             std::function<void(outcome<std::optional<branch_summary>>)> then);
 
 // --- the database (conversation_loader.cpp) ------------------------------------------
 

@@ -58,14 +58,14 @@ void replay_if_key_used(self_ptr self, const std::string& user,
 /// becomes the active branch when the exchange commits.
 struct branch_base {
   context_window window;
-  std::optional<summary_record> summary;
+  std::optional<branch_summary> summary;
   std::int64_t length = 0;  ///< its messages, from the root
 };
 
 branch_base base_from(const loaded_branch& branch, std::int64_t budget) {
   branch_base base;
   base.window.reset(branch.recent, budget, branch.older_exist);
-  base.summary = branch.summary;
+  base.summary = use_summary(branch.summary);
   base.length = branch.length;
   return base;
 }
@@ -125,7 +125,7 @@ const context_window& window_for(const conversation_state& st, const exchange_pl
 }
 
 /// The summary its prompts start with.
-std::optional<summary_record>& summary_for(conversation_state& st, exchange_plan& plan) {
+std::optional<branch_summary>& summary_for(conversation_state& st, exchange_plan& plan) {
   return plan.base ? plan.base->summary : st.summary;
 }
 
@@ -284,10 +284,9 @@ prompt prompt_for(conversation_state& st, exchange_plan& plan, const model_info&
   auto budget = message_budget(model.context_budget(), system);
   bool pending = plan.user_message && !plan.user_stored;
   auto& summary = summary_for(st, plan);
-  auto cover = summary ? std::optional<summary_cover>(cover_of(*summary)) : std::nullopt;
   return window_for(st, plan).assemble_with(system, pending ? &*plan.user_message : nullptr,
                                             plan.replaces ? &*plan.replaces : nullptr, budget,
-                                            cover ? &*cover : nullptr);
+                                            summary ? &summary->cover : nullptr);
 }
 
 /// With strategy summarize, summarizes the oldest messages first when the
@@ -314,18 +313,12 @@ void compact_first(self_ptr self, exchange_plan plan, steady_time deadline,
   in.pending = kept.user_message && !kept.user_stored ? &*kept.user_message : nullptr;
   in.skip_id = kept.replaces ? &*kept.replaces : nullptr;
   in.budget = message_budget(reply_model.context_budget(), system);
-  auto& summarizer = model_of(*st.ctx, st.ctx->cfg.context.summary_model.empty()
-                                           ? st.meta.model
-                                           : st.ctx->cfg.context.summary_model);
-  compact(self, in, summarizer, false, deadline, kept.cancel, kept.caller,
-          [self, held, then](outcome<std::optional<summary_record>> made) {
+  compact(self, in, summarizer_for(*st.ctx, st.meta), false, deadline, kept.cancel, kept.caller,
+          [self, held, then](outcome<std::optional<branch_summary>> made) {
             auto& plan = *held;
             if (made && *made) {
-              summary_for(self->state, plan) = **made;
-              conversation_event e;
-              e.type = conversation_event::kind::compaction;
-              e.summary = &**made;
-              publish(self, std::move(e), plan.stream);
+              auto& summary = summary_for(self->state, plan) = std::move(*made);
+              publish_compaction(self, summary->record, plan.stream);
             }
             then(std::move(plan));
           });

@@ -166,9 +166,13 @@ void ws_session::resume(const nlohmann::json& frame) {
 namespace {
 
 /// `,"n":…,"run_id":"…"` for an event of a run, to close a frame's object with.
-std::string run_fields(const conversation_event& e) {
-  if (!e.run_id) return {};
-  return ",\"n\":" + std::to_string(e.n) + ",\"run_id\":\"" + *e.run_id + "\"";
+/// `{"KEY": VALUE, "type": "TYPE"}`, with `n` and `run_id` when `e` is an
+/// event of a run. VALUE is JSON already (a stored message is rendered once).
+std::string frame(const char* type, const char* key, const std::string& value,
+                  const conversation_event& e) {
+  auto out = std::string("{\"") + key + "\":" + value + ",\"type\":\"" + type + "\"";
+  if (e.run_id) out += ",\"n\":" + std::to_string(e.n) + ",\"run_id\":\"" + *e.run_id + "\"";
+  return out + "}";
 }
 
 }  // namespace
@@ -181,42 +185,21 @@ bool ws_session::deliver(const conversation_event& e) {
     case kind::started:
       break;
     case kind::message:
-      send_text("{\"message\":" + message_json(*e.message) + ",\"type\":\"message\"" +
-                run_fields(e) + "}");
+      send_text(frame("message", "message", message_json(*e.message), e));
       break;
-    case kind::delta: {
-      auto frame = nlohmann::json{{"type", "delta"}, {"content", e.text}};
-      if (e.run_id) {
-        frame["run_id"] = *e.run_id;
-        frame["n"] = e.n;
-      }
-      send_json(frame);
+    case kind::delta:
+      send_text(frame("delta", "content", dump(nlohmann::json(e.text)), e));
       break;
-    }
     case kind::done:
-      send_text("{\"reply\":" + message_json(*e.message) + ",\"type\":\"done\"" + run_fields(e) +
-                "}");
+      send_text(frame("done", "reply", message_json(*e.message), e));
       break;
-    case kind::compaction: {
-      auto frame = nlohmann::json{{"type", "compaction"}, {"summary", to_json(*e.summary)}};
-      if (e.run_id) {
-        frame["run_id"] = *e.run_id;
-        frame["n"] = e.n;
-      }
-      send_json(frame);
+    case kind::compaction:
+      send_text(frame("compaction", "summary", dump(to_json(*e.summary)), e));
       break;
-    }
-    case kind::failed: {
-      // Only a replay brings one: a resumed run that had failed.
-      auto frame = nlohmann::json{{"type", "error"},
-                                  {"error", problem_json(to_problem(*e.reason), request_id_)}};
-      if (e.run_id) {
-        frame["run_id"] = *e.run_id;
-        frame["n"] = e.n;
-      }
-      send_json(frame);
+    case kind::failed:
+      // Only to a socket that resumed the run.
+      send_text(frame("error", "error", dump(problem_json(to_problem(*e.reason), request_id_)), e));
       break;
-    }
     case kind::branch: {
       auto frame = branch_json(e.active_leaf_id);
       frame["type"] = "branch";

@@ -4,65 +4,14 @@
 // of another host, and that the page hit no script error or
 // Content-Security-Policy violation. Leaves a screenshot of each page.
 //
-//   node docs_viewers.mjs PARLEY_BINARY SCREENSHOT_DIR
-//
-// PARLEY_CHROMIUM names the browser (default /usr/bin/chromium).
-// Exit status: 0 rendered, 1 a check failed, 2 usage error (missing binary,
-// browser or playwright-core: run `npm ci` in this directory).
-import { spawn } from "node:child_process";
+//   node docs_viewers.mjs PARLEY_BINARY SCREENSHOT_DIR   (see harness.mjs)
 import { mkdtemp, mkdir, rm } from "node:fs/promises";
-import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { browserTest, startServer } from "./harness.mjs";
 
-function usage(message) {
-  if (message) console.error(`docs-viewers: ${message}`);
-  console.error("usage: node docs_viewers.mjs PARLEY_BINARY SCREENSHOT_DIR");
-  process.exit(2);
-}
-
-const args = process.argv.slice(2);
-if (args.length !== 2 || args.some((a) => a.startsWith("-"))) usage();
-const [parleyBinary, screenshotDir] = args.map((a) => resolve(a));
-const chromiumPath = process.env.PARLEY_CHROMIUM || "/usr/bin/chromium";
-if (!existsSync(parleyBinary)) usage(`no parley binary at ${parleyBinary}`);
-if (!existsSync(chromiumPath)) usage(`no browser at ${chromiumPath} (install Debian's chromium)`);
-
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (e) {
-  usage(`playwright-core is not installed (npm ci in tests/browser): ${e.message}`);
-}
-
-const problems = [];
-const fail = (what) => problems.push(what);
-
-/// Starts `parley serve` on an ephemeral port; resolves to {server, baseUrl}.
-async function startServer(dir) {
-  const server = spawn(
-    parleyBinary,
-    ["serve", "--host", "127.0.0.1", "--port", "0", "--database-url", `sqlite://${dir}/parley.db`],
-    { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let output = "";
-  const baseUrl = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line in 30 s:\n${output}`)), 30000);
-    const read = (chunk) => {
-      output += chunk;
-      const m = output.match(/parley listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    server.stdout.on("data", read);
-    server.stderr.on("data", read);
-    server.on("error", reject);
-    server.on("exit", (code) => reject(new Error(`parley exited with ${code}:\n${output}`)));
-  });
-  return { server, baseUrl };
-}
+const { parleyBinary, screenshotDir, usage, fail, problems, launch, finish } =
+  await browserTest("docs-viewers", "docs_viewers.mjs");
 
 /// Opens `path` in a fresh page, waits for `ready` to hold, and records what
 /// the page asked of other hosts and every error it reported.
@@ -97,12 +46,9 @@ async function visit(context, baseUrl, path, ready, screenshot) {
 
 const dir = await mkdtemp(join(tmpdir(), "parley-docs-viewers-"));
 await mkdir(screenshotDir, { recursive: true });
-const { server, baseUrl } = await startServer(dir).catch((e) => usage(e.message));
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  // The network ends at this machine: no name resolves but the server's.
-  args: ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
-});
+const { server, baseUrl } = await startServer(parleyBinary, dir).catch((e) => usage(e.message));
+// The network ends at this machine: no name resolves but the server's.
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const elsewhere = [];
@@ -170,5 +116,4 @@ try {
   server.kill("SIGTERM");
   await rm(dir, { recursive: true, force: true });
 }
-for (const p of problems) console.error(`docs-viewers: ${p}`);
-process.exit(problems.length === 0 ? 0 : 1);
+finish();

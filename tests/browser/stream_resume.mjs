@@ -5,70 +5,23 @@
 // Last-Event-ID. The page must end with exactly the stored reply, every
 // event once. Leaves a screenshot of the page.
 //
-//   node stream_resume.mjs PARLEY_BINARY SCREENSHOT_DIR
-//
-// PARLEY_CHROMIUM names the browser (default /usr/bin/chromium).
-// Exit status: 0 resumed, 1 a check failed, 2 usage error (missing binary,
-// browser or playwright-core: run `npm ci` in this directory).
-import { spawn } from "node:child_process";
+//   node stream_resume.mjs PARLEY_BINARY SCREENSHOT_DIR   (see harness.mjs)
 import { createServer, request } from "node:http";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { browserTest, startServer } from "./harness.mjs";
 
-function usage(message) {
-  if (message) console.error(`stream-resume: ${message}`);
-  console.error("usage: node stream_resume.mjs PARLEY_BINARY SCREENSHOT_DIR");
-  process.exit(2);
-}
-
-const args = process.argv.slice(2);
-if (args.length !== 2 || args.some((a) => a.startsWith("-"))) usage();
-const [parleyBinary, screenshotDir] = args.map((a) => resolve(a));
-const chromiumPath = process.env.PARLEY_CHROMIUM || "/usr/bin/chromium";
-if (!existsSync(parleyBinary)) usage(`no parley binary at ${parleyBinary}`);
-if (!existsSync(chromiumPath)) usage(`no browser at ${chromiumPath} (install Debian's chromium)`);
-
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (e) {
-  usage(`playwright-core is not installed (npm ci in tests/browser): ${e.message}`);
-}
-
-const problems = [];
-const fail = (what) => problems.push(what);
+const { parleyBinary, screenshotDir, usage, fail, problems, launch, finish } =
+  await browserTest("stream-resume", "stream_resume.mjs");
 const user = { "X-User-Id": "browser-resume" };
 
-/// Starts `parley serve` on an ephemeral port; resolves to {server, baseUrl}.
-async function startServer(dir) {
-  // A word every 150 ms: the reply is still being written when the page joins.
+/// Parley with `echo` writing a word every 150 ms: the reply is still being
+/// written when the page joins.
+async function startSlowServer(dir) {
   const config = join(dir, "parley.toml");
   await writeFile(config, '[[providers]]\nname = "builtin"\nkind = "builtin"\nitl_ms = 150\n');
-  const server = spawn(
-    parleyBinary,
-    ["serve", "--config", config, "--host", "127.0.0.1", "--port", "0",
-     "--database-url", `sqlite://${dir}/parley.db`],
-    { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let output = "";
-  const baseUrl = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line in 30 s:\n${output}`)), 30000);
-    const read = (chunk) => {
-      output += chunk;
-      const m = output.match(/parley listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    server.stdout.on("data", read);
-    server.stderr.on("data", read);
-    server.on("error", reject);
-    server.on("exit", (code) => reject(new Error(`parley exited with ${code}:\n${output}`)));
-  });
-  return { server, baseUrl };
+  return startServer(parleyBinary, dir, ["--config", config]);
 }
 
 /// The page: follows the conversation's running exchange with an EventSource
@@ -143,12 +96,9 @@ async function api(baseUrl, method, path, body) {
 
 const dir = await mkdtemp(join(tmpdir(), "parley-stream-resume-"));
 await mkdir(screenshotDir, { recursive: true });
-const { server, baseUrl } = await startServer(dir).catch((e) => usage(e.message));
+const { server, baseUrl } = await startSlowServer(dir).catch((e) => usage(e.message));
 const { front, frontUrl, streams } = await startFront(baseUrl);
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
-});
+const browser = await launch();
 try {
   const conversation = (await api(baseUrl, "POST", "/v1/conversations", {})).body.id;
   const words = Array.from({ length: 30 }, (_, i) => `w${i + 1}`).join(" ");
@@ -214,5 +164,4 @@ try {
   server.kill("SIGTERM");
   await rm(dir, { recursive: true, force: true });
 }
-for (const p of problems) console.error(`stream-resume: ${p}`);
-process.exit(problems.length === 0 ? 0 : 1);
+finish();

@@ -358,3 +358,16 @@ BOOST_AUTO_TEST_CASE(compact_summarizes_on_request) {
   BOOST_TEST(failed.status == 502);
   BOOST_TEST(summaries_of(c, id).size() == before);
 }
+
+BOOST_AUTO_TEST_CASE(compact_is_refused_once_the_daily_tokens_are_spent) {
+  server_process quota(server_options{.config_toml = "[limits]\ntokens_per_day = 60\n"});
+  http_client c(quota.base_url(), "spent");
+  auto id = create_conversation(c);
+  // One exchange with `echo` spends more than the day's 60 tokens.
+  send(c, id, {{"content", turn_text(1)}});
+  expect_problem(c.post(conversation_path(id, "/messages"), {{"content", "more"}}), 429);
+  auto refused = c.post(conversation_path(id, "/compact"), json::object());
+  expect_problem(refused, 429);
+  BOOST_TEST(!refused.header("retry-after").empty());
+  BOOST_TEST(c.get(conversation_path(id, "/summaries")).json()["data"].empty());
+}

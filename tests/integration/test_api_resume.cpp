@@ -79,6 +79,30 @@ void expect_numbered(const std::vector<sse_event_read>& events, const std::strin
 
 json problem_of(const sse_result& r) { return json::parse(r.body, nullptr, false); }
 
+/// The conversation's `running` field: its run in progress, or null.
+json running_of(http_client& c, const std::string& id) {
+  return c.get(conversation_path(id)).json()["running"];
+}
+
+/// Waits until the conversation shows a run in progress and returns it.
+json wait_for_run(http_client& c, const std::string& id) {
+  json running;
+  BOOST_REQUIRE(eventually([&] {
+    running = running_of(c, id);
+    return !running.is_null();
+  }));
+  return running;
+}
+
+/// `content` sent as a streamed message by `user`, read to its end in the background.
+std::future<sse_result> stream_in_background(const std::string& id, const std::string& content,
+                                             const std::string& user) {
+  return std::async(std::launch::async, [id, content, user] {
+    return sse_post(server().base_url(), messages_path(id),
+                    {{"content", content}, {"stream", true}}, user);
+  });
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_client_that_drops_resumes_with_last_event_id_and_misses_nothing) {
@@ -129,7 +153,7 @@ BOOST_AUTO_TEST_CASE(a_dropped_client_with_continue_gets_the_whole_reply_stored_
   auto reply = all_messages(c, id)[1];
   BOOST_TEST(reply["content"] == "Echo: a b c d e f");
   BOOST_TEST(reply["finish_reason"] == "stop");
-  BOOST_TEST(eventually([&] { return c.get(conversation_path(id)).json()["running"].is_null(); }));
+  BOOST_TEST(eventually([&] { return running_of(c, id).is_null(); }));
 
   auto [_, seen] = split_id(first.events.back().id);
   auto rest =
@@ -156,19 +180,12 @@ BOOST_AUTO_TEST_CASE(a_dropped_client_with_continue_gets_the_whole_reply_stored_
 BOOST_AUTO_TEST_CASE(the_running_exchange_is_shown_and_can_be_joined_from_its_start) {
   auto c = client("joiner");
   auto id = create_conversation(c);
-  BOOST_TEST(c.get(conversation_path(id)).json()["running"].is_null());
+  BOOST_TEST(running_of(c, id).is_null());
   // Nothing runs and no run is named.
   BOOST_TEST(sse_get(server().base_url(), stream_path(id), "joiner").status == 204);
   auto words = std::string("w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12");
-  auto sender = std::async(std::launch::async, [&] {
-    return sse_post(server().base_url(), messages_path(id), {{"content", words}, {"stream", true}},
-                    "joiner");
-  });
-  json running;
-  BOOST_REQUIRE(eventually([&] {
-    running = c.get(conversation_path(id)).json()["running"];
-    return !running.is_null();
-  }));
+  auto sender = stream_in_background(id, words, "joiner");
+  auto running = wait_for_run(c, id);
   BOOST_TEST(running["started_at"].is_string());
   auto run = running["run_id"].get<std::string>();
   // The listing shows it too.
@@ -188,7 +205,7 @@ BOOST_AUTO_TEST_CASE(the_running_exchange_is_shown_and_can_be_joined_from_its_st
   BOOST_TEST(text_of_deltas(joined.events) == "Echo: " + words);
   BOOST_TEST(joined.events.back().data == sent.events.back().data);
   BOOST_TEST(joined.events.back().id == sent.events.back().id);
-  BOOST_TEST(eventually([&] { return c.get(conversation_path(id)).json()["running"].is_null(); }));
+  BOOST_TEST(eventually([&] { return running_of(c, id).is_null(); }));
 }
 
 BOOST_AUTO_TEST_CASE(unknown_foreign_and_malformed_runs_are_refused) {
@@ -260,15 +277,8 @@ BOOST_AUTO_TEST_CASE(a_websocket_that_resumes_mid_run_gets_each_event_once) {
   auto id = create_conversation(c);
   std::string words;
   for (int i = 1; i <= 16; ++i) words += (i > 1 ? " w" : "w") + std::to_string(i);
-  auto sender = std::async(std::launch::async, [&] {
-    return sse_post(server().base_url(), messages_path(id), {{"content", words}, {"stream", true}},
-                    "ws-mid-run");
-  });
-  json running;
-  BOOST_REQUIRE(eventually([&] {
-    running = c.get(conversation_path(id)).json()["running"];
-    return !running.is_null();
-  }));
+  auto sender = stream_in_background(id, words, "ws-mid-run");
+  auto running = wait_for_run(c, id);
   std::this_thread::sleep_for(milliseconds(300));  // a few deltas go by before it connects
   ws_client ws(server().port(), conversation_path(id, "/ws"), "ws-mid-run");
   // It watches from here; it asks for the run from its start.
@@ -311,12 +321,8 @@ BOOST_AUTO_TEST_CASE(cancel_stores_the_partial_reply_and_ends_the_stream) {
   expect_problem(idle, 409);
   std::string words;
   for (int i = 1; i <= 40; ++i) words += (i > 1 ? " w" : "w") + std::to_string(i);
-  auto sender = std::async(std::launch::async, [&] {
-    return sse_post(server().base_url(), messages_path(id), {{"content", words}, {"stream", true}},
-                    "canceller");
-  });
-  BOOST_REQUIRE(
-      eventually([&] { return !c.get(conversation_path(id)).json()["running"].is_null(); }));
+  auto sender = stream_in_background(id, words, "canceller");
+  wait_for_run(c, id);
   std::this_thread::sleep_for(milliseconds(300));
   // Another user cannot.
   expect_problem(http_client(server().base_url(), "not-owner")
@@ -350,8 +356,7 @@ BOOST_AUTO_TEST_CASE(cancel_stops_a_reply_nobody_streams) {
     return c.post(messages_path(id), {{"content", "a b c d e f g h i j k l m n o p"}});
   });
   http_client other(server().base_url(), "quiet-canceller");
-  BOOST_REQUIRE(
-      eventually([&] { return !other.get(conversation_path(id)).json()["running"].is_null(); }));
+  wait_for_run(other, id);
   auto cancelled = other.post(conversation_path(id, "/cancel"), json::object());
   BOOST_REQUIRE(cancelled.status == 200);
   BOOST_TEST(cancelled.json()["finish_reason"] == "cancelled");

@@ -75,10 +75,13 @@ struct engine_fixture {
     return *r;
   }
 
+  /// Sends `text`; with `stream`, streamed to it.
   outcome<exchange_answer> send(const std::string& user, const std::string& id,
-                                const std::string& text) {
+                                const std::string& text,
+                                std::shared_ptr<conversation_subscriber> stream = nullptr) {
     send_params p;
     p.content = text;
+    p.stream = std::move(stream);
     waiter<exchange_answer> w;
     eng->send_message(user, id, p, std::nullopt, w.fn());
     return w.get();
@@ -510,13 +513,7 @@ BOOST_AUTO_TEST_CASE(a_stream_cut_off_that_continues_on_disconnect_gets_the_whol
     s.providers.push_back(slow);
   });
   auto id = f.create("alice").conversation->id;
-  auto stream = std::make_shared<cut_off_stream>();
-  send_params p;
-  p.content = "one two three four";
-  p.stream = stream;
-  waiter<exchange_answer> w;
-  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
-  auto r = w.get();
+  auto r = f.send("alice", id, "one two three four", std::make_shared<cut_off_stream>());
   BOOST_REQUIRE(bool(r));
   BOOST_REQUIRE(r->reply.has_value());
   BOOST_TEST((r->reply->finish_reason == "stop"));
@@ -565,12 +562,7 @@ BOOST_AUTO_TEST_CASE(a_run_is_numbered_and_replayed_after_a_position_its_deltas_
   engine_fixture f;
   auto id = f.create("alice").conversation->id;
   auto own = std::make_shared<numbered_subscriber>();
-  send_params p;
-  p.content = "a b c";
-  p.stream = own;
-  waiter<exchange_answer> w;
-  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
-  auto sent = w.get();
+  auto sent = f.send("alice", id, "a b c", own);
   BOOST_REQUIRE(bool(sent));
   auto run = sent->reply->id;
   auto events = own->events();
@@ -612,11 +604,7 @@ BOOST_AUTO_TEST_CASE(a_run_is_numbered_and_replayed_after_a_position_its_deltas_
 BOOST_AUTO_TEST_CASE(a_run_no_client_saw_is_not_kept) {
   engine_fixture f;
   auto id = f.create("alice").conversation->id;
-  send_params p;
-  p.content = "unseen";
-  waiter<exchange_answer> w;
-  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
-  auto sent = w.get();
+  auto sent = f.send("alice", id, "unseen");
   BOOST_REQUIRE(bool(sent));
   // Not held in memory: the stored reply alone, as the database has it.
   auto replayed = std::make_shared<numbered_subscriber>();
@@ -629,13 +617,7 @@ BOOST_AUTO_TEST_CASE(a_run_no_client_saw_is_not_kept) {
 BOOST_AUTO_TEST_CASE(a_run_no_longer_held_is_answered_from_its_stored_reply) {
   engine_fixture f([](settings& s) { s.streams.retention_s = 0; });
   auto id = f.create("alice").conversation->id;
-  auto own = std::make_shared<numbered_subscriber>();
-  send_params p;
-  p.content = "kept";
-  p.stream = own;
-  waiter<exchange_answer> w;
-  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
-  auto sent = w.get();
+  auto sent = f.send("alice", id, "kept", std::make_shared<numbered_subscriber>());
   BOOST_REQUIRE(bool(sent));
   auto replayed = std::make_shared<numbered_subscriber>();
   auto r = resume(f, "alice", id, run_position{sent->reply->id, 1}, replayed);

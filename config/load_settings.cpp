@@ -472,6 +472,7 @@ void read_toml(settings& s, const toml::table& root, std::vector<std::string>* k
     r.get_int<unsigned>("max_connections", s.server.max_connections, 1, 10000000);
     r.get_int<unsigned>("max_header_bytes", s.server.max_header_bytes, 256, 1u << 20);
     r.get_int<unsigned>("max_header_count", s.server.max_header_count, 8, 10000);
+    r.get_bool("playground", s.server.playground);
   });
   section("database", [&](toml_reader& r) {
     std::string url;

@@ -44,6 +44,8 @@ struct server_settings {
   /// is closed unread).
   unsigned max_header_bytes = 16384;
   unsigned max_header_count = 100;
+  /// GET / and /playground serve the playground page; false answers 404.
+  bool playground = true;
 };
 
 struct database_settings {

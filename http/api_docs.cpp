@@ -58,10 +58,4 @@ const std::string& redoc_page() {
   return page;
 }
 
-const viewer_asset* find_viewer_asset(std::string_view name) {
-  for (auto& asset : viewer_assets())
-    if (asset.name == name) return &asset;
-  return nullptr;
-}
-
 }  // namespace parley

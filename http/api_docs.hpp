@@ -1,8 +1,6 @@
 #pragma once
 
-#include <span>
 #include <string>
-#include <string_view>
 
 namespace parley {
 
@@ -23,16 +21,5 @@ const std::string& redoc_page();
 /// The Content-Security-Policy both pages are served with: this server only,
 /// no inline script (the viewers add inline styles, Redoc a worker from a blob).
 extern const char* const viewer_page_policy;
-
-/// A file of the viewers, compiled into the binary (viewer_assets.cpp.in).
-struct viewer_asset {
-  std::string_view name;  ///< as in /docs/assets/{name}
-  const char* content_type;
-  std::string_view bytes;
-};
-std::span<const viewer_asset> viewer_assets();
-
-/// The asset GET /docs/assets/{name} serves, or nullptr.
-const viewer_asset* find_viewer_asset(std::string_view name);
 
 }  // namespace parley

@@ -2,10 +2,12 @@
 
 #include "base/uuid.hpp"
 #include "http/api_docs.hpp"
+#include "http/embedded_files.hpp"
 #include "http/export_formats.hpp"
 #include "http/export_stream.hpp"
 #include "http/import_formats.hpp"
 #include "http/json_mapping.hpp"
+#include "http/playground.hpp"
 #include "telemetry/metrics.hpp"
 
 #include <spdlog/spdlog.h>
@@ -24,6 +26,14 @@ const header_list viewer_page_headers{{"Content-Security-Policy", viewer_page_po
 // The files change only with the binary: a day in caches is safe.
 const header_list viewer_asset_headers{{"Cache-Control", "public, max-age=86400"},
                                        {"X-Content-Type-Options", "nosniff"}};
+// The playground's page and files are asked for again on every load (they
+// keep their names across versions); the page sends no Referer anywhere.
+const header_list playground_page_headers{{"Content-Security-Policy", playground_page_policy},
+                                          {"Cache-Control", "no-cache"},
+                                          {"Referrer-Policy", "no-referrer"},
+                                          {"X-Content-Type-Options", "nosniff"}};
+const header_list playground_asset_headers{{"Cache-Control", "no-cache"},
+                                           {"X-Content-Type-Options", "nosniff"}};
 
 /// Often enough for the shortest keep-alive interval, at most once a second.
 keepalive_ticker::clock::duration ticker_period(const server_settings& s) {
@@ -39,7 +49,8 @@ http_api::http_api(const settings& cfg, engine& eng)
       ticker_(std::make_shared<keepalive_ticker>(ticker_period(cfg.server))),
       per_user_(std::make_shared<user_limits>(cfg.limits.requests_per_minute,
                                               cfg.limits.concurrent_generations)),
-      exchanges_(std::make_shared<idempotent_exchanges>(cfg, eng, ticker_, in_flight_)) {
+      exchanges_(std::make_shared<idempotent_exchanges>(cfg, eng, ticker_, in_flight_)),
+      playground_page_(cfg.server.playground ? playground_page(cfg.auth.mode) : std::string()) {
   limits_.max_message_chars = cfg.limits.max_message_chars;
   limits_.models = &eng.models();
   if (cfg.auth.mode == "jwt") {
@@ -172,12 +183,30 @@ void http_api::get_redoc(const call_context& c, const route_params&) {
 
 void http_api::get_viewer_asset(const call_context& c, const route_params& params) {
   auto name = params["name"];
-  auto* asset = find_viewer_asset(name);
+  auto* asset = find_embedded(viewer_assets(), name);
   if (!asset) {
     send_problem(c, make_problem(404, "no viewer file named " + std::string(name)));
     return;
   }
   send(c, 200, static_body(asset->bytes), asset->content_type, viewer_asset_headers);
+}
+
+void http_api::get_playground(const call_context& c, const route_params&) {
+  if (!cfg_.server.playground) {
+    send_problem(c, make_problem(404, "the playground is turned off (server.playground)"));
+    return;
+  }
+  send(c, 200, static_body(playground_page_), "text/html; charset=utf-8", playground_page_headers);
+}
+
+void http_api::get_playground_asset(const call_context& c, const route_params& params) {
+  auto name = params["name"];
+  auto* asset = cfg_.server.playground ? find_embedded(playground_assets(), name) : nullptr;
+  if (!asset) {
+    send_problem(c, make_problem(404, "no playground file named " + std::string(name)));
+    return;
+  }
+  send(c, 200, static_body(asset->bytes), asset->content_type, playground_asset_headers);
 }
 
 void http_api::list_models(const call_context& c, const route_params&) {

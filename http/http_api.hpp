@@ -141,6 +141,9 @@ class http_api : public std::enable_shared_from_this<http_api> {
   void get_swagger_ui(const call_context& c, const route_params&);
   void get_redoc(const call_context& c, const route_params&);
   void get_viewer_asset(const call_context& c, const route_params& params);
+  /// GET / and /playground, and the files the page loads.
+  void get_playground(const call_context& c, const route_params&);
+  void get_playground_asset(const call_context& c, const route_params& params);
   void list_models(const call_context& c, const route_params&);
   void get_usage(const call_context& c, const route_params&);
   void list_conversations(const call_context& c, const route_params&);
@@ -194,6 +197,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
   authenticator authenticator_{nullptr};
   const cors_policy cors_{cfg_.server.cors_origins};
   std::shared_ptr<idempotent_exchanges> exchanges_;
+  const std::string playground_page_;  ///< empty when server.playground is false
 };
 
 }  // namespace parley

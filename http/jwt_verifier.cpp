@@ -28,7 +28,33 @@ struct bio_free {
 
 failure refused(std::string why) { return failure{errc::unauthenticated, std::move(why)}; }
 
-/// Base64url without padding (RFC 7515 §2); nullopt for anything else.
+std::optional<nlohmann::json> decode_json_object(std::string_view segment) {
+  auto bytes = decode_base64url(segment);
+  if (!bytes) return std::nullopt;
+  auto j = nlohmann::json::parse(*bytes, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  return j;
+}
+
+/// A NumericDate claim (seconds since the epoch): none when absent, refused
+/// when it is not a number.
+outcome<std::optional<double>> numeric_date(const nlohmann::json& claims, const char* name) {
+  auto it = claims.find(name);
+  if (it == claims.end()) return std::optional<double>();
+  if (!it->is_number())
+    return refused(std::string("the bearer token's ") + name + " is not a number");
+  return std::optional<double>(it->get<double>());
+}
+
+bool is_acceptable_subject(const std::string& sub) {
+  if (sub.empty() || sub.size() > 255) return false;
+  for (unsigned char c : sub)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
+}  // namespace
+
 std::optional<std::string> decode_base64url(std::string_view in) {
   static const auto table = [] {
     std::array<signed char, 256> t{};
@@ -58,33 +84,6 @@ std::optional<std::string> decode_base64url(std::string_view in) {
   if ((bits & ((1u << count) - 1)) != 0) return std::nullopt;
   return out;
 }
-
-std::optional<nlohmann::json> decode_json_object(std::string_view segment) {
-  auto bytes = decode_base64url(segment);
-  if (!bytes) return std::nullopt;
-  auto j = nlohmann::json::parse(*bytes, nullptr, false);
-  if (!j.is_object()) return std::nullopt;
-  return j;
-}
-
-/// A NumericDate claim (seconds since the epoch): none when absent, refused
-/// when it is not a number.
-outcome<std::optional<double>> numeric_date(const nlohmann::json& claims, const char* name) {
-  auto it = claims.find(name);
-  if (it == claims.end()) return std::optional<double>();
-  if (!it->is_number())
-    return refused(std::string("the bearer token's ") + name + " is not a number");
-  return std::optional<double>(it->get<double>());
-}
-
-bool is_acceptable_subject(const std::string& sub) {
-  if (sub.empty() || sub.size() > 255) return false;
-  for (unsigned char c : sub)
-    if (c < 0x20 || c == 0x7f) return false;
-  return true;
-}
-
-}  // namespace
 
 struct jwt_verifier::key {
   std::string secret;                            // HS256

@@ -51,12 +51,54 @@ header_list cors_policy::headers(std::optional<std::string_view> origin) const {
            "X-Request-Id, Location, Retry-After, Idempotent-Replayed"}};
 }
 
+namespace {
+
+/// The subprotocols of a Sec-WebSocket-Protocol value, in order.
+std::vector<std::string_view> protocols_in(std::string_view offered) {
+  std::vector<std::string_view> out;
+  while (!offered.empty()) {
+    auto comma = offered.find(',');
+    auto item = offered.substr(0, comma);
+    offered = comma == std::string_view::npos ? std::string_view() : offered.substr(comma + 1);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+/// The rest of the first offered subprotocol that starts with `prefix`.
+std::optional<std::string_view> offered_protocol(std::optional<std::string_view> offered,
+                                                 std::string_view prefix) {
+  if (!offered) return std::nullopt;
+  for (auto item : protocols_in(*offered))
+    if (item.starts_with(prefix)) return item.substr(prefix.size());
+  return std::nullopt;
+}
+
+constexpr std::string_view bearer_protocol = "parley.bearer.";
+constexpr std::string_view user_protocol = "parley.user.";
+
+}  // namespace
+
+bool offers_parley_protocol(std::string_view offered) {
+  auto items = protocols_in(offered);
+  return std::find(items.begin(), items.end(), websocket_protocol) != items.end();
+}
+
 outcome<std::string, problem> authenticator::authenticate(
-    const credentials& given, bool token_in_query_allowed,
-    std::chrono::system_clock::time_point now) const {
+    const credentials& given, bool websocket, std::chrono::system_clock::time_point now) const {
   if (!jwt_) {
-    if (!given.user_id) return std::string("default");
-    if (is_valid_user_id(*given.user_id)) return std::string(*given.user_id);
+    std::optional<std::string> user;
+    if (given.user_id) {
+      user = std::string(*given.user_id);
+    } else if (auto encoded = offered_protocol(given.websocket_protocols, user_protocol)) {
+      user = decode_base64url(*encoded);
+      if (!user)
+        return make_problem(401, "the parley.user. subprotocol must carry a base64url user id");
+    }
+    if (!user) return std::string("default");
+    if (is_valid_user_id(*user)) return std::move(*user);
     return make_problem(401, "X-User-Id must be 1 to 128 characters of A-Z a-z 0-9 . _ @ : -");
   }
   std::string token;
@@ -68,16 +110,20 @@ outcome<std::string, problem> authenticator::authenticate(
     auto start = header->find_first_not_of(' ', space);
     if (start != std::string_view::npos) token = std::string(header->substr(start));
     while (!token.empty() && token.back() == ' ') token.pop_back();
-  } else if (token_in_query_allowed) {
-    auto q =
-        restinio::try_parse_query<restinio::parse_query_traits::javascript_compatible>(given.query);
-    if (q)
-      if (auto in_query = q->get_param("access_token")) token = std::string(*in_query);
+  } else if (websocket) {
+    if (auto offered = offered_protocol(given.websocket_protocols, bearer_protocol)) {
+      token = std::string(*offered);
+    } else {
+      auto q = restinio::try_parse_query<restinio::parse_query_traits::javascript_compatible>(
+          given.query);
+      if (q)
+        if (auto in_query = q->get_param("access_token")) token = std::string(*in_query);
+    }
   }
   if (token.empty())
-    return make_problem(401, token_in_query_allowed
-                                 ? "an Authorization: Bearer token (or ?access_token=) is required"
-                                 : "an Authorization: Bearer token is required");
+    return make_problem(401, websocket ? "an Authorization: Bearer token (or the subprotocol "
+                                         "parley.bearer.<token>, or ?access_token=) is required"
+                                       : "an Authorization: Bearer token is required");
   auto subject = jwt_->verify(token, now);
   if (!subject) return to_problem(subject.error());
   return *subject;

@@ -96,6 +96,15 @@ class cors_policy {
 
 class jwt_verifier;
 
+/// The WebSocket subprotocol a client offers alongside its credentials
+/// (`parley.bearer.…`, `parley.user.…`) and the server accepts, since a
+/// browser refuses an upgrade that accepts none of the offered ones.
+inline constexpr std::string_view websocket_protocol = "parley";
+
+/// Whether `offered` (a Sec-WebSocket-Protocol value, comma-separated)
+/// names websocket_protocol.
+bool offers_parley_protocol(std::string_view offered);
+
 /// Who calls a /v1 route.
 class authenticator {
  public:
@@ -106,13 +115,18 @@ class authenticator {
     std::optional<std::string_view> authorization;
     std::optional<std::string_view> user_id;  ///< X-User-Id
     std::string_view query;                   ///< the raw query string
+    /// Sec-WebSocket-Protocol of a WebSocket upgrade (else nullopt): a
+    /// browser's WebSocket cannot send headers, but can offer subprotocols.
+    std::optional<std::string_view> websocket_protocols;
   };
 
   /// The caller, or the 401 to answer. With a verifier: the `sub` of a valid
-  /// `Authorization: Bearer` token, or of `?access_token=` when
-  /// `token_in_query_allowed` (a browser's WebSocket cannot send headers).
-  /// Without: X-User-Id, "default" when absent.
-  outcome<std::string, problem> authenticate(const credentials& given, bool token_in_query_allowed,
+  /// `Authorization: Bearer` token, or, on a WebSocket upgrade
+  /// (`websocket`), of the token offered as the subprotocol
+  /// `parley.bearer.<token>` or given as `?access_token=`. Without: X-User-Id,
+  /// or on a WebSocket the subprotocol `parley.user.<base64url of the id>`;
+  /// "default" when absent.
+  outcome<std::string, problem> authenticate(const credentials& given, bool websocket,
                                              std::chrono::system_clock::time_point now) const;
 
  private:

@@ -38,6 +38,9 @@ const std::vector<http_api::route_entry>& http_api::route_table() {
       {"/docs", {{http_method_get(), &http_api::get_swagger_ui}}},
       {"/redoc", {{http_method_get(), &http_api::get_redoc}}},
       {"/docs/assets/:name", {{http_method_get(), &http_api::get_viewer_asset}}},
+      {"/", {{http_method_get(), &http_api::get_playground}}},
+      {"/playground", {{http_method_get(), &http_api::get_playground}}},
+      {"/playground/assets/:name", {{http_method_get(), &http_api::get_playground_asset}}},
       {"/v1/models", {{http_method_get(), &http_api::list_models}}},
       {"/v1/usage", {{http_method_get(), &http_api::get_usage}}},
       {"/v1/search", {{http_method_get(), &http_api::search}}},
@@ -139,10 +142,12 @@ request_handling_status_t http_api::dispatch(request_handle_t req, const route_p
     return restinio::request_accepted();
   }
   if (req->header().path().starts_with("/v1/")) {
-    auto caller = authenticator_.authenticate({h.opt_value_of(restinio::http_field::authorization),
-                                               h.opt_value_of("X-User-Id"), h.query()},
-                                              handler == &http_api::open_websocket,
-                                              std::chrono::system_clock::now());
+    bool websocket = handler == &http_api::open_websocket;
+    auto caller = authenticator_.authenticate(
+        {h.opt_value_of(restinio::http_field::authorization), h.opt_value_of("X-User-Id"),
+         h.query(),
+         websocket ? h.opt_value_of(restinio::http_field::sec_websocket_protocol) : std::nullopt},
+        websocket, std::chrono::system_clock::now());
     if (!caller) {
       send_problem(c, caller.error());
       return restinio::request_accepted();

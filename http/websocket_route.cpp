@@ -7,6 +7,19 @@
 
 namespace parley {
 
+namespace {
+
+/// Sec-WebSocket-Accept for the request's key (RFC 6455 §4.2.2), as RESTinio
+/// computes it when no subprotocol is answered.
+std::string websocket_accept(const restinio::request_t& req) {
+  namespace utils = restinio::utils;
+  auto key = req.header().get_field(restinio::http_field::sec_websocket_key) +
+             "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  return utils::base64::encode(utils::sha1::to_string(utils::sha1::make_digest(key)));
+}
+
+}  // namespace
+
 void http_api::open_websocket(const call_context& c, const route_params& params) {
   auto id = conversation_id(c, params);
   if (!id) return;
@@ -35,11 +48,17 @@ void http_api::open_websocket(const call_context& c, const route_params& params)
         }
         namespace rws = restinio::websocket::basic;
         try {
-          auto ws =
-              rws::upgrade<server_traits>(*c.req, rws::activation_t::delayed,
-                                          [session](rws::ws_handle_t, rws::message_handle_t frame) {
-                                            session->on_frame(frame);
-                                          });
+          auto on_frame = [session](rws::ws_handle_t, rws::message_handle_t frame) {
+            session->on_frame(frame);
+          };
+          // A browser that offered subprotocols (its credentials among them)
+          // refuses an upgrade that accepts none.
+          auto offered = c.req->header().opt_value_of(restinio::http_field::sec_websocket_protocol);
+          auto ws = offered && offers_parley_protocol(*offered)
+                        ? rws::upgrade<server_traits>(*c.req, rws::activation_t::delayed,
+                                                      websocket_accept(*c.req),
+                                                      std::string(websocket_protocol), on_frame)
+                        : rws::upgrade<server_traits>(*c.req, rws::activation_t::delayed, on_frame);
           // Closed meanwhile (the conversation was deleted): dropping it
           // unread ends the connection.
           if (!session->attach(ws)) return;

@@ -253,6 +253,75 @@ BOOST_AUTO_TEST_CASE(the_viewers_load_every_file_from_this_server) {
   expect_problem(c.del("/docs/assets/swagger-ui.css"), 405);
 }
 
+BOOST_AUTO_TEST_CASE(the_playground_loads_every_file_from_this_server) {
+  http_client c(open_server().base_url());
+  const std::regex reference(R"re((?:src|href)="([^"]*)")re");
+  for (auto page : {"/", "/playground"}) {
+    auto r = c.get(page);
+    BOOST_REQUIRE_EQUAL(r.status, 200);
+    BOOST_TEST(r.header("content-type") == "text/html; charset=utf-8");
+    auto policy = r.header("content-security-policy");
+    BOOST_TEST(policy.starts_with("default-src 'none'; script-src 'self'; style-src 'self';"));
+    BOOST_TEST(policy.find("unsafe") == std::string::npos);
+    BOOST_TEST(policy.find("connect-src 'self'") != std::string::npos);
+    BOOST_TEST(r.header("referrer-policy") == "no-referrer");
+    BOOST_TEST(r.body.find("<meta name=\"parley-auth-mode\" content=\"none\">") !=
+               std::string::npos);
+    BOOST_TEST(r.body.find("://") == std::string::npos);
+    BOOST_TEST(r.body.find("<script>") == std::string::npos);
+    BOOST_TEST(r.body.find(" style=") == std::string::npos);
+    int files = 0;
+    for (std::sregex_iterator it(r.body.begin(), r.body.end(), reference), end; it != end; ++it) {
+      auto path = (*it)[1].str();
+      if (path == "/docs") continue;  // the <noscript> pointer to the API's page
+      BOOST_TEST_CONTEXT(page << " references " << path) {
+        BOOST_TEST(path.starts_with("/playground/assets/"));
+        auto file = c.get(path);
+        BOOST_TEST(file.status == 200);
+        BOOST_TEST(file.body.size() > 1000u);
+        BOOST_TEST(file.header("x-content-type-options") == "nosniff");
+        ++files;
+      }
+    }
+    BOOST_TEST(files == 2);
+  }
+  auto script = c.get("/playground/assets/playground.js");
+  BOOST_TEST(script.header("content-type") == "text/javascript; charset=utf-8");
+  // Bundled, not fetched: DOMPurify and marked are in the one script.
+  BOOST_TEST(script.body.find("DOMPurify") != std::string::npos);
+  for (auto notice : {"marked.LICENSE.txt", "dompurify.LICENSE.txt"}) {
+    auto r = c.get(std::string("/playground/assets/") + notice);
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.header("content-type") == "text/plain; charset=utf-8");
+    BOOST_TEST(r.body.find("Copyright") != std::string::npos);
+  }
+  expect_problem(c.get("/playground/assets/nothing.js"), 404);
+  expect_problem(c.get("/playground/assets/..%2F..%2Fopenapi.json"), 404);
+  expect_problem(c.post("/", json::object()), 405);
+}
+
+BOOST_AUTO_TEST_CASE(the_playground_can_be_turned_off_and_follows_the_auth_mode) {
+  server_process off(server_options{.config_toml = "[server]\nplayground = false\n"});
+  http_client c(off.base_url());
+  for (auto path : {"/", "/playground", "/playground/assets/playground.js"}) {
+    auto r = c.get(path);
+    BOOST_TEST_CONTEXT(path) { expect_problem(r, 404); }
+  }
+  BOOST_TEST(c.get("/docs").status == 200);
+  BOOST_TEST(c.get("/health").status == 200);
+
+  server_process jwt(server_options{.config_toml = "[auth]\nmode = \"jwt\"\njwt_secret = \"" +
+                                                   jwt_secret + "\"\n"});
+  http_client anonymous(jwt.base_url());
+  // The page itself needs no token: it asks for one.
+  auto page = anonymous.get("/");
+  BOOST_REQUIRE_EQUAL(page.status, 200);
+  BOOST_TEST(page.body.find("<meta name=\"parley-auth-mode\" content=\"jwt\">") !=
+             std::string::npos);
+  BOOST_TEST(anonymous.get("/playground/assets/playground.css").status == 200);
+  BOOST_TEST(anonymous.get("/v1/conversations").status == 401);
+}
+
 BOOST_AUTO_TEST_CASE(request_logs_are_json_lines_without_secrets_or_content) {
   // A provider with a key that is configured but never called.
   server_process s(server_options{

@@ -191,6 +191,53 @@ BOOST_AUTO_TEST_CASE(websockets_take_the_token_from_the_query) {
   expect_unauthorized(alice.http.get("/v1/conversations?access_token=" + token_for("ws-alice")));
 }
 
+BOOST_AUTO_TEST_CASE(websockets_take_the_token_from_a_subprotocol) {
+  // What a browser can do without putting the token in a URL: offer it as a
+  // subprotocol beside "parley", which the server accepts.
+  bearer_client alice("proto-alice");
+  auto id = alice.post("/v1/conversations", json::object()).json()["id"].get<std::string>();
+  auto path = "/v1/conversations/" + id + "/ws";
+  auto port = jwt_server().port();
+  auto offer = [](const std::string& token) { return "parley, parley.bearer." + token; };
+  ws_client ws(port, path, "", offer(token_for("proto-alice")));
+  BOOST_TEST(ws.accepted_protocol() == "parley");
+  ws.send_json({{"type", "message"}, {"content", "token in a subprotocol"}});
+  BOOST_TEST(ws.read_json()["type"] == "message");
+  json event;
+  do event = ws.read_json();
+  while (event["type"] == "delta");
+  BOOST_TEST(event["reply"]["content"] == "Echo: token in a subprotocol");
+
+  std::string body;
+  BOOST_TEST(upgrade_status(port, path, "", &body, offer("nonsense")) == 401);
+  BOOST_TEST(body.find("nonsense") == std::string::npos);
+  BOOST_TEST(upgrade_status(port, path, "", nullptr,
+                            offer(token_for("proto-alice", {{"exp", unix_now() - 120}}))) == 401);
+  BOOST_TEST(upgrade_status(port, path, "", nullptr, offer(token_for("proto-bob"))) == 404);
+  BOOST_TEST(upgrade_status(port, path, "", nullptr, "parley") == 401);
+  // A client that offers other subprotocols only gets none accepted (the
+  // token still counts).
+  ws_client other(port, path, "", "chat, parley.bearer." + token_for("proto-alice"));
+  BOOST_TEST(other.accepted_protocol() == "");
+}
+
+BOOST_AUTO_TEST_CASE(without_tokens_a_websocket_names_its_user_in_a_subprotocol) {
+  // A browser's WebSocket cannot send X-User-Id: the playground offers the id
+  // base64url-encoded ('@' and ':' are not allowed in a subprotocol).
+  server_process open;
+  http_client alice(open.base_url(), "ws.alice@example.com");
+  auto id = alice.post("/v1/conversations", json::object()).json()["id"].get<std::string>();
+  auto path = "/v1/conversations/" + id + "/ws";
+  ws_client ws(open.port(), path, "", "parley, parley.user.d3MuYWxpY2VAZXhhbXBsZS5jb20");
+  BOOST_TEST(ws.accepted_protocol() == "parley");
+  // Someone else's id (or none: "default") finds no such conversation.
+  BOOST_TEST(upgrade_status(open.port(), path, "", nullptr, "parley, parley.user.Ym9i") == 404);
+  BOOST_TEST(upgrade_status(open.port(), path, "", nullptr, "parley") == 404);
+  std::string body;
+  BOOST_TEST(upgrade_status(open.port(), path, "", &body, "parley, parley.user.!!") == 401);
+  BOOST_TEST(body.find("base64url") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(hostile_bodies_are_clear_problems) {
   bearer_client c("hostile-bodies");
   auto id = c.post("/v1/conversations", json::object()).json()["id"].get<std::string>();

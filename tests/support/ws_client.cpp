@@ -20,6 +20,7 @@ using tcp = boost::asio::ip::tcp;
 struct ws_client::impl {
   boost::asio::io_context io;
   websocket::stream<tcp::socket> ws{io};
+  std::string accepted_protocol;
 
   void set_read_timeout(std::chrono::milliseconds timeout) {
     timeval tv{};
@@ -33,27 +34,33 @@ namespace {
 
 /// Connects `ws` and sends the upgrade; `res` gets the server's answer.
 void handshake(websocket::stream<tcp::socket>& ws, boost::asio::io_context& io, std::uint16_t port,
-               const std::string& path, const std::string& user_id, websocket::response_type& res,
-               beast::error_code& ec) {
+               const std::string& path, const std::string& user_id, const std::string& protocols,
+               websocket::response_type& res, beast::error_code& ec) {
   tcp::resolver resolver(io);
   boost::asio::connect(ws.next_layer(), resolver.resolve("127.0.0.1", std::to_string(port)));
-  ws.set_option(websocket::stream_base::decorator([user_id](websocket::request_type& req) {
-    if (!user_id.empty()) req.set("X-User-Id", user_id);
-  }));
+  ws.set_option(
+      websocket::stream_base::decorator([user_id, protocols](websocket::request_type& req) {
+        if (!user_id.empty()) req.set("X-User-Id", user_id);
+        if (!protocols.empty()) req.set(beast::http::field::sec_websocket_protocol, protocols);
+      }));
   ws.handshake(res, "127.0.0.1:" + std::to_string(port), path, ec);
 }
 
 }  // namespace
 
-ws_client::ws_client(std::uint16_t port, const std::string& path, const std::string& user_id)
+ws_client::ws_client(std::uint16_t port, const std::string& path, const std::string& user_id,
+                     const std::string& protocols)
     : impl_(std::make_unique<impl>()) {
   websocket::response_type res;
   beast::error_code ec;
-  handshake(impl_->ws, impl_->io, port, path, user_id, res, ec);
+  handshake(impl_->ws, impl_->io, port, path, user_id, protocols, res, ec);
   if (ec)
     throw std::runtime_error("upgrade of " + path + " refused: HTTP " +
                              std::to_string(res.result_int()) + " " + ec.message());
+  impl_->accepted_protocol = std::string(res[beast::http::field::sec_websocket_protocol]);
 }
+
+const std::string& ws_client::accepted_protocol() const { return impl_->accepted_protocol; }
 
 ws_client::~ws_client() {
   beast::error_code ec;
@@ -101,7 +108,7 @@ ws_close ws_client::read_until_closed(std::chrono::milliseconds timeout) {
 }
 
 long upgrade_status(std::uint16_t port, const std::string& path, const std::string& user_id,
-                    std::string* body) {
+                    std::string* body, const std::string& protocols) {
   // A hand-made upgrade request, so that a refusal's whole answer is read.
   boost::asio::io_context io;
   tcp::socket socket(io);
@@ -114,6 +121,7 @@ long upgrade_status(std::uint16_t port, const std::string& path, const std::stri
   req.set(beast::http::field::sec_websocket_version, "13");
   req.set(beast::http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
   if (!user_id.empty()) req.set("X-User-Id", user_id);
+  if (!protocols.empty()) req.set(beast::http::field::sec_websocket_protocol, protocols);
   beast::http::write(socket, req);
   beast::flat_buffer buffer;
   beast::http::response_parser<beast::http::string_body> parser;

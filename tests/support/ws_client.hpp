@@ -20,12 +20,17 @@ struct ws_close {
 /// answers the server's pings. Not thread-safe.
 class ws_client {
  public:
-  /// Connects to 127.0.0.1:`port` and upgrades `path`. Throws
-  /// std::runtime_error when the upgrade is refused (see refused_status()).
-  ws_client(std::uint16_t port, const std::string& path, const std::string& user_id = "");
+  /// Connects to 127.0.0.1:`port` and upgrades `path`, offering the
+  /// subprotocols `protocols` (Sec-WebSocket-Protocol) when not empty. Throws
+  /// std::runtime_error when the upgrade is refused (see upgrade_status()).
+  ws_client(std::uint16_t port, const std::string& path, const std::string& user_id = "",
+            const std::string& protocols = "");
   ~ws_client();
   ws_client(const ws_client&) = delete;
   ws_client& operator=(const ws_client&) = delete;
+
+  /// The subprotocol the server accepted ("" for none).
+  const std::string& accepted_protocol() const;
 
   void send_json(const nlohmann::json& j);
   void send_text(const std::string& text);
@@ -46,9 +51,9 @@ class ws_client {
   std::unique_ptr<impl> impl_;
 };
 
-/// The HTTP status the server answers an upgrade of `path` with (101 when it
-/// accepts), and its body in `body`.
+/// The HTTP status the server answers an upgrade of `path` (offering the
+/// subprotocols `protocols`) with (101 when it accepts), and its body in `body`.
 long upgrade_status(std::uint16_t port, const std::string& path, const std::string& user_id,
-                    std::string* body = nullptr);
+                    std::string* body = nullptr, const std::string& protocols = "");
 
 }  // namespace parley::testing

@@ -1,6 +1,8 @@
 #define BOOST_TEST_MODULE api_docs
 #include "base/version.hpp"
 #include "http/api_docs.hpp"
+#include "http/embedded_files.hpp"
+#include "http/playground.hpp"
 #include "http/server.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -101,7 +103,7 @@ BOOST_AUTO_TEST_CASE(the_viewer_pages_load_the_served_document) {
   BOOST_TEST(redoc_page().find("<redoc spec-url=\"/openapi.json\">") != std::string::npos);
   BOOST_TEST(swagger_ui_page().find("<script src=\"/docs/assets/swagger-initializer.js\">") !=
              std::string::npos);
-  auto* init = find_viewer_asset("swagger-initializer.js");
+  auto* init = find_embedded(viewer_assets(), "swagger-initializer.js");
   BOOST_REQUIRE(init);
   BOOST_TEST(init->bytes.find("SwaggerUIBundle({\n  url: \"/openapi.json\"") != std::string::npos);
 }
@@ -113,13 +115,39 @@ BOOST_AUTO_TEST_CASE(every_file_a_viewer_page_names_is_compiled_in) {
     for (auto at = page.find(prefix); at != std::string::npos; at = page.find(prefix, at + 1)) {
       auto start = at + prefix.size();
       auto name = page.substr(start, page.find('"', start) - start);
-      auto* asset = find_viewer_asset(name);
+      auto* asset = find_embedded(viewer_assets(), name);
       BOOST_TEST_REQUIRE(asset, name << " is not compiled in");
       BOOST_TEST(asset->bytes.size() > 100u);
       ++named;
     }
     BOOST_TEST(named >= 1);
   }
-  BOOST_TEST(!find_viewer_asset(""));
-  BOOST_TEST(!find_viewer_asset("package.json"));
+  BOOST_TEST(!find_embedded(viewer_assets(), ""));
+  BOOST_TEST(!find_embedded(viewer_assets(), "package.json"));
+}
+
+BOOST_AUTO_TEST_CASE(the_playground_page_carries_the_auth_mode_and_names_compiled_in_files) {
+  for (auto mode : {"none", "jwt"}) {
+    auto page = playground_page(mode);
+    BOOST_TEST(page.rfind("<!DOCTYPE html>", 0) == 0u);
+    BOOST_TEST(page.find(std::string("<meta name=\"parley-auth-mode\" content=\"") + mode +
+                         "\">") != std::string::npos);
+    BOOST_TEST(page.find("{{") == std::string::npos);
+    const std::string prefix = "=\"/playground/assets/";
+    int named = 0;
+    for (auto at = page.find(prefix); at != std::string::npos; at = page.find(prefix, at + 1)) {
+      auto start = at + prefix.size();
+      auto name = page.substr(start, page.find('"', start) - start);
+      BOOST_TEST_REQUIRE(find_embedded(playground_assets(), name), name << " is not compiled in");
+      ++named;
+    }
+    BOOST_TEST(named == 2);
+  }
+  // Files of one set are not served from the other's route.
+  BOOST_TEST(!find_embedded(playground_assets(), "swagger-ui.css"));
+  BOOST_TEST(!find_embedded(viewer_assets(), "playground.js"));
+  std::string policy = playground_page_policy;
+  BOOST_TEST(policy.find("script-src 'self';") != std::string::npos);
+  BOOST_TEST(policy.find("unsafe") == std::string::npos);
+  BOOST_TEST(policy.find("frame-ancestors 'none'") != std::string::npos);
 }

@@ -46,6 +46,7 @@ BOOST_AUTO_TEST_CASE(defaults_match_the_contract) {
   BOOST_TEST(s.server.port == 8000);
   BOOST_TEST(s.server.max_body_bytes == 1048576u);
   BOOST_TEST(s.server.threads >= 1u);
+  BOOST_TEST(s.server.playground);
   BOOST_TEST(s.database.url.original == "sqlite://./parley.db");
   BOOST_TEST(s.auth.mode == "none");
   BOOST_TEST(s.limits.max_message_chars == 32768u);
@@ -96,6 +97,13 @@ BOOST_AUTO_TEST_CASE(stream_settings_are_read_and_checked) {
     BOOST_TEST(std::string(e.what()).find("streams.on_disconnect") != std::string::npos);
   }
   BOOST_TEST(error_of("[streams]\nretention_s = -5\n").find("streams.retention_s") !=
+             std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(the_playground_can_be_turned_off) {
+  config_file off("[server]\nplayground = false\n");
+  BOOST_TEST(!load_settings(cli_of({"serve", "--config", off.path.c_str()}), {}).server.playground);
+  BOOST_TEST(error_of("[server]\nplayground = \"no\"\n").find("server.playground") !=
              std::string::npos);
 }
 

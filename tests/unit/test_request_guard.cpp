@@ -159,5 +159,49 @@ BOOST_AUTO_TEST_CASE(with_tokens_the_caller_is_the_verified_subject) {
   BOOST_TEST(subject({std::nullopt, std::nullopt, query}) ==
              "401: an Authorization: Bearer token is required");
   BOOST_TEST(subject({std::nullopt, std::nullopt, ""}, true) ==
-             "401: an Authorization: Bearer token (or ?access_token=) is required");
+             "401: an Authorization: Bearer token (or the subprotocol parley.bearer.<token>, or "
+             "?access_token=) is required");
+  // A browser's WebSocket offers the token as a subprotocol, so that it is in
+  // no URL; the header wins over it, and it over the query.
+  auto offered = "parley, parley.bearer." + token;
+  BOOST_TEST(subject({std::nullopt, std::nullopt, "", std::string_view(offered)}, true) == "bob");
+  auto other = testing::jwt_hs256({{"sub", "carol"}, {"exp", 1'800'000'600}}, a.jwt_secret);
+  auto other_offered = "parley,parley.bearer." + other;
+  BOOST_TEST(subject({bearer, std::nullopt, "", std::string_view(other_offered)}, true) == "bob");
+  BOOST_TEST(subject({std::nullopt, std::nullopt, query, std::string_view(other_offered)}, true) ==
+             "carol");
+  BOOST_TEST(
+      subject({std::nullopt, std::nullopt, "", std::string_view("parley, parley.bearer.x.y.z")},
+              true)
+          .starts_with("401: "));
+  // Only on a WebSocket upgrade.
+  BOOST_TEST(subject({std::nullopt, std::nullopt, "", std::string_view(offered)}) ==
+             "401: an Authorization: Bearer token is required");
+}
+
+BOOST_AUTO_TEST_CASE(a_websocket_names_its_user_in_a_subprotocol) {
+  authenticator by_header(nullptr);
+  auto now = std::chrono::system_clock::now();
+  auto user = [&](std::optional<std::string_view> id, std::string_view offered) {
+    auto r = by_header.authenticate({std::nullopt, id, "", offered}, true, now);
+    return r ? *r : "401: " + r.error().detail;
+  };
+  // "alice@example.com" in base64url: '@' is no token character.
+  BOOST_TEST(user(std::nullopt, "parley, parley.user.YWxpY2VAZXhhbXBsZS5jb20") ==
+             "alice@example.com");
+  BOOST_TEST(user(std::string_view("bob"), "parley, parley.user.YWxpY2VAZXhhbXBsZS5jb20") == "bob");
+  BOOST_TEST(user(std::nullopt, "parley") == "default");
+  BOOST_TEST(user(std::nullopt, "parley, parley.user.***") ==
+             "401: the parley.user. subprotocol must carry a base64url user id");
+  // "al ice"
+  BOOST_TEST(user(std::nullopt, "parley.user.YWwgaWNl").starts_with("401: "));
+}
+
+BOOST_AUTO_TEST_CASE(the_parley_subprotocol_is_recognised_among_others) {
+  BOOST_TEST(offers_parley_protocol("parley"));
+  BOOST_TEST(offers_parley_protocol("chat, parley ,parley.bearer.abc"));
+  BOOST_TEST(!offers_parley_protocol("parley.bearer.abc"));
+  BOOST_TEST(!offers_parley_protocol("parleyx, chat"));
+  BOOST_TEST(offers_parley_protocol("parleyx, parley"));
+  BOOST_TEST(!offers_parley_protocol(""));
 }

@@ -183,6 +183,19 @@ void resume_run(self_ptr self, const std::optional<run_position>& from,
     if (!run->ended) run->resumed_watchers.push_back(s);
   }
   if (replay(*run, after, until, *s) && !run->ended && follow) run->followers.push_back(s);
+  // A watcher is not sent a run's failure live (only a socket that resumed
+  // the run is): one that asks after the run failed gets it now.
+  if (!follow && run->ended && !run->entries.empty()) {
+    auto& last = run->entries.back();
+    if (last.type == kind::failed && last.n > after && last.n > until) {
+      conversation_event failed;
+      failed.type = kind::failed;
+      failed.run_id = &run->id;
+      failed.n = last.n;
+      failed.reason = last.reason;
+      s->deliver(failed);
+    }
+  }
   caller.complete(resume_outcome::streaming);
 }
 

@@ -50,7 +50,7 @@ http_api::http_api(const settings& cfg, engine& eng)
       per_user_(std::make_shared<user_limits>(cfg.limits.requests_per_minute,
                                               cfg.limits.concurrent_generations)),
       exchanges_(std::make_shared<idempotent_exchanges>(cfg, eng, ticker_, in_flight_)),
-      playground_page_(cfg.server.playground ? playground_page(cfg.auth.mode) : std::string()) {
+      playground_page_(playground_page(cfg.auth.mode)) {
   limits_.max_message_chars = cfg.limits.max_message_chars;
   limits_.models = &eng.models();
   if (cfg.auth.mode == "jwt") {

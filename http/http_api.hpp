@@ -197,7 +197,7 @@ class http_api : public std::enable_shared_from_this<http_api> {
   authenticator authenticator_{nullptr};
   const cors_policy cors_{cfg_.server.cors_origins};
   std::shared_ptr<idempotent_exchanges> exchanges_;
-  const std::string playground_page_;  ///< empty when server.playground is false
+  const std::string playground_page_;  ///< for this auth.mode
 };
 
 }  // namespace parley

@@ -5,14 +5,10 @@
 
 #include <chrono>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 
 namespace parley {
-
-/// Base64url without padding (RFC 7515 §2); nullopt for anything else.
-std::optional<std::string> decode_base64url(std::string_view in);
 
 /// Checks the bearer tokens of `auth.mode = "jwt"`: a JWS in compact form
 /// signed with HS256 (`auth.jwt_secret`) or RS256 (`auth.jwt_public_key_file`).

@@ -1,5 +1,6 @@
 #include "http/request_guard.hpp"
 
+#include "base/base64url.hpp"
 #include "base/uuid.hpp"
 #include "http/jwt_verifier.hpp"
 #include "http/request_parsing.hpp"
@@ -81,6 +82,12 @@ constexpr std::string_view user_protocol = "parley.user.";
 
 }  // namespace
 
+bool is_same_origin(std::string_view origin, std::string_view host) {
+  auto scheme_end = origin.find("://");
+  if (scheme_end == std::string_view::npos || host.empty()) return false;
+  return equals_ignoring_case(origin.substr(scheme_end + 3), host);
+}
+
 bool offers_parley_protocol(std::string_view offered) {
   auto items = protocols_in(offered);
   return std::find(items.begin(), items.end(), websocket_protocol) != items.end();
@@ -89,17 +96,18 @@ bool offers_parley_protocol(std::string_view offered) {
 outcome<std::string, problem> authenticator::authenticate(
     const credentials& given, bool websocket, std::chrono::system_clock::time_point now) const {
   if (!jwt_) {
-    std::optional<std::string> user;
     if (given.user_id) {
-      user = std::string(*given.user_id);
-    } else if (auto encoded = offered_protocol(given.websocket_protocols, user_protocol)) {
-      user = decode_base64url(*encoded);
-      if (!user)
-        return make_problem(401, "the parley.user. subprotocol must carry a base64url user id");
+      if (is_valid_user_id(*given.user_id)) return std::string(*given.user_id);
+      return make_problem(401, "X-User-Id must be 1 to 128 characters of A-Z a-z 0-9 . _ @ : -");
     }
-    if (!user) return std::string("default");
-    if (is_valid_user_id(*user)) return std::move(*user);
-    return make_problem(401, "X-User-Id must be 1 to 128 characters of A-Z a-z 0-9 . _ @ : -");
+    auto encoded =
+        websocket ? offered_protocol(given.websocket_protocols, user_protocol) : std::nullopt;
+    if (!encoded) return std::string("default");
+    auto user = decode_base64url(*encoded);
+    if (user && is_valid_user_id(*user)) return std::move(*user);
+    return make_problem(401,
+                        "the parley.user. subprotocol must carry a user id (1 to 128 characters of "
+                        "A-Z a-z 0-9 . _ @ : -) in base64url without padding");
   }
   std::string token;
   if (auto header = given.authorization) {

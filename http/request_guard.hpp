@@ -105,6 +105,14 @@ inline constexpr std::string_view websocket_protocol = "parley";
 /// names websocket_protocol.
 bool offers_parley_protocol(std::string_view offered);
 
+/// Whether the Origin header `origin` ("scheme://host[:port]") names the
+/// server the request was sent to (its Host header `host`). A WebSocket
+/// upgrade is not subject to CORS: credentials offered as subprotocols count
+/// only from this server's own pages and the origins of server.cors_origins,
+/// so that another site's page cannot speak for a user (in none mode it would
+/// need no secret).
+bool is_same_origin(std::string_view origin, std::string_view host);
+
 /// Who calls a /v1 route.
 class authenticator {
  public:
@@ -115,8 +123,9 @@ class authenticator {
     std::optional<std::string_view> authorization;
     std::optional<std::string_view> user_id;  ///< X-User-Id
     std::string_view query;                   ///< the raw query string
-    /// Sec-WebSocket-Protocol of a WebSocket upgrade (else nullopt): a
-    /// browser's WebSocket cannot send headers, but can offer subprotocols.
+    /// Sec-WebSocket-Protocol of a WebSocket upgrade from this server's
+    /// pages or an allowed origin (else nullopt): a browser's WebSocket
+    /// cannot send headers, but can offer subprotocols.
     std::optional<std::string_view> websocket_protocols;
   };
 

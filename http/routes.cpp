@@ -143,11 +143,16 @@ request_handling_status_t http_api::dispatch(request_handle_t req, const route_p
   }
   if (req->header().path().starts_with("/v1/")) {
     bool websocket = handler == &http_api::open_websocket;
-    auto caller = authenticator_.authenticate(
-        {h.opt_value_of(restinio::http_field::authorization), h.opt_value_of("X-User-Id"),
-         h.query(),
-         websocket ? h.opt_value_of(restinio::http_field::sec_websocket_protocol) : std::nullopt},
-        websocket, std::chrono::system_clock::now());
+    std::optional<std::string_view> protocols;
+    if (websocket) {
+      auto origin = origin_of(*req);
+      auto host = h.opt_value_of(restinio::http_field::host);
+      if (!origin || (host && is_same_origin(*origin, *host)) || cors_.allowed_origin(origin))
+        protocols = h.opt_value_of(restinio::http_field::sec_websocket_protocol);
+    }
+    auto caller = authenticator_.authenticate({h.opt_value_of(restinio::http_field::authorization),
+                                               h.opt_value_of("X-User-Id"), h.query(), protocols},
+                                              websocket, std::chrono::system_clock::now());
     if (!caller) {
       send_problem(c, caller.error());
       return restinio::request_accepted();

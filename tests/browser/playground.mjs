@@ -19,13 +19,25 @@ const { parleyBinary, screenshotDir, fail, launch, finish } =
   await browserTest("playground", "playground.mjs");
 
 const maxChars = 2000;
-// echo writes a word every 60 ms: replies grow visibly.
+// echo writes a word every 60 ms: replies grow visibly. "broken" is served
+// by nothing (connection refused at once, no retries): every reply fails.
 const config = `[limits]
 max_message_chars = ${maxChars}
 [[providers]]
 name = "builtin"
 kind = "builtin"
 itl_ms = 60
+[[providers]]
+name = "down"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+max_retries = 0
+[[models]]
+id = "broken"
+provider = "down"
+upstream = "nothing"
+context_window = 4096
+max_output_tokens = 256
 `;
 const jwtSecret = "a-playground-test-secret-of-more-than-32-bytes";
 
@@ -78,21 +90,34 @@ const streaming = "#messages li.msg.assistant.streaming .body";
 const replies = "#messages li.msg.assistant:not(.streaming)";
 
 /// Sends `text` from the composer with Enter and returns the lengths of the
-/// reply seen while it streamed, once its stored reply is shown.
-async function sendAndWatch(page, text) {
+/// reply seen while it streamed, once its stored reply is shown. Plain text
+/// (not Markdown) must grow only by appending: every snapshot a prefix of
+/// the stored reply, so nothing came twice or out of order.
+async function sendAndWatch(page, text, { plain = true } = {}) {
   const before = await page.locator(replies).count();
   await page.fill("#input", text);
   await page.press("#input", "Enter");
-  const lengths = [];
+  const snapshots = [];
   const deadline = Date.now() + 20000;
   while (Date.now() < deadline) {
     const growing = await page.locator(streaming).allTextContents();
-    if (growing.length) lengths.push(growing[0].length);
+    if (growing.length) snapshots.push(growing[0].trim());
     if (growing.length === 0 && (await page.locator(replies).count()) > before &&
         (await page.locator("#send").isEnabled())) break;
     await page.waitForTimeout(25);
   }
-  return lengths;
+  if (plain) {
+    const final = `Echo: ${text}`;
+    const wrong = snapshots.find((t) => !final.startsWith(t));
+    check(wrong === undefined, `while streaming "${text}" the page showed "${wrong}"`);
+  }
+  return snapshots.map((t) => t.length);
+}
+
+/// Waits until `page` shows a reply with exactly `text`.
+function replyShown(page, text, timeout = 10000) {
+  return page.waitForFunction((t) => [...document.querySelectorAll("#messages .msg.assistant:not(.streaming) .body")]
+    .some((b) => b.textContent.trim() === t), text, { timeout }).then(() => true, () => false);
 }
 
 async function lastReplyText(page) {
@@ -104,6 +129,8 @@ async function noneMode(browser, dir) {
   const alice = { "X-User-Id": "alice" };
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    // A click on a message's link must open nothing.
+    context.on("page", (p) => { if (p.url() !== "about:blank") fail(`a page opened: ${p.url()}`); });
     const page = await context.newPage();
     guard(page, "page A");
     const answer = await page.goto(`${baseUrl}/`);
@@ -127,17 +154,18 @@ async function noneMode(browser, dir) {
     await page.waitForFunction(() => document.querySelector("#conversation-list .active .item-title")
       ?.textContent.startsWith("the quick brown fox"));
 
-    // A second page on the same conversation sees the exchange of the first.
+    // A second page on the same conversation sees the exchange of the
+    // first as it is written (the socket's deltas, not a reload).
     const pageB = await context.newPage();
     guard(pageB, "page B");
     await pageB.goto(`${baseUrl}/#${id}`);
     await pageB.waitForSelector(`${replies}`);
     await page.waitForTimeout(300);  // B's socket is open
     const fan = "seen on both pages one word at a time";
+    const growingOnB = pageB.waitForSelector(streaming, { timeout: 5000 }).then(() => true, () => false);
     await sendAndWatch(page, fan);
-    await pageB.waitForFunction((text) => [...document.querySelectorAll("#messages .msg.assistant .body")]
-      .some((b) => b.textContent.trim() === text), `Echo: ${fan}`, { timeout: 10000 })
-      .catch(() => fail("page B did not show the reply of page A's exchange"));
+    check(await growingOnB, "page B did not show page A's reply while it was written");
+    check(await replyShown(pageB, `Echo: ${fan}`), "page B did not show the reply of page A's exchange");
     check(await pageB.locator("#messages .msg.user .body", { hasText: fan }).count() === 1,
           "page B does not show page A's message once");
     // ...and the other way round, with the reply growing on A.
@@ -146,10 +174,42 @@ async function noneMode(browser, dir) {
     await pageB.press("#input", "Enter");
     await page.waitForSelector(streaming, { timeout: 5000 })
       .catch(() => fail("page A did not show page B's reply while it was written"));
-    await page.waitForFunction((text) => [...document.querySelectorAll("#messages .msg.assistant:not(.streaming) .body")]
-      .some((b) => b.textContent.trim() === text), `Echo: ${back}`, { timeout: 10000 })
-      .catch(() => fail("page A did not show the reply of page B's exchange"));
+    check(await replyShown(page, `Echo: ${back}`), "page A did not show the reply of page B's exchange");
+
+    // A reply that fails: the sending page shows the problem, the watching
+    // page does not keep a reply "being written".
+    await page.selectOption("#model", "broken");
+    await page.waitForTimeout(300);
+    await page.fill("#input", "this one fails");
+    await page.press("#input", "Enter");
+    await page.waitForSelector('#errors .error:has-text("Bad Gateway")', { timeout: 10000 })
+      .catch(() => fail("the failed reply shows no 502 problem"));
+    await pageB.waitForFunction(() => !document.querySelector("#messages .streaming") &&
+      document.querySelector("#stop").hidden, null, { timeout: 5000 })
+      .catch(() => fail("page B still shows a failed reply as being written"));
+    check(await pageB.locator("#messages .msg.user .body", { hasText: "this one fails" }).count() === 1,
+          "page B does not show the message whose reply failed");
+    await page.locator("#errors .dismiss").last().click();
+    await page.selectOption("#model", "echo");
+    await page.waitForTimeout(300);
     await pageB.close();
+
+    // Opening another conversation while a reply is written shows only that
+    // one; the reply goes on and is there on coming back.
+    const other = await api(baseUrl, alice, "POST", "/v1/conversations",
+                            { title: "a quiet one", message: { content: "nothing here moves" } });
+    const waiting = "this reply is written while another conversation is open";
+    await page.fill("#input", waiting);
+    await page.press("#input", "Enter");
+    await page.waitForSelector(streaming);
+    await page.goto(`${baseUrl}/#${other.body.id}`);
+    await page.waitForSelector(replies);
+    await page.waitForTimeout(500);
+    check(await page.locator(streaming).count() === 0 &&
+          await page.locator("#messages .msg.user .body", { hasText: waiting }).count() === 0,
+          "the other conversation shows the first one's exchange");
+    await page.locator(`#conversation-list [data-id="${id}"]`).click();
+    check(await replyShown(page, `Echo: ${waiting}`), "the reply written meanwhile is not shown on coming back");
 
     // Stop mid-reply: the stored reply is cut and marked.
     const long = Array.from({ length: 80 }, (_, i) => `word${i}`).join(" ");
@@ -166,6 +226,17 @@ async function noneMode(browser, dir) {
     check(cut.finish_reason === "cancelled" && cut.content.length < `Echo: ${long}`.length,
           `the stopped reply was stored as ${cut.finish_reason} with ${cut.content.length} characters`);
     check(await lastReplyText(page) === cut.content.trim(), "the page does not show the stored stopped reply");
+
+    // Edit the last message and resend: a new branch after the reply before it.
+    const shownBefore = await page.locator("#messages li.msg").count();
+    await page.locator("#messages li.msg.user").last().getByRole("button", { name: "Edit" }).click();
+    await page.fill(".edit-form textarea", "the last message, edited");
+    await page.click('.edit-form button:text("Send edited")');
+    check(await replyShown(page, "Echo: the last message, edited"), "edit and resend of the last message failed");
+    check(await page.locator("#messages li.msg").count() === shownBefore,
+          "editing the last message changed the messages before it");
+    await page.waitForSelector('#messages li.msg.user >> nth=-1 >> .siblings:text("version 2 of 2")', { timeout: 5000 })
+      .catch(() => fail("the edited last message is not shown as the second version"));
 
     // Edit the first message and resend: a new branch from the root.
     await page.locator("#messages li.msg.user").first().getByRole("button", { name: "Edit" }).click();
@@ -200,7 +271,7 @@ async function noneMode(browser, dir) {
     check(href === null || !/^\s*javascript:/i.test(href), `the link kept href=${href}`);
     await link.click();
     await page.waitForTimeout(300);
-    await sendAndWatch(page, "**bold** and `code`\n\n- one\n- two");
+    await sendAndWatch(page, "**bold** and `code`\n\n- one\n- two", { plain: false });
     check(await page.locator(`${replies} .body strong`).last().textContent() === "bold",
           "Markdown is not rendered");
     await page.screenshot({ path: join(screenshotDir, "playground-conversation.png") });
@@ -212,13 +283,17 @@ async function noneMode(browser, dir) {
     check(await page.inputValue("#input") === "first line\nsecond line", "Shift+Enter did not add a line");
     await page.fill("#input", "");
 
-    // A refused message shows the problem's title and detail.
-    await page.fill("#input", "x".repeat(maxChars + 1));
+    // A refused message shows the problem's title and detail, and the text
+    // stays to be changed.
+    const tooLong = "x".repeat(maxChars + 1);
+    await page.fill("#input", tooLong);
     await page.press("#input", "Enter");
     await page.waitForSelector("#errors .error", { timeout: 5000 });
     const error = await page.locator("#errors .error").last().textContent();
     check(/Unprocessable/.test(error) && error.includes(`at most ${maxChars}`),
           `the 422 is shown as "${error}"`);
+    check(await page.inputValue("#input") === tooLong, "the refused message's text was lost");
+    await page.fill("#input", "");
     await page.locator("#errors .dismiss").last().click();
 
     // Rename, model picker, system prompt.
@@ -290,9 +365,14 @@ async function noneMode(browser, dir) {
           (await small.locator("#sidebar").boundingBox()).x < 0, "the list covers a phone's screen");
     await small.click("#toggle-sidebar");
     await small.waitForTimeout(300);
+    await small.click("#close-sidebar");
+    await small.waitForTimeout(300);
+    check((await small.locator("#sidebar").boundingBox()).x < 0, "the list does not close on a phone");
+    await small.click("#toggle-sidebar");
+    await small.waitForTimeout(300);
     await small.click("#new-conversation");
     await small.waitForSelector("#conversation:not([hidden])");
-    await sendAndWatch(small, "hello from a phone, with **Markdown** in it");
+    await sendAndWatch(small, "hello from a phone, with **Markdown** in it", { plain: false });
     const width = await small.evaluate(() => document.documentElement.scrollWidth);
     check(width <= 390, `the page is ${width}px wide on a 390px screen`);
     await small.screenshot({ path: join(screenshotDir, "playground-phone.png") });
@@ -346,7 +426,11 @@ async function jwtMode(browser, dir) {
     // second tab of the same session sees the first one's exchange.
     const pageB = await context.newPage();
     guard(pageB, "jwt page B");
-    pageB.on("websocket", (ws) => urls.push(ws.url()));
+    const frames = [];
+    pageB.on("websocket", (ws) => {
+      urls.push(ws.url());
+      ws.on("framereceived", (f) => frames.push(String(f.payload)));
+    });
     await pageB.goto(`${baseUrl}/playground#${id}`);
     // Session storage is the tab's own: the second tab is given the token too.
     await pageB.fill("#token", token);
@@ -355,9 +439,9 @@ async function jwtMode(browser, dir) {
     await pageB.waitForSelector(replies);
     await page.waitForTimeout(300);
     await sendAndWatch(page, "to the other tab");
-    await pageB.waitForFunction(() => [...document.querySelectorAll("#messages .msg.assistant .body")]
-      .some((b) => b.textContent.trim() === "Echo: to the other tab"), null, { timeout: 10000 })
-      .catch(() => fail("jwt mode: the second tab did not see the exchange"));
+    check(await replyShown(pageB, "Echo: to the other tab"), "jwt mode: the second tab did not see the exchange");
+    check(frames.some((f) => f.includes('"type":"delta"')) && frames.some((f) => f.includes('"type":"done"')),
+          "jwt mode: the second tab's WebSocket did not bring the exchange");
     await pageB.screenshot({ path: join(screenshotDir, "playground-jwt.png") });
 
     check(urls.length > 5 && !urls.some((u) => u.includes(token)), "the token appeared in a URL");

@@ -215,6 +215,11 @@ BOOST_AUTO_TEST_CASE(websockets_take_the_token_from_a_subprotocol) {
                             offer(token_for("proto-alice", {{"exp", unix_now() - 120}}))) == 401);
   BOOST_TEST(upgrade_status(port, path, "", nullptr, offer(token_for("proto-bob"))) == 404);
   BOOST_TEST(upgrade_status(port, path, "", nullptr, "parley") == 401);
+  // A user named without a token counts for nothing in this mode.
+  BOOST_TEST(upgrade_status(port, path, "", nullptr, "parley, parley.user.cHJvdG8tYWxpY2U") == 401);
+  // Another site's page cannot use a token it holds this way either.
+  BOOST_TEST(upgrade_status(port, path, "", nullptr, offer(token_for("proto-alice")),
+                            "https://evil.example") == 401);
   // A client that offers other subprotocols only gets none accepted (the
   // token still counts).
   ws_client other(port, path, "", "chat, parley.bearer." + token_for("proto-alice"));
@@ -236,6 +241,13 @@ BOOST_AUTO_TEST_CASE(without_tokens_a_websocket_names_its_user_in_a_subprotocol)
   std::string body;
   BOOST_TEST(upgrade_status(open.port(), path, "", &body, "parley, parley.user.!!") == 401);
   BOOST_TEST(body.find("base64url") != std::string::npos);
+  // From this server's own page, yes; from another site's page, the
+  // subprotocol names nobody (a WebSocket is not subject to CORS).
+  auto alice_protocols = "parley, parley.user.d3MuYWxpY2VAZXhhbXBsZS5jb20";
+  auto own_origin = "http://127.0.0.1:" + std::to_string(open.port());
+  BOOST_TEST(upgrade_status(open.port(), path, "", nullptr, alice_protocols, own_origin) == 101);
+  BOOST_TEST(upgrade_status(open.port(), path, "", nullptr, alice_protocols,
+                            "https://evil.example") == 404);
 }
 
 BOOST_AUTO_TEST_CASE(hostile_bodies_are_clear_problems) {

@@ -108,7 +108,7 @@ ws_close ws_client::read_until_closed(std::chrono::milliseconds timeout) {
 }
 
 long upgrade_status(std::uint16_t port, const std::string& path, const std::string& user_id,
-                    std::string* body, const std::string& protocols) {
+                    std::string* body, const std::string& protocols, const std::string& origin) {
   // A hand-made upgrade request, so that a refusal's whole answer is read.
   boost::asio::io_context io;
   tcp::socket socket(io);
@@ -122,6 +122,7 @@ long upgrade_status(std::uint16_t port, const std::string& path, const std::stri
   req.set(beast::http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
   if (!user_id.empty()) req.set("X-User-Id", user_id);
   if (!protocols.empty()) req.set(beast::http::field::sec_websocket_protocol, protocols);
+  if (!origin.empty()) req.set(beast::http::field::origin, origin);
   beast::http::write(socket, req);
   beast::flat_buffer buffer;
   beast::http::response_parser<beast::http::string_body> parser;

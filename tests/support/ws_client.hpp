@@ -52,8 +52,10 @@ class ws_client {
 };
 
 /// The HTTP status the server answers an upgrade of `path` (offering the
-/// subprotocols `protocols`) with (101 when it accepts), and its body in `body`.
+/// subprotocols `protocols`, sent from the page of `origin` when not empty)
+/// with (101 when it accepts), and its body in `body`.
 long upgrade_status(std::uint16_t port, const std::string& path, const std::string& user_id,
-                    std::string* body = nullptr, const std::string& protocols = "");
+                    std::string* body = nullptr, const std::string& protocols = "",
+                    const std::string& origin = "");
 
 }  // namespace parley::testing

@@ -529,11 +529,14 @@ namespace {
 struct numbered_subscriber : conversation_subscriber {
   parley::mutex mutex;
   std::vector<std::string> seen GUARDED_BY(mutex);
+  std::string run GUARDED_BY(mutex);  ///< of the latest event of a run
 
   bool deliver(const conversation_event& e) override {
-    static const char* const names[] = {"started", "message", "delta", "done",
-                                        "branch",  "closed",  "failed"};
+    // In the order of conversation_event::kind.
+    static const char* const names[] = {"started", "message",    "delta",  "done",
+                                        "failed",  "compaction", "branch", "closed"};
     mutex_lock lock(mutex);
+    if (e.run_id) run = *e.run_id;
     auto text = e.type == conversation_event::kind::delta ? e.text
                 : e.message                               ? e.message->content.str()
                 : e.reason                                ? e.reason->detail
@@ -545,6 +548,10 @@ struct numbered_subscriber : conversation_subscriber {
   std::vector<std::string> events() {
     mutex_lock lock(mutex);
     return seen;
+  }
+  std::string last_run() {
+    mutex_lock lock(mutex);
+    return run;
   }
 };
 
@@ -599,6 +606,44 @@ BOOST_AUTO_TEST_CASE(a_run_is_numbered_and_replayed_after_a_position_its_deltas_
   waiter<message_record> cancel;
   f.eng->cancel_exchange("alice", id, cancel.fn());
   BOOST_TEST((cancel.get().error().code == errc::conflict));
+}
+
+BOOST_AUTO_TEST_CASE(a_watcher_that_asks_for_a_failed_run_gets_its_failure) {
+  // A provider nothing answers: the exchange fails at once.
+  engine_fixture f([](settings& s) {
+    provider_settings down;
+    down.name = "down";
+    down.kind = "openai";
+    down.base_url = "http://127.0.0.1:9/v1";
+    down.max_retries = 0;
+    s.providers.push_back(down);
+    model_settings broken;
+    broken.id = "broken";
+    broken.provider = "down";
+    broken.upstream = "nothing";
+    s.models.push_back(broken);
+  });
+  auto id = f.create("alice").conversation->id;
+  auto watcher = std::make_shared<numbered_subscriber>();
+  BOOST_REQUIRE(bool(watch(f, "alice", id, watcher)));
+  send_params p;
+  p.content = "to nobody";
+  p.model = "broken";
+  p.stream = std::make_shared<numbered_subscriber>();
+  waiter<exchange_answer> w;
+  f.eng->send_message("alice", id, p, std::nullopt, w.fn());
+  BOOST_REQUIRE(!w.get());
+  // Live, the watcher heard the message and nothing of the failure.
+  auto heard = watcher->events();
+  BOOST_REQUIRE(heard.size() == 1u);
+  BOOST_TEST(heard[0] == "message 1 to nobody");
+  // Asking for the run after it (as a socket does) brings the failure.
+  waiter<resume_outcome> r;
+  f.eng->resume("alice", id, run_position{watcher->last_run(), 1}, watcher, false, r.fn());
+  BOOST_REQUIRE(bool(r.get()));
+  auto after = watcher->events();
+  BOOST_REQUIRE(after.size() == 2u);
+  BOOST_TEST(after[1].starts_with("failed 2 "));
 }
 
 BOOST_AUTO_TEST_CASE(a_run_no_client_saw_is_not_kept) {

@@ -57,14 +57,18 @@ function base64url(text) {
 
 async function problemOf(response) {
   const text = await response.text().catch(() => "");
+  let problem = null;
   try {
     const body = JSON.parse(text);
-    if (body && typeof body.title === "string") return body;
+    if (body && typeof body.title === "string") problem = body;
   } catch {
     // Not JSON: a proxy's page, say.
   }
-  return { title: response.statusText || `HTTP ${response.status}`, status: response.status,
-           detail: text.slice(0, 300) || `the server answered ${response.status}` };
+  problem ??= { title: response.statusText || `HTTP ${response.status}`, status: response.status,
+                detail: text.slice(0, 300) || `the server answered ${response.status}` };
+  const retryAfter = response.headers.get("Retry-After");
+  if (retryAfter) problem.detail = `${problem.detail ?? ""} (try again in ${retryAfter} s)`;
+  return problem;
 }
 
 function networkProblem(error) {
@@ -99,11 +103,20 @@ export class Api {
     return response.status === 204 ? null : response.json();
   }
 
-  /// A streamed exchange: calls `onEvent(type, data, id)` for each SSE event
-  /// until the stream ends. Problems before the stream starts are thrown.
-  async stream(path, body, onEvent, signal) {
-    const response = await this.#fetch("POST", path, { ...body, stream: true },
-                                       { headers: { Accept: "text/event-stream" }, signal });
+  /// A streamed exchange: calls `onOpen(runId)` once the stream starts, then
+  /// `onEvent(type, data, id)` for each SSE event until it ends. A problem
+  /// answered before the stream starts is thrown with `beforeStream` set:
+  /// nothing was stored.
+  async stream(path, body, { onOpen, onEvent, signal }) {
+    let response;
+    try {
+      response = await this.#fetch("POST", path, { ...body, stream: true },
+                                   { headers: { Accept: "text/event-stream" }, signal });
+    } catch (e) {
+      if (e instanceof ProblemError) e.beforeStream = true;
+      throw e;
+    }
+    onOpen(response.headers.get("X-Run-Id"));
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {

@@ -7,7 +7,7 @@ import DOMPurify from "dompurify";
 import { Marked } from "marked";
 
 const escapes = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
-export function escapeHtml(text) {
+function escapeHtml(text) {
   return text.replace(/[&<>"']/g, (c) => escapes[c]);
 }
 

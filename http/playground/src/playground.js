@@ -9,9 +9,11 @@ const mode = document.querySelector('meta[name="parley-auth-mode"]')?.content ==
 const credentials = new Credentials(mode, mode === "jwt" ? sessionStorage : localStorage);
 const api = new Api(credentials);
 
-// The newest messages of a conversation are those below the largest seq.
-const newest = Number.MAX_SAFE_INTEGER;
+// A seq above every message's: `before` it are the newest messages.
+const beyondLastSeq = Number.MAX_SAFE_INTEGER;
 const pageSize = 50;
+// How near the end of the list (px) the next page is read.
+const listMargin = 100;
 
 const state = {
   models: [],
@@ -19,11 +21,13 @@ const state = {
   order: [],                 // ids, most recently updated first
   nextCursor: undefined,     // undefined: not read yet; null: the end
   loadingList: false,
+  identity: 0,               // counts sign-ins: answers for an earlier one are dropped
+  opened: 0,                 // counts openings: answers for an earlier one are dropped
   current: null,             // the open Conversation
   messages: [],              // its active branch as shown, ascending seq
   hasEarlier: false,
-  runs: new Map(),           // run id → {lastN, text, done, element}
-  own: null,                 // this tab's exchange: {controller, conversationId}
+  runs: new Map(),           // run id → {lastN, text, done, own, resumed, element, frame}
+  own: null,                 // this tab's exchange: {controller, runId, stopAsked}
   editing: null,             // the message being edited: {id, draft}
   socket: null,
   socketFailures: 0,
@@ -92,9 +96,13 @@ function showIdentity() {
 
 function signedIn() {
   closeConversation();
+  state.identity += 1;
   state.conversations.clear();
   state.order = [];
   state.nextCursor = undefined;
+  state.loadingList = false;
+  $("search").value = "";
+  search("");
   renderList();
   showIdentity();
   if (!credentials.ready) {
@@ -129,8 +137,9 @@ $("sign-out").addEventListener("click", () => {
 // --- models ---
 
 async function loadModels() {
+  const identity = state.identity;
   const answer = await attempt(() => api.call("GET", "/v1/models"));
-  if (!answer) return;
+  if (!answer || identity !== state.identity) return;
   state.models = answer.data;
   const select = $("model");
   select.replaceChildren(...state.models.map((m) => {
@@ -180,32 +189,38 @@ function renderList() {
 
 async function loadMoreConversations() {
   if (state.loadingList || state.nextCursor === null || !credentials.ready) return;
+  const identity = state.identity;
   state.loadingList = true;
   try {
     const query = new URLSearchParams({ limit: "20" });
     if (state.nextCursor) query.set("cursor", state.nextCursor);
     const page = await api.call("GET", `/v1/conversations?${query}`);
+    if (identity !== state.identity) return;
     for (const c of page.data) conversationChanged(c);
     state.nextCursor = page.next_cursor;
   } catch (e) {
-    report(e);
+    // Scrolling again tries again.
+    if (identity === state.identity) report(e);
     return;
   } finally {
-    state.loadingList = false;
+    if (identity === state.identity) state.loadingList = false;
   }
-  // The sentinel may still be in view (a tall window): keep filling.
-  if (state.nextCursor && sentinelVisible()) loadMoreConversations();
+  // The end may still be in view (a tall window): keep filling.
+  fillList();
 }
 
-function sentinelVisible() {
+/// Reads the next page when the end of the list is in view.
+function fillList() {
+  if (!state.nextCursor || !$("search-results").hidden) return;
   const box = $("sidebar").getBoundingClientRect();
   const end = $("list-end").getBoundingClientRect();
-  return end.top <= box.bottom + 100;
+  if (end.top <= box.bottom + listMargin) loadMoreConversations();
 }
 
 new IntersectionObserver((entries) => {
   if (entries.some((e) => e.isIntersecting) && $("search-results").hidden) loadMoreConversations();
-}, { root: $("sidebar"), rootMargin: "100px" }).observe($("list-end"));
+}, { root: $("sidebar"), rootMargin: `${listMargin}px` }).observe($("list-end"));
+$("sidebar").addEventListener("scroll", fillList, { passive: true });
 
 $("new-conversation").addEventListener("click", async () => {
   const created = await attempt(() => api.call("POST", "/v1/conversations", {}));
@@ -227,7 +242,9 @@ async function search(q, cursor = null) {
   const results = $("search-results");
   if (!q) {
     results.hidden = true;
+    results.replaceChildren();
     $("conversation-list").hidden = false;
+    fillList();
     return;
   }
   const query = new URLSearchParams({ q, limit: "20" });
@@ -260,12 +277,16 @@ async function search(q, cursor = null) {
 
 // --- the open conversation ---
 
+function closeSocket() {
+  const socket = state.socket;
+  state.socket = null;
+  socket?.close(1000);
+}
+
 function closeConversation() {
-  if (state.socket) {
-    const socket = state.socket;
-    state.socket = null;
-    socket.close(1000);
-  }
+  state.opened += 1;
+  closeSocket();
+  state.socketFailures = 0;
   state.own?.controller.abort();
   state.own = null;
   state.current = null;
@@ -281,8 +302,10 @@ function closeConversation() {
 async function openConversation(id) {
   if (state.current?.id === id) return;
   closeConversation();
+  const opened = state.opened;
   const conversation = await attempt(() => api.call("GET", path(id)));
-  if (!conversation) return;
+  // Another conversation was opened meanwhile: the last click wins.
+  if (!conversation || opened !== state.opened) return;
   state.current = conversation;
   conversationChanged(conversation);
   history.replaceState(null, "", `#${id}`);
@@ -292,6 +315,7 @@ async function openConversation(id) {
   $("rename").hidden = true;
   renderHead();
   await loadMessages();
+  if (opened !== state.opened) return;
   openSocket(id);
   closeSidebar();
 }
@@ -304,23 +328,31 @@ function renderHead() {
   $("system-prompt").value = c.system_prompt ?? "";
 }
 
-/// The newest messages of the active branch, replacing what is shown.
+/// The newest messages of the active branch as stored, with what arrived
+/// while they were read placed after them.
+let messageReads = 0;
 async function loadMessages() {
+  if (!state.current) return;
   const id = state.current.id;
+  const read = ++messageReads;
   const count = Math.min(200, Math.max(pageSize, state.messages.length));
-  const page = await attempt(() => api.call("GET", `${path(id, "messages")}?limit=${count}&before=${newest}`));
-  if (!page || state.current?.id !== id) return;
+  const page = await attempt(() => api.call("GET", `${path(id, "messages")}?limit=${count}&before=${beyondLastSeq}`));
+  if (!page || state.current?.id !== id || read !== messageReads) return;
+  const lastSeq = page.data.at(-1)?.seq ?? 0;
+  const arrived = state.messages.filter((m) => m.seq > lastSeq);
   state.messages = page.data;
   state.hasEarlier = page.has_more;
+  for (const m of arrived) placeMessage(m, false);
   renderMessages(true);
 }
 
 $("load-earlier").addEventListener("click", async () => {
   const id = state.current.id;
-  const first = state.messages[0]?.seq ?? newest;
+  const first = state.messages[0]?.seq ?? beyondLastSeq;
   const page = await attempt(() => api.call("GET", `${path(id, "messages")}?limit=${pageSize}&before=${first}`));
   if (!page || state.current?.id !== id) return;
-  state.messages = [...page.data, ...state.messages];
+  const shown = new Set(state.messages.map((m) => m.id));
+  state.messages = [...page.data.filter((m) => !shown.has(m.id)), ...state.messages];
   state.hasEarlier = page.has_more;
   renderMessages();
 });
@@ -328,7 +360,7 @@ $("load-earlier").addEventListener("click", async () => {
 /// Puts a stored message where it belongs on the shown branch: after its
 /// parent, in place of whatever followed the parent (a new branch), or, when
 /// its parent is not shown, by reading the branch again.
-function placeMessage(message) {
+function placeMessage(message, render = true) {
   const at = state.messages.findIndex((m) => m.id === message.id);
   if (at >= 0) {
     state.messages[at] = message;
@@ -338,12 +370,12 @@ function placeMessage(message) {
   } else {
     const parent = state.messages.findIndex((m) => m.id === message.parent_id);
     if (parent < 0) {
-      loadMessages();
+      if (render) loadMessages();
       return;
     }
     state.messages = [...state.messages.slice(0, parent + 1), message];
   }
-  renderMessages();
+  if (render) renderMessages();
 }
 
 function renderMessage(message) {
@@ -384,7 +416,7 @@ function renderMessages(scrollToEnd = false) {
   const nearEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   const items = state.messages.map(renderMessage);
   for (const run of state.runs.values()) {
-    if (run.done) continue;
+    if (run.done || run.lastN === 0) continue;
     run.element = el("li", "msg assistant streaming");
     run.element.append(el("div", "meta", "Assistant · writing…"), messageBody("assistant", run.text));
     items.push(run.element);
@@ -419,18 +451,18 @@ function showRunText(run) {
 // --- runs: the events of an exchange, from this tab's stream or the socket ---
 
 function runOf(id) {
-  const key = id ?? "unnamed";
-  let run = state.runs.get(key);
+  let run = state.runs.get(id);
   if (!run) {
-    run = { lastN: 0, text: "", done: false, element: null, frame: null };
-    state.runs.set(key, run);
+    run = { lastN: 0, text: "", done: false, own: false, resumed: false, element: null, frame: null };
+    state.runs.set(id, run);
   }
   return run;
 }
 
-/// Whether an event is new: the stream and the socket both bring this tab's
-/// own exchange, numbered alike.
-function fresh(runId, n) {
+/// Whether an event is new, and if so records it as the run's latest: this
+/// tab's stream and the socket both bring this tab's exchanges, numbered
+/// alike, and a resume may repeat what came live.
+function acceptEvent(runId, n) {
   if (!runId || n === null || n === undefined) return true;
   const run = runOf(runId);
   if (n <= run.lastN) return false;
@@ -438,39 +470,68 @@ function fresh(runId, n) {
   return true;
 }
 
+/// A run first seen on the socket, started by another client: resuming it
+/// makes this socket hear how it ends even if it fails (plain watchers hear
+/// only replies).
+function followRun(runId) {
+  const run = state.runs.get(runId);
+  if (!run || run.own || run.resumed || !state.socket) return;
+  run.resumed = true;
+  if (state.socket.readyState === WebSocket.OPEN)
+    state.socket.send(JSON.stringify({ type: "resume", run_id: runId, after: run.lastN }));
+}
+
+function finishRun(runId) {
+  if (runId) runOf(runId).done = true;
+  const unnamed = state.runs.get(undefined);
+  if (unnamed) unnamed.done = true;
+}
+
 const runEvents = {
   message(runId, n, message) {
-    if (!fresh(runId, n)) return;
-    runOf(runId);
+    if (!acceptEvent(runId, n)) return;
     placeMessage(message);
+    startedRun(runId);
   },
   delta(runId, n, text) {
-    if (!fresh(runId, n)) return;
+    if (!acceptEvent(runId, n)) return;
     const run = runOf(runId);
+    if (!runId) run.lastN += 1;
     run.text += text;
     if (!run.element) renderMessages();
     showRunText(run);
-    setBusy();
+    startedRun(runId);
   },
   compaction(runId, n) {
-    fresh(runId, n);
+    if (acceptEvent(runId, n)) startedRun(runId);
   },
   done(runId, n, reply) {
-    if (!fresh(runId, n)) return;
-    runOf(runId).done = true;
+    if (!acceptEvent(runId, n)) return;
+    finishRun(runId);
     placeMessage(reply);
     setBusy();
     afterExchange();
   },
   error(runId, n, problem) {
-    if (!fresh(runId, n)) return;
-    runOf(runId).done = true;
+    if (!acceptEvent(runId, n)) return;
+    finishRun(runId);
     renderMessages();
     showProblem(problem);
     setBusy();
     afterExchange();
   },
 };
+
+/// The first events of a run: follow it if it is another client's, and
+/// stop it if this tab asked to before it had started.
+function startedRun(runId) {
+  if (runId) followRun(runId);
+  if (state.own?.stopAsked && runId && runId === state.own.runId) {
+    state.own.stopAsked = false;
+    stop();
+  }
+  setBusy();
+}
 
 /// After an exchange: the branch and the conversation as stored (sibling
 /// counts, usage, the list's order).
@@ -495,36 +556,72 @@ function running() {
 function setBusy() {
   $("send").disabled = state.own !== null;
   $("stop").hidden = !running();
+  $("stop").textContent = state.own?.stopAsked ? "Stopping…" : "Stop";
 }
 
 /// Sends an exchange of this tab, streamed, and shows it as it comes.
+/// Resolves to false when the server refused it before it started (nothing
+/// was stored), else true.
 async function exchange(route, body) {
   const conversationId = state.current.id;
-  const controller = new AbortController();
-  const own = { controller, conversationId };
+  const own = { controller: new AbortController(), runId: null, stopAsked: false };
+  let ended = false;
   state.own = own;
   setBusy();
   try {
-    await api.stream(route, body, (type, data, id) => {
-      if (state.current?.id !== conversationId) return;
-      const { run, n } = runPosition(id);
-      const handle = runEvents[type];
-      if (!handle) return;
-      if (type === "delta") handle(run, n, data.content);
-      else handle(run, n, data);
-    }, controller.signal);
+    await api.stream(route, body, {
+      signal: own.controller.signal,
+      onOpen: (runId) => {
+        own.runId = runId;
+        if (runId) runOf(runId).own = true;
+      },
+      onEvent: (type, data, id) => {
+        if (state.current?.id !== conversationId) return;
+        const { run, n } = runPosition(id);
+        const handle = runEvents[type];
+        if (!handle) return;
+        if (type === "done" || type === "error") ended = true;
+        handle(run, n, type === "delta" ? data.content : data);
+      },
+    });
+    if (!ended && state.current?.id === conversationId) streamCutShort(own.runId);
+    return true;
   } catch (e) {
     report(e);
     if (state.current?.id === conversationId) loadMessages();
+    return !e.beforeStream;
   } finally {
     if (state.own === own) state.own = null;
     setBusy();
   }
 }
 
+/// The stream ended without done or error (a proxy cut it, the server
+/// restarted): the reply goes on being written and stored, so follow it on
+/// the socket from where the stream stopped, or read what is stored.
+function streamCutShort(runId) {
+  showProblem({ title: "Connection lost",
+                detail: "the reply's stream ended early; the rest is shown as it is stored" });
+  const run = runId ? state.runs.get(runId) : null;
+  if (run && state.socket?.readyState === WebSocket.OPEN) {
+    run.own = false;
+    run.resumed = true;
+    state.socket.send(JSON.stringify({ type: "resume", run_id: runId, after: run.lastN }));
+  } else {
+    if (run) run.done = true;
+    afterExchange();
+  }
+}
+
 async function sendMessage(text) {
   const conversation = state.current;
-  await exchange(path(conversation.id, "messages"), { content: text });
+  const accepted = await exchange(path(conversation.id, "messages"), { content: text });
+  if (!accepted) {
+    // Refused (too long, rate limited…): nothing was stored, so the text is
+    // given back to be changed or sent again.
+    if (!$("input").value) $("input").value = text;
+    return;
+  }
   if (!conversation.title && state.current?.id === conversation.id) {
     const title = text.split("\n")[0].slice(0, 60).trim();
     const updated = title && await attempt(() => api.call("PATCH", path(conversation.id), { title }));
@@ -547,16 +644,31 @@ $("input").addEventListener("keydown", (e) => {
   }
 });
 
-$("stop").addEventListener("click", async () => {
+/// Cancels the conversation's running exchange (POST …/cancel).
+async function stop() {
   const id = state.current?.id;
   if (!id) return;
   try {
     await api.call("POST", path(id, "cancel"));
   } catch (e) {
-    // 409: it ended on its own meanwhile.
-    if (e.problem?.status !== 409) report(e);
+    if (e.problem?.status !== 409) {
+      report(e);
+      return;
+    }
+    // 409: nothing runs. This tab's exchange may still wait its turn: it is
+    // stopped as soon as it starts. Anything else shown as running has ended.
+    if (state.own && !(state.own.runId && state.runs.get(state.own.runId)?.lastN)) {
+      state.own.stopAsked = true;
+    } else {
+      for (const run of state.runs.values()) if (!run.own) run.done = true;
+      renderMessages();
+      loadMessages();
+    }
+    setBusy();
   }
-});
+}
+
+$("stop").addEventListener("click", stop);
 
 /// Hides `message` and what follows it: the exchange about to start replaces them.
 function truncateFrom(message) {
@@ -588,14 +700,18 @@ function editForm(message) {
   const send = el("button", "primary", "Send edited");
   send.type = "submit";
   form.append(area, send, button("Cancel", "cancel", stopEdit));
-  form.addEventListener("submit", (e) => {
+  form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const text = area.value;
     if (!text.trim() || state.own) return;
     state.editing = null;
     truncateFrom(message);
     // A sibling of the original: a new branch from its parent.
-    exchange(path(state.current.id, "messages"), { content: text, parent_id: message.parent_id });
+    const accepted = await exchange(path(state.current.id, "messages"),
+                                    { content: text, parent_id: message.parent_id });
+    // Refused: the original comes back (the branch is read again) with the
+    // edit still open.
+    if (!accepted) state.editing = { id: message.id, draft: text };
   });
   area.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
@@ -616,7 +732,10 @@ function regenerate(message) {
 
 // --- the socket: every exchange of the conversation, whoever started it ---
 
+const maxSocketFailures = 5;
+
 function openSocket(id) {
+  closeSocket();
   let socket;
   try {
     socket = api.websocket(id);
@@ -626,12 +745,19 @@ function openSocket(id) {
   }
   state.socket = socket;
   socket.addEventListener("open", () => {
-    state.socketFailures = 0;
-    // An exchange already running (another tab's): from its start.
-    if (state.current?.running) socket.send(JSON.stringify({ type: "resume" }));
+    if (state.socket !== socket) return;
+    // What runs now, from where this tab lost it (or from its start).
+    const unfinished = [...state.runs.entries()].filter(([runId, r]) => runId && !r.done && !r.own);
+    for (const [runId, run] of unfinished) {
+      run.resumed = true;
+      socket.send(JSON.stringify({ type: "resume", run_id: runId, after: run.lastN }));
+    }
+    if (unfinished.length === 0) socket.send(JSON.stringify({ type: "resume" }));
   });
   socket.addEventListener("message", (m) => {
     if (state.socket !== socket) return;
+    // Heard from: the socket works (one that opens and closes at once does not).
+    state.socketFailures = 0;
     let frame;
     try {
       frame = JSON.parse(m.data);
@@ -645,9 +771,9 @@ function openSocket(id) {
     state.socket = null;
     if (state.current?.id !== id) return;
     state.socketFailures += 1;
-    if (state.socketFailures > 5) {
+    if (state.socketFailures > maxSocketFailures) {
       showProblem({ title: "No live updates",
-                    detail: "the conversation's WebSocket keeps closing; reload the page to try again" });
+                    detail: "the conversation's WebSocket keeps closing; reopen the conversation to try again" });
       return;
     }
     setTimeout(() => {
@@ -672,10 +798,26 @@ function onFrame(frame) {
       return loadMessages();
     case "error":
       if (frame.run_id) return runEvents.error(frame.run_id, frame.n, frame.error);
-      if (frame.error?.status === 404) return conversationGone(state.current?.id);
+      if (frame.error?.status === 404) return checkConversation();
       return showProblem(frame.error ?? { title: "Error" });
     default:
       return undefined;
+  }
+}
+
+/// A 404 on the socket: the conversation was deleted, or a run it asked to
+/// resume has expired (then the branch as stored is all there is).
+async function checkConversation() {
+  const id = state.current?.id;
+  if (!id) return;
+  try {
+    await api.call("GET", path(id));
+    for (const run of state.runs.values()) if (!run.own) run.done = true;
+    setBusy();
+    loadMessages();
+  } catch (e) {
+    if (e.problem?.status === 404) conversationGone(id);
+    else report(e);
   }
 }
 
@@ -817,6 +959,7 @@ function closeSidebar() {
   $("toggle-sidebar").setAttribute("aria-expanded", "false");
 }
 
+$("close-sidebar").addEventListener("click", closeSidebar);
 $("toggle-sidebar").addEventListener("click", () => {
   const open = document.body.classList.toggle("sidebar-open");
   $("toggle-sidebar").setAttribute("aria-expanded", String(open));
@@ -824,6 +967,12 @@ $("toggle-sidebar").addEventListener("click", () => {
 
 // --- start ---
 
+/// The conversation the address names (#ID), as on load or a link.
+function openNamedConversation() {
+  const wanted = location.hash.slice(1);
+  if (credentials.ready && /^[0-9a-f-]{36}$/.test(wanted)) openConversation(wanted);
+}
+
+window.addEventListener("hashchange", openNamedConversation);
 signedIn();
-const wanted = location.hash.slice(1);
-if (credentials.ready && /^[0-9a-f-]{36}$/.test(wanted)) openConversation(wanted);
+openNamedConversation();

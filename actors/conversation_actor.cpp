@@ -153,6 +153,7 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
       [=](unwatch_atom, const std::shared_ptr<conversation_subscriber>& s) {
         auto& w = self->state.watchers;
         w.erase(std::remove(w.begin(), w.end(), s), w.end());
+        stopped_watching(self->state, s.get());
         self->state.last_active = self->state.ctx->clock->now();
       },
       // --- the provider's answers ---

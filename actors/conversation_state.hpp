@@ -219,6 +219,8 @@ run_log* current_run(conversation_state& st);
 void begin_run(self_ptr self, const std::string& reply_id);
 /// Notes that watcher `s` gets the running run's events from now on.
 void watching_run(conversation_state& st, const conversation_subscriber* s);
+/// Forgets watcher `s` in every run (it stopped watching).
+void stopped_watching(conversation_state& st, const conversation_subscriber* s);
 /// Numbers `e` and sends it to the run's followers; keeps it once the run
 /// has been seen (`audience`: a client other than the followers gets it).
 void record_in_run(run_log& run, conversation_event& e, bool audience);
@@ -231,8 +233,8 @@ void abandon_run(self_ptr self, const failure& why);
 /// Delivers the events of the run at `from` after its position (or of the
 /// running one from its start) to `s`; with `follow`, also the rest as they
 /// come. Without, `s` is a watcher: it is replayed only what it did not get
-/// live, and the run's failure if it fails. Answers not_held when the named run is not in memory:
-/// the caller then looks in the database.
+/// live, and the run's failure (as it fails, or at once when it has). Answers not_held when the
+/// named run is not in memory: the caller then looks in the database.
 void resume_run(self_ptr self, const std::optional<run_position>& from,
                 const std::shared_ptr<conversation_subscriber>& s, bool follow,
                 const completion<resume_outcome>& caller);

@@ -83,6 +83,20 @@ void watching_run(conversation_state& st, const conversation_subscriber* s) {
   if (auto* run = current_run(st)) run->watching_since.emplace_back(s, run->last_n);
 }
 
+void stopped_watching(conversation_state& st, const conversation_subscriber* s) {
+  // Another socket may later live at the same address: it must not inherit
+  // this one's position.
+  for (auto& run : st.runs) {
+    auto& since = run.watching_since;
+    since.erase(std::remove_if(since.begin(), since.end(), [&](auto& w) { return w.first == s; }),
+                since.end());
+    auto& resumed = run.resumed_watchers;
+    resumed.erase(
+        std::remove_if(resumed.begin(), resumed.end(), [&](auto& r) { return r.get() == s; }),
+        resumed.end());
+  }
+}
+
 void record_in_run(run_log& run, conversation_event& e, bool audience) {
   e.run_id = &run.id;
   e.n = ++run.last_n;
@@ -180,7 +194,9 @@ void resume_run(self_ptr self, const std::optional<run_position>& from,
     auto& since = run->watching_since;
     auto at = std::find_if(since.begin(), since.end(), [&](auto& w) { return w.first == s.get(); });
     if (at != since.end()) until = at->second;
-    if (!run->ended) run->resumed_watchers.push_back(s);
+    auto& resumed = run->resumed_watchers;
+    if (!run->ended && std::find(resumed.begin(), resumed.end(), s) == resumed.end())
+      resumed.push_back(s);
   }
   if (replay(*run, after, until, *s) && !run->ended && follow) run->followers.push_back(s);
   // A watcher is not sent a run's failure live (only a socket that resumed

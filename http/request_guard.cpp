@@ -85,7 +85,20 @@ constexpr std::string_view user_protocol = "parley.user.";
 bool is_same_origin(std::string_view origin, std::string_view host) {
   auto scheme_end = origin.find("://");
   if (scheme_end == std::string_view::npos || host.empty()) return false;
-  return equals_ignoring_case(origin.substr(scheme_end + 3), host);
+  auto scheme = origin.substr(0, scheme_end);
+  // An origin leaves out its scheme's default port; a Host header may not.
+  std::string_view default_port = equals_ignoring_case(scheme, "https")  ? "443"
+                                  : equals_ignoring_case(scheme, "http") ? "80"
+                                                                         : "";
+  auto with_port = [&](std::string_view authority) {
+    auto colon = authority.rfind(':');
+    bool has_port =
+        colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos;
+    return has_port || default_port.empty()
+               ? std::string(authority)
+               : std::string(authority) + ":" + std::string(default_port);
+  };
+  return equals_ignoring_case(with_port(origin.substr(scheme_end + 3)), with_port(host));
 }
 
 bool offers_parley_protocol(std::string_view offered) {

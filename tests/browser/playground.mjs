@@ -114,6 +114,21 @@ async function sendAndWatch(page, text, { plain = true } = {}) {
   return snapshots.map((t) => t.length);
 }
 
+/// What `page` shows of a reply being written, every 25 ms until `stop()`.
+function watchGrowth(page) {
+  const snapshots = [];
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const growing = await page.locator(streaming).allTextContents();
+      if (growing.length) snapshots.push(growing[0].trim());
+      await page.waitForTimeout(25);
+    }
+    return snapshots;
+  })();
+  return { stop: () => { running = false; return done; } };
+}
+
 /// Waits until `page` shows a reply with exactly `text`.
 function replyShown(page, text, timeout = 10000) {
   return page.waitForFunction((t) => [...document.querySelectorAll("#messages .msg.assistant:not(.streaming) .body")]
@@ -162,10 +177,13 @@ async function noneMode(browser, dir) {
     await pageB.waitForSelector(`${replies}`);
     await page.waitForTimeout(300);  // B's socket is open
     const fan = "seen on both pages one word at a time";
-    const growingOnB = pageB.waitForSelector(streaming, { timeout: 5000 }).then(() => true, () => false);
+    const onB = watchGrowth(pageB);
     await sendAndWatch(page, fan);
-    check(await growingOnB, "page B did not show page A's reply while it was written");
     check(await replyShown(pageB, `Echo: ${fan}`), "page B did not show the reply of page A's exchange");
+    const seenOnB = (await onB.stop()).filter((t) => t.length > 0);
+    check(seenOnB.length >= 2, "page B did not show page A's reply while it was written");
+    check(seenOnB.every((t) => `Echo: ${fan}`.startsWith(t)),
+          `page B showed text that is not the reply's beginning: ${seenOnB.find((t) => !`Echo: ${fan}`.startsWith(t))}`);
     check(await pageB.locator("#messages .msg.user .body", { hasText: fan }).count() === 1,
           "page B does not show page A's message once");
     // ...and the other way round, with the reply growing on A.
@@ -251,11 +269,18 @@ async function noneMode(browser, dir) {
       .catch(() => fail("the edited message is not shown as the second version"));
 
     // Regenerate the reply.
+    const firstVersion = await page.locator(replies).last().getAttribute("data-id");
     await page.locator(replies).last().getByRole("button", { name: "Regenerate" }).click();
     await page.waitForSelector(`${replies} .siblings:text("version 2 of 2")`, { timeout: 10000 })
       .catch(() => fail("the regenerated reply is not shown as the second version"));
     check(await lastReplyText(page) === "Echo: an edited first message", "the regenerated reply differs");
     check(await page.locator("#messages li.msg").count() === 2, "regenerate left the old reply on the branch");
+    // Another client switches back to the first version: the page follows.
+    await api(baseUrl, alice, "PATCH", `/v1/conversations/${id}`, { active_message_id: firstVersion });
+    await page.waitForFunction((want) => {
+      const items = document.querySelectorAll("#messages li.msg");
+      return items.length === 2 && items[1].dataset.id === want;
+    }, firstVersion, { timeout: 5000 }).catch(() => fail("a branch switched elsewhere is not shown"));
 
     // Text that is HTML, and a javascript: link, stay inert.
     const html = "<img src=x onerror=alert(1)>";

@@ -644,6 +644,17 @@ BOOST_AUTO_TEST_CASE(a_watcher_that_asks_for_a_failed_run_gets_its_failure) {
   auto after = watcher->events();
   BOOST_REQUIRE(after.size() == 2u);
   BOOST_TEST(after[1].starts_with("failed 2 "));
+  // A socket that began watching after the run ended is replayed all of it,
+  // the failure once.
+  auto late = std::make_shared<numbered_subscriber>();
+  BOOST_REQUIRE(bool(watch(f, "alice", id, late)));
+  waiter<resume_outcome> again;
+  f.eng->resume("alice", id, run_position{watcher->last_run(), 0}, late, false, again.fn());
+  BOOST_REQUIRE(bool(again.get()));
+  auto replayed = late->events();
+  BOOST_REQUIRE(replayed.size() == 2u);
+  BOOST_TEST(replayed[0] == "message 1 to nobody");
+  BOOST_TEST(replayed[1].starts_with("failed 2 "));
 }
 
 BOOST_AUTO_TEST_CASE(a_run_no_client_saw_is_not_kept) {

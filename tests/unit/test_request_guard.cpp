@@ -209,6 +209,12 @@ BOOST_AUTO_TEST_CASE(an_origin_is_the_same_when_it_names_the_host) {
   BOOST_TEST(!is_same_origin("https://chat.example.com.evil.example", "chat.example.com"));
   BOOST_TEST(!is_same_origin("null", "chat.example.com"));
   BOOST_TEST(!is_same_origin("http://a", ""));
+  // Default ports written or not.
+  BOOST_TEST(is_same_origin("https://chat.example.com", "chat.example.com:443"));
+  BOOST_TEST(is_same_origin("http://chat.example.com:80", "chat.example.com"));
+  BOOST_TEST(!is_same_origin("http://chat.example.com", "chat.example.com:443"));
+  BOOST_TEST(is_same_origin("http://[::1]:8000", "[::1]:8000"));
+  BOOST_TEST(!is_same_origin("http://[::1]", "[::1]:8000"));
 }
 
 BOOST_AUTO_TEST_CASE(the_parley_subprotocol_is_recognised_among_others) {

@@ -105,15 +105,17 @@ export class Api {
 
   /// A streamed exchange: calls `onOpen(runId)` once the stream starts, then
   /// `onEvent(type, data, id)` for each SSE event until it ends. A problem
-  /// answered before the stream starts is thrown with `beforeStream` set:
-  /// nothing was stored.
+  /// the server answered before the stream started is thrown with
+  /// `beforeStream` set: nothing was stored.
   async stream(path, body, { onOpen, onEvent, signal }) {
     let response;
     try {
       response = await this.#fetch("POST", path, { ...body, stream: true },
                                    { headers: { Accept: "text/event-stream" }, signal });
     } catch (e) {
-      if (e instanceof ProblemError) e.beforeStream = true;
+      // Answered with a problem: nothing was stored. (Not after a network
+      // failure: the request may have arrived.)
+      if (e instanceof ProblemError && e.problem.status > 0) e.beforeStream = true;
       throw e;
     }
     onOpen(response.headers.get("X-Run-Id"));

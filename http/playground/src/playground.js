@@ -26,7 +26,8 @@ const state = {
   current: null,             // the open Conversation
   messages: [],              // its active branch as shown, ascending seq
   hasEarlier: false,
-  runs: new Map(),           // run id → {lastN, text, done, own, resumed, element, frame}
+  runs: new Map(),           // run id (null: unnamed) → see runOf
+  placed: [],                // messages events placed since the branch was last read
   own: null,                 // this tab's exchange: {controller, runId, stopAsked}
   editing: null,             // the message being edited: {id, draft}
   socket: null,
@@ -335,11 +336,14 @@ async function loadMessages() {
   if (!state.current) return;
   const id = state.current.id;
   const read = ++messageReads;
+  state.placed = [];
   const count = Math.min(200, Math.max(pageSize, state.messages.length));
   const page = await attempt(() => api.call("GET", `${path(id, "messages")}?limit=${count}&before=${beyondLastSeq}`));
   if (!page || state.current?.id !== id || read !== messageReads) return;
+  // Events placed while the page was read may be newer than it.
   const lastSeq = page.data.at(-1)?.seq ?? 0;
-  const arrived = state.messages.filter((m) => m.seq > lastSeq);
+  const arrived = state.placed.filter((m) => m.seq > lastSeq);
+  state.placed = [];
   state.messages = page.data;
   state.hasEarlier = page.has_more;
   for (const m of arrived) placeMessage(m, false);
@@ -416,9 +420,9 @@ function renderMessages(scrollToEnd = false) {
   const nearEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   const items = state.messages.map(renderMessage);
   for (const run of state.runs.values()) {
-    if (run.done || run.lastN === 0) continue;
+    if (run.done || !started(run)) continue;
     run.element = el("li", "msg assistant streaming");
-    run.element.append(el("div", "meta", "Assistant · writing…"), messageBody("assistant", run.text));
+    run.element.append(el("div", "meta", "Assistant · writing…"), messageBody("assistant", runText(run)));
     items.push(run.element);
   }
   const editing = document.activeElement?.closest?.(".edit-form") ? document.activeElement : null;
@@ -443,31 +447,45 @@ function showRunText(run) {
     }
     const list = $("messages");
     const nearEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
-    run.element.lastElementChild.replaceWith(messageBody("assistant", run.text));
+    run.element.lastElementChild.replaceWith(messageBody("assistant", runText(run)));
     if (nearEnd) list.scrollTop = list.scrollHeight;
   });
 }
 
 // --- runs: the events of an exchange, from this tab's stream or the socket ---
 
+/// A run as this tab knows it: the numbers of the events it had, its text
+/// as pieces in number order (a resume's replay, numbered as the last event
+/// it stands for, can come after live events of higher numbers), whether
+/// this tab's own stream brings it and whether the socket asked for it.
 function runOf(id) {
-  let run = state.runs.get(id);
+  const key = id ?? null;
+  let run = state.runs.get(key);
   if (!run) {
-    run = { lastN: 0, text: "", done: false, own: false, resumed: false, element: null, frame: null };
-    state.runs.set(id, run);
+    run = { seen: new Set(), lastN: 0, pieces: [], done: false, own: false, resumed: false,
+            element: null, frame: null };
+    state.runs.set(key, run);
   }
   return run;
 }
 
-/// Whether an event is new, and if so records it as the run's latest: this
-/// tab's stream and the socket both bring this tab's exchanges, numbered
-/// alike, and a resume may repeat what came live.
-function acceptEvent(runId, n) {
-  if (!runId || n === null || n === undefined) return true;
-  const run = runOf(runId);
-  if (n <= run.lastN) return false;
-  run.lastN = n;
-  return true;
+function runText(run) {
+  return run.pieces.map((p) => p.text).join("");
+}
+
+function started(run) {
+  return run !== undefined && run.seen.size > 0;
+}
+
+/// Records event `n` of `run` (unnumbered: the next); the number, or null
+/// when the run had it already: this tab's stream and the socket both bring
+/// this tab's exchanges, numbered alike, and a replay may repeat live ones.
+function acceptEvent(run, n) {
+  const at = n ?? run.lastN + 1;
+  if (run.seen.has(at)) return null;
+  run.seen.add(at);
+  run.lastN = Math.max(run.lastN, at);
+  return at;
 }
 
 /// A run first seen on the socket, started by another client: resuming it
@@ -483,37 +501,45 @@ function followRun(runId) {
 
 function finishRun(runId) {
   if (runId) runOf(runId).done = true;
-  const unnamed = state.runs.get(undefined);
+  const unnamed = state.runs.get(null);
   if (unnamed) unnamed.done = true;
+}
+
+/// A stored message an event brought: shown, and kept for a read of the
+/// branch in flight to merge.
+function placeArrived(message) {
+  state.placed.push(message);
+  placeMessage(message);
 }
 
 const runEvents = {
   message(runId, n, message) {
-    if (!acceptEvent(runId, n)) return;
-    placeMessage(message);
+    if (runId && acceptEvent(runOf(runId), n) === null) return;
+    placeArrived(message);
     startedRun(runId);
   },
   delta(runId, n, text) {
-    if (!acceptEvent(runId, n)) return;
     const run = runOf(runId);
-    if (!runId) run.lastN += 1;
-    run.text += text;
+    const at = acceptEvent(run, n);
+    if (at === null) return;
+    const before = run.pieces.findIndex((p) => p.n > at);
+    run.pieces.splice(before < 0 ? run.pieces.length : before, 0, { n: at, text });
     if (!run.element) renderMessages();
     showRunText(run);
     startedRun(runId);
   },
   compaction(runId, n) {
-    if (acceptEvent(runId, n)) startedRun(runId);
+    if (runId && acceptEvent(runOf(runId), n) !== null) startedRun(runId);
   },
   done(runId, n, reply) {
-    if (!acceptEvent(runId, n)) return;
+    if (runId && acceptEvent(runOf(runId), n) === null) return;
     finishRun(runId);
-    placeMessage(reply);
+    placeArrived(reply);
     setBusy();
     afterExchange();
   },
   error(runId, n, problem) {
-    if (!acceptEvent(runId, n)) return;
+    if (runId && acceptEvent(runOf(runId), n) === null) return;
     finishRun(runId);
     renderMessages();
     showProblem(problem);
@@ -537,10 +563,10 @@ function startedRun(runId) {
 /// counts, usage, the list's order).
 let refreshTimer = null;
 function afterExchange() {
+  const id = state.current?.id;
+  if (!id) return;
   clearTimeout(refreshTimer);
   refreshTimer = setTimeout(async () => {
-    const id = state.current?.id;
-    if (!id) return;
     const conversation = await attempt(() => api.call("GET", path(id)));
     if (conversation && state.current?.id === id) {
       conversationChanged(conversation, true);
@@ -550,7 +576,7 @@ function afterExchange() {
 }
 
 function running() {
-  return state.own !== null || [...state.runs.values()].some((r) => !r.done && r.lastN > 0);
+  return state.own !== null || [...state.runs.values()].some((r) => !r.done && started(r));
 }
 
 function setBusy() {
@@ -581,15 +607,22 @@ async function exchange(route, body) {
         const handle = runEvents[type];
         if (!handle) return;
         if (type === "done" || type === "error") ended = true;
-        handle(run, n, type === "delta" ? data.content : data);
+        // An event without an id (a failure after the stream began) is the
+        // exchange's all the same.
+        handle(run ?? own.runId, n, type === "delta" ? data.content : data);
       },
     });
     if (!ended && state.current?.id === conversationId) streamCutShort(own.runId);
     return true;
   } catch (e) {
     report(e);
-    if (state.current?.id === conversationId) loadMessages();
-    return !e.beforeStream;
+    if (e.beforeStream || e.name === "AbortError") {
+      if (state.current?.id === conversationId) loadMessages();
+      return !e.beforeStream;
+    }
+    // Cut off mid-stream: the reply goes on without this stream.
+    if (state.current?.id === conversationId) streamCutShort(own.runId, false);
+    return true;
   } finally {
     if (state.own === own) state.own = null;
     setBusy();
@@ -599,9 +632,10 @@ async function exchange(route, body) {
 /// The stream ended without done or error (a proxy cut it, the server
 /// restarted): the reply goes on being written and stored, so follow it on
 /// the socket from where the stream stopped, or read what is stored.
-function streamCutShort(runId) {
-  showProblem({ title: "Connection lost",
-                detail: "the reply's stream ended early; the rest is shown as it is stored" });
+function streamCutShort(runId, tell = true) {
+  if (tell)
+    showProblem({ title: "Connection lost",
+                  detail: "the reply's stream ended early; the rest is shown as it is stored" });
   const run = runId ? state.runs.get(runId) : null;
   if (run && state.socket?.readyState === WebSocket.OPEN) {
     run.own = false;
@@ -644,10 +678,15 @@ $("input").addEventListener("keydown", (e) => {
   }
 });
 
-/// Cancels the conversation's running exchange (POST …/cancel).
+/// Cancels the conversation's running exchange (POST …/cancel). This tab's
+/// own exchange, if it still waits its turn behind it, is cancelled too as
+/// soon as it starts.
 async function stop() {
   const id = state.current?.id;
   if (!id) return;
+  const own = state.own;
+  const ownWaiting = own !== null && !started(state.runs.get(own.runId));
+  let nothingRan = false;
   try {
     await api.call("POST", path(id, "cancel"));
   } catch (e) {
@@ -655,17 +694,20 @@ async function stop() {
       report(e);
       return;
     }
-    // 409: nothing runs. This tab's exchange may still wait its turn: it is
-    // stopped as soon as it starts. Anything else shown as running has ended.
-    if (state.own && !(state.own.runId && state.runs.get(state.own.runId)?.lastN)) {
-      state.own.stopAsked = true;
-    } else {
-      for (const run of state.runs.values()) if (!run.own) run.done = true;
-      renderMessages();
-      loadMessages();
-    }
-    setBusy();
+    nothingRan = true;
   }
+  if (state.current?.id !== id) return;
+  if (ownWaiting && state.own === own) {
+    // Started while the cancel was under way: cancel it now.
+    if (started(state.runs.get(own.runId))) stop();
+    else own.stopAsked = true;
+  } else if (nothingRan) {
+    // Whatever was shown as running has ended.
+    for (const run of state.runs.values()) if (!run.own) run.done = true;
+    renderMessages();
+    loadMessages();
+  }
+  setBusy();
 }
 
 $("stop").addEventListener("click", stop);
@@ -811,12 +853,15 @@ async function checkConversation() {
   const id = state.current?.id;
   if (!id) return;
   try {
-    await api.call("GET", path(id));
-    for (const run of state.runs.values()) if (!run.own) run.done = true;
+    const conversation = await api.call("GET", path(id));
+    if (state.current?.id !== id) return;
+    // Runs it no longer holds have ended; the one it runs goes on.
+    const live = conversation.running?.run_id;
+    for (const [runId, run] of state.runs) if (!run.own && runId !== live) run.done = true;
     setBusy();
     loadMessages();
   } catch (e) {
-    if (e.problem?.status === 404) conversationGone(id);
+    if (e.problem?.status === 404 && state.current?.id === id) conversationGone(id);
     else report(e);
   }
 }

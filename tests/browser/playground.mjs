@@ -210,6 +210,25 @@ async function noneMode(browser, dir) {
     await page.locator("#errors .dismiss").last().click();
     await page.selectOption("#model", "echo");
     await page.waitForTimeout(300);
+
+    // Stop while this page's exchange waits behind page B's: both stop, B's
+    // at once and A's as soon as it starts.
+    const longer = Array.from({ length: 60 }, (_, i) => `b${i}`).join(" ");
+    await pageB.fill("#input", longer);
+    await pageB.press("#input", "Enter");
+    await page.waitForSelector(streaming);
+    await page.fill("#input", "queued behind the other page");
+    await page.press("#input", "Enter");
+    await page.waitForTimeout(200);
+    await page.click("#stop");
+    await page.waitForFunction(() => document.querySelector("#stop").hidden &&
+      !document.querySelector("#send").disabled, null, { timeout: 15000 })
+      .catch(() => fail("stopping a waiting exchange did not end it"));
+    const afterStop = (await api(baseUrl, alice, "GET", `/v1/conversations/${id}/messages?limit=200`)).body.data;
+    const [otherReply, , queuedReply] = afterStop.slice(-3);
+    check(otherReply?.finish_reason === "cancelled" && queuedReply?.finish_reason === "cancelled" &&
+          afterStop.at(-2)?.content === "queued behind the other page",
+          `after Stop the replies ended ${otherReply?.finish_reason} and ${queuedReply?.finish_reason}`);
     await pageB.close();
 
     // Opening another conversation while a reply is written shows only that

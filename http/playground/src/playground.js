@@ -415,9 +415,15 @@ function messageBody(role, content) {
   return body;
 }
 
+/// Whether the message list is scrolled to (about) its end: it then follows
+/// what is added.
+function atListEnd(list) {
+  return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+}
+
 function renderMessages(scrollToEnd = false) {
   const list = $("messages");
-  const nearEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  const nearEnd = atListEnd(list);
   const items = state.messages.map(renderMessage);
   for (const run of state.runs.values()) {
     if (run.done || !started(run)) continue;
@@ -446,7 +452,7 @@ function showRunText(run) {
       return;
     }
     const list = $("messages");
-    const nearEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+    const nearEnd = atListEnd(list);
     run.element.lastElementChild.replaceWith(messageBody("assistant", runText(run)));
     if (nearEnd) list.scrollTop = list.scrollHeight;
   });
@@ -497,6 +503,12 @@ function followRun(runId) {
   run.resumed = true;
   if (state.socket.readyState === WebSocket.OPEN)
     state.socket.send(JSON.stringify({ type: "resume", run_id: runId, after: run.lastN }));
+}
+
+/// Marks the runs other clients started as ended, but for `running` (the
+/// run the conversation reports as running, if any).
+function endOtherRuns(running) {
+  for (const [runId, run] of state.runs) if (!run.own && runId !== running) run.done = true;
 }
 
 function finishRun(runId) {
@@ -671,12 +683,20 @@ $("composer").addEventListener("submit", (e) => {
   sendMessage(text);
 });
 
-$("input").addEventListener("keydown", (e) => {
-  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
-    e.preventDefault();
-    $("composer").requestSubmit();
-  }
-});
+/// Enter submits `form` from `area`, Shift+Enter is a new line, Escape
+/// calls `onEscape` (if any).
+function submitOnEnter(area, form, onEscape) {
+  area.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit();
+    } else if (e.key === "Escape" && onEscape) {
+      onEscape();
+    }
+  });
+}
+
+submitOnEnter($("input"), $("composer"));
 
 /// Cancels the conversation's running exchange (POST …/cancel). This tab's
 /// own exchange, if it still waits its turn behind it, is cancelled too as
@@ -703,7 +723,7 @@ async function stop() {
     else own.stopAsked = true;
   } else if (nothingRan) {
     // Whatever was shown as running has ended.
-    for (const run of state.runs.values()) if (!run.own) run.done = true;
+    endOtherRuns();
     renderMessages();
     loadMessages();
   }
@@ -755,14 +775,7 @@ function editForm(message) {
     // edit still open.
     if (!accepted) state.editing = { id: message.id, draft: text };
   });
-  area.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
-      e.preventDefault();
-      form.requestSubmit();
-    } else if (e.key === "Escape") {
-      stopEdit();
-    }
-  });
+  submitOnEnter(area, form, stopEdit);
   return form;
 }
 
@@ -856,8 +869,7 @@ async function checkConversation() {
     const conversation = await api.call("GET", path(id));
     if (state.current?.id !== id) return;
     // Runs it no longer holds have ended; the one it runs goes on.
-    const live = conversation.running?.run_id;
-    for (const [runId, run] of state.runs) if (!run.own && runId !== live) run.done = true;
+    endOtherRuns(conversation.running?.run_id);
     setBusy();
     loadMessages();
   } catch (e) {

@@ -67,7 +67,8 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
   });
   if (!fresh)
     load_state(
-        self, [self] { start_next(self); }, [self](const failure& why) { abandon(self, why); });
+        self, [self](auto&) { start_next(self); },
+        [self](const failure& why) { abandon(self, why); });
   return {
       // --- requests: each answers its caller, queued behind the operations before it ---
       [=](create_atom, new_conversation& request, std::optional<idempotency_claim>& claim,
@@ -149,6 +150,20 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
           else
             cancel_run(self, caller);
         });
+      },
+      // --- the engine's own requests ---
+      [=](halt_atom, const completion<message_record>& caller) {
+        // Shutting down: the running exchange stores what it has, as POST …/cancel does.
+        when_loaded(self, caller, [=] { cancel_run(self, caller); });
+      },
+      [=](changed_atom, std::int64_t version, const completion<done>& caller) {
+        auto& st = self->state;
+        if (st.current == phase::ready && version > 0 && version <= st.meta.version) {
+          caller.accept();
+          caller.complete(done{});  // its own write, or read already
+          return;
+        }
+        enqueue(self, caller, [=] { op_refresh(self, version, caller); });
       },
       [=](unwatch_atom, const std::shared_ptr<conversation_subscriber>& s) {
         auto& w = self->state.watchers;

@@ -21,6 +21,8 @@ struct conversation_event {
     compaction,  ///< the exchange summarized older messages first (`summary`)
     branch,      ///< another branch became the active one (`active_leaf_id`)
     closed,      ///< nothing more will come: deleted or dropped (`reason`)
+    edited,      ///< a stored message's content changed (`message`)
+    removed,     ///< a message was deleted (`text`: its id)
   };
   kind type = kind::message;
   const message_record* message = nullptr;

@@ -62,7 +62,7 @@ std::int64_t budget_for(const engine_context& ctx, const conversation_record& me
 
 // --- database access ------------------------------------------------------------
 
-void load_state(self_ptr self, std::function<void()> then,
+void load_state(self_ptr self, std::function<void(const std::vector<message_record>&)> then,
                 std::function<void(const failure&)> failed) {
   auto ctx = self->state.ctx;
   auto id = self->state.id;
@@ -90,7 +90,7 @@ void load_state(self_ptr self, std::function<void()> then,
                                       loaded.branch.older_exist);
                       st.summary = use_summary(std::move(loaded.branch.summary));
                       st.current = phase::ready;
-                      then();
+                      then(loaded.branch.recent);
                     },
                     on_error);
           },
@@ -118,7 +118,7 @@ void commit(self_ptr self, write_set writes, reply_slot caller, std::function<vo
               ++st.conflict_retries;
               spdlog::info("conversation {} changed in the database meanwhile; reloading", st.id);
               load_state(
-                  self, [self] { std::function<void()>(self->state.running)(); }, give_up);
+                  self, [self](auto&) { std::function<void()>(self->state.running)(); }, give_up);
             });
 }
 

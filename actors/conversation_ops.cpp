@@ -4,6 +4,10 @@
 
 #include <caf/send.hpp>
 
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
 namespace parley::conversation_detail {
 
 namespace {
@@ -52,6 +56,56 @@ std::function<outcome<message_page>(store&)> history_read(const std::string& id,
     }
     return page;
   };
+}
+
+/// Tells the watchers that message `message_id` was deleted.
+void publish_removal(self_ptr self, const std::string& message_id) {
+  conversation_event e;
+  e.type = conversation_event::kind::removed;
+  e.text = message_id;
+  publish(self, std::move(e), nullptr);
+}
+
+/// The active branch as the watchers were shown it: its leaf, the
+/// conversation's last seq then, and the window's messages (seq and text).
+struct shown_branch {
+  std::optional<std::string> leaf;
+  std::int64_t last_seq = 0;
+  std::unordered_map<std::string, std::pair<std::int64_t, shared_text>> messages;
+};
+
+shown_branch shown_branch_of(const conversation_state& st) {
+  shown_branch out{st.meta.active_leaf_id, st.meta.last_seq, {}};
+  for (std::size_t i = 0; i < st.window.size(); ++i) {
+    auto entry = st.window.at(i);
+    out.messages.emplace(entry.id, std::pair(entry.seq, entry.message.content));
+  }
+  return out;
+}
+
+/// Publishes what another instance changed, as that instance told its own
+/// watchers: `deleted` (messages the window held that are gone), then the
+/// branch when another became active, then each new message (a reply as
+/// `done`) and each edit, `recent` being the active branch's newest
+/// messages as just read.
+void publish_difference(self_ptr self, const shown_branch& shown,
+                        const std::vector<message_record>& recent,
+                        const std::vector<std::string>& deleted) {
+  using kind = conversation_event::kind;
+  for (auto& id : deleted) publish_removal(self, id);
+  auto& leaf = self->state.meta.active_leaf_id;
+  bool continues = !shown.leaf || std::any_of(recent.begin(), recent.end(),
+                                              [&](auto& m) { return m.id == *shown.leaf; });
+  if (leaf != shown.leaf && !continues) publish_branch(self);
+  for (auto& m : recent) {
+    if (m.seq > shown.last_seq) {
+      publish_message(self, m.role == "assistant" ? kind::done : kind::message, m, nullptr);
+      continue;
+    }
+    auto before = shown.messages.find(m.id);
+    if (before != shown.messages.end() && !(before->second.second == m.content))
+      publish_message(self, kind::edited, m, nullptr);
+  }
 }
 
 /// Makes `branch` the active one in `meta`: its leaf and its length.
@@ -148,6 +202,7 @@ void op_edit(self_ptr self, const std::string& user, const std::string& message_
       auto& st = self->state;
       st.meta = meta;
       st.window.edit(edited.id, edited.content);
+      publish_message(self, conversation_event::kind::edited, edited, nullptr);
       caller.complete(edited);
       finish_op(self);
     });
@@ -192,6 +247,7 @@ void op_remove(self_ptr self, const std::string& user, const std::string& messag
           commit(self, std::move(writes), caller, [=] {
             auto& st = self->state;
             st.meta = meta;
+            publish_removal(self, found.id);
             if (effect.next_branch) {
               st.window.reset(effect.next_branch->recent, budget_for(*st.ctx, meta),
                               effect.next_branch->older_exist);
@@ -208,6 +264,94 @@ void op_remove(self_ptr self, const std::string& user, const std::string& messag
           });
         });
   });
+}
+
+void op_refresh(self_ptr self, std::int64_t version, const completion<done>& caller) {
+  auto& st = self->state;
+  auto finish = [self, caller] {
+    caller.complete(done{});
+    finish_op(self);
+  };
+  if (version > 0 && version <= st.meta.version) {
+    finish();  // read already, by a reload after a conflict
+    return;
+  }
+  auto deleted = [self, finish] {
+    auto& st = self->state;
+    st.current = phase::gone;
+    close_watchers(self, {errc::not_found, "conversation " + st.id + " was deleted"});
+    finish();  // answers whatever is queued with not_found and passivates
+  };
+  if (version < 0) {
+    deleted();
+    return;
+  }
+  // What the watchers have been shown, to tell them only the difference.
+  auto shown = std::make_shared<shown_branch>(shown_branch_of(st));
+  auto reload = [self, caller, finish, deleted, shown] {
+    load_state(
+        self,
+        [self, caller, finish, shown](const std::vector<message_record>& recent) {
+          // A message shown before and not on the branch now was deleted, or
+          // is on a branch no longer active: the database tells which.
+          std::vector<std::pair<std::int64_t, std::string>> by_seq;
+          for (auto& [id, held] : shown->messages)
+            if (std::none_of(recent.begin(), recent.end(), [&](auto& m) { return m.id == id; }))
+              by_seq.emplace_back(held.first, id);
+          std::sort(by_seq.begin(), by_seq.end());
+          std::vector<std::string> missing;
+          for (auto& [seq, id] : by_seq) missing.push_back(id);
+          if (missing.empty()) {
+            publish_difference(self, *shown, recent, {});
+            finish();
+            return;
+          }
+          auto conversation = self->state.id;
+          read<std::vector<std::string>>(
+              self,
+              [conversation, missing](store& db) {
+                std::vector<std::string> gone;
+                for (auto& id : missing)
+                  if (!db.find_message(conversation, id)) gone.push_back(id);
+                return gone;
+              },
+              caller,
+              [self, finish, shown, recent](std::vector<std::string>& gone) {
+                publish_difference(self, *shown, recent, gone);
+                finish();
+              });
+        },
+        [self, caller, deleted](const failure& why) {
+          if (why.code == errc::not_found) {
+            deleted();
+            return;
+          }
+          caller.fail(why);
+          finish_op(self);
+        });
+  };
+  if (version > 0) {
+    reload();
+    return;
+  }
+  // After a break in listening every live conversation asks: a version
+  // check first, so that only those that changed pay for a reload.
+  auto id = st.id;
+  read<std::optional<std::int64_t>>(
+      self,
+      [id](store& db) -> std::optional<std::int64_t> {
+        auto row = db.find_conversation(id);
+        return row ? std::optional<std::int64_t>(row->version) : std::nullopt;
+      },
+      caller,
+      [self, finish, deleted, reload](std::optional<std::int64_t>& stored) {
+        if (!stored)
+          deleted();
+        else if (*stored == self->state.meta.version)
+          finish();
+        else
+          reload();
+      });
 }
 
 void answer_history(self_ptr self, const std::string& user, const history_query& q,

@@ -295,8 +295,9 @@ loaded_branch load_branch(store& db, const std::string& conversation_id,
                           bool count_length);
 
 /// (Re)reads the conversation and its window from the database, then runs
-/// `then`; `failed` gets what went wrong (not_found when it is gone).
-void load_state(self_ptr self, std::function<void()> then,
+/// `then` with the window's messages as read; `failed` gets what went wrong
+/// (not_found when it is gone).
+void load_state(self_ptr self, std::function<void(const std::vector<message_record>&)> then,
                 std::function<void(const failure&)> failed);
 /// Commits `writes`; on success runs `then`. When another process changed the
 /// conversation meanwhile, reloads it and runs the operation again (its reply
@@ -369,6 +370,11 @@ void op_edit(self_ptr self, const std::string& user, const std::string& message_
              const shared_text& content, const completion<message_record>& caller);
 void op_remove(self_ptr self, const std::string& user, const std::string& message_id,
                const completion<done>& caller);
+/// Another Parley instance changed the conversation (its row is at
+/// `version` now; 0: perhaps, after a break in listening; -1: deleted):
+/// reloads what changed and tells the watchers as the writing instance told
+/// its own, deltas aside.
+void op_refresh(self_ptr self, std::int64_t version, const completion<done>& caller);
 /// Answers a history request: the reader answers the requester directly. The
 /// database holds every acknowledged write, so this need not wait its turn.
 void answer_history(self_ptr self, const std::string& user, const history_query& q,

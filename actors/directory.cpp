@@ -76,4 +76,14 @@ void directory::stop_all() {
   }
 }
 
+std::vector<std::string> directory::live_ids() {
+  std::vector<std::string> out;
+  out.reserve(size());
+  for (auto& s : shards_) {
+    mutex_lock guard(s.mutex);
+    for (auto& [id, e] : s.actors) out.push_back(id);
+  }
+  return out;
+}
+
 }  // namespace parley

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace parley {
 
@@ -43,6 +44,9 @@ class directory {
 
   /// Tells every live actor to exit (at shutdown).
   void stop_all();
+
+  /// The conversations with a live actor now.
+  std::vector<std::string> live_ids();
 
   std::size_t size() const { return live_.load(std::memory_order_relaxed); }
 

@@ -5,6 +5,7 @@
 #include "actors/stateless_completion.hpp"
 #include "base/uuid.hpp"
 #include "persistence/caf_errors.hpp"
+#include "persistence/change_feed.hpp"
 #include "telemetry/metrics.hpp"
 
 #include <caf/actor_system.hpp>
@@ -157,6 +158,11 @@ class actor_engine final : public engine {
     ctx_.dir = std::make_unique<directory>(cfg.actors.max_live, [this](const std::string& id) {
       return spawn_loading_conversation(system_, &ctx_, id);
     });
+    if (cfg.database.url.kind == database_url::backend::postgresql)
+      changes_ = std::make_unique<change_listener>(
+          cfg.database.url.target,
+          change_listener::handlers{[this](const conversation_change& c) { on_change(c); },
+                                    [this] { on_missed_changes(); }});
   }
 
   ~actor_engine() override { shutdown(); }
@@ -308,6 +314,14 @@ class actor_engine final : public engine {
     ask_conversation<message_record>(id, std::move(reply), stop_atom::value, std::move(user_id));
   }
 
+  std::size_t running_exchanges() const override { return ctx_.running.size(); }
+
+  void cancel_running() override {
+    for (auto& id : ctx_.running.conversations())
+      tell_live(id, halt_atom::value,
+                completion<message_record>(quiet_answer<message_record>(), nullptr));
+  }
+
   void find_idempotency(std::string user_id, std::string key,
                         reply_fn<std::optional<idempotency_record>> reply) override {
     read<std::optional<idempotency_record>>(
@@ -421,6 +435,7 @@ class actor_engine final : public engine {
 
   void shutdown() override {
     if (stopped_.exchange(true)) return;
+    if (changes_) changes_->stop();
     {
       // Everything handed to the writer so far is committed before we stop.
       caf::scoped_actor self{system_};
@@ -468,6 +483,39 @@ class actor_engine final : public engine {
     auto answer = std::make_shared<typed_answer<T>>(&sweeper_, std::move(reply));
     sweeper_.add(answer, timeout, on_timeout);
     return answer;
+  }
+
+  /// An answer nobody waits for, dropped on its deadline.
+  template <class T>
+  std::shared_ptr<typed_answer<T>> quiet_answer() {
+    return answer_within<T>([](outcome<T>) {}, operation_timeout(), errc::overloaded);
+  }
+
+  /// Sends `args` to the conversation's actor if one is live here.
+  template <class... Ts>
+  bool tell_live(const std::string& id, Ts&&... args) {
+    auto actor = ctx_.dir->find(id);
+    if (actor) caf::anon_send(actor, std::forward<Ts>(args)...);
+    return static_cast<bool>(actor);
+  }
+
+  /// Another instance committed a change to conversation c: the actor holding
+  /// it here, if any, reloads and tells its watchers. One not held here is
+  /// read fresh when next asked for.
+  void on_change(const conversation_change& c) {
+    if (c.instance == instance_id() || stopped_) return;
+    if (tell_live(c.conversation_id, changed_atom::value, c.version.value_or(-1),
+                  completion<done>(quiet_answer<done>(), nullptr)))
+      remote_changes_.add();
+  }
+
+  /// Changes may have been missed while not listening: every live actor
+  /// checks its version.
+  void on_missed_changes() {
+    if (stopped_) return;
+    for (auto& id : ctx_.dir->live_ids())
+      tell_live(id, changed_atom::value, std::int64_t{0},
+                completion<done>(quiet_answer<done>(), nullptr));
   }
 
   /// Hands a request straight to the conversation's actor; the actor answers
@@ -566,6 +614,12 @@ class actor_engine final : public engine {
   engine_context ctx_;
   std::atomic<bool> stopped_{false};
   std::atomic<unsigned> imports_running_{0};
+  /// PostgreSQL only: other instances' committed changes.
+  std::unique_ptr<change_listener> changes_;
+  metrics::counter& remote_changes_ = metrics::default_registry().counter_named(
+      "parley_remote_changes_total",
+      "Changes to conversations committed by other Parley instances on the same database that "
+      "reached this one while it held the conversation's actor.");
   // Registered when the engine starts, so that they are scraped before the
   // first search or import.
   metrics::histogram& search_seconds_ = metrics::default_registry().histogram_named(

@@ -144,6 +144,13 @@ class engine {
   /// Succeeds when the database answers.
   virtual void check_ready(reply_fn<done> reply) = 0;
 
+  /// Tells every exchange running now to stop and store what it has (as
+  /// POST …/cancel does), for a shutdown that cannot wait for them.
+  virtual void cancel_running() = 0;
+
+  /// Exchanges that ask a model running now.
+  virtual std::size_t running_exchanges() const = 0;
+
   /// Conversation actors alive now.
   virtual std::size_t live_conversations() const = 0;
 

@@ -31,6 +31,8 @@ using unwatch_atom = caf::atom_constant<caf::atom("unwatch")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using compact_atom = caf::atom_constant<caf::atom("compact")>;
+using changed_atom = caf::atom_constant<caf::atom("changed")>;
+using halt_atom = caf::atom_constant<caf::atom("halt")>;
 
 // What a conversation actor's provider and timers send it.
 using delta_atom = caf::atom_constant<caf::atom("delta")>;
@@ -119,6 +121,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<parley::regeneration>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::removal)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::search_page)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<std::string>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<std::int64_t>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::fork_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<parley::message_record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(parley::outcome<parley::completion_result>)
@@ -159,6 +162,8 @@ using conversation_actor = caf::typed_actor<
     caf::reacts_to<resume_atom, std::string, std::optional<run_position>,
                    std::shared_ptr<conversation_subscriber>, bool, completion<resume_outcome>>,
     caf::reacts_to<stop_atom, std::string, completion<message_record>>,
+    caf::reacts_to<halt_atom, completion<message_record>>,
+    caf::reacts_to<changed_atom, std::int64_t, completion<done>>,
     caf::reacts_to<compact_atom, std::string, std::optional<std::string>,
                    completion<summary_record>>,
     caf::reacts_to<delta_atom, std::uint64_t, std::string>,

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace parley {
 
@@ -27,6 +28,20 @@ class running_runs {
               auto at = runs_.find(conversation_id);
               if (at != runs_.end() && at->second.run_id == run_id) runs_.erase(at);
             }};
+  }
+
+  /// The conversations with a run in progress now.
+  std::vector<std::string> conversations() const {
+    mutex_lock lock(mutex_);
+    std::vector<std::string> out;
+    out.reserve(runs_.size());
+    for (auto& [id, run] : runs_) out.push_back(id);
+    return out;
+  }
+
+  std::size_t size() const {
+    mutex_lock lock(mutex_);
+    return runs_.size();
   }
 
   std::optional<running_run> find(const std::string& conversation_id) const {

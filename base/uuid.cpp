@@ -42,4 +42,9 @@ bool is_canonical_uuid(std::string_view text) {
   return true;
 }
 
+const std::string& instance_id() {
+  static const std::string id = make_uuid_v7();
+  return id;
+}
+
 }  // namespace parley

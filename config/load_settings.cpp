@@ -465,6 +465,7 @@ void read_toml(settings& s, const toml::table& root, std::vector<std::string>* k
     r.get_int<std::uint64_t>("max_body_bytes", s.server.max_body_bytes, 1, 1ull << 30);
     r.get_strings("cors_origins", s.server.cors_origins);
     r.get_int<unsigned>("shutdown_grace_ms", s.server.shutdown_grace_ms, 0, 600000);
+    r.get_int<unsigned>("drain_delay_ms", s.server.drain_delay_ms, 0, 600000);
     r.get_int<unsigned>("sse_keepalive_ms", s.server.sse_keepalive_ms, 100, 3600000);
     r.get_int<unsigned>("ws_ping_interval_ms", s.server.ws_ping_interval_ms, 100, 3600000);
     r.get_int<std::uint64_t>("stream_queue_bytes", s.server.stream_queue_bytes, 1024, 1ull << 30);

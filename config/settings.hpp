@@ -26,6 +26,10 @@ struct server_settings {
   std::vector<std::string> cors_origins;
   /// Longest a shutdown waits for in-flight requests before it flushes and exits.
   unsigned shutdown_grace_ms = 10000;
+  /// After SIGTERM, how long /ready answers 503 while everything else is
+  /// still served, so that a balancer's health checks take the instance out
+  /// before it stops accepting.
+  unsigned drain_delay_ms = 0;
   /// An SSE stream quiet this long gets a comment line, so proxies keep it open.
   unsigned sse_keepalive_ms = 15000;
   /// A WebSocket is pinged this often; one that sends nothing (not even a

@@ -115,10 +115,15 @@ std::shared_ptr<sse_stream> http_api::open_stream(const call_context& c,
                                              c.cors, std::move(format));
   c.record->set_status(200);
   auto idle = std::chrono::milliseconds(cfg_.server.sse_keepalive_ms);
-  ticker_->add([weak = std::weak_ptr<sse_stream>(stream), idle](auto now) {
-    auto s = weak.lock();
-    return s && s->keep_alive(now, idle);
-  });
+  ticker_->add(
+      [weak = std::weak_ptr<sse_stream>(stream), idle, restarting = restarting_](auto now) {
+        auto s = weak.lock();
+        if (s && restarting->load()) {
+          s->end_for_restart();
+          return false;
+        }
+        return s && s->keep_alive(now, idle);
+      });
   return stream;
 }
 
@@ -148,6 +153,12 @@ void http_api::health(const call_context& c, const route_params&) {
 }
 
 void http_api::ready(const call_context& c, const route_params&) {
+  if (draining_->load()) {
+    auto p = make_problem(503, "this instance is shutting down; use another");
+    p.retry_after_s = 1;
+    send_problem(c, p);
+    return;
+  }
   engine_.check_ready(tracked<done>([c](outcome<done> r) {
     if (r) {
       send_json(c, 200, {{"status", "ready"}});

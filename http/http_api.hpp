@@ -21,6 +21,7 @@
 #include "http/sse_stream.hpp"
 #include "http/user_limits.hpp"
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +55,17 @@ class http_api : public std::enable_shared_from_this<http_api> {
 
   /// Requests accepted and not yet answered.
   int in_flight() const { return in_flight_.count(); }
+
+  /// The instance is going away (SIGTERM): /ready answers 503 from now on,
+  /// so that balancers stop sending; everything else is still served.
+  void begin_drain() { draining_->store(true); }
+  /// Closes every WebSocket with 1012 (service restart) and ends every SSE
+  /// stream still open with a `restart` event, so that their clients
+  /// reconnect, through the balancer, to another instance. Blocks until done.
+  void send_clients_elsewhere() {
+    restarting_->store(true);
+    ticker_->sweep_now();
+  }
 
   /// Ends the keep-alives and the waits of idempotent repeats, before the
   /// engine they would call stops; what they held is let go.
@@ -190,6 +202,10 @@ class http_api : public std::enable_shared_from_this<http_api> {
   engine& engine_;
   in_flight_counter in_flight_;
   std::shared_ptr<keepalive_ticker> ticker_;
+  /// Set by begin_drain() and send_clients_elsewhere(); the keep-alive tasks
+  /// of streams and WebSockets read the second.
+  std::shared_ptr<std::atomic<bool>> draining_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> restarting_ = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<connection_watch> watch_ = std::make_shared<connection_watch>();
   parse_limits limits_;
   std::shared_ptr<user_limits> per_user_;

@@ -13,6 +13,7 @@ void keepalive_ticker::stop() {
     stopping_ = true;
   }
   wake_.notify_all();
+  swept_.notify_all();
   if (thread_.joinable()) thread_.join();
   // Dropped outside the lock: a task's captures may add() as they go.
   std::vector<task> dropped, dropped_added;
@@ -28,6 +29,15 @@ void keepalive_ticker::add(task t) {
   if (!stopping_) added_.push_back(std::move(t));
 }
 
+void keepalive_ticker::sweep_now() {
+  mutex_lock lock(mutex_);
+  // A sweep under way may have passed the tasks that matter already.
+  auto target = sweeps_ + (sweeping_ ? 2 : 1);
+  hurry_ = true;
+  wake_.notify_all();
+  while (!stopping_ && sweeps_ < target) swept_.wait(mutex_);
+}
+
 std::size_t keepalive_ticker::size() const {
   mutex_lock lock(mutex_);
   return tasks_.size() + added_.size();
@@ -37,9 +47,11 @@ void keepalive_ticker::run() {
   mutex_lock lock(mutex_);
   for (;;) {
     auto until = clock::now() + period_;
-    while (!stopping_ && wake_.wait_until(mutex_, until)) {
+    while (!stopping_ && !hurry_ && wake_.wait_until(mutex_, until)) {
     }
     if (stopping_) return;
+    hurry_ = false;
+    sweeping_ = true;
     for (auto& t : added_) tasks_.push_back(std::move(t));
     added_.clear();
     // The sweep runs without the lock, so add() never waits for it.
@@ -53,6 +65,9 @@ void keepalive_ticker::run() {
       if (t(now)) kept.push_back(std::move(t));
     lock.lock();
     tasks_ = std::move(kept);
+    sweeping_ = false;
+    ++sweeps_;
+    swept_.notify_all();
   }
 }
 

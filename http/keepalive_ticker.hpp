@@ -3,6 +3,7 @@
 #include "base/mutex.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -33,6 +34,10 @@ class keepalive_ticker {
   /// (and what they hold). Not from a task; later calls do nothing.
   void stop();
 
+  /// Sweeps at once, and returns once a sweep begun after the call has
+  /// ended (at once when stopped). Not from a task.
+  void sweep_now();
+
   /// Tasks registered now (for tests).
   std::size_t size() const;
 
@@ -45,6 +50,10 @@ class keepalive_ticker {
   std::vector<task> tasks_ GUARDED_BY(mutex_);
   std::vector<task> added_ GUARDED_BY(mutex_);  // joins tasks_ on the next sweep
   bool stopping_ GUARDED_BY(mutex_) = false;
+  bool hurry_ GUARDED_BY(mutex_) = false;        // sweep_now() waits: sweep without waiting
+  bool sweeping_ GUARDED_BY(mutex_) = false;     // a sweep is under way
+  std::uint64_t sweeps_ GUARDED_BY(mutex_) = 0;  // sweeps ended
+  condition swept_;
   std::thread thread_;
 };
 

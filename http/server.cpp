@@ -21,6 +21,39 @@ sigset_t stop_signal_set() {
   return set;
 }
 
+/// Waits until no request is in flight and no exchange runs, or `deadline`.
+bool settle(const http_api& api, const engine& eng,
+            std::chrono::steady_clock::time_point deadline) {
+  auto busy = [&] { return api.in_flight() > 0 || eng.running_exchanges() > 0; };
+  while (busy() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return !busy();
+}
+
+/// The steps from SIGTERM to a stop that loses nothing and leaves every
+/// client knowing where to go (docs/deployment.md).
+void drain(const settings& cfg, http_api& api, engine& eng, const std::function<void()>& close) {
+  using std::chrono::milliseconds;
+  using clock = std::chrono::steady_clock;
+  // 1. Balancers probing /ready take the instance out; requests are still served.
+  api.begin_drain();
+  std::this_thread::sleep_for(milliseconds(cfg.server.drain_delay_ms));
+  // 2. No new connections.
+  close();
+  // 3. What was accepted finishes: requests are answered, exchanges (an
+  //    HTTP stream's or a WebSocket's) store their replies...
+  if (!settle(api, eng, clock::now() + milliseconds(cfg.server.shutdown_grace_ms))) {
+    // ...or, past the grace period, are stopped and stored as cancelled.
+    spdlog::warn("{} requests and {} exchanges still running after the grace period; cancelling",
+                 api.in_flight(), eng.running_exchanges());
+    eng.cancel_running();
+    if (!settle(api, eng, clock::now() + milliseconds(2 * cfg.database.timeout_ms + 1000)))
+      spdlog::warn("{} requests still in flight; stopping anyway", api.in_flight());
+  }
+  // 4. Open WebSockets and streams are told to reconnect elsewhere.
+  api.send_clients_elsewhere();
+}
+
 }  // namespace
 
 void block_stop_signals() {
@@ -114,23 +147,18 @@ int run_server(const settings& cfg, engine& eng, std::function<void(std::uint16_
 
   int signal = 0;
   sigwait(&stop_signals, &signal);
-  spdlog::info("received signal {}, shutting down", signal);
-
-  std::promise<void> closed;
-  asio::post(server.io_context(), [&] {
-    try {
-      server.close_sync();
-    } catch (...) {
-    }
-    closed.set_value();
+  spdlog::info("received signal {}, draining", signal);
+  drain(cfg, *api, eng, [&] {
+    std::promise<void> closed;
+    asio::post(server.io_context(), [&] {
+      try {
+        server.close_sync();
+      } catch (...) {
+      }
+      closed.set_value();
+    });
+    closed.get_future().wait();
   });
-  closed.get_future().wait();
-  auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg.server.shutdown_grace_ms);
-  while (api->in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (api->in_flight() > 0)
-    spdlog::warn("{} requests still in flight after the grace period", api->in_flight());
   api->stop_ticking();
   eng.shutdown();
   stop_io();

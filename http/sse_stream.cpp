@@ -22,7 +22,10 @@ class parley_events final : public sse_format {
       case kind::started:
       case kind::closed:
       case kind::failed:
-        break;  // the headers are all `started` needs; the others are failures
+      case kind::edited:
+      case kind::removed:
+        break;  // the headers are all `started` needs; the others are failures or not
+                // an exchange's (a stream follows one exchange)
       case kind::message:
         return sse_event("message", message_json(*e.message));
       case kind::delta:
@@ -38,6 +41,9 @@ class parley_events final : public sse_format {
   }
   std::string failure(const problem& p, const std::string& request_id) override {
     return sse_event("error", render_problem(p, request_id));
+  }
+  std::string restart(const problem& p, const std::string& request_id) override {
+    return sse_event("restart", render_problem(p, request_id));
   }
   bool numbered() const override { return true; }
 };
@@ -127,6 +133,14 @@ bool sse_stream::fail(const problem& p) {
   if (!began()) return false;
   if (phase_ != phase::ended) end_with(format_->failure(p, request_id_));
   return true;
+}
+
+void sse_stream::end_for_restart() {
+  recursive_mutex_lock lock(mutex_);
+  if (phase_ != phase::open) return;  // one not begun is answered plainly as the engine stops
+  auto p = make_problem(503, "the server is restarting; reconnect and resume from the last event");
+  p.retry_after_s = 1;
+  end_with(format_->restart(p, request_id_));
 }
 
 bool sse_stream::keep_alive(clock::time_point now, clock::duration idle) {

@@ -27,6 +27,11 @@ class sse_format {
   virtual std::string event(const conversation_event& e) = 0;
   /// The bytes that end the stream with `p`.
   virtual std::string failure(const problem& p, const std::string& request_id) = 0;
+  /// The bytes that end the stream because the server is going away: by
+  /// default the failure `p` (503).
+  virtual std::string restart(const problem& p, const std::string& request_id) {
+    return failure(p, request_id);
+  }
   /// Whether each event of a run goes out with its `id: <run_id>:<n>`.
   virtual bool numbered() const { return false; }
 };
@@ -68,6 +73,10 @@ class sse_stream final : public conversation_subscriber,
   bool close_with(std::string last);
   /// Ends the stream with `p`; false, doing nothing, when it never began.
   bool fail(const problem& p);
+
+  /// Ends an open stream with the format's restart event (the server is
+  /// going away; the client resumes elsewhere from the last event id).
+  void end_for_restart();
 
   /// Sends a comment line when nothing was written for `idle`. Returns false
   /// once the stream has ended (the ticker then forgets it).

@@ -68,10 +68,15 @@ void http_api::open_websocket(const call_context& c, const route_params& params)
           self->engine_.unwatch(id, session);
           return;
         }
-        self->ticker_->add([weak = std::weak_ptr<ws_session>(session)](auto now) {
-          auto s = weak.lock();
-          return s && s->keep_alive(now);
-        });
+        self->ticker_->add(
+            [weak = std::weak_ptr<ws_session>(session), restarting = self->restarting_](auto now) {
+              auto s = weak.lock();
+              if (s && restarting->load()) {
+                s->close_for_restart();
+                return false;
+              }
+              return s && s->keep_alive(now);
+            });
       }));
 }
 

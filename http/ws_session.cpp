@@ -200,6 +200,12 @@ bool ws_session::deliver(const conversation_event& e) {
       // Only to a socket that resumed the run.
       send_text(frame("error", "error", dump(problem_json(to_problem(*e.reason), request_id_)), e));
       break;
+    case kind::edited:
+      send_text(frame("edited", "message", message_json(*e.message), e));
+      break;
+    case kind::removed:
+      send_json({{"type", "deleted"}, {"message_id", e.text}});
+      break;
     case kind::branch: {
       auto frame = branch_json(e.active_leaf_id);
       frame["type"] = "branch";
@@ -215,6 +221,13 @@ bool ws_session::deliver(const conversation_event& e) {
     }
   }
   return phase_ != phase::closed;
+}
+
+void ws_session::close_for_restart() {
+  // 1012 is registered (RFC 6455's IANA registry) but not in RESTinio's list.
+  constexpr auto service_restart = static_cast<status_code>(1012);
+  recursive_mutex_lock lock(mutex_);
+  close(service_restart, "the server is restarting; reconnect");
 }
 
 bool ws_session::keep_alive(clock::time_point now) {

@@ -61,6 +61,10 @@ class ws_session final : public conversation_subscriber,
 
   bool deliver(const conversation_event& e) override;
 
+  /// Closes the WebSocket with 1012 (service restart): the server is going
+  /// away, and the client should reconnect (to another instance).
+  void close_for_restart();
+
   /// Pings the client; closes a client silent for two ping intervals.
   /// Returns false once the session has ended (the ticker then forgets it).
   bool keep_alive(clock::time_point now);

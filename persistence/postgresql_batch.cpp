@@ -1,5 +1,7 @@
 #include "persistence/postgresql_batch.hpp"
 
+#include "base/uuid.hpp"
+#include "persistence/change_feed.hpp"
 #include "persistence/sql_statements.hpp"
 #include "persistence/store.hpp"
 
@@ -288,6 +290,17 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.text(k->key);
               p.text(k->answer);
             });
+
+  // Other instances holding these conversations learn of the change as it
+  // commits: a NOTIFY inside the transaction is sent only if it commits.
+  std::vector<std::string> notices;
+  notices.reserve(plan.conversation_updates.size() + plan.deleted_conversations.size());
+  for (auto& u : plan.conversation_updates)
+    notices.push_back(encode_change({instance_id(), u.row->id, u.row->version}));
+  for (auto* id : plan.deleted_conversations)
+    notices.push_back(encode_change({instance_id(), *id, std::nullopt}));
+  send_rows(out, statements::notify_changes, notices,
+            [](parameters& p, const std::string& notice) { p.text(notice); });
   out.commit(conn);
 }
 

@@ -665,6 +665,13 @@ inline const multi_row add_usage = [] {
   return statement;
 }();
 
+/// Rows of a text payload each: tells every listening Parley instance, as
+/// the batch commits and not before, which conversations it changed
+/// (persistence/change_feed.hpp).
+inline constexpr column notice_column[] = {{"payload", "text"}};
+inline const multi_row notify_changes{"SELECT pg_notify('parley_changes', v.payload) FROM (VALUES ",
+                                      sql::detail::join({notice_column}), ") AS v(payload)"};
+
 /// Rows of idempotency_columns.
 inline const multi_row insert_idempotency = detail::insert("idempotency_keys", idempotency_columns);
 

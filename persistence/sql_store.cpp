@@ -153,22 +153,6 @@ std::string postgresql_snippet_text(std::string text) {
   throw store_error(errc::db_unavailable, e.get_error_message());
 }
 
-/// libpq's connection parameters from a postgresql:// URL, with bounds on how
-/// long connecting and a dead peer may stall a call, unless the URL sets them.
-std::string postgresql_connect_string(const std::string& url) {
-  std::string out = url;
-  auto add = [&](const std::string& key, const std::string& value) {
-    if (url.find(key + "=") != std::string::npos) return;
-    out += (out.find('?') == std::string::npos ? "?" : "&") + key + "=" + value;
-  };
-  add("connect_timeout", "2");
-  add("keepalives_idle", "5");
-  add("keepalives_interval", "1");
-  add("keepalives_count", "3");
-  add("application_name", "parley");
-  return out;
-}
-
 /// How often a store whose connection broke tries to connect again; between
 /// tries it fails at once, so a dead database costs requests no waiting.
 constexpr auto reconnect_interval = std::chrono::milliseconds(250);
@@ -1181,6 +1165,20 @@ class locked_store final : public store {
 };
 
 }  // namespace
+
+std::string postgresql_connect_string(const std::string& url) {
+  std::string out = url;
+  auto add = [&](const std::string& key, const std::string& value) {
+    if (url.find(key + "=") != std::string::npos) return;
+    out += (out.find('?') == std::string::npos ? "?" : "&") + key + "=" + value;
+  };
+  add("connect_timeout", "2");
+  add("keepalives_idle", "5");
+  add("keepalives_interval", "1");
+  add("keepalives_count", "3");
+  add("application_name", "parley");
+  return out;
+}
 
 store_factory make_store_factory(const database_url& url) {
   if (url.kind == database_url::backend::sqlite && url.target == ":memory:") {

@@ -138,4 +138,8 @@ using store_factory = std::function<std::unique_ptr<store>()>;
 /// Connecting happens when the factory is called and may throw store_error.
 store_factory make_store_factory(const database_url& url);
 
+/// libpq's connection parameters from a postgresql:// URL, with bounds on how
+/// long connecting and a dead peer may stall a call, unless the URL sets them.
+std::string postgresql_connect_string(const std::string& url);
+
 }  // namespace parley

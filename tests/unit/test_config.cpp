@@ -107,6 +107,18 @@ BOOST_AUTO_TEST_CASE(the_playground_can_be_turned_off) {
              std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(the_drain_delay_is_read_and_bounded) {
+  BOOST_TEST(load_settings(cli_of({"serve"}), {}).server.drain_delay_ms == 0u);
+  config_file five("[server]\ndrain_delay_ms = 5000\n");
+  BOOST_TEST(
+      load_settings(cli_of({"serve", "--config", five.path.c_str()}), {}).server.drain_delay_ms ==
+      5000u);
+  BOOST_TEST(error_of("[server]\ndrain_delay_ms = -1\n").find("server.drain_delay_ms") !=
+             std::string::npos);
+  BOOST_TEST(error_of("[server]\ndrain_delay_ms = 600001\n").find("server.drain_delay_ms") !=
+             std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(file_then_environment_then_flags) {
   config_file file(R"(
 [server]

@@ -343,6 +343,12 @@ struct recording_subscriber : conversation_subscriber {
       case kind::compaction:
         seen.push_back("compaction:" + e.summary->content);
         break;
+      case kind::edited:
+        seen.push_back("edited:" + e.message->content.str());
+        break;
+      case kind::removed:
+        seen.push_back("removed:" + e.text);
+        break;
     }
     return accept;
   }
@@ -533,8 +539,8 @@ struct numbered_subscriber : conversation_subscriber {
 
   bool deliver(const conversation_event& e) override {
     // In the order of conversation_event::kind.
-    static const char* const names[] = {"started", "message",    "delta",  "done",
-                                        "failed",  "compaction", "branch", "closed"};
+    static const char* const names[] = {"started",    "message", "delta",  "done",   "failed",
+                                        "compaction", "branch",  "closed", "edited", "removed"};
     mutex_lock lock(mutex);
     if (e.run_id) run = *e.run_id;
     auto text = e.type == conversation_event::kind::delta ? e.text

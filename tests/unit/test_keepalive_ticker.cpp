@@ -52,3 +52,24 @@ BOOST_AUTO_TEST_CASE(stopping_drops_what_is_left) {
   std::this_thread::sleep_for(milliseconds(30));
   BOOST_TEST(calls.load() == after_stop);
 }
+
+BOOST_AUTO_TEST_CASE(sweep_now_runs_every_task_before_it_returns) {
+  // A period far longer than the test: only sweep_now() can run the tasks.
+  keepalive_ticker ticker(std::chrono::hours(1));
+  std::atomic<bool> told{false};
+  std::atomic<int> calls{0};
+  for (int i = 0; i < 3; ++i)
+    ticker.add([&](auto) {
+      ++calls;
+      return !told.load();
+    });
+  ticker.sweep_now();
+  BOOST_TEST(calls.load() == 3);
+  BOOST_TEST(ticker.size() == 3u);
+  told = true;  // what a task reads is seen by the next sweep
+  ticker.sweep_now();
+  BOOST_TEST(calls.load() == 6);
+  BOOST_TEST(ticker.size() == 0u);
+  ticker.stop();
+  ticker.sweep_now();  // stopped: returns at once
+}

@@ -36,6 +36,7 @@ else
     libcurl4-openssl-dev libssl-dev libboost-test-dev libboost-dev libbenchmark-dev
     postgresql wrk procps jq gnuplot-nox
     chromium
+    nginx-light
   )
 fi
 
@@ -61,4 +62,12 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 # A new machine's package lists may be empty or stale.
 "${sudo_cmd[@]}" apt-get update -qq
+# Packages with a service (nginx, PostgreSQL) would start it as they install:
+# the tests start their own on free ports, so nothing is started here
+# (policy-rc.d's 101: "action forbidden"), unless the machine has a policy.
+if [ "$mode" = all ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+  "${sudo_cmd[@]}" chmod 755 /usr/sbin/policy-rc.d
+  trap '"${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -467,13 +467,14 @@ void check_token_quota(self_ptr self, const std::string& user, reply_slot caller
     finish_op(self);
   };
   if (st.ctx->meter.used(user, day)) {
+    refresh_when_stale(*st.ctx, user, day);
     decide();
     return;
   }
   read<std::int64_t>(
       self, [user, day](store& db) { return tokens_used(db, user, day); }, caller,
       [self, user, day, decide](std::int64_t& tokens) mutable {
-        self->state.ctx->meter.seed(user, day, tokens);
+        self->state.ctx->meter.seed(user, day, tokens, self->state.ctx->clock->now());
         decide();
       });
 }

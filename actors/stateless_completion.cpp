@@ -91,13 +91,14 @@ void check_quota(stateless_actor* self, std::function<void()> then) {
       finish(self, token_quota_reached(user, limit, now));
   };
   if (ctx->meter.used(user, day)) {
+    refresh_when_stale(*ctx, user, day);
     decide();
     return;
   }
   read<std::int64_t>(
       self, [user, day](store& db) { return tokens_used(db, user, day); },
       [ctx, user, day, decide](std::int64_t& tokens) {
-        ctx->meter.seed(user, day, tokens);
+        ctx->meter.seed(user, day, tokens, ctx->clock->now());
         decide();
       });
 }

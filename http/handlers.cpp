@@ -7,6 +7,7 @@
 #include "http/export_stream.hpp"
 #include "http/import_formats.hpp"
 #include "http/json_mapping.hpp"
+#include "http/leased_limits.hpp"
 #include "http/playground.hpp"
 #include "telemetry/metrics.hpp"
 
@@ -41,14 +42,25 @@ keepalive_ticker::clock::duration ticker_period(const server_settings& s) {
   return std::min<keepalive_ticker::clock::duration>(shortest / 4, std::chrono::seconds(1));
 }
 
+/// On PostgreSQL the limits hold across every instance on the database;
+/// otherwise (SQLite: one machine) per process.
+std::shared_ptr<user_limits> make_user_limits(const settings& cfg) {
+  auto& l = cfg.limits;
+  if (cfg.database.url.kind == database_url::backend::postgresql &&
+      (l.requests_per_minute > 0 || l.concurrent_generations > 0))
+    return std::make_shared<leased_limits>(make_postgresql_ledger(cfg.database.url.target),
+                                           instance_id(), l.requests_per_minute,
+                                           l.concurrent_generations, leased_limits::timing{});
+  return std::make_shared<local_limits>(l.requests_per_minute, l.concurrent_generations);
+}
+
 }  // namespace
 
 http_api::http_api(const settings& cfg, engine& eng)
     : cfg_(cfg),
       engine_(eng),
       ticker_(std::make_shared<keepalive_ticker>(ticker_period(cfg.server))),
-      per_user_(std::make_shared<user_limits>(cfg.limits.requests_per_minute,
-                                              cfg.limits.concurrent_generations)),
+      per_user_(make_user_limits(cfg)),
       exchanges_(std::make_shared<idempotent_exchanges>(cfg, eng, ticker_, in_flight_)),
       playground_page_(playground_page(cfg.auth.mode)) {
   limits_.max_message_chars = cfg.limits.max_message_chars;

@@ -6,27 +6,27 @@
 
 namespace parley {
 
-user_limits::user_limits(std::uint32_t requests_per_minute, std::uint32_t concurrent_generations)
+local_limits::local_limits(std::uint32_t requests_per_minute, std::uint32_t concurrent_generations)
     : capacity_(requests_per_minute),
       tokens_per_second_(requests_per_minute / 60.0),
       concurrent_generations_(concurrent_generations) {}
 
-user_limits::shard& user_limits::shard_of(const std::string& user) {
+local_limits::shard& local_limits::shard_of(const std::string& user) {
   return shards_[std::hash<std::string>{}(user) % shard_count];
 }
 
-double user_limits::refill(const bucket& b, clock::time_point now) const {
+double local_limits::refill(const bucket& b, clock::time_point now) const {
   auto elapsed = std::chrono::duration<double>(now - b.updated).count();
   return std::min(capacity_, b.tokens + std::max(0.0, elapsed) * tokens_per_second_);
 }
 
-void user_limits::sweep_full_buckets(shard& s, clock::time_point now) const {
+void local_limits::sweep_full_buckets(shard& s, clock::time_point now) const {
   std::erase_if(s.buckets,
                 [&](const auto& entry) { return refill(entry.second, now) >= capacity_; });
   s.sweep_at = std::max<std::size_t>(1024, s.buckets.size() * 2);
 }
 
-outcome<done> user_limits::take_request(const std::string& user, clock::time_point now) {
+outcome<done> local_limits::take_request(const std::string& user, clock::time_point now) {
   if (capacity_ == 0) return done{};
   auto& s = shard_of(user);
   double tokens;
@@ -55,7 +55,7 @@ outcome<done> user_limits::take_request(const std::string& user, clock::time_poi
   return f;
 }
 
-outcome<std::shared_ptr<void>> user_limits::claim_generation(const std::string& user) {
+outcome<std::shared_ptr<void>> local_limits::claim_generation(const std::string& user) {
   // A handle that releases nothing, when there is no cap.
   if (concurrent_generations_ == 0) return std::shared_ptr<void>(std::make_shared<int>(0));
   auto& s = shard_of(user);
@@ -79,7 +79,7 @@ outcome<std::shared_ptr<void>> user_limits::claim_generation(const std::string& 
   });
 }
 
-std::size_t user_limits::tracked_users() const {
+std::size_t local_limits::tracked_users() const {
   std::size_t n = 0;
   for (auto& s : shards_) {
     mutex_lock lock(s.mutex);

@@ -16,23 +16,33 @@ namespace parley {
 
 /// The per-user limits of the request path: `limits.requests_per_minute` as a
 /// token bucket per user, and `limits.concurrent_generations`, the replies one
-/// user may have in progress (or waiting) at once. Users are spread over
-/// shards with a lock each, so requests of different users rarely meet on a
-/// lock and never on a global one. Thread-safe.
+/// user may have in progress (or waiting) at once. Thread-safe; neither call
+/// blocks or waits for the database.
 class user_limits {
  public:
   using clock = std::chrono::steady_clock;
 
-  /// 0 turns a limit off.
-  user_limits(std::uint32_t requests_per_minute, std::uint32_t concurrent_generations);
+  virtual ~user_limits() = default;
 
   /// Spends one request of `user`'s bucket when it holds one; else a
   /// rate_limited failure whose retry_after_s is when it will again.
-  outcome<done> take_request(const std::string& user, clock::time_point now);
+  virtual outcome<done> take_request(const std::string& user, clock::time_point now) = 0;
 
   /// One of `user`'s generation slots, held until the returned handle's last
   /// copy is gone; a rate_limited failure when all of them are taken.
-  outcome<std::shared_ptr<void>> claim_generation(const std::string& user);
+  virtual outcome<std::shared_ptr<void>> claim_generation(const std::string& user) = 0;
+};
+
+/// The limits counted by this process alone. Users are spread over shards
+/// with a lock each, so requests of different users rarely meet on a lock
+/// and never on a global one.
+class local_limits final : public user_limits {
+ public:
+  /// 0 turns a limit off.
+  local_limits(std::uint32_t requests_per_minute, std::uint32_t concurrent_generations);
+
+  outcome<done> take_request(const std::string& user, clock::time_point now) override;
+  outcome<std::shared_ptr<void>> claim_generation(const std::string& user) override;
 
   /// Users with state kept (a full bucket or no generation is forgotten lazily).
   std::size_t tracked_users() const;

@@ -219,6 +219,22 @@ std::vector<migration> build(sql_dialect dialect) {
         " tokens_before BIGINT NOT NULL,"
         " tokens_after BIGINT NOT NULL)",
         "CREATE INDEX summaries_by_conversation ON summaries (conversation_id, created_at)"}},
+      // Per-user limits held across the instances on one PostgreSQL database
+      // (limit_ledger.hpp): each user's shared request bucket, and the
+      // generation slots each instance holds for a user until they expire.
+      {10, dialect == sql_dialect::postgresql
+               ? std::vector<std::string>{"CREATE TABLE rate_buckets ("
+                                          " user_id TEXT PRIMARY KEY,"
+                                          " tokens DOUBLE PRECISION NOT NULL,"
+                                          " last_taken DOUBLE PRECISION NOT NULL,"
+                                          " updated_ms BIGINT NOT NULL)",
+                                          "CREATE TABLE generation_leases ("
+                                          " user_id TEXT NOT NULL,"
+                                          " instance_id TEXT NOT NULL,"
+                                          " slots INTEGER NOT NULL,"
+                                          " expires_ms BIGINT NOT NULL,"
+                                          " PRIMARY KEY (user_id, instance_id))"}
+               : std::vector<std::string>{}},
   };
 }
 

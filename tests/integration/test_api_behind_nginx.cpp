@@ -276,3 +276,27 @@ BOOST_AUTO_TEST_CASE(sigterm_sends_clients_through_nginx_to_the_other_instance) 
   BOOST_TEST(next_done(again)["reply"]["id"] == answer["reply"]["id"]);
   BOOST_TEST(all_messages(via_nginx, id).size() == 4u);
 }
+
+BOOST_AUTO_TEST_CASE(a_users_rate_limit_holds_for_requests_nginx_spreads_over_both,
+                     *utf::precondition(only_on_postgresql)) {
+  // Lists are routed by nginx's own request id: spread over both instances.
+  const std::string limited = "[limits]\nrequests_per_minute = 30\n";
+  server_process a({.config_toml = limited});
+  server_process b({.database_url = a.database_url(), .config_toml = limited});
+  nginx_process nginx({&a, &b});
+  http_client c(nginx.base_url(), "spread");
+  int accepted = 0;
+  auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 80; ++i) accepted += c.get("/v1/conversations").status == 200;
+  auto refilled =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() / 2;
+  BOOST_TEST_MESSAGE(accepted << " of 80 accepted through nginx");
+  // The bucket's 30, what refilled meanwhile, and at most a lease (3) on
+  // credit per instance.
+  BOOST_TEST(accepted >= 30);
+  BOOST_TEST(accepted <= 30 + 2 * 3 + static_cast<int>(refilled) + 1);
+  auto on_a = http_client(a.base_url(), "spread").get("/v1/conversations");
+  auto on_b = http_client(b.base_url(), "spread").get("/v1/conversations");
+  BOOST_TEST(on_a.status == 429);
+  BOOST_TEST(on_b.status == 429);
+}

@@ -214,3 +214,65 @@ BOOST_AUTO_TEST_CASE(a_reply_longer_than_the_grace_period_is_stored_cancelled) {
   BOOST_TEST(stored[1]["finish_reason"] == "cancelled");
   BOOST_TEST(stored[1]["content"] == reply["content"]);
 }
+
+BOOST_AUTO_TEST_CASE(a_users_request_rate_holds_across_instances,
+                     *utf::precondition(only_on_postgresql)) {
+  // 20 a minute: leases of 2, so at most 2 on credit per instance beyond the bucket.
+  const std::string limited = "[limits]\nrequests_per_minute = 20\n";
+  server_process a({.config_toml = limited});
+  server_process b({.database_url = a.database_url(), .config_toml = limited});
+  http_client on_a(a.base_url(), "both"), on_b(b.base_url(), "both");
+  int accepted = 0;
+  http_response refusal;
+  auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 60; ++i) {
+    auto r = (i % 2 ? on_b : on_a).get("/v1/conversations");
+    if (r.status == 200) ++accepted;
+    if (r.status == 429) refusal = r;
+  }
+  auto refilled =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() / 3;
+  BOOST_TEST_MESSAGE(accepted << " of 60 accepted across two instances");
+  BOOST_TEST(accepted >= 20);
+  BOOST_TEST(accepted <= 20 + 2 * 2 + static_cast<int>(refilled) + 1);
+  expect_problem(refusal, 429);
+  BOOST_TEST(!refusal.header("retry-after").empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_users_replies_in_progress_are_counted_across_instances,
+                     *utf::precondition(only_on_postgresql)) {
+  const std::string two_at_a_time =
+      "[limits]\nconcurrent_generations = 2\n[[providers]]\nname = \"builtin\"\n"
+      "kind = \"builtin\"\nttft_ms = 3000\n";
+  server_process a({.config_toml = two_at_a_time});
+  server_process b({.database_url = a.database_url(), .config_toml = two_at_a_time});
+  http_client on_a(a.base_url(), "busy"), on_b(b.base_url(), "busy");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(create_conversation(on_a));
+  auto slow_reply = [&](const server_process& s, const std::string& id) {
+    return std::async(std::launch::async, [&s, id] {
+      return sse_post(s.base_url(), conversation_path(id, "/messages"),
+                      {{"content", "slowly"}, {"stream", true}}, "busy");
+    });
+  };
+  // A runs the user's two replies and holds both slots in the ledger.
+  auto first = slow_reply(a, ids[0]);
+  auto second = slow_reply(a, ids[1]);
+  BOOST_REQUIRE(eventually([&] {
+    return on_a.get(conversation_path(ids[0])).json()["running"].is_object() &&
+           on_a.get(conversation_path(ids[1])).json()["running"].is_object();
+  }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // B has not asked the ledger yet: one reply on credit (the documented
+  // overshoot, one per instance)...
+  auto on_credit = slow_reply(b, ids[2]);
+  BOOST_REQUIRE(eventually(
+      [&] { return on_b.get(conversation_path(ids[2])).json()["running"].is_object(); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // ...and then none, though B itself runs only one of the two allowed.
+  auto refused = on_b.post(conversation_path(ids[2], "/messages"), {{"content", "no"}});
+  expect_problem(refused, 429);
+  BOOST_TEST(refused.header("retry-after") == "1");
+  for (auto* reply : {&first, &second, &on_credit})
+    BOOST_TEST(reply->get().events.back().name == "done");
+}

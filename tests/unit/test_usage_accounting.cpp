@@ -52,20 +52,38 @@ BOOST_AUTO_TEST_CASE(meter_counts_per_user_and_day) {
   BOOST_TEST(!meter.used("alice", "2026-11-24"));
   meter.add("alice", "2026-11-24", 30);  // counted before the seed arrives
   BOOST_TEST(!meter.used("alice", "2026-11-24"));
-  meter.seed("alice", "2026-11-24", 20);  // the database had not seen those 30 yet
+  usage_meter::time_point at{};
+  meter.seed("alice", "2026-11-24", 20, at);  // the database had not seen those 30 yet
   BOOST_TEST(*meter.used("alice", "2026-11-24") == 30);
   meter.add("alice", "2026-11-24", 5);
   BOOST_TEST(*meter.used("alice", "2026-11-24") == 35);
   BOOST_TEST(!meter.used("bob", "2026-11-24"));
   // A new day starts from a new seed.
   BOOST_TEST(!meter.used("alice", "2026-11-25"));
-  meter.seed("alice", "2026-11-25", 0);
+  meter.seed("alice", "2026-11-25", 0, at);
   BOOST_TEST(*meter.used("alice", "2026-11-25") == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_seed_is_read_again_once_it_is_old_by_one_caller) {
+  usage_meter meter;
+  usage_meter::time_point start{};
+  BOOST_TEST(!meter.take_reread("alice", "d", start));  // never seeded: nothing to read again
+  meter.seed("alice", "d", 10, start);
+  BOOST_TEST(!meter.take_reread("alice", "d", start + std::chrono::milliseconds(999)));
+  auto later = start + usage_meter::reread_after;
+  BOOST_TEST(meter.take_reread("alice", "d", later));
+  BOOST_TEST(!meter.take_reread("alice", "d", later));  // one read at a time
+  // Another process used 50 meanwhile: the new total replaces the count.
+  meter.seed("alice", "d", 60, later);
+  BOOST_TEST(*meter.used("alice", "d") == 60);
+  BOOST_TEST(!meter.take_reread("alice", "d", later + std::chrono::milliseconds(10)));
+  BOOST_TEST(meter.take_reread("alice", "d", later + usage_meter::reread_after));
+  BOOST_TEST(!meter.take_reread("alice", "other day", later + usage_meter::reread_after));
 }
 
 BOOST_AUTO_TEST_CASE(meter_is_safe_from_many_threads) {
   usage_meter meter;
-  for (int u = 0; u < 8; ++u) meter.seed("user" + std::to_string(u), "d", 0);
+  for (int u = 0; u < 8; ++u) meter.seed("user" + std::to_string(u), "d", 0, {});
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t)
     threads.emplace_back([&meter] {

@@ -15,7 +15,7 @@ const auto t0 = user_limits::clock::time_point(seconds(1000));
 }
 
 BOOST_AUTO_TEST_CASE(a_bucket_allows_a_minute_of_requests_at_once_then_refills) {
-  user_limits limits(60, 0);
+  local_limits limits(60, 0);
   for (int i = 0; i < 60; ++i) BOOST_TEST(bool(limits.take_request("alice", t0)));
   auto over = limits.take_request("alice", t0);
   BOOST_REQUIRE(!over);
@@ -31,7 +31,7 @@ BOOST_AUTO_TEST_CASE(a_bucket_allows_a_minute_of_requests_at_once_then_refills) 
 }
 
 BOOST_AUTO_TEST_CASE(retry_after_is_when_the_next_request_is_allowed) {
-  user_limits limits(2, 0);
+  local_limits limits(2, 0);
   BOOST_TEST(bool(limits.take_request("alice", t0)));
   BOOST_TEST(bool(limits.take_request("alice", t0)));
   BOOST_TEST(limits.take_request("alice", t0).error().retry_after_s.value() == 30u);
@@ -42,7 +42,7 @@ BOOST_AUTO_TEST_CASE(retry_after_is_when_the_next_request_is_allowed) {
 }
 
 BOOST_AUTO_TEST_CASE(zero_turns_the_limits_off) {
-  user_limits limits(0, 0);
+  local_limits limits(0, 0);
   for (int i = 0; i < 10000; ++i) BOOST_TEST_REQUIRE(bool(limits.take_request("alice", t0)));
   std::vector<std::shared_ptr<void>> slots;
   for (int i = 0; i < 1000; ++i) {
@@ -54,7 +54,7 @@ BOOST_AUTO_TEST_CASE(zero_turns_the_limits_off) {
 }
 
 BOOST_AUTO_TEST_CASE(generation_slots_are_capped_per_user_and_given_back) {
-  user_limits limits(0, 2);
+  local_limits limits(0, 2);
   auto first = limits.claim_generation("alice");
   auto second = limits.claim_generation("alice");
   BOOST_REQUIRE(first);
@@ -76,7 +76,7 @@ BOOST_AUTO_TEST_CASE(generation_slots_are_capped_per_user_and_given_back) {
 }
 
 BOOST_AUTO_TEST_CASE(idle_users_are_forgotten_once_many_are_tracked) {
-  user_limits limits(60, 0);
+  local_limits limits(60, 0);
   for (int i = 0; i < 100000; ++i) limits.take_request("user" + std::to_string(i), t0);
   auto busy = limits.tracked_users();
   BOOST_TEST(busy == 100000u);

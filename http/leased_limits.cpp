@@ -1,0 +1,260 @@
+#include "http/leased_limits.hpp"
+
+#include "base/clock.hpp"
+#include "persistence/store.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <vector>
+
+namespace parley {
+
+namespace {
+
+using seconds_f = std::chrono::duration<double>;
+
+/// One call to the ledger that a background pass makes.
+struct ledger_call {
+  enum class kind { take, give_back, hold } type;
+  std::string user;
+  double debt = 0;
+  double amount = 0;
+  unsigned slots = 0;
+};
+
+/// Logs a failing ledger at most every ten seconds: it fails for every user.
+void warn_ledger_failed(const std::string& why) {
+  static std::atomic<std::int64_t> last{0};
+  auto now = now_ms();
+  if (now - last.load() < 10000) return;
+  last = now;
+  spdlog::warn("per-user limits: the shared ledger failed ({}); counting on leases held", why);
+}
+
+}  // namespace
+
+leased_limits::leased_limits(std::unique_ptr<limit_ledger> ledger, std::string instance,
+                             std::uint32_t requests_per_minute,
+                             std::uint32_t concurrent_generations, timing t)
+    : ledger_(std::move(ledger)),
+      instance_(std::move(instance)),
+      capacity_(requests_per_minute),
+      per_second_(requests_per_minute / 60.0),
+      generations_(concurrent_generations),
+      timing_(t),
+      thread_([this] { run(); }) {}
+
+leased_limits::~leased_limits() {
+  {
+    mutex_lock lock(core_->mutex);
+    core_->stopping = true;
+  }
+  core_->wake.notify_all();
+  thread_.join();
+  // What this instance leased goes back for the others, as far as the ledger answers.
+  std::vector<std::pair<std::string, lease>> held;
+  {
+    mutex_lock lock(core_->mutex);
+    held.assign(core_->leases.begin(), core_->leases.end());
+  }
+  auto wall = now_ms();
+  try {
+    for (auto& [user, l] : held) {
+      if (l.tokens >= 1)
+        ledger_->give_back(user, std::floor(l.tokens), capacity_, per_second_, wall);
+      if (l.slots > 0) ledger_->hold_slots(user, instance_, 0, generations_, wall, wall);
+    }
+  } catch (const store_error& e) {
+    warn_ledger_failed(e.what());  // the slots expire by themselves
+  }
+}
+
+double leased_limits::chunk() const { return std::max(1.0, std::ceil(capacity_ / 10)); }
+
+unsigned leased_limits::slots_wanted(const lease& l, clock::time_point now) const {
+  bool busy = l.generating > 0 || (l.last_generation != clock::time_point{} &&
+                                   now - l.last_generation < timing_.spare_for);
+  return std::min(generations_, l.generating + (busy ? 1u : 0u));
+}
+
+outcome<done> leased_limits::take_request(const std::string& user, clock::time_point now) {
+  if (capacity_ == 0) return done{};
+  double predicted;
+  bool stale = false;
+  {
+    mutex_lock lock(core_->mutex);
+    auto& l = core_->leases[user];
+    l.last_request = now;
+    // The shared bucket now, as far as this instance knows.
+    predicted =
+        l.bucket_known
+            ? std::min(capacity_,
+                       l.bucket_left + seconds_f(now - l.bucket_read_at).count() * per_second_)
+            : capacity_;
+    auto ask = [&] {
+      if (l.wants_tokens) return;
+      l.wants_tokens = true;
+      core_->hurry = true;
+      core_->wake.notify_all();
+    };
+    if (l.tokens >= 1) {
+      l.tokens -= 1;
+      if (l.tokens < chunk() / 2 && predicted >= 1) ask();
+      return done{};
+    }
+    // On credit, paid at the next take: only while the bucket should hold it.
+    if (l.tokens - 1 >= -chunk() && predicted >= 1) {
+      l.tokens -= 1;
+      l.bucket_left -= 1;
+      ask();
+      return done{};
+    }
+    // Refilled since the last take, or given back by another instance since.
+    stale = now - l.bucket_read_at >= timing_.reread_after;
+    if (predicted >= 1 || stale) ask();
+  }
+  failure f{errc::rate_limited, "user " + user + " has used its " +
+                                    std::to_string(static_cast<std::uint64_t>(capacity_)) +
+                                    " requests per minute"};
+  f.retry_after_s =
+      stale ? 1u
+            : static_cast<unsigned>(std::max(1.0, std::ceil((1 - predicted) / per_second_ - 1e-9)));
+  return f;
+}
+
+outcome<std::shared_ptr<void>> leased_limits::claim_generation(const std::string& user) {
+  if (generations_ == 0) return std::shared_ptr<void>(std::make_shared<int>(0));
+  auto now = clock::now();
+  {
+    mutex_lock lock(core_->mutex);
+    auto& l = core_->leases[user];
+    bool held = l.generating < l.slots;
+    // Before the ledger has answered for the user, up to the limit on credit
+    // (replies started together); after, one beyond the slots held, unless
+    // the ledger just said the other instances hold the rest.
+    bool credit =
+        !held && l.generating < generations_ &&
+        (!l.slots_known || (l.generating <= l.slots &&
+                            !(l.slots_refused && now - l.slots_refused_at < timing_.slot_ttl)));
+    if (!held && !credit) {
+      failure f{errc::rate_limited, "user " + user + " already has " +
+                                        std::to_string(generations_) + " replies in progress"};
+      f.retry_after_s = 1;
+      return f;
+    }
+    ++l.generating;
+    l.last_generation = now;
+    core_->hurry = true;
+  }
+  core_->wake.notify_all();
+  // Points at the shared state (the pointer is only a value: the handle tests true).
+  return std::shared_ptr<void>(core_.get(), [weak = std::weak_ptr<core>(core_), user](void*) {
+    auto c = weak.lock();
+    if (!c) return;
+    {
+      mutex_lock lock(c->mutex);
+      auto found = c->leases.find(user);
+      if (found == c->leases.end()) return;
+      --found->second.generating;
+      found->second.last_generation = clock::now();
+      c->hurry = true;
+    }
+    c->wake.notify_all();
+  });
+}
+
+void leased_limits::reconcile() {
+  using kind = ledger_call::kind;
+  auto now = clock::now();
+  auto wall = now_ms();
+  std::vector<ledger_call> calls;
+  {
+    mutex_lock lock(core_->mutex);
+    for (auto at = core_->leases.begin(); at != core_->leases.end();) {
+      auto& [user, l] = *at;
+      bool called = false;
+      if (l.wants_tokens) {
+        calls.push_back({kind::take, user, std::max(0.0, -l.tokens),
+                         std::max(0.0, chunk() - std::max(0.0, l.tokens))});
+        l.wants_tokens = false;
+        called = true;
+      } else if (l.tokens >= 1 && now - l.last_request >= timing_.idle_return) {
+        calls.push_back({kind::give_back, user, 0, std::floor(l.tokens)});
+        l.tokens -= std::floor(l.tokens);
+        called = true;
+      }
+      if (generations_ > 0) {
+        auto wanted = slots_wanted(l, now);
+        if (wanted != l.slots || (l.slots > 0 && now - l.slots_renewed >= timing_.slot_ttl / 3)) {
+          calls.push_back({kind::hold, user, 0, 0, wanted});
+          called = true;
+        }
+      }
+      // Nothing held, owed or recent: a fresh lease would be the same.
+      bool idle = !called && l.tokens > -1e-9 && l.tokens < 1 && l.generating == 0 &&
+                  l.slots == 0 && now - l.last_request >= timing_.idle_return &&
+                  now - l.last_generation >= timing_.spare_for;
+      at = idle ? core_->leases.erase(at) : std::next(at);
+    }
+  }
+  for (auto& call : calls) {
+    try {
+      switch (call.type) {
+        case kind::take: {
+          auto grant =
+              ledger_->take_tokens(call.user, call.debt, call.amount, capacity_, per_second_, wall);
+          mutex_lock lock(core_->mutex);
+          auto& l = core_->leases[call.user];
+          l.tokens += grant.taken;
+          l.bucket_known = true;
+          l.bucket_left = grant.left;
+          l.bucket_read_at = now;
+          break;
+        }
+        case kind::give_back:
+          ledger_->give_back(call.user, call.amount, capacity_, per_second_, wall);
+          break;
+        case kind::hold: {
+          auto held = ledger_->hold_slots(call.user, instance_, call.slots, generations_, wall,
+                                          wall + timing_.slot_ttl.count());
+          mutex_lock lock(core_->mutex);
+          auto& l = core_->leases[call.user];
+          l.slots = held;
+          l.slots_known = true;
+          l.slots_renewed = now;
+          l.slots_refused = held < call.slots;
+          if (l.slots_refused) l.slots_refused_at = now;
+          break;
+        }
+      }
+    } catch (const store_error& e) {
+      warn_ledger_failed(e.what());
+      mutex_lock lock(core_->mutex);
+      auto& l = core_->leases[call.user];
+      // Asked again on the next pass; tokens not given back stay leased.
+      if (call.type == kind::take) l.wants_tokens = true;
+      if (call.type == kind::give_back) l.tokens += call.amount;
+    }
+  }
+}
+
+void leased_limits::run() {
+  // Connecting takes longer than a burst of requests lasts on credit.
+  ledger_->prepare();
+  mutex_lock lock(core_->mutex);
+  while (!core_->stopping) {
+    auto until = clock::now() + timing_.tick;
+    while (!core_->stopping && !core_->hurry && core_->wake.wait_until(core_->mutex, until)) {
+    }
+    if (core_->stopping) break;
+    core_->hurry = false;
+    lock.unlock();
+    reconcile();
+    lock.lock();
+  }
+}
+
+}  // namespace parley

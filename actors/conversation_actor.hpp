@@ -8,6 +8,7 @@
 #include "config/settings.hpp"
 #include "persistence/persistence_actors.hpp"
 #include "providers/model_registry.hpp"
+#include "telemetry/metrics.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -17,8 +18,8 @@
 namespace parley {
 
 /// What every conversation actor shares. Owned by the engine, which outlives
-/// all actors; read-only after start except `dir`, `meter` and `running`,
-/// which are thread-safe.
+/// all actors; read-only after start except `dir`, `meter`, `running` and
+/// `conflicts`, which are thread-safe.
 struct engine_context {
   settings cfg;
   /// The time: every reading of it in the engine comes from here.
@@ -31,6 +32,11 @@ struct engine_context {
   std::unique_ptr<directory> dir;
   usage_meter meter;
   running_runs running;
+  /// Writes run again because another process changed their conversation.
+  metrics::counter& conflicts = metrics::default_registry().counter_named(
+      "parley_conversation_conflicts_total",
+      "Writes that found their conversation changed by another Parley process and ran again "
+      "after a reload.");
 };
 
 /// The answer for a conversation that does not exist or is not the caller's.

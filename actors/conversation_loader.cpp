@@ -116,6 +116,7 @@ void commit(self_ptr self, write_set writes, reply_slot caller, std::function<vo
                 return;
               }
               ++st.conflict_retries;
+              st.ctx->conflicts.add();
               spdlog::info("conversation {} changed in the database meanwhile; reloading", st.id);
               load_state(
                   self, [self](auto&) { std::function<void()>(self->state.running)(); }, give_up);

@@ -286,6 +286,15 @@ void op_refresh(self_ptr self, std::int64_t version, const completion<done>& cal
     deleted();
     return;
   }
+  // Nobody to tell and nothing waiting: dropping the state is cheaper than
+  // reading it again, since the next request reads it anyway (and this
+  // instance may never see one, when the balancer routes the conversation
+  // elsewhere).
+  if (st.watchers.empty() && st.queue.empty() && !current_run(st)) {
+    caller.complete(done{});
+    passivate(self);
+    return;
+  }
   // What the watchers have been shown, to tell them only the difference.
   auto shown = std::make_shared<shown_branch>(shown_branch_of(st));
   auto reload = [self, caller, finish, deleted, shown] {

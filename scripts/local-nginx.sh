@@ -4,7 +4,9 @@
 # ports given, with every file it writes under DIR: what the multi-instance
 # test (tests/integration/test_api_behind_nginx.cpp) and
 # bench/scenarios/scale-out.sh put in front of their instances. The routing
-# (maps, upstream, locations) is the shipped file's, unchanged.
+# (maps, upstream, locations) is the shipped file's, unchanged, unless
+# PARLEY_NGINX_ROUTING=random: then every request goes to a random instance,
+# as while a balancer rebalances (the worst case for the instances' caches).
 #   scripts/local-nginx.sh DIR PORT INSTANCE_PORT...
 set -euo pipefail
 if [ $# -lt 3 ]; then
@@ -25,14 +27,17 @@ if [ "$(id -u)" -eq 0 ]; then user_line='user root;'; else user_line=''; fi
 temp_paths="    client_body_temp_path $dir/tmp/body;\n    proxy_temp_path $dir/tmp/proxy;\n"
 temp_paths+="    fastcgi_temp_path $dir/tmp/fastcgi;\n    uwsgi_temp_path $dir/tmp/uwsgi;\n"
 temp_paths+="    scgi_temp_path $dir/tmp/scgi;\n"
+random=
+if [ "${PARLEY_NGINX_ROUTING:-}" = random ]; then random=1; fi
 awk -v user_line="$user_line" -v dir="$dir" -v port="$port" -v servers="$servers" \
-    -v temp_paths="$temp_paths" '
+    -v temp_paths="$temp_paths" -v random="$random" '
   /^user / { if (user_line != "") print user_line; next }
   /^worker_rlimit_nofile/ { next }
   /^pid / { print "pid " dir "/nginx.pid;"; next }
   /^error_log / { print "error_log " dir "/error.log;"; next }
   /access_log / { sub(/access_log [^ ]+/, "access_log " dir "/access.log") }
   /^ *listen 80;/ { print "        listen 127.0.0.1:" port ";"; next }
+  /hash \$parley_route_key consistent;/ && random { sub(/\$parley_route_key/, "$request_id") }
   /^ *server 127\.0\.0\.1:800[0-9]/ {
     if (!done_servers) { printf "%s", servers; done_servers = 1 }
     next

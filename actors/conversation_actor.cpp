@@ -158,12 +158,22 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
       },
       [=](changed_atom, std::int64_t version, const completion<done>& caller) {
         auto& st = self->state;
+        caller.accept();
         if (st.current == phase::ready && version > 0 && version <= st.meta.version) {
-          caller.accept();
           caller.complete(done{});  // its own write, or read already
           return;
         }
-        enqueue(self, caller, [=] { op_refresh(self, version, caller); });
+        // One refresh waits at a time, reading the newest version told of, so
+        // that notices never fill the queue that requests wait in.
+        st.refresh_version =
+            version < 0 || st.refresh_version < 0 ? -1 : std::max(st.refresh_version, version);
+        if (st.refresh_queued) {
+          caller.complete(done{});
+          return;
+        }
+        st.refresh_queued = true;
+        enqueue(self, caller, [=] { op_refresh(self, caller); }, false);
+        if (caller.answered() && st.refresh_queued) st.refresh_queued = false;  // refused
       },
       [=](unwatch_atom, const std::shared_ptr<conversation_subscriber>& s) {
         auto& w = self->state.watchers;

@@ -66,10 +66,7 @@ bool publish(self_ptr self, conversation_event e,
                 e.type == kind::failed || e.type == kind::compaction;
   if (auto* run = current_run(st); run && of_run)
     record_in_run(*run, e, own || (e.type != kind::failed && !st.watchers.empty()));
-  if (e.type != kind::failed) {
-    auto& w = st.watchers;
-    w.erase(std::remove_if(w.begin(), w.end(), [&](auto& s) { return !s->deliver(e); }), w.end());
-  }
+  if (e.type != kind::failed) tell_watchers(self, e);
   return !own || own->deliver(e);
 }
 
@@ -79,6 +76,11 @@ void publish_message(self_ptr self, conversation_event::kind type, const message
   e.type = type;
   e.message = &m;
   publish(self, e, own);
+}
+
+void tell_watchers(self_ptr self, const conversation_event& e) {
+  auto& w = self->state.watchers;
+  w.erase(std::remove_if(w.begin(), w.end(), [&](auto& s) { return !s->deliver(e); }), w.end());
 }
 
 void publish_branch(self_ptr self) {
@@ -145,7 +147,7 @@ void start_next(self_ptr self) {
   op.run();
 }
 
-void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run) {
+void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run, bool limited) {
   auto& st = self->state;
   caller.accept();
   if (caller.answered()) return;  // its deadline passed on the way here
@@ -160,7 +162,7 @@ void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run)
     run();
     return;
   }
-  if (st.queue.size() >= st.ctx->cfg.limits.conversation_queue) {
+  if (limited && st.queue.size() >= st.ctx->cfg.limits.conversation_queue) {
     failure f{errc::queue_full, "conversation " + st.id + " has too many operations waiting"};
     f.retry_after_s = 1;
     caller.fail(std::move(f));

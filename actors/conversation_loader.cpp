@@ -118,8 +118,8 @@ void commit(self_ptr self, write_set writes, reply_slot caller, std::function<vo
               ++st.conflict_retries;
               st.ctx->conflicts.add();
               spdlog::info("conversation {} changed in the database meanwhile; reloading", st.id);
-              load_state(
-                  self, [self](auto&) { std::function<void()>(self->state.running)(); }, give_up);
+              reload_telling_watchers(
+                  self, caller, [self] { std::function<void()>(self->state.running)(); }, give_up);
             });
 }
 

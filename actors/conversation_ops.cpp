@@ -83,28 +83,42 @@ shown_branch shown_branch_of(const conversation_state& st) {
   return out;
 }
 
-/// Publishes what another instance changed, as that instance told its own
-/// watchers: `deleted` (messages the window held that are gone), then the
-/// branch when another became active, then each new message (a reply as
+/// Tells the watchers what another instance changed, as that instance
+/// told its own: `deleted` (messages the window held that are gone), then
+/// the branch when another became active, then each new message (a reply as
 /// `done`) and each edit, `recent` being the active branch's newest
-/// messages as just read.
+/// messages as just read. Only the watchers hear it: the run in progress,
+/// if any, is this instance's own.
 void publish_difference(self_ptr self, const shown_branch& shown,
                         const std::vector<message_record>& recent,
                         const std::vector<std::string>& deleted) {
   using kind = conversation_event::kind;
-  for (auto& id : deleted) publish_removal(self, id);
+  for (auto& id : deleted) {
+    conversation_event e;
+    e.type = kind::removed;
+    e.text = id;
+    tell_watchers(self, e);
+  }
   auto& leaf = self->state.meta.active_leaf_id;
   bool continues = !shown.leaf || std::any_of(recent.begin(), recent.end(),
                                               [&](auto& m) { return m.id == *shown.leaf; });
-  if (leaf != shown.leaf && !continues) publish_branch(self);
+  if (leaf != shown.leaf && !continues) {
+    conversation_event e;
+    e.type = kind::branch;
+    e.active_leaf_id = leaf;
+    tell_watchers(self, e);
+  }
   for (auto& m : recent) {
-    if (m.seq > shown.last_seq) {
-      publish_message(self, m.role == "assistant" ? kind::done : kind::message, m, nullptr);
-      continue;
-    }
+    conversation_event e;
+    e.message = &m;
     auto before = shown.messages.find(m.id);
-    if (before != shown.messages.end() && !(before->second.second == m.content))
-      publish_message(self, kind::edited, m, nullptr);
+    if (m.seq > shown.last_seq)
+      e.type = m.role == "assistant" ? kind::done : kind::message;
+    else if (before != shown.messages.end() && !(before->second.second == m.content))
+      e.type = kind::edited;
+    else
+      continue;
+    tell_watchers(self, e);
   }
 }
 
@@ -266,8 +280,56 @@ void op_remove(self_ptr self, const std::string& user, const std::string& messag
   });
 }
 
-void op_refresh(self_ptr self, std::int64_t version, const completion<done>& caller) {
+void reload_telling_watchers(self_ptr self, const reply_slot& caller, std::function<void()> then,
+                             std::function<void(const failure&)> failed) {
+  if (self->state.watchers.empty()) {
+    load_state(
+        self, [then](auto&) { then(); }, std::move(failed));
+    return;
+  }
+  // What the watchers have been shown, to tell them only the difference.
+  auto shown = std::make_shared<shown_branch>(shown_branch_of(self->state));
+  load_state(
+      self,
+      [self, caller, then, shown](const std::vector<message_record>& recent) {
+        // A message shown before and not on the branch now was deleted, or
+        // is on a branch no longer active: the database tells which.
+        std::vector<std::pair<std::int64_t, std::string>> by_seq;
+        for (auto& [id, held] : shown->messages)
+          if (std::none_of(recent.begin(), recent.end(),
+                           [&id = id](auto& m) { return m.id == id; }))
+            by_seq.emplace_back(held.first, id);
+        if (by_seq.empty()) {
+          publish_difference(self, *shown, recent, {});
+          then();
+          return;
+        }
+        std::sort(by_seq.begin(), by_seq.end());
+        std::vector<std::string> missing;
+        for (auto& [seq, id] : by_seq) missing.push_back(id);
+        auto conversation = self->state.id;
+        read<std::vector<std::string>>(
+            self,
+            [conversation, missing](store& db) {
+              std::vector<std::string> gone;
+              for (auto& id : missing)
+                if (!db.find_message(conversation, id)) gone.push_back(id);
+              return gone;
+            },
+            caller,
+            [self, then, shown, recent](std::vector<std::string>& gone) {
+              publish_difference(self, *shown, recent, gone);
+              then();
+            });
+      },
+      std::move(failed));
+}
+
+void op_refresh(self_ptr self, const completion<done>& caller) {
   auto& st = self->state;
+  // The newest version told of since this refresh was queued.
+  auto version = std::exchange(st.refresh_version, 0);
+  st.refresh_queued = false;
   auto finish = [self, caller] {
     caller.complete(done{});
     finish_op(self);
@@ -286,58 +348,25 @@ void op_refresh(self_ptr self, std::int64_t version, const completion<done>& cal
     deleted();
     return;
   }
-  // Nobody to tell and nothing waiting: dropping the state is cheaper than
-  // reading it again, since the next request reads it anyway (and this
-  // instance may never see one, when the balancer routes the conversation
-  // elsewhere).
-  if (st.watchers.empty() && st.queue.empty() && !current_run(st)) {
-    caller.complete(done{});
-    passivate(self);
-    return;
-  }
-  // What the watchers have been shown, to tell them only the difference.
-  auto shown = std::make_shared<shown_branch>(shown_branch_of(st));
-  auto reload = [self, caller, finish, deleted, shown] {
-    load_state(
-        self,
-        [self, caller, finish, shown](const std::vector<message_record>& recent) {
-          // A message shown before and not on the branch now was deleted, or
-          // is on a branch no longer active: the database tells which.
-          std::vector<std::pair<std::int64_t, std::string>> by_seq;
-          for (auto& [id, held] : shown->messages)
-            if (std::none_of(recent.begin(), recent.end(), [&](auto& m) { return m.id == id; }))
-              by_seq.emplace_back(held.first, id);
-          std::sort(by_seq.begin(), by_seq.end());
-          std::vector<std::string> missing;
-          for (auto& [seq, id] : by_seq) missing.push_back(id);
-          if (missing.empty()) {
-            publish_difference(self, *shown, recent, {});
-            finish();
-            return;
-          }
-          auto conversation = self->state.id;
-          read<std::vector<std::string>>(
-              self,
-              [conversation, missing](store& db) {
-                std::vector<std::string> gone;
-                for (auto& id : missing)
-                  if (!db.find_message(conversation, id)) gone.push_back(id);
-                return gone;
-              },
-              caller,
-              [self, finish, shown, recent](std::vector<std::string>& gone) {
-                publish_difference(self, *shown, recent, gone);
-                finish();
-              });
-        },
-        [self, caller, deleted](const failure& why) {
-          if (why.code == errc::not_found) {
-            deleted();
-            return;
-          }
-          caller.fail(why);
-          finish_op(self);
-        });
+  auto reload = [self, caller, finish, deleted] {
+    auto& st = self->state;
+    // Nobody to tell and nothing waiting: dropping the state is cheaper than
+    // reading it again, since the next request reads it anyway (and this
+    // instance may never see one, when the balancer routes the conversation
+    // elsewhere).
+    if (st.watchers.empty() && st.queue.empty()) {
+      caller.complete(done{});
+      passivate(self);
+      return;
+    }
+    reload_telling_watchers(self, caller, finish, [self, caller, deleted](const failure& why) {
+      if (why.code == errc::not_found) {
+        deleted();
+        return;
+      }
+      caller.fail(why);
+      finish_op(self);
+    });
   };
   if (version > 0) {
     reload();

@@ -149,6 +149,10 @@ struct conversation_state {
   std::vector<std::shared_ptr<conversation_subscriber>> watchers;
   /// The runs still held, oldest first; the last one may be running.
   std::list<run_log> runs;
+  /// Another instance's change is queued to be read (one at a time), at
+  /// the newest version told of (see op_refresh).
+  bool refresh_queued = false;
+  std::int64_t refresh_version = 0;
 };
 
 using self_ptr = conversation_actor::stateful_pointer<conversation_state>;
@@ -185,6 +189,8 @@ void publish_message(self_ptr self, conversation_event::kind type, const message
                      const std::shared_ptr<conversation_subscriber>& own);
 /// Tells every watcher which branch is active now.
 void publish_branch(self_ptr self);
+/// Tells the watchers `e` and no one else (no run, no stream of its own).
+void tell_watchers(self_ptr self, const conversation_event& e);
 /// Ends every watcher's subscription, and the run in progress, telling them why.
 void close_watchers(self_ptr self, const failure& why);
 
@@ -207,8 +213,11 @@ void abandon(self_ptr self, const failure& why);
 /// that deep chains of synchronous operations cannot recurse.
 void finish_op(self_ptr self);
 void start_next(self_ptr self);
-/// Runs `run` now if nothing else is running, else queues it (up to the limit).
-void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run);
+/// Runs `run` now if nothing else is running, else queues it (up to the
+/// limit, unless not `limited`: the engine's own refresh, one at a time,
+/// never takes a client's place).
+void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run,
+             bool limited = true);
 /// True (and answers not_found) when `user` may not see this conversation.
 bool foreign(self_ptr self, const std::string& user, const reply_slot& caller);
 
@@ -372,12 +381,17 @@ void op_edit(self_ptr self, const std::string& user, const std::string& message_
              const shared_text& content, const completion<message_record>& caller);
 void op_remove(self_ptr self, const std::string& user, const std::string& message_id,
                const completion<done>& caller);
-/// Another Parley instance changed the conversation (its row is at
-/// `version` now; 0: perhaps, after a break in listening; -1: deleted):
-/// passivates when nobody watches and nothing waits; otherwise reloads what
-/// changed and tells the watchers as the writing instance told its own,
-/// deltas aside.
-void op_refresh(self_ptr self, std::int64_t version, const completion<done>& caller);
+/// Another Parley instance changed the conversation (state.refresh_version:
+/// its row is at that version now; 0: perhaps, after a break in listening;
+/// -1: deleted): passivates when nobody watches and nothing waits;
+/// otherwise reloads what changed and tells the watchers as the writing
+/// instance told its own, deltas aside.
+void op_refresh(self_ptr self, const completion<done>& caller);
+/// Reloads the conversation (load_state) and tells its watchers, if any,
+/// what another instance changed since they were last told; then `then`.
+/// A read that fails answers `caller` and ends the operation.
+void reload_telling_watchers(self_ptr self, const reply_slot& caller, std::function<void()> then,
+                             std::function<void(const failure&)> failed);
 /// Answers a history request: the reader answers the requester directly. The
 /// database holds every acknowledged write, so this need not wait its turn.
 void answer_history(self_ptr self, const std::string& user, const history_query& q,

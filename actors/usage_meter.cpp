@@ -72,7 +72,7 @@ void refresh_when_stale(engine_context& ctx, const std::string& user, const std:
   read_job job = [meter = &ctx.meter, user, day, now](store& db) {
     try {
       meter->seed(user, day, tokens_used(db, user, day), now);
-    } catch (const store_error&) {
+    } catch (...) {
       meter->seed(user, day, 0, now);  // keeps the count; read again after reread_after
     }
     return caf::make_message();

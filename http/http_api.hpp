@@ -57,8 +57,12 @@ class http_api : public std::enable_shared_from_this<http_api> {
   int in_flight() const { return in_flight_.count(); }
 
   /// The instance is going away (SIGTERM): /ready answers 503 from now on,
-  /// so that balancers stop sending; everything else is still served.
+  /// so that balancers stop sending; everything else is still served, each
+  /// answer closing its connection.
   void begin_drain() { draining_->store(true); }
+  /// The listener is closed: a message sent on an open WebSocket is refused
+  /// (503) from now on, to be sent again once the client has reconnected.
+  void refuse_socket_messages() { refusing_messages_->store(true); }
   /// Closes every WebSocket with 1012 (service restart) and ends every SSE
   /// stream still open with a `restart` event, so that their clients
   /// reconnect, through the balancer, to another instance. Blocks until done.
@@ -202,9 +206,12 @@ class http_api : public std::enable_shared_from_this<http_api> {
   engine& engine_;
   in_flight_counter in_flight_;
   std::shared_ptr<keepalive_ticker> ticker_;
-  /// Set by begin_drain() and send_clients_elsewhere(); the keep-alive tasks
-  /// of streams and WebSockets read the second.
+  /// Set by begin_drain(), refuse_socket_messages() and
+  /// send_clients_elsewhere(), in that order: answers read the first, the
+  /// WebSockets the second, the keep-alive tasks of streams and sockets the third.
   std::shared_ptr<std::atomic<bool>> draining_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> refusing_messages_ =
+      std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<std::atomic<bool>> restarting_ = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<connection_watch> watch_ = std::make_shared<connection_watch>();
   parse_limits limits_;

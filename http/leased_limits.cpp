@@ -44,8 +44,9 @@ leased_limits::leased_limits(std::unique_ptr<limit_ledger> ledger, std::string i
       capacity_(requests_per_minute),
       per_second_(requests_per_minute / 60.0),
       generations_(concurrent_generations),
-      timing_(t),
-      thread_([this] { run(); }) {}
+      timing_(t) {
+  if (timing_.background) thread_ = std::thread([this] { run(); });
+}
 
 leased_limits::~leased_limits() {
   {
@@ -53,7 +54,7 @@ leased_limits::~leased_limits() {
     core_->stopping = true;
   }
   core_->wake.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
   // What this instance leased goes back for the others, as far as the ledger answers.
   std::vector<std::pair<std::string, lease>> held;
   {
@@ -65,11 +66,19 @@ leased_limits::~leased_limits() {
     for (auto& [user, l] : held) {
       if (l.tokens >= 1)
         ledger_->give_back(user, std::floor(l.tokens), capacity_, per_second_, wall);
+      if (l.tokens < 0) ledger_->take_tokens(user, -l.tokens, 0, capacity_, per_second_, wall);
       if (l.slots > 0) ledger_->hold_slots(user, instance_, 0, generations_, wall, wall);
     }
   } catch (const store_error& e) {
     warn_ledger_failed(e.what());  // the slots expire by themselves
   }
+}
+
+void leased_limits::ask_for_tokens(lease& l) {
+  if (l.wants_tokens) return;
+  l.wants_tokens = true;
+  core_->hurry = true;
+  core_->wake.notify_all();
 }
 
 double leased_limits::chunk() const { return std::max(1.0, std::ceil(capacity_ / 10)); }
@@ -94,27 +103,21 @@ outcome<done> leased_limits::take_request(const std::string& user, clock::time_p
             ? std::min(capacity_,
                        l.bucket_left + seconds_f(now - l.bucket_read_at).count() * per_second_)
             : capacity_;
-    auto ask = [&] {
-      if (l.wants_tokens) return;
-      l.wants_tokens = true;
-      core_->hurry = true;
-      core_->wake.notify_all();
-    };
     if (l.tokens >= 1) {
       l.tokens -= 1;
-      if (l.tokens < chunk() / 2 && predicted >= 1) ask();
+      if (l.tokens < chunk() / 2 && predicted >= 1) ask_for_tokens(l);
       return done{};
     }
     // On credit, paid at the next take: only while the bucket should hold it.
     if (l.tokens - 1 >= -chunk() && predicted >= 1) {
       l.tokens -= 1;
       l.bucket_left -= 1;
-      ask();
+      ask_for_tokens(l);
       return done{};
     }
     // Refilled since the last take, or given back by another instance since.
     stale = now - l.bucket_read_at >= timing_.reread_after;
-    if (predicted >= 1 || stale) ask();
+    if (predicted >= 1 || stale) ask_for_tokens(l);
   }
   failure f{errc::rate_limited, "user " + user + " has used its " +
                                     std::to_string(static_cast<std::uint64_t>(capacity_)) +
@@ -168,6 +171,7 @@ outcome<std::shared_ptr<void>> leased_limits::claim_generation(const std::string
 
 void leased_limits::reconcile() {
   using kind = ledger_call::kind;
+  mutex_lock pass(pass_mutex_);
   auto now = clock::now();
   auto wall = now_ms();
   std::vector<ledger_call> calls;
@@ -188,19 +192,48 @@ void leased_limits::reconcile() {
       }
       if (generations_ > 0) {
         auto wanted = slots_wanted(l, now);
-        if (wanted != l.slots || (l.slots > 0 && now - l.slots_renewed >= timing_.slot_ttl / 3)) {
+        auto renew_at = timing_.slot_ttl / 3;
+        // A claim the ledger answered short is asked again only at renewal.
+        bool asked_lately = wanted == l.slots_asked && now - l.slots_asked_at < renew_at;
+        if ((wanted != l.slots && !asked_lately) ||
+            (l.slots > 0 && now - l.slots_renewed >= renew_at)) {
           calls.push_back({kind::hold, user, 0, 0, wanted});
+          l.slots_asked = wanted;
+          l.slots_asked_at = now;
           called = true;
         }
       }
-      // Nothing held, owed or recent: a fresh lease would be the same.
+      // Nothing held, owed or recent, the bucket refilled as far as this
+      // instance knows, and no refusal to remember: a fresh lease would be the same.
+      bool bucket_full =
+          !l.bucket_known ||
+          l.bucket_left + seconds_f(now - l.bucket_read_at).count() * per_second_ >= capacity_;
       bool idle = !called && l.tokens > -1e-9 && l.tokens < 1 && l.generating == 0 &&
                   l.slots == 0 && now - l.last_request >= timing_.idle_return &&
-                  now - l.last_generation >= timing_.spare_for;
+                  now - l.last_generation >= timing_.spare_for && bucket_full &&
+                  (!l.slots_refused || now - l.slots_refused_at >= timing_.slot_ttl);
       at = idle ? core_->leases.erase(at) : std::next(at);
     }
   }
-  for (auto& call : calls) {
+  // A call not made: asked again on the next pass; tokens not given back stay leased.
+  auto not_made = [this](const ledger_call& call) {
+    mutex_lock lock(core_->mutex);
+    auto& l = core_->leases[call.user];
+    if (call.type == kind::take) l.wants_tokens = true;
+    if (call.type == kind::give_back) l.tokens += call.amount;
+    if (call.type == kind::hold) l.slots_asked_at = {};
+  };
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    auto& call = calls[i];
+    bool stopping;
+    {
+      mutex_lock lock(core_->mutex);
+      stopping = core_->stopping;
+    }
+    if (stopping) {
+      std::for_each(calls.begin() + static_cast<std::ptrdiff_t>(i), calls.end(), not_made);
+      return;
+    }
     try {
       switch (call.type) {
         case kind::take: {
@@ -225,18 +258,18 @@ void leased_limits::reconcile() {
           l.slots = held;
           l.slots_known = true;
           l.slots_renewed = now;
-          l.slots_refused = held < call.slots;
+          // Short of the replies running here, not merely of the spare.
+          l.slots_refused = held < l.generating;
           if (l.slots_refused) l.slots_refused_at = now;
           break;
         }
       }
     } catch (const store_error& e) {
+      // The database is away: the rest waits for the next pass rather than
+      // for a connection timeout each.
       warn_ledger_failed(e.what());
-      mutex_lock lock(core_->mutex);
-      auto& l = core_->leases[call.user];
-      // Asked again on the next pass; tokens not given back stay leased.
-      if (call.type == kind::take) l.wants_tokens = true;
-      if (call.type == kind::give_back) l.tokens += call.amount;
+      std::for_each(calls.begin() + static_cast<std::ptrdiff_t>(i), calls.end(), not_made);
+      return;
     }
   }
 }

@@ -33,6 +33,9 @@ namespace parley {
 ///   ledger, and a spare slot after `spare_for`. A refused request makes
 ///   the instance read the bucket again when its reading is older than
 ///   `reread_after`, so a user whose traffic moves finds what was given back.
+///   A user's lease is forgotten only once the bucket as last read has
+///   refilled and no refusal of slots is recent: a new lease knows nothing
+///   more than a forgotten one did.
 ///
 /// Thread-safe. A background thread talks to the ledger.
 class leased_limits final : public user_limits {
@@ -45,6 +48,8 @@ class leased_limits final : public user_limits {
     /// A refused request reads the shared bucket again when what this
     /// instance knows of it is older than this (another may have given back).
     std::chrono::milliseconds reread_after{1000};
+    /// Off: no thread, only reconcile() passes (tests).
+    bool background = true;
   };
 
   /// 0 turns a limit off. `instance` names this process in the ledger.
@@ -57,7 +62,8 @@ class leased_limits final : public user_limits {
   outcome<std::shared_ptr<void>> claim_generation(const std::string& user) override;
 
   /// One background pass now, on the caller's thread (for tests; the thread
-  /// runs them every tick, or at once when a request needs one).
+  /// runs them every tick, or at once when a request needs one). Passes
+  /// take turns: the ledger is one connection.
   void reconcile();
 
  private:
@@ -70,6 +76,8 @@ class leased_limits final : public user_limits {
     clock::time_point last_request;
     unsigned generating = 0;
     unsigned slots = 0;        ///< held in the ledger
+    unsigned slots_asked = 0;  ///< at the last claim
+    clock::time_point slots_asked_at;
     bool slots_known = false;  ///< the ledger has answered for the user
     clock::time_point slots_renewed;
     clock::time_point last_generation;
@@ -86,6 +94,8 @@ class leased_limits final : public user_limits {
   };
 
   double chunk() const;
+  /// Has the background pass take a lease for `l` soon.
+  void ask_for_tokens(lease& l) REQUIRES(core_->mutex);
   unsigned slots_wanted(const lease& l, clock::time_point now) const;
   void run();
 
@@ -96,6 +106,7 @@ class leased_limits final : public user_limits {
   const unsigned generations_;
   const timing timing_;
   std::shared_ptr<core> core_ = std::make_shared<core>();
+  parley::mutex pass_mutex_;  ///< held through a pass
   std::thread thread_;
 };
 

@@ -12,7 +12,8 @@ void send(const call_context& c, int status, restinio::writable_item_t body,
   for (auto& [name, value] : c.cors) resp.append_header(name, value);
   for (auto& [name, value] : headers) resp.append_header(name, value);
   // RESTinio would hand a refused upgrade request to the handler again.
-  if (c.req->header().connection() == restinio::http_connection_header_t::upgrade)
+  if (c.req->header().connection() == restinio::http_connection_header_t::upgrade ||
+      (c.draining && c.draining->load()))
     resp.connection_close();
   if (status != 204) {
     resp.append_header(restinio::http_field::content_type, content_type);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <restinio/all.hpp>
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -25,6 +26,9 @@ struct call_context {
   std::shared_ptr<request_record> record;
   /// An OpenAI-compatible route: problems go out in OpenAI's error shape.
   bool openai = false;
+  /// Set while the server drains: answers close their connection, so that
+  /// the client's (or the balancer's) next request goes to another instance.
+  std::shared_ptr<const std::atomic<bool>> draining;
 };
 
 void send(const call_context& c, int status, restinio::writable_item_t body,

@@ -126,8 +126,8 @@ call_context http_api::context_of(const request_handle_t& req, const char* route
                                                  std::string(req->header().path()), id);
   std::string_view path = route;
   bool openai = path.starts_with("/v1/chat/") || path.starts_with("/v1/responses");
-  return call_context{req,   std::move(id), {}, cors_.headers(origin_of(*req)), std::move(record),
-                      openai};
+  return call_context{req,    std::move(id), {}, cors_.headers(origin_of(*req)), std::move(record),
+                      openai, draining_};
 }
 
 request_handling_status_t http_api::dispatch(request_handle_t req, const route_params& params,

@@ -38,20 +38,27 @@ void drain(const settings& cfg, http_api& api, engine& eng, const std::function<
   // 1. Balancers probing /ready take the instance out; requests are still served.
   api.begin_drain();
   std::this_thread::sleep_for(milliseconds(cfg.server.drain_delay_ms));
-  // 2. No new connections.
+  // 2. No new connections, and no new messages on open WebSockets.
   close();
+  api.refuse_socket_messages();
   // 3. What was accepted finishes: requests are answered, exchanges (an
   //    HTTP stream's or a WebSocket's) store their replies...
   if (!settle(api, eng, clock::now() + milliseconds(cfg.server.shutdown_grace_ms))) {
-    // ...or, past the grace period, are stopped and stored as cancelled.
+    // ...or, past the grace period, are stopped and stored as cancelled
+    // (again and again: an exchange queued behind one may start meanwhile).
     spdlog::warn("{} requests and {} exchanges still running after the grace period; cancelling",
                  api.in_flight(), eng.running_exchanges());
-    eng.cancel_running();
-    if (!settle(api, eng, clock::now() + milliseconds(2 * cfg.database.timeout_ms + 1000)))
+    auto deadline = clock::now() + milliseconds(2 * cfg.database.timeout_ms + 1000);
+    do eng.cancel_running();
+    while (!settle(api, eng, std::min(deadline, clock::now() + milliseconds(100))) &&
+           clock::now() < deadline);
+    if (api.in_flight() > 0 || eng.running_exchanges() > 0)
       spdlog::warn("{} requests still in flight; stopping anyway", api.in_flight());
   }
-  // 4. Open WebSockets and streams are told to reconnect elsewhere.
+  // 4. Open WebSockets and streams are told to reconnect elsewhere; their
+  //    last frames get a moment to be written before the I/O stops.
   api.send_clients_elsewhere();
+  std::this_thread::sleep_for(milliseconds(200));
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ void http_api::open_websocket(const call_context& c, const route_params& params)
   limits.ping_interval = std::chrono::milliseconds(cfg_.server.ws_ping_interval_ms);
   limits.cancel_on_disconnect = cfg_.streams.on_disconnect == "cancel";
   auto session = std::make_shared<ws_session>(engine_, limits_, limits, per_user_, c.user_id, *id,
-                                              c.request_id);
+                                              c.request_id, in_flight_, refusing_messages_);
   auto self = shared_from_this();
   engine_.watch(
       c.user_id, *id, session, tracked<done>([self, c, id = *id, session](outcome<done> r) {

@@ -20,11 +20,15 @@ metrics::gauge& open_sessions() {
 
 ws_session::ws_session(engine& eng, parse_limits parsing, ws_limits limits,
                        std::shared_ptr<user_limits> per_user, std::string user_id,
-                       std::string conversation_id, std::string request_id)
+                       std::string conversation_id, std::string request_id,
+                       in_flight_counter in_flight,
+                       std::shared_ptr<const std::atomic<bool>> draining)
     : engine_(eng),
       parsing_(parsing),
       limits_(limits),
       per_user_(std::move(per_user)),
+      in_flight_(std::move(in_flight)),
+      draining_(std::move(draining)),
       user_id_(std::move(user_id)),
       conversation_id_(std::move(conversation_id)),
       request_id_(std::move(request_id)),
@@ -123,6 +127,12 @@ void ws_session::on_text(const std::string& payload) {
     send_error(params.error());
     return;
   }
+  if (draining_->load()) {
+    auto p = make_problem(503, "the server is restarting; send it again once reconnected");
+    p.retry_after_s = 1;
+    send_error(p);
+    return;
+  }
   if (auto taken = per_user_->take_request(user_id_, clock::now()); !taken) {
     send_error(to_problem(taken.error()));
     return;
@@ -141,11 +151,11 @@ void ws_session::on_text(const std::string& payload) {
   if (send.cancel_on_disconnect.value_or(limits_.cancel_on_disconnect)) send.cancel = cancel_;
   // The exchange's events come through the watch; only a failure is answered here.
   std::weak_ptr<ws_session> weak = shared_from_this();
-  engine_.send_message(user_id_, conversation_id_, std::move(send), std::nullopt,
-                       [weak, slot](outcome<exchange_answer> r) {
-                         if (auto self = weak.lock(); self && !r)
-                           self->send_error(to_problem(r.error()));
-                       });
+  engine_.send_message(
+      user_id_, conversation_id_, std::move(send), std::nullopt,
+      in_flight_.tracked<exchange_answer>([weak, slot](outcome<exchange_answer> r) {
+        if (auto self = weak.lock(); self && !r) self->send_error(to_problem(r.error()));
+      }));
 }
 
 void ws_session::resume(const nlohmann::json& frame) {

@@ -5,6 +5,7 @@
 #include "actors/conversation_events.hpp"
 #include "actors/engine.hpp"
 #include "base/mutex.hpp"
+#include "http/in_flight.hpp"
 #include "http/request_parsing.hpp"
 #include "http/user_limits.hpp"
 
@@ -42,10 +43,13 @@ class ws_session final : public conversation_subscriber,
   using clock = std::chrono::steady_clock;
   using status_code = restinio::websocket::basic::status_code_t;
 
-  /// Each client message counts against `per_user` like an HTTP request.
+  /// Each client message counts against `per_user` like an HTTP request,
+  /// and is in flight (for the drain) until the engine answers it; once
+  /// `draining`, client messages are refused with 503.
   ws_session(engine& eng, parse_limits parsing, ws_limits limits,
              std::shared_ptr<user_limits> per_user, std::string user_id,
-             std::string conversation_id, std::string request_id);
+             std::string conversation_id, std::string request_id, in_flight_counter in_flight,
+             std::shared_ptr<const std::atomic<bool>> draining);
   ~ws_session() override;
 
   /// The WebSocket after the upgrade (not yet activated): starts reading it
@@ -87,6 +91,8 @@ class ws_session final : public conversation_subscriber,
   const parse_limits parsing_;
   const ws_limits limits_;
   const std::shared_ptr<user_limits> per_user_;
+  in_flight_counter in_flight_;
+  const std::shared_ptr<const std::atomic<bool>> draining_;
   const std::string user_id_;
   const std::string conversation_id_;
   const std::string request_id_;

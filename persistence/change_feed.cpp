@@ -84,7 +84,6 @@ void change_listener::stop() {
 }
 
 void change_listener::run() {
-  bool listened_before = false;
   bool warned = false;
   // Waits for `fd` to be readable (or only for the time, with -1); false once stopping.
   auto wait = [this](int fd, int timeout_ms) {
@@ -98,11 +97,12 @@ void change_listener::run() {
       std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), "LISTEN parley_changes"),
                                                         &PQclear);
       if (PQresultStatus(res.get()) == PGRES_COMMAND_OK) {
-        listening_ = true;
         if (warned) spdlog::info("database: listening for other instances' changes again");
         warned = false;
-        if (listened_before && on_.resumed) on_.resumed();
-        listened_before = true;
+        // Changes committed before this LISTEN (since the last, or since the
+        // process started holding conversations) were not heard.
+        if (on_.resumed) on_.resumed();
+        listening_ = true;
         int fd = PQsocket(conn.get());
         while (wait(fd, -1)) {
           if (PQconsumeInput(conn.get()) != 1) break;  // the connection broke

@@ -38,7 +38,8 @@ class change_listener {
   struct handlers {
     /// A change committed by any instance (this one's too).
     std::function<void(const conversation_change&)> changed;
-    /// Listening again after a break: changes committed meanwhile were missed.
+    /// Listening (at first, or again after a break): changes committed
+    /// before were not heard.
     std::function<void()> resumed;
   };
 

@@ -81,13 +81,18 @@ class postgresql_ledger final : public limit_ledger {
     run("BEGIN", {});
     try {
       run("SELECT pg_advisory_xact_lock(hashtext('parley.generation_leases:' || $1))", {user});
+      // Every process start is a new instance id: expired leases go, so that
+      // the sum below reads only live ones.
+      run("DELETE FROM generation_leases WHERE user_id = $1 AND expires_ms <= $2::bigint",
+          {user, std::to_string(now_ms)});
       auto res = run(hold_slots_sql, {user, instance, std::to_string(wanted), std::to_string(limit),
                                       std::to_string(now_ms), std::to_string(expires_ms)});
       auto held = static_cast<unsigned>(std::strtoul(PQgetvalue(res.get(), 0, 0), nullptr, 10));
       run("COMMIT", {});
       return held;
     } catch (...) {
-      if (conn_ && PQstatus(conn_.get()) == CONNECTION_OK) PQexec(conn_.get(), "ROLLBACK");
+      if (conn_ && PQstatus(conn_.get()) == CONNECTION_OK)
+        result_ptr(PQexec(conn_.get(), "ROLLBACK"), &PQclear);
       throw;
     }
   }

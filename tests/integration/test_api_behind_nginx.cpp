@@ -227,6 +227,13 @@ BOOST_AUTO_TEST_CASE(kill_9_of_an_instance_mid_load_loses_nothing_acknowledged) 
   };
   auto& victim = actors(a) >= actors(b) ? a : b;
   auto& survivor = &victim == &a ? b : a;
+  // ...while it has an exchange in hand (the scrape itself is one request).
+  eventually([&] {
+    http_client c(victim.base_url());
+    return prometheus_scrape::parse(c.get("/metrics").body)
+               .value("parley_http_requests_in_flight")
+               .value_or(0) >= 2;
+  });
   victim.kill_hard();
   int retries = 0, replayed = 0;
   for (auto& r : running) {

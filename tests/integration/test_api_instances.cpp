@@ -147,13 +147,13 @@ BOOST_AUTO_TEST_CASE(two_instances_taking_turns_on_one_conversation_lose_nothing
 }
 
 BOOST_AUTO_TEST_CASE(sigterm_drains_ready_first_then_finishes_the_reply_then_sends_clients_away) {
-  // 40 words at 25 ms: about a second of reply.
+  // 80 words at 25 ms: two seconds of reply, past the drain delay.
   server_process s({.config_toml = slow_echo(25) + "[server]\ndrain_delay_ms = 800\n"});
   http_client c(s.base_url(), "drain");
   auto id = create_conversation(c);
   ws_client watcher(s.port(), ws_path(id), "drain");
   std::string long_text;
-  for (int i = 0; i < 40; ++i) long_text += "word" + std::to_string(i) + " ";
+  for (int i = 0; i < 80; ++i) long_text += "word" + std::to_string(i) + " ";
 
   auto stream = std::async(std::launch::async, [&] {
     return sse_post(s.base_url(), conversation_path(id, "/messages"),
@@ -168,17 +168,27 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_ready_first_then_finishes_the_reply_then_sen
   auto ready = c.get("/ready");
   BOOST_TEST(ready.status == 503);
   BOOST_TEST(ready.header("content-type") == "application/problem+json");
+  // Every answer closes its connection, so that the next goes elsewhere.
+  BOOST_TEST(ready.header("connection") == "close");
   BOOST_TEST(c.get(conversation_path(id)).status == 200);
 
+  // Once the listener is closed, a new message on the open socket is refused.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  watcher.send_json({{"type", "message"}, {"content", "too late"}});
   // The reply in flight is finished and stored, on the stream and for the watcher.
   auto streamed = stream.get();
   BOOST_REQUIRE(!streamed.events.empty());
   BOOST_TEST(streamed.events.back().name == "done");
   BOOST_TEST(streamed.events.back().data["finish_reason"] == "stop");
   BOOST_TEST(next_event(watcher)["type"] == "message");
-  auto done = next_event(watcher);
-  BOOST_TEST(done["type"] == "done");
+  json done, refusal;
+  while (done.is_null() || refusal.is_null()) {
+    auto frame = next_event(watcher);
+    (frame["type"] == "done" ? done : refusal) = frame;
+  }
   BOOST_TEST(done["reply"]["finish_reason"] == "stop");
+  BOOST_TEST(refusal["type"] == "error");
+  BOOST_TEST(refusal["error"]["status"] == 503);
   // Then the WebSocket is closed with 1012 (service restart), and the process exits 0.
   auto closed = watcher.read_until_closed();
   BOOST_TEST(closed.code == 1012);

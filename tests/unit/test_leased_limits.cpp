@@ -76,10 +76,10 @@ class memory_ledger final : public limit_ledger {
   std::shared_ptr<state> s_;
 };
 
-/// A timing whose background pass never runs by itself: the tests call reconcile().
+/// A timing without the background thread: the tests call reconcile().
 leased_limits::timing manual_timing() {
   leased_limits::timing t;
-  t.tick = std::chrono::hours(1);
+  t.background = false;
   return t;
 }
 

@@ -172,7 +172,8 @@ conversation_actor::behavior_type conversation(self_ptr self, engine_context* ct
           return;
         }
         st.refresh_queued = true;
-        enqueue(self, caller, [=] { op_refresh(self, caller); }, false);
+        enqueue(
+            self, caller, [=] { op_refresh(self, caller); }, false);
         if (caller.answered() && st.refresh_queued) st.refresh_queued = false;  // refused
       },
       [=](unwatch_atom, const std::shared_ptr<conversation_subscriber>& s) {

@@ -162,7 +162,10 @@ void enqueue(self_ptr self, const reply_slot& caller, std::function<void()> run,
     run();
     return;
   }
-  if (limited && st.queue.size() >= st.ctx->cfg.limits.conversation_queue) {
+  // A refresh waiting (at most one) is the engine's, not a client's.
+  auto clients_waiting =
+      st.queue.size() - std::min<std::size_t>(st.queue.size(), st.refresh_queued);
+  if (limited && clients_waiting >= st.ctx->cfg.limits.conversation_queue) {
     failure f{errc::queue_full, "conversation " + st.id + " has too many operations waiting"};
     f.retry_after_s = 1;
     caller.fail(std::move(f));

@@ -8,6 +8,7 @@
 #include "persistence/change_feed.hpp"
 #include "telemetry/metrics.hpp"
 
+#include <spdlog/spdlog.h>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/blocking_actor.hpp>
@@ -20,6 +21,7 @@
 #include <deque>
 #include <iterator>
 #include <limits>
+#include <thread>
 #include <tuple>
 
 namespace parley {
@@ -158,11 +160,19 @@ class actor_engine final : public engine {
     ctx_.dir = std::make_unique<directory>(cfg.actors.max_live, [this](const std::string& id) {
       return spawn_loading_conversation(system_, &ctx_, id);
     });
-    if (cfg.database.url.kind == database_url::backend::postgresql)
+    if (cfg.database.url.kind == database_url::backend::postgresql) {
       changes_ = std::make_unique<change_listener>(
           cfg.database.url.target,
           change_listener::handlers{[this](const conversation_change& c) { on_change(c); },
                                     [this] { on_missed_changes(); }});
+      // Listening before any conversation is held: none can miss a change
+      // committed before its instance listened.
+      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (!changes_->listening() && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(milliseconds(10));
+      if (!changes_->listening())
+        spdlog::warn("database: not yet listening for other instances' changes; serving anyway");
+    }
   }
 
   ~actor_engine() override { shutdown(); }

@@ -85,6 +85,7 @@ void change_listener::stop() {
 
 void change_listener::run() {
   bool warned = false;
+  bool listened_before = false;
   // Waits for `fd` to be readable (or only for the time, with -1); false once stopping.
   auto wait = [this](int fd, int timeout_ms) {
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {fd, POLLIN, 0}};
@@ -99,9 +100,10 @@ void change_listener::run() {
       if (PQresultStatus(res.get()) == PGRES_COMMAND_OK) {
         if (warned) spdlog::info("database: listening for other instances' changes again");
         warned = false;
-        // Changes committed before this LISTEN (since the last, or since the
-        // process started holding conversations) were not heard.
-        if (on_.resumed) on_.resumed();
+        // Changes committed between two LISTENs were not heard. (The engine
+        // waits for the first before it serves, so none come before it.)
+        if (listened_before && on_.resumed) on_.resumed();
+        listened_before = true;
         listening_ = true;
         int fd = PQsocket(conn.get());
         while (wait(fd, -1)) {

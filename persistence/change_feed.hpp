@@ -38,8 +38,7 @@ class change_listener {
   struct handlers {
     /// A change committed by any instance (this one's too).
     std::function<void(const conversation_change&)> changed;
-    /// Listening (at first, or again after a break): changes committed
-    /// before were not heard.
+    /// Listening again after a break: changes committed meanwhile were not heard.
     std::function<void()> resumed;
   };
 

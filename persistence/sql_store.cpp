@@ -557,10 +557,26 @@ class sql_store final : public store {
   }
 
   void ping() override {
-    guarded([&] {
-      int one = 0;
-      session_ << sql::ping, soci::into(one);
-    });
+    auto ask = [&] {
+      guarded([&] {
+        int one = 0;
+        session_ << sql::ping, soci::into(one);
+      });
+    };
+    bool known_broken = suspect_;
+    try {
+      ask();
+    } catch (const store_error& e) {
+      // A connection this very ping found closed (the server restarted) is
+      // opened again at once and asked again: /ready must not answer 503
+      // after the database is back only because this reader had not used
+      // its connection since. A hung server keeps its connections open.
+      if (known_broken || e.code != errc::db_unavailable || dialect_ != sql_dialect::postgresql ||
+          PQstatus(native_postgresql()) == CONNECTION_OK)
+        throw;
+      last_reconnect_ = {};
+      ask();
+    }
   }
 
   void set_call_timeout(std::chrono::milliseconds timeout) override {

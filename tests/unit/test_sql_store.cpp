@@ -638,6 +638,18 @@ BOOST_AUTO_TEST_CASE(a_broken_connection_is_opened_again,
   BOOST_TEST(f.db->list_messages("c1", 0, std::nullopt, 10).size() == 1u);
 }
 
+// What /ready asks: after a server restart the first ping answers, without
+// a failure for the connection it found closed.
+BOOST_AUTO_TEST_CASE(a_ping_after_the_server_closed_the_connection_answers_at_once,
+                     *boost::unit_test::precondition(testing::only_on_postgresql)) {
+  fresh_store f;
+  f.db->ping();
+  f.scratch.terminate_connections();
+  BOOST_CHECK_NO_THROW(f.db->ping());
+  BOOST_CHECK_NO_THROW(f.db->ping());
+  BOOST_TEST(!f.db->find_conversation("none").has_value());
+}
+
 // SQLite stores U+0000 as it is.
 BOOST_AUTO_TEST_CASE(a_refused_value_leaves_nothing_behind_for_the_next_batch,
                      *boost::unit_test::precondition(testing::only_on_postgresql)) {

@@ -280,7 +280,13 @@ BOOST_AUTO_TEST_CASE(sigterm_sends_clients_through_nginx_to_the_other_instance) 
   ws_client again(nginx.port(), ws_path(id), "moving");
   auto answer = send_message(via_nginx, id, {{"content", "after"}});
   BOOST_TEST(answer["message"]["seq"] == 3);
-  BOOST_TEST(next_done(again)["reply"]["id"] == answer["reply"]["id"]);
+  // (On SQLite, B may first tell it of A's earlier exchange, which a stale
+  // copy of B's had not seen: instances there hear each other only through
+  // a conflict's reload.)
+  json heard;
+  do heard = next_done(again);
+  while (heard["type"] == "done" && heard["reply"]["id"] != answer["reply"]["id"]);
+  BOOST_TEST(heard["reply"]["id"] == answer["reply"]["id"], heard.dump());
   BOOST_TEST(all_messages(via_nginx, id).size() == 4u);
 }
 

@@ -99,7 +99,7 @@ outcome<done> leased_limits::take_request(const std::string& user, clock::time_p
     l.last_request = now;
     // The shared bucket now, as far as this instance knows.
     predicted =
-        l.bucket_known
+        l.bucket_known()
             ? std::min(capacity_,
                        l.bucket_left + seconds_f(now - l.bucket_read_at).count() * per_second_)
             : capacity_;
@@ -140,8 +140,7 @@ outcome<std::shared_ptr<void>> leased_limits::claim_generation(const std::string
     // the ledger just said the other instances hold the rest.
     bool credit =
         !held && l.generating < generations_ &&
-        (!l.slots_known || (l.generating <= l.slots &&
-                            !(l.slots_refused && now - l.slots_refused_at < timing_.slot_ttl)));
+        (!l.slots_known() || (l.generating <= l.slots && !l.refused_within(now, timing_.slot_ttl)));
     if (!held && !credit) {
       failure f{errc::rate_limited, "user " + user + " already has " +
                                         std::to_string(generations_) + " replies in progress"};
@@ -206,12 +205,12 @@ void leased_limits::reconcile() {
       // Nothing held, owed or recent, the bucket refilled as far as this
       // instance knows, and no refusal to remember: a fresh lease would be the same.
       bool bucket_full =
-          !l.bucket_known ||
+          !l.bucket_known() ||
           l.bucket_left + seconds_f(now - l.bucket_read_at).count() * per_second_ >= capacity_;
       bool idle = !called && l.tokens > -1e-9 && l.tokens < 1 && l.generating == 0 &&
                   l.slots == 0 && now - l.last_request >= timing_.idle_return &&
                   now - l.last_generation >= timing_.spare_for && bucket_full &&
-                  (!l.slots_refused || now - l.slots_refused_at >= timing_.slot_ttl);
+                  !l.refused_within(now, timing_.slot_ttl);
       at = idle ? core_->leases.erase(at) : std::next(at);
     }
   }
@@ -242,7 +241,6 @@ void leased_limits::reconcile() {
           mutex_lock lock(core_->mutex);
           auto& l = core_->leases[call.user];
           l.tokens += grant.taken;
-          l.bucket_known = true;
           l.bucket_left = grant.left;
           l.bucket_read_at = now;
           break;
@@ -256,11 +254,9 @@ void leased_limits::reconcile() {
           mutex_lock lock(core_->mutex);
           auto& l = core_->leases[call.user];
           l.slots = held;
-          l.slots_known = true;
           l.slots_renewed = now;
           // Short of the replies running here, not merely of the spare.
-          l.slots_refused = held < l.generating;
-          if (l.slots_refused) l.slots_refused_at = now;
+          l.slots_refused_at = held < l.generating ? now : clock::time_point{};
           break;
         }
       }

@@ -70,19 +70,24 @@ class leased_limits final : public user_limits {
   struct lease {
     double tokens = 0;  ///< leased and not spent; below 0: admitted on credit
     bool wants_tokens = false;
-    bool bucket_known = false;
-    double bucket_left = 0;  ///< the shared bucket at the last take
-    clock::time_point bucket_read_at;
+    double bucket_left = 0;            ///< the shared bucket at the last take
+    clock::time_point bucket_read_at;  ///< none: never taken
     clock::time_point last_request;
     unsigned generating = 0;
     unsigned slots = 0;        ///< held in the ledger
     unsigned slots_asked = 0;  ///< at the last claim
     clock::time_point slots_asked_at;
-    bool slots_known = false;  ///< the ledger has answered for the user
-    clock::time_point slots_renewed;
+    clock::time_point slots_renewed;  ///< none: the ledger never answered for the user
     clock::time_point last_generation;
+    /// When the ledger last answered short of the replies running here;
+    /// none since it answered in full.
     clock::time_point slots_refused_at;
-    bool slots_refused = false;
+
+    bool bucket_known() const { return bucket_read_at != clock::time_point{}; }
+    bool slots_known() const { return slots_renewed != clock::time_point{}; }
+    bool refused_within(clock::time_point now, clock::duration d) const {
+      return slots_refused_at != clock::time_point{} && now - slots_refused_at < d;
+    }
   };
   /// The state the handles of generations point at, which may outlive this.
   struct core {

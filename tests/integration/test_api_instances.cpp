@@ -41,6 +41,28 @@ std::string slow_echo(unsigned itl_ms) {
          std::to_string(itl_ms) + "\n";
 }
 
+/// A text of `words` words, which the slow echo takes as many steps to write.
+std::string words_of(int words) {
+  std::string text;
+  for (int i = 0; i < words; ++i) text += "word" + std::to_string(i) + " ";
+  return text;
+}
+
+/// Sends `content` to conversation `id` on `s` as `user`, streamed, in the
+/// background: the stream, once it has ended.
+std::future<sse_result> streamed_send(const server_process& s, const std::string& id,
+                                      const std::string& content, const std::string& user) {
+  return std::async(std::launch::async, [&s, id, content, user] {
+    return sse_post(s.base_url(), conversation_path(id, "/messages"),
+                    {{"content", content}, {"stream", true}}, user);
+  });
+}
+
+/// Whether conversation `id` reports an exchange running, within a few seconds.
+bool comes_to_run(http_client& c, const std::string& id) {
+  return eventually([&] { return c.get(conversation_path(id)).json()["running"].is_object(); });
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_watcher_on_one_instance_sees_what_another_commits,
@@ -152,15 +174,8 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_ready_first_then_finishes_the_reply_then_sen
   http_client c(s.base_url(), "drain");
   auto id = create_conversation(c);
   ws_client watcher(s.port(), ws_path(id), "drain");
-  std::string long_text;
-  for (int i = 0; i < 80; ++i) long_text += "word" + std::to_string(i) + " ";
-
-  auto stream = std::async(std::launch::async, [&] {
-    return sse_post(s.base_url(), conversation_path(id, "/messages"),
-                    {{"content", long_text}, {"stream", true}}, "drain");
-  });
-  BOOST_REQUIRE(
-      eventually([&] { return c.get(conversation_path(id)).json()["running"].is_object(); }));
+  auto stream = streamed_send(s, id, words_of(80), "drain");
+  BOOST_REQUIRE(comes_to_run(c, id));
   ::kill(s.pid(), SIGTERM);
 
   // /ready turns 503 at once, while the API still answers.
@@ -200,14 +215,8 @@ BOOST_AUTO_TEST_CASE(a_reply_longer_than_the_grace_period_is_stored_cancelled) {
   server_process s({.config_toml = slow_echo(30) + "[server]\nshutdown_grace_ms = 500\n"});
   http_client c(s.base_url(), "grace");
   auto id = create_conversation(c);
-  std::string long_text;
-  for (int i = 0; i < 200; ++i) long_text += "w" + std::to_string(i) + " ";
-  auto stream = std::async(std::launch::async, [&] {
-    return sse_post(s.base_url(), conversation_path(id, "/messages"),
-                    {{"content", long_text}, {"stream", true}}, "grace");
-  });
-  BOOST_REQUIRE(
-      eventually([&] { return c.get(conversation_path(id)).json()["running"].is_object(); }));
+  auto stream = streamed_send(s, id, words_of(200), "grace");
+  BOOST_REQUIRE(comes_to_run(c, id));
   ::kill(s.pid(), SIGTERM);
   auto streamed = stream.get();
   BOOST_REQUIRE(!streamed.events.empty());
@@ -259,25 +268,16 @@ BOOST_AUTO_TEST_CASE(a_users_replies_in_progress_are_counted_across_instances,
   http_client on_a(a.base_url(), "busy"), on_b(b.base_url(), "busy");
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(create_conversation(on_a));
-  auto slow_reply = [&](const server_process& s, const std::string& id) {
-    return std::async(std::launch::async, [&s, id] {
-      return sse_post(s.base_url(), conversation_path(id, "/messages"),
-                      {{"content", "slowly"}, {"stream", true}}, "busy");
-    });
-  };
   // A runs the user's two replies and holds both slots in the ledger.
-  auto first = slow_reply(a, ids[0]);
-  auto second = slow_reply(a, ids[1]);
-  BOOST_REQUIRE(eventually([&] {
-    return on_a.get(conversation_path(ids[0])).json()["running"].is_object() &&
-           on_a.get(conversation_path(ids[1])).json()["running"].is_object();
-  }));
+  auto first = streamed_send(a, ids[0], "slowly", "busy");
+  auto second = streamed_send(a, ids[1], "slowly", "busy");
+  BOOST_REQUIRE(comes_to_run(on_a, ids[0]));
+  BOOST_REQUIRE(comes_to_run(on_a, ids[1]));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   // B has not asked the ledger yet: one reply on credit (the documented
   // overshoot, one per instance)...
-  auto on_credit = slow_reply(b, ids[2]);
-  BOOST_REQUIRE(eventually(
-      [&] { return on_b.get(conversation_path(ids[2])).json()["running"].is_object(); }));
+  auto on_credit = streamed_send(b, ids[2], "slowly", "busy");
+  BOOST_REQUIRE(comes_to_run(on_b, ids[2]));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   // ...and then none, though B itself runs only one of the two allowed.
   auto refused = on_b.post(conversation_path(ids[2], "/messages"), {{"content", "no"}});

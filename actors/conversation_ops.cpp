@@ -193,7 +193,7 @@ void op_update(self_ptr self, const std::string& user, const conversation_patch&
 
 void op_delete(self_ptr self, const std::string& user, const completion<done>& caller) {
   if (foreign(self, user, caller)) return;
-  commit(self, {write::delete_conversation{self->state.id}}, caller, [=] {
+  commit(self, {write::delete_conversation{self->state.id, self->state.meta.user_id}}, caller, [=] {
     self->state.current = phase::gone;
     close_watchers(self, {errc::not_found, "conversation " + self->state.id + " was deleted"});
     caller.complete(done{});
@@ -398,7 +398,7 @@ void answer_history(self_ptr self, const std::string& user, const history_query&
   if (st.meta.user_id != user)
     caller.fail(conversation_not_found(st.id));
   else
-    caf::anon_send(st.ctx->db.readers, read_atom::value,
+    caf::anon_send(st.ctx->db.replica_readers, read_atom::value, user,
                    read_completing(history_read(st.id, q), caller));
 }
 

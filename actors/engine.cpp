@@ -6,6 +6,7 @@
 #include "base/uuid.hpp"
 #include "persistence/caf_errors.hpp"
 #include "persistence/change_feed.hpp"
+#include "persistence/commit_positions.hpp"
 #include "telemetry/metrics.hpp"
 
 #include <spdlog/spdlog.h>
@@ -161,10 +162,20 @@ class actor_engine final : public engine {
       return spawn_loading_conversation(system_, &ctx_, id);
     });
     if (cfg.database.url.kind == database_url::backend::postgresql) {
-      changes_ = std::make_unique<change_listener>(
-          cfg.database.url.target,
-          change_listener::handlers{[this](const conversation_change& c) { on_change(c); },
-                                    [this] { on_missed_changes(); }});
+      change_listener::handlers on;
+      on.changed = [this](const conversation_change& c) { on_change(c); };
+      on.resumed = [this] { on_missed_changes(); };
+      // A user's writes through another instance hold their replica reads
+      // back here too, from the moment this instance hears of them.
+      if (auto positions = ctx_.db.positions) {
+        on.written_elsewhere = [positions](wal_position at, const whose_writes& whose) {
+          positions->heard(at, whose);
+        };
+        on.listening_from = [positions](std::optional<wal_position> at) {
+          positions->listening(at);
+        };
+      }
+      changes_ = std::make_unique<change_listener>(cfg.database.url.target, std::move(on));
       // Listening before any conversation is held: none can miss a change
       // committed before its instance listened.
       auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -225,7 +236,7 @@ class actor_engine final : public engine {
           for (auto& row : page.rows) row.running = ctx_.running.find(row.id);
           return page;
         },
-        std::move(reply));
+        std::move(reply), user_id);
   }
 
   void update_conversation(std::string user_id, std::string id, conversation_patch patch,
@@ -342,10 +353,11 @@ class actor_engine final : public engine {
              reply_fn<std::vector<usage_row>> reply) override {
     read<std::vector<usage_row>>(
         [user_id, from_day, to_day](store& db) { return db.usage(user_id, from_day, to_day); },
-        std::move(reply));
+        std::move(reply), user_id);
   }
 
   void search(search_request request, reply_fn<search_page> reply) override {
+    auto user = request.user_id;
     read<search_page>(
         [request = std::move(request), &seconds = search_seconds_](store& db) {
           auto started = std::chrono::steady_clock::now();
@@ -354,7 +366,7 @@ class actor_engine final : public engine {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
           return page;
         },
-        std::move(reply));
+        std::move(reply), std::move(user));
   }
 
   void export_conversation(std::string user_id, std::string id, bool whole_tree,
@@ -366,7 +378,7 @@ class actor_engine final : public engine {
           return whole_tree ? whole_tree_of(db, std::move(*row))
                             : active_branch_of(db, std::move(*row));
         },
-        std::move(reply));
+        std::move(reply), user_id);
   }
 
   void export_page(std::string user_id, std::string after, unsigned limit,
@@ -378,7 +390,7 @@ class actor_engine final : public engine {
             out.push_back(whole_tree_of(db, std::move(row)));
           return out;
         },
-        std::move(reply));
+        std::move(reply), user_id);
   }
 
   void import_conversations(std::string user_id, import_reader next,
@@ -454,6 +466,7 @@ class actor_engine final : public engine {
           .receive([](ok_atom) {}, [](caf::error&) {});
     }
     ctx_.dir->stop_all();
+    caf::anon_send_exit(ctx_.db.replica_readers, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(ctx_.db.readers, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(ctx_.db.writer, caf::exit_reason::user_shutdown);
     system_.await_all_actors_done();
@@ -561,11 +574,13 @@ class actor_engine final : public engine {
                *request);
   }
 
-  /// Runs `job` on a reader, which answers `reply` itself.
+  /// Runs `job` on a reader, which answers `reply` itself. A read of
+  /// `replica_user`'s data that may lag behind other users' writes (a list,
+  /// a search, usage, an export) names them, and may go to the read replica.
   template <class T>
-  void read(std::function<T(store&)> job, reply_fn<T> reply) {
+  void read(std::function<T(store&)> job, reply_fn<T> reply, std::string replica_user = {}) {
     read_outcome<T>([job = std::move(job)](store& db) -> outcome<T> { return job(db); },
-                    std::move(reply));
+                    std::move(reply), std::move(replica_user));
   }
 
   /// A run its conversation no longer holds (it ended long ago, or the
@@ -605,7 +620,8 @@ class actor_engine final : public engine {
 
   /// The same for a job that may answer a failure of its own.
   template <class T>
-  void read_outcome(std::function<outcome<T>(store&)> job, reply_fn<T> reply) {
+  void read_outcome(std::function<outcome<T>(store&)> job, reply_fn<T> reply,
+                    std::string replica_user = {}) {
     if (stopped_) {
       reply(shutting_down());
       return;
@@ -613,8 +629,12 @@ class actor_engine final : public engine {
     completion<T> caller(answer_within(std::move(reply), milliseconds(ctx_.cfg.database.timeout_ms),
                                        errc::db_unavailable),
                          nullptr);
-    caf::anon_send(ctx_.db.readers, read_atom::value,
-                   read_completing(std::move(job), std::move(caller)));
+    auto request = read_completing(std::move(job), std::move(caller));
+    if (replica_user.empty())
+      caf::anon_send(ctx_.db.readers, read_atom::value, std::move(request));
+    else
+      caf::anon_send(ctx_.db.replica_readers, read_atom::value, std::move(replica_user),
+                     std::move(request));
   }
 
   // Outlives the actor system: actors answer through it until they are gone.

@@ -68,9 +68,11 @@ int main(int argc, char** argv) {
     std::string model_list;
     for (auto& m : models->all())
       model_list += (model_list.empty() ? "" : ", ") + m.id + " (" + m.provider + ")";
-    spdlog::info("parley {} starting: config {}, database {}, auth {}, providers {}, models {}",
-                 version(), cfg.source, backend_name(cfg.database.url), cfg.auth.mode,
-                 provider_list, model_list);
+    spdlog::info(
+        "parley {} starting: config {}, database {}, auth {}, providers {}, models {}", version(),
+        cfg.source,
+        backend_name(cfg.database.url) + (cfg.database.read_url ? " with a read replica" : ""),
+        cfg.auth.mode, provider_list, model_list);
     return run_server(cfg, *eng, [&](std::uint16_t port) {
       // Tests and scripts read this line to find an ephemeral port.
       std::printf("parley listening on http://%s:%u\n", cfg.server.host.c_str(), port);

@@ -196,6 +196,10 @@ constexpr env_variable env_variables[] = {
      [](settings& s, const std::string& v) { s.server.cors_origins = split_commas(v); }},
     {"DATABASE_URL", "database.url",
      [](settings& s, const std::string& v) { s.database.url = parse_database_url(v); }},
+    {"DATABASE_READ_URL", "database.read_url",
+     [](settings& s, const std::string& v) {
+       s.database.read_url = parse_database_url(v, "database.read_url");
+     }},
     {"PARLEY_AUTH_MODE", "auth.mode", assign_text<&settings::auth, &auth_settings::mode>},
     {"PARLEY_JWT_SECRET", "auth.jwt_secret",
      assign_text<&settings::auth, &auth_settings::jwt_secret>},
@@ -296,6 +300,12 @@ void validate(const settings& s) {
         "auth: jwt mode needs exactly one of auth.jwt_secret (HS256) or auth.jwt_public_key_file "
         "(RS256)");
   if (s.default_model.empty()) throw config_error("defaults.model: must not be empty");
+  using backend = database_url::backend;
+  if (s.database.read_url && (s.database.read_url->kind != backend::postgresql ||
+                              s.database.url.kind != backend::postgresql))
+    throw config_error(
+        "database.read_url: a read replica is a PostgreSQL standby of database.url, which must be "
+        "on PostgreSQL too");
   static const std::set<std::string> levels{"trace", "debug",    "info", "warn",
                                             "error", "critical", "off"};
   if (!levels.count(s.log.level))
@@ -417,7 +427,7 @@ std::string redacted_url(const std::string& url) {
   return out;
 }
 
-database_url parse_database_url(const std::string& url) {
+database_url parse_database_url(const std::string& url, std::string_view key) {
   database_url out;
   out.original = url;
   if (url == "sqlite::memory:") {
@@ -427,7 +437,7 @@ database_url parse_database_url(const std::string& url) {
   if (url.rfind("sqlite://", 0) == 0) {
     auto rest = url.substr(9);  // "/abs/path.db" or "rel/path.db"
     if (rest.empty() || rest == "/")
-      throw config_error("database.url: '" + url + "' names no file");
+      throw config_error(std::string(key) + ": '" + url + "' names no file");
     out.target = rest;
     return out;
   }
@@ -436,7 +446,7 @@ database_url parse_database_url(const std::string& url) {
     out.target = url;  // libpq takes the URI as it is
     return out;
   }
-  throw config_error("database.url: unknown scheme in '" + redacted_url(url) +
+  throw config_error(std::string(key) + ": unknown scheme in '" + redacted_url(url) +
                      "' (expected sqlite://, sqlite::memory:, postgresql:// or postgres://)");
 }
 
@@ -479,6 +489,9 @@ void read_toml(settings& s, const toml::table& root, std::vector<std::string>* k
     std::string url;
     r.get_string("url", url);
     if (!url.empty()) s.database.url = parse_database_url(url);
+    std::string read_url;
+    r.get_string("read_url", read_url);
+    if (!read_url.empty()) s.database.read_url = parse_database_url(read_url, "database.read_url");
     r.get_int<unsigned>("batch_max_requests", s.database.batch_max_requests, 1, 100000);
     r.get_int<unsigned>("batch_delay_ms", s.database.batch_delay_ms, 0, 10000);
     r.get_int<unsigned>("read_pool_size", s.database.read_pool_size, 1, 64);

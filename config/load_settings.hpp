@@ -6,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace parley {
@@ -60,8 +61,8 @@ struct setting_key {
 std::vector<setting_key> setting_keys();
 
 /// Accepts sqlite://REL.db, sqlite:///ABS.db, sqlite::memory:, postgresql://…,
-/// postgres://…. Throws config_error for anything else.
-database_url parse_database_url(const std::string& url);
+/// postgres://…. Throws config_error for anything else, naming `key`.
+database_url parse_database_url(const std::string& url, std::string_view key = "database.url");
 
 /// `url` with the password of its user info replaced by "***", for messages.
 std::string redacted_url(const std::string& url);

@@ -61,7 +61,11 @@ struct database_settings {
   /// the flush runs after every write already queued (bench/RESULTS.md shows
   /// 0 beating 2, 5 and 10 ms on both databases in throughput and latency).
   unsigned batch_delay_ms = 0;
-  /// Reader sessions, so reads never wait behind a batch.
+  /// A PostgreSQL standby of `url` that serves history, lists, search, usage
+  /// and exports, once it has replayed the requesting user's acknowledged writes.
+  std::optional<database_url> read_url;
+  /// Reader sessions, so reads never wait behind a batch (as many again on
+  /// the replica).
   unsigned read_pool_size = 2;
   /// Deadline of one database operation as seen by a caller. A request that
   /// needs the database waits for at most two (loading a conversation: flush,

@@ -1,6 +1,8 @@
 #include "persistence/persistence_actors.hpp"
 
+#include "config/load_settings.hpp"
 #include "persistence/caf_errors.hpp"
+#include "persistence/commit_positions.hpp"
 #include "persistence/messages.hpp"
 #include "telemetry/metrics.hpp"
 
@@ -11,7 +13,9 @@
 #include <caf/exit_reason.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <optional>
 
 namespace parley {
 
@@ -77,6 +81,29 @@ struct writer_state {
   static inline const char* name = "parley.writer";
   std::shared_ptr<store> db;
   database_settings cfg;
+  /// Where each user's acknowledged writes end, when a replica serves reads.
+  std::shared_ptr<commit_positions> positions;
+  bool position_missed = false;  ///< the last batch's position could not be read
+
+  /// Notes where `set`'s batch ended (position `at`; 0: unknown), before
+  /// its requester is answered, so that their next read knows.
+  void note_committed(wal_position at, const write_set& set) {
+    if (!positions) return;
+    if (at == 0) {
+      if (!position_missed) spdlog::warn("writer: a batch's WAL position could not be read");
+      position_missed = true;
+      positions->committed_somewhere();
+      return;
+    }
+    position_missed = false;
+    positions->committed(at, users_written(set));
+  }
+  /// A batch failed in a way that may still have committed it (the
+  /// connection broke, or a cancel did not take): its retry may be answered
+  /// from the database, so no replica read may miss it.
+  void note_outcome_unknown() {
+    if (positions) positions->committed_somewhere();
+  }
   std::vector<pending_write> pending;
   bool flush_scheduled = false;
 };
@@ -92,11 +119,14 @@ void flush_pending(writer_state& st) {
   auto& m = recorded_writer_metrics();
   auto started = std::chrono::steady_clock::now();
   try {
-    st.db->commit(sets);
+    auto at = st.db->commit(sets);
     m.batch_size.observe(static_cast<double>(batch.size()));
     m.flush_seconds.observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    for (auto& p : batch) p.promise.deliver(ok_atom::value);
+    for (auto& p : batch) {
+      st.note_committed(at, p.set);
+      p.promise.deliver(ok_atom::value);
+    }
     return;
   } catch (const store_error& e) {
     m.failed_batches.add();
@@ -104,11 +134,13 @@ void flush_pending(writer_state& st) {
     // (the database is gone) to all of them.
     if (e.code == errc::db_unavailable || batch.size() == 1) {
       spdlog::warn("writer: batch of {} failed: {}", batch.size(), e.what());
+      if (e.code == errc::db_unavailable) st.note_outcome_unknown();
       for (auto& p : batch) p.promise.deliver(make_caf_error(store_failure(e)));
       return;
     }
   } catch (const std::exception& e) {
     m.failed_batches.add();
+    st.note_outcome_unknown();
     auto f = unexpected_failure("writer", e);
     for (auto& p : batch) p.promise.deliver(make_caf_error(f));
     return;
@@ -117,11 +149,13 @@ void flush_pending(writer_state& st) {
   // so only the offending one fails.
   for (auto& p : batch) {
     try {
-      st.db->commit({&p.set});
+      st.note_committed(st.db->commit({&p.set}), p.set);
       p.promise.deliver(ok_atom::value);
     } catch (const store_error& e) {
+      if (e.code == errc::db_unavailable) st.note_outcome_unknown();
       p.promise.deliver(make_caf_error(store_failure(e)));
     } catch (const std::exception& e) {
+      st.note_outcome_unknown();
       p.promise.deliver(make_caf_error(unexpected_failure("writer", e)));
     }
   }
@@ -138,9 +172,10 @@ void purge_expired_keys(writer_state& st) {
 }
 
 caf::behavior writer(caf::stateful_actor<writer_state>* self, std::shared_ptr<store> db,
-                     database_settings cfg) {
+                     database_settings cfg, std::shared_ptr<commit_positions> positions) {
   self->state.db = std::move(db);
   self->state.cfg = cfg;
+  self->state.positions = std::move(positions);
   // On shutdown nothing pending may be lost.
   self->set_exit_handler([=](const caf::exit_msg& msg) {
     flush_pending(self->state);
@@ -185,6 +220,36 @@ caf::behavior writer(caf::stateful_actor<writer_state>* self, std::shared_ptr<st
 
 // --- readers ------------------------------------------------------------------
 
+caf::result<caf::message> run_job(store& db, const read_job& job) {
+  try {
+    return job(db);
+  } catch (const store_error& e) {
+    spdlog::warn("reader: {}", e.what());
+    return make_caf_error(store_failure(e));
+  } catch (const std::exception& e) {
+    return make_caf_error(unexpected_failure("reader", e));
+  }
+}
+
+/// Runs `request` on `db`; a store_error it throws that `spare` returns
+/// true for is left to the caller instead of answered.
+template <class Spare>
+void run_request(store& db, read_request& request, Spare spare) {
+  try {
+    request.run(db);
+  } catch (const store_error& e) {
+    if (spare(e)) throw;
+    spdlog::warn("reader: {}", e.what());
+    request.fail(store_failure(e));
+  } catch (const std::exception& e) {
+    request.fail(unexpected_failure("reader", e));
+  }
+}
+
+void run_request(store& db, read_request& request) {
+  run_request(db, request, [](const store_error&) { return false; });
+}
+
 struct reader_state {
   static inline const char* name = "parley.reader";
   std::shared_ptr<store> db;
@@ -193,25 +258,148 @@ struct reader_state {
 caf::behavior reader(caf::stateful_actor<reader_state>* self, std::shared_ptr<store> db) {
   self->state.db = std::move(db);
   return {
-      [=](read_atom, const read_job& job) -> caf::result<caf::message> {
+      [=](read_atom, const read_job& job) { return run_job(*self->state.db, job); },
+      [=](read_atom, const std::shared_ptr<read_request>& request) {
+        run_request(*self->state.db, *request);
+      },
+      // What a replica could serve, when there is none: the user makes no difference.
+      [=](read_atom, const std::string&, const std::shared_ptr<read_request>& request) {
+        run_request(*self->state.db, *request);
+      },
+  };
+}
+
+/// What the replica readers report on GET /metrics.
+metrics::family<metrics::counter>& replica_reads() {
+  static auto& family = metrics::default_registry().counters(
+      "parley_replica_reads_total",
+      "Reads a read replica (database.read_url) may serve, by where they went: the replica, or "
+      "the primary because the replica had not yet replayed the user's acknowledged writes "
+      "(behind) or did not answer (unavailable).",
+      {"outcome"});
+  return family;
+}
+
+/// How often the prober asks a replica that failed whether it is back.
+constexpr auto replica_probe_interval = std::chrono::seconds(1);
+
+using probe_atom = caf::atom_constant<caf::atom("probe")>;
+
+/// Whether the replica failed a read and has not answered the prober since.
+/// While it is down, the readers leave their connections to it alone: a
+/// replica that hangs would hold each read they try for their deadline.
+struct replica_health {
+  std::atomic<bool> down{false};
+  caf::actor prober;  ///< told (probe_atom) when the replica goes down
+};
+
+struct replica_prober_state {
+  static inline const char* name = "parley.replica_prober";
+};
+
+/// Asks the replica, on a connection of its own, once a second while it is
+/// down, and says when it is back. Only this actor waits for a replica that hangs.
+caf::behavior replica_prober(caf::stateful_actor<replica_prober_state>* self,
+                             std::shared_ptr<store> db, std::shared_ptr<replica_health> health) {
+  self->set_down_handler([self](caf::down_msg& msg) { self->quit(msg.reason); });
+  return {
+      // It goes when the readers go (watching them: a link would take the
+      // readers down with the prober, were it ever to fail).
+      [=](const caf::actor& readers) { self->monitor(readers); },
+      [=](probe_atom) {
+        if (!health->down) return;
         try {
-          return job(*self->state.db);
-        } catch (const store_error& e) {
-          spdlog::warn("reader: {}", e.what());
-          return make_caf_error(store_failure(e));
-        } catch (const std::exception& e) {
-          return make_caf_error(unexpected_failure("reader", e));
+          db->ping();
+          spdlog::info("replica: answering again");
+          health->down = false;
+        } catch (const std::exception&) {
+          self->delayed_send(self, replica_probe_interval, probe_atom::value);
         }
       },
-      [=](read_atom, const std::shared_ptr<read_request>& request) {
-        try {
-          request->run(*self->state.db);
-        } catch (const store_error& e) {
-          spdlog::warn("reader: {}", e.what());
-          request->fail(store_failure(e));
-        } catch (const std::exception& e) {
-          request->fail(unexpected_failure("reader", e));
+  };
+}
+
+struct replica_reader_state {
+  static inline const char* name = "parley.replica_reader";
+  std::shared_ptr<store> db;
+  std::shared_ptr<commit_positions> positions;
+  std::shared_ptr<replica_health> health;
+  caf::actor primary;  ///< the readers, for what the replica cannot answer now
+  metrics::counter& served = replica_reads().with({"replica"});
+  metrics::counter& behind = replica_reads().with({"behind"});
+  metrics::counter& unavailable = replica_reads().with({"unavailable"});
+  /// commit_positions::losses() when this connection last asked the replica
+  /// how far it has replayed (none yet: it asks first).
+  std::optional<std::uint64_t> asked_after_losses;
+
+  /// Whether a read for `user` may run on the replica: whether it answers,
+  /// and has replayed every acknowledged write of theirs. It is asked only
+  /// when what it said last is not enough, or when this connection has not
+  /// asked it since it was last lost (it may have come back behind).
+  bool may_serve(const std::string& user) {
+    if (health->down) {
+      unavailable.add();
+      return false;
+    }
+    auto needed = positions->needed_by(user);
+    if (needed == commit_positions::nobody_yet) {
+      behind.add();
+      return false;
+    }
+    auto losses = positions->losses();
+    if (asked_after_losses == losses && needed <= positions->known_replayed()) return true;
+    std::optional<wal_position> replayed;
+    try {
+      replayed = db->replayed_position();
+    } catch (const store_error& e) {
+      note_unavailable(e);
+      return false;
+    }
+    // None: read_url names no standby, which has every commit (but may
+    // become one later, so this answer is not kept).
+    if (!replayed) return true;
+    positions->replayed(*replayed, losses);
+    asked_after_losses = losses;
+    if (needed <= *replayed) return true;
+    behind.add();
+    return false;
+  }
+
+  void note_unavailable(const store_error& e) {
+    unavailable.add();
+    positions->replica_lost();
+    if (health->down.exchange(true)) return;
+    spdlog::warn("replica: {}; reading from the primary meanwhile", e.what());
+    caf::anon_send(health->prober, probe_atom::value);
+  }
+};
+
+/// Runs a read on the replica when it has caught up with the user's writes,
+/// else hands it to the primary's readers. A read the replica fails for
+/// being unavailable goes to the primary too: a replica that is down costs
+/// the primary the reads, not the clients their answers.
+caf::behavior replica_reader(caf::stateful_actor<replica_reader_state>* self,
+                             std::shared_ptr<store> db, std::shared_ptr<commit_positions> positions,
+                             std::shared_ptr<replica_health> health, caf::actor primary) {
+  auto& st = self->state;
+  st.db = std::move(db);
+  st.positions = std::move(positions);
+  st.health = std::move(health);
+  st.primary = std::move(primary);
+  return {
+      [=](read_atom, const std::string& user, const std::shared_ptr<read_request>& request) {
+        auto& st = self->state;
+        if (st.may_serve(user)) {
+          try {
+            run_request(*st.db, *request,
+                        [](const store_error& e) { return e.code == errc::db_unavailable; });
+            st.served.add();
+            return;
+          } catch (const store_error& e) {
+            st.note_unavailable(e);
+          }
         }
+        self->send(st.primary, read_atom::value, request);
       },
   };
 }
@@ -236,13 +424,52 @@ persistence_actors spawn_persistence(caf::actor_system& sys, const database_sett
     reader_stores.push_back(factory());
     reader_stores.back()->set_call_timeout(call_timeout);
   }
+  // Connected before anything is spawned: a replica that cannot be reached
+  // at start is a mistake in the settings, reported like the primary's.
+  std::vector<std::shared_ptr<store>> replica_stores;
+  std::shared_ptr<commit_positions> positions;
+  if (cfg.read_url) {
+    writer_store->track_commit_positions();
+    auto replica_factory = make_store_factory(*cfg.read_url);
+    // One connection per reader, and the prober's.
+    for (unsigned i = 0; i <= cfg.read_pool_size; ++i) {
+      try {
+        replica_stores.push_back(replica_factory());
+      } catch (const store_error& e) {
+        throw store_error(e.code, "the read replica (database.read_url " +
+                                      redacted_url(cfg.read_url->original) + "): " + e.what());
+      }
+      // The whole deadline, as on the primary: a slow search there is as
+      // good as anywhere. A replica that hangs costs the reads waiting on it
+      // their answer (503), once; then the prober keeps the others off it.
+      replica_stores.back()->set_call_timeout(call_timeout);
+    }
+    positions = std::make_shared<commit_positions>();
+  }
   persistence_actors out;
-  out.writer = sys.spawn<caf::detached>(writer, writer_store, cfg);
+  out.positions = positions;
+  out.writer = sys.spawn<caf::detached>(writer, writer_store, cfg, positions);
   std::size_t next = 0;
   out.readers = caf::actor_pool::make(
       sys.dummy_execution_unit(), reader_stores.size(),
       [&] { return sys.spawn<caf::detached>(reader, reader_stores[next++]); },
       caf::actor_pool::round_robin());
+  if (replica_stores.empty()) {
+    out.replica_readers = out.readers;
+    return out;
+  }
+  auto health = std::make_shared<replica_health>();
+  health->prober = sys.spawn<caf::detached>(replica_prober, replica_stores.back(), health);
+  replica_stores.pop_back();
+  next = 0;
+  out.replica_readers = caf::actor_pool::make(
+      sys.dummy_execution_unit(), replica_stores.size(),
+      [&] {
+        return sys.spawn<caf::detached>(replica_reader, replica_stores[next++], positions, health,
+                                        out.readers);
+      },
+      caf::actor_pool::round_robin());
+  caf::anon_send(health->prober, out.replica_readers);
   return out;
 }
 

@@ -6,7 +6,11 @@
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
+#include <memory>
+
 namespace parley {
+
+class commit_positions;
 
 /// The database as actors. Every actor owns its own store and runs detached, on
 /// its own thread, so blocking SQL never stalls the cooperative scheduler.
@@ -21,6 +25,17 @@ struct persistence_actors {
   /// A round-robin pool of `read_pool_size` readers, so reads never wait behind
   /// a batch.
   caf::actor readers;
+  /// Protocol: (read_atom, user, shared_ptr<read_request>), which answers
+  /// itself as with `readers`: the reads a replica may serve (history,
+  /// lists, search, usage, exports), for `user`.
+  /// With database.read_url, a pool of readers on the replica that run a read
+  /// there once the replica has replayed every write this process acknowledged
+  /// for that user, and hand it to `readers` before; without, `readers`.
+  caf::actor replica_readers;
+  /// With database.read_url: where each user's acknowledged writes end in the
+  /// WAL, which the writer notes and the replica readers check. The engine
+  /// adds what other instances commit, as it hears of it. Null without.
+  std::shared_ptr<commit_positions> positions;
 };
 
 /// Connects every actor's store through `factory` (throws store_error when the

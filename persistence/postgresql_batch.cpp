@@ -85,8 +85,10 @@ class pipeline {
   }
 
   /// Sends every statement and the sync, and reads every result; throws the
-  /// first failure. Returns only once the transaction has committed.
-  void commit(PGconn* conn) {
+  /// first failure. Returns only once the transaction has committed: with
+  /// `ask_position`, with the WAL position past its commit record, asked for
+  /// after the sync in the same round trip (0 when that fails); else 0.
+  wal_position commit(PGconn* conn, bool ask_position) {
     if (!conn || PQenterPipelineMode(conn) != 1) throw_failure(conn, nullptr);
     // Leaving pipeline mode fails while results are unread: the store then
     // finds the connection still in pipeline mode and opens a new one.
@@ -101,6 +103,10 @@ class pipeline {
         throw_failure(conn, nullptr);
     }
     if (PQpipelineSync(conn) != 1) throw_failure(conn, nullptr);
+    if (ask_position && (PQsendQueryParams(conn, sql::postgresql::wal_insert_position, 0, nullptr,
+                                           nullptr, nullptr, nullptr, 0) != 1 ||
+                         PQpipelineSync(conn) != 1))
+      throw_failure(conn, nullptr);
     std::optional<store_error> failed;
     for (std::size_t i = 0; i < statements_.size(); ++i) {
       result_ptr res(PQgetResult(conn), &PQclear);
@@ -117,10 +123,24 @@ class pipeline {
     }
     result_ptr sync(PQgetResult(conn), &PQclear);
     if (!sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) throw_failure(conn, nullptr);
+    // Read either way, so that the connection leaves pipeline mode clean.
+    auto position = ask_position ? read_position(conn) : 0;
     if (failed) throw *failed;
+    return position;
   }
 
  private:
+  /// The position query's answer. It never throws: the batch before it has
+  /// committed, whatever becomes of the query.
+  static wal_position read_position(PGconn* conn) noexcept {
+    result_ptr position(PQgetResult(conn), &PQclear);
+    if (!position) return 0;
+    result_ptr end(PQgetResult(conn), &PQclear);
+    result_ptr sync(PQgetResult(conn), &PQclear);
+    if (!sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) return 0;
+    return wal_position_in(position.get()).value_or(0);
+  }
+
   struct statement {
     std::string sql;
     parameters params;
@@ -184,7 +204,18 @@ void bind_id(parameters& p, const std::string* id) { p.text(*id); }
 
 }  // namespace
 
-void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
+std::optional<wal_position> wal_position_in(const PGresult* res) {
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+    return std::nullopt;
+  try {
+    return parse_wal_position(PQgetvalue(res, 0, 0));
+  } catch (const store_error&) {
+    return std::nullopt;
+  }
+}
+
+wal_position execute_on_postgresql(PGconn* conn, const write_plan& plan,
+                                   const whose_writes* announce) {
   // Each bind adds a row's values in the order of its statement's `row`.
   namespace statements = sql::postgresql;
   pipeline out;
@@ -230,11 +261,14 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
               p.number(u.expected_version);
             });
 
-  send_rows(out, statements::delete_conversation_messages, plan.deleted_conversations, bind_id);
-  send_rows(out, statements::delete_conversation_sources, plan.deleted_conversations, bind_id);
-  send_rows(out, statements::delete_conversation_runs, plan.deleted_conversations, bind_id);
-  send_rows(out, statements::delete_conversation_summaries, plan.deleted_conversations, bind_id);
-  send_rows(out, statements::delete_conversations, plan.deleted_conversations, bind_id);
+  auto bind_deleted = [](parameters& p, const write::delete_conversation* d) { p.text(d->id); };
+  send_rows(out, statements::delete_conversation_messages, plan.deleted_conversations,
+            bind_deleted);
+  send_rows(out, statements::delete_conversation_sources, plan.deleted_conversations, bind_deleted);
+  send_rows(out, statements::delete_conversation_runs, plan.deleted_conversations, bind_deleted);
+  send_rows(out, statements::delete_conversation_summaries, plan.deleted_conversations,
+            bind_deleted);
+  send_rows(out, statements::delete_conversations, plan.deleted_conversations, bind_deleted);
 
   send_rows(out, statements::insert_sources, plan.sources,
             [](parameters& p, const write::record_source* s) {
@@ -297,11 +331,15 @@ void execute_on_postgresql(PGconn* conn, const write_plan& plan) {
   notices.reserve(plan.conversation_updates.size() + plan.deleted_conversations.size());
   for (auto& u : plan.conversation_updates)
     notices.push_back(encode_change({instance_id(), u.row->id, u.row->version}));
-  for (auto* id : plan.deleted_conversations)
-    notices.push_back(encode_change({instance_id(), *id, std::nullopt}));
+  for (auto* d : plan.deleted_conversations)
+    notices.push_back(encode_change({instance_id(), d->id, std::nullopt}));
   send_rows(out, statements::notify_changes, notices,
             [](parameters& p, const std::string& notice) { p.text(notice); });
-  out.commit(conn);
+  // Instances reading from a replica hold back the reads of these users.
+  if (announce)
+    send_rows(out, statements::notify_writes, encode_writes({instance_id(), *announce}),
+              [](parameters& p, const std::string& notice) { p.text(notice); });
+  return out.commit(conn, announce != nullptr);
 }
 
 }  // namespace parley

@@ -219,6 +219,9 @@ struct update_conversation {
 /// was imported from.
 struct delete_conversation {
   std::string id;
+  /// Whose it was, so that their reads stop going to a replica that still
+  /// holds it (commit_positions); empty stands for anyone's.
+  std::string user_id;
 };
 struct insert_message {
   message_record row;

@@ -671,6 +671,18 @@ inline const multi_row add_usage = [] {
 inline constexpr column notice_column[] = {{"payload", "text"}};
 inline const multi_row notify_changes{"SELECT pg_notify('parley_changes', v.payload) FROM (VALUES ",
                                       sql::detail::join({notice_column}), ") AS v(payload)"};
+/// The same, on the channel of whose writes a batch holds (for instances that
+/// read from a replica).
+inline const multi_row notify_writes{"SELECT pg_notify('parley_writes', v.payload) FROM (VALUES ",
+                                     sql::detail::join({notice_column}), ") AS v(payload)"};
+
+/// Where the WAL ends once a batch has committed: a replica that has replayed
+/// this far can read the batch. (Past a page header when the WAL sits at a
+/// page boundary, which a quiet standby reaches only with the next record:
+/// its reads go to the primary meanwhile, never the other way.)
+inline constexpr const char* wal_insert_position = "SELECT pg_current_wal_insert_lsn()::text";
+/// How far a standby has replayed the primary's WAL; null on a primary.
+inline constexpr const char* replayed_position = "SELECT pg_last_wal_replay_lsn()::text";
 
 /// Rows of idempotency_columns.
 inline const multi_row insert_idempotency = detail::insert("idempotency_keys", idempotency_columns);

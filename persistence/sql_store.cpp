@@ -1,4 +1,5 @@
 #include "base/mutex.hpp"
+#include "persistence/commit_positions.hpp"
 #include "persistence/postgresql_batch.hpp"
 #include "persistence/postgresql_interrupt.hpp"
 #include "persistence/schema.hpp"
@@ -209,15 +210,16 @@ class sql_store final : public store {
     });
   }
 
-  void commit(const std::vector<const write_set*>& sets) override {
-    guarded([&] {
+  wal_position commit(const std::vector<const write_set*>& sets) override {
+    return guarded([&]() -> wal_position {
       auto plan = make_write_plan(sets);
       // The one place the dialects write differently: SQLite runs in-process,
       // so a prepared statement per row costs no round trip; PostgreSQL gets
       // a few multi-row statements per batch, pipelined as one transaction.
       if (dialect_ == sql_dialect::postgresql) {
-        execute_on_postgresql(native_postgresql(), plan);
-        return;
+        if (!track_positions_) return execute_on_postgresql(native_postgresql(), plan, nullptr);
+        auto whose = users_written(sets);
+        return execute_on_postgresql(native_postgresql(), plan, &whose);
       }
       // IMMEDIATE: the write lock is taken (waiting the busy timeout for it)
       // before the first statement. A deferred transaction whose first write
@@ -227,6 +229,7 @@ class sql_store final : public store {
       try {
         execute_row_by_row(plan);
         session_ << sql::sqlite::commit;
+        return 0;
       } catch (...) {
         try {
           session_ << sql::sqlite::rollback;
@@ -579,6 +582,19 @@ class sql_store final : public store {
     }
   }
 
+  void track_commit_positions() override { track_positions_ = true; }
+
+  std::optional<wal_position> replayed_position() override {
+    if (dialect_ != sql_dialect::postgresql) return std::nullopt;
+    return guarded([&]() -> std::optional<wal_position> {
+      soci::indicator known = soci::i_ok;
+      std::string position;
+      session_ << sql::postgresql::replayed_position, soci::into(position, known);
+      if (known != soci::i_ok) return std::nullopt;
+      return parse_wal_position(position);
+    });
+  }
+
   void set_call_timeout(std::chrono::milliseconds timeout) override {
     call_timeout_ = timeout;
     // SQLite's one long wait is for a lock another connection holds: it is
@@ -857,8 +873,8 @@ class sql_store final : public store {
         throw store_error(errc::conflict,
                           "conversation " + u.row->id + " was changed or deleted meanwhile");
     }
-    for (auto id : plan.deleted_conversations) {
-      w.id = *id;
+    for (auto d : plan.deleted_conversations) {
+      w.id = d->id;
       w.delete_conversation_messages.execute(true);
       w.delete_conversation_sources.execute(true);
       w.delete_conversation_runs.execute(true);
@@ -1052,6 +1068,7 @@ class sql_store final : public store {
   soci::session session_;
   std::unique_ptr<prepared_writes> writes_;  // after session_: destroyed first
   bool suspect_ = false;                     ///< the last call failed for want of the database
+  bool track_positions_ = false;             ///< track_commit_positions() was called
   std::chrono::steady_clock::time_point last_reconnect_{};
   /// How long a call may take; zero: no bound (set_call_timeout).
   std::chrono::milliseconds call_timeout_{0};
@@ -1086,8 +1103,8 @@ class locked_store final : public store {
   void migrate() override {
     with([](store& s) { s.migrate(); });
   }
-  void commit(const std::vector<const write_set*>& sets) override {
-    with([&](store& s) { s.commit(sets); });
+  wal_position commit(const std::vector<const write_set*>& sets) override {
+    return with([&](store& s) { return s.commit(sets); });
   }
   std::optional<conversation_record> find_conversation(const std::string& id) override {
     return with([&](store& s) { return s.find_conversation(id); });
@@ -1171,6 +1188,12 @@ class locked_store final : public store {
   }
   void ping() override {
     with([](store& s) { s.ping(); });
+  }
+  void track_commit_positions() override {
+    with([](store& s) { s.track_commit_positions(); });
+  }
+  std::optional<wal_position> replayed_position() override {
+    return with([](store& s) { return s.replayed_position(); });
   }
   void set_call_timeout(std::chrono::milliseconds timeout) override {
     with([&](store& s) { s.set_call_timeout(timeout); });

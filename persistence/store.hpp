@@ -5,6 +5,7 @@
 #include "persistence/records.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -19,6 +20,10 @@ struct store_error : std::runtime_error {
   errc code;
 };
 
+/// A position in PostgreSQL's write-ahead log: how far a read replica must
+/// have replayed to see a commit. 0 stands for none (SQLite).
+using wal_position = std::uint64_t;
+
 /// Synchronous access to the database through one connection. Not thread-safe:
 /// each instance is owned by one actor (the writer or one reader). Every call
 /// may block and throws store_error on failure.
@@ -30,7 +35,13 @@ class store {
   virtual void migrate() = 0;
 
   /// Commits all `sets` in one transaction; on any error nothing is committed.
-  virtual void commit(const std::vector<const write_set*>& sets) = 0;
+  /// Returns the WAL position past the commit once track_commit_positions()
+  /// was called, else 0 (and 0 when it could not be read).
+  virtual wal_position commit(const std::vector<const write_set*>& sets) = 0;
+
+  /// For a read replica (PostgreSQL): from now on, each commit also tells
+  /// other instances whose data it wrote, and returns where it ended in the WAL.
+  virtual void track_commit_positions() {}
 
   virtual std::optional<conversation_record> find_conversation(const std::string& id) = 0;
 
@@ -118,6 +129,10 @@ class store {
 
   /// A trivial query: proves the database answers.
   virtual void ping() = 0;
+
+  /// How far this database, a PostgreSQL standby, has replayed its primary's
+  /// WAL. None when it is not a standby: it has every commit.
+  virtual std::optional<wal_position> replayed_position() = 0;
 
   /// Bounds every later call but migrate(): a call still running `timeout`
   /// after it began is cancelled on the server and throws

@@ -29,9 +29,7 @@ struct planner {
     else
       plan.conversation_updates[at->second].row = &w.row;
   }
-  void operator()(const write::delete_conversation& w) {
-    plan.deleted_conversations.push_back(&w.id);
-  }
+  void operator()(const write::delete_conversation& w) { plan.deleted_conversations.push_back(&w); }
   void operator()(const write::insert_message& w) { plan.inserted_messages.push_back(&w.row); }
   void operator()(const write::update_message& w) {
     auto [at, fresh] = edit_of_message.try_emplace(w.id, plan.message_edits.size());

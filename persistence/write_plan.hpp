@@ -31,7 +31,7 @@ struct write_plan {
   std::vector<const write::update_message*> message_edits;     ///< the last per message
   std::vector<const write::delete_message*> deleted_messages;  ///< children re-parented first
   std::vector<conversation_update> conversation_updates;
-  std::vector<const std::string*> deleted_conversations;
+  std::vector<const write::delete_conversation*> deleted_conversations;
   std::vector<const write::record_source*> sources;  ///< after the conversations they name
   std::vector<const run_record*> inserted_runs;
   std::vector<const summary_record*> inserted_summaries;

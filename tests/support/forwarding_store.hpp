@@ -13,7 +13,9 @@ class forwarding_store : public store {
   explicit forwarding_store(std::unique_ptr<store> inner) : inner_(std::move(inner)) {}
 
   void migrate() override { inner_->migrate(); }
-  void commit(const std::vector<const write_set*>& sets) override { inner_->commit(sets); }
+  wal_position commit(const std::vector<const write_set*>& sets) override {
+    return inner_->commit(sets);
+  }
   std::optional<conversation_record> find_conversation(const std::string& id) override {
     return inner_->find_conversation(id);
   }
@@ -90,6 +92,8 @@ class forwarding_store : public store {
     return inner_->usage(user_id, from_day, to_day);
   }
   void ping() override { inner_->ping(); }
+  void track_commit_positions() override { inner_->track_commit_positions(); }
+  std::optional<wal_position> replayed_position() override { return inner_->replayed_position(); }
   void set_call_timeout(std::chrono::milliseconds timeout) override {
     inner_->set_call_timeout(timeout);
   }

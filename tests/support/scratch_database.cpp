@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -205,6 +206,41 @@ bool control_postgresql(const std::string& action) {
   auto command = std::getenv("PARLEY_TEST_PG_CONTROL");
   if (!command || !*command) return false;
   return std::system((std::string(command) + " " + action + " >/dev/null").c_str()) == 0;
+}
+
+std::string on_replica(const std::string& database_url) {
+  auto command = std::getenv("PARLEY_TEST_PG_CONTROL");
+  auto server = postgresql_server();
+  if (!command || !*command || database_url.rfind(server + "/", 0) != 0)
+    throw std::runtime_error("no replica: PARLEY_TEST_PG_CONTROL is not set or " + database_url +
+                             " is not on " + server);
+  std::unique_ptr<FILE, decltype(&pclose)> out(
+      popen((std::string(command) + " replica").c_str(), "r"), &pclose);
+  if (!out) throw std::runtime_error("cannot run " + std::string(command));
+  std::string replica;
+  char buffer[256];
+  while (std::fgets(buffer, sizeof buffer, out.get())) replica += buffer;
+  if (pclose(out.release()) != 0 || replica.empty())
+    throw std::runtime_error("the replica did not start: " + replica);
+  replica.erase(replica.find_last_not_of("\n") + 1);
+  auto url = replica + database_url.substr(server.size());
+  // The database was just created on the primary: there once the standby
+  // has replayed that far. A paused replay (a test that stopped midway) goes on.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    try {
+      query_postgresql(replica + "/postgres?connect_timeout=5", "SELECT pg_wal_replay_resume()");
+      query_postgresql(url + "?connect_timeout=5", "SELECT 1");
+      return url;
+    } catch (const std::runtime_error&) {
+      if (std::chrono::steady_clock::now() > deadline) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+}
+
+void query_postgresql(const std::string& url, const std::string& sql) {
+  run_on_postgresql(url, sql, PGRES_TUPLES_OK);
 }
 
 }  // namespace parley::testing

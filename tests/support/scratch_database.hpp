@@ -106,8 +106,18 @@ class postgresql_backend_pause {
 };
 
 /// Runs the shell command PARLEY_TEST_PG_CONTROL names with `action` (start or
-/// stop) to take the test PostgreSQL cluster down or bring it back; returns
-/// false when there is no such command or it fails.
+/// stop; replica-stop or replica-start) to take the test PostgreSQL cluster
+/// (or its replica) down or bring it back; returns false when there is no
+/// such command or it fails.
 bool control_postgresql(const std::string& action);
+
+/// PostgreSQL only: the URL of the database `database_url` names on a
+/// streaming standby of the test cluster, which PARLEY_TEST_PG_CONTROL makes
+/// (once) and starts. Throws std::runtime_error when it cannot.
+std::string on_replica(const std::string& database_url);
+
+/// PostgreSQL only: runs the query `sql` on the database at `url` (a
+/// replica, say), on a connection of its own. Throws std::runtime_error on failure.
+void query_postgresql(const std::string& url, const std::string& sql);
 
 }  // namespace parley::testing

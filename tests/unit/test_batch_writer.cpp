@@ -32,9 +32,9 @@ class counting_store final : public testing::forwarding_store {
  public:
   counting_store(std::unique_ptr<store> inner, std::atomic<int>& batches)
       : forwarding_store(std::move(inner)), batches_(batches) {}
-  void commit(const std::vector<const write_set*>& sets) override {
+  wal_position commit(const std::vector<const write_set*>& sets) override {
     ++batches_;
-    forwarding_store::commit(sets);
+    return forwarding_store::commit(sets);
   }
 
  private:

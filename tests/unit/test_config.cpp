@@ -119,6 +119,37 @@ BOOST_AUTO_TEST_CASE(the_drain_delay_is_read_and_bounded) {
              std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_read_replica_is_a_postgresql_standby_of_a_postgresql_primary) {
+  BOOST_TEST(!load_settings(cli_of({"serve"}), {}).database.read_url);
+  config_file both(
+      "[database]\nurl = \"postgresql://p@primary/parley\"\n"
+      "read_url = \"postgresql://p@replica/parley\"\n");
+  auto s = load_settings(cli_of({"serve", "--config", both.path.c_str()}), {});
+  BOOST_REQUIRE(s.database.read_url);
+  BOOST_TEST(s.database.read_url->target == "postgresql://p@replica/parley");
+  auto from_env =
+      load_settings(cli_of({"serve", "--database-url", "postgresql://p@primary/parley"}),
+                    {{"DATABASE_READ_URL", "postgres://p@replica/parley"}});
+  BOOST_TEST((from_env.database.read_url->kind == database_url::backend::postgresql));
+  // On SQLite, of SQLite, or not a URL at all: refused, naming the key.
+  auto refusal = [](const std::string& toml) -> std::string {
+    config_file file(toml);
+    try {
+      load_settings(cli_of({"serve", "--config", file.path.c_str()}), {});
+    } catch (const config_error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  BOOST_TEST(refusal("[database]\nread_url = \"postgresql://p@replica/parley\"\n")
+                 .find("database.read_url: a read replica") != std::string::npos);
+  BOOST_TEST(refusal("[database]\nurl = \"postgresql://p@primary/parley\"\n"
+                     "read_url = \"sqlite://replica.db\"\n")
+                 .find("database.read_url: a read replica") != std::string::npos);
+  BOOST_TEST(error_of("[database]\nread_url = \"mysql://replica\"\n")
+                 .find("database.read_url: unknown scheme") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(file_then_environment_then_flags) {
   config_file file(R"(
 [server]

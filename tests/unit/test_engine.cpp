@@ -757,9 +757,9 @@ class faulty_store final : public testing::forwarding_store {
  public:
   faulty_store(std::unique_ptr<store> inner, store_faults& faults)
       : forwarding_store(std::move(inner)), faults_(faults) {}
-  void commit(const std::vector<const write_set*>& sets) override {
+  wal_position commit(const std::vector<const write_set*>& sets) override {
     if (faults_.commit_throws) throw std::logic_error("a bug in the store");
-    forwarding_store::commit(sets);
+    return forwarding_store::commit(sets);
   }
   std::optional<conversation_record> find_conversation(const std::string& id) override {
     if (faults_.reads_throw) throw std::logic_error("a bug in the store");

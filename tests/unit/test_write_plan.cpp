@@ -33,7 +33,7 @@ BOOST_AUTO_TEST_CASE(each_kind_gets_its_own_list_in_arrival_order) {
   BOOST_TEST(plan.inserted_messages[0]->id == "c1-m1");
   BOOST_TEST(plan.inserted_messages[1]->id == "c2-m7");
   BOOST_TEST(plan.deleted_messages.at(0)->id == "c2-m3");
-  BOOST_TEST(*plan.deleted_conversations.at(0) == "c3");
+  BOOST_TEST(plan.deleted_conversations.at(0)->id == "c3");
   BOOST_TEST(plan.sources.at(0)->source == "chatgpt:x");
   BOOST_TEST(plan.inserted_runs.at(0)->id == "r1");
   BOOST_TEST(*plan.deleted_runs.at(0) == "r0");

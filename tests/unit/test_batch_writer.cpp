@@ -3,6 +3,7 @@
 
 #include "config/load_settings.hpp"
 #include "persistence/caf_errors.hpp"
+#include "persistence/commit_positions.hpp"
 #include "persistence/messages.hpp"
 #include "persistence/persistence_actors.hpp"
 #include "support/forwarding_store.hpp"
@@ -39,6 +40,27 @@ class counting_store final : public testing::forwarding_store {
 
  private:
   std::atomic<int>& batches_;
+};
+
+/// Commits through the real store, then reports what the test says: the
+/// position it sets, or a failure after the commit (a connection that broke
+/// before the answer came).
+class scripted_position_store final : public testing::forwarding_store {
+ public:
+  scripted_position_store(std::unique_ptr<store> inner, const std::atomic<wal_position>& position,
+                          const std::atomic<bool>& fail_after_commit)
+      : forwarding_store(std::move(inner)),
+        position_(position),
+        fail_after_commit_(fail_after_commit) {}
+  wal_position commit(const std::vector<const write_set*>& sets) override {
+    forwarding_store::commit(sets);
+    if (fail_after_commit_) throw store_error(errc::db_unavailable, "the answer was lost");
+    return position_;
+  }
+
+ private:
+  const std::atomic<wal_position>& position_;
+  const std::atomic<bool>& fail_after_commit_;
 };
 
 struct writer_fixture {
@@ -236,6 +258,65 @@ BOOST_FIXTURE_TEST_CASE(reads_run_on_the_pool, writer_fixture) {
                [](caf::error& e) {
                  BOOST_TEST((to_failure(e, errc::internal).code == errc::db_unavailable));
                });
+  caf::anon_send_exit(db.writer, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(db.readers, caf::exit_reason::user_shutdown);
+}
+
+BOOST_FIXTURE_TEST_CASE(with_a_replica_each_users_commit_position_is_noted_before_the_answer,
+                        writer_fixture) {
+  std::atomic<wal_position> position{0};
+  std::atomic<bool> fail_after_commit{false};
+  auto real = make_store_factory(parse_database_url(scratch.url()));
+  // Any database does as the replica here: only the writer's bookkeeping is looked at.
+  cfg.read_url = parse_database_url(scratch.url());
+  cfg.batch_delay_ms = 50;  // so that writes sent together share a batch
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys{sys_cfg};
+  auto db = spawn_persistence(sys, cfg, [&]() -> std::unique_ptr<store> {
+    return std::make_unique<scripted_position_store>(real(), position, fail_after_commit);
+  });
+  BOOST_REQUIRE(db.positions);
+  db.positions->listening(0);
+  auto write = [&](const std::string& user, const std::string& id) {
+    caf::scoped_actor self{sys};
+    bool ok = false;
+    self->request(db.writer, std::chrono::seconds(10), write_atom::value,
+                  write_set{write::insert_conversation{testing::sample_conversation(id, user)}})
+        .receive([&](ok_atom) { ok = true; }, [](caf::error&) {});
+    return ok;
+  };
+  position = 100;
+  BOOST_REQUIRE(write("alice", "w1"));
+  BOOST_TEST(db.positions->needed_by("alice") == 100u);
+  BOOST_TEST(db.positions->needed_by("bob") == 0u);
+  // A batch whose position could not be read: no one reads the replica
+  // until the next batch's is known.
+  position = 0;
+  BOOST_REQUIRE(write("alice", "w2"));
+  BOOST_TEST(db.positions->needed_by("bob") == commit_positions::nobody_yet);
+  position = 200;
+  BOOST_REQUIRE(write("bob", "w3"));
+  BOOST_TEST(db.positions->needed_by("carol") == 200u);
+  // A batch that failed but may have committed: the same.
+  fail_after_commit = true;
+  BOOST_TEST(!write("alice", "w4"));
+  BOOST_TEST(db.positions->needed_by("carol") == commit_positions::nobody_yet);
+  fail_after_commit = false;
+  position = 300;
+  BOOST_REQUIRE(write("carol", "w5"));
+  BOOST_TEST(db.positions->needed_by("alice") == 300u);
+  // A batch one set of which conflicts is committed set by set: each
+  // committed set's user is noted.
+  position = 400;
+  auto answers =
+      send_together(sys, db.writer,
+                    {{write::insert_conversation{testing::sample_conversation("w6", "dave")}},
+                     {write::insert_conversation{testing::sample_conversation("w1", "erin")}}});
+  BOOST_TEST(answers.ok == 1);
+  BOOST_TEST(answers.conflicts == 1);
+  BOOST_TEST(db.positions->needed_by("dave") == 400u);
+  BOOST_TEST(db.positions->needed_by("erin") == 300u);
+  caf::anon_send_exit(db.replica_readers, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(db.writer, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(db.readers, caf::exit_reason::user_shutdown);
 }

@@ -85,9 +85,10 @@ struct writer_state {
   std::shared_ptr<commit_positions> positions;
   bool position_missed = false;  ///< the last batch's position could not be read
 
-  /// Notes where `set`'s batch ended (position `at`; 0: unknown), before
-  /// its requester is answered, so that their next read knows.
-  void note_committed(wal_position at, const write_set& set) {
+  /// Notes where the batch of `sets` ended (position `at`; 0: unknown),
+  /// before its requesters are answered, so that their next reads know. Once
+  /// per batch: one position, one lock.
+  void note_committed(wal_position at, const std::vector<const write_set*>& sets) {
     if (!positions) return;
     if (at == 0) {
       if (!position_missed) spdlog::warn("writer: a batch's WAL position could not be read");
@@ -96,7 +97,7 @@ struct writer_state {
       return;
     }
     position_missed = false;
-    positions->committed(at, users_written(set));
+    positions->committed(at, users_written(sets));
   }
   /// A batch failed in a way that may still have committed it (the
   /// connection broke, or a cancel did not take): its retry may be answered
@@ -119,14 +120,11 @@ void flush_pending(writer_state& st) {
   auto& m = recorded_writer_metrics();
   auto started = std::chrono::steady_clock::now();
   try {
-    auto at = st.db->commit(sets);
+    st.note_committed(st.db->commit(sets), sets);
     m.batch_size.observe(static_cast<double>(batch.size()));
     m.flush_seconds.observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    for (auto& p : batch) {
-      st.note_committed(at, p.set);
-      p.promise.deliver(ok_atom::value);
-    }
+    for (auto& p : batch) p.promise.deliver(ok_atom::value);
     return;
   } catch (const store_error& e) {
     m.failed_batches.add();
@@ -149,7 +147,8 @@ void flush_pending(writer_state& st) {
   // so only the offending one fails.
   for (auto& p : batch) {
     try {
-      st.note_committed(st.db->commit({&p.set}), p.set);
+      std::vector<const write_set*> alone{&p.set};
+      st.note_committed(st.db->commit(alone), alone);
       p.promise.deliver(ok_atom::value);
     } catch (const store_error& e) {
       if (e.code == errc::db_unavailable) st.note_outcome_unknown();

@@ -15,8 +15,11 @@
 #include <soci/sqlite3/soci-sqlite3.h>
 #include <sqlite3.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -158,13 +161,20 @@ std::string postgresql_snippet_text(std::string text) {
 /// tries it fails at once, so a dead database costs requests no waiting.
 constexpr auto reconnect_interval = std::chrono::milliseconds(250);
 
+/// How many times the stores of one factory (one database) opened a broken
+/// connection again. A store whose last attempt failed before another's
+/// success tries again at once: the database is back, and waiting out the
+/// interval would answer 503 for nothing (/ready would flap).
+using reconnect_count = std::atomic<std::uint64_t>;
+
 // --- the store ----------------------------------------------------------------
 
 class sql_store final : public store {
  public:
-  sql_store(const database_url& url)
+  sql_store(const database_url& url, std::shared_ptr<reconnect_count> reconnects)
       : dialect_(url.kind == database_url::backend::sqlite ? sql_dialect::sqlite
-                                                           : sql_dialect::postgresql) {
+                                                           : sql_dialect::postgresql),
+        reconnects_(std::move(reconnects)) {
     translate_errors([&] {
       if (dialect_ == sql_dialect::sqlite) {
         // timeout: how long a statement waits for a lock held by another
@@ -1052,12 +1062,15 @@ class sql_store final : public store {
       return;
     }
     auto now = std::chrono::steady_clock::now();
-    if (now - last_reconnect_ < reconnect_interval)
+    auto reconnects_seen = reconnects_->load();
+    if (now - last_reconnect_ < reconnect_interval && reconnects_seen == reconnects_at_last_)
       throw store_error(errc::db_unavailable, "the database connection is down");
     last_reconnect_ = now;
+    reconnects_at_last_ = reconnects_seen;
     writes_.reset();     // its statements belong to the old connection
     interrupt_.reset();  // its copy of the socket would keep the old connection open
     translate_errors([&] { session_.reconnect(); });
+    reconnects_at_last_ = ++*reconnects_;
     quiet_notices();
     interrupt_ = make_postgresql_interrupt(native_postgresql());
     dropped_ = false;
@@ -1070,6 +1083,8 @@ class sql_store final : public store {
   bool suspect_ = false;                     ///< the last call failed for want of the database
   bool track_positions_ = false;             ///< track_commit_positions() was called
   std::chrono::steady_clock::time_point last_reconnect_{};
+  std::shared_ptr<reconnect_count> reconnects_;  ///< shared by the factory's stores
+  std::uint64_t reconnects_at_last_ = 0;         ///< *reconnects_ at our last attempt
   /// How long a call may take; zero: no bound (set_call_timeout).
   std::chrono::milliseconds call_timeout_{0};
   /// What the watchdog stops a call on this connection with; PostgreSQL
@@ -1080,7 +1095,7 @@ class sql_store final : public store {
 
 /// One store that several users share, one call at a time.
 struct shared_store {
-  explicit shared_store(const database_url& url) : db(url) {}
+  explicit shared_store(const database_url& url) : db(url, std::make_shared<reconnect_count>(0)) {}
   parley::mutex mutex;
   sql_store db GUARDED_BY(mutex);
 };
@@ -1232,7 +1247,9 @@ store_factory make_store_factory(const database_url& url) {
       return std::make_unique<locked_store>(state->db);
     };
   }
-  return [url] { return std::make_unique<sql_store>(url); };
+  return [url, reconnects = std::make_shared<reconnect_count>(0)] {
+    return std::make_unique<sql_store>(url, reconnects);
+  };
 }
 
 }  // namespace parley

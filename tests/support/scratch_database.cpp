@@ -119,6 +119,14 @@ void scratch_database::terminate_connections() {
                     PGRES_TUPLES_OK);
 }
 
+void scratch_database::allow_connections(bool allowed) {
+  if (postgresql_name_.empty()) throw std::logic_error("not a PostgreSQL database");
+  run_on_postgresql(postgresql_server() + "/postgres",
+                    "ALTER DATABASE " + postgresql_name_ + " WITH ALLOW_CONNECTIONS " +
+                        (allowed ? "true" : "false"),
+                    PGRES_COMMAND_OK);
+}
+
 postgresql_table_lock::postgresql_table_lock(const std::string& database_url,
                                              const std::string& table,
                                              std::chrono::seconds at_most) {

@@ -50,6 +50,10 @@ class scratch_database {
   /// server restart or a network failure would.
   void terminate_connections();
 
+  /// PostgreSQL only: whether the server lets new connections into this
+  /// database, as a server that is down or starting up would not.
+  void allow_connections(bool allowed);
+
  private:
   std::string url_;
   std::string postgresql_name_;  ///< empty for SQLite

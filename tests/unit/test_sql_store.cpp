@@ -650,6 +650,27 @@ BOOST_AUTO_TEST_CASE(a_ping_after_the_server_closed_the_connection_answers_at_on
   BOOST_TEST(!f.db->find_conversation("none").has_value());
 }
 
+// Each store waits a moment between its attempts on a database that is down;
+// once one of them is back in, the others try at once (/ready would
+// otherwise answer 503 from a connection whose last attempt came just
+// before the restart).
+BOOST_AUTO_TEST_CASE(one_stores_reconnect_lets_the_others_try_at_once,
+                     *boost::unit_test::precondition(testing::only_on_postgresql)) {
+  fresh_store f;
+  auto other = f.factory();
+  f.db->ping();
+  other->ping();
+  f.scratch.allow_connections(false);
+  f.scratch.terminate_connections();
+  BOOST_CHECK_THROW(f.db->ping(), store_error);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  BOOST_CHECK_THROW(other->ping(), store_error);
+  f.scratch.allow_connections(true);
+  BOOST_CHECK_NO_THROW(f.db->ping());
+  BOOST_CHECK_NO_THROW(other->ping());
+  BOOST_TEST(!other->find_conversation("none").has_value());
+}
+
 // SQLite stores U+0000 as it is.
 BOOST_AUTO_TEST_CASE(a_refused_value_leaves_nothing_behind_for_the_next_batch,
                      *boost::unit_test::precondition(testing::only_on_postgresql)) {

@@ -56,6 +56,9 @@ struct stateless_state {
 using stateless_actor = caf::stateful_actor<stateless_state>;
 
 void finish(stateless_actor* self, outcome<stateless_result> result) {
+  // The generation slot is free before the answer leaves: a client calling
+  // again as soon as it has it is not refused.
+  self->state.request.hold.reset();
   auto& caller = *self->state.caller;
   if (result)
     caller.complete(std::move(*result));

@@ -26,7 +26,11 @@ void idempotent_exchanges::run(const call_context& c, const nlohmann::json& body
                                exchange_rendering how, const std::shared_ptr<sse_stream>& stream,
                                std::shared_ptr<void> slot, starter start) {
   auto key_header = c.req->header().opt_value_of("Idempotency-Key");
-  auto finish = [c, how, stream, slot](const outcome<exchange_answer>& r) {
+  // The exchange is over when its outcome comes: the slot is let go before
+  // the answer leaves, so that a client sending again at once is not refused.
+  auto held_slot = std::make_shared<std::shared_ptr<void>>(std::move(slot));
+  auto finish = [c, how, stream, held_slot](const outcome<exchange_answer>& r) {
+    held_slot->reset();
     if (stream && (r ? stream->finish(r) : stream->fail(how.problem_for(r.error())))) return;
     if (!r) {
       send_problem(c, how.problem_for(r.error()));
@@ -52,27 +56,28 @@ void idempotent_exchanges::run(const call_context& c, const nlohmann::json& body
   // The key stays locked in this process until the exchange is answered.
   auto self = shared_from_this();
   start(idempotency_claim{key, fingerprint},
-        in_flight_.tracked<exchange_answer>(
-            [self, c, key, fingerprint, how, stream, finish](const outcome<exchange_answer>& r) {
-              self->locks_.unlock(c.user_id, key);
-              if (r && r->replayed) {
-                self->answer_stored(c, *r->replayed, key, fingerprint, how);
-                return;
-              }
-              // Another process stored an answer for the key between the
-              // lookup and our commit (which then conflicts), or the
-              // conversation is gone since the first request: what is stored,
-              // if anything, is the answer.
-              bool may_be_stored =
-                  !r && (r.error().code == errc::conflict || r.error().code == errc::not_found);
-              if (!may_be_stored) {
-                finish(r);
-                return;
-              }
-              // A stream that began has told its client already.
-              if (stream && stream->fail(how.problem_for(r.error()))) return;
-              self->look_up_and_replay(c, key, fingerprint, how, [finish, r] { finish(r); });
-            }));
+        in_flight_.tracked<exchange_answer>([self, c, key, fingerprint, how, stream, finish,
+                                             held_slot](const outcome<exchange_answer>& r) {
+          held_slot->reset();
+          self->locks_.unlock(c.user_id, key);
+          if (r && r->replayed) {
+            self->answer_stored(c, *r->replayed, key, fingerprint, how);
+            return;
+          }
+          // Another process stored an answer for the key between the
+          // lookup and our commit (which then conflicts), or the
+          // conversation is gone since the first request: what is stored,
+          // if anything, is the answer.
+          bool may_be_stored =
+              !r && (r.error().code == errc::conflict || r.error().code == errc::not_found);
+          if (!may_be_stored) {
+            finish(r);
+            return;
+          }
+          // A stream that began has told its client already.
+          if (stream && stream->fail(how.problem_for(r.error()))) return;
+          self->look_up_and_replay(c, key, fingerprint, how, [finish, r] { finish(r); });
+        }));
 }
 
 void idempotent_exchanges::look_up_and_replay(const call_context& c, const std::string& key,

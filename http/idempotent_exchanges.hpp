@@ -48,7 +48,8 @@ class idempotent_exchanges : public std::enable_shared_from_this<idempotent_exch
 
   /// Runs an exchange, honouring Idempotency-Key: a repeat gets the stored
   /// answer. `stream` (or null) is the exchange's SSE answer; `slot` (a
-  /// generation slot, or null) is held until it is answered.
+  /// generation slot, or null) is held until the exchange's outcome comes,
+  /// and let go before it is answered.
   void run(const call_context& c, const nlohmann::json& body, exchange_rendering how,
            const std::shared_ptr<sse_stream>& stream, std::shared_ptr<void> slot, starter start);
 

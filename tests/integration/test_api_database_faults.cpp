@@ -4,6 +4,7 @@
 #include "support/api.hpp"
 #include "support/http_client.hpp"
 #include "support/prometheus_text.hpp"
+#include "support/scratch_database.hpp"
 #include "support/server_process.hpp"
 
 #include <atomic>
@@ -116,15 +117,11 @@ BOOST_AUTO_TEST_CASE(a_locked_sqlite_database_answers_503_then_recovers,
   auto id = create_conversation(c, {{"message", "before"}});
   auto db = server.database_url().substr(std::string("sqlite://").size());
   // Another process holds the write lock for 3 s.
-  auto locker = std::thread([db] {
-    auto cmd = "(echo 'BEGIN EXCLUSIVE;'; sleep 3; echo 'COMMIT;') | sqlite3 '" + db + "'";
-    BOOST_TEST(std::system(cmd.c_str()) == 0);
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  sqlite_write_lock locker(db, std::chrono::seconds(3));
   auto started = steady::now();
   auto r = c.post(messages_path(id), {{"content", "during"}});
   auto waited = steady::now() - started;
-  locker.join();
+  BOOST_TEST(locker.released());
   BOOST_TEST(r.status == 503);
   BOOST_TEST(!r.header("retry-after").empty());
   BOOST_TEST(r.header("content-type") == "application/problem+json");

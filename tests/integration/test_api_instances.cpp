@@ -12,6 +12,7 @@
 #include "support/ws_client.hpp"
 
 #include <sys/wait.h>
+#include <unistd.h>
 #include <csignal>
 #include <future>
 #include <set>
@@ -169,12 +170,12 @@ BOOST_AUTO_TEST_CASE(two_instances_taking_turns_on_one_conversation_lose_nothing
 }
 
 BOOST_AUTO_TEST_CASE(sigterm_drains_ready_first_then_finishes_the_reply_then_sends_clients_away) {
-  // 80 words at 25 ms: two seconds of reply, past the drain delay.
+  // 160 words at 25 ms: four seconds of reply, well past the drain delay.
   server_process s({.config_toml = slow_echo(25) + "[server]\ndrain_delay_ms = 800\n"});
   http_client c(s.base_url(), "drain");
   auto id = create_conversation(c);
   ws_client watcher(s.port(), ws_path(id), "drain");
-  auto stream = streamed_send(s, id, words_of(80), "drain");
+  auto stream = streamed_send(s, id, words_of(160), "drain");
   BOOST_REQUIRE(comes_to_run(c, id));
   ::kill(s.pid(), SIGTERM);
 
@@ -188,7 +189,16 @@ BOOST_AUTO_TEST_CASE(sigterm_drains_ready_first_then_finishes_the_reply_then_sen
   BOOST_TEST(c.get(conversation_path(id)).status == 200);
 
   // Once the listener is closed, a new message on the open socket is refused.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  BOOST_REQUIRE(eventually(
+      [&] {
+        try {
+          ::close(raw_connect(s.port()));
+          return false;
+        } catch (const std::runtime_error&) {
+          return true;
+        }
+      },
+      std::chrono::seconds(3)));
   watcher.send_json({{"type", "message"}, {"content", "too late"}});
   // The reply in flight is finished and stored, on the stream and for the watcher.
   auto streamed = stream.get();

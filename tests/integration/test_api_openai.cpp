@@ -11,6 +11,7 @@
 #include "support/http_client.hpp"
 #include "support/jwt_signer.hpp"
 #include "support/mock_upstream_process.hpp"
+#include "support/scratch_database.hpp"
 #include "support/server_process.hpp"
 
 #include <unistd.h>
@@ -359,17 +360,20 @@ BOOST_AUTO_TEST_CASE(every_refusal_on_these_routes_is_in_openai_shape) {
 BOOST_AUTO_TEST_CASE(the_generation_slots_and_the_deadline_hold_on_these_routes) {
   server_process slow(server_options{
       .config_toml = "[limits]\nconcurrent_generations = 1\n[actors]\ngeneration_timeout_ms = "
-                     "1500\n[[providers]]\nname = \"slow\"\nkind = \"builtin\"\nitl_ms = 200\n"
+                     "3000\n[[providers]]\nname = \"slow\"\nkind = \"builtin\"\nitl_ms = 200\n"
                      "[[models]]\nid = \"slow-echo\"\nprovider = \"slow\"\nupstream = \"echo\"\n"});
-  // Ten words at 200 ms each outlast the 1.5 s deadline.
-  std::string words = "one two three four five six seven eight nine ten";
+  // Twenty words at 200 ms each outlast the 3 s deadline.
+  std::string words;
+  for (int i = 1; i <= 20; ++i) words += "w" + std::to_string(i) + " ";
   json slow_call{{"model", "slow-echo"}, {"messages", json::array({user_message(words)})}};
   // A streamed call holds the user's one generation slot while it runs.
   auto streamed_call = slow_call;
   streamed_call["stream"] = true;
   int fd = raw_post(slow.port(), "/v1/chat/completions", streamed_call.dump(), "slot-user");
   std::string streamed;
-  closed_within(fd, milliseconds(400), &streamed);  // the stream's start; it stays open
+  // The stream's start (it stays open).
+  for (int waited = 0; streamed.find("\r\n\r\n") == std::string::npos && waited < 25; ++waited)
+    closed_within(fd, milliseconds(200), &streamed);
   BOOST_REQUIRE_MESSAGE(streamed.rfind("HTTP/1.1 200", 0) == 0u, streamed);
   http_client c(slow.base_url(), "slot-user");
   json quick{{"model", "echo"}, {"messages", json::array({user_message("x")})}};
@@ -378,7 +382,7 @@ BOOST_AUTO_TEST_CASE(the_generation_slots_and_the_deadline_hold_on_these_routes)
   BOOST_TEST(refused.json()["error"]["type"] == "rate_limit_error");
   BOOST_TEST(!refused.header("retry-after").empty());
   // The stream meets the deadline: its last line is the 504's error.
-  closed_within(fd, milliseconds(3000), &streamed);
+  closed_within(fd, milliseconds(6000), &streamed);
   close(fd);
   BOOST_TEST(streamed.find("data: {\"error\":") != std::string::npos, streamed);
   BOOST_TEST(streamed.find("did not answer in time") != std::string::npos);
@@ -463,11 +467,7 @@ BOOST_AUTO_TEST_CASE(a_database_that_cannot_write_is_a_503_and_nothing_is_acknow
   server_process locked;
   auto db = locked.database_url().substr(std::string("sqlite://").size());
   // Another process holds the write lock for 5 s.
-  auto locker = std::thread([db] {
-    auto cmd = "(echo 'BEGIN EXCLUSIVE;'; sleep 5; echo 'COMMIT;') | sqlite3 '" + db + "'";
-    BOOST_TEST(std::system(cmd.c_str()) == 0);
-  });
-  std::this_thread::sleep_for(milliseconds(300));
+  sqlite_write_lock locker(db, std::chrono::seconds(5));
   // The completion's usage and the Response's exchange cannot commit: neither is answered 200.
   http_response chat, stored;
   std::thread chatting([&] {
@@ -481,7 +481,7 @@ BOOST_AUTO_TEST_CASE(a_database_that_cannot_write_is_a_503_and_nothing_is_acknow
   });
   chatting.join();
   storing.join();
-  locker.join();
+  BOOST_TEST(locker.released());
   for (auto* r : {&chat, &stored}) {
     BOOST_TEST(r->status == 503, r->status << " " << r->body);
     BOOST_TEST(r->json()["error"]["type"] == "server_error");

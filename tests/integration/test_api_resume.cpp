@@ -183,7 +183,10 @@ BOOST_AUTO_TEST_CASE(the_running_exchange_is_shown_and_can_be_joined_from_its_st
   BOOST_TEST(running_of(c, id).is_null());
   // Nothing runs and no run is named.
   BOOST_TEST(sse_get(server().base_url(), stream_path(id), "joiner").status == 204);
-  auto words = std::string("w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12");
+  // 40 words at 60 ms: the reply still runs while the test looks and joins.
+  auto words = std::string(
+      "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 w22 w23 w24 "
+      "w25 w26 w27 w28 w29 w30 w31 w32 w33 w34 w35 w36 w37 w38 w39 w40");
   auto sender = stream_in_background(id, words, "joiner");
   auto running = wait_for_run(c, id);
   BOOST_TEST(running["started_at"].is_string());
@@ -353,7 +356,9 @@ BOOST_AUTO_TEST_CASE(cancel_stops_a_reply_nobody_streams) {
   auto c = client("quiet-canceller");
   auto id = create_conversation(c);
   auto sender = std::async(std::launch::async, [&] {
-    return c.post(messages_path(id), {{"content", "a b c d e f g h i j k l m n o p"}});
+    return c.post(messages_path(id), {{"content",
+                                       "a b c d e f g h i j k l m n o p q r s t u v w x y z "
+                                       "a b c d e f g h i j k l m n o p q r s t u v w x y z"}});
   });
   http_client other(server().base_url(), "quiet-canceller");
   wait_for_run(other, id);

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
@@ -125,6 +126,33 @@ void scratch_database::allow_connections(bool allowed) {
                     "ALTER DATABASE " + postgresql_name_ + " WITH ALLOW_CONNECTIONS " +
                         (allowed ? "true" : "false"),
                     PGRES_COMMAND_OK);
+}
+
+sqlite_write_lock::sqlite_write_lock(const std::string& path, std::chrono::seconds hold) {
+  // sqlite3 touches the marker once BEGIN EXCLUSIVE has taken the lock.
+  auto marker = path + ".locked";
+  std::filesystem::remove(marker);
+  holder_ = std::thread([this, path, marker, hold] {
+    auto cmd = "(echo 'BEGIN EXCLUSIVE;'; echo '.system touch " + marker + "'; sleep " +
+               std::to_string(hold.count()) + "; echo 'COMMIT;') | sqlite3 '" + path + "'";
+    exit_code_ = std::system(cmd.c_str());
+  });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!std::filesystem::exists(marker) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!std::filesystem::exists(marker)) {
+    holder_.join();
+    throw std::runtime_error("sqlite3 did not take the write lock of " + path);
+  }
+}
+
+sqlite_write_lock::~sqlite_write_lock() {
+  if (holder_.joinable()) holder_.join();
+}
+
+bool sqlite_write_lock::released() {
+  if (holder_.joinable()) holder_.join();
+  return exit_code_ == 0;
 }
 
 postgresql_table_lock::postgresql_table_lock(const std::string& database_url,

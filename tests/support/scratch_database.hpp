@@ -59,6 +59,25 @@ class scratch_database {
   std::string postgresql_name_;  ///< empty for SQLite
 };
 
+/// SQLite only: another process (sqlite3) holding the write lock of the
+/// database file at `path` for `hold`, as a backup tool or a stray client
+/// would. Returns once the lock is held; throws std::runtime_error when it
+/// is not within 10 s.
+class sqlite_write_lock {
+ public:
+  sqlite_write_lock(const std::string& path, std::chrono::seconds hold);
+  ~sqlite_write_lock();
+  sqlite_write_lock(const sqlite_write_lock&) = delete;
+  sqlite_write_lock& operator=(const sqlite_write_lock&) = delete;
+
+  /// Waits until the process has let go; true when it committed and exited 0.
+  bool released();
+
+ private:
+  std::thread holder_;
+  int exit_code_ = -1;  ///< the process's, once holder_ is joined
+};
+
 /// PostgreSQL only: a database that hangs without going down. Holds
 /// `LOCK TABLE table IN ACCESS EXCLUSIVE MODE` in an open transaction on a
 /// connection of its own, so every statement that touches the table (even a

@@ -185,7 +185,7 @@ BOOST_AUTO_TEST_CASE(a_call_that_ends_while_its_cancel_is_under_way_waits_for_it
     made_up_call& call;
     ~unblock_at_exit() { call.unblock(); }
   } unblock{*call};
-  statement_deadline deadline(watchdog, call, 200ms);  // dropped 100 ms past it
+  statement_deadline deadline(watchdog, call, 600ms);  // dropped 250 ms past it
   auto sent = steady::now() + 5000ms;
   while (call->cancels == 0 && steady::now() < sent) std::this_thread::sleep_for(1ms);
   BOOST_REQUIRE(call->cancels == 1);

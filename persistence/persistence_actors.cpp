@@ -423,21 +423,16 @@ persistence_actors spawn_persistence(caf::actor_system& sys, const database_sett
     reader_stores.push_back(factory());
     reader_stores.back()->set_call_timeout(call_timeout);
   }
-  // Connected before anything is spawned: a replica that cannot be reached
-  // at start is a mistake in the settings, reported like the primary's.
   std::vector<std::shared_ptr<store>> replica_stores;
   std::shared_ptr<commit_positions> positions;
   if (cfg.read_url) {
     writer_store->track_commit_positions();
-    auto replica_factory = make_store_factory(*cfg.read_url);
+    // Each connection opens on its first use: a standby that is down at
+    // start (being rebuilt, say) costs the primary the reads, not the start.
+    auto replica_factory = make_connecting_store_factory(*cfg.read_url);
     // One connection per reader, and the prober's.
     for (unsigned i = 0; i <= cfg.read_pool_size; ++i) {
-      try {
-        replica_stores.push_back(replica_factory());
-      } catch (const store_error& e) {
-        throw store_error(e.code, "the read replica (database.read_url " +
-                                      redacted_url(cfg.read_url->original) + "): " + e.what());
-      }
+      replica_stores.push_back(replica_factory());
       // The whole deadline, as on the primary: a slow search there is as
       // good as anywhere. A replica that hangs costs the reads waiting on it
       // their answer (503), once; then the prober keeps the others off it.
@@ -458,6 +453,16 @@ persistence_actors spawn_persistence(caf::actor_system& sys, const database_sett
     return out;
   }
   auto health = std::make_shared<replica_health>();
+  // Asked once now, so that the first reads need not each find it down.
+  try {
+    replica_stores.back()->ping();
+  } catch (const store_error& e) {
+    spdlog::warn(
+        "the read replica (database.read_url {}) does not answer: {}; reading from the "
+        "primary until it does",
+        redacted_url(cfg.read_url->original), e.what());
+    health->down = true;
+  }
   health->prober = sys.spawn<caf::detached>(replica_prober, replica_stores.back(), health);
   replica_stores.pop_back();
   next = 0;
@@ -469,6 +474,7 @@ persistence_actors spawn_persistence(caf::actor_system& sys, const database_sett
       },
       caf::actor_pool::round_robin());
   caf::anon_send(health->prober, out.replica_readers);
+  if (health->down) caf::anon_send(health->prober, probe_atom::value);
   return out;
 }
 

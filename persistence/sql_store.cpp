@@ -1100,122 +1100,174 @@ struct shared_store {
   sql_store db GUARDED_BY(mutex);
 };
 
+/// A store that hands every call to another one, which `Derived::with(fn)`
+/// gives to `fn`: the one place that lists the calls.
+template <class Derived>
+class forwarding_store : public store {
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+
+ public:
+  // store overrides
+
+  void migrate() override {
+    self().with([](store& s) { s.migrate(); });
+  }
+  wal_position commit(const std::vector<const write_set*>& sets) override {
+    return self().with([&](store& s) { return s.commit(sets); });
+  }
+  std::optional<conversation_record> find_conversation(const std::string& id) override {
+    return self().with([&](store& s) { return s.find_conversation(id); });
+  }
+  conversation_page list_conversations(const std::string& user_id, unsigned limit,
+                                       const std::optional<conversation_cursor>& after) override {
+    return self().with([&](store& s) { return s.list_conversations(user_id, limit, after); });
+  }
+  std::vector<message_record> list_messages(const std::string& conversation_id,
+                                            std::int64_t after_seq,
+                                            std::optional<std::int64_t> before_seq,
+                                            unsigned limit) override {
+    return self().with(
+        [&](store& s) { return s.list_messages(conversation_id, after_seq, before_seq, limit); });
+  }
+  std::optional<message_record> find_message(const std::string& conversation_id,
+                                             const std::string& message_id) override {
+    return self().with([&](store& s) { return s.find_message(conversation_id, message_id); });
+  }
+  std::vector<summary_record> list_summaries(const std::string& conversation_id) override {
+    return self().with([&](store& s) { return s.list_summaries(conversation_id); });
+  }
+  std::optional<run_record> find_run(const std::string& conversation_id,
+                                     const std::string& run_id) override {
+    return self().with([&](store& s) { return s.find_run(conversation_id, run_id); });
+  }
+  std::optional<message_record> find_message_by_id(const std::string& message_id) override {
+    return self().with([&](store& s) { return s.find_message_by_id(message_id); });
+  }
+  std::vector<message_record> walk_branch(const std::string& conversation_id,
+                                          const std::string& leaf_id, unsigned limit) override {
+    return self().with([&](store& s) { return s.walk_branch(conversation_id, leaf_id, limit); });
+  }
+  std::vector<message_record> list_branch(const std::string& conversation_id,
+                                          const std::string& leaf_id, std::int64_t after_seq,
+                                          std::optional<std::int64_t> before_seq,
+                                          unsigned limit) override {
+    return self().with([&](store& s) {
+      return s.list_branch(conversation_id, leaf_id, after_seq, before_seq, limit);
+    });
+  }
+  std::int64_t branch_length(const std::string& conversation_id,
+                             const std::string& leaf_id) override {
+    return self().with([&](store& s) { return s.branch_length(conversation_id, leaf_id); });
+  }
+  bool branch_contains(const std::string& conversation_id, const std::string& leaf_id,
+                       const message_record& message) override {
+    return self().with(
+        [&](store& s) { return s.branch_contains(conversation_id, leaf_id, message); });
+  }
+  std::optional<std::string> newest_leaf(const std::string& conversation_id,
+                                         const std::optional<std::string>& from,
+                                         const std::string& excluded) override {
+    return self().with([&](store& s) { return s.newest_leaf(conversation_id, from, excluded); });
+  }
+  std::int64_t child_count(const std::string& conversation_id,
+                           const std::optional<std::string>& parent_id) override {
+    return self().with([&](store& s) { return s.child_count(conversation_id, parent_id); });
+  }
+  search_page search(const search_request& request) override {
+    return self().with([&](store& s) { return s.search(request); });
+  }
+  std::vector<conversation_record> list_conversations_by_id(const std::string& user_id,
+                                                            const std::string& after,
+                                                            unsigned limit) override {
+    return self().with([&](store& s) { return s.list_conversations_by_id(user_id, after, limit); });
+  }
+  std::optional<std::string> find_source(const std::string& user_id,
+                                         const std::string& source) override {
+    return self().with([&](store& s) { return s.find_source(user_id, source); });
+  }
+  std::optional<idempotency_record> find_idempotency(const std::string& user_id,
+                                                     const std::string& key) override {
+    return self().with([&](store& s) { return s.find_idempotency(user_id, key); });
+  }
+  std::int64_t purge_idempotency(unix_ms cutoff) override {
+    return self().with([&](store& s) { return s.purge_idempotency(cutoff); });
+  }
+  std::vector<usage_row> usage(const std::string& user_id, const std::string& from_day,
+                               const std::string& to_day) override {
+    return self().with([&](store& s) { return s.usage(user_id, from_day, to_day); });
+  }
+  void ping() override {
+    self().with([](store& s) { s.ping(); });
+  }
+  void track_commit_positions() override {
+    self().with([](store& s) { s.track_commit_positions(); });
+  }
+  std::optional<wal_position> replayed_position() override {
+    return self().with([](store& s) { return s.replayed_position(); });
+  }
+  void set_call_timeout(std::chrono::milliseconds timeout) override {
+    self().with([&](store& s) { s.set_call_timeout(timeout); });
+  }
+};
+
 /// Serializes access to one shared store (the in-memory SQLite database).
-class locked_store final : public store {
+class locked_store final : public forwarding_store<locked_store> {
  public:
   explicit locked_store(std::shared_ptr<shared_store> shared) : shared_(std::move(shared)) {}
 
- private:
   template <class Fn>
   auto with(Fn&& fn) {
     mutex_lock guard(shared_->mutex);
     return fn(shared_->db);
   }
 
- public:
-  // store overrides
+ private:
+  std::shared_ptr<shared_store> shared_;
+};
 
-  void migrate() override {
-    with([](store& s) { s.migrate(); });
+/// A store that connects on its first call, and on later ones (at most every
+/// reconnect_interval) while it cannot: until then every call fails with
+/// db_unavailable. Once connected, the store it made reconnects by itself.
+class connecting_store final : public forwarding_store<connecting_store> {
+ public:
+  explicit connecting_store(store_factory open) : open_(std::move(open)) {}
+
+  template <class Fn>
+  auto with(Fn&& fn) {
+    return fn(connected());
   }
-  wal_position commit(const std::vector<const write_set*>& sets) override {
-    return with([&](store& s) { return s.commit(sets); });
-  }
-  std::optional<conversation_record> find_conversation(const std::string& id) override {
-    return with([&](store& s) { return s.find_conversation(id); });
-  }
-  conversation_page list_conversations(const std::string& user_id, unsigned limit,
-                                       const std::optional<conversation_cursor>& after) override {
-    return with([&](store& s) { return s.list_conversations(user_id, limit, after); });
-  }
-  std::vector<message_record> list_messages(const std::string& conversation_id,
-                                            std::int64_t after_seq,
-                                            std::optional<std::int64_t> before_seq,
-                                            unsigned limit) override {
-    return with(
-        [&](store& s) { return s.list_messages(conversation_id, after_seq, before_seq, limit); });
-  }
-  std::optional<message_record> find_message(const std::string& conversation_id,
-                                             const std::string& message_id) override {
-    return with([&](store& s) { return s.find_message(conversation_id, message_id); });
-  }
-  std::vector<summary_record> list_summaries(const std::string& conversation_id) override {
-    return with([&](store& s) { return s.list_summaries(conversation_id); });
-  }
-  std::optional<run_record> find_run(const std::string& conversation_id,
-                                     const std::string& run_id) override {
-    return with([&](store& s) { return s.find_run(conversation_id, run_id); });
-  }
-  std::optional<message_record> find_message_by_id(const std::string& message_id) override {
-    return with([&](store& s) { return s.find_message_by_id(message_id); });
-  }
-  std::vector<message_record> walk_branch(const std::string& conversation_id,
-                                          const std::string& leaf_id, unsigned limit) override {
-    return with([&](store& s) { return s.walk_branch(conversation_id, leaf_id, limit); });
-  }
-  std::vector<message_record> list_branch(const std::string& conversation_id,
-                                          const std::string& leaf_id, std::int64_t after_seq,
-                                          std::optional<std::int64_t> before_seq,
-                                          unsigned limit) override {
-    return with([&](store& s) {
-      return s.list_branch(conversation_id, leaf_id, after_seq, before_seq, limit);
-    });
-  }
-  std::int64_t branch_length(const std::string& conversation_id,
-                             const std::string& leaf_id) override {
-    return with([&](store& s) { return s.branch_length(conversation_id, leaf_id); });
-  }
-  bool branch_contains(const std::string& conversation_id, const std::string& leaf_id,
-                       const message_record& message) override {
-    return with([&](store& s) { return s.branch_contains(conversation_id, leaf_id, message); });
-  }
-  std::optional<std::string> newest_leaf(const std::string& conversation_id,
-                                         const std::optional<std::string>& from,
-                                         const std::string& excluded) override {
-    return with([&](store& s) { return s.newest_leaf(conversation_id, from, excluded); });
-  }
-  std::int64_t child_count(const std::string& conversation_id,
-                           const std::optional<std::string>& parent_id) override {
-    return with([&](store& s) { return s.child_count(conversation_id, parent_id); });
-  }
-  search_page search(const search_request& request) override {
-    return with([&](store& s) { return s.search(request); });
-  }
-  std::vector<conversation_record> list_conversations_by_id(const std::string& user_id,
-                                                            const std::string& after,
-                                                            unsigned limit) override {
-    return with([&](store& s) { return s.list_conversations_by_id(user_id, after, limit); });
-  }
-  std::optional<std::string> find_source(const std::string& user_id,
-                                         const std::string& source) override {
-    return with([&](store& s) { return s.find_source(user_id, source); });
-  }
-  std::optional<idempotency_record> find_idempotency(const std::string& user_id,
-                                                     const std::string& key) override {
-    return with([&](store& s) { return s.find_idempotency(user_id, key); });
-  }
-  std::int64_t purge_idempotency(unix_ms cutoff) override {
-    return with([&](store& s) { return s.purge_idempotency(cutoff); });
-  }
-  std::vector<usage_row> usage(const std::string& user_id, const std::string& from_day,
-                               const std::string& to_day) override {
-    return with([&](store& s) { return s.usage(user_id, from_day, to_day); });
-  }
-  void ping() override {
-    with([](store& s) { s.ping(); });
-  }
-  void track_commit_positions() override {
-    with([](store& s) { s.track_commit_positions(); });
-  }
-  std::optional<wal_position> replayed_position() override {
-    return with([](store& s) { return s.replayed_position(); });
-  }
+
+  // Kept until there is a connection to bound.
   void set_call_timeout(std::chrono::milliseconds timeout) override {
-    with([&](store& s) { s.set_call_timeout(timeout); });
+    call_timeout_ = timeout;
+    if (db_) db_->set_call_timeout(timeout);
   }
 
  private:
-  std::shared_ptr<shared_store> shared_;
+  store& connected() {
+    if (db_) return *db_;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_attempt_ < reconnect_interval)
+      throw store_error(errc::db_unavailable, "not connected: " + last_failure_);
+    last_attempt_ = now;
+    try {
+      db_ = open_();
+    } catch (const store_error& e) {
+      // Whatever stopped it (down, refused, a wrong password), the database
+      // is unavailable to this store's callers until it connects.
+      last_failure_ = e.what();
+      throw store_error(errc::db_unavailable, last_failure_);
+    }
+    db_->set_call_timeout(call_timeout_);
+    return *db_;
+  }
+
+  store_factory open_;
+  std::unique_ptr<store> db_;  ///< null until connected
+  std::chrono::milliseconds call_timeout_{0};
+  std::chrono::steady_clock::time_point last_attempt_{};
+  std::string last_failure_;
 };
 
 }  // namespace
@@ -1249,6 +1301,12 @@ store_factory make_store_factory(const database_url& url) {
   }
   return [url, reconnects = std::make_shared<reconnect_count>(0)] {
     return std::make_unique<sql_store>(url, reconnects);
+  };
+}
+
+store_factory make_connecting_store_factory(const database_url& url) {
+  return [open = make_store_factory(url)]() -> std::unique_ptr<store> {
+    return std::make_unique<connecting_store>(open);
   };
 }
 

@@ -153,6 +153,12 @@ using store_factory = std::function<std::unique_ptr<store>()>;
 /// Connecting happens when the factory is called and may throw store_error.
 store_factory make_store_factory(const database_url& url);
 
+/// The same, but a store connects on its first call instead of when it is
+/// made, and tries again on later calls (at most every 250 ms) while it
+/// cannot, failing them with db_unavailable meanwhile: for a database the
+/// engine can do without for a while (the read replica).
+store_factory make_connecting_store_factory(const database_url& url);
+
 /// libpq's connection parameters from a postgresql:// URL, with bounds on how
 /// long connecting and a dead peer may stall a call, unless the URL sets them.
 std::string postgresql_connect_string(const std::string& url);

@@ -13,6 +13,7 @@
 #include "support/scratch_database.hpp"
 #include "support/server_process.hpp"
 
+#include <optional>
 #include <set>
 #include <string>
 
@@ -110,16 +111,44 @@ BOOST_AUTO_TEST_CASE(a_read_replica_needs_postgresql, *utf::precondition(only_on
   BOOST_TEST(out.find("database.read_url: unknown scheme") != std::string::npos, out);
 }
 
-BOOST_AUTO_TEST_CASE(an_unreachable_replica_stops_the_start_without_its_password,
+BOOST_AUTO_TEST_CASE(an_unreachable_replica_is_logged_without_its_password_and_not_used,
                      *utf::precondition(only_on_postgresql)) {
   temp_dir temp;
   scratch_database primary(temp.path());
-  std::string out;
-  BOOST_TEST(run_parley({"serve", "--port", "0", "--database-url", primary.url()}, out,
-                        {{"DATABASE_READ_URL",
-                          "postgresql://parley:hunter2-in-url@127.0.0.1:1/parley"}}) == 1);
-  BOOST_TEST(out.find("database.read_url") != std::string::npos, out);
-  BOOST_TEST(out.find("hunter2-in-url") == std::string::npos, out);
+  server_process server({.database_url = primary.url(),
+                         .config_toml =
+                             "[database]\nread_url = "
+                             "\"postgresql://parley:hunter2-in-url@127.0.0.1:1/parley\"\n"});
+  http_client alice(server.base_url(), "unreachable-alice");
+  auto id = create_conversation(alice, {{"message", "primary only"}});
+  BOOST_TEST(listed_ids(alice).count(id) == 1u);
+  BOOST_TEST(all_messages(alice, id).size() == 2u);
+  BOOST_TEST(alice.get("/ready").status == 200);
+  BOOST_TEST(replica_reads(server, "replica") == 0);
+  BOOST_TEST(replica_reads(server, "unavailable") >= 2);
+  auto log = server.log();
+  BOOST_TEST(log.find("database.read_url") != std::string::npos, log);
+  BOOST_TEST(log.find("hunter2-in-url") == std::string::npos, log);
+}
+
+BOOST_AUTO_TEST_CASE(a_replica_down_at_start_is_read_from_once_it_answers,
+                     *utf::precondition(only_on_postgresql)) {
+  temp_dir temp;
+  scratch_database primary(temp.path());
+  auto replica_url = on_replica(primary.url());
+  std::optional<stopped_replica> down;
+  down.emplace();
+  server_process server({.database_url = primary.url(),
+                         .config_toml = "[database]\nread_url = \"" + replica_url + "\"\n"});
+  http_client alice(server.base_url(), "late-alice");
+  auto id = create_conversation(alice, {{"message", "before the replica"}});
+  BOOST_TEST(all_messages(alice, id).size() == 2u);
+  BOOST_TEST(replica_reads(server, "unavailable") >= 1);
+  BOOST_TEST(replica_reads(server, "replica") == 0);
+  down.reset();
+  // The prober finds it, and the reads go there by themselves.
+  wait_for_the_replica(server, alice);
+  BOOST_TEST(all_messages(alice, id).size() == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(reads_go_to_a_replica_that_has_caught_up,

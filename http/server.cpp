@@ -38,9 +38,10 @@ void drain(const settings& cfg, http_api& api, engine& eng, const std::function<
   // 1. Balancers probing /ready take the instance out; requests are still served.
   api.begin_drain();
   std::this_thread::sleep_for(milliseconds(cfg.server.drain_delay_ms));
-  // 2. No new connections, and no new messages on open WebSockets.
-  close();
+  // 2. No new messages on open WebSockets, and no new connections (in this
+  //    order: a client that finds the listener closed is refused too).
   api.refuse_socket_messages();
+  close();
   // 3. What was accepted finishes: requests are answered, exchanges (an
   //    HTTP stream's or a WebSocket's) store their replies...
   if (!settle(api, eng, clock::now() + milliseconds(cfg.server.shutdown_grace_ms))) {

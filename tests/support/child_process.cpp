@@ -33,6 +33,9 @@ pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, st
       rlimit limit{max_file_bytes, max_file_bytes};
       setrlimit(RLIMIT_FSIZE, &limit);
     }
+    // An ignored signal stays ignored across exec: the test's own
+    // (raw_connect ignores SIGPIPE) must not shelter the child.
+    signal(SIGPIPE, SIG_DFL);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);

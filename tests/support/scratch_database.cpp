@@ -129,18 +129,24 @@ void scratch_database::allow_connections(bool allowed) {
 }
 
 sqlite_write_lock::sqlite_write_lock(const std::string& path, std::chrono::seconds hold) {
-  // sqlite3 touches the marker once BEGIN EXCLUSIVE has taken the lock.
+  // sqlite3 touches the marker once BEGIN EXCLUSIVE has taken the lock; it
+  // waits for the lock if the server holds it, and stops at an error.
   auto marker = path + ".locked";
-  std::filesystem::remove(marker);
+  std::error_code ignored;
+  std::filesystem::remove(marker, ignored);
   holder_ = std::thread([this, path, marker, hold] {
-    auto cmd = "(echo 'BEGIN EXCLUSIVE;'; echo '.system touch " + marker + "'; sleep " +
-               std::to_string(hold.count()) + "; echo 'COMMIT;') | sqlite3 '" + path + "'";
+    auto cmd =
+        "(echo '.bail on'; echo '.timeout 5000'; echo 'BEGIN EXCLUSIVE;'; echo '.system touch " +
+        marker + "'; sleep " + std::to_string(hold.count()) + "; echo 'COMMIT;') | sqlite3 '" +
+        path + "'";
     exit_code_ = std::system(cmd.c_str());
+    exited_ = true;
   });
+  auto locked = [&] { return std::filesystem::exists(marker, ignored); };
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!std::filesystem::exists(marker) && std::chrono::steady_clock::now() < deadline)
+  while (!locked() && !exited_ && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (!std::filesystem::exists(marker)) {
+  if (!locked()) {
     holder_.join();
     throw std::runtime_error("sqlite3 did not take the write lock of " + path);
   }

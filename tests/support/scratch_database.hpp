@@ -2,6 +2,7 @@
 
 #include "base/mutex.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <string>
@@ -75,7 +76,8 @@ class sqlite_write_lock {
 
  private:
   std::thread holder_;
-  int exit_code_ = -1;  ///< the process's, once holder_ is joined
+  std::atomic<bool> exited_{false};  ///< the shell has returned
+  int exit_code_ = -1;               ///< its wait status, once holder_ is joined
 };
 
 /// PostgreSQL only: a database that hangs without going down. Holds

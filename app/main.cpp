@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -29,6 +30,9 @@ int main(int argc, char** argv) {
   using namespace parley;
   // Before any thread starts, so that only run_server's sigwait takes them.
   block_stop_signals();
+  // A write to a closed pipe (stderr's reader gone) fails, instead of ending
+  // the process: sockets and libpq guard their own writes, the log does not.
+  std::signal(SIGPIPE, SIG_IGN);
   command_line cli;
   settings cfg;
   std::shared_ptr<const model_registry> models;

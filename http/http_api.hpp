@@ -60,8 +60,8 @@ class http_api : public std::enable_shared_from_this<http_api> {
   /// so that balancers stop sending; everything else is still served, each
   /// answer closing its connection.
   void begin_drain() { draining_->store(true); }
-  /// The listener is closed: a message sent on an open WebSocket is refused
-  /// (503) from now on, to be sent again once the client has reconnected.
+  /// The listener is about to close: a message sent on an open WebSocket is
+  /// refused (503) from now on, to be sent again once the client has reconnected.
   void refuse_socket_messages() { refusing_messages_->store(true); }
   /// Closes every WebSocket with 1012 (service restart) and ends every SSE
   /// stream still open with a `restart` event, so that their clients

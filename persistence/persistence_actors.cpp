@@ -11,6 +11,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <atomic>
@@ -403,6 +404,14 @@ caf::behavior replica_reader(caf::stateful_actor<replica_reader_state>* self,
   };
 }
 
+/// libpq quotes the malformed part of a URL (a password, say) in its error:
+/// such a URL is refused here, before anything connects, and named redacted.
+void refuse_malformed_url(const std::string& key, const database_url& url) {
+  if (url.kind == database_url::backend::postgresql && !postgresql_url_parses(url.target))
+    throw config_error(key + ": " + redacted_url(url.original) +
+                       " is not a valid PostgreSQL URL (check its percent-encoding)");
+}
+
 }  // namespace
 
 persistence_actors spawn_persistence(caf::actor_system& sys, const database_settings& cfg,
@@ -415,6 +424,8 @@ persistence_actors spawn_persistence(caf::actor_system& sys, const database_sett
   // answered with a timeout was rolled back, unless the cancel did not take
   // and a resuming server commits what it had been sent.
   auto call_timeout = std::chrono::milliseconds(cfg.timeout_ms);
+  refuse_malformed_url("database.url", cfg.url);
+  if (cfg.read_url) refuse_malformed_url("database.read_url", *cfg.read_url);
   std::shared_ptr<store> writer_store = factory();
   writer_store->migrate();
   writer_store->set_call_timeout(call_timeout);
@@ -474,7 +485,10 @@ persistence_actors spawn_persistence(caf::actor_system& sys, const database_sett
       },
       caf::actor_pool::round_robin());
   caf::anon_send(health->prober, out.replica_readers);
-  if (health->down) caf::anon_send(health->prober, probe_atom::value);
+  // Not at once: the ping above has just tried, and a connection tries at
+  // most every 250 ms.
+  if (health->down)
+    caf::delayed_anon_send(health->prober, replica_probe_interval, probe_atom::value);
   return out;
 }
 

@@ -188,6 +188,10 @@ class sql_store final : public store {
           session_ << sql::sqlite::synchronous_normal;
         }
       } else {
+        // libpq's error would quote the malformed part, which may be the password.
+        if (!postgresql_url_parses(url.target))
+          throw store_error(errc::invalid_argument,
+                            "not a valid PostgreSQL URL (check its percent-encoding)");
         session_.open(soci::postgresql, postgresql_connect_string(url.target));
         quiet_notices();
         interrupt_ = make_postgresql_interrupt(native_postgresql());
@@ -1252,14 +1256,15 @@ class connecting_store final : public forwarding_store<connecting_store> {
       throw store_error(errc::db_unavailable, "not connected: " + last_failure_);
     last_attempt_ = now;
     try {
-      db_ = open_();
-    } catch (const store_error& e) {
+      auto opened = open_();
+      opened->set_call_timeout(call_timeout_);
+      db_ = std::move(opened);
+    } catch (const std::exception& e) {
       // Whatever stopped it (down, refused, a wrong password), the database
       // is unavailable to this store's callers until it connects.
       last_failure_ = e.what();
       throw store_error(errc::db_unavailable, last_failure_);
     }
-    db_->set_call_timeout(call_timeout_);
     return *db_;
   }
 
@@ -1271,6 +1276,15 @@ class connecting_store final : public forwarding_store<connecting_store> {
 };
 
 }  // namespace
+
+bool postgresql_url_parses(const std::string& url) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(postgresql_connect_string(url).c_str(), &error);
+  if (error) PQfreemem(error);  // it may quote the password
+  if (!options) return false;
+  PQconninfoFree(options);
+  return true;
+}
 
 std::string postgresql_connect_string(const std::string& url) {
   std::string out = url;

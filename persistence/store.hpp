@@ -163,4 +163,7 @@ store_factory make_connecting_store_factory(const database_url& url);
 /// long connecting and a dead peer may stall a call, unless the URL sets them.
 std::string postgresql_connect_string(const std::string& url);
 
+/// Whether libpq can read the postgresql:// URL `url` (without connecting).
+bool postgresql_url_parses(const std::string& url);
+
 }  // namespace parley

@@ -77,7 +77,7 @@ CONF
       # while it is stopped (replica-stop).
       as_owner "$bin/pg_basebackup" -h 127.0.0.1 -p "$(cat "$dir/port")" -U parley \
         -D "$dir/replica/data" --write-recovery-conf --wal-method=stream --no-sync \
-        --create-slot --slot=parley_test_replica
+        --create-slot --slot=parley_test_replica --checkpoint=fast
       started=""
       for _ in $(seq 1 20); do
         port=$((20000 + RANDOM % 40000))

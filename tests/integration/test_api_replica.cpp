@@ -131,6 +131,18 @@ BOOST_AUTO_TEST_CASE(an_unreachable_replica_is_logged_without_its_password_and_n
   BOOST_TEST(log.find("hunter2-in-url") == std::string::npos, log);
 }
 
+BOOST_AUTO_TEST_CASE(a_malformed_replica_url_stops_the_start_without_its_password,
+                     *utf::precondition(only_on_postgresql)) {
+  temp_dir temp;
+  scratch_database primary(temp.path());
+  std::string out;
+  BOOST_TEST(run_parley({"serve", "--port", "0", "--database-url", primary.url()}, out,
+                        {{"DATABASE_READ_URL",
+                          "postgresql://parley:hunter2-in-url%zz@127.0.0.1:1/parley"}}) == 2);
+  BOOST_TEST(out.find("database.read_url") != std::string::npos, out);
+  BOOST_TEST(out.find("hunter2-in-url") == std::string::npos, out);
+}
+
 BOOST_AUTO_TEST_CASE(a_replica_down_at_start_is_read_from_once_it_answers,
                      *utf::precondition(only_on_postgresql)) {
   temp_dir temp;

@@ -135,10 +135,10 @@ sqlite_write_lock::sqlite_write_lock(const std::string& path, std::chrono::secon
   std::error_code ignored;
   std::filesystem::remove(marker, ignored);
   holder_ = std::thread([this, path, marker, hold] {
-    auto cmd =
-        "(echo '.bail on'; echo '.timeout 5000'; echo 'BEGIN EXCLUSIVE;'; echo '.system touch " +
-        marker + "'; sleep " + std::to_string(hold.count()) + "; echo 'COMMIT;') | sqlite3 '" +
-        path + "'";
+    // All of it at once, the wait inside sqlite3: the command ends when it does.
+    auto cmd = "printf '.bail on\\n.timeout 5000\\nBEGIN EXCLUSIVE;\\n.system touch " + marker +
+               "\\n.system sleep " + std::to_string(hold.count()) + "\\nCOMMIT;\\n' | sqlite3 '" +
+               path + "'";
     exit_code_ = std::system(cmd.c_str());
     exited_ = true;
   });

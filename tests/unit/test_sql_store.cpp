@@ -685,22 +685,43 @@ BOOST_AUTO_TEST_CASE(a_connecting_store_is_made_without_its_database_and_connect
   auto url = testing::testing_postgresql() ? scratch.url() : "sqlite://" + missing_dir + "/x.db";
   if (testing::testing_postgresql()) scratch.allow_connections(false);
   auto db = make_connecting_store_factory(parse_database_url(url))();
-  try {
-    db->ping();
-    BOOST_ERROR("a database that cannot be reached answered");
-  } catch (const store_error& e) {
-    BOOST_TEST((e.code == errc::db_unavailable));
-  }
-  BOOST_CHECK_THROW(db->ping(), store_error);  // at once, without trying again
+  db->set_call_timeout(std::chrono::milliseconds(1000));  // kept for the connection
+  auto failure_of_ping = [&]() -> std::string {
+    try {
+      db->ping();
+      return "none";
+    } catch (const store_error& e) {
+      BOOST_TEST((e.code == errc::db_unavailable));
+      return e.what();
+    }
+  };
+  auto first = failure_of_ping();
+  BOOST_TEST(first != "none");
+  BOOST_TEST(first.rfind("not connected", 0) != 0u, first);  // it tried
+  // At once, without trying again: it says why it could not last time.
+  BOOST_TEST(failure_of_ping() == "not connected: " + first);
   if (testing::testing_postgresql())
     scratch.allow_connections(true);
   else
     std::filesystem::create_directory(missing_dir);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   BOOST_CHECK_NO_THROW(db->ping());
-  BOOST_CHECK_NO_THROW(db->set_call_timeout(std::chrono::milliseconds(1000)));
   db->migrate();
   BOOST_TEST(!db->find_conversation("none").has_value());
+}
+
+// libpq would quote the malformed part of the URL in its error: the password.
+BOOST_AUTO_TEST_CASE(a_malformed_postgresql_url_is_refused_without_quoting_it) {
+  BOOST_TEST(postgresql_url_parses("postgresql://parley:secret@127.0.0.1:5432/parley"));
+  BOOST_TEST(!postgresql_url_parses("postgresql://parley:hunter2%zz@127.0.0.1:5432/parley"));
+  BOOST_TEST(!postgresql_url_parses("postgresql://parley:hunter2%00@127.0.0.1:5432/parley"));
+  try {
+    make_store_factory(parse_database_url("postgresql://parley:hunter2%zz@127.0.0.1:1/parley"))();
+    BOOST_ERROR("a malformed URL was taken");
+  } catch (const store_error& e) {
+    BOOST_TEST((e.code == errc::invalid_argument));
+    BOOST_TEST(std::string(e.what()).find("hunter2") == std::string::npos, e.what());
+  }
 }
 
 // SQLite stores U+0000 as it is.

@@ -167,6 +167,33 @@ constexpr auto reconnect_interval = std::chrono::milliseconds(250);
 /// interval would answer 503 for nothing (/ready would flap).
 using reconnect_count = std::atomic<std::uint64_t>;
 
+/// When one store may try to open its connection: at most every
+/// reconnect_interval, unless another store of its factory got in since its
+/// last try.
+class reconnect_gate {
+ public:
+  explicit reconnect_gate(std::shared_ptr<reconnect_count> count) : count_(std::move(count)) {}
+
+  /// Whether to try now; if so, the try is counted as begun.
+  bool may_try() {
+    auto now = std::chrono::steady_clock::now();
+    auto seen = count_->load();
+    if (now - last_try_ < reconnect_interval && seen == seen_at_last_try_) return false;
+    last_try_ = now;
+    seen_at_last_try_ = seen;
+    return true;
+  }
+  /// The try got in: the factory's other stores may try at once.
+  void got_in() { seen_at_last_try_ = ++*count_; }
+  /// The next may_try() says yes whenever the last try was.
+  void open_at_once() { last_try_ = {}; }
+
+ private:
+  std::shared_ptr<reconnect_count> count_;  ///< shared by the factory's stores
+  std::chrono::steady_clock::time_point last_try_{};
+  std::uint64_t seen_at_last_try_ = 0;  ///< *count_ at the last try
+};
+
 // --- the store ----------------------------------------------------------------
 
 class sql_store final : public store {
@@ -174,7 +201,7 @@ class sql_store final : public store {
   sql_store(const database_url& url, std::shared_ptr<reconnect_count> reconnects)
       : dialect_(url.kind == database_url::backend::sqlite ? sql_dialect::sqlite
                                                            : sql_dialect::postgresql),
-        reconnects_(std::move(reconnects)) {
+        reconnect_gate_(std::move(reconnects)) {
     translate_errors([&] {
       if (dialect_ == sql_dialect::sqlite) {
         // timeout: how long a statement waits for a lock held by another
@@ -591,7 +618,7 @@ class sql_store final : public store {
       if (known_broken || e.code != errc::db_unavailable || dialect_ != sql_dialect::postgresql ||
           PQstatus(native_postgresql()) == CONNECTION_OK)
         throw;
-      last_reconnect_ = {};
+      reconnect_gate_.open_at_once();
       ask();
     }
   }
@@ -1065,16 +1092,12 @@ class sql_store final : public store {
       suspect_ = false;
       return;
     }
-    auto now = std::chrono::steady_clock::now();
-    auto reconnects_seen = reconnects_->load();
-    if (now - last_reconnect_ < reconnect_interval && reconnects_seen == reconnects_at_last_)
+    if (!reconnect_gate_.may_try())
       throw store_error(errc::db_unavailable, "the database connection is down");
-    last_reconnect_ = now;
-    reconnects_at_last_ = reconnects_seen;
     writes_.reset();     // its statements belong to the old connection
     interrupt_.reset();  // its copy of the socket would keep the old connection open
     translate_errors([&] { session_.reconnect(); });
-    reconnects_at_last_ = ++*reconnects_;
+    reconnect_gate_.got_in();
     quiet_notices();
     interrupt_ = make_postgresql_interrupt(native_postgresql());
     dropped_ = false;
@@ -1086,9 +1109,7 @@ class sql_store final : public store {
   std::unique_ptr<prepared_writes> writes_;  // after session_: destroyed first
   bool suspect_ = false;                     ///< the last call failed for want of the database
   bool track_positions_ = false;             ///< track_commit_positions() was called
-  std::chrono::steady_clock::time_point last_reconnect_{};
-  std::shared_ptr<reconnect_count> reconnects_;  ///< shared by the factory's stores
-  std::uint64_t reconnects_at_last_ = 0;         ///< *reconnects_ at our last attempt
+  reconnect_gate reconnect_gate_;
   /// How long a call may take; zero: no bound (set_call_timeout).
   std::chrono::milliseconds call_timeout_{0};
   /// What the watchdog stops a call on this connection with; PostgreSQL
@@ -1235,7 +1256,8 @@ class locked_store final : public forwarding_store<locked_store> {
 /// db_unavailable. Once connected, the store it made reconnects by itself.
 class connecting_store final : public forwarding_store<connecting_store> {
  public:
-  explicit connecting_store(store_factory open) : open_(std::move(open)) {}
+  connecting_store(store_factory open, std::shared_ptr<reconnect_count> connects)
+      : open_(std::move(open)), connect_gate_(std::move(connects)) {}
 
   template <class Fn>
   auto with(Fn&& fn) {
@@ -1251,14 +1273,13 @@ class connecting_store final : public forwarding_store<connecting_store> {
  private:
   store& connected() {
     if (db_) return *db_;
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_attempt_ < reconnect_interval)
+    if (!connect_gate_.may_try())
       throw store_error(errc::db_unavailable, "not connected: " + last_failure_);
-    last_attempt_ = now;
     try {
       auto opened = open_();
       opened->set_call_timeout(call_timeout_);
       db_ = std::move(opened);
+      connect_gate_.got_in();
     } catch (const std::exception& e) {
       // Whatever stopped it (down, refused, a wrong password), the database
       // is unavailable to this store's callers until it connects.
@@ -1271,7 +1292,7 @@ class connecting_store final : public forwarding_store<connecting_store> {
   store_factory open_;
   std::unique_ptr<store> db_;  ///< null until connected
   std::chrono::milliseconds call_timeout_{0};
-  std::chrono::steady_clock::time_point last_attempt_{};
+  reconnect_gate connect_gate_;
   std::string last_failure_;
 };
 
@@ -1300,6 +1321,16 @@ std::string postgresql_connect_string(const std::string& url) {
   return out;
 }
 
+namespace {
+
+/// Stores on their own connections to `url`, sharing `reconnects`.
+store_factory sql_store_factory(const database_url& url,
+                                std::shared_ptr<reconnect_count> reconnects) {
+  return [url, reconnects] { return std::make_unique<sql_store>(url, reconnects); };
+}
+
+}  // namespace
+
 store_factory make_store_factory(const database_url& url) {
   if (url.kind == database_url::backend::sqlite && url.target == ":memory:") {
     // Every copy of the factory must hand out the same connection.
@@ -1313,14 +1344,18 @@ store_factory make_store_factory(const database_url& url) {
       return std::make_unique<locked_store>(state->db);
     };
   }
-  return [url, reconnects = std::make_shared<reconnect_count>(0)] {
-    return std::make_unique<sql_store>(url, reconnects);
-  };
+  return sql_store_factory(url, std::make_shared<reconnect_count>(0));
 }
 
 store_factory make_connecting_store_factory(const database_url& url) {
-  return [open = make_store_factory(url)]() -> std::unique_ptr<store> {
-    return std::make_unique<connecting_store>(open);
+  // One count for the first connects and the reconnects after: the
+  // database is back as soon as any of them gets in.
+  auto connects = std::make_shared<reconnect_count>(0);
+  auto open = url.kind == database_url::backend::sqlite && url.target == ":memory:"
+                  ? make_store_factory(url)
+                  : sql_store_factory(url, connects);
+  return [open, connects]() -> std::unique_ptr<store> {
+    return std::make_unique<connecting_store>(open, connects);
   };
 }
 
